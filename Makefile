@@ -1,0 +1,44 @@
+# qupaint developer entry points. README names two: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU build of torch on machines without a GPU (an unpinned torch pulls a multi-GB CUDA build).
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.qupaint-installed
+SOURCES := pyproject.toml CMakeLists.txt $(shell find csrc -type f 2>/dev/null)
+PYTEST_ARGS ?=
+
+.PHONY: install demo test bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# Build deps are installed into the venv and the package is built without isolation, so the
+# extension builds once into build/ and rebuilds only when csrc/ or the build files change.
+$(STAMP): $(BIN)/python $(SOURCES)
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.12" ninja
+	$(BIN)/python -m pip install -q --no-build-isolation -e ".[test,bench,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/qupaint demo --out demo_out
+
+# pytest exit code 5 means "no tests collected": report it loudly but do not fail.
+test: $(STAMP)
+	@$(BIN)/python -m pytest tests $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "WARNING: pytest collected no tests"; exit 0; fi; exit $$rc
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-columns=min,median,mean,rounds \
+		--benchmark-json=benchmarks/results/latest-$$(hostname).json $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check qupaint tests benchmarks
+	$(BIN)/ruff format --check qupaint tests benchmarks
+
+clean:
+	rm -rf build demo_out .pytest_cache

@@ -1,0 +1,398 @@
+"""Batched coherent transfer-matrix reflectance of thin-film stacks.
+
+``reflectance`` is the array-level contract of ARCHITECTURE.md: complex indices
+``[B, L, W]`` and thicknesses ``[B, L]`` in, reflectance ``[B, W]`` out, identical to
+``tmm.coh_tmm(pol, n_list, d_list, th_0, lam_vac)["R"]``. ``stack_reflectance`` builds
+that input from material names (QuPAINT Sec. 4.1, Eq. 1-2 and Eq. 21: air / flake /
+SiO2 / Si).
+
+The reference below is the characteristic-matrix product written the way tmm writes it
+(S. J. Byrnes, "Multilayer optical calculations", arXiv:1603.02720), in torch so it runs
+on any device; the C++/CUDA kernels (``csrc/include/qupaint/tmm.h``) use the
+algebraically equal Airy recursion, so each checks the other.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from qupaint import _backend
+from qupaint._arrays import as_tensor, common_device, elem_strides, is_torch, pointer, to_output
+from qupaint.optics.materials import get_material, monolayer_thickness_nm, refractive_index
+
+__all__ = [
+    "reflectance",
+    "stack_reflectance",
+    "reflectance_reference",
+    "flake_layers",
+    "build_stack",
+    "POLS",
+    "DEFAULT_WAVELENGTHS_NM",
+]
+
+POLS = {"s": 0, "p": 1, "u": 2}
+#: 400-700 nm every 1 nm: the paper's range (QuPAINT Sec. 4.1), 301 samples.
+DEFAULT_WAVELENGTHS_NM = np.arange(400.0, 701.0, 1.0)
+_EPS64 = float(np.finfo(np.float64).eps)
+_OPAQUE = 35.0  # tmm's clamp on Im(delta) for opaque layers
+
+
+def _forward_q(n: torch.Tensor, kx2: torch.Tensor) -> torch.Tensor:
+    """n cos(theta) for the forward wave (tmm.is_forward_angle), shape of ``n``."""
+    q = torch.sqrt(n * n - kx2)
+    fwd = torch.where(q.imag.abs() > 100 * _EPS64, q.imag > 0, q.real > 0)
+    return torch.where(fwd, q, -q)
+
+
+def reflectance_reference(
+    n: torch.Tensor, d: torch.Tensor, wavelengths_nm: torch.Tensor, sin0: torch.Tensor, pol: str
+) -> torch.Tensor:
+    """Vectorised characteristic-matrix reflectance (readable; the truth).
+
+    Computes in the dtype of ``n`` (complex128 for the truth, complex64 when benchmarked as
+    the torch-eager peer).
+
+    Parameters
+    ----------
+    n : complex [B|1, L, W]
+    d : real [B|1, L], nm; d[:, 0] and d[:, -1] are ignored (semi-infinite)
+    wavelengths_nm : real [W]
+    sin0 : real [B|1], sin(theta0); kx = Re(n0) sin(theta0) per wavelength
+    pol : "s" | "p" | "u"
+    """
+    if pol == "u":
+        return 0.5 * (
+            reflectance_reference(n, d, wavelengths_nm, sin0, "s")
+            + reflectance_reference(n, d, wavelengths_nm, sin0, "p")
+        )
+    L = n.shape[1]
+    kx = n[:, 0, :].real * sin0[:, None].to(n.real.dtype)  # [B, W]
+    kx2 = (kx * kx).to(n.dtype)
+    q = [_forward_q(n[:, i, :], kx2) for i in range(L)]
+
+    def interface_r(i: int) -> torch.Tensor:  # tmm.interface_r between layers i and i + 1
+        if pol == "s":
+            return (q[i] - q[i + 1]) / (q[i] + q[i + 1])
+        ni, nf = n[:, i, :], n[:, i + 1, :]
+        return (nf * nf * q[i] - ni * ni * q[i + 1]) / (nf * nf * q[i] + ni * ni * q[i + 1])
+
+    # M = [[1, r01], [r01, 1]] * prod_i P_i [[1, r_i,i+1], [r_i,i+1, 1]]; the 1/t factors of
+    # tmm's matrices are scalars and cancel in r = M10 / M00.
+    r = interface_r(0)
+    m00, m01, m10, m11 = torch.ones_like(r), r, r, torch.ones_like(r)
+    k0 = 2 * math.pi / wavelengths_nm.to(n.real.dtype)
+    for i in range(1, L - 1):
+        delta = k0 * q[i] * d[:, i : i + 1].to(n.real.dtype)
+        delta = torch.complex(delta.real, delta.imag.clamp(max=_OPAQUE))
+        em, ep = torch.exp(-1j * delta), torch.exp(1j * delta)
+        ri = interface_r(i)
+        # [[a, b], [c, e]] @ [[em, em*ri], [ep*ri, ep]]
+        m00, m01, m10, m11 = (
+            m00 * em + m01 * ep * ri,
+            m00 * em * ri + m01 * ep,
+            m10 * em + m11 * ep * ri,
+            m10 * em * ri + m11 * ep,
+        )
+    rr = m10 / m00
+    return (rr * rr.conj()).real
+
+
+@_backend.register("tmm_reflectance", "reference")
+def _tmm_reference(n, d, wl, sin0, pol, out_dtype):
+    return reflectance_reference(
+        n.to(torch.complex128), d.double(), wl.double(), sin0.double(), pol
+    ).to(out_dtype)
+
+
+def _kernel_args(n, d, wl, sin0, pol, out):
+    ns, ds = elem_strides(n), elem_strides(d)
+    return (
+        "float32" if out.dtype == torch.float32 else "float64",
+        pointer(n), *ns, pointer(d), *ds, pointer(sin0), elem_strides(sin0)[0], pointer(wl),
+        out.shape[0], n.shape[1], out.shape[1], POLS[pol], pointer(out),
+    )  # fmt: skip
+
+
+def _alloc_out(n, d, sin0, wl, out_dtype):
+    B = max(n.shape[0], d.shape[0], sin0.shape[0])
+    return torch.empty((B, wl.shape[0]), dtype=out_dtype, device=wl.device)
+
+
+def _expand(n, d, sin0, B):
+    # stride-0 views: a shared material table is read, never copied, per stack
+    return n.expand(B, -1, -1), d.expand(B, -1), sin0.expand(B)
+
+
+@_backend.register("tmm_reflectance", "cpu")
+def _tmm_cpu(n, d, wl, sin0, pol, out_dtype):
+    from qupaint import _C
+
+    out = _alloc_out(n, d, sin0, wl, out_dtype)
+    n, d, sin0 = _expand(n, d, sin0, out.shape[0])
+    _C.tmm_reflectance_cpu(*_kernel_args(n, d, wl.contiguous(), sin0, pol, out))
+    return out
+
+
+@_backend.register("tmm_reflectance", "cuda")
+def _tmm_cuda(n, d, wl, sin0, pol, out_dtype):
+    from qupaint import _C
+
+    out = _alloc_out(n, d, sin0, wl, out_dtype)
+    n, d, sin0 = _expand(n, d, sin0, out.shape[0])
+    stream = torch.cuda.current_stream(out.device).cuda_stream
+    _C.tmm_reflectance_cuda(*_kernel_args(n, d, wl.contiguous(), sin0, pol, out), stream)
+    return out
+
+
+def _check_finite(name: str, t: torch.Tensor) -> None:
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or inf; give finite values")
+
+
+def reflectance(
+    n: Any,
+    d: Any,
+    wavelengths_nm: Any,
+    theta0: Any = 0.0,
+    pol: str = "s",
+    backend: str | None = None,
+) -> Any:
+    """Reflectance of coherent thin-film stacks (transfer-matrix method).
+
+    Parameters
+    ----------
+    n : complex array_like, [L, W] or [B, L, W]
+        Refractive index n + ik (k >= 0) of each layer at each wavelength, from the
+        incident medium (layer 0) to the exit medium (layer L-1), both semi-infinite.
+        Real arrays mean k = 0.
+    d : array_like, [L] or [B, L]
+        Thicknesses in nm; ``d[..., 0]`` and ``d[..., -1]`` must be ``inf``.
+    wavelengths_nm : array_like, [W]
+        Vacuum wavelengths in nm.
+    theta0 : float or array_like [B]
+        Angle of incidence in radians, in [0, pi/2).
+    pol : {"s", "p", "u"}
+        Polarisation; ``"u"`` (unpolarised) is the mean of s and p reflectance.
+    backend : {"reference", "cpu", "cuda"}, optional
+        Override the automatic choice (see :mod:`qupaint._backend`).
+
+    Returns
+    -------
+    R : [W] when no input is batched, else [B, W]; float64, or float32 when ``n`` is
+        complex64/float32. numpy for numpy input; torch on the input's device otherwise.
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes or layer counts, finite outer thicknesses, negative or NaN
+        thickness, non-finite or gain (k < 0) indices, unknown ``pol``, angle outside
+        [0, pi/2), lossy incident medium at oblique incidence.
+    TypeError
+        Non-numeric input.
+
+    References
+    ----------
+    QuPAINT Eq. (1)-(2); tmm.coh_tmm (Byrnes, arXiv:1603.02720).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qupaint.optics import reflectance
+    >>> n = np.array([[1.0], [1.5]])          # air | glass, one wavelength
+    >>> float(reflectance(n, [np.inf, np.inf], [550.0])[0])   # ((1.5-1)/(1.5+1))**2
+    0.04
+    """
+    if pol not in POLS:
+        raise ValueError(f"pol must be one of 's', 'p', 'u'; got {pol!r}")
+    device = common_device(n, d, wavelengths_nm, theta0, names=("n", "d", "wavelengths_nm", "theta0"))
+    torch_out = device is not None
+    device = device or torch.device("cpu")
+    try:
+        nt = as_tensor(n, device)
+        dt = as_tensor(d, device)
+        wl = as_tensor(wavelengths_nm, device)
+        th = as_tensor(theta0, device)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(f"reflectance: inputs must be numeric arrays or tensors ({exc})") from exc
+    single = nt.dim() == 2 and dt.dim() == 1 and th.dim() == 0
+    if nt.dtype in (torch.complex64, torch.float32, torch.float16, torch.bfloat16):
+        cdtype, rdtype = torch.complex64, torch.float32
+    elif nt.is_complex() or nt.is_floating_point() or nt.dtype in (torch.int32, torch.int64):
+        cdtype, rdtype = torch.complex128, torch.float64
+    else:
+        raise TypeError(f"n must be a real or complex numeric array; got dtype {nt.dtype}")
+    nt = nt.to(cdtype)
+    dt, wl, th = dt.to(rdtype), wl.to(rdtype), th.to(rdtype)
+
+    if nt.dim() == 2:
+        nt = nt.unsqueeze(0)
+    if nt.dim() != 3:
+        raise ValueError(f"n must have shape [L, W] or [B, L, W]; got {tuple(nt.shape)}")
+    if dt.dim() == 1:
+        dt = dt.unsqueeze(0)
+    if dt.dim() != 2:
+        raise ValueError(f"d must have shape [L] or [B, L]; got {tuple(dt.shape)}")
+    if wl.dim() != 1:
+        raise ValueError(f"wavelengths_nm must be 1-D [W]; got shape {tuple(wl.shape)}")
+    th = th.reshape(-1) if th.dim() <= 1 else th
+    if th.dim() != 1:
+        raise ValueError(f"theta0 must be a scalar or [B]; got shape {tuple(th.shape)}")
+    L, W = nt.shape[1], nt.shape[2]
+    if L < 2:
+        raise ValueError(f"n: a stack needs at least 2 layers (incident and exit media); got L={L}")
+    if dt.shape[1] != L:
+        raise ValueError(f"d has {dt.shape[1]} layers but n has {L}; give one thickness per layer")
+    if W != wl.shape[0]:
+        raise ValueError(f"n has {W} wavelengths but wavelengths_nm has {wl.shape[0]}")
+    sizes = {nt.shape[0], dt.shape[0], th.shape[0]} - {1}
+    if len(sizes) > 1:
+        raise ValueError(
+            f"batch sizes differ: n {nt.shape[0]}, d {dt.shape[0]}, theta0 {th.shape[0]}; "
+            "each must be 1 or the common B"
+        )
+    _check_finite("n", torch.view_as_real(nt))
+    if bool((nt.imag < 0).any()):
+        raise ValueError("n: k (imaginary part) must be >= 0; gain media are not supported")
+    _check_finite("wavelengths_nm", wl)
+    if bool((wl <= 0).any()):
+        raise ValueError("wavelengths_nm must be > 0 (nm)")
+    if bool(torch.isnan(dt).any()):
+        raise ValueError("d contains NaN; give finite thicknesses in nm")
+    if not bool(torch.isinf(dt[:, 0]).all() and torch.isinf(dt[:, -1]).all()):
+        raise ValueError(
+            f"d: outer layers must be inf (semi-infinite); got d[..., 0]={float(dt[0, 0])}, "
+            f"d[..., -1]={float(dt[0, -1])}"
+        )
+    inner = dt[:, 1:-1]
+    if inner.numel():
+        if not bool(torch.isfinite(inner).all()):
+            raise ValueError("d: inner layers must have finite thickness (only the outer ones are inf)")
+        if bool((inner < 0).any()):
+            raise ValueError(f"d: thickness must be >= 0 nm; got min {float(inner.min())}")
+    _check_finite("theta0", th)
+    if bool(((th < 0) | (th >= math.pi / 2)).any()):
+        raise ValueError("theta0 must be in [0, pi/2) radians")
+    oblique = th > 0
+    if bool(oblique.any()):
+        lossy = (nt[:, 0, :].imag != 0).any(dim=1)
+        if bool((lossy & oblique).any()):
+            raise ValueError(
+                "n[..., 0, :]: the incident medium must be lossless (k = 0) at oblique incidence"
+            )
+    _, fn = _backend.select("tmm_reflectance", device.type, backend)
+    out = fn(nt, dt, wl, torch.sin(th), pol, rdtype)
+    return to_output(out[0] if single else out, torch_out)
+
+
+LayerSpec = tuple  # (material, thickness_nm) or (material, thickness_nm, n_layers)
+
+
+def flake_layers(material: str, n_layers: int, oxide_nm: float | None = 285.0) -> list[LayerSpec]:
+    """Layer list for an ``n_layers`` flake of ``material`` on ``oxide_nm`` of SiO2.
+
+    Thickness = ``n_layers * monolayer_thickness_nm(material)``; the layer count is carried
+    along so layer-resolved n,k tables are used (QuPAINT Eq. 21, air / flake / SiO2 / Si).
+    ``oxide_nm=None`` (or 0) leaves the oxide out.
+
+    >>> flake_layers("MoS2", 1)
+    [('MoS2', 0.615, 1), ('SiO2', 285.0)]
+    """
+    if int(n_layers) != n_layers or n_layers < 1:
+        raise ValueError(f"n_layers must be a positive integer; got {n_layers!r}")
+    layers: list[LayerSpec] = [
+        (get_material(material).name, n_layers * monolayer_thickness_nm(material), int(n_layers))
+    ]
+    if oxide_nm:
+        layers.append(("SiO2", float(oxide_nm)))
+    return layers
+
+
+def build_stack(
+    layers: Sequence[LayerSpec],
+    wavelengths_nm: Any,
+    substrate: str = "Si",
+    incident: str = "air",
+) -> tuple[np.ndarray, Any]:
+    """Turn a material layer list into ``(n [L, W] complex128, d [L] or [B, L])``.
+
+    Thicknesses may be scalars or ``[B]`` arrays (one stack per entry); numpy or torch.
+    """
+    if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence):
+        raise TypeError("layers must be a list of (material, thickness_nm[, n_layers]) tuples")
+    wl = np.asarray(wavelengths_nm.detach().cpu() if is_torch(wavelengths_nm) else wavelengths_nm,
+                    dtype=np.float64)
+    ns = [refractive_index(incident, wl)]
+    ds: list[Any] = []
+    for i, spec in enumerate(layers):
+        if not isinstance(spec, (tuple, list)) or len(spec) not in (2, 3):
+            raise ValueError(
+                f"layers[{i}] must be (material, thickness_nm) or (material, thickness_nm, "
+                f"n_layers); got {spec!r}"
+            )
+        mat, thick = spec[0], spec[1]
+        nl = spec[2] if len(spec) == 3 else None
+        ns.append(refractive_index(mat, wl, layers=nl))
+        ds.append(thick)
+    ns.append(refractive_index(substrate, wl))
+    batch = [np.shape(t) if not is_torch(t) else tuple(t.shape) for t in ds]
+    sizes = {s[0] for s in batch if len(s) == 1}
+    if any(len(s) > 1 for s in batch) or len(sizes) > 1:
+        raise ValueError(
+            f"layer thicknesses must be scalars or [B] arrays of one length B; got shapes {batch}"
+        )
+    if not sizes:
+        d = np.array([np.inf, *[float(t) for t in ds], np.inf])
+    else:
+        (B,) = sizes
+        dev = common_device(*ds)
+        cols = [as_tensor(t, dev, torch.float64).reshape(-1).expand(B) for t in ds]
+        inf = torch.full((B,), math.inf, dtype=torch.float64, device=dev)
+        d = torch.stack([inf, *cols, inf], dim=1)
+        if dev is None:
+            d = d.numpy()
+    return np.stack(ns), d
+
+
+def stack_reflectance(
+    layers: Sequence[LayerSpec],
+    wavelengths_nm: Any = DEFAULT_WAVELENGTHS_NM,
+    substrate: str = "Si",
+    incident: str = "air",
+    theta0: Any = 0.0,
+    pol: str = "u",
+    backend: str | None = None,
+) -> Any:
+    """Reflectance spectrum of ``incident / layers... / substrate`` built from material names.
+
+    Parameters
+    ----------
+    layers : list of (material, thickness_nm) or (material, thickness_nm, n_layers)
+        Top to bottom. ``thickness_nm`` is a float or a ``[B]`` array/tensor (B stacks that
+        share materials); ``n_layers`` selects layer-resolved n,k (see
+        :func:`flake_layers`).
+    wavelengths_nm : [W], default 400-700 nm every 1 nm.
+    substrate, incident : material names (semi-infinite).
+    theta0, pol, backend : as in :func:`reflectance`.
+
+    Returns
+    -------
+    R : [W] or [B, W] (torch when a thickness or the wavelengths are torch).
+
+    Examples
+    --------
+    >>> from qupaint.optics import stack_reflectance, flake_layers
+    >>> R = stack_reflectance(flake_layers("graphene", 1, oxide_nm=285.0))
+    >>> R.shape
+    (301,)
+    """
+    n, d = build_stack(layers, wavelengths_nm, substrate, incident)
+    dev = common_device(d, wavelengths_nm)
+    if dev is not None:
+        n = as_tensor(n, dev)
+    wl = wavelengths_nm if is_torch(wavelengths_nm) or dev is None else as_tensor(wavelengths_nm, dev)
+    return reflectance(n, d, wl, theta0=theta0, pol=pol, backend=backend)
