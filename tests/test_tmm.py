@@ -249,3 +249,34 @@ def test_stack_reflectance_batched_thickness():
         stack_reflectance([("vibranium", 1.0)])
     with pytest.raises(ValueError, match="tabulated"):
         stack_reflectance(flake_layers("MoS2", 1), wavelengths_nm=np.array([380.0, 500.0]))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_shared_bottom_layers_and_large_phases(rng, backend, dtype):
+    # Shared n and angle (one plan for the batch); layers 2 and 4 have one thickness for
+    # all stacks, layers 1 and 3 vary: only the bottom run of shared layers is pre-folded.
+    # Thick layers (up to 20 um) push the phase to ~1e3 rad (range reduction of sincos).
+    name, dev = backend
+    B, L, W = 12, 6, 41
+    wl = np.linspace(380, 800, W)
+    n = rng.uniform(1.2, 4.5, (L, W)) + 1j * rng.uniform(0, 0.05, (L, W))
+    n[0] = 1.0
+    d = np.empty((B, L))
+    d[:, 0] = d[:, -1] = np.inf
+    d[:, 1] = rng.uniform(0, 20000, B)
+    d[:, 2] = 285.0
+    d[:, 3] = rng.uniform(0, 500, B)
+    d[:, 4] = 90.0
+    ref = reflectance(n, d, wl, 0.2, "u", backend="reference")
+    cdt = torch.complex64 if dtype == "float32" else torch.complex128
+    out = reflectance(torch.as_tensor(n, dtype=cdt, device=dev), torch.as_tensor(d, device=dev),
+                      torch.as_tensor(wl, device=dev), 0.2, "u", backend=name)
+    # float32: a phase of ~1e3 rad carries ~1e3 * 6e-8 absolute error by itself
+    tol = TOL[dtype] if dtype == "float64" else 2e-3
+    assert np.abs(out.cpu().double().numpy() - ref).max() < tol
+    d[:, 3] = 40.0  # now layers 2..4 are all shared
+    ref = reflectance(n, d, wl, 0.0, "s", backend="reference")
+    out = reflectance(torch.as_tensor(n, dtype=cdt, device=dev), torch.as_tensor(d, device=dev),
+                      torch.as_tensor(wl, device=dev), 0.0, "s", backend=name)
+    assert np.abs(out.cpu().double().numpy() - ref).max() < tol

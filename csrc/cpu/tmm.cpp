@@ -1,11 +1,11 @@
 // CPU transfer-matrix reflectance.
-// Parallel decomposition: OpenMP over the flattened (stack, wavelength) grid in
-// static chunks; each (b, w) is independent and reads L complex indices and L
-// thicknesses, writes one float. Work per item is O(L) complex ops (one exp,
-// one division per layer and polarisation), so the kernel is compute bound.
-#include "kernels.h"
+// Parallel decomposition: OpenMP over stacks (static schedule); inside a stack, SIMD over
+// wavelengths (see tmm_plan.h). Memory traffic: the shared (layer, wavelength) plan
+// (6 L W reals, L1/L2 resident for W ~ 300) plus one [W] output row per stack.
+#include <vector>
 
-#include "qupaint/tmm.h"
+#include "kernels.h"
+#include "tmm_plan.h"
 
 namespace qp {
 
@@ -18,14 +18,25 @@ void tmm_reflectance_cpu(const TmmArgs& a) {
   T* out = reinterpret_cast<T*>(a.out);
   const long long B = a.B, W = a.W;
   const int L = static_cast<int>(a.L);
-  const int pol = a.pol;
-#pragma omp parallel for schedule(static)
-  for (long long b = 0; b < B; ++b) {
-    const T s0 = sin0[b * a.sin0_sb];
-    for (long long w = 0; w < W; ++w) {
-      out[b * W + w] = stack_reflectance<T>(
-          [&](int l) { return n.at(b, l, w); }, [&](int l) { return d.at(b, l); }, L, wl[w], s0,
-          pol);
+  // all stacks share indices and angle: one plan for the whole batch
+  const bool shared = a.n_sb == 0 && a.sin0_sb == 0;
+  TmmPlan<T> shared_plan;
+  if (shared && B > 0) {
+    shared_plan.init(W, L, a.pol);
+    shared_plan.fill(n, wl, sin0[0], 0);
+    shared_plan.fold_shared(d, B);
+  }
+#pragma omp parallel
+  {
+    std::vector<T> scratch(static_cast<size_t>(4 * W));
+    TmmPlan<T> own;
+    if (!shared) own.init(W, L, a.pol);
+#pragma omp for schedule(static)
+    for (long long b = 0; b < B; ++b) {
+      if (!shared) own.fill(n, wl, sin0[b * a.sin0_sb], b);
+      const TmmPlan<T>& plan = shared ? shared_plan : own;
+      plan.run([&](int l) { return d.at(b, l); }, out + b * W, scratch.data(),
+               scratch.data() + W, scratch.data() + 2 * W, scratch.data() + 3 * W);
     }
   }
 }

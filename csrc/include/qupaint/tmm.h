@@ -46,6 +46,13 @@ template <class T> QP_INLINE cplx<T> fresnel_p(cplx<T> ni, cplx<T> qi, cplx<T> n
   return (a - b) / (a + b);
 }
 
+// One Airy fold: reflection above a layer from the interface r above it, the folded
+// reflection G below it and the round-trip phase ph = e^{2 i delta}.
+template <class T> QP_INLINE cplx<T> fold(cplx<T> r, cplx<T> G, cplx<T> ph) {
+  const cplx<T> g = G * ph;
+  return (r + g) / (make(T(1), T(0)) + r * g);
+}
+
 // Reflectance of one stack at one wavelength.
 //   n(l)  -> complex index of layer l (l = 0..L-1), any accessor (strided, broadcast)
 //   d(l)  -> thickness in nm of layer l (only 1..L-2 are read)
@@ -70,16 +77,8 @@ QP_INLINE T stack_reflectance(NFn n, DFn d, int L, T wavelength_nm, T sin0, int 
     const cplx<T> ph = cexp_i(d(j) * two_k0 * qj);  // e^{2 i delta_j}, delta_j = k0 q_j d_j
     ni = n(j - 1);
     qi = normal_q(ni, kx2);
-    if (pol != POL_P) {
-      const cplx<T> r = fresnel_s(qi, qj);
-      const cplx<T> g = Gs * ph;
-      Gs = (r + g) / (make(T(1), T(0)) + r * g);
-    }
-    if (pol != POL_S) {
-      const cplx<T> r = fresnel_p(ni, qi, nj, qj);
-      const cplx<T> g = Gp * ph;
-      Gp = (r + g) / (make(T(1), T(0)) + r * g);
-    }
+    if (pol != POL_P) Gs = fold(fresnel_s(qi, qj), Gs, ph);
+    if (pol != POL_S) Gp = fold(fresnel_p(ni, qi, nj, qj), Gp, ph);
   }
   if (pol == POL_S) return abs2(Gs);
   if (pol == POL_P) return abs2(Gp);

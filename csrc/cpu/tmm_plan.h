@@ -1,0 +1,178 @@
+// CPU structure of the transfer-matrix kernels: precompute, then SIMD over wavelengths.
+//
+// Everything that does not depend on thickness (q = n cos(theta) per layer, Fresnel
+// coefficients per interface, 4 pi q / lambda per layer) is computed once per
+// (layer, wavelength) into structure-of-arrays buffers: once per call when all stacks
+// share materials and angle (stride-0 broadcast, the rendering case), else once per
+// stack. The per-stack work is then L-2 passes of an Airy fold over contiguous
+// wavelength arrays, with branch-free sincos/exp (qupaint/fastmath.h), which GCC/Clang
+// vectorise (`#pragma GCC ivdep`; not `omp simd`, which turns the struct temporaries of
+// the inlined complex math into per-lane arrays and gives up). Per stack and wavelength that is, for each internal
+// layer, one sincos + one exp + one complex division per polarisation.
+#pragma once
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels.h"
+#include "qupaint/fastmath.h"
+#include "qupaint/tmm.h"
+
+namespace qp {
+
+template <class T>
+struct TmmPlan {
+  long long W = 0;
+  int L = 0;
+  bool want_s = true, want_p = true;
+  // [l * W + w]; interfaces l = 0..L-2, layers l = 0..L-1
+  std::vector<T> rs_re, rs_im, rp_re, rp_im, kq_re, kq_im;
+  // Layers j_shared..L-2 have one thickness for every stack (the oxide under a flake):
+  // their folds are done once in fold_shared() and run() starts from g0_*.
+  int j_shared = -1;
+  std::vector<T> g0s_re, g0s_im, g0p_re, g0p_im;
+
+  void init(long long W_, int L_, int pol) {
+    W = W_;
+    L = L_;
+    want_s = pol != POL_P;
+    want_p = pol != POL_S;
+    const size_t ni = static_cast<size_t>((L - 1) * W), nl = static_cast<size_t>(L * W);
+    for (auto* v : {&rs_re, &rs_im, &rp_re, &rp_im}) v->assign(ni, T(0));
+    for (auto* v : {&kq_re, &kq_im}) v->assign(nl, T(0));
+  }
+
+  // Fill the buffers for stack b (b is only used to index strided inputs).
+  void fill(const NView<T>& n, const T* wl, T sin0, long long b) {
+    const T four_pi = T(4) * T(3.14159265358979323846);
+    for (long long w = 0; w < W; ++w) {
+      const T kx = n.at(b, 0, w).re * sin0;
+      const T kx2 = kx * kx;
+      cplx<T> ni = n.at(b, 0, w);
+      cplx<T> qi = normal_q(ni, kx2);
+      const T k2 = four_pi / wl[w];
+      for (int l = 0; l < L - 1; ++l) {
+        const cplx<T> nf = n.at(b, l + 1, w);
+        const cplx<T> qf = normal_q(nf, kx2);
+        const size_t i = static_cast<size_t>(l * W + w);
+        if (want_s) {
+          const cplx<T> r = fresnel_s(qi, qf);
+          rs_re[i] = r.re;
+          rs_im[i] = r.im;
+        }
+        if (want_p) {
+          const cplx<T> r = fresnel_p(ni, qi, nf, qf);
+          rp_re[i] = r.re;
+          rp_im[i] = r.im;
+        }
+        kq_re[static_cast<size_t>((l + 1) * W + w)] = k2 * qf.re;
+        kq_im[static_cast<size_t>((l + 1) * W + w)] = k2 * qf.im;
+        ni = nf;
+        qi = qf;
+      }
+    }
+  }
+
+  // Reflectance of one stack with inner thicknesses d(1..L-2) over all wavelengths into R[W].
+  // G*: per-thread scratch of size W each.
+  template <class DFn>
+  void run(DFn d, T* R, T* gs_re, T* gs_im, T* gp_re, T* gp_im) const {
+    const long long W = this->W;  // a local bound, so the SIMD loops need no reload
+    int j_first = L - 2;
+    if (j_shared >= 1) {
+      std::copy(g0s_re.begin(), g0s_re.end(), gs_re);
+      std::copy(g0s_im.begin(), g0s_im.end(), gs_im);
+      std::copy(g0p_re.begin(), g0p_re.end(), gp_re);
+      std::copy(g0p_im.begin(), g0p_im.end(), gp_im);
+      j_first = j_shared - 1;
+    } else {
+      const long long last = static_cast<long long>(L - 2) * W;
+      for (long long w = 0; w < W; ++w) {
+        gs_re[w] = want_s ? rs_re[last + w] : T(0);
+        gs_im[w] = want_s ? rs_im[last + w] : T(0);
+        gp_re[w] = want_p ? rp_re[last + w] : T(0);
+        gp_im[w] = want_p ? rp_im[last + w] : T(0);
+      }
+    }
+    fold_layers(d, j_first, 1, gs_re, gs_im, gp_re, gp_im);
+    finish(R, gs_re, gs_im, gp_re, gp_im);
+  }
+
+  // Fold layers j_hi down to j_lo (inclusive) onto G.
+  template <class DFn>
+  void fold_layers(DFn d, int j_hi, int j_lo, T* gs_re, T* gs_im, T* gp_re, T* gp_im) const {
+    const long long W = this->W;
+    for (int j = j_hi; j >= j_lo; --j) {
+      const T dj = d(j);
+      const T* kr = kq_re.data() + static_cast<size_t>(j) * W;
+      const T* ki = kq_im.data() + static_cast<size_t>(j) * W;
+      const size_t up = static_cast<size_t>(j - 1) * W;
+      const T* srr = rs_re.data() + up;
+      const T* sri = rs_im.data() + up;
+      const T* prr = rp_re.data() + up;
+      const T* pri = rp_im.data() + up;
+      if (want_s && want_p) {
+#pragma GCC ivdep
+        for (long long w = 0; w < W; ++w) {
+          const cplx<T> ph = fm::cexp_i(make(dj * kr[w], dj * ki[w]));
+          const cplx<T> s = fold(make(srr[w], sri[w]), make(gs_re[w], gs_im[w]), ph);
+          const cplx<T> p = fold(make(prr[w], pri[w]), make(gp_re[w], gp_im[w]), ph);
+          gs_re[w] = s.re;
+          gs_im[w] = s.im;
+          gp_re[w] = p.re;
+          gp_im[w] = p.im;
+        }
+      } else {
+        const T* rr = want_s ? srr : prr;
+        const T* ri = want_s ? sri : pri;
+        T* gr = want_s ? gs_re : gp_re;
+        T* gi = want_s ? gs_im : gp_im;
+#pragma GCC ivdep
+        for (long long w = 0; w < W; ++w) {
+          const cplx<T> ph = fm::cexp_i(make(dj * kr[w], dj * ki[w]));
+          const cplx<T> g = fold(make(rr[w], ri[w]), make(gr[w], gi[w]), ph);
+          gr[w] = g.re;
+          gi[w] = g.im;
+        }
+      }
+    }
+  }
+
+  void finish(T* R, const T* gs_re, const T* gs_im, const T* gp_re, const T* gp_im) const {
+    const long long W = this->W;
+    const T half = (want_s && want_p) ? T(0.5) : T(1);
+#pragma GCC ivdep
+    for (long long w = 0; w < W; ++w) {
+      R[w] = half * (gs_re[w] * gs_re[w] + gs_im[w] * gs_im[w] + gp_re[w] * gp_re[w] +
+                     gp_im[w] * gp_im[w]);
+    }
+  }
+
+  // Precompute the folds of the bottom layers whose thickness is the same for all B
+  // stacks (checked here, O(B L)); call after fill() on a shared plan.
+  template <class DView_>
+  void fold_shared(const DView_& d, long long B) {
+    int j = L - 2;
+    while (j >= 2) {  // layer 1 is folded per stack anyway
+      const T d0 = d.at(0, j);
+      bool same = true;
+      for (long long b = 1; b < B && same; ++b) same = d.at(b, j) == d0;
+      if (!same) break;
+      --j;
+    }
+    if (j == L - 2) return;  // nothing shared below the first varying layer
+    j_shared = j + 1;
+    for (auto* v : {&g0s_re, &g0s_im, &g0p_re, &g0p_im}) v->assign(static_cast<size_t>(W), T(0));
+    const long long last = static_cast<long long>(L - 2) * W;
+    for (long long w = 0; w < W; ++w) {
+      g0s_re[w] = want_s ? rs_re[last + w] : T(0);
+      g0s_im[w] = want_s ? rs_im[last + w] : T(0);
+      g0p_re[w] = want_p ? rp_re[last + w] : T(0);
+      g0p_im[w] = want_p ? rp_im[last + w] : T(0);
+    }
+    fold_layers([&](int l) { return d.at(0, l); }, L - 2, j_shared, g0s_re.data(), g0s_im.data(),
+                g0p_re.data(), g0p_im.data());
+  }
+};
+
+}  // namespace qp

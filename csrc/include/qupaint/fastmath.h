@@ -1,0 +1,181 @@
+// Branch-free sincos and exp that compilers vectorise (no libm calls, no tables).
+//
+// Why: the CPU kernels spend most of their time in exp/sin/cos of layer phases, and
+// scalar libm calls block SIMD. These versions use Cody-Waite range reduction and
+// Taylor polynomials (coefficients 1/k!, so nothing here is a fitted constant):
+//   sincos: x = q pi/2 + r, |r| <= pi/4; sin r to r^17 (double) / r^9 (float), cos r to
+//           r^18 / r^10; truncation < 1e-19 / 2e-9. Accuracy checked against numpy
+//           in tests/test_fastmath.py (|x| <= 1e4: ~1e-15 abs double, ~1e-6 float).
+//   exp:    x = m ln2 + r, |r| <= ln2/2, Taylor to r^13 / r^7, scaled by 2^m built from
+//           the exponent bits; inputs are clamped to the normal range (exp(-745) -> tiny).
+// CUDA code uses the hardware sincos/exp instead (see qupaint/tmm.h).
+#pragma once
+
+#include <cstdint>
+
+#include "qupaint/complex.h"
+
+namespace qp {
+namespace fm {
+
+template <class T> struct consts;
+template <> struct consts<double> {
+  // pi/2 split so q*PIO2_1 and q*PIO2_2 are exact for |q| < 2^20 (Cephes' DP1..DP3 * 2)
+  static constexpr double PIO2_1 = 1.57079625129699707031e0;
+  static constexpr double PIO2_2 = 7.54978941586159635335e-8;
+  static constexpr double PIO2_3 = 5.39030285815811905290e-15;
+  static constexpr double TWO_OVER_PI = 0.63661977236758134308;
+  static constexpr double LN2_HI = 6.93145751953125e-1;
+  static constexpr double LN2_LO = 1.42860682030941723212e-6;
+  static constexpr double LOG2E = 1.4426950408889634074;
+  static constexpr double EXP_MIN = -708.0;
+  static constexpr double EXP_MAX = 709.0;
+};
+template <> struct consts<float> {
+  static constexpr float PIO2_1 = 1.5703125f;
+  static constexpr float PIO2_2 = 4.837512969970703125e-4f;
+  static constexpr float PIO2_3 = 7.54978995489188216e-8f;
+  static constexpr float TWO_OVER_PI = 0.636619772367581343f;
+  static constexpr float LN2_HI = 0.693359375f;
+  static constexpr float LN2_LO = -2.12194440e-4f;
+  static constexpr float LOG2E = 1.44269504088896341f;
+  static constexpr float EXP_MIN = -87.0f;
+  static constexpr float EXP_MAX = 88.0f;
+};
+
+// round-to-nearest without calling rint (vectorises as add/sub of 1.5 * 2^52 or 2^23)
+template <class T> inline T round_near(T x);
+template <> inline double round_near(double x) {
+  const double magic = 6755399441055744.0;  // 1.5 * 2^52
+  return (x + magic) - magic;
+}
+template <> inline float round_near(float x) {
+  const float magic = 12582912.0f;  // 1.5 * 2^23
+  return (x + magic) - magic;
+}
+
+template <class T> inline T sin_poly(T r2, T r);
+template <class T> inline T cos_poly(T r2);
+template <> inline double sin_poly(double z, double r) {
+  // r - r^3/3! + ... + r^17/17!
+  double p = 1.0 / 355687428096000.0;       // 1/17!
+  p = p * z - 1.0 / 1307674368000.0;        // 1/15!
+  p = p * z + 1.0 / 6227020800.0;           // 1/13!
+  p = p * z - 1.0 / 39916800.0;             // 1/11!
+  p = p * z + 1.0 / 362880.0;               // 1/9!
+  p = p * z - 1.0 / 5040.0;                 // 1/7!
+  p = p * z + 1.0 / 120.0;                  // 1/5!
+  p = p * z - 1.0 / 6.0;                    // 1/3!
+  return r + r * z * p;
+}
+template <> inline double cos_poly(double z) {
+  // 1 - r^2/2! + ... + r^18/18!
+  double p = 1.0 / 6402373705728000.0;      // 1/18!
+  p = p * z - 1.0 / 20922789888000.0;       // 1/16!
+  p = p * z + 1.0 / 87178291200.0;          // 1/14!
+  p = p * z - 1.0 / 479001600.0;            // 1/12!
+  p = p * z + 1.0 / 3628800.0;              // 1/10!
+  p = p * z - 1.0 / 40320.0;                // 1/8!
+  p = p * z + 1.0 / 720.0;                  // 1/6!
+  p = p * z - 1.0 / 24.0;                   // 1/4!
+  p = p * z + 0.5;
+  return 1.0 - z * p;
+}
+template <> inline float sin_poly(float z, float r) {
+  float p = 1.0f / 362880.0f;
+  p = p * z - 1.0f / 5040.0f;
+  p = p * z + 1.0f / 120.0f;
+  p = p * z - 1.0f / 6.0f;
+  return r + r * z * p;
+}
+template <> inline float cos_poly(float z) {
+  float p = 1.0f / 3628800.0f;
+  p = p * z - 1.0f / 40320.0f;
+  p = p * z + 1.0f / 720.0f;
+  p = p * z - 1.0f / 24.0f;
+  p = p * z + 0.5f;
+  return 1.0f - z * p;
+}
+
+// (cos x, sin x) returned by value: out-pointers to locals inside an `omp simd` loop become
+// per-lane arrays with scatter stores, which stops vectorisation.
+template <class T>
+inline cplx<T> cis(T x) {
+  using K = consts<T>;
+  const T q = round_near<T>(x * K::TWO_OVER_PI);
+  const T r = ((x - q * K::PIO2_1) - q * K::PIO2_2) - q * K::PIO2_3;
+  const T z = r * r;
+  const T sp = sin_poly<T>(z, r);
+  const T cp = cos_poly<T>(z);
+  // quadrant = q mod 4 as arithmetic selects (ternaries here stop GCC's vectoriser);
+  // the int32 conversion is one instruction on AVX2 (|q| < 2^31 for |x| < 3e9)
+  const std::int32_t quad = static_cast<std::int32_t>(q) & 3;
+  const T swap = static_cast<T>(quad & 1);
+  const T sgn_s = T(1) - T(2) * static_cast<T>((quad >> 1) & 1);
+  const T sgn_c = T(1) - T(2) * static_cast<T>(((quad + 1) >> 1) & 1);
+  return {sgn_c * (cp + swap * (sp - cp)), sgn_s * (sp + swap * (cp - sp))};
+}
+
+template <class T> inline T pow2i(T m);
+template <> inline double pow2i(double m) {
+  const std::int64_t bits = static_cast<std::int64_t>(static_cast<std::int32_t>(m) + 1023) << 52;
+  return __builtin_bit_cast(double, bits);  // memcpy here blocks vectorisation
+}
+template <> inline float pow2i(float m) {
+  const std::int32_t bits = (static_cast<std::int32_t>(m) + 127) << 23;
+  return __builtin_bit_cast(float, bits);
+}
+
+template <class T> inline T exp_poly(T r);
+template <> inline double exp_poly(double r) {
+  double p = 1.0 / 6227020800.0;  // 1/13!
+  p = p * r + 1.0 / 479001600.0;
+  p = p * r + 1.0 / 39916800.0;
+  p = p * r + 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  p = p * r + 1.0;
+  return p * r + 1.0;
+}
+template <> inline float exp_poly(float r) {
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  return p * r + 1.0f;
+}
+
+template <class T>
+inline T exp(T x) {
+  using K = consts<T>;
+  // Clamp the exponent, not x: fmin/fmax become libcalls (NaN rules) and a clamp of x
+  // lets GCC jump-thread a constant exp(EXP_MIN) path, a branch that blocks SIMD.
+  // Below EXP_MIN the result is flushed to 0 by the mask `keep`.
+  T m = round_near<T>(x * K::LOG2E);
+  const T keep = static_cast<T>(m > T(K::EXP_MIN * K::LOG2E));
+  m = m * keep;
+  x = x * keep;
+  m = m < T(K::EXP_MAX * K::LOG2E) ? m : T(K::EXP_MAX * K::LOG2E);
+  const T r = (x - m * K::LN2_HI) - m * K::LN2_LO;
+  return keep * exp_poly<T>(r) * pow2i<T>(m);
+}
+
+// e^{i z} for complex z = a + ib: e^{-b} (cos a + i sin a)
+template <class T>
+inline cplx<T> cexp_i(cplx<T> z) {
+  const cplx<T> u = cis<T>(z.re);
+  const T m = exp<T>(-z.im);
+  return {m * u.re, m * u.im};
+}
+
+}  // namespace fm
+}  // namespace qp
