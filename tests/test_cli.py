@@ -1,0 +1,62 @@
+"""The qupaint console script and the demo job."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+from typer.testing import CliRunner
+
+from qupaint.cli import app
+from qupaint.optics import flake_layers, stack_reflectance
+
+runner = CliRunner()
+
+
+def test_help_lists_subcommands():
+    res = runner.invoke(app, ["--help"])
+    assert res.exit_code == 0
+    for cmd in ("optics", "materials", "backends", "demo"):
+        assert cmd in res.output
+
+
+def test_optics_writes_the_spectrum(tmp_path):
+    out = tmp_path / "r.csv"
+    res = runner.invoke(app, ["optics", "--stack", "MoS2:0.615:1,SiO2:285", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(open(out)))
+    wl = np.array([float(r["wavelength_nm"]) for r in rows])
+    R = np.array([float(r["R"]) for r in rows])
+    assert wl[0] == 400 and wl[-1] == 700 and len(wl) == 301
+    assert np.abs(R - stack_reflectance(flake_layers("MoS2", 1), wl)).max() < 1e-7
+
+
+def test_optics_flake_shortcut_and_errors():
+    res = runner.invoke(app, ["optics", "--flake", "graphene", "--layers", "2", "--theta-deg", "30",
+                              "--pol", "p"])
+    assert res.exit_code == 0 and "mean R" in res.output
+    assert runner.invoke(app, ["optics"]).exit_code != 0
+    res = runner.invoke(app, ["optics", "--stack", "kryptonite:3"])
+    assert res.exit_code == 2 and "unknown" in res.output
+    assert runner.invoke(app, ["optics", "--stack", "MoS2"]).exit_code != 0
+
+
+def test_materials_and_backends():
+    res = runner.invoke(app, ["materials"])
+    assert res.exit_code == 0 and "MoWSe2" in res.output
+    res = runner.invoke(app, ["backends"])
+    assert res.exit_code == 0 and "reference" in res.output
+
+
+def test_demo_writes_csv_and_png(tmp_path):
+    res = runner.invoke(app, ["demo", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(open(tmp_path / "flake_contrast.csv")))
+    assert len(rows) == 8 * 10 * 2
+    png = (tmp_path / "flake_contrast.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20000
+    g1 = next(r for r in rows if r["material"] == "graphene" and r["layers"] == "1"
+              and float(r["oxide_nm"]) == 285.0)
+    # monolayer graphene on 285 nm SiO2: a few percent mean contrast, darker than substrate
+    assert 0.0 < float(g1["mean_contrast"]) < 0.2
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temp files
