@@ -24,8 +24,9 @@ WORK = B * WL.size
 def stacks():
     n, _ = build_stack(flake_layers("MoS2", 1), WL)
     rng = np.random.default_rng(0)
-    d = np.stack([np.full(B, np.inf), rng.uniform(0.6, 60.0, B), np.full(B, 285.0),
-                  np.full(B, np.inf)], 1)
+    d = np.stack(
+        [np.full(B, np.inf), rng.uniform(0.6, 60.0, B), np.full(B, 285.0), np.full(B, np.inf)], 1
+    )
     return n, d
 
 
@@ -34,8 +35,13 @@ def test_ours_cpu(peer, stacks, dtype):
     n, d = stacks
     cdt = np.complex64 if dtype == "float32" else np.complex128
     n, d, wl = n.astype(cdt), d.astype(dtype), WL.astype(dtype)
-    peer(GROUP, f"qupaint-cpu-{dtype}", lambda: reflectance(n, d, wl, 0.0, "u", backend="cpu"),
-         ours=True, work=WORK)
+    peer(
+        GROUP,
+        f"qupaint-cpu-{dtype}",
+        lambda: reflectance(n, d, wl, 0.0, "u", backend="cpu"),
+        ours=True,
+        work=WORK,
+    )
 
 
 @pytest.mark.skipif(not _backend.available("cuda", "cuda")[0], reason="no CUDA device")
@@ -43,7 +49,10 @@ def test_ours_cpu(peer, stacks, dtype):
 def test_ours_cuda(peer, stacks, dtype):
     n, d = stacks
     cdt = torch.complex64 if dtype == "float32" else torch.complex128
-    nt, dt = torch.as_tensor(n, dtype=cdt).cuda(), torch.as_tensor(d).to(getattr(torch, dtype)).cuda()
+    nt, dt = (
+        torch.as_tensor(n, dtype=cdt).cuda(),
+        torch.as_tensor(d).to(getattr(torch, dtype)).cuda(),
+    )
     wl = torch.as_tensor(WL).to(getattr(torch, dtype)).cuda()
 
     def run():
@@ -61,7 +70,9 @@ def test_torch_eager(peer, stacks, dtype):
     dt = torch.as_tensor(d).to(getattr(torch, dtype))
     wl = torch.as_tensor(WL).to(getattr(torch, dtype))
     s0 = torch.zeros(1, dtype=getattr(torch, dtype))
-    peer(GROUP, f"torch-eager-{dtype}", lambda: reflectance_reference(nt, dt, wl, s0, "u"), rounds=3)
+    peer(
+        GROUP, f"torch-eager-{dtype}", lambda: reflectance_reference(nt, dt, wl, s0, "u"), rounds=3
+    )
 
 
 def test_tmm_fast(peer, stacks):

@@ -43,7 +43,9 @@ def common_device(*xs: Any, names: tuple[str, ...] | None = None) -> torch.devic
     return first
 
 
-def as_tensor(x: Any, device: torch.device | None, dtype: torch.dtype | None = None) -> torch.Tensor:
+def as_tensor(
+    x: Any, device: torch.device | None, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """Tensor view of ``x`` on ``device`` (zero-copy for CPU numpy arrays when possible)."""
     if is_torch(x):
         t = x
@@ -69,5 +71,5 @@ def pointer(t: torch.Tensor) -> int:
 
 
 def elem_strides(t: torch.Tensor) -> tuple[int, ...]:
-    """Strides in elements; for complex tensors, in complex elements (the kernels step by 2 reals)."""
+    """Strides in elements (complex elements for complex tensors; kernels step 2 reals)."""
     return tuple(int(s) for s in t.stride())

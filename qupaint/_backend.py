@@ -80,7 +80,10 @@ def available(backend: str, device_type: str = "cpu") -> tuple[bool, str]:
         return True, ""
     if backend == "cpu":
         if device_type != "cpu":
-            return False, "the cpu backend takes CPU inputs; move the data with .cpu() or use 'cuda'"
+            return (
+                False,
+                "the cpu backend takes CPU inputs; move the data with .cpu() or use 'cuda'",
+            )
         if C is None:
             return False, "qupaint._C is not built; reinstall with `pip install -e .`"
         return True, ""
@@ -148,7 +151,11 @@ def describe() -> dict[str, dict[str, Any]]:
     for b in BACKENDS:
         dev = "cuda" if b in ("cuda", "triton") else "cpu"
         ok, why = available(b, dev)
-        info[b] = {"available": ok, "why": why, "ops": sorted(op for op, im in _REGISTRY.items() if b in im)}
+        info[b] = {
+            "available": ok,
+            "why": why,
+            "ops": sorted(op for op, im in _REGISTRY.items() if b in im),
+        }
     if C is not None:
         info["cpu"]["openmp_threads"] = C.max_threads()
         info["cuda"]["compiled"] = C.has_cuda()

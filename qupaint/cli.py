@@ -11,8 +11,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(help="qupaint: physics-aware tools for 2D quantum-material discovery.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="qupaint: physics-aware tools for 2D quantum-material discovery.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 console = Console()
 
 
@@ -22,7 +25,9 @@ def _parse_stack(stack: str) -> list[tuple]:
         parts = item.split(":")
         if len(parts) not in (2, 3):
             raise typer.BadParameter(
-                f"{item!r}: use MATERIAL:THICKNESS_NM or MATERIAL:THICKNESS_NM:N_LAYERS", param_hint="--stack")
+                f"{item!r}: use MATERIAL:THICKNESS_NM or MATERIAL:THICKNESS_NM:N_LAYERS",
+                param_hint="--stack",
+            )
         try:
             spec = (parts[0], float(parts[1])) + ((int(parts[2]),) if len(parts) == 3 else ())
         except ValueError as exc:
@@ -57,8 +62,15 @@ def optics(
         raise typer.BadParameter("need wl_step > 0 and wl_max >= wl_min")
     wl = np.arange(wl_min, wl_max + 0.5 * wl_step, wl_step)
     try:
-        R = stack_reflectance(spec, wl, substrate=substrate, incident=incident,
-                              theta0=np.radians(theta_deg), pol=pol, backend=backend)
+        R = stack_reflectance(
+            spec,
+            wl,
+            substrate=substrate,
+            incident=incident,
+            theta0=np.radians(theta_deg),
+            pol=pol,
+            backend=backend,
+        )
     except (ValueError, TypeError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
@@ -69,14 +81,16 @@ def optics(
     for i in np.linspace(0, len(wl) - 1, min(len(wl), 11)).astype(int):
         table.add_row(f"{wl[i]:g}", f"{R[i]:.5f}")
     console.print(table)
-    console.print(f"mean R = {R.mean():.5f}, min {R.min():.5f} at {wl[R.argmin()]:g} nm, "
-                  f"max {R.max():.5f} at {wl[R.argmax()]:g} nm")
+    console.print(
+        f"mean R = {R.mean():.5f}, min {R.min():.5f} at {wl[R.argmin()]:g} nm, "
+        f"max {R.max():.5f} at {wl[R.argmax()]:g} nm"
+    )
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         with open(out, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["wavelength_nm", "R"])
-            w.writerows((f"{a:g}", f"{b:.8f}") for a, b in zip(wl, R))
+            w.writerows((f"{a:g}", f"{b:.8f}") for a, b in zip(wl, R, strict=True))
         console.print(f"wrote {out}")
 
 
@@ -106,14 +120,17 @@ def backends():
     for col in ("backend", "available", "ops", "note"):
         table.add_column(col)
     for name, info in _backend.describe().items():
-        table.add_row(name, "yes" if info["available"] else "no", ", ".join(info["ops"]) or "-",
-                      info["why"])
+        table.add_row(
+            name, "yes" if info["available"] else "no", ", ".join(info["ops"]) or "-", info["why"]
+        )
     console.print(table)
 
 
 @app.command()
-def demo(out: Path = typer.Option(Path("demo_out"), help="Output folder"),
-         backend: str = typer.Option(None, help="reference | cpu | cuda")):
+def demo(
+    out: Path = typer.Option(Path("demo_out"), help="Output folder"),
+    backend: str = typer.Option(None, help="reference | cpu | cuda"),
+):
     """The main job on built-in defaults: flake contrast chart (PNG + CSV)."""
     from qupaint import demo as demo_mod
 

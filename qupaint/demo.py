@@ -28,8 +28,12 @@ def contrast_table(wavelengths_nm=DEFAULT_WAVELENGTHS_NM, backend=None):
         r_sub = stack_reflectance([("SiO2", oxide)], wavelengths_nm, backend=backend)
         for mat in MATERIALS:
             # layer-resolved n,k differ per layer count, so each count is its own stack
-            r = np.stack([stack_reflectance(flake_layers(mat, nl, oxide), wavelengths_nm,
-                                            backend=backend) for nl in LAYERS])
+            r = np.stack(
+                [
+                    stack_reflectance(flake_layers(mat, nl, oxide), wavelengths_nm, backend=backend)
+                    for nl in LAYERS
+                ]
+            )
             out[(mat, oxide)] = (r_sub, r)
     return out
 
@@ -50,17 +54,37 @@ def write_csv(table, wavelengths_nm, path: Path) -> None:
     def write(tmp):
         with open(tmp, "w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(["material", "oxide_nm", "layers", "thickness_nm", "mean_R_flake",
-                        "mean_R_substrate", "mean_contrast", "peak_abs_contrast",
-                        "peak_wavelength_nm"])
+            w.writerow(
+                [
+                    "material",
+                    "oxide_nm",
+                    "layers",
+                    "thickness_nm",
+                    "mean_R_flake",
+                    "mean_R_substrate",
+                    "mean_contrast",
+                    "peak_abs_contrast",
+                    "peak_wavelength_nm",
+                ]
+            )
             for (mat, oxide), (r_sub, r) in table.items():
                 for i, nl in enumerate(LAYERS):
                     c = (r_sub - r[i]) / r_sub
                     k = int(np.argmax(np.abs(c)))
                     t = flake_layers(mat, nl, oxide)[0][1]
-                    w.writerow([mat, oxide, nl, f"{t:.3f}", f"{r[i].mean():.5f}",
-                                f"{r_sub.mean():.5f}", f"{c.mean():.5f}", f"{c[k]:.5f}",
-                                f"{wavelengths_nm[k]:.0f}"])
+                    w.writerow(
+                        [
+                            mat,
+                            oxide,
+                            nl,
+                            f"{t:.3f}",
+                            f"{r[i].mean():.5f}",
+                            f"{r_sub.mean():.5f}",
+                            f"{c.mean():.5f}",
+                            f"{c[k]:.5f}",
+                            f"{wavelengths_nm[k]:.0f}",
+                        ]
+                    )
 
     _atomic_write(path, write)
 
@@ -71,16 +95,27 @@ def plot_contrast(table, wavelengths_nm, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(OXIDES_NM), len(MATERIALS), figsize=(2.6 * len(MATERIALS), 5.6),
-                             sharex=True, sharey="row", constrained_layout=True)
+    fig, axes = plt.subplots(
+        len(OXIDES_NM),
+        len(MATERIALS),
+        figsize=(2.6 * len(MATERIALS), 5.6),
+        sharex=True,
+        sharey="row",
+        constrained_layout=True,
+    )
     cmap = plt.get_cmap("viridis")
     for row, oxide in enumerate(OXIDES_NM):
         for col, mat in enumerate(MATERIALS):
             ax = axes[row, col]
             r_sub, r = table[(mat, oxide)]
             for i, nl in enumerate(LAYERS):
-                ax.plot(wavelengths_nm, (r_sub - r[i]) / r_sub, color=cmap(i / (len(LAYERS) - 1)),
-                        lw=1.0, label=f"{nl}L" if (row, col) == (0, 0) else None)
+                ax.plot(
+                    wavelengths_nm,
+                    (r_sub - r[i]) / r_sub,
+                    color=cmap(i / (len(LAYERS) - 1)),
+                    lw=1.0,
+                    label=f"{nl}L" if (row, col) == (0, 0) else None,
+                )
             ax.axhline(0, color="0.6", lw=0.5)
             ax.set_title(f"{mat} / {oxide:g} nm SiO2", fontsize=9)
             if col == 0:
@@ -88,7 +123,9 @@ def plot_contrast(table, wavelengths_nm, path: Path) -> None:
             if row == len(OXIDES_NM) - 1:
                 ax.set_xlabel("wavelength (nm)")
     fig.legend(loc="outside right center", fontsize=8, title="layers")
-    fig.suptitle("Optical contrast of 1-10 layer flakes on SiO2/Si (TMM, normal incidence, unpolarised)")
+    fig.suptitle(
+        "Optical contrast of 1-10 layer flakes on SiO2/Si (TMM, normal incidence, unpolarised)"
+    )
 
     def write(tmp):
         fig.savefig(tmp, dpi=110, format="png")

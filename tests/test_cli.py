@@ -32,8 +32,9 @@ def test_optics_writes_the_spectrum(tmp_path):
 
 
 def test_optics_flake_shortcut_and_errors():
-    res = runner.invoke(app, ["optics", "--flake", "graphene", "--layers", "2", "--theta-deg", "30",
-                              "--pol", "p"])
+    res = runner.invoke(
+        app, ["optics", "--flake", "graphene", "--layers", "2", "--theta-deg", "30", "--pol", "p"]
+    )
     assert res.exit_code == 0 and "mean R" in res.output
     assert runner.invoke(app, ["optics"]).exit_code != 0
     res = runner.invoke(app, ["optics", "--stack", "kryptonite:3"])
@@ -55,8 +56,11 @@ def test_demo_writes_csv_and_png(tmp_path):
     assert len(rows) == 8 * 10 * 2
     png = (tmp_path / "flake_contrast.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20000
-    g1 = next(r for r in rows if r["material"] == "graphene" and r["layers"] == "1"
-              and float(r["oxide_nm"]) == 285.0)
+    g1 = next(
+        r
+        for r in rows
+        if r["material"] == "graphene" and r["layers"] == "1" and float(r["oxide_nm"]) == 285.0
+    )
     # monolayer graphene on 285 nm SiO2: a few percent mean contrast, darker than substrate
     assert 0.0 < float(g1["mean_contrast"]) < 0.2
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temp files

@@ -15,7 +15,19 @@ from qupaint.optics import (
     wavelength_range,
 )
 
-REQUIRED = ["air", "SiO2", "Si", "hBN", "graphene", "MoS2", "MoSe2", "WS2", "WSe2", "WTe2", "MoWSe2"]
+REQUIRED = [
+    "air",
+    "SiO2",
+    "Si",
+    "hBN",
+    "graphene",
+    "MoS2",
+    "MoSe2",
+    "WS2",
+    "WSe2",
+    "WTe2",
+    "MoWSe2",
+]
 VISIBLE = np.arange(380.0, 781.0, 5.0)
 
 
@@ -106,7 +118,9 @@ def test_torch_wavelengths_come_back_as_torch():
 
 def test_register_material(tmp_path):
     p = tmp_path / "my.csv"
-    p.write_text("# Doe et al., J. Made Up 1, 1 (2030)\nwavelength_nm,n,k\n400,2.0,0.1\n800,3.0,0.3\n")
+    p.write_text(
+        "# Doe et al., J. Made Up 1, 1 (2030)\nwavelength_nm,n,k\n400,2.0,0.1\n800,3.0,0.3\n"
+    )
     register_material("Unobtainium", p, monolayer_nm=0.5, aliases=("Ub",))
     v = refractive_index("ub", [600.0])[0]
     assert abs(v - (2.5 + 0.2j)) < 1e-12

@@ -86,16 +86,21 @@ struct TmmPlan {
       std::copy(g0p_im.begin(), g0p_im.end(), gp_im);
       j_first = j_shared - 1;
     } else {
-      const long long last = static_cast<long long>(L - 2) * W;
-      for (long long w = 0; w < W; ++w) {
-        gs_re[w] = want_s ? rs_re[last + w] : T(0);
-        gs_im[w] = want_s ? rs_im[last + w] : T(0);
-        gp_re[w] = want_p ? rp_re[last + w] : T(0);
-        gp_im[w] = want_p ? rp_im[last + w] : T(0);
-      }
+      bottom_interface(gs_re, gs_im, gp_re, gp_im);
     }
     fold_layers(d, j_first, 1, gs_re, gs_im, gp_re, gp_im);
     finish(R, gs_re, gs_im, gp_re, gp_im);
+  }
+
+  // G = Fresnel coefficient of the bottom interface (L-2, L-1): where every fold starts.
+  void bottom_interface(T* gs_re, T* gs_im, T* gp_re, T* gp_im) const {
+    const long long last = static_cast<long long>(L - 2) * W;
+    for (long long w = 0; w < W; ++w) {
+      gs_re[w] = want_s ? rs_re[last + w] : T(0);
+      gs_im[w] = want_s ? rs_im[last + w] : T(0);
+      gp_re[w] = want_p ? rp_re[last + w] : T(0);
+      gp_im[w] = want_p ? rp_im[last + w] : T(0);
+    }
   }
 
   // Fold layers j_hi down to j_lo (inclusive) onto G.
@@ -163,13 +168,7 @@ struct TmmPlan {
     if (j == L - 2) return;  // nothing shared below the first varying layer
     j_shared = j + 1;
     for (auto* v : {&g0s_re, &g0s_im, &g0p_re, &g0p_im}) v->assign(static_cast<size_t>(W), T(0));
-    const long long last = static_cast<long long>(L - 2) * W;
-    for (long long w = 0; w < W; ++w) {
-      g0s_re[w] = want_s ? rs_re[last + w] : T(0);
-      g0s_im[w] = want_s ? rs_im[last + w] : T(0);
-      g0p_re[w] = want_p ? rp_re[last + w] : T(0);
-      g0p_im[w] = want_p ? rp_im[last + w] : T(0);
-    }
+    bottom_interface(g0s_re.data(), g0s_im.data(), g0p_re.data(), g0p_im.data());
     fold_layers([&](int l) { return d.at(0, l); }, L - 2, j_shared, g0s_re.data(), g0s_im.data(),
                 g0p_re.data(), g0p_im.data());
   }

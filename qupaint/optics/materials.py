@@ -200,17 +200,24 @@ _WY = "c/2 of the bulk crystal, Wilson & Yoffe, Adv. Phys. 18, 193 (1969)"
 _BUILTIN: dict[str, Material] = {
     "air": Material("air", 0.0, "semi-infinite medium"),
     "SiO2": Material(
-        "SiO2", 0.0, "bulk layer", tables={None: ("SiO2__Malitson1965",)},
+        "SiO2",
+        0.0,
+        "bulk layer",
+        tables={None: ("SiO2__Malitson1965",)},
         note="fused silica Sellmeier, stand-in for thermal oxide",
     ),
     "Si": Material("Si", 0.0, "bulk substrate", tables={None: ("Si__Green2008",)}),
     "hBN": Material(
-        "hBN", 0.333, "c/2 = 6.66 A / 2, Pease, Acta Cryst. 5, 356 (1952)",
+        "hBN",
+        0.333,
+        "c/2 = 6.66 A / 2, Pease, Acta Cryst. 5, 356 (1952)",
         tables={None: ("hBN__Rah2019-o",)},
         note="Rah et al. 2019 Sellmeier, valid >= 400 nm; 380-399 nm is the formula extrapolated",
     ),
     "graphene": Material(
-        "graphene", 0.34, "thickness assumed by the n,k fit, Weber et al., APL 97, 091904 (2010)",
+        "graphene",
+        0.34,
+        "thickness assumed by the n,k fit, Weber et al., APL 97, 091904 (2010)",
         tables={None: ("graphene__Weber2010",)},
     ),
     "MoS2": _tmd("MoS2", 0.615, f"c = 12.30 A; {_WY}"),
@@ -218,7 +225,9 @@ _BUILTIN: dict[str, Material] = {
     "WS2": _tmd("WS2", 0.616, f"c = 12.32 A; {_WY}"),
     "WSe2": _tmd("WSe2", 0.649, f"c = 12.98 A; {_WY}"),
     "WTe2": Material(
-        "WTe2", 0.703, "c/2 = 14.07 A / 2 (Td), Brown, Acta Cryst. 20, 268 (1966)",
+        "WTe2",
+        0.703,
+        "c/2 = 14.07 A / 2 (Td), Brown, Acta Cryst. 20, 268 (1966)",
         tables={None: ("WTe2__Munkhbat2022-alpha", "WTe2__Munkhbat2022-beta")},
         mix="eps_mean",
         note="APPROXIMATION: mean of the alpha and beta in-plane permittivities (Munkhbat 2022)",
@@ -234,10 +243,23 @@ _BUILTIN["MoWSe2"] = Material(
 )
 
 _ALIASES = {
-    "bn": "hBN", "h-bn": "hBN", "hbn": "hBN", "boron nitride": "hBN",
-    "graphene": "graphene", "c": "graphene",
-    "sio2": "SiO2", "oxide": "SiO2", "si": "Si", "silicon": "Si", "air": "air", "vacuum": "air",
-    "mos2": "MoS2", "mose2": "MoSe2", "ws2": "WS2", "wse2": "WSe2", "wte2": "WTe2",
+    "bn": "hBN",
+    "h-bn": "hBN",
+    "hbn": "hBN",
+    "boron nitride": "hBN",
+    "graphene": "graphene",
+    "c": "graphene",
+    "sio2": "SiO2",
+    "oxide": "SiO2",
+    "si": "Si",
+    "silicon": "Si",
+    "air": "air",
+    "vacuum": "air",
+    "mos2": "MoS2",
+    "mose2": "MoSe2",
+    "ws2": "WS2",
+    "wse2": "WSe2",
+    "wte2": "WTe2",
     "mowse2": "MoWSe2",
 }
 _USER: dict[str, Material] = {}
@@ -266,7 +288,10 @@ def list_materials() -> list[str]:
 
 
 def register_material(
-    name: str, csv_path: str | Path, monolayer_nm: float | None = None, aliases: tuple[str, ...] = ()
+    name: str,
+    csv_path: str | Path,
+    monolayer_nm: float | None = None,
+    aliases: tuple[str, ...] = (),
 ) -> Material:
     """Add a material from a ``wavelength_nm,n,k`` CSV (``#`` lines = citation).
 
@@ -296,7 +321,9 @@ def monolayer_thickness_nm(material: str) -> float:
     """
     m = get_material(material)
     if m.monolayer_nm <= 0:
-        raise ValueError(f"material: {m.name} is not a layered crystal; it has no monolayer thickness")
+        raise ValueError(
+            f"material: {m.name} is not a layered crystal; it has no monolayer thickness"
+        )
     return m.monolayer_nm
 
 

@@ -209,7 +209,9 @@ def reflectance(
     """
     if pol not in POLS:
         raise ValueError(f"pol must be one of 's', 'p', 'u'; got {pol!r}")
-    device = common_device(n, d, wavelengths_nm, theta0, names=("n", "d", "wavelengths_nm", "theta0"))
+    device = common_device(
+        n, d, wavelengths_nm, theta0, names=("n", "d", "wavelengths_nm", "theta0")
+    )
     torch_out = device is not None
     device = device or torch.device("cpu")
     try:
@@ -271,7 +273,9 @@ def reflectance(
     inner = dt[:, 1:-1]
     if inner.numel():
         if not bool(torch.isfinite(inner).all()):
-            raise ValueError("d: inner layers must have finite thickness (only the outer ones are inf)")
+            raise ValueError(
+                "d: inner layers must have finite thickness (only the outer ones are inf)"
+            )
         if bool((inner < 0).any()):
             raise ValueError(f"d: thickness must be >= 0 nm; got min {float(inner.min())}")
     _check_finite("theta0", th)
@@ -324,8 +328,10 @@ def build_stack(
     """
     if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence):
         raise TypeError("layers must be a list of (material, thickness_nm[, n_layers]) tuples")
-    wl = np.asarray(wavelengths_nm.detach().cpu() if is_torch(wavelengths_nm) else wavelengths_nm,
-                    dtype=np.float64)
+    wl = np.asarray(
+        wavelengths_nm.detach().cpu() if is_torch(wavelengths_nm) else wavelengths_nm,
+        dtype=np.float64,
+    )
     ns = [refractive_index(incident, wl)]
     ds: list[Any] = []
     for i, spec in enumerate(layers):
@@ -394,5 +400,9 @@ def stack_reflectance(
     dev = common_device(d, wavelengths_nm)
     if dev is not None:
         n = as_tensor(n, dev)
-    wl = wavelengths_nm if is_torch(wavelengths_nm) or dev is None else as_tensor(wavelengths_nm, dev)
+    wl = (
+        wavelengths_nm
+        if is_torch(wavelengths_nm) or dev is None
+        else as_tensor(wavelengths_nm, dev)
+    )
     return reflectance(n, d, wl, theta0=theta0, pol=pol, backend=backend)
