@@ -2,6 +2,9 @@
 // The Python layer validates and converts inputs, then passes data pointers and
 // element strides; every entry point releases the GIL while it runs.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <array>
 
 #include <string>
 
@@ -37,6 +40,24 @@ TmmArgs tmm_args(std::uintptr_t n, long long n_sb, long long n_sl, long long n_s
                  std::uintptr_t wl, long long B, long long L, long long W, int pol,
                  std::uintptr_t out) {
   return TmmArgs{n, n_sb, n_sl, n_sw, d, d_sb, d_sl, sin0, sin0_sb, wl, B, L, W, pol, out};
+}
+
+using Vec3 = std::array<double, 3>;
+using Mat3 = std::array<double, 9>;
+
+qp::ColorArgs color_args(std::uintptr_t weights, int space, const Vec3& white, const Mat3& minv,
+                         std::uintptr_t out) {
+  qp::ColorArgs c{weights, space, {}, {}, out};
+  for (int i = 0; i < 3; ++i) c.white[i] = white[i];
+  for (int i = 0; i < 9; ++i) c.minv[i] = minv[i];
+  return c;
+}
+
+// dtype dispatch: "float32" -> float, anything else -> double
+template <class F32, class F64>
+void by_dtype(const std::string& dtype, F32 f32, F64 f64) {
+  if (dtype == "float32") f32();
+  else f64();
 }
 
 }  // namespace
@@ -77,7 +98,63 @@ PYBIND11_MODULE(_C, m) {
         if (dtype == "float32") qp::tmm_reflectance_cpu<float>(a);
         else qp::tmm_reflectance_cpu<double>(a);
       });
+  m.def(
+      "stack_color_cpu",
+      [](const std::string& dtype, std::uintptr_t n, long long n_sb, long long n_sl, long long n_sw,
+         std::uintptr_t d, long long d_sb, long long d_sl, std::uintptr_t sin0, long long sin0_sb,
+         std::uintptr_t wl, long long B, long long L, long long W, int pol, std::uintptr_t weights,
+         int space, const Vec3& white, const Mat3& minv, std::uintptr_t out) {
+        const TmmArgs a = tmm_args(n, n_sb, n_sl, n_sw, d, d_sb, d_sl, sin0, sin0_sb, wl, B, L, W, pol, 0);
+        const qp::ColorArgs c = color_args(weights, space, white, minv, out);
+        py::gil_scoped_release release;
+        by_dtype(dtype, [&] { qp::stack_color_cpu<float>(a, c); }, [&] { qp::stack_color_cpu<double>(a, c); });
+      });
+  m.def(
+      "srgb_to_lab_cpu",
+      [](const std::string& dtype, std::uintptr_t in, int in_kind, long long n, long long si, long long sc,
+         const Vec3& white, std::uintptr_t out) {
+        py::gil_scoped_release release;
+        by_dtype(dtype, [&] { qp::srgb_to_lab_cpu<float>(in, in_kind, n, si, sc, white.data(), out); },
+                 [&] { qp::srgb_to_lab_cpu<double>(in, in_kind, n, si, sc, white.data(), out); });
+      });
+  m.def(
+      "lab_to_srgb_cpu",
+      [](const std::string& dtype, std::uintptr_t in, long long n, long long si, long long sc,
+         const Vec3& white, const Mat3& minv, bool clip, std::uintptr_t out) {
+        py::gil_scoped_release release;
+        by_dtype(dtype, [&] { qp::lab_to_srgb_cpu<float>(in, n, si, sc, white.data(), minv.data(), clip, out); },
+                 [&] { qp::lab_to_srgb_cpu<double>(in, n, si, sc, white.data(), minv.data(), clip, out); });
+      });
 #ifdef QUPAINT_WITH_CUDA
+  m.def(
+      "stack_color_cuda",
+      [](const std::string& dtype, std::uintptr_t n, long long n_sb, long long n_sl, long long n_sw,
+         std::uintptr_t d, long long d_sb, long long d_sl, std::uintptr_t sin0, long long sin0_sb,
+         std::uintptr_t wl, long long B, long long L, long long W, int pol, std::uintptr_t weights,
+         int space, const Vec3& white, const Mat3& minv, std::uintptr_t out, std::uintptr_t stream) {
+        const TmmArgs a = tmm_args(n, n_sb, n_sl, n_sw, d, d_sb, d_sl, sin0, sin0_sb, wl, B, L, W, pol, 0);
+        const qp::ColorArgs c = color_args(weights, space, white, minv, out);
+        py::gil_scoped_release release;
+        by_dtype(dtype, [&] { qp::stack_color_cuda<float>(a, c, stream); },
+                 [&] { qp::stack_color_cuda<double>(a, c, stream); });
+      });
+  m.def(
+      "srgb_to_lab_cuda",
+      [](const std::string& dtype, std::uintptr_t in, int in_kind, long long n, long long si, long long sc,
+         const Vec3& white, std::uintptr_t out, std::uintptr_t stream) {
+        py::gil_scoped_release release;
+        by_dtype(dtype, [&] { qp::srgb_to_lab_cuda<float>(in, in_kind, n, si, sc, white.data(), out, stream); },
+                 [&] { qp::srgb_to_lab_cuda<double>(in, in_kind, n, si, sc, white.data(), out, stream); });
+      });
+  m.def(
+      "lab_to_srgb_cuda",
+      [](const std::string& dtype, std::uintptr_t in, long long n, long long si, long long sc,
+         const Vec3& white, const Mat3& minv, bool clip, std::uintptr_t out, std::uintptr_t stream) {
+        py::gil_scoped_release release;
+        by_dtype(dtype,
+                 [&] { qp::lab_to_srgb_cuda<float>(in, n, si, sc, white.data(), minv.data(), clip, out, stream); },
+                 [&] { qp::lab_to_srgb_cuda<double>(in, n, si, sc, white.data(), minv.data(), clip, out, stream); });
+      });
   m.def(
       "tmm_reflectance_cuda",
       [](const std::string& dtype, std::uintptr_t n, long long n_sb, long long n_sl, long long n_sw,

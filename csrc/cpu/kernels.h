@@ -20,8 +20,35 @@ struct TmmArgs {
 };
 
 template <class T> void tmm_reflectance_cpu(const TmmArgs& a);
+
+// Fused reflectance -> XYZ (-> linear sRGB or CIELAB) per stack; out [B, 3].
+struct ColorArgs {
+  std::uintptr_t weights;  // real [W, 3]: CMF x illuminant / sum(ybar x illuminant)
+  int space;               // 0 xyz, 1 linear sRGB, 2 CIELAB
+  double white[3];         // XYZ of the Lab white
+  double minv[9];          // XYZ -> linear sRGB (row-major)
+  std::uintptr_t out;      // real [B, 3]
+};
+enum Space : int { SPACE_XYZ = 0, SPACE_LINEAR_SRGB = 1, SPACE_LAB = 2 };
+template <class T> void stack_color_cpu(const TmmArgs& a, const ColorArgs& c);
+
+// Per-pixel colour conversions over n pixels with element strides (pixel, channel).
+// in_kind: 0 float of T, 1 uint8 (scaled by 1/255).
+template <class T>
+void srgb_to_lab_cpu(std::uintptr_t in, int in_kind, long long n, long long si, long long sc,
+                     const double* white, std::uintptr_t out);
+template <class T>
+void lab_to_srgb_cpu(std::uintptr_t in, long long n, long long si, long long sc, const double* white,
+                     const double* minv, bool clip, std::uintptr_t out);
 #ifdef QUPAINT_WITH_CUDA
 template <class T> void tmm_reflectance_cuda(const TmmArgs& a, std::uintptr_t stream);
+template <class T> void stack_color_cuda(const TmmArgs& a, const ColorArgs& c, std::uintptr_t stream);
+template <class T>
+void srgb_to_lab_cuda(std::uintptr_t in, int in_kind, long long n, long long si, long long sc,
+                      const double* white, std::uintptr_t out, std::uintptr_t stream);
+template <class T>
+void lab_to_srgb_cuda(std::uintptr_t in, long long n, long long si, long long sc, const double* white,
+                      const double* minv, bool clip, std::uintptr_t out, std::uintptr_t stream);
 #endif
 
 }  // namespace qp

@@ -174,4 +174,40 @@ struct TmmPlan {
   }
 };
 
+// Parallel driver shared by the reflectance and fused stack-colour kernels: OpenMP over
+// stacks (static schedule); one plan for the batch when all stacks share indices and angle.
+// row(b, scratch) returns where stack b's spectrum [W] goes (the output row, or the
+// thread's scratch when the spectrum is only reduced); done(b, R) consumes it.
+template <class T, class RowFn, class DoneFn>
+void for_each_stack(const TmmArgs& a, RowFn row, DoneFn done) {
+  const NView<T> n{reinterpret_cast<const T*>(a.n), a.n_sb, a.n_sl, a.n_sw};
+  const DView<T> d{reinterpret_cast<const T*>(a.d), a.d_sb, a.d_sl};
+  const T* sin0 = reinterpret_cast<const T*>(a.sin0);
+  const T* wl = reinterpret_cast<const T*>(a.wl);
+  const long long B = a.B, W = a.W;
+  const int L = static_cast<int>(a.L);
+  const bool shared = a.n_sb == 0 && a.sin0_sb == 0;
+  TmmPlan<T> shared_plan;
+  if (shared && B > 0) {
+    shared_plan.init(W, L, a.pol);
+    shared_plan.fill(n, wl, sin0[0], 0);
+    shared_plan.fold_shared(d, B);
+  }
+#pragma omp parallel
+  {
+    std::vector<T> scratch(static_cast<size_t>(5 * W));
+    TmmPlan<T> own;
+    if (!shared) own.init(W, L, a.pol);
+#pragma omp for schedule(static)
+    for (long long b = 0; b < B; ++b) {
+      if (!shared) own.fill(n, wl, sin0[b * a.sin0_sb], b);
+      const TmmPlan<T>& plan = shared ? shared_plan : own;
+      T* R = row(b, scratch.data() + 4 * W);
+      plan.run([&](int l) { return d.at(b, l); }, R, scratch.data(), scratch.data() + W,
+               scratch.data() + 2 * W, scratch.data() + 3 * W);
+      done(b, static_cast<const T*>(R));
+    }
+  }
+}
+
 }  // namespace qp

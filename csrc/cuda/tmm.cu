@@ -2,12 +2,8 @@
 // Each thread reads L complex indices (broadcast strides make these shared and
 // cached when all stacks use the same materials) and L thicknesses, and writes
 // one float; the per-thread math is the same header as the CPU kernel.
-#include <cuda_runtime.h>
-
-#include <stdexcept>
-#include <string>
-
 #include "../cpu/kernels.h"
+#include "common.cuh"
 #include "qupaint/tmm.h"
 
 namespace qp {
@@ -29,17 +25,13 @@ void tmm_reflectance_cuda(const TmmArgs& a, std::uintptr_t stream) {
   const long long total = a.B * a.W;
   if (total == 0) return;
   const int block = 256;
-  const long long grid = (total + block - 1) / block;
-  tmm_reflectance_kernel<T><<<static_cast<unsigned>(grid), block, 0,
+  tmm_reflectance_kernel<T><<<grid_for(total, block), block, 0,
                               reinterpret_cast<cudaStream_t>(stream)>>>(
       NView<T>{reinterpret_cast<const T*>(a.n), a.n_sb, a.n_sl, a.n_sw},
       DView<T>{reinterpret_cast<const T*>(a.d), a.d_sb, a.d_sl}, reinterpret_cast<const T*>(a.sin0),
       a.sin0_sb, reinterpret_cast<const T*>(a.wl), a.B, a.W, static_cast<int>(a.L), a.pol,
       reinterpret_cast<T*>(a.out));
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) {
-    throw std::runtime_error(std::string("qupaint tmm_reflectance_cuda: ") + cudaGetErrorString(err));
-  }
+  check_launch("tmm_reflectance_cuda");
 }
 
 template void tmm_reflectance_cuda<float>(const TmmArgs&, std::uintptr_t);

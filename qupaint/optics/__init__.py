@@ -18,6 +18,17 @@ from qupaint.optics.tmm import (
     stack_reflectance,
 )
 
+
+def __getattr__(name: str):
+    # stack_color is part of the optics API (issue #4) but integrates colour, a later stage;
+    # it lives in qupaint.color.stack and is resolved lazily so optics never imports colour.
+    if name == "stack_color":
+        from qupaint.color.stack import stack_color
+
+        return stack_color
+    raise AttributeError(f"module 'qupaint.optics' has no attribute {name!r}")
+
+
 __all__ = [
     "DEFAULT_WAVELENGTHS_NM",
     "build_stack",
@@ -28,6 +39,7 @@ __all__ = [
     "reflectance",
     "refractive_index",
     "register_material",
+    "stack_color",
     "stack_reflectance",
     "wavelength_range",
 ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -109,12 +110,14 @@ def _tmm_reference(n, d, wl, sin0, pol, out_dtype):
     ).to(out_dtype)
 
 
-def _kernel_args(n, d, wl, sin0, pol, out):
+def _kernel_args(n, d, wl, sin0, pol):
+    """Stack arguments shared by the TMM kernels: dtype, n/d/sin0 with strides, wl, B, L, W,
+    pol (n, d, sin0 already expanded to B; wl contiguous)."""
     ns, ds = elem_strides(n), elem_strides(d)
     return (
-        "float32" if out.dtype == torch.float32 else "float64",
+        "float32" if wl.dtype == torch.float32 else "float64",
         pointer(n), *ns, pointer(d), *ds, pointer(sin0), elem_strides(sin0)[0], pointer(wl),
-        out.shape[0], n.shape[1], out.shape[1], POLS[pol], pointer(out),
+        n.shape[0], n.shape[1], wl.shape[0], POLS[pol],
     )  # fmt: skip
 
 
@@ -134,7 +137,7 @@ def _tmm_cpu(n, d, wl, sin0, pol, out_dtype):
 
     out = _alloc_out(n, d, sin0, wl, out_dtype)
     n, d, sin0 = _expand(n, d, sin0, out.shape[0])
-    _C.tmm_reflectance_cpu(*_kernel_args(n, d, wl.contiguous(), sin0, pol, out))
+    _C.tmm_reflectance_cpu(*_kernel_args(n, d, wl.contiguous(), sin0, pol), pointer(out))
     return out
 
 
@@ -145,7 +148,7 @@ def _tmm_cuda(n, d, wl, sin0, pol, out_dtype):
     out = _alloc_out(n, d, sin0, wl, out_dtype)
     n, d, sin0 = _expand(n, d, sin0, out.shape[0])
     stream = torch.cuda.current_stream(out.device).cuda_stream
-    _C.tmm_reflectance_cuda(*_kernel_args(n, d, wl.contiguous(), sin0, pol, out), stream)
+    _C.tmm_reflectance_cuda(*_kernel_args(n, d, wl.contiguous(), sin0, pol), pointer(out), stream)
     return out
 
 
@@ -154,59 +157,22 @@ def _check_finite(name: str, t: torch.Tensor) -> None:
         raise ValueError(f"{name} contains NaN or inf; give finite values")
 
 
-def reflectance(
-    n: Any,
-    d: Any,
-    wavelengths_nm: Any,
-    theta0: Any = 0.0,
-    pol: str = "s",
-    backend: str | None = None,
-) -> Any:
-    """Reflectance of coherent thin-film stacks (transfer-matrix method).
+@dataclass
+class Stacks:
+    """Validated stack batch on one device: n [B|1, L, W], d [B|1, L], wl [W], sin0 [B|1]."""
 
-    Parameters
-    ----------
-    n : complex array_like, [L, W] or [B, L, W]
-        Refractive index n + ik (k >= 0) of each layer at each wavelength, from the
-        incident medium (layer 0) to the exit medium (layer L-1), both semi-infinite.
-        Real arrays mean k = 0.
-    d : array_like, [L] or [B, L]
-        Thicknesses in nm; ``d[..., 0]`` and ``d[..., -1]`` must be ``inf``.
-    wavelengths_nm : array_like, [W]
-        Vacuum wavelengths in nm.
-    theta0 : float or array_like [B]
-        Angle of incidence in radians, in [0, pi/2).
-    pol : {"s", "p", "u"}
-        Polarisation; ``"u"`` (unpolarised) is the mean of s and p reflectance.
-    backend : {"reference", "cpu", "cuda"}, optional
-        Override the automatic choice (see :mod:`qupaint._backend`).
+    n: torch.Tensor
+    d: torch.Tensor
+    wl: torch.Tensor
+    sin0: torch.Tensor
+    rdtype: torch.dtype
+    device: torch.device
+    torch_out: bool
+    single: bool
 
-    Returns
-    -------
-    R : [W] when no input is batched, else [B, W]; float64, or float32 when ``n`` is
-        complex64/float32. numpy for numpy input; torch on the input's device otherwise.
 
-    Raises
-    ------
-    ValueError
-        Mismatched shapes or layer counts, finite outer thicknesses, negative or NaN
-        thickness, non-finite or gain (k < 0) indices, unknown ``pol``, angle outside
-        [0, pi/2), lossy incident medium at oblique incidence.
-    TypeError
-        Non-numeric input.
-
-    References
-    ----------
-    QuPAINT Eq. (1)-(2); tmm.coh_tmm (Byrnes, arXiv:1603.02720).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from qupaint.optics import reflectance
-    >>> n = np.array([[1.0], [1.5]])          # air | glass, one wavelength
-    >>> float(reflectance(n, [np.inf, np.inf], [550.0])[0])   # ((1.5-1)/(1.5+1))**2
-    0.04
-    """
+def prepare_stacks(n: Any, d: Any, wavelengths_nm: Any, theta0: Any, pol: str) -> Stacks:
+    """Validate and convert the inputs of :func:`reflectance` (see its Raises section)."""
     if pol not in POLS:
         raise ValueError(f"pol must be one of 's', 'p', 'u'; got {pol!r}")
     device = common_device(
@@ -288,9 +254,66 @@ def reflectance(
             raise ValueError(
                 "n[..., 0, :]: the incident medium must be lossless (k = 0) at oblique incidence"
             )
-    _, fn = _backend.select("tmm_reflectance", device.type, backend)
-    out = fn(nt, dt, wl, torch.sin(th), pol, rdtype)
-    return to_output(out[0] if single else out, torch_out)
+    return Stacks(nt, dt, wl, torch.sin(th), rdtype, device, torch_out, single)
+
+
+def reflectance(
+    n: Any,
+    d: Any,
+    wavelengths_nm: Any,
+    theta0: Any = 0.0,
+    pol: str = "s",
+    backend: str | None = None,
+) -> Any:
+    """Reflectance of coherent thin-film stacks (transfer-matrix method).
+
+    Parameters
+    ----------
+    n : complex array_like, [L, W] or [B, L, W]
+        Refractive index n + ik (k >= 0) of each layer at each wavelength, from the
+        incident medium (layer 0) to the exit medium (layer L-1), both semi-infinite.
+        Real arrays mean k = 0.
+    d : array_like, [L] or [B, L]
+        Thicknesses in nm; ``d[..., 0]`` and ``d[..., -1]`` must be ``inf``.
+    wavelengths_nm : array_like, [W]
+        Vacuum wavelengths in nm.
+    theta0 : float or array_like [B]
+        Angle of incidence in radians, in [0, pi/2).
+    pol : {"s", "p", "u"}
+        Polarisation; ``"u"`` (unpolarised) is the mean of s and p reflectance.
+    backend : {"reference", "cpu", "cuda"}, optional
+        Override the automatic choice (see :mod:`qupaint._backend`).
+
+    Returns
+    -------
+    R : [W] when no input is batched, else [B, W]; float64, or float32 when ``n`` is
+        complex64/float32. numpy for numpy input; torch on the input's device otherwise.
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes or layer counts, finite outer thicknesses, negative or NaN
+        thickness, non-finite or gain (k < 0) indices, unknown ``pol``, angle outside
+        [0, pi/2), lossy incident medium at oblique incidence.
+    TypeError
+        Non-numeric input.
+
+    References
+    ----------
+    QuPAINT Eq. (1)-(2); tmm.coh_tmm (Byrnes, arXiv:1603.02720).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qupaint.optics import reflectance
+    >>> n = np.array([[1.0], [1.5]])          # air | glass, one wavelength
+    >>> float(reflectance(n, [np.inf, np.inf], [550.0])[0])   # ((1.5-1)/(1.5+1))**2
+    0.04
+    """
+    st = prepare_stacks(n, d, wavelengths_nm, theta0, pol)
+    _, fn = _backend.select("tmm_reflectance", st.device.type, backend)
+    out = fn(st.n, st.d, st.wl, st.sin0, pol, st.rdtype)
+    return to_output(out[0] if st.single else out, st.torch_out)
 
 
 LayerSpec = tuple  # (material, thickness_nm) or (material, thickness_nm, n_layers)

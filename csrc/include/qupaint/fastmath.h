@@ -169,6 +169,60 @@ inline T exp(T x) {
   return keep * exp_poly<T>(r) * pow2i<T>(m);
 }
 
+// Natural log for x > 0 (other inputs give unspecified finite/NaN values, never a trap):
+// x = 2^e m with m in [sqrt(1/2), sqrt(2)), log m = 2 atanh(s), s = (m-1)/(m+1), |s| < 0.172,
+// series 2 (s + s^3/3 + ...) to s^21 (double) / s^11 (float): truncation < 1e-18 / 5e-10.
+// Exponent and mantissa come from the bits with integer ops only (no int64 -> double
+// conversion, which AVX2 lacks).
+inline double log(double x) {
+  const std::int64_t bits = __builtin_bit_cast(std::int64_t, x);
+  double e = __builtin_bit_cast(double, (bits >> 52) | 0x4330000000000000LL) - 4503599627370496.0;
+  double m = __builtin_bit_cast(double, (bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);
+  const double big = static_cast<double>(m > 1.4142135623730951);
+  m = m * (1.0 - 0.5 * big);
+  e = e - 1023.0 + big;
+  const double s = (m - 1.0) / (m + 1.0);
+  const double z = s * s;
+  double p = 1.0 / 21;
+  p = p * z + 1.0 / 19;
+  p = p * z + 1.0 / 17;
+  p = p * z + 1.0 / 15;
+  p = p * z + 1.0 / 13;
+  p = p * z + 1.0 / 11;
+  p = p * z + 1.0 / 9;
+  p = p * z + 1.0 / 7;
+  p = p * z + 1.0 / 5;
+  p = p * z + 1.0 / 3;
+  const double lm = 2.0 * s + 2.0 * s * z * p;
+  return e * consts<double>::LN2_HI + (e * consts<double>::LN2_LO + lm);
+}
+inline float log(float x) {
+  const std::int32_t bits = __builtin_bit_cast(std::int32_t, x);
+  float e = static_cast<float>((bits >> 23) & 0xff);
+  float m = __builtin_bit_cast(float, (bits & 0x007fffff) | 0x3f800000);
+  const float big = static_cast<float>(m > 1.41421356f);
+  m = m * (1.0f - 0.5f * big);
+  e = e - 127.0f + big;
+  const float s = (m - 1.0f) / (m + 1.0f);
+  const float z = s * s;
+  float p = 1.0f / 11;
+  p = p * z + 1.0f / 9;
+  p = p * z + 1.0f / 7;
+  p = p * z + 1.0f / 5;
+  p = p * z + 1.0f / 3;
+  const float lm = 2.0f * s + 2.0f * s * z * p;
+  return e * consts<float>::LN2_HI + (e * consts<float>::LN2_LO + lm);
+}
+
+// x^y for x > 0 through exp(y log x)
+template <class T> inline T pow(T x, T y) { return exp<T>(y * log(x)); }
+
+// cube root for t > 0: exp(log t / 3) polished by one Newton step
+template <class T> inline T cbrt(T t) {
+  const T y = exp<T>(log(t) * T(1.0 / 3.0));
+  return y - (y * y * y - t) / (T(3) * y * y);
+}
+
 // e^{i z} for complex z = a + ib: e^{-b} (cos a + i sin a)
 template <class T>
 inline cplx<T> cexp_i(cplx<T> z) {

@@ -1,0 +1,124 @@
+// Per-pixel sRGB <-> CIELAB on the CPU.
+// Parallel decomposition: OpenMP over blocks of 512 pixels; each block is de-interleaved
+// into structure-of-arrays buffers so the transform loop vectorises (strided RGB loads
+// do not), then re-interleaved. uint8 input decodes through an exact 256-entry table.
+// Traffic: 3 reads + 3 writes per pixel; the work is ~10 exp/log evaluations per pixel.
+#include <cstdint>
+
+#include "color_math.h"
+#include "kernels.h"
+
+namespace qp {
+
+namespace {
+constexpr long long BLOCK = 512;
+}
+
+template <class T>
+void srgb_to_lab_cpu(std::uintptr_t in, int in_kind, long long n, long long si, long long sc,
+                     const double* white, std::uintptr_t out) {
+  const T inv_white[3] = {T(1 / white[0]), T(1 / white[1]), T(1 / white[2])};
+  T lut[256];
+  for (int v = 0; v < 256; ++v) lut[v] = srgb_decode<LibMath>(static_cast<T>(v / 255.0));
+  const T* fin = reinterpret_cast<const T*>(in);
+  const std::uint8_t* u8 = reinterpret_cast<const std::uint8_t*>(in);
+  T* o = reinterpret_cast<T*>(out);
+  const long long nblocks = (n + BLOCK - 1) / BLOCK;
+#pragma omp parallel for schedule(static)
+  for (long long blk = 0; blk < nblocks; ++blk) {
+    T c0[BLOCK], c1[BLOCK], c2[BLOCK], L[BLOCK], A[BLOCK], Bv[BLOCK];
+    const long long start = blk * BLOCK;
+    const long long m = (n - start) < BLOCK ? (n - start) : BLOCK;
+    if (in_kind == 1) {
+      for (long long i = 0; i < m; ++i) {
+        const long long p = (start + i) * si;
+        c0[i] = lut[u8[p]];
+        c1[i] = lut[u8[p + sc]];
+        c2[i] = lut[u8[p + 2 * sc]];
+      }
+    } else {
+      for (long long i = 0; i < m; ++i) {
+        const long long p = (start + i) * si;
+        c0[i] = fin[p];
+        c1[i] = fin[p + sc];
+        c2[i] = fin[p + 2 * sc];
+      }
+#pragma GCC ivdep
+      for (long long i = 0; i < m; ++i) {
+        c0[i] = srgb_decode<FastMath>(c0[i]);
+        c1[i] = srgb_decode<FastMath>(c1[i]);
+        c2[i] = srgb_decode<FastMath>(c2[i]);
+      }
+    }
+#pragma GCC ivdep
+    for (long long i = 0; i < m; ++i) {
+      T lab[3];
+      linear_to_lab<FastMath>(c0[i], c1[i], c2[i], inv_white, lab);
+      L[i] = lab[0];
+      A[i] = lab[1];
+      Bv[i] = lab[2];
+    }
+    for (long long i = 0; i < m; ++i) {
+      T* q = o + 3 * (start + i);
+      q[0] = L[i];
+      q[1] = A[i];
+      q[2] = Bv[i];
+    }
+  }
+}
+
+template <class T>
+void lab_to_srgb_cpu(std::uintptr_t in, long long n, long long si, long long sc, const double* white,
+                     const double* minv_d, bool clip, std::uintptr_t out) {
+  const T w[3] = {T(white[0]), T(white[1]), T(white[2])};
+  T minv[9];
+  for (int i = 0; i < 9; ++i) minv[i] = static_cast<T>(minv_d[i]);
+  const T* fin = reinterpret_cast<const T*>(in);
+  T* o = reinterpret_cast<T*>(out);
+  const long long nblocks = (n + BLOCK - 1) / BLOCK;
+#pragma omp parallel for schedule(static)
+  for (long long blk = 0; blk < nblocks; ++blk) {
+    T c0[BLOCK], c1[BLOCK], c2[BLOCK];
+    const long long start = blk * BLOCK;
+    const long long m = (n - start) < BLOCK ? (n - start) : BLOCK;
+    for (long long i = 0; i < m; ++i) {
+      const long long p = (start + i) * si;
+      c0[i] = fin[p];
+      c1[i] = fin[p + sc];
+      c2[i] = fin[p + 2 * sc];
+    }
+#pragma GCC ivdep
+    for (long long i = 0; i < m; ++i) {
+      T rgb[3];
+      lab_to_linear(c0[i], c1[i], c2[i], w, minv, rgb);
+      T e0 = srgb_encode<FastMath>(rgb[0]);
+      T e1 = srgb_encode<FastMath>(rgb[1]);
+      T e2 = srgb_encode<FastMath>(rgb[2]);
+      if (clip) {
+        e0 = e0 < T(0) ? T(0) : (e0 > T(1) ? T(1) : e0);
+        e1 = e1 < T(0) ? T(0) : (e1 > T(1) ? T(1) : e1);
+        e2 = e2 < T(0) ? T(0) : (e2 > T(1) ? T(1) : e2);
+      }
+      c0[i] = e0;
+      c1[i] = e1;
+      c2[i] = e2;
+    }
+    for (long long i = 0; i < m; ++i) {
+      T* q = o + 3 * (start + i);
+      q[0] = c0[i];
+      q[1] = c1[i];
+      q[2] = c2[i];
+    }
+  }
+}
+
+template void srgb_to_lab_cpu<float>(std::uintptr_t, int, long long, long long, long long,
+                                     const double*, std::uintptr_t);
+template void srgb_to_lab_cpu<double>(std::uintptr_t, int, long long, long long, long long,
+                                      const double*, std::uintptr_t);
+template void lab_to_srgb_cpu<float>(std::uintptr_t, long long, long long, long long,
+                                     const double*, const double*, bool, std::uintptr_t);
+template void lab_to_srgb_cpu<double>(std::uintptr_t, long long, long long, long long,
+                                      const double*, const double*, bool, std::uintptr_t);
+
+}  // namespace qp

@@ -1,0 +1,55 @@
+// Fused stack colour on the CPU: reflectance over the spectrum and its CIE integral in one
+// pass per stack. Parallel over stacks (tmm_plan.h's driver); each thread's spectrum lives
+// in a [W] scratch row (L1 resident), so the [B, W] spectra are never materialised:
+// memory traffic is the plan, the weights [W, 3] and one [3] output per stack.
+#include "color_math.h"
+#include "kernels.h"
+#include "tmm_plan.h"
+
+namespace qp {
+
+template <class T>
+void stack_color_cpu(const TmmArgs& a, const ColorArgs& c) {
+  const long long W = a.W;
+  // SoA weights so the three reductions vectorise
+  std::vector<T> wx(W), wy(W), wz(W);
+  const T* wt = reinterpret_cast<const T*>(c.weights);
+  for (long long w = 0; w < W; ++w) {
+    wx[w] = wt[3 * w];
+    wy[w] = wt[3 * w + 1];
+    wz[w] = wt[3 * w + 2];
+  }
+  const T inv_white[3] = {T(1 / c.white[0]), T(1 / c.white[1]), T(1 / c.white[2])};
+  T minv[9];
+  for (int i = 0; i < 9; ++i) minv[i] = static_cast<T>(c.minv[i]);
+  T* out = reinterpret_cast<T*>(c.out);
+  const T* px = wx.data();
+  const T* py = wy.data();
+  const T* pz = wz.data();
+  for_each_stack<T>(
+      a, [](long long, T* scratch) { return scratch; },
+      [&](long long b, const T* R) {
+        T X = 0, Y = 0, Z = 0;
+#pragma omp simd reduction(+ : X, Y, Z)
+        for (long long w = 0; w < W; ++w) {
+          X += R[w] * px[w];
+          Y += R[w] * py[w];
+          Z += R[w] * pz[w];
+        }
+        T* o = out + 3 * b;
+        if (c.space == SPACE_XYZ) {
+          o[0] = X;
+          o[1] = Y;
+          o[2] = Z;
+        } else if (c.space == SPACE_LINEAR_SRGB) {
+          for (int i = 0; i < 3; ++i) o[i] = minv[3 * i] * X + minv[3 * i + 1] * Y + minv[3 * i + 2] * Z;
+        } else {
+          xyz_to_lab<FastMath>(X, Y, Z, inv_white, o);
+        }
+      });
+}
+
+template void stack_color_cpu<float>(const TmmArgs&, const ColorArgs&);
+template void stack_color_cpu<double>(const TmmArgs&, const ColorArgs&);
+
+}  // namespace qp

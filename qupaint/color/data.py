@@ -1,0 +1,207 @@
+"""CIE tables on any regular wavelength grid, taken from colour-science (loaded once).
+
+The CIE 1931 2-degree colour-matching functions and the CIE illuminants are the tables
+colour-science ships (``colour.MSDS_CMFS``, ``colour.SDS_ILLUMINANTS``); they are put on the
+caller's grid with colour-science's own ``reshape_msds``/``reshape_sd`` (Sprague or linear
+interpolation, constant extrapolation), so ``spectra_to_xyz`` integrates exactly what
+``colour.sd_to_XYZ(..., method="Integration", shape=grid)`` does.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["grid_shape", "cmfs_on", "illuminant_on", "xyz_weights", "white_xyz", "ILLUMINANTS"]
+
+CMFS_NAME = "CIE 1931 2 Degree Standard Observer"
+#: named illuminants (any name in colour.SDS_ILLUMINANTS also works)
+ILLUMINANTS = ("D65", "A", "E", "D50")
+
+
+def grid_shape(wavelengths_nm: Any) -> tuple[float, float, float]:
+    """(start, end, interval) of a regular grid inside 360-830 nm.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 samples, irregular or decreasing spacing, or outside 360-830 nm.
+    """
+    wl = np.asarray(wavelengths_nm, dtype=np.float64).reshape(-1)
+    if wl.size < 2:
+        raise ValueError("wavelengths_nm needs at least 2 samples")
+    if not np.all(np.isfinite(wl)):
+        raise ValueError("wavelengths_nm must be finite")
+    step = np.diff(wl)
+    if np.any(step <= 0) or np.ptp(step) > 1e-6 * step.mean():
+        raise ValueError(
+            "wavelengths_nm must be a regular increasing grid (e.g. np.arange(400, 701, 1))"
+        )
+    if wl[0] < 360 - 1e-9 or wl[-1] > 830 + 1e-9:
+        raise ValueError(
+            f"wavelengths_nm: the CIE 1931 tables cover 360-830 nm; got {wl[0]:g}-{wl[-1]:g} nm"
+        )
+    return float(wl[0]), float(wl[-1]), float(step.mean())
+
+
+@functools.cache
+def _colour():
+    import colour
+
+    return colour
+
+
+def _spectral_shape(shape: tuple[float, float, float]):
+    return _colour().SpectralShape(*shape)
+
+
+@functools.lru_cache(maxsize=64)
+def _cmfs(shape: tuple[float, float, float]) -> np.ndarray:
+    colour = _colour()
+    from colour.colorimetry import reshape_msds
+
+    cmfs = colour.MSDS_CMFS[CMFS_NAME]
+    return np.ascontiguousarray(reshape_msds(cmfs, _spectral_shape(shape), copy=True).values)
+
+
+def cmfs_on(wavelengths_nm: Any) -> np.ndarray:
+    """CIE 1931 2-degree x-bar, y-bar, z-bar on the grid, [W, 3] float64."""
+    return _cmfs(grid_shape(wavelengths_nm)).copy()
+
+
+def _illuminant_sd(illuminant: Any):
+    colour = _colour()
+    if isinstance(illuminant, colour.SpectralDistribution):
+        return illuminant
+    if isinstance(illuminant, (str, Path)) and str(illuminant) in colour.SDS_ILLUMINANTS:
+        return colour.SDS_ILLUMINANTS[str(illuminant)]
+    if isinstance(illuminant, (str, Path)):
+        path = Path(illuminant)
+        if not path.exists():
+            raise ValueError(
+                f"illuminant: {illuminant!r} is neither a CIE illuminant name "
+                f"({', '.join(ILLUMINANTS)}, ...) nor a CSV file (wavelength_nm,value)"
+            )
+        data = _read_two_columns(path)
+        return colour.SpectralDistribution(
+            dict(zip(data[:, 0], data[:, 1], strict=True)), name=path.stem
+        )
+    raise TypeError(
+        "illuminant must be a name, a CSV path, a colour.SpectralDistribution or an array"
+    )
+
+
+def _read_two_columns(path: Path) -> np.ndarray:
+    """Rows of ``wavelength_nm,value``; ``#`` comments and one text header line are skipped."""
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            s = line.strip()
+            if not s or s.startswith("#"):
+                continue
+            try:
+                rows.append([float(v) for v in s.split(",")[:2]])
+            except ValueError:
+                if rows:
+                    raise ValueError(f"illuminant: {path} line {lineno} is not numeric") from None
+    data = np.asarray(rows, dtype=np.float64)
+    if data.ndim != 2 or data.shape[0] < 2 or data.shape[1] != 2:
+        raise ValueError(f"illuminant: {path} needs at least 2 rows of wavelength_nm,value")
+    return data
+
+
+@functools.lru_cache(maxsize=128)
+def _illuminant_named(key: str, shape: tuple[float, float, float]) -> np.ndarray:
+    from colour.colorimetry import reshape_sd
+
+    sd = _illuminant_sd(key)
+    return np.ascontiguousarray(reshape_sd(sd, _spectral_shape(shape), copy=True).values)
+
+
+def illuminant_on(illuminant: Any, wavelengths_nm: Any) -> np.ndarray:
+    """Relative spectral power of ``illuminant`` on the grid, [W] float64.
+
+    ``illuminant``: a CIE name (``"D65"``, ``"A"`` = halogen/tungsten, ``"E"``, ``"D50"``,
+    or any key of ``colour.SDS_ILLUMINANTS``), a CSV path (``wavelength_nm,value``), a
+    ``colour.SpectralDistribution``, or an array already sampled on the grid.
+    """
+    shape = grid_shape(wavelengths_nm)
+    if isinstance(illuminant, str) and illuminant in _colour().SDS_ILLUMINANTS:
+        return _illuminant_named(illuminant, shape).copy()
+    if isinstance(illuminant, (str, Path, _colour().SpectralDistribution)):
+        from colour.colorimetry import reshape_sd
+
+        sd = reshape_sd(_illuminant_sd(illuminant), _spectral_shape(shape), copy=True)
+        return np.asarray(sd.values, dtype=np.float64)
+    arr = np.asarray(
+        illuminant.detach().cpu() if hasattr(illuminant, "detach") else illuminant, dtype=np.float64
+    )
+    n = int(round((shape[1] - shape[0]) / shape[2])) + 1
+    if arr.shape != (n,):
+        raise ValueError(
+            f"illuminant array must have one value per wavelength, shape ({n},); got {arr.shape}"
+        )
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError("illuminant array must be finite and >= 0")
+    return arr
+
+
+def _key(illuminant: Any) -> Any:
+    if isinstance(illuminant, (str, Path)):
+        return str(illuminant)
+    arr = np.asarray(
+        illuminant.detach().cpu() if hasattr(illuminant, "detach") else illuminant, dtype=np.float64
+    )
+    return ("array", hashlib.sha1(arr.tobytes()).hexdigest(), arr.shape)
+
+
+_WEIGHTS: dict[Any, np.ndarray] = {}
+
+
+def xyz_weights(wavelengths_nm: Any, illuminant: Any = "D65") -> np.ndarray:
+    """[W, 3] weights w with X = sum_w R(w) w[w, :] and Y = 1 for R = 1 (QuPAINT Eq. 3, 22).
+
+    w = cmf * I / sum(y-bar * I); the interval cancels. Cached per (grid, illuminant).
+    """
+    shape = grid_shape(wavelengths_nm)
+    key = (shape, _key(illuminant)) if not hasattr(illuminant, "values") else None
+    if key is not None and key in _WEIGHTS:
+        return _WEIGHTS[key]
+    cm = _cmfs(shape)
+    ill = illuminant_on(illuminant, wavelengths_nm)
+    norm = float(np.sum(cm[:, 1] * ill))
+    if norm <= 0:
+        raise ValueError("illuminant has no power where y-bar is non-zero")
+    w = np.ascontiguousarray(cm * ill[:, None] / norm)
+    w.setflags(write=False)
+    if key is not None:
+        if len(_WEIGHTS) > 256:
+            _WEIGHTS.clear()
+        _WEIGHTS[key] = w
+    return w
+
+
+@functools.lru_cache(maxsize=32)
+def _white_named(name: str) -> tuple[float, float, float]:
+    ccs = _colour().CCS_ILLUMINANTS[CMFS_NAME]
+    if name not in ccs:
+        raise ValueError(
+            f"white: unknown illuminant {name!r}; use e.g. 'D65', 'D50', 'A', 'E' or an XYZ triple"
+        )
+    x, y = (float(v) for v in ccs[name])
+    return (x / y, 1.0, (1.0 - x - y) / y)
+
+
+def white_xyz(white: Any = "D65") -> tuple[float, float, float]:
+    """XYZ (Y = 1) of a CIE 1931 white point by name (chromaticity from colour-science), or a
+    given XYZ triple."""
+    if isinstance(white, str):
+        return _white_named(white)
+    w = tuple(float(v) for v in np.asarray(white, dtype=np.float64).reshape(-1))
+    if len(w) != 3 or not all(np.isfinite(w)) or min(w) <= 0:
+        raise ValueError(f"white must be a name or a positive XYZ triple; got {white!r}")
+    return w  # type: ignore[return-value]

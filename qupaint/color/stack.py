@@ -1,0 +1,133 @@
+"""Fused stack colour: thin-film reflectance integrated to a colour inside one kernel.
+
+The heart of high-throughput rendering (QuPAINT Alg. 1 lines 12-13, Eq. 21-22): for B
+stacks, R(lambda) is computed and immediately integrated against CMF x illuminant, so the
+[B, W] spectra are never materialised. Equal to
+``spectra_to_xyz(stack_reflectance(...))`` (then converted to ``space``) within float
+rounding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from qupaint import _backend
+from qupaint._arrays import as_tensor, common_device, is_torch, pointer, to_output
+from qupaint.color.convert import XYZ_TO_SRGB, _xyz_to_lab_ref, minv_list
+from qupaint.color.data import white_xyz, xyz_weights
+from qupaint.optics.tmm import (
+    DEFAULT_WAVELENGTHS_NM,
+    POLS,
+    _expand,
+    _kernel_args,
+    _tmm_reference,
+    build_stack,
+    prepare_stacks,
+)
+
+__all__ = ["stack_color", "SPACES"]
+
+SPACES = {"xyz": 0, "linear_srgb": 1, "lab": 2}
+
+
+def _from_xyz(xyz: torch.Tensor, space: str, white) -> torch.Tensor:
+    if space == "xyz":
+        return xyz
+    if space == "linear_srgb":
+        return xyz @ torch.as_tensor(XYZ_TO_SRGB, dtype=xyz.dtype, device=xyz.device).T
+    return _xyz_to_lab_ref(xyz, white)
+
+
+@_backend.register("stack_color", "reference")
+def _stack_color_reference(st, pol, weights, space, white):
+    R = _tmm_reference(st.n, st.d, st.wl, st.sin0, pol, torch.float64)
+    xyz = R @ torch.tensor(weights, dtype=torch.float64, device=R.device)
+    return _from_xyz(xyz, space, white).to(st.rdtype)
+
+
+def _stack_color_kernel(st, pol, weights, space, white, cuda: bool):
+    from qupaint import _C
+
+    B = max(st.n.shape[0], st.d.shape[0], st.sin0.shape[0])
+    out = torch.empty((B, 3), dtype=st.rdtype, device=st.wl.device)
+    n, d, sin0 = _expand(st.n, st.d, st.sin0, B)
+    wt = torch.tensor(weights, dtype=st.rdtype, device=st.wl.device)
+    targs = _kernel_args(n, d, st.wl.contiguous(), sin0, pol)
+    args = [*targs, pointer(wt), SPACES[space], list(white), minv_list(), pointer(out)]
+    if cuda:
+        _C.stack_color_cuda(*args, torch.cuda.current_stream(out.device).cuda_stream)
+    else:
+        _C.stack_color_cpu(*args)
+    return out
+
+
+@_backend.register("stack_color", "cpu")
+def _stack_color_cpu(st, pol, weights, space, white):
+    return _stack_color_kernel(st, pol, weights, space, white, cuda=False)
+
+
+@_backend.register("stack_color", "cuda")
+def _stack_color_cuda(st, pol, weights, space, white):
+    return _stack_color_kernel(st, pol, weights, space, white, cuda=True)
+
+
+def stack_color(
+    layers: Sequence[tuple],
+    wavelengths_nm: Any = DEFAULT_WAVELENGTHS_NM,
+    illuminant: Any = "D65",
+    substrate: str = "Si",
+    incident: str = "air",
+    pol: str = "u",
+    space: str = "linear_srgb",
+    theta0: Any = 0.0,
+    white: Any = "D65",
+    dtype: torch.dtype | str | None = None,
+    backend: str | None = None,
+) -> Any:
+    """Colour of thin-film stacks seen under ``illuminant``, fused in one kernel.
+
+    Parameters
+    ----------
+    layers : list of (material, thickness_nm[, n_layers]), top to bottom; thicknesses may be
+        ``[B]`` arrays/tensors (one stack per entry), as in ``stack_reflectance``.
+    wavelengths_nm : [W] regular grid inside 360-830 nm (default 400-700 nm, 1 nm).
+    illuminant : see :func:`qupaint.color.spectra_to_xyz` (``"A"`` for a halogen lamp).
+    substrate, incident, pol, theta0 : as in ``stack_reflectance``.
+    space : "linear_srgb" (default) | "xyz" | "lab" (relative to ``white``).
+    dtype : "float32" for the fast single-precision kernel (default float64).
+    backend : "reference" | "cpu" | "cuda".
+
+    Returns
+    -------
+    [3] or [B, 3] (torch on the input's device when a thickness is a tensor).
+
+    Examples
+    --------
+    >>> from qupaint.optics import stack_color, flake_layers
+    >>> stack_color(flake_layers("graphene", 1), space="lab").round(1)
+    array([47.4, 11.3, -9.6])
+    """
+    if space not in SPACES:
+        raise ValueError(f"space must be one of {tuple(SPACES)}; got {space!r}")
+    if pol not in POLS:
+        raise ValueError(f"pol must be one of 's', 'p', 'u'; got {pol!r}")
+    weights = xyz_weights(
+        wavelengths_nm.detach().cpu().numpy() if is_torch(wavelengths_nm) else wavelengths_nm,
+        illuminant,
+    )
+    n, d = build_stack(layers, wavelengths_nm, substrate, incident)
+    device = common_device(d, wavelengths_nm)
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, None) if dtype in ("float32", "float64") else "bad"
+    if dtype not in (None, torch.float32, torch.float64):
+        raise ValueError("dtype must be 'float32', 'float64' or None")
+    cdt = torch.complex64 if dtype == torch.float32 else torch.complex128
+    nt = as_tensor(n, device).to(cdt)
+    st = prepare_stacks(nt, d, wavelengths_nm, theta0, pol)
+    _, fn = _backend.select("stack_color", st.device.type, backend)
+    out = fn(st, pol, weights, space, white_xyz(white))
+    single = d.ndim == 1
+    return to_output(out[0] if single else out, device is not None)
