@@ -66,14 +66,15 @@ def _float_dtype(t: torch.Tensor) -> torch.dtype:
     return t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float32
 
 
-def _prep(x: Any, name: str, check: bool = True, allow_uint8: bool = False):
-    """(tensor, torch_out) with a float (or uint8) dtype and a last dimension of 3."""
+def _prep(x: Any, name: str, check: bool = True, allow_uint8: bool = False, channels: bool = True):
+    """(tensor, torch_out) with a float (or uint8) dtype and (if ``channels``) a last
+    dimension of 3."""
     device = common_device(x)
     try:
         t = as_tensor(x, device)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise TypeError(f"{name} must be a numeric array or tensor ({exc})") from exc
-    if t.dim() == 0 or t.shape[-1] != 3:
+    if channels and (t.dim() == 0 or t.shape[-1] != 3):
         raise ValueError(
             f"{name} must have 3 channels in the last dimension [..., 3]; "
             f"got shape {tuple(t.shape)}"
@@ -283,16 +284,17 @@ def linear_srgb_to_xyz(rgb: Any) -> Any:
 
 
 def srgb_decode(rgb: Any) -> Any:
-    """sRGB-encoded -> linear (IEC 61966-2-1 piecewise EOTF); uint8 is scaled by 1/255."""
-    t, torch_out = _prep(rgb, "rgb", allow_uint8=True)
+    """sRGB-encoded -> linear (IEC 61966-2-1 piecewise EOTF), elementwise on any shape;
+    uint8 is scaled by 1/255."""
+    t, torch_out = _prep(rgb, "rgb", allow_uint8=True, channels=False)
     if t.dtype == torch.uint8:
         t = t.to(torch.float32) / 255.0
     return to_output(_decode(t), torch_out)
 
 
 def srgb_encode(rgb: Any) -> Any:
-    """Linear -> sRGB-encoded (inverse of :func:`srgb_decode`), no clipping."""
-    t, torch_out = _prep(rgb, "rgb")
+    """Linear -> sRGB-encoded (inverse of :func:`srgb_decode`), elementwise, no clipping."""
+    t, torch_out = _prep(rgb, "rgb", channels=False)
     return to_output(_encode(t), torch_out)
 
 
