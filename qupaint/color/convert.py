@@ -93,9 +93,19 @@ def _prep(x: Any, name: str, check: bool = True, allow_uint8: bool = False, chan
             + (" or uint8" if allow_uint8 else "")
         )
     t = t.to(_float_dtype(t))
-    if check and not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} contains NaN or inf; clean the input (e.g. torch.nan_to_num)")
+    if check:
+        check_finite(t, name)
     return t, device is not None
+
+
+def check_finite(t: torch.Tensor, name: str) -> None:
+    """Raise ValueError on NaN/inf. One sum decides for finite data (NaN and inf propagate
+    into it); only a non-finite sum (bad data, or an overflowing sum of huge finite values)
+    pays for the elementwise test."""
+    if not t.is_floating_point() or bool(torch.isfinite(t.sum())):
+        return
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or inf; clean the input (e.g. torch.nan_to_num)")
 
 
 def _mat(m: np.ndarray, t: torch.Tensor) -> torch.Tensor:

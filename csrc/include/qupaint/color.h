@@ -22,8 +22,8 @@ template <class T> struct Minv {
 
 // The math policy: pow and cbrt for positive arguments.
 struct LibMath {
-  template <class T> static QP_INLINE T pow(T x, T y) { return ::pow(x, y); }
-  template <class T> static QP_INLINE T cbrt(T x) { return ::cbrt(x); }
+  template <class T> static QP_INLINE T pow(T x, T y) { return std::pow(x, y); }
+  template <class T> static QP_INLINE T cbrt(T x) { return std::cbrt(x); }
 };
 
 // Both branches are evaluated (SIMD selects), so pow's argument is kept > 0 in each.

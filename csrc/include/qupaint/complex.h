@@ -41,6 +41,8 @@ template <class T> QP_INLINE cplx<T> operator/(cplx<T> a, cplx<T> b) {
 // sqrt((|z| - Re z) / 2) cancels for nearly real z (low-loss layers at oblique incidence)
 // and lost ~3 digits of Im q in float32.
 template <class T> QP_INLINE cplx<T> csqrt(cplx<T> z) {
+  using std::fabs;  // float overloads on the host (CUDA provides them in device code)
+  using std::sqrt;
   const T m = sqrt(z.re * z.re + z.im * z.im);
   const T t = sqrt(T(0.5) * (m + fabs(z.re)));
   if (t == T(0)) return {T(0), T(0)};
@@ -50,6 +52,9 @@ template <class T> QP_INLINE cplx<T> csqrt(cplx<T> z) {
 
 // exp(i * z) for complex z: |.| = exp(-Im z), arg = Re z.
 template <class T> QP_INLINE cplx<T> cexp_i(cplx<T> z) {
+  using std::cos;
+  using std::exp;
+  using std::sin;
   const T mag = exp(-z.im);
   return {mag * cos(z.re), mag * sin(z.re)};
 }

@@ -33,6 +33,7 @@ template <class T> QP_INLINE T forward_eps() { return T(100) * T(2.2204460492503
 // q = n cos(theta) in a layer of index n, for conserved kx^2.
 template <class T> QP_INLINE cplx<T> normal_q(cplx<T> n, T kx2) {
   if (kx2 == T(0)) return n;  // normal incidence: q = n, already forward for k >= 0
+  using std::fabs;
   cplx<T> q = csqrt(make(n.re * n.re - n.im * n.im - kx2, T(2) * n.re * n.im));
   const bool forward = fabs(q.im) > forward_eps<T>() ? q.im > T(0) : q.re > T(0);
   return forward ? q : -q;
