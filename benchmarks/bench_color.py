@@ -28,8 +28,9 @@ def pixels():
 
 
 def test_ours_float32(peer, pixels):
-    peer(LAB, "qupaint-cpu-float32", lambda: srgb_to_lab(pixels, backend="cpu"), ours=True,
-         work=NPIX)
+    peer(
+        LAB, "qupaint-cpu-float32", lambda: srgb_to_lab(pixels, backend="cpu"), ours=True, work=NPIX
+    )
 
 
 def test_ours_uint8(peer, pixels):
@@ -85,8 +86,14 @@ def thickness():
 
 def test_stack_color_fused(peer, thickness):
     layers = [("MoS2", thickness), ("SiO2", 285.0)]
-    peer(SC, "qupaint-fused-cpu", lambda: stack_color(layers, WL, dtype="float32", backend="cpu"),
-         ours=True, work=FLAKES, rounds=3)
+    peer(
+        SC,
+        "qupaint-fused-cpu",
+        lambda: stack_color(layers, WL, dtype="float32", backend="cpu"),
+        ours=True,
+        work=FLAKES,
+        rounds=3,
+    )
 
 
 def test_stack_color_unfused(peer, thickness):
@@ -95,8 +102,11 @@ def test_stack_color_unfused(peer, thickness):
     wl32 = torch.as_tensor(WL, dtype=torch.float32)
 
     def run():
-        R = stack_reflectance([(m, torch.as_tensor(t)) if not np.isscalar(t) else (m, t)
-                               for m, t in layers], wl32, backend="cpu")
+        R = stack_reflectance(
+            [(m, torch.as_tensor(t)) if not np.isscalar(t) else (m, t) for m, t in layers],
+            wl32,
+            backend="cpu",
+        )
         return spectra_to_xyz(R, WL)
 
     peer(SC, "unfused-cpu", run, rounds=2)

@@ -131,11 +131,11 @@ def demo(
     out: Path = typer.Option(Path("demo_out"), help="Output folder"),
     backend: str = typer.Option(None, help="reference | cpu | cuda"),
 ):
-    """The main job on built-in defaults: flake contrast chart (PNG + CSV)."""
+    """The main job on built-in defaults: flake contrast and colour charts (PNG + CSV)."""
     from qupaint import demo as demo_mod
 
     t0 = time.perf_counter()
-    with console.status("computing flake contrast for 8 materials x 10 layers x 2 oxides"):
+    with console.status("flake contrast and colours: 8 materials x 10 layers x 2 oxides x 2 lamps"):
         paths = demo_mod.run(out, backend)
     for p in paths:
         console.print(f"wrote {p}")

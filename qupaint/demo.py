@@ -1,8 +1,14 @@
 """``make demo`` / ``qupaint demo``: the main job on built-in defaults.
 
 For every material, 1-10 layers on 90 nm and 285 nm SiO2/Si at normal incidence
-(unpolarised, 400-700 nm): reflectance spectra and the optical contrast
-C = (R_substrate - R_flake) / R_substrate, written as a CSV table and a PNG chart.
+(unpolarised, 400-700 nm):
+
+* ``flake_contrast.{csv,png}``: reflectance contrast C = (R_substrate - R_flake) / R_substrate;
+* ``flake_colors.{csv,png}``: the rendered sRGB colour of substrate and flakes under D65
+  daylight and illuminant A (halogen lamp) and the CIELAB contrast Delta-E (CIE76) vs the
+  substrate, with Lab relative to the illuminant's white (the eye adapted to the lamp).
+  Colours are shown without white balance: under A the whole chip looks warm, as it does
+  through a halogen microscope before the camera's white balance.
 """
 
 from __future__ import annotations
@@ -134,6 +140,105 @@ def plot_contrast(table, wavelengths_nm, path: Path) -> None:
     plt.close(fig)
 
 
+ILLUMINANTS = ("D65", "A")
+
+
+def color_table(backend=None):
+    """{(material, oxide, illuminant): (substrate rgb [3], flake rgb [10, 3], dE [10])}."""
+    from qupaint.color import delta_e, srgb_encode, xyz_to_lab, xyz_to_linear_srgb
+    from qupaint.optics import stack_color
+
+    def rgb_lab(xyz, ill):
+        rgb = np.clip(srgb_encode(np.clip(xyz_to_linear_srgb(xyz), 0.0, 1.0)), 0.0, 1.0)
+        return rgb, xyz_to_lab(xyz, white=ill)
+
+    out = {}
+    for oxide in OXIDES_NM:
+        for ill in ILLUMINANTS:
+            sub_rgb, sub_lab = rgb_lab(
+                stack_color([("SiO2", oxide)], illuminant=ill, space="xyz", backend=backend), ill
+            )
+            for mat in MATERIALS:
+                xyz = np.stack(
+                    [
+                        stack_color(
+                            flake_layers(mat, nl, oxide),
+                            illuminant=ill,
+                            space="xyz",
+                            backend=backend,
+                        )
+                        for nl in LAYERS
+                    ]
+                )
+                rgb, lab = rgb_lab(xyz, ill)
+                out[(mat, oxide, ill)] = (sub_rgb, rgb, delta_e(lab, sub_lab[None, :]))
+    return out
+
+
+def write_color_csv(table, path: Path) -> None:
+    def write(tmp):
+        with open(tmp, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(
+                [
+                    "material",
+                    "oxide_nm",
+                    "illuminant",
+                    "layers",
+                    "srgb_r",
+                    "srgb_g",
+                    "srgb_b",
+                    "delta_e_vs_substrate",
+                ]
+            )
+            for (mat, oxide, ill), (sub, rgb, de) in table.items():
+                w.writerow([mat, oxide, ill, 0, *(f"{v:.4f}" for v in sub), "0.00"])
+                for i, nl in enumerate(LAYERS):
+                    w.writerow([mat, oxide, ill, nl, *(f"{v:.4f}" for v in rgb[i]), f"{de[i]:.2f}"])
+
+    _atomic_write(path, write)
+
+
+def plot_colors(table, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(ox, ill) for ox in OXIDES_NM for ill in ILLUMINANTS]
+    fig, axes = plt.subplots(2, 2, figsize=(15, 9.5), constrained_layout=True)
+    for ax, (oxide, ill) in zip(axes.flat, panels, strict=True):
+        img = np.zeros((len(MATERIALS), len(LAYERS) + 1, 3))
+        for r, mat in enumerate(MATERIALS):
+            sub, rgb, de = table[(mat, oxide, ill)]
+            img[r, 0] = sub
+            img[r, 1:] = rgb
+            for c in range(len(LAYERS)):
+                lum = 0.2126 * rgb[c, 0] + 0.7152 * rgb[c, 1] + 0.0722 * rgb[c, 2]
+                ax.text(
+                    c + 1,
+                    r,
+                    f"{de[c]:.1f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7.5,
+                    color="black" if lum > 0.45 else "white",
+                )
+        ax.imshow(img, aspect="auto", interpolation="nearest")
+        ax.set_xticks(range(len(LAYERS) + 1), ["sub", *[f"{n}L" for n in LAYERS]])
+        ax.set_yticks(range(len(MATERIALS)), MATERIALS)
+        ax.set_title(
+            f"{oxide:g} nm SiO2/Si, illuminant {ill} (numbers: dE76 vs substrate)", fontsize=10
+        )
+    fig.suptitle("Rendered colour of 1-10 layer flakes (TMM + CIE 1931, sRGB, no white balance)")
+
+    def write(tmp):
+        fig.savefig(tmp, dpi=110, format="png")
+
+    _atomic_write(path, write)
+    plt.close(fig)
+
+
 def run(out_dir: str | Path = "demo_out", backend: str | None = None) -> list[Path]:
     out = Path(out_dir)
     wl = DEFAULT_WAVELENGTHS_NM
@@ -141,4 +246,8 @@ def run(out_dir: str | Path = "demo_out", backend: str | None = None) -> list[Pa
     paths = [out / "flake_contrast.csv", out / "flake_contrast.png"]
     write_csv(table, wl, paths[0])
     plot_contrast(table, wl, paths[1])
+    colors = color_table(backend)
+    paths += [out / "flake_colors.csv", out / "flake_colors.png"]
+    write_color_csv(colors, paths[2])
+    plot_colors(colors, paths[3])
     return paths

@@ -63,4 +63,18 @@ def test_demo_writes_csv_and_png(tmp_path):
     )
     # monolayer graphene on 285 nm SiO2: a few percent mean contrast, darker than substrate
     assert 0.0 < float(g1["mean_contrast"]) < 0.2
+    colors = list(csv.DictReader(open(tmp_path / "flake_colors.csv")))
+    assert len(colors) == 8 * 2 * 2 * 11  # materials x oxides x illuminants x (substrate + 10)
+    for r in colors:
+        rgb = [float(r[k]) for k in ("srgb_r", "srgb_g", "srgb_b")]
+        assert all(0.0 <= v <= 1.0 for v in rgb)
+    de = {
+        (r["material"], r["oxide_nm"], r["illuminant"], r["layers"]): float(
+            r["delta_e_vs_substrate"]
+        )
+        for r in colors
+    }
+    # contrast grows from 1 to 2 layers for a transparent crystal (hBN), under both lamps
+    assert de[("hBN", "285.0", "D65", "2")] > de[("hBN", "285.0", "D65", "1")] > 0.3
+    assert (tmp_path / "flake_colors.png").read_bytes()[:4] == b"\x89PNG"
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temp files
