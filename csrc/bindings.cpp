@@ -125,6 +125,13 @@ PYBIND11_MODULE(_C, m) {
         by_dtype(dtype, [&] { qp::lab_to_srgb_cpu<float>(in, n, si, sc, white.data(), minv.data(), clip, out); },
                  [&] { qp::lab_to_srgb_cpu<double>(in, n, si, sc, white.data(), minv.data(), clip, out); });
       });
+  m.def(
+      "pia_cpu",
+      [](std::uintptr_t x, bool is_uint8, long long B, long long S, long long p, const Vec3& scale,
+         const Vec3& shift, bool normalize, std::uintptr_t out) {
+        py::gil_scoped_release release;
+        qp::pia_cpu(x, is_uint8, B, S, p, scale.data(), shift.data(), normalize, out);
+      });
 #ifdef QUPAINT_WITH_CUDA
   m.def(
       "stack_color_cuda",

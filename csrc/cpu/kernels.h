@@ -40,6 +40,11 @@ void srgb_to_lab_cpu(std::uintptr_t in, int in_kind, long long n, long long si, 
 template <class T>
 void lab_to_srgb_cpu(std::uintptr_t in, long long n, long long si, long long sc, const double* white,
                      const double* minv, bool clip, std::uintptr_t out);
+// Physics-Informed Attention map of [B, 3, S, S] images (uint8 or float32, contiguous)
+// into out [B, S/p, S/p] float32; medians are mapped by x * scale[c] + shift[c].
+void pia_cpu(std::uintptr_t x, bool is_uint8, long long B, long long S, long long p,
+             const double* scale, const double* shift, bool normalize, std::uintptr_t out);
+
 #ifdef QUPAINT_WITH_CUDA
 template <class T> void tmm_reflectance_cuda(const TmmArgs& a, std::uintptr_t stream);
 template <class T> void stack_color_cuda(const TmmArgs& a, const ColorArgs& c, std::uintptr_t stream);
