@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from qupaint import _backend
 from qupaint._arrays import as_tensor, common_device, pointer, to_output
-from qupaint.color.convert import _decode, _mat, _xyz_to_lab_ref, SRGB_TO_XYZ
+from qupaint.color.convert import SRGB_TO_XYZ, _decode, _mat, _xyz_to_lab_ref
 from qupaint.color.data import white_xyz
 
 __all__ = ["pia_map", "pia_scores", "PIA", "pia_reference"]
@@ -44,8 +44,9 @@ def _lab(rgb: torch.Tensor) -> torch.Tensor:
     return _xyz_to_lab_ref(_decode(x) @ _mat(SRGB_TO_XYZ, x).T, white_xyz("D65"))
 
 
-def pia_reference(x: torch.Tensor, patch_size: int, scale: torch.Tensor, shift: torch.Tensor,
-                  normalize: bool) -> torch.Tensor:
+def pia_reference(
+    x: torch.Tensor, patch_size: int, scale: torch.Tensor, shift: torch.Tensor, normalize: bool
+) -> torch.Tensor:
     """Plain torch PIA on an already resized [B, 3, S, S] batch (the truth for the kernels).
 
     Medians are taken on the raw values and mapped by ``x * scale + shift`` per channel.
@@ -85,8 +86,17 @@ def _pia_cpu(x, patch_size, scale, shift, normalize):
     B, _, S, _ = x.shape
     k = S // patch_size
     out = torch.empty((B, k, k), dtype=torch.float32)
-    _C.pia_cpu(pointer(x), x.dtype == torch.uint8, B, S, patch_size, scale.tolist(),
-               shift.tolist(), bool(normalize), pointer(out))
+    _C.pia_cpu(
+        pointer(x),
+        x.dtype == torch.uint8,
+        B,
+        S,
+        patch_size,
+        scale.tolist(),
+        shift.tolist(),
+        bool(normalize),
+        pointer(out),
+    )
     return out
 
 
@@ -95,10 +105,17 @@ def _pia_triton(x, patch_size, scale, shift, normalize):
     from qupaint.triton.pia import pia_triton
 
     bg = _median(x.to(torch.float32).reshape(x.shape[0], 3, -1))  # device-side, exact
-    lab_bg = _lab(bg.to(torch.float64) * scale.to(x.device, torch.float64)
-                  + shift.to(x.device, torch.float64)).to(torch.float32)
-    return pia_triton(x, patch_size, scale.to(x.device, torch.float32),
-                      shift.to(x.device, torch.float32), lab_bg, normalize)
+    lab_bg = _lab(
+        bg.to(torch.float64) * scale.to(x.device, torch.float64) + shift.to(x.device, torch.float64)
+    ).to(torch.float32)
+    return pia_triton(
+        x,
+        patch_size,
+        scale.to(x.device, torch.float32),
+        shift.to(x.device, torch.float32),
+        lab_bg,
+        normalize,
+    )
 
 
 def _prepare(images: Any, patch_size: int, image_size: int, mean, std):
@@ -108,35 +125,55 @@ def _prepare(images: Any, patch_size: int, image_size: int, mean, std):
     if not isinstance(image_size, int) or image_size < patch_size:
         raise ValueError(f"image_size must be an int >= patch_size; got {image_size!r}")
     if image_size % patch_size:
-        raise ValueError(f"image_size ({image_size}) must be divisible by patch_size ({patch_size}); "
-                         f"e.g. image_size={image_size // patch_size * patch_size}")
+        raise ValueError(
+            f"image_size ({image_size}) must be divisible by patch_size ({patch_size}); "
+            f"e.g. image_size={image_size // patch_size * patch_size}"
+        )
     device = common_device(images)
     x = as_tensor(images, device)
     batched = x.dim() == 4
     if x.dim() == 3:
         x = x.unsqueeze(0)
     if x.dim() != 4 or x.shape[1] != 3:
-        hint = (" (channels last? use images.permute(0, 3, 1, 2) or .transpose(2, 0, 1))"
-                if x.dim() in (3, 4) and x.shape[-1] == 3 else "")
-        raise ValueError(f"images must be [3, H, W] or [B, 3, H, W]; got shape "
-                         f"{tuple(images.shape) if hasattr(images, 'shape') else '?'}{hint}")
+        hint = (
+            " (channels last? use images.permute(0, 3, 1, 2) or .transpose(2, 0, 1))"
+            if x.dim() in (3, 4) and x.shape[-1] == 3
+            else ""
+        )
+        raise ValueError(
+            f"images must be [3, H, W] or [B, 3, H, W]; got shape "
+            f"{tuple(images.shape) if hasattr(images, 'shape') else '?'}{hint}"
+        )
     if x.dtype == torch.uint8:
-        scale, shift = torch.full((3,), 1 / 255.0, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
+        scale, shift = (
+            torch.full((3,), 1 / 255.0, dtype=torch.float64),
+            torch.zeros(3, dtype=torch.float64),
+        )
     elif x.dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
         scale, shift = torch.ones(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
         if x.dtype != torch.float32:
             x = x.to(torch.float32)
-        if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
+        # (data-dependent, so skipped inside torch.compile, where it would break the graph)
+        if (
+            not torch.compiler.is_compiling()
+            and not bool(torch.isfinite(x.sum()))
+            and not bool(torch.isfinite(x).all())
+        ):
             raise ValueError("images contain NaN or inf; clean the batch first")
     else:
-        raise TypeError(f"images: unsupported dtype {x.dtype}; use uint8 or float32/float64/"
-                        "float16/bfloat16")
+        raise TypeError(
+            f"images: unsupported dtype {x.dtype}; use uint8 or float32/float64/float16/bfloat16"
+        )
     if (mean is None) != (std is None):
-        raise ValueError("give both mean and std (the processor's image_mean and image_std), or neither")
+        raise ValueError(
+            "give both mean and std (the processor's image_mean and image_std), or neither"
+        )
     if mean is not None:
         if x.dtype == torch.uint8:
-            raise ValueError("mean/std undo a processor's normalisation of float pixel_values; "
-                             "uint8 images are not normalised")
+            raise ValueError(
+                "mean/std undo a processor's normalisation of float pixel_values; "
+                "uint8 images are not normalised"
+            )
         m = torch.as_tensor(mean, dtype=torch.float64).reshape(-1)
         s = torch.as_tensor(std, dtype=torch.float64).reshape(-1)
         if m.numel() != 3 or s.numel() != 3 or not bool((s > 0).all()):
@@ -145,8 +182,13 @@ def _prepare(images: Any, patch_size: int, image_size: int, mean, std):
     if x.shape[-2:] != (image_size, image_size):
         # bilinear, align_corners=False, no antialias (QuPAINT Alg. 2 line 2); uint8 is
         # resized on its 0-255 scale and the 1/255 stays in ``scale``
-        x = F.interpolate(x.to(torch.float32), size=(image_size, image_size), mode="bilinear",
-                          align_corners=False, antialias=False)
+        x = F.interpolate(
+            x.to(torch.float32),
+            size=(image_size, image_size),
+            mode="bilinear",
+            align_corners=False,
+            antialias=False,
+        )
     return x, scale, shift, batched, device is not None
 
 
@@ -155,9 +197,15 @@ def _run(x: torch.Tensor, patch_size: int, scale, shift, normalize: bool, backen
     return fn(x, patch_size, scale, shift, normalize)
 
 
-def pia_map(images: Any, patch_size: int = 14, image_size: int = 448, normalize: bool = True,
-            mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-            backend: str | None = None) -> Any:
+def pia_map(
+    images: Any,
+    patch_size: int = 14,
+    image_size: int = 448,
+    normalize: bool = True,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    backend: str | None = None,
+) -> Any:
     """PIA attention map, ``[B, S/p, S/p]`` (or ``[S/p, S/p]`` for one image) float32 in [0, 1].
 
     Parameters
@@ -186,9 +234,15 @@ def pia_map(images: Any, patch_size: int = 14, image_size: int = 448, normalize:
     return to_output(out, torch_out)
 
 
-def pia_scores(images: Any, patch_size: int = 14, image_size: int = 448, normalize: bool = True,
-               mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-               backend: str | None = None) -> Any:
+def pia_scores(
+    images: Any,
+    patch_size: int = 14,
+    image_size: int = 448,
+    normalize: bool = True,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    backend: str | None = None,
+) -> Any:
     """PIA scores flattened row-major: ``[B, k]`` with ``k = (image_size // patch_size) ** 2``
     (the alpha_i of the gate, one per ViT patch token)."""
     m = pia_map(images, patch_size, image_size, normalize, mean, std, backend)
@@ -196,8 +250,14 @@ def pia_scores(images: Any, patch_size: int = 14, image_size: int = 448, normali
 
 
 @torch.library.custom_op("qupaint::pia_map", mutates_args=())
-def _pia_map_op(x: torch.Tensor, patch_size: int, scale: torch.Tensor, shift: torch.Tensor,
-                normalize: bool, backend: str) -> torch.Tensor:
+def _pia_map_op(
+    x: torch.Tensor,
+    patch_size: int,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    normalize: bool,
+    backend: str,
+) -> torch.Tensor:
     return _run(x, patch_size, scale, shift, normalize, backend or None)
 
 
@@ -208,12 +268,19 @@ def _(x, patch_size, scale, shift, normalize, backend):
 
 
 class PIA(torch.nn.Module):
-    """``nn.Module`` wrapper: ``PIA(patch_size=14, image_size=448, mean=..., std=...)(pixel_values)``
-    returns ``[B, k]`` scores (``flatten=True``) or ``[B, k, k]`` maps. No parameters."""
+    """``nn.Module`` wrapper: ``PIA(patch_size=14, mean=..., std=...)(pixel_values)`` returns
+    ``[B, k]`` scores (``flatten=True``) or ``[B, k, k]`` maps. No parameters."""
 
-    def __init__(self, patch_size: int = 14, image_size: int = 448, normalize: bool = True,
-                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                 flatten: bool = True, backend: str | None = None):
+    def __init__(
+        self,
+        patch_size: int = 14,
+        image_size: int = 448,
+        normalize: bool = True,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        flatten: bool = True,
+        backend: str | None = None,
+    ):
         super().__init__()
         self.patch_size, self.image_size, self.normalize = patch_size, image_size, normalize
         self.mean, self.std, self.flatten, self.backend = mean, std, flatten, backend
@@ -221,8 +288,18 @@ class PIA(torch.nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         fn = pia_scores if self.flatten else pia_map
         with torch.no_grad():
-            return fn(images, self.patch_size, self.image_size, self.normalize, self.mean,
-                      self.std, self.backend)
+            return fn(
+                images,
+                self.patch_size,
+                self.image_size,
+                self.normalize,
+                self.mean,
+                self.std,
+                self.backend,
+            )
 
     def extra_repr(self) -> str:
-        return f"patch_size={self.patch_size}, image_size={self.image_size}, normalize={self.normalize}"
+        return (
+            f"patch_size={self.patch_size}, image_size={self.image_size}, "
+            f"normalize={self.normalize}"
+        )

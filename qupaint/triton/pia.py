@@ -42,9 +42,29 @@ def _median_of(vals, idx, N: tl.constexpr):
 
 
 @triton.jit
-def _pia_patch_kernel(x_ptr, out_ptr, lab_bg_ptr, scale_ptr, shift_ptr, S, k,
-                      P: tl.constexpr, BLOCK: tl.constexpr,
-                      M0, M1, M2, M3, M4, M5, M6, M7, M8, WX, WY, WZ):
+def _pia_patch_kernel(
+    x_ptr,
+    out_ptr,
+    lab_bg_ptr,
+    scale_ptr,
+    shift_ptr,
+    S,
+    k,
+    P: tl.constexpr,
+    BLOCK: tl.constexpr,
+    M0,
+    M1,
+    M2,
+    M3,
+    M4,
+    M5,
+    M6,
+    M7,
+    M8,
+    WX,
+    WY,
+    WZ,
+):
     pid = tl.program_id(0)
     kk = k * k
     b = pid // kk
@@ -91,8 +111,14 @@ def _normalize_kernel(out_ptr, KK, BLOCK: tl.constexpr):
     tl.store(out_ptr + b * KK + idx, res, mask=mask)
 
 
-def pia_triton(x: torch.Tensor, patch_size: int, scale: torch.Tensor, shift: torch.Tensor,
-               lab_bg: torch.Tensor, normalize: bool) -> torch.Tensor:
+def pia_triton(
+    x: torch.Tensor,
+    patch_size: int,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    lab_bg: torch.Tensor,
+    normalize: bool,
+) -> torch.Tensor:
     """[B, 3, S, S] (uint8/float32, same device) -> [B, k, k] float32."""
     x = x.contiguous()
     B, _, S, _ = x.shape
@@ -101,10 +127,29 @@ def pia_triton(x: torch.Tensor, patch_size: int, scale: torch.Tensor, shift: tor
     if B == 0:
         return out
     block = triton.next_power_of_2(patch_size * patch_size)
-    _pia_patch_kernel[(B * k * k,)](x, out, lab_bg.contiguous(), scale, shift, S, k,
-                                    P=patch_size, BLOCK=block, M0=_M[0], M1=_M[1], M2=_M[2],
-                                    M3=_M[3], M4=_M[4], M5=_M[5], M6=_M[6], M7=_M[7], M8=_M[8],
-                                    WX=_WHITE[0], WY=_WHITE[1], WZ=_WHITE[2])
+    _pia_patch_kernel[(B * k * k,)](
+        x,
+        out,
+        lab_bg.contiguous(),
+        scale,
+        shift,
+        S,
+        k,
+        P=patch_size,
+        BLOCK=block,
+        M0=_M[0],
+        M1=_M[1],
+        M2=_M[2],
+        M3=_M[3],
+        M4=_M[4],
+        M5=_M[5],
+        M6=_M[6],
+        M7=_M[7],
+        M8=_M[8],
+        WX=_WHITE[0],
+        WY=_WHITE[1],
+        WZ=_WHITE[2],
+    )
     if normalize:
         _normalize_kernel[(B,)](out, k * k, BLOCK=triton.next_power_of_2(k * k))
     return out
