@@ -32,6 +32,7 @@ __all__ = [
     "available",
     "backends_for",
     "describe",
+    "launch",
 ]
 
 BACKENDS = ("reference", "cpu", "cuda", "triton")
@@ -142,6 +143,15 @@ def select(op: str, device_type: str, backend: str | None = None) -> tuple[str, 
         if name in impls and available(name, device_type)[0]:
             return name, impls[name]
     return "reference", impls["reference"]
+
+
+def launch(kernel: str, args: list, device: Any) -> None:
+    """Call ``qupaint._C.<kernel>(*args)``; CUDA kernels also get the current torch stream."""
+    if device.type == "cuda":
+        import torch
+
+        args = [*args, torch.cuda.current_stream(device).cuda_stream]
+    getattr(_compiled(), kernel)(*args)
 
 
 def describe() -> dict[str, dict[str, Any]]:

@@ -56,43 +56,56 @@ def _atomic_write(path: Path, write) -> None:
             os.unlink(tmp)
 
 
-def write_csv(table, wavelengths_nm, path: Path) -> None:
+def _write_rows(path: Path, header: list[str], rows) -> None:
+    """CSV with a header row, written atomically (temp file + rename)."""
+
     def write(tmp):
         with open(tmp, "w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(
-                [
-                    "material",
-                    "oxide_nm",
-                    "layers",
-                    "thickness_nm",
-                    "mean_R_flake",
-                    "mean_R_substrate",
-                    "mean_contrast",
-                    "peak_abs_contrast",
-                    "peak_wavelength_nm",
-                ]
-            )
-            for (mat, oxide), (r_sub, r) in table.items():
-                for i, nl in enumerate(LAYERS):
-                    c = (r_sub - r[i]) / r_sub
-                    k = int(np.argmax(np.abs(c)))
-                    t = flake_layers(mat, nl, oxide)[0][1]
-                    w.writerow(
-                        [
-                            mat,
-                            oxide,
-                            nl,
-                            f"{t:.3f}",
-                            f"{r[i].mean():.5f}",
-                            f"{r_sub.mean():.5f}",
-                            f"{c.mean():.5f}",
-                            f"{c[k]:.5f}",
-                            f"{wavelengths_nm[k]:.0f}",
-                        ]
-                    )
+            w.writerow(header)
+            w.writerows(rows)
 
     _atomic_write(path, write)
+
+
+def _save_fig(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+
+
+def write_csv(table, wavelengths_nm, path: Path) -> None:
+    def rows():
+        for (mat, oxide), (r_sub, r) in table.items():
+            for i, nl in enumerate(LAYERS):
+                c = (r_sub - r[i]) / r_sub
+                k = int(np.argmax(np.abs(c)))
+                t = flake_layers(mat, nl, oxide)[0][1]
+                yield [
+                    mat,
+                    oxide,
+                    nl,
+                    f"{t:.3f}",
+                    f"{r[i].mean():.5f}",
+                    f"{r_sub.mean():.5f}",
+                    f"{c.mean():.5f}",
+                    f"{c[k]:.5f}",
+                    f"{wavelengths_nm[k]:.0f}",
+                ]
+
+    header = [
+        "material",
+        "oxide_nm",
+        "layers",
+        "thickness_nm",
+        "mean_R_flake",
+        "mean_R_substrate",
+        "mean_contrast",
+        "peak_abs_contrast",
+        "peak_wavelength_nm",
+    ]
+    _write_rows(path, header, rows())
 
 
 def plot_contrast(table, wavelengths_nm, path: Path) -> None:
@@ -133,11 +146,7 @@ def plot_contrast(table, wavelengths_nm, path: Path) -> None:
         "Optical contrast of 1-10 layer flakes on SiO2/Si (TMM, normal incidence, unpolarised)"
     )
 
-    def write(tmp):
-        fig.savefig(tmp, dpi=110, format="png")
-
-    _atomic_write(path, write)
-    plt.close(fig)
+    _save_fig(fig, path)
 
 
 ILLUMINANTS = ("D65", "A")
@@ -176,27 +185,23 @@ def color_table(backend=None):
 
 
 def write_color_csv(table, path: Path) -> None:
-    def write(tmp):
-        with open(tmp, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(
-                [
-                    "material",
-                    "oxide_nm",
-                    "illuminant",
-                    "layers",
-                    "srgb_r",
-                    "srgb_g",
-                    "srgb_b",
-                    "delta_e_vs_substrate",
-                ]
-            )
-            for (mat, oxide, ill), (sub, rgb, de) in table.items():
-                w.writerow([mat, oxide, ill, 0, *(f"{v:.4f}" for v in sub), "0.00"])
-                for i, nl in enumerate(LAYERS):
-                    w.writerow([mat, oxide, ill, nl, *(f"{v:.4f}" for v in rgb[i]), f"{de[i]:.2f}"])
+    def rows():
+        for (mat, oxide, ill), (sub, rgb, de) in table.items():
+            yield [mat, oxide, ill, 0, *(f"{v:.4f}" for v in sub), "0.00"]
+            for i, nl in enumerate(LAYERS):
+                yield [mat, oxide, ill, nl, *(f"{v:.4f}" for v in rgb[i]), f"{de[i]:.2f}"]
 
-    _atomic_write(path, write)
+    header = [
+        "material",
+        "oxide_nm",
+        "illuminant",
+        "layers",
+        "srgb_r",
+        "srgb_g",
+        "srgb_b",
+        "delta_e_vs_substrate",
+    ]
+    _write_rows(path, header, rows())
 
 
 def plot_colors(table, path: Path) -> None:
@@ -232,11 +237,7 @@ def plot_colors(table, path: Path) -> None:
         )
     fig.suptitle("Rendered colour of 1-10 layer flakes (TMM + CIE 1931, sRGB, no white balance)")
 
-    def write(tmp):
-        fig.savefig(tmp, dpi=110, format="png")
-
-    _atomic_write(path, write)
-    plt.close(fig)
+    _save_fig(fig, path)
 
 
 def run(out_dir: str | Path = "demo_out", backend: str | None = None) -> list[Path]:

@@ -12,7 +12,30 @@ namespace qp {
 
 namespace {
 constexpr long long BLOCK = 512;
+
+// de-interleave m strided pixels starting at `start` into three channel arrays
+template <class T, class V>
+void load_block(const V* in, long long start, long long m, long long si, long long sc, T* c0,
+                T* c1, T* c2) {
+  for (long long i = 0; i < m; ++i) {
+    const long long p = (start + i) * si;
+    c0[i] = static_cast<T>(in[p]);
+    c1[i] = static_cast<T>(in[p + sc]);
+    c2[i] = static_cast<T>(in[p + 2 * sc]);
+  }
 }
+
+// re-interleave into the contiguous [n, 3] output
+template <class T>
+void store_block(T* out, long long start, long long m, const T* c0, const T* c1, const T* c2) {
+  for (long long i = 0; i < m; ++i) {
+    T* q = out + 3 * (start + i);
+    q[0] = c0[i];
+    q[1] = c1[i];
+    q[2] = c2[i];
+  }
+}
+}  // namespace
 
 template <class T>
 void srgb_to_lab_cpu(std::uintptr_t in, int in_kind, long long n, long long si, long long sc,
@@ -37,12 +60,7 @@ void srgb_to_lab_cpu(std::uintptr_t in, int in_kind, long long n, long long si, 
         c2[i] = lut[u8[p + 2 * sc]];
       }
     } else {
-      for (long long i = 0; i < m; ++i) {
-        const long long p = (start + i) * si;
-        c0[i] = fin[p];
-        c1[i] = fin[p + sc];
-        c2[i] = fin[p + 2 * sc];
-      }
+      load_block(fin, start, m, si, sc, c0, c1, c2);
 #pragma GCC ivdep
       for (long long i = 0; i < m; ++i) {
         c0[i] = srgb_decode<FastMath>(c0[i]);
@@ -58,12 +76,7 @@ void srgb_to_lab_cpu(std::uintptr_t in, int in_kind, long long n, long long si, 
       A[i] = lab[1];
       Bv[i] = lab[2];
     }
-    for (long long i = 0; i < m; ++i) {
-      T* q = o + 3 * (start + i);
-      q[0] = L[i];
-      q[1] = A[i];
-      q[2] = Bv[i];
-    }
+    store_block(o, start, m, L, A, Bv);
   }
 }
 
@@ -81,12 +94,7 @@ void lab_to_srgb_cpu(std::uintptr_t in, long long n, long long si, long long sc,
     T c0[BLOCK], c1[BLOCK], c2[BLOCK];
     const long long start = blk * BLOCK;
     const long long m = (n - start) < BLOCK ? (n - start) : BLOCK;
-    for (long long i = 0; i < m; ++i) {
-      const long long p = (start + i) * si;
-      c0[i] = fin[p];
-      c1[i] = fin[p + sc];
-      c2[i] = fin[p + 2 * sc];
-    }
+    load_block(fin, start, m, si, sc, c0, c1, c2);
 #pragma GCC ivdep
     for (long long i = 0; i < m; ++i) {
       T rgb[3];
@@ -103,12 +111,7 @@ void lab_to_srgb_cpu(std::uintptr_t in, long long n, long long si, long long sc,
       c1[i] = e1;
       c2[i] = e2;
     }
-    for (long long i = 0; i < m; ++i) {
-      T* q = o + 3 * (start + i);
-      q[0] = c0[i];
-      q[1] = c1[i];
-      q[2] = c2[i];
-    }
+    store_block(o, start, m, c0, c1, c2);
   }
 }
 

@@ -170,9 +170,7 @@ def _pixels(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(-1, 3)
 
 
-def _srgb_to_lab_kernel(rgb: torch.Tensor, white, out_dtype, fn_name: str, cuda: bool):
-    from qupaint import _C
-
+def _srgb_to_lab_kernel(rgb: torch.Tensor, white, out_dtype, fn_name: str):
     px = _pixels(rgb)
     out = torch.empty(px.shape, dtype=out_dtype, device=px.device)
     if rgb.dtype != torch.uint8:
@@ -188,25 +186,21 @@ def _srgb_to_lab_kernel(rgb: torch.Tensor, white, out_dtype, fn_name: str, cuda:
         list(white),
         pointer(out),
     ]
-    if cuda:
-        args.append(torch.cuda.current_stream(px.device).cuda_stream)
-    getattr(_C, fn_name)(*args)
+    _backend.launch(fn_name, args, px.device)
     return out.reshape(rgb.shape)
 
 
 @_backend.register("srgb_to_lab", "cpu")
 def _srgb_to_lab_cpu(rgb, white, out_dtype):
-    return _srgb_to_lab_kernel(rgb, white, out_dtype, "srgb_to_lab_cpu", cuda=False)
+    return _srgb_to_lab_kernel(rgb, white, out_dtype, "srgb_to_lab_cpu")
 
 
 @_backend.register("srgb_to_lab", "cuda")
 def _srgb_to_lab_cuda(rgb, white, out_dtype):
-    return _srgb_to_lab_kernel(rgb, white, out_dtype, "srgb_to_lab_cuda", cuda=True)
+    return _srgb_to_lab_kernel(rgb, white, out_dtype, "srgb_to_lab_cuda")
 
 
-def _lab_to_srgb_kernel(lab: torch.Tensor, white, clip: bool, fn_name: str, cuda: bool):
-    from qupaint import _C
-
+def _lab_to_srgb_kernel(lab: torch.Tensor, white, clip: bool, fn_name: str):
     px = _pixels(lab)
     out = torch.empty(px.shape, dtype=lab.dtype, device=lab.device)
     si, sc = elem_strides(px)
@@ -221,20 +215,18 @@ def _lab_to_srgb_kernel(lab: torch.Tensor, white, clip: bool, fn_name: str, cuda
         bool(clip),
         pointer(out),
     ]
-    if cuda:
-        args.append(torch.cuda.current_stream(px.device).cuda_stream)
-    getattr(_C, fn_name)(*args)
+    _backend.launch(fn_name, args, px.device)
     return out.reshape(lab.shape)
 
 
 @_backend.register("lab_to_srgb", "cpu")
 def _lab_to_srgb_cpu(lab, white, clip):
-    return _lab_to_srgb_kernel(lab, white, clip, "lab_to_srgb_cpu", cuda=False)
+    return _lab_to_srgb_kernel(lab, white, clip, "lab_to_srgb_cpu")
 
 
 @_backend.register("lab_to_srgb", "cuda")
 def _lab_to_srgb_cuda(lab, white, clip):
-    return _lab_to_srgb_kernel(lab, white, clip, "lab_to_srgb_cuda", cuda=True)
+    return _lab_to_srgb_kernel(lab, white, clip, "lab_to_srgb_cuda")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -48,30 +48,25 @@ def _stack_color_reference(st, pol, weights, space, white):
     return _from_xyz(xyz, space, white).to(st.rdtype)
 
 
-def _stack_color_kernel(st, pol, weights, space, white, cuda: bool):
-    from qupaint import _C
-
+def _stack_color_kernel(st, pol, weights, space, white, kernel: str):
     B = max(st.n.shape[0], st.d.shape[0], st.sin0.shape[0])
     out = torch.empty((B, 3), dtype=st.rdtype, device=st.wl.device)
     n, d, sin0 = _expand(st.n, st.d, st.sin0, B)
     wt = torch.tensor(weights, dtype=st.rdtype, device=st.wl.device)
     targs = _kernel_args(n, d, st.wl.contiguous(), sin0, pol)
     args = [*targs, pointer(wt), SPACES[space], list(white), minv_list(), pointer(out)]
-    if cuda:
-        _C.stack_color_cuda(*args, torch.cuda.current_stream(out.device).cuda_stream)
-    else:
-        _C.stack_color_cpu(*args)
+    _backend.launch(kernel, args, out.device)
     return out
 
 
 @_backend.register("stack_color", "cpu")
 def _stack_color_cpu(st, pol, weights, space, white):
-    return _stack_color_kernel(st, pol, weights, space, white, cuda=False)
+    return _stack_color_kernel(st, pol, weights, space, white, "stack_color_cpu")
 
 
 @_backend.register("stack_color", "cuda")
 def _stack_color_cuda(st, pol, weights, space, white):
-    return _stack_color_kernel(st, pol, weights, space, white, cuda=True)
+    return _stack_color_kernel(st, pol, weights, space, white, "stack_color_cuda")
 
 
 def stack_color(

@@ -131,25 +131,23 @@ def _expand(n, d, sin0, B):
     return n.expand(B, -1, -1), d.expand(B, -1), sin0.expand(B)
 
 
-@_backend.register("tmm_reflectance", "cpu")
-def _tmm_cpu(n, d, wl, sin0, pol, out_dtype):
-    from qupaint import _C
-
+def _tmm_kernel(n, d, wl, sin0, pol, out_dtype, kernel: str):
     out = _alloc_out(n, d, sin0, wl, out_dtype)
     n, d, sin0 = _expand(n, d, sin0, out.shape[0])
-    _C.tmm_reflectance_cpu(*_kernel_args(n, d, wl.contiguous(), sin0, pol), pointer(out))
+    _backend.launch(
+        kernel, [*_kernel_args(n, d, wl.contiguous(), sin0, pol), pointer(out)], out.device
+    )
     return out
+
+
+@_backend.register("tmm_reflectance", "cpu")
+def _tmm_cpu(n, d, wl, sin0, pol, out_dtype):
+    return _tmm_kernel(n, d, wl, sin0, pol, out_dtype, "tmm_reflectance_cpu")
 
 
 @_backend.register("tmm_reflectance", "cuda")
 def _tmm_cuda(n, d, wl, sin0, pol, out_dtype):
-    from qupaint import _C
-
-    out = _alloc_out(n, d, sin0, wl, out_dtype)
-    n, d, sin0 = _expand(n, d, sin0, out.shape[0])
-    stream = torch.cuda.current_stream(out.device).cuda_stream
-    _C.tmm_reflectance_cuda(*_kernel_args(n, d, wl.contiguous(), sin0, pol), pointer(out), stream)
-    return out
+    return _tmm_kernel(n, d, wl, sin0, pol, out_dtype, "tmm_reflectance_cuda")
 
 
 def _check_finite(name: str, t: torch.Tensor) -> None:
