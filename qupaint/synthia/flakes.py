@@ -1,0 +1,158 @@
+"""Flake shapes for Synthia (QuPAINT Alg. 1 line 9, RandomFlakeMask).
+
+Exfoliated 2D crystals cleave along lattice directions: hexagonal lattices (graphene, hBN,
+TMDs) give straight edges meeting at 60 and 120 degrees, plus a few random tears. Each flake
+region here is a convex intersection of half-planes {p : n_i . p <= d_i}: edges on the 60-degree
+lattice (random support distances, so irregular hexagons, triangles and trapezoids appear)
+and 0-2 random straight cleaves. That representation gives, exactly and cheaply:
+
+* a signed distance max_i(n_i . p - d_i) for soft, partly transparent edges;
+* polygon vertices (half-plane clipping) for COCO ``segmentation``;
+* terraces: a thicker region = the flake cut by one more half-plane, its own annotation.
+
+Units: pixels; the shape's origin is its centre.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["FlakeShape", "random_flake", "split_terrace", "rasterize"]
+
+
+@dataclass(frozen=True)
+class FlakeShape:
+    """Convex region {p : normals @ p <= offsets} around the origin (pixels)."""
+
+    normals: np.ndarray  # [m, 2] unit vectors (x, y)
+    offsets: np.ndarray  # [m]
+
+    def sdf(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Signed distance-like field (exact inside, a lower bound outside), pixels."""
+        return np.max(
+            self.normals[:, 0, None, None] * x
+            + self.normals[:, 1, None, None] * y
+            - self.offsets[:, None, None],
+            axis=0,
+        )
+
+    def vertices(self) -> np.ndarray:
+        """Polygon vertices [k, 2] (counter-clockwise), by clipping a large square."""
+        r = 4.0 * float(np.max(np.abs(self.offsets))) + 1.0
+        poly = np.array([[-r, -r], [r, -r], [r, r], [-r, r]], dtype=np.float64)
+        for n, d in zip(self.normals, self.offsets, strict=True):
+            poly = _clip(poly, n, d)
+            if len(poly) == 0:
+                break
+        return poly
+
+    def area(self) -> float:
+        v = self.vertices()
+        if len(v) < 3:
+            return 0.0
+        x, y = v[:, 0], v[:, 1]
+        return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+    def extent(self) -> tuple[float, float, float, float]:
+        """(xmin, ymin, xmax, ymax) of the region, pixels relative to the origin."""
+        v = self.vertices()
+        return (
+            float(v[:, 0].min()),
+            float(v[:, 1].min()),
+            float(v[:, 0].max()),
+            float(v[:, 1].max()),
+        )
+
+
+def _clip(poly: np.ndarray, n: np.ndarray, d: float) -> np.ndarray:
+    """Sutherland-Hodgman: keep the part of ``poly`` with n . p <= d."""
+    out = []
+    k = len(poly)
+    for i in range(k):
+        p, q = poly[i], poly[(i + 1) % k]
+        fp, fq = float(n @ p - d), float(n @ q - d)
+        if fp <= 0:
+            out.append(p)
+        if (fp < 0 < fq) or (fq < 0 < fp):
+            t = fp / (fp - fq)
+            out.append(p + t * (q - p))
+    return np.array(out, dtype=np.float64).reshape(-1, 2)
+
+
+def random_flake(
+    rng: np.random.Generator,
+    radius_px: float,
+    cleaves: tuple[int, int] = (0, 2),
+    irregularity: float = 0.45,
+) -> FlakeShape:
+    """A random flake about ``radius_px`` in size.
+
+    Six lattice edges at 60-degree steps from a random crystal orientation, each at a random
+    distance in ``radius * [1 - irregularity, 1]`` (irregular hexagons; when some edges lie far
+    out the others dominate, giving triangles and trapezoids with 60/120-degree corners), and
+    ``cleaves`` extra straight edges at random angles (tears), never removing more than about
+    half the flake.
+    """
+    if radius_px <= 0:
+        raise ValueError(f"radius_px must be > 0; got {radius_px}")
+    theta0 = rng.uniform(0, math.pi / 3)
+    angles = theta0 + np.arange(6) * math.pi / 3
+    normals = [np.stack([np.cos(angles), np.sin(angles)], 1)]
+    offsets = [radius_px * rng.uniform(1 - irregularity, 1.0, 6)]
+    # a triangle-like flake: every other lattice edge pushed far out
+    if rng.random() < 0.25:
+        offsets[0][::2] *= 1.8
+    n_cut = int(rng.integers(cleaves[0], cleaves[1] + 1))
+    if n_cut:
+        a = rng.uniform(0, 2 * math.pi, n_cut)
+        normals.append(np.stack([np.cos(a), np.sin(a)], 1))
+        offsets.append(radius_px * rng.uniform(0.35, 0.9, n_cut))
+    return FlakeShape(np.concatenate(normals), np.concatenate(offsets))
+
+
+def split_terrace(
+    rng: np.random.Generator, shape: FlakeShape, fraction: tuple[float, float] = (0.2, 0.5)
+) -> tuple[FlakeShape, FlakeShape]:
+    """Split a flake along a straight step edge into (thin part, thick terrace).
+
+    The step runs along a lattice direction (steps in layered crystals follow the lattice);
+    the thick part is the side {n . p >= c}, chosen so it covers about ``fraction`` of the
+    flake. Both parts are convex, share the step edge, and do not overlap.
+    """
+    k = int(rng.integers(0, 6))
+    base = math.atan2(shape.normals[0, 1], shape.normals[0, 0])
+    ang = base + k * math.pi / 3
+    n = np.array([math.cos(ang), math.sin(ang)])
+    proj = shape.vertices() @ n
+    lo, hi = float(proj.min()), float(proj.max())
+    c = hi - rng.uniform(*fraction) * (hi - lo)
+    thin = FlakeShape(np.vstack([shape.normals, n]), np.append(shape.offsets, c))
+    thick = FlakeShape(np.vstack([shape.normals, -n]), np.append(shape.offsets, -c))
+    return thin, thick
+
+
+def rasterize(
+    shape: FlakeShape, cx: float, cy: float, height: int, width: int, softness_px: float = 0.8
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Coverage alpha of ``shape`` centred at (cx, cy), cropped to its box.
+
+    Returns ``(alpha [h, w] float32 in [0, 1], (x0, y0, x1, y1))`` with the box in image
+    pixels (exclusive end) clipped to the image. Edges fall off linearly over
+    ``softness_px`` (anti-aliasing plus the optical blur of a real flake edge).
+    """
+    xmin, ymin, xmax, ymax = shape.extent()
+    pad = softness_px + 1.0
+    x0 = max(int(math.floor(cx + xmin - pad)), 0)
+    y0 = max(int(math.floor(cy + ymin - pad)), 0)
+    x1 = min(int(math.ceil(cx + xmax + pad)) + 1, width)
+    y1 = min(int(math.ceil(cy + ymax + pad)) + 1, height)
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((0, 0), np.float32), (x0, y0, x0, y0)
+    ys, xs = np.mgrid[y0:y1, x0:x1]
+    # pixel centres at +0.5
+    sd = shape.sdf(xs + 0.5 - cx, ys + 0.5 - cy)
+    alpha = np.clip(0.5 - sd / max(softness_px, 1e-6), 0.0, 1.0).astype(np.float32)
+    return alpha, (x0, y0, x1, y1)
