@@ -80,6 +80,13 @@ PYBIND11_MODULE(_C, m) {
     return false;
 #endif
   });
+  m.def("set_num_threads", [](int n) {
+#ifdef _OPENMP
+    omp_set_num_threads(n > 0 ? n : 1);
+#else
+    (void)n;
+#endif
+  }, "Threads used by the OpenMP CPU kernels (e.g. 1 inside each worker process).");
   m.def("max_threads", [] {
 #ifdef _OPENMP
     return omp_get_max_threads();

@@ -240,6 +240,44 @@ def plot_colors(table, path: Path) -> None:
     _save_fig(fig, path)
 
 
+def synthia_contact_sheet(path: Path, per_material: int = 4, size: int = 256) -> None:
+    """A grid of Synthia samples: one row per material (QuPAINT Alg. 1 on built-in defaults)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from qupaint.synthia import Synthia, SynthiaConfig
+    from qupaint.synthia.render import MATERIALS as SYN_MATERIALS
+
+    fig, axes = plt.subplots(
+        len(SYN_MATERIALS),
+        per_material,
+        figsize=(2.2 * per_material, 2.2 * len(SYN_MATERIALS)),
+        constrained_layout=True,
+    )
+    for r, mat in enumerate(SYN_MATERIALS):
+        syn = Synthia(
+            SynthiaConfig(seed=r, height=size, width=size, materials=(mat,), radius_px=(8.0, 40.0))
+        )
+        for col in range(per_material):
+            s = syn.sample(col)
+            ax = axes[r, col]
+            ax.imshow(s.image)
+            for a in s.annotations:
+                x, y, w, h = a["bbox"]
+                color = {1: "yellow", 2: "orange", 3: "red"}[a["category_id"]]
+                ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, lw=0.6, ec=color))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col == 0:
+                ax.set_ylabel(mat)
+    fig.suptitle(
+        "Synthia samples on 285 nm SiO2/Si, D65 (boxes: yellow Mono, orange Few, red Thick)"
+    )
+    _save_fig(fig, path)
+
+
 def run(out_dir: str | Path = "demo_out", backend: str | None = None) -> list[Path]:
     out = Path(out_dir)
     wl = DEFAULT_WAVELENGTHS_NM
@@ -251,4 +289,6 @@ def run(out_dir: str | Path = "demo_out", backend: str | None = None) -> list[Pa
     paths += [out / "flake_colors.csv", out / "flake_colors.png"]
     write_color_csv(colors, paths[2])
     plot_colors(colors, paths[3])
+    paths.append(out / "synthia_samples.png")
+    synthia_contact_sheet(paths[4])
     return paths

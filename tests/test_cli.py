@@ -77,4 +77,5 @@ def test_demo_writes_csv_and_png(tmp_path):
     # contrast grows from 1 to 2 layers for a transparent crystal (hBN), under both lamps
     assert de[("hBN", "285.0", "D65", "2")] > de[("hBN", "285.0", "D65", "1")] > 0.3
     assert (tmp_path / "flake_colors.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "synthia_samples.png").read_bytes()[:4] == b"\x89PNG"
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temp files

@@ -12,6 +12,7 @@ from qupaint.synthia import (
     PlacementGrid,
     random_flake,
     rasterize,
+    rasterize_local,
     reference_substrate_color,
     split_terrace,
     substrate_mask,
@@ -91,7 +92,7 @@ def test_substrate_mask_excludes_existing_flakes_and_placement_never_overlaps(rn
     placed = []
     for _ in range(40):
         f = random_flake(rng, rng.uniform(6, 20))
-        alpha, _ = rasterize(f, 0.0, 0.0, 10**6, 10**6)  # footprint only
+        alpha, _ = rasterize_local(f)  # the whole footprint
         fp = alpha > 0
         pos = grid.try_place(rng, fp)
         if pos is not None:
@@ -104,3 +105,11 @@ def test_substrate_mask_excludes_existing_flakes_and_placement_never_overlaps(rn
     assert not (canvas.astype(bool) & ~m).any()  # only on clean substrate
     # a constant background is all substrate
     assert substrate_mask(np.full((64, 64, 3), 100, np.uint8), 8, 64)[0].all()
+
+
+def test_rasterize_local_is_the_whole_flake():
+    f = random_flake(np.random.default_rng(3), 15.0)
+    alpha, (ox, oy) = rasterize_local(f, softness_px=0.5)
+    full, (x0, y0, _, _) = rasterize(f, 100.0, 100.0, 400, 400, softness_px=0.5)
+    assert alpha.shape == full.shape and np.allclose(alpha, full)
+    assert (100 - x0, 100 - y0) == (ox, oy)

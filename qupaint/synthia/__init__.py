@@ -1,25 +1,41 @@
-"""Synthia building blocks (QuPAINT Alg. 1): flake shapes, white balance, placement.
+"""Synthia (QuPAINT Alg. 1): synthetic microscopy images of 2D flakes with COCO labels.
 
-The image renderer, sharded COCO writer and ``qupaint synthia`` CLI are not built yet.
+``Synthia(SynthiaConfig(...)).sample(index)`` renders one image; ``generate`` writes a
+sharded, resumable data set; ``qupaint synthia`` is the command line.
 """
 
 from __future__ import annotations
 
-from qupaint.synthia.flakes import FlakeShape, random_flake, rasterize, split_terrace
+from qupaint.synthia.flakes import (
+    FlakeShape,
+    random_flake,
+    rasterize,
+    rasterize_local,
+    split_terrace,
+)
 from qupaint.synthia.placement import PlacementGrid, substrate_mask
+from qupaint.synthia.render import CATEGORIES, Sample, Synthia, SynthiaConfig, category_of
 from qupaint.synthia.whitebalance import (
     apply_gain,
     reference_substrate_color,
     tmm_substrate_color,
     white_balance_gain,
 )
+from qupaint.synthia.writer import generate
 
 __all__ = [
+    "CATEGORIES",
     "FlakeShape",
+    "Sample",
+    "Synthia",
+    "SynthiaConfig",
+    "category_of",
+    "generate",
     "PlacementGrid",
     "apply_gain",
     "random_flake",
     "rasterize",
+    "rasterize_local",
     "reference_substrate_color",
     "split_terrace",
     "substrate_mask",

@@ -15,12 +15,13 @@ Units: pixels; the shape's origin is its centre.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["FlakeShape", "random_flake", "split_terrace", "rasterize"]
+__all__ = ["FlakeShape", "random_flake", "split_terrace", "rasterize", "rasterize_local"]
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,15 @@ class FlakeShape:
             axis=0,
         )
 
+    @functools.cached_property
+    def _vertices(self) -> np.ndarray:
+        return self._clip_all()
+
     def vertices(self) -> np.ndarray:
-        """Polygon vertices [k, 2] (counter-clockwise), by clipping a large square."""
+        """Polygon vertices [k, 2] (counter-clockwise), by clipping a large square (cached)."""
+        return self._vertices
+
+    def _clip_all(self) -> np.ndarray:
         r = 4.0 * float(np.max(np.abs(self.offsets))) + 1.0
         poly = np.array([[-r, -r], [r, -r], [r, r], [-r, r]], dtype=np.float64)
         for n, d in zip(self.normals, self.offsets, strict=True):
@@ -156,3 +164,15 @@ def rasterize(
     sd = shape.sdf(xs + 0.5 - cx, ys + 0.5 - cy)
     alpha = np.clip(0.5 - sd / max(softness_px, 1e-6), 0.0, 1.0).astype(np.float32)
     return alpha, (x0, y0, x1, y1)
+
+
+def rasterize_local(
+    shape: FlakeShape, softness_px: float = 0.8
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """The whole footprint of ``shape`` (unclipped) and the integer (x, y) position of the
+    shape's origin inside it: drawn at top-left ``(X, Y)`` the origin is ``(X + x, Y + y)``."""
+    xmin, ymin, _, _ = shape.extent()
+    ox = int(math.ceil(-xmin + softness_px)) + 2
+    oy = int(math.ceil(-ymin + softness_px)) + 2
+    alpha, (x0, y0, _, _) = rasterize(shape, ox, oy, 1 << 30, 1 << 30, softness_px)
+    return alpha, (ox - x0, oy - y0)
