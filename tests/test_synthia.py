@@ -175,3 +175,17 @@ def test_cli(tmp_path):
     assert len(coco["images"]) == 3 and {i["material"] for i in coco["images"]} <= {"MoS2", "hBN"}
     res = CliRunner().invoke(app, ["synthia", "--out", str(tmp_path / "e"), "--materials", "Xx"])
     assert res.exit_code == 2 and "unknown" in res.output
+
+
+def test_lab_colour_jitter_moves_colours_by_about_the_requested_delta_e():
+    base = dict(seed=11, terrace_prob=0.0, **SMALL)
+    plain = Synthia(SynthiaConfig(**base)).sample(0).annotations
+    jit = Synthia(SynthiaConfig(lab_jitter=2.0, **base)).sample(0).annotations
+    assert len(plain) == len(jit) > 0
+    for a, b in zip(plain, jit, strict=True):
+        assert a["bbox"] == b["bbox"] and a["layers"] == b["layers"]  # geometry untouched
+    moved = [
+        abs(a["delta_e_vs_substrate"] - b["delta_e_vs_substrate"])
+        for a, b in zip(plain, jit, strict=True)
+    ]
+    assert all(np.isfinite(moved)) and 0 < max(moved) < 12  # sigma 2 per Lab axis

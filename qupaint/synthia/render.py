@@ -251,6 +251,8 @@ class Synthia:
     def sample(self, index: int) -> Sample:
         c = self.config
         rng = np.random.default_rng([c.seed, int(index)])
+        # augmentation draws from its own stream, so turning it on changes colours only
+        jitter_rng = np.random.default_rng([c.seed, int(index), 1])
         H, W = c.height, c.width
         if c.reference_dir:
             img = self._reference(index)
@@ -285,7 +287,9 @@ class Synthia:
                 continue  # no valid spot left: fewer flakes, never overlap (recorded below)
             px, py = pos[0] + ox, pos[1] + oy  # image position of the shape's origin
             for part, nl in parts:
-                anns.append(self._composite(rng, img, part, px, py, mat_name, nl, g, placed))
+                anns.append(
+                    self._composite(rng, jitter_rng, img, part, px, py, mat_name, nl, g, placed)
+                )
             placed += 1
         if anns:  # Delta-E of every flake colour vs the substrate, in one call
             cols = np.array([a["color_linear_rgb"] for a in anns])
@@ -316,13 +320,15 @@ class Synthia:
             return int(rng.integers(2, 6))
         return int(rng.integers(6, c.max_layers + 1))
 
-    def _composite(self, rng, img, shape, px, py, material, layers, g, flake_id) -> dict:
+    def _composite(
+        self, rng, jitter_rng, img, shape, px, py, material, layers, g, flake_id
+    ) -> dict:
         c = self.config
         H, W = img.shape[:2]
         alpha, (x0, y0, x1, y1) = rasterize(shape, px, py, H, W, c.edge_softness_px)
         lin = self.colors[material][layers] * g  # Alg. 1 line 14
         if c.lab_jitter > 0:
-            lab = _lab(lin) + rng.normal(0, c.lab_jitter, 3)
+            lab = _lab(lin) + jitter_rng.normal(0, c.lab_jitter, 3)
             lin = np.clip(np.asarray(lab_to_xyz(lab)) @ XYZ_TO_SRGB.T, 0, None)
         tex = 1.0 + c.flake_noise * rng.standard_normal(alpha.shape + (1,), dtype=np.float32)
         a = alpha[..., None]
