@@ -102,8 +102,8 @@ def stack_color(
     Examples
     --------
     >>> from qupaint.optics import stack_color, flake_layers
-    >>> stack_color(flake_layers("graphene", 1), space="lab").round(1)
-    array([47.4, 11.3, -9.6])
+    >>> [round(float(v), 1) for v in stack_color(flake_layers("graphene", 1), space="lab")]
+    [42.2, 27.1, -41.8]
     """
     if space not in SPACES:
         raise ValueError(f"space must be one of {tuple(SPACES)}; got {space!r}")

@@ -305,7 +305,7 @@ def reflectance(
     >>> import numpy as np
     >>> from qupaint.optics import reflectance
     >>> n = np.array([[1.0], [1.5]])          # air | glass, one wavelength
-    >>> float(reflectance(n, [np.inf, np.inf], [550.0])[0])   # ((1.5-1)/(1.5+1))**2
+    >>> round(float(reflectance(n, [np.inf, np.inf], [550.0])[0]), 12)  # ((1.5-1)/(1.5+1))**2
     0.04
     """
     st = prepare_stacks(n, d, wavelengths_nm, theta0, pol)
