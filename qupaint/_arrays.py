@@ -13,7 +13,15 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["is_torch", "common_device", "as_tensor", "to_output", "pointer", "elem_strides"]
+__all__ = [
+    "is_torch",
+    "common_device",
+    "as_tensor",
+    "to_output",
+    "pointer",
+    "elem_strides",
+    "check_finite",
+]
 
 
 def is_torch(x: Any) -> bool:
@@ -73,3 +81,13 @@ def pointer(t: torch.Tensor) -> int:
 def elem_strides(t: torch.Tensor) -> tuple[int, ...]:
     """Strides in elements (complex elements for complex tensors; kernels step 2 reals)."""
     return tuple(int(s) for s in t.stride())
+
+
+def check_finite(t: torch.Tensor, name: str) -> None:
+    """Raise ValueError naming ``name`` on NaN/inf. One sum decides for finite data (NaN and
+    inf propagate into it); only a non-finite sum (bad data, or an overflowing sum of huge
+    finite values) pays for the elementwise test."""
+    if not t.is_floating_point() or bool(torch.isfinite(t.sum())):
+        return
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or inf; give finite values (e.g. torch.nan_to_num)")

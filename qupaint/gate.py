@@ -31,6 +31,7 @@ def _fwd_torch(tokens, alpha, w, b):
     return (tokens.to(c) * beta.unsqueeze(-1)).to(tokens.dtype)
 
 
+@_backend.register("pia_gate_bwd", "reference")
 def _bwd_torch(grad, tokens, alpha, w, b):
     c = _acc(tokens)
     beta = torch.sigmoid(w.to(c) * alpha.to(c) + b.to(c))
@@ -52,29 +53,19 @@ def _fwd_triton(tokens, alpha, w, b):
     return gate_forward(tokens, alpha, w, b)
 
 
-_BWD = {"reference": _bwd_torch}
-
-
+@_backend.register("pia_gate_bwd", "triton")
 def _bwd_triton(grad, tokens, alpha, w, b):
     from qupaint.triton.gate import gate_backward
 
     return gate_backward(grad, tokens, alpha, w, b)
 
 
-_BWD["triton"] = _bwd_triton
-
-
-def _select(device_type: str, backend: str) -> str:
-    name, _ = _backend.select("pia_gate", device_type, backend or None)
-    return name
-
-
 @torch.library.custom_op("qupaint::pia_gate_fwd", mutates_args=())
 def pia_gate_fwd(
     tokens: torch.Tensor, alpha: torch.Tensor, w: torch.Tensor, b: torch.Tensor, backend: str = ""
 ) -> torch.Tensor:
-    name = _select(tokens.device.type, backend)
-    return _backend.select("pia_gate", tokens.device.type, name)[1](tokens, alpha, w, b)
+    _, fn = _backend.select("pia_gate", tokens.device.type, backend or None)
+    return fn(tokens, alpha, w, b)
 
 
 @pia_gate_fwd.register_fake
@@ -91,7 +82,9 @@ def pia_gate_bwd(
     b: torch.Tensor,
     backend: str = "",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    return _BWD[_select(tokens.device.type, backend)](grad, tokens, alpha, w, b)
+    # same device and backend argument as the forward, so the same implementation
+    _, fn = _backend.select("pia_gate_bwd", tokens.device.type, backend or None)
+    return fn(grad, tokens, alpha, w, b)
 
 
 @pia_gate_bwd.register_fake

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from qupaint import _backend
-from qupaint._arrays import as_tensor, common_device, pointer, to_output
+from qupaint._arrays import as_tensor, check_finite, common_device, pointer, to_output
 from qupaint.color.convert import SRGB_TO_XYZ, _decode, _mat, _xyz_to_lab_ref
 from qupaint.color.data import white_xyz
 
@@ -71,9 +71,7 @@ def pia_reference(
     return de.to(torch.float32)
 
 
-@_backend.register("pia", "reference")
-def _pia_ref(x, patch_size, scale, shift, normalize):
-    return pia_reference(x, patch_size, scale, shift, normalize)
+_backend.register("pia", "reference")(pia_reference)
 
 
 @_backend.register("pia", "cpu")
@@ -154,12 +152,8 @@ def _prepare(images: Any, patch_size: int, image_size: int, mean, std):
         if x.dtype != torch.float32:
             x = x.to(torch.float32)
         # (data-dependent, so skipped inside torch.compile, where it would break the graph)
-        if (
-            not torch.compiler.is_compiling()
-            and not bool(torch.isfinite(x.sum()))
-            and not bool(torch.isfinite(x).all())
-        ):
-            raise ValueError("images contain NaN or inf; clean the batch first")
+        if not torch.compiler.is_compiling():
+            check_finite(x, "images")
     else:
         raise TypeError(
             f"images: unsupported dtype {x.dtype}; use uint8 or float32/float64/float16/bfloat16"

@@ -31,7 +31,14 @@ import numpy as np
 import torch
 
 from qupaint import _backend
-from qupaint._arrays import as_tensor, common_device, elem_strides, pointer, to_output
+from qupaint._arrays import (
+    as_tensor,
+    check_finite,
+    common_device,
+    elem_strides,
+    pointer,
+    to_output,
+)
 from qupaint.color.data import white_xyz, xyz_weights
 
 __all__ = [
@@ -96,16 +103,6 @@ def _prep(x: Any, name: str, check: bool = True, allow_uint8: bool = False, chan
     if check:
         check_finite(t, name)
     return t, device is not None
-
-
-def check_finite(t: torch.Tensor, name: str) -> None:
-    """Raise ValueError on NaN/inf. One sum decides for finite data (NaN and inf propagate
-    into it); only a non-finite sum (bad data, or an overflowing sum of huge finite values)
-    pays for the elementwise test."""
-    if not t.is_floating_point() or bool(torch.isfinite(t.sum())):
-        return
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} contains NaN or inf; clean the input (e.g. torch.nan_to_num)")
 
 
 def _mat(m: np.ndarray, t: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,15 @@ import numpy as np
 import torch
 
 from qupaint import _backend
-from qupaint._arrays import as_tensor, common_device, elem_strides, is_torch, pointer, to_output
+from qupaint._arrays import (
+    as_tensor,
+    check_finite,
+    common_device,
+    elem_strides,
+    is_torch,
+    pointer,
+    to_output,
+)
 from qupaint.optics.materials import get_material, monolayer_thickness_nm, refractive_index
 
 __all__ = [
@@ -150,11 +158,6 @@ def _tmm_cuda(n, d, wl, sin0, pol, out_dtype):
     return _tmm_kernel(n, d, wl, sin0, pol, out_dtype, "tmm_reflectance_cuda")
 
 
-def _check_finite(name: str, t: torch.Tensor) -> None:
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} contains NaN or inf; give finite values")
-
-
 @dataclass
 class Stacks:
     """Validated stack batch on one device: n [B|1, L, W], d [B|1, L], wl [W], sin0 [B|1]."""
@@ -221,10 +224,10 @@ def prepare_stacks(n: Any, d: Any, wavelengths_nm: Any, theta0: Any, pol: str) -
             f"batch sizes differ: n {nt.shape[0]}, d {dt.shape[0]}, theta0 {th.shape[0]}; "
             "each must be 1 or the common B"
         )
-    _check_finite("n", torch.view_as_real(nt))
+    check_finite(torch.view_as_real(nt), "n")
     if bool((nt.imag < 0).any()):
         raise ValueError("n: k (imaginary part) must be >= 0; gain media are not supported")
-    _check_finite("wavelengths_nm", wl)
+    check_finite(wl, "wavelengths_nm")
     if bool((wl <= 0).any()):
         raise ValueError("wavelengths_nm must be > 0 (nm)")
     if bool(torch.isnan(dt).any()):
@@ -242,7 +245,7 @@ def prepare_stacks(n: Any, d: Any, wavelengths_nm: Any, theta0: Any, pol: str) -
             )
         if bool((inner < 0).any()):
             raise ValueError(f"d: thickness must be >= 0 nm; got min {float(inner.min())}")
-    _check_finite("theta0", th)
+    check_finite(th, "theta0")
     if bool(((th < 0) | (th >= math.pi / 2)).any()):
         raise ValueError("theta0 must be in [0, pi/2) radians")
     oblique = th > 0

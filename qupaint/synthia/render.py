@@ -30,7 +30,11 @@ from qupaint.color.convert import SRGB_TO_XYZ, XYZ_TO_SRGB
 from qupaint.optics import flake_layers, get_material, stack_color
 from qupaint.synthia.flakes import random_flake, rasterize, rasterize_local, split_terrace
 from qupaint.synthia.placement import PlacementGrid, substrate_mask
-from qupaint.synthia.whitebalance import reference_substrate_color, white_balance_gain
+from qupaint.synthia.whitebalance import (
+    reference_substrate_color,
+    tmm_substrate_color,
+    white_balance_gain,
+)
 
 __all__ = ["SynthiaConfig", "Synthia", "Sample", "CATEGORIES", "category_of", "MATERIALS"]
 
@@ -145,12 +149,6 @@ def flake_color_table(
     return table
 
 
-@functools.lru_cache(maxsize=64)
-def _substrate_linear(oxide_nm: float, illuminant: str) -> np.ndarray:
-    layers = [("SiO2", oxide_nm)] if oxide_nm > 0 else []
-    return np.asarray(stack_color(layers, illuminant=illuminant, space="linear_srgb"))
-
-
 def _lab(linear: np.ndarray) -> np.ndarray:
     return np.asarray(xyz_to_lab(np.asarray(linear) @ SRGB_TO_XYZ.T))
 
@@ -203,7 +201,7 @@ class Synthia:
         self.config = config or SynthiaConfig()
         self.config.validate()
         c = self.config
-        self.c0 = _substrate_linear(float(c.oxide_nm), c.illuminant)
+        self.c0 = tmm_substrate_color(float(c.oxide_nm), c.illuminant)
         # every colour this data set can use, computed once (terraces add up to 3 layers)
         self.colors = {
             get_material(m).name: flake_color_table(

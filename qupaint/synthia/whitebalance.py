@@ -58,11 +58,11 @@ def reference_substrate_color(
 def tmm_substrate_color(
     oxide_nm: float, illuminant: Any = "D65", wavelengths_nm: Any = None
 ) -> np.ndarray:
-    """c0 = Phi(R_sub(lambda), I(lambda)): linear sRGB of bare SiO2/Si (Alg. 1 l. 2-3, Eq. 15)."""
+    """c0 = Phi(R_sub(lambda), I(lambda)): linear sRGB of bare SiO2/Si (Alg. 1 l. 2-3, Eq. 15);
+    ``oxide_nm=0`` is bare Si."""
     kw = {} if wavelengths_nm is None else {"wavelengths_nm": wavelengths_nm}
-    return np.asarray(
-        stack_color([("SiO2", float(oxide_nm))], illuminant=illuminant, space="linear_srgb", **kw)
-    )
+    layers = [("SiO2", float(oxide_nm))] if oxide_nm > 0 else []
+    return np.asarray(stack_color(layers, illuminant=illuminant, space="linear_srgb", **kw))
 
 
 def white_balance_gain(c_ref: Any, c0: Any, normalize: bool = False) -> np.ndarray:
