@@ -184,6 +184,188 @@ def synthia(
         )
 
 
+def _fail(exc: Exception) -> typer.Exit:
+    console.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(2)
+
+
+def _write_json(path: Path, obj) -> None:
+    import json
+
+    from qupaint.synthia.writer import atomic_write_bytes
+
+    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2) + "\n").encode())
+
+
+@app.command()
+def instruct(
+    coco: Path = typer.Option(..., help="COCO file with Synthia-style annotations"),
+    out: Path = typer.Option(..., help="Output folder (<format>/<split>.jsonl, summary.json)"),
+    images_dir: Path = typer.Option(None, help="Folder file_name is relative to (default: COCO's)"),
+    formats: str = typer.Option("llava", help="Comma-separated: llava, internvl, qwen"),
+    seed: int = typer.Option(0, help="Template choice and split seed"),
+    tasks: str = typer.Option(
+        "count,locate,verify,describe,ground,dialogue", help="Comma-separated tasks"
+    ),
+):
+    """Build the QMat-Instruct corpus (counting, localisation, verification, physics)."""
+    from qupaint.instruct import build_corpus
+
+    t0 = time.perf_counter()
+    try:
+        summary = build_corpus(
+            coco,
+            images_dir,
+            out,
+            formats=[f.strip() for f in formats.split(",") if f.strip()],
+            seed=seed,
+            tasks=[t.strip() for t in tasks.split(",") if t.strip()],
+        )
+    except (ValueError, OSError) as exc:
+        raise _fail(exc) from exc
+    dt = time.perf_counter() - t0
+    table = Table(title=f"QMat-Instruct: {summary['images']} images in {dt:.2f} s")
+    table.add_column("group")
+    table.add_column("counts")
+    for key in ("per_task", "per_split_images", "per_material_images", "per_category_annotations",
+                "verification"):  # fmt: skip
+        table.add_row(key, ", ".join(f"{k} {v}" for k, v in summary[key].items()))
+    console.print(table)
+    console.print(f"wrote {out}/ ({', '.join(summary['formats'])}) and {out}/summary.json")
+
+
+eval_app = typer.Typer(help="QF-Bench evaluation: COCO AP and grounding accuracy.")
+app.add_typer(eval_app, name="eval")
+
+
+def _metric_table(title: str, rows: dict) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in rows.items():
+        table.add_row(k, "-" if v is None else f"{100 * v:.1f}")
+    return table
+
+
+@eval_app.command("detection")
+def eval_detection(
+    gt: Path = typer.Option(..., help="Ground-truth COCO JSON"),
+    pred: Path = typer.Option(..., help="COCO results JSON (image_id, category_id, bbox, score)"),
+    out: Path = typer.Option(None, help="Write the metrics as JSON"),
+):
+    """COCO AP / AP50 / AP75, overall and Mono (QuPAINT Table 4 protocol)."""
+    from qupaint.bench import evaluate_detection
+
+    try:
+        r = evaluate_detection(gt, pred)
+    except (ValueError, TypeError) as exc:
+        raise _fail(exc) from exc
+    rows = {k: r[k] for k in ("AP", "AP50", "AP75")}
+    rows.update({f"Mono {k}": v for k, v in r["Mono"].items()})
+    console.print(_metric_table(f"detection ({r['engine']}, {r['images']} images)", rows))
+    if out:
+        _write_json(out, r)
+
+
+@eval_app.command("grounding")
+def eval_grounding(
+    gt: Path = typer.Option(..., help="Referring boxes: JSON {id: [x,y,w,h]} or corpus JSONL"),
+    pred: Path = typer.Option(..., help="Predictions: JSON {id: [x,y,w,h]} or [{id, bbox}]"),
+    out: Path = typer.Option(None, help="Write the metrics as JSON"),
+):
+    """Grounding accuracy Acc@0.5 / Acc@0.75 (RefCOCO protocol, QuPAINT Table 3)."""
+    from qupaint.bench import evaluate_grounding
+
+    try:
+        r = evaluate_grounding(gt, pred)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise _fail(exc) from exc
+    rows = {k: v for k, v in r.items() if k.startswith("Acc")}
+    console.print(_metric_table(f"grounding ({r['n']} expressions, {r['missing']} missing)", rows))
+    if out:
+        _write_json(out, r)
+
+
+bench_app = typer.Typer(help="QF-Bench data.")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("build")
+def bench_build(
+    out: Path = typer.Option(..., help="Output folder (materials/<name>/, annotations.json)"),
+    images_per_material: int = typer.Option(50, help="Images per material"),
+    materials: str = typer.Option(
+        "BN,Graphene,MoS2,MoSe2,MoWSe2,WS2,WSe2,WTe2", help="Comma-separated materials"
+    ),
+    size: int = typer.Option(512, help="Image height and width (px)"),
+    oxide_nm: float = typer.Option(285.0, help="SiO2 thickness (nm)"),
+    workers: int = typer.Option(2, help="Worker processes"),
+):
+    """Render a held-out synthetic QF-Bench (seeds disjoint from training data)."""
+    from rich.progress import Progress
+
+    from qupaint.bench.qfbench import build_qfbench
+    from qupaint.synthia import SynthiaConfig
+
+    mats = [m.strip() for m in materials.split(",") if m.strip()]
+    try:
+        cfg = SynthiaConfig(height=size, width=size, oxide_nm=oxide_nm)
+        with Progress(console=console) as bar:
+            task = bar.add_task("QF-Bench", total=len(mats))
+            done: set = set()
+
+            def report(mat, d, n):
+                if d == n:
+                    done.add(mat)
+                bar.update(task, completed=len(done), description=f"QF-Bench {mat}")
+
+            m = build_qfbench(out, images_per_material, mats, cfg, workers, progress=report)
+    except (ValueError, OSError) as exc:
+        raise _fail(exc) from exc
+    table = Table(title=f"QF-Bench in {out}")
+    for col in ("material", "images", "Mono", "Few", "Thick"):
+        table.add_column(col)
+    for mat, row in m["materials"].items():
+        table.add_row(mat, *(str(row[k]) for k in ("images", "Mono", "Few", "Thick")))
+    console.print(table)
+
+
+@app.command()
+def detect(
+    image: Path = typer.Argument(..., help="Micrograph (PNG/JPEG/TIFF)"),
+    material: str = typer.Option(..., help="Material of the flakes, e.g. MoS2"),
+    oxide_nm: float = typer.Option(285.0, help="SiO2 thickness (nm)"),
+    illuminant: str = typer.Option("D65", help="D65, A (halogen), E, ..."),
+    out: Path = typer.Option(None, help="Annotated PNG (default: <image>_detections.png)"),
+    json_out: Path = typer.Option(None, "--json", help="Write COCO detections as JSON"),
+):
+    """Training-free physics detector: PIA contrast + TMM layer matching."""
+    from PIL import Image
+
+    from qupaint.bench.detector import detect as run_detect
+    from qupaint.bench.draw import draw_detections
+
+    try:
+        img = np.asarray(Image.open(image).convert("RGB"))
+        dets = run_detect(img, material, oxide_nm, illuminant)
+    except (ValueError, OSError) as exc:
+        raise _fail(exc) from exc
+    table = Table(title=f"{len(dets)} flakes in {image.name} ({material}, {oxide_nm:g} nm SiO2)")
+    for col in ("#", "class", "layers", "dE vs substrate", "fit dE", "score", "bbox x,y,w,h"):
+        table.add_column(col)
+    names = {1: "Mono", 2: "Few", 3: "Thick"}
+    for k, d in enumerate(dets):
+        table.add_row(str(k), names[d["category_id"]], str(d["layers"]), f"{d['delta_e']:.1f}",
+                      f"{d['fit_de']:.1f}", f"{d['score']:.2f}",
+                      ",".join(f"{v:.0f}" for v in d["bbox"]))  # fmt: skip
+    console.print(table)
+    out = out or image.with_name(image.stem + "_detections.png")
+    draw_detections(img, dets, out)
+    console.print(f"wrote {out}")
+    if json_out:
+        _write_json(json_out, dets)
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo_out"), help="Output folder"),

@@ -43,3 +43,15 @@ def backend_params(op: str, device_types=("cpu", "cuda")):
 @pytest.fixture
 def rng():
     return np.random.default_rng(20260219)
+
+
+@pytest.fixture(scope="session")
+def synth_dataset(tmp_path_factory):
+    """A small Synthia data set (12 images, 160 px, all materials) shared by the
+    instruct / bench / model tests."""
+    from qupaint.synthia import SynthiaConfig, generate
+
+    out = tmp_path_factory.mktemp("synth")
+    cfg = SynthiaConfig(seed=7, height=160, width=160, radius_px=(8.0, 36.0))
+    generate(cfg, out, 12, shard_size=6)
+    return out

@@ -101,7 +101,8 @@ def _render_shard(args: tuple[str, int, int, int]) -> tuple[int, dict]:
             }
         )
         for k, a in enumerate(s.annotations):
-            anns.append({**a, "id": index * 1000 + k, "image_id": index})
+            # ids start at 1: COCO evaluators use annotation id 0 to mean "unmatched"
+            anns.append({**a, "id": index * 1000 + k + 1, "image_id": index})
         stats["requested"] += s.info["flakes_requested"]
         stats["placed"] += s.info["flakes_placed"]
     atomic_write_bytes(
