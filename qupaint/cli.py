@@ -286,6 +286,46 @@ def eval_grounding(
         _write_json(out, r)
 
 
+@eval_app.command("detector")
+def eval_detector(
+    gt: Path = typer.Option(..., help="COCO JSON whose images name their material"),
+    images_dir: Path = typer.Option(None, help="Folder file_name is relative to"),
+    oxide_nm: float = typer.Option(None, help="SiO2 thickness (default: from the annotations)"),
+    workers: int = typer.Option(2, help="Worker processes"),
+    out: Path = typer.Option(None, help="Write metrics per material (and predictions) as JSON"),
+):
+    """Run the physics detector on a COCO set (e.g. QF-Bench) and score it per material."""
+    from rich.progress import Progress
+
+    from qupaint.bench.detector import detect_coco
+    from qupaint.bench.metrics import evaluate_detection_by
+
+    try:
+        with Progress(console=console) as bar:
+            task = bar.add_task("detect", total=None)
+
+            def report(done, total):
+                bar.update(task, completed=done, total=total)
+
+            preds = detect_coco(gt, images_dir, oxide_nm, workers=workers, progress=report)
+        r = evaluate_detection_by(gt, preds)
+    except (ValueError, TypeError, OSError) as exc:
+        raise _fail(exc) from exc
+    table = Table(title="physics detector (training-free), COCO bbox AP (%)")
+    for col in ("material", "AP", "AP50", "AP75", "Mono AP", "Mono AP50"):
+        table.add_column(col, justify="right")
+
+    def pct(v):
+        return "-" if v is None else f"{100 * v:.1f}"
+
+    for name, m in r.items():
+        table.add_row(str(name), pct(m["AP"]), pct(m["AP50"]), pct(m["AP75"]),
+                      pct(m["Mono"]["AP"]), pct(m["Mono"]["AP50"]))  # fmt: skip
+    console.print(table)
+    if out:
+        _write_json(out, {"metrics": r, "predictions": preds})
+
+
 bench_app = typer.Typer(help="QF-Bench data.")
 app.add_typer(bench_app, name="bench")
 

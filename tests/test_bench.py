@@ -278,3 +278,16 @@ def test_cli_instruct_eval_detect_bench(synth_dataset, tmp_path):
                               "--images-per-material", "1", "--materials", "MoS2",
                               "--size", "96", "--workers", "1"])  # fmt: skip
     assert res.exit_code == 2 and "radius_px" in res.output  # 96 px is too small for defaults
+
+
+def test_detect_coco_and_per_material_scores(synth_dataset):
+    from qupaint.bench.detector import detect_coco
+    from qupaint.bench.metrics import evaluate_detection_by
+
+    gt = synth_dataset / "annotations.json"
+    preds = detect_coco(gt)
+    assert preds == detect_coco(gt, workers=2)  # worker processes change nothing
+    r = evaluate_detection_by(gt, preds)
+    coco = json.loads(gt.read_text())
+    assert set(r) == {"all"} | {im["material"] for im in coco["images"]}
+    assert r["all"] == evaluate_detection(gt, preds)

@@ -30,7 +30,7 @@ from qupaint.synthia.placement import substrate_mask
 from qupaint.synthia.render import _blur, category_of
 from qupaint.synthia.whitebalance import _decode_lut, reference_substrate_color
 
-__all__ = ["DetectorConfig", "detect"]
+__all__ = ["DetectorConfig", "detect", "detect_coco"]
 
 
 @dataclass
@@ -184,3 +184,57 @@ def detect(
             dets.append(d)
     dets.sort(key=lambda d: -d["score"])
     return dets
+
+
+def _detect_image(args: tuple) -> list[dict]:
+    path, image_id, material, oxide_nm, illuminant, cfg = args
+    from PIL import Image
+
+    img = np.asarray(Image.open(path).convert("RGB"))
+    return detect(img, material, oxide_nm, illuminant, cfg, image_id=image_id)
+
+
+def detect_coco(
+    gt_json,
+    images_dir=None,
+    oxide_nm: float | None = None,
+    illuminant: str = "D65",
+    config: DetectorConfig | None = None,
+    workers: int = 1,
+    progress=None,
+) -> list[dict]:
+    """Run :func:`detect` on every image of a COCO file (material from each image's
+    ``material`` field; oxide from the annotations' ``substrate_oxide_nm`` unless given).
+    Returns COCO results for :func:`qupaint.bench.evaluate_detection`."""
+    import multiprocessing as mp
+    import os
+    from pathlib import Path
+
+    from qupaint.bench.metrics import load_json
+
+    gt = load_json(gt_json)
+    root = Path(images_dir) if images_dir else Path(gt_json).parent
+    oxide_of = {a["image_id"]: a.get("substrate_oxide_nm") for a in gt["annotations"]}
+    jobs = []
+    for im in gt["images"]:
+        if "material" not in im:
+            raise ValueError(f"image {im['id']} has no 'material'; the detector needs it")
+        ox = oxide_nm if oxide_nm is not None else oxide_of.get(im["id"]) or 285.0
+        jobs.append((root / im["file_name"], im["id"], im["material"], float(ox), illuminant,
+                     config))  # fmt: skip
+    out: list[dict] = []
+    if workers > 1:
+        # not "fork": a child forked from a process whose OpenMP pool has run (our C++
+        # kernels) hangs in its first parallel region (libgomp is not fork-safe)
+        ctx = mp.get_context("forkserver" if os.name == "posix" else "spawn")
+        with ctx.Pool(workers) as pool:
+            for k, dets in enumerate(pool.imap(_detect_image, jobs, chunksize=4)):
+                out += dets
+                if progress:
+                    progress(k + 1, len(jobs))
+    else:
+        for k, job in enumerate(jobs):
+            out += _detect_image(job)
+            if progress:
+                progress(k + 1, len(jobs))
+    return out

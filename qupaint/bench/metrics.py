@@ -17,7 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["evaluate_detection", "evaluate_grounding", "box_iou_xywh", "load_json"]
+__all__ = [
+    "evaluate_detection",
+    "evaluate_detection_by",
+    "evaluate_grounding",
+    "box_iou_xywh",
+    "load_json",
+]
 
 MONO = 1
 
@@ -137,6 +143,25 @@ def evaluate_detection(gt_json, predictions, engine: str = "auto") -> dict:
     names = {c["id"]: c["name"] for c in gt["categories"]}
     result["per_category"] = {names[c]: _stats(E, [c])["AP"] for c in cats}
     return result
+
+
+def evaluate_detection_by(gt_json, predictions, key: str = "material", **kw) -> dict:
+    """:func:`evaluate_detection` per value of an image field (default ``material``), plus
+    ``"all"``. Images without the field are grouped under ``"?"``."""
+    gt = load_json(gt_json)
+    preds = load_json(predictions)
+    groups: dict = {}
+    for im in gt["images"]:
+        groups.setdefault(im.get(key, "?"), set()).add(im["id"])
+    out = {"all": evaluate_detection(gt, preds, **kw)}
+    for name, ids in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        sub = {
+            **gt,
+            "images": [im for im in gt["images"] if im["id"] in ids],
+            "annotations": [a for a in gt["annotations"] if a["image_id"] in ids],
+        }
+        out[name] = evaluate_detection(sub, [p for p in preds if p["image_id"] in ids], **kw)
+    return out
 
 
 def box_iou_xywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ Files are streamed to temporary names and renamed when complete.
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
 import random
 import tempfile
@@ -27,9 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from qupaint.instruct import templates as T
-from qupaint.instruct.formats import FORMATS, check_format, format_boxes, make_record
+from qupaint.instruct.formats import FORMATS, box_coords, check_format, join_boxes, make_record
 from qupaint.synthia.contrast import layer_model, linear_to_lab
 
+#: non-monolayer candidates that a dialogue reasons about (all monolayers always are)
+MAX_REASONED_OTHERS = 3
 TASKS = ("count", "locate", "verify", "describe", "ground", "dialogue")
 SPLITS = ("train", "val", "test")
 
@@ -38,10 +41,11 @@ __all__ = ["TASKS", "SPLITS", "build_corpus", "load_coco", "image_split"]
 
 @dataclass
 class Boxes:
-    """An answer segment holding labelled boxes (rendered per format)."""
+    """An answer segment: boxes of annotations ``idx`` of ``ctx`` (rendered per format)."""
 
-    boxes: list
-    labels: list | None
+    ctx: _ImageContext
+    idx: list
+    labelled: bool
 
 
 def load_coco(coco_json: str | os.PathLike) -> dict:
@@ -71,8 +75,8 @@ def _plural(n: int, word: str = "flake") -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-def _shift_words(d: np.ndarray) -> str:
-    dl, da, db = (float(v) for v in d)
+def _shift_words(d: list) -> str:
+    dl, da, db = d
     return (
         f"{'darker' if dl < 0 else 'brighter'} than the substrate (dL* = {dl:+.1f}), "
         f"shifted towards {'green' if da < 0 else 'red/magenta'} (da* = {da:+.1f}) "
@@ -100,46 +104,62 @@ class _ImageContext:
         self.image, self.anns = image, anns
         self.W, self.H = int(image["width"]), int(image["height"])
         self.material = material
-        self.lab_sub = lab[0]
-        self.lab_table = lab[: 1 + model.max_layers]  # substrate + predicted layers
-        self.lab_flakes = lab[1 + model.max_layers :]
         self.model = model
+        self._coords: dict[str, dict[int, str]] = {}
+        sub, table, flakes = lab[0], lab[1 : 1 + model.max_layers], lab[1 + model.max_layers :]
+        # all the physics of the image in a few vectorised calls; text needs python floats
+        d = flakes - sub
+        self.dlab = d.tolist()
+        self.de = np.sqrt((d * d).sum(-1))
+        dist = np.sqrt(((flakes[:, None, :] - table[None]) ** 2).sum(-1))
+        self.best = (dist.argmin(-1) + 1).tolist() if len(flakes) else []
+        self.best_dist = dist.min(-1).tolist() if len(flakes) else []
+        self.pred_de = np.sqrt(((table - sub) ** 2).sum(-1)).tolist()
 
     def by_cat(self, cat: int | None) -> list[int]:
         return [i for i, a in enumerate(self.anns) if cat is None or a["category_id"] == cat]
 
     def boxes(self, idx: list[int], labelled: bool = True) -> Boxes:
-        labels = [T.CATEGORY_WORDS[self.anns[i]["category_id"]][0] for i in idx]
-        return Boxes([self.anns[i]["bbox"] for i in idx], labels if labelled else None)
+        return Boxes(self, idx, labelled)
+
+    def render(self, b: Boxes, fmt: str) -> str:
+        """Box text in ``fmt``; each box's coordinates are formatted once per format."""
+        cache = self._coords.setdefault(fmt, {})
+        coords = []
+        for i in b.idx:
+            c = cache.get(i)
+            if c is None:
+                c = cache[i] = box_coords(fmt, self.anns[i]["bbox"], self.W, self.H)
+            coords.append(c)
+        labels = [T.CATEGORY_WORDS[self.anns[i]["category_id"]][0] if b.labelled else None
+                  for i in b.idx]  # fmt: skip
+        return join_boxes(fmt, coords, labels)
 
     def explain(self, i: int) -> str:
         """Physics reasoning for annotation i: contrast, colour shift, edges, layer estimate."""
         a = self.anns[i]
         n = int(a["layers"])
-        lab = self.lab_flakes[i]
-        de = float(np.linalg.norm(lab - self.lab_sub))
-        pred_de = np.linalg.norm(self.lab_table[1:] - self.lab_sub, axis=-1)
-        best, dist = self.model.match(lab, self.lab_table)
-        best = int(best)
+        de = float(self.de[i])
+        best, dist = self.best[i], self.best_dist[i]
         text = (
             f"Its colour differs from the substrate by Delta-E = {de:.1f} (CIE76): it is "
-            f"{_shift_words(lab - self.lab_sub)}. It looks {_edge_words(de)}. "
+            f"{_shift_words(self.dlab[i])}. It looks {_edge_words(de)}. "
         )
         if n <= self.model.max_layers:
             text += (
                 f"The thin-film (TMM) prediction for {_layers_words(n)} of {self.material} on "
-                f"{a['substrate_oxide_nm']:g} nm SiO2/Si is Delta-E = {pred_de[n - 1]:.1f}. "
+                f"{a['substrate_oxide_nm']:g} nm SiO2/Si is Delta-E = {self.pred_de[n - 1]:.1f}. "
             )
         if best == n:
             text += (
                 f"That is the closest match among 1-{self.model.max_layers} layers (colour "
-                f"distance {float(dist):.1f}), so it is {_layers_words(n)} "
+                f"distance {dist:.1f}), so it is {_layers_words(n)} "
                 f"(about {a['thickness_nm']:.1f} nm thick)."
             )
         else:
             text += (
                 f"Colour alone is ambiguous here: {_layers_words(best)} would look similar "
-                f"(colour distance {float(dist):.1f}); the annotated thickness is "
+                f"(colour distance {dist:.1f}); the annotated thickness is "
                 f"{_layers_words(n)} (about {a['thickness_nm']:.1f} nm)."
             )
         return text
@@ -164,13 +184,13 @@ def _task_locate(ctx: _ImageContext, rng: random.Random) -> tuple[list, dict]:
     if cat is None:
         q = rng.choice(T.DETECT_Q).format(material=ctx.material)
         if not idx:
-            return [(q, ["There are no flakes in this image.", Boxes([], [])])], {"boxes": 0}
+            return [(q, ["There are no flakes in this image.", ctx.boxes([])])], {"boxes": 0}
         return [(q, [f"Found {_plural(len(idx))}: ", ctx.boxes(idx)])], {"boxes": len(idx)}
     word = T.CATEGORY_WORDS[cat][1]
     q = rng.choice(T.LOCATE_Q).format(cat=word, material=ctx.material)
     if not idx:
         a = rng.choice(T.LOCATE_NONE_A).format(cat=word)
-        return [(q, [a, Boxes([], [])])], {"category_id": cat, "boxes": 0}
+        return [(q, [a, ctx.boxes([])])], {"category_id": cat, "boxes": 0}
     head, _, tail = rng.choice(T.LOCATE_A).partition("{box}")
     a = [head.format(cat=word, n=_plural(len(idx))), ctx.boxes(idx), tail]
     return [(q, a)], {"category_id": cat, "boxes": len(idx)}
@@ -222,24 +242,24 @@ def _task_describe(ctx: _ImageContext, rng: random.Random):
 def _task_ground(ctx: _ImageContext, rng: random.Random):
     if not ctx.anns:
         return None
-    de = np.linalg.norm(ctx.lab_flakes - ctx.lab_sub, axis=-1)
-    options = []
+    options = []  # (expression, category, annotation) where the expression names one flake
     for cat in (1, 2, 3):
         idx = ctx.by_cat(cat)
         areas = [ctx.anns[i]["area"] for i in idx]
-        if len(idx) >= 1 and areas.count(max(areas)) == 1:
-            options.append(("largest", cat, idx[int(np.argmax(areas))]))
+        if idx and areas.count(max(areas)) == 1:
+            options.append(("largest", cat, idx[areas.index(max(areas))]))
         if len(idx) >= 2 and areas.count(min(areas)) == 1:
-            options.append(("smallest", cat, idx[int(np.argmin(areas))]))
+            options.append(("smallest", cat, idx[areas.index(min(areas))]))
     if len(ctx.anns) >= 2:
-        order = np.argsort(de)
+        de = ctx.de.tolist()
+        order = sorted(range(len(de)), key=de.__getitem__)
         if de[order[1]] - de[order[0]] > 1.0:
-            options.append(("faintest", None, int(order[0])))
+            options.append(("faintest", None, order[0]))
         if de[order[-1]] - de[order[-2]] > 1.0:
-            options.append(("strongest", None, int(order[-1])))
+            options.append(("strongest", None, order[-1]))
         layers = [int(a["layers"]) for a in ctx.anns]
         if layers.count(max(layers)) == 1:
-            options.append(("thickest", None, int(np.argmax(layers))))
+            options.append(("thickest", None, layers.index(max(layers))))
     if not options:
         return None
     key, cat, i = rng.choice(options)
@@ -255,8 +275,12 @@ def _task_dialogue(ctx: _ImageContext, rng: random.Random):
     allidx = ctx.by_cat(None)
     cand = [f"I see {_plural(len(allidx), 'candidate')}: ", ctx.boxes(allidx)]
     mono = ctx.by_cat(1)
+    # reason about every monolayer and the hardest other candidates (closest in contrast to
+    # a monolayer), which keeps dialogues to a trainable length on crowded images
+    mono_de = min((ctx.de[i] for i in mono), default=0.0)
+    others = sorted(set(allidx) - set(mono), key=lambda i: abs(ctx.de[i] - mono_de))
     lines = []
-    for i in allidx:
+    for i in sorted(mono + others[:MAX_REASONED_OTHERS]):
         a = ctx.anns[i]
         verdict = "a monolayer" if a["category_id"] == 1 else "not a monolayer"
         lines.append(["Candidate ", ctx.boxes([i], False), f" is {verdict}. " + ctx.explain(i)])
@@ -284,8 +308,8 @@ def _render(segs, fmt: str, W: int, H: int, boxes_only: bool) -> str:
     out = []
     for s in segs:
         if isinstance(s, Boxes):
-            if fmt == "qwen" or s.boxes:
-                out.append(format_boxes(fmt, s.boxes, s.labels, W, H))
+            if fmt == "qwen" or s.idx:
+                out.append(s.ctx.render(s, fmt))
         elif not boxes_only:
             out.append(s)
     return "".join(out).strip()
@@ -302,6 +326,88 @@ def _open_outputs(out_dir: Path, formats: Sequence[str]) -> dict:
     return files
 
 
+@dataclass
+class _Job:
+    by_image: dict
+    materials: list
+    cfg: dict
+    illuminant: str
+    max_layers: int
+    seed: int
+    fractions: np.ndarray
+    tasks: tuple
+    formats: tuple
+
+
+_JOB: _Job | None = None
+
+
+def _set_job(job: _Job) -> None:
+    global _JOB
+    _JOB = job
+
+
+def _build_chunk(part: list[dict]) -> tuple[dict, dict]:
+    """Records of a chunk of images as JSONL text per (format, split), plus counts."""
+    job = _JOB
+    makers = {
+        "count": _task_count,
+        "locate": _task_locate,
+        "verify": lambda c, r: _task_verify(c, r, job.materials),
+        "describe": _task_describe,
+        "ground": _task_ground,
+        "dialogue": _task_dialogue,
+    }
+    counts = {k: Counter() for k in ("task", "split", "material", "category", "verify")}
+    lines: dict[tuple[str, str], list[str]] = {}
+    # one CIELAB call per chunk: substrate + predicted layers + flakes of every image
+    rows, models = [], []
+    for im in part:
+        anns = job.by_image.get(im["id"], [])
+        mat = im.get("material") or (anns[0]["material"] if anns else job.materials[0])
+        oxide = anns[0]["substrate_oxide_nm"] if anns else job.cfg.get("oxide_nm", 285.0)
+        model = layer_model(mat, float(oxide), job.illuminant, job.max_layers)
+        gain = np.asarray(im.get("gain", (1.0, 1.0, 1.0)), float)
+        cols = [model.colors(gain)]
+        if anns:
+            cols.append(np.array([a["color_linear_rgb"] for a in anns], float))
+        rows.append(np.vstack(cols))
+        models.append((mat, model, anns))
+    lab = linear_to_lab(np.vstack(rows))
+    off = 0
+    for im, rws, (mat, model, anns) in zip(part, rows, models, strict=True):
+        ctx = _ImageContext(im, anns, lab[off : off + len(rws)], mat, model)
+        off += len(rws)
+        sp = image_split(job.seed, im["id"], job.fractions)
+        rng = random.Random(f"{job.seed}:{im['id']}")
+        counts["split"][sp] += 1
+        counts["material"][mat] += 1
+        counts["category"].update(T.CATEGORY_WORDS[a["category_id"]][0] for a in anns)
+        for task in job.tasks:
+            made = makers[task](ctx, rng)
+            if made is None:
+                continue
+            turns, meta = made
+            counts["task"][task] += 1
+            if task == "verify":
+                counts["verify"][meta["answer"]] += 1
+                counts["verify"]["hard_negative"] += meta["hard_negative"]
+            meta = {"task": task, "image_id": im["id"], "split": sp, **meta}
+            rid = f"{im['id']}-{task}"
+            for fmt in job.formats:
+                boxes_only = fmt == "qwen" and task in ("locate", "ground")
+                rt = [
+                    (
+                        _render(q, fmt, ctx.W, ctx.H, False),
+                        _render(a, fmt, ctx.W, ctx.H, boxes_only),
+                    )
+                    for q, a in turns
+                ]
+                rec = make_record(fmt, rid, im["file_name"], rt, meta)
+                lines.setdefault((fmt, sp), []).append(json.dumps(rec))
+    return {k: "\n".join(v) + "\n" for k, v in lines.items()}, counts
+
+
 def build_corpus(
     coco_json: str | os.PathLike,
     images_dir: str | os.PathLike | None = None,
@@ -312,6 +418,7 @@ def build_corpus(
     split: Sequence[float] = (0.8, 0.1, 0.1),
     illuminant: str | None = None,
     chunk: int = 512,
+    workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Build QMat-Instruct from a COCO file (e.g. a Synthia ``annotations.json``).
@@ -329,6 +436,8 @@ def build_corpus(
     split : train / val / test fractions, by image.
     illuminant : for the TMM predictions; default from a ``manifest.json`` beside the COCO
         file, else ``"D65"``.
+    chunk, workers : images per work unit and worker processes; the output does not depend
+        on either.
 
     Returns
     -------
@@ -365,70 +474,39 @@ def build_corpus(
         {a["material"] for a in coco["annotations"]}
         | {im["material"] for im in coco["images"] if "material" in im}
     )
+    for a in coco["annotations"]:  # TMM tables before any fork, so workers share them
+        layer_model(a["material"], float(a["substrate_oxide_nm"]), illuminant, max_layers)
+    if chunk < 1 or workers < 1:
+        raise ValueError(f"chunk and workers must be >= 1; got {chunk}, {workers}")
     out_dir = Path(out_path)
-    files = _open_outputs(out_dir, formats)
-    counts: dict[str, Counter] = {k: Counter() for k in ("task", "split", "material", "category")}
-    verify = Counter()
-    makers = {
-        "count": _task_count,
-        "locate": _task_locate,
-        "verify": lambda c, r: _task_verify(c, r, materials),
-        "describe": _task_describe,
-        "ground": _task_ground,
-        "dialogue": _task_dialogue,
-    }
+    job = _Job(by_image, materials, cfg, illuminant, max_layers, seed, fr, tuple(tasks), formats)
     images = coco["images"]
+    chunks = [images[i : i + chunk] for i in range(0, len(images), chunk)]
+    counts: dict[str, Counter] = {
+        k: Counter() for k in ("task", "split", "material", "category", "verify")
+    }
+    files = _open_outputs(out_dir, formats)
     try:
-        for start in range(0, len(images), chunk):
-            part = images[start : start + chunk]
-            # one CIELAB call per chunk: substrate + predicted layers + flakes of every image
-            rows, models = [], []
-            for im in part:
-                anns = by_image.get(im["id"], [])
-                mat = im.get("material") or (anns[0]["material"] if anns else materials[0])
-                oxide = anns[0]["substrate_oxide_nm"] if anns else cfg.get("oxide_nm", 285.0)
-                model = layer_model(mat, float(oxide), illuminant, max_layers)
-                gain = np.asarray(im.get("gain", (1.0, 1.0, 1.0)), float)
-                cols = [model.colors(gain)]
-                if anns:
-                    cols.append(np.array([a["color_linear_rgb"] for a in anns], float))
-                rows.append(np.vstack(cols))
-                models.append((mat, model, anns))
-            lab = linear_to_lab(np.vstack(rows))
-            off = 0
-            for im, rws, (mat, model, anns) in zip(part, rows, models, strict=True):
-                ctx = _ImageContext(im, anns, lab[off : off + len(rws)], mat, model)
-                off += len(rws)
-                sp = image_split(seed, im["id"], fr)
-                rng = random.Random(f"{seed}:{im['id']}")
-                counts["split"][sp] += 1
-                counts["material"][mat] += 1
-                for a in anns:
-                    counts["category"][T.CATEGORY_WORDS[a["category_id"]][0]] += 1
-                for task in tasks:
-                    made = makers[task](ctx, rng)
-                    if made is None:
-                        continue
-                    turns, meta = made
-                    counts["task"][task] += 1
-                    if task == "verify":
-                        verify[meta["answer"]] += 1
-                        verify["hard_negative"] += meta["hard_negative"]
-                    meta = {"task": task, "image_id": im["id"], "split": sp, **meta}
-                    rid = f"{im['id']}-{task}"
-                    for fmt in formats:
-                        boxes_only = fmt == "qwen" and task in ("locate", "ground")
-                        rt = [
-                            (
-                                _render(q, fmt, ctx.W, ctx.H, False),
-                                _render(a, fmt, ctx.W, ctx.H, boxes_only),
-                            )
-                            for q, a in turns
-                        ]
-                        rec = make_record(fmt, rid, im["file_name"], rt, meta)
-                        files[fmt, sp][0].write(json.dumps(rec) + "\n")
+        if workers > 1 and len(chunks) > 1:
+            ctx = mp.get_context("fork" if os.name == "posix" else "spawn")
+            pool = ctx.Pool(workers, initializer=_set_job, initargs=(job,))
+            results = pool.imap(_build_chunk, chunks)  # in order: output is worker-independent
+        else:
+            pool = None
+            _set_job(job)
+            results = map(_build_chunk, chunks)
+        done = 0
+        for part, (lines, cnt) in zip(chunks, results, strict=True):
+            for key, block in lines.items():
+                files[key][0].write(block)
+            for k, c in cnt.items():
+                counts[k].update(c)
+            done += len(part)
             if progress:
-                progress(min(start + chunk, len(images)), len(images))
+                progress(done, len(images))
+        if pool is not None:
+            pool.close()
+            pool.join()
         for fh, tmp, final in files.values():
             fh.close()
             os.replace(tmp, final)
@@ -438,6 +516,7 @@ def build_corpus(
                 fh.close()
             if os.path.exists(tmp):
                 os.unlink(tmp)
+    verify = counts["verify"]
     summary = {
         "coco_json": str(Path(coco_json).resolve()),
         "images_dir": str(images_dir.resolve()),

@@ -19,13 +19,20 @@ Boxes arrive as COCO ``[x, y, w, h]`` in pixels.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 FORMATS = ("llava", "internvl", "qwen")
 IMAGE_TOKEN = "<image>"
 
-__all__ = ["FORMATS", "IMAGE_TOKEN", "format_boxes", "make_record", "xywh_to_xyxy"]
+__all__ = [
+    "FORMATS",
+    "IMAGE_TOKEN",
+    "box_coords",
+    "format_boxes",
+    "join_boxes",
+    "make_record",
+    "xywh_to_xyxy",
+]
 
 
 def xywh_to_xyxy(b: Sequence[float]) -> tuple[float, float, float, float]:
@@ -39,6 +46,44 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
+def box_coords(fmt: str, bbox_xywh: Sequence[float], width: int, height: int) -> str:
+    """The coordinate text of one box in dialect ``fmt`` (no label)."""
+    x, y, w, h = bbox_xywh
+    if fmt == "qwen":
+        return f"[{round(x)}, {round(y)}, {round(x + w)}, {round(y + h)}]"
+    if fmt == "llava":
+        return f"[{x / width:.3f}, {y / height:.3f}, {(x + w) / width:.3f}, {(y + h) / height:.3f}]"
+    sx, sy = 1000 / width, 1000 / height
+    q = (
+        round(sx * x),
+        round(sy * y),
+        min(1000, round(sx * (x + w))),
+        min(1000, round(sy * (y + h))),
+    )
+    return f"[{q[0]}, {q[1]}, {q[2]}, {q[3]}]"
+
+
+def join_boxes(fmt: str, coords: Sequence[str], labels: Sequence[str | None]) -> str:
+    """Assemble per-box coordinate texts (:func:`box_coords`) and labels into an answer."""
+    if fmt == "qwen":
+        items = [
+            f'{{"bbox_2d": {c}' + (f', "label": "{lab}"}}' if lab else "}")
+            for c, lab in zip(coords, labels, strict=True)
+        ]
+        return "```json\n[" + ", ".join(items) + "]\n```"
+    if fmt == "llava":
+        return "; ".join(
+            (f"{lab}: " if lab else "") + c for c, lab in zip(coords, labels, strict=True)
+        )
+    groups: dict[str | None, list[str]] = {}
+    for c, lab in zip(coords, labels, strict=True):
+        groups.setdefault(lab, []).append(c)
+    return "".join(
+        (f"<ref>{lab}</ref>" if lab else "") + f"<box>[{', '.join(bs)}]</box>"
+        for lab, bs in groups.items()
+    )
+
+
 def format_boxes(
     fmt: str,
     boxes_xywh: Sequence[Sequence[float]],
@@ -49,34 +94,15 @@ def format_boxes(
     """The text for a list of boxes in dialect ``fmt`` (empty list allowed).
 
     ``labels=None`` writes bare boxes (a box referred to in a question, a grounding answer).
+
+    >>> format_boxes("internvl", [[10, 20, 30, 40]], ["Mono"], 100, 200)
+    '<ref>Mono</ref><box>[[100, 100, 400, 300]]</box>'
+    >>> format_boxes("qwen", [[10, 20, 30, 40]], None, 100, 200)
+    '```json\\n[{"bbox_2d": [10, 20, 40, 60]}]\\n```'
     """
     check_format(fmt)
-    xyxy = [xywh_to_xyxy(b) for b in boxes_xywh]
-    if labels is None:
-        labels = [None] * len(xyxy)
-    if fmt == "qwen":
-        items = [
-            {"bbox_2d": [round(x1), round(y1), round(x2), round(y2)]}
-            | ({"label": lab} if lab else {})
-            for (x1, y1, x2, y2), lab in zip(xyxy, labels, strict=True)
-        ]
-        return "```json\n" + json.dumps(items) + "\n```"
-    if fmt == "llava":
-        parts = [
-            (f"{lab}: " if lab else "")
-            + f"[{x1 / width:.3f}, {y1 / height:.3f}, {x2 / width:.3f}, {y2 / height:.3f}]"
-            for (x1, y1, x2, y2), lab in zip(xyxy, labels, strict=True)
-        ]
-        return "; ".join(parts)
-    groups: dict[str | None, list[str]] = {}
-    for (x1, y1, x2, y2), lab in zip(xyxy, labels, strict=True):
-        q = [round(1000 * x1 / width), round(1000 * y1 / height)]
-        q += [round(1000 * x2 / width), round(1000 * y2 / height)]
-        groups.setdefault(lab, []).append("[" + ", ".join(str(min(1000, v)) for v in q) + "]")
-    return "".join(
-        (f"<ref>{lab}</ref>" if lab else "") + f"<box>[{', '.join(bs)}]</box>"
-        for lab, bs in groups.items()
-    )
+    coords = [box_coords(fmt, b, width, height) for b in boxes_xywh]
+    return join_boxes(fmt, coords, labels if labels is not None else [None] * len(coords))
 
 
 def make_record(

@@ -169,7 +169,9 @@ def generate(
                 if progress:
                     progress(done, n_shards)
         else:
-            ctx = mp.get_context("fork" if os.name == "posix" else "spawn")
+            # forkserver, not fork: libgomp hangs in a child forked after the parent's
+            # OpenMP pool ran (e.g. a user who called Synthia.sample before generate)
+            ctx = mp.get_context("forkserver" if os.name == "posix" else "spawn")
             with ctx.Pool(workers, initializer=_init_worker, initargs=(cfg,)) as pool:
                 for _ in pool.imap_unordered(_render_shard, todo):
                     done += 1
