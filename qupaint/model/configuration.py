@@ -1,0 +1,64 @@
+"""QuPAINT configuration: an InternVL-family config plus the PIA gate's settings."""
+
+from __future__ import annotations
+
+from transformers import InternVLConfig
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+__all__ = ["QuPAINTConfig", "IMAGENET_MEAN", "IMAGENET_STD", "tiny_config"]
+
+
+class QuPAINTConfig(InternVLConfig):
+    """InternVL config (vision tower, pixel shuffle, projector, causal LM) + PIA gate.
+
+    Extra fields
+    ------------
+    use_pia_gate : bool
+        False is the paper's no-PIA ablation: the model is then exactly InternVL.
+    pia_gate_init_w, pia_gate_init_b : float
+        Initial affine parameters of the gate (QuPAINT Eq. 5); see :class:`qupaint.gate.PIAGate`
+        for why 0, 0 leaves a pretrained InternVL unchanged at step 0.
+    image_mean, image_std : per-channel normalisation of ``pixel_values``; PIA undoes it to
+        measure colour (ImageNet statistics for InternViT).
+    """
+
+    model_type = "qupaint"
+
+    def __init__(
+        self,
+        use_pia_gate: bool = True,
+        pia_gate_init_w: float = 0.0,
+        pia_gate_init_b: float = 0.0,
+        image_mean: tuple | list = IMAGENET_MEAN,
+        image_std: tuple | list = IMAGENET_STD,
+        **kwargs,
+    ):
+        self.use_pia_gate = bool(use_pia_gate)
+        self.pia_gate_init_w = float(pia_gate_init_w)
+        self.pia_gate_init_b = float(pia_gate_init_b)
+        self.image_mean = [float(v) for v in image_mean]
+        self.image_std = [float(v) for v in image_std]
+        super().__init__(**kwargs)
+
+
+def tiny_config(vocab_size: int, image_token_id: int, **overrides) -> QuPAINTConfig:
+    """A few-MB random model for tests, the demo and CI: 56-px tiles, 14-px patches (16
+    patch tokens -> 4 LLM tokens per tile after pixel shuffle), 2-layer ViT, 2-layer
+    Qwen3-style LM."""
+    vision = dict(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+        image_size=[56, 56], patch_size=[14, 14], use_mean_pooling=False,
+    )  # fmt: skip
+    text = dict(
+        model_type="qwen3", vocab_size=vocab_size, hidden_size=64, intermediate_size=128,
+        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+        max_position_embeddings=4096, tie_word_embeddings=True, rope_theta=10000.0,
+    )  # fmt: skip
+    kw = dict(
+        vision_config=vision, text_config=text, image_token_id=image_token_id,
+        image_seq_length=4, downsample_ratio=0.5,
+    )  # fmt: skip
+    kw.update(overrides)
+    return QuPAINTConfig(**kw)

@@ -1,0 +1,66 @@
+"""Build or load a QuPAINT model and its processor from a spec ("tiny" or a local folder)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import torch
+
+from qupaint.model.configuration import tiny_config
+from qupaint.model.modeling import QuPAINTForConditionalGeneration
+from qupaint.model.processing import (
+    IMG_CONTEXT,
+    ImageConfig,
+    QuPAINTProcessor,
+    build_tiny_tokenizer,
+)
+
+__all__ = ["load_model_and_processor", "tiny_model"]
+
+
+@functools.lru_cache(maxsize=2)
+def _tiny_tokenizer():
+    return build_tiny_tokenizer()
+
+
+def tiny_model(use_pia_gate: bool = True, seed: int = 0):
+    """A random few-MB QuPAINT model and its processor (tests, demo, CI)."""
+    tok = _tiny_tokenizer()
+    cfg = tiny_config(len(tok), tok.convert_tokens_to_ids(IMG_CONTEXT), use_pia_gate=use_pia_gate)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = QuPAINTForConditionalGeneration(cfg)
+    return model, QuPAINTProcessor.for_model(tok, cfg)
+
+
+def load_model_and_processor(spec: str, use_pia_gate: bool | None = None, seed: int = 0,
+                             image: ImageConfig | None = None, **model_kw):  # fmt: skip
+    """``spec``: ``"tiny"``, a QuPAINT checkpoint folder (``save_pretrained`` output), or a
+    local InternVL "-HF" checkpoint folder (the gate is added, see ``from_internvl``)."""
+    if spec == "tiny":
+        return tiny_model(True if use_pia_gate is None else use_pia_gate, seed)
+    path = Path(spec)
+    if not (path / "config.json").is_file():
+        raise ValueError(
+            f"model: {spec!r} is neither 'tiny' nor a folder with config.json; models are "
+            "not downloaded here, point to a local checkpoint"
+        )
+    model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    if model_type == "qupaint":
+        kw = {} if use_pia_gate is None else {"use_pia_gate": use_pia_gate}
+        model = QuPAINTForConditionalGeneration.from_pretrained(path, **kw, **model_kw)
+    elif model_type == "internvl":
+        gate = True if use_pia_gate is None else use_pia_gate
+        model = QuPAINTForConditionalGeneration.from_internvl(path, use_pia_gate=gate, **model_kw)
+    else:
+        raise ValueError(f"model: unsupported model_type {model_type!r} in {path}/config.json")
+    if (path / "qupaint_processor.json").is_file():
+        proc = QuPAINTProcessor.from_pretrained(path)
+    else:
+        from transformers import AutoTokenizer
+
+        proc = QuPAINTProcessor.for_model(AutoTokenizer.from_pretrained(path), model.config,
+                                          image=image)  # fmt: skip
+    return model, proc

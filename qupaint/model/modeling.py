@@ -1,0 +1,126 @@
+"""QuPAINT on transformers: InternVL (InternViT -> pixel shuffle -> MLP projector -> LLM) with
+the PIA gate on the ViT patch tokens (QuPAINT Sec. 5.1, Eq. 4-9).
+
+Where the gate sits. InternVL drops the ViT's CLS token, reshapes the ``h x w`` patch tokens
+to a grid and pixel-shuffles them (``downsample_ratio`` 0.5 concatenates each 2 x 2 block of
+tokens along channels) before the projector. The gate scales each *patch* token by
+sigmoid(w * alpha_i + b), with alpha_i the PIA score of that 14-px patch, right before the
+pixel shuffle, so each token has its own alpha (the paper's per-token Eq. 6).
+
+Tiles and thumbnail. InternVL feeds every tile (and the thumbnail) as its own image in
+``pixel_values`` [N_tiles, 3, S, S]; PIA is computed per tile on the same pixels the ViT sees
+(``pixel_values`` de-normalised with ``config.image_mean/std``), background median included.
+
+Gate off (``config.use_pia_gate=False``) is exactly InternVL: same modules, same keys, same
+outputs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText
+from transformers.models.internvl.modeling_internvl import (
+    InternVLForConditionalGeneration,
+    InternVLModel,
+    InternVLPreTrainedModel,
+)
+
+from qupaint.gate import PIAGate
+from qupaint.model.configuration import QuPAINTConfig
+from qupaint.pia import pia_scores
+
+__all__ = ["QuPAINTModel", "QuPAINTForConditionalGeneration", "QuPAINTPreTrainedModel"]
+
+
+class QuPAINTPreTrainedModel(InternVLPreTrainedModel):
+    config_class = QuPAINTConfig
+    config: QuPAINTConfig
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        if isinstance(module, PIAGate):  # also for gate weights missing from a checkpoint
+            module.w.fill_(self.config.pia_gate_init_w)
+            module.b.fill_(self.config.pia_gate_init_b)
+            return
+        super()._init_weights(module)
+
+
+class QuPAINTModel(QuPAINTPreTrainedModel, InternVLModel):
+    def __init__(self, config: QuPAINTConfig):
+        InternVLModel.__init__(self, config)
+        self.pia_gate = PIAGate(
+            config.pia_gate_init_w, config.pia_gate_init_b, enabled=config.use_pia_gate
+        )
+        self._alpha: torch.Tensor | None = None
+
+    def pia_alpha(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """PIA scores [N, k] of the ViT patches of ``pixel_values`` [N, 3, S, S] (no grad)."""
+        vc = self.config.vision_config
+        size, patch = int(vc.image_size[0]), int(vc.patch_size[0])
+        with torch.no_grad():
+            return pia_scores(
+                pixel_values.detach().float(),
+                patch_size=patch,
+                image_size=size,
+                mean=self.config.image_mean,
+                std=self.config.image_std,
+            )
+
+    def get_image_features(self, pixel_values: torch.Tensor, *args, **kwargs):
+        if not self.config.use_pia_gate:
+            return super().get_image_features(pixel_values, *args, **kwargs)
+        self._alpha = self.pia_alpha(pixel_values)
+        try:
+            return super().get_image_features(pixel_values, *args, **kwargs)
+        finally:
+            self._alpha = None
+
+    def pixel_shuffle(self, vision_features: torch.Tensor, scale_factor: float = 0.5):
+        # called by InternVL between the CLS drop and the projector: the gate point
+        if self._alpha is not None:
+            B, h, w, C = vision_features.shape
+            alpha = self._alpha.to(vision_features.device)
+            if alpha.shape != (B, h * w):
+                raise ValueError(
+                    f"PIA grid {tuple(alpha.shape)} does not match the ViT's {B} x {h}x{w} "
+                    "patch tokens; check vision_config.image_size / patch_size"
+                )
+            vision_features = self.pia_gate(vision_features.reshape(B, h * w, C), alpha)
+            vision_features = vision_features.reshape(B, h, w, C)
+        return super().pixel_shuffle(vision_features, scale_factor)
+
+
+class QuPAINTForConditionalGeneration(QuPAINTPreTrainedModel, InternVLForConditionalGeneration):
+    """InternVL-family vision-language model with the PIA gate.
+
+    ``from_pretrained`` accepts a QuPAINT checkpoint or a plain InternVL "-HF" checkpoint
+    (its gate parameters are then created from ``pia_gate_init_w/b``).
+    """
+
+    def __init__(self, config: QuPAINTConfig):
+        QuPAINTPreTrainedModel.__init__(self, config)
+        self.model = QuPAINTModel(config)
+        self.lm_head = nn.Linear(
+            config.text_config.hidden_size, config.text_config.vocab_size, bias=False
+        )
+        self.post_init()
+
+    @property
+    def pia_gate(self) -> PIAGate:
+        return self.model.pia_gate
+
+    @classmethod
+    def from_internvl(cls, path, use_pia_gate: bool = True, **kwargs):
+        """Load a local InternVL "-HF" checkpoint folder and add the gate."""
+        base = AutoConfig.from_pretrained(path)
+        d = base.to_dict()
+        d.pop("model_type", None)
+        d.pop("architectures", None)
+        cfg = QuPAINTConfig(use_pia_gate=use_pia_gate, **d)
+        return cls.from_pretrained(path, config=cfg, **kwargs)
+
+
+AutoConfig.register("qupaint", QuPAINTConfig, exist_ok=True)
+AutoModel.register(QuPAINTConfig, QuPAINTModel, exist_ok=True)
+AutoModelForImageTextToText.register(QuPAINTConfig, QuPAINTForConditionalGeneration, exist_ok=True)

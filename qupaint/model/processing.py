@@ -1,0 +1,298 @@
+"""Text and image processing for QuPAINT: chat template, image tokens, label masking, tiling,
+CIELAB colour jitter.
+
+Chat template (ChatML, as Qwen and InternVL use)::
+
+    <|im_start|>system\\n{system}<|im_end|>\\n
+    <|im_start|>user\\n<img><IMG_CONTEXT> x (tiles * per tile)</img>\\n{question}<|im_end|>\\n
+    <|im_start|>assistant\\n{answer}<|im_end|>\\n   ... more turns
+
+Only the answer tokens and their ``<|im_end|>`` carry labels; everything else is -100, so the
+loss covers assistant answers only. Text is tokenised piece by piece (prompt pieces, answer
+pieces), and generation prompts are built from the very same pieces, so training and
+inference see identical token boundaries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from qupaint.model.configuration import IMAGENET_MEAN, IMAGENET_STD
+
+IMG_START, IMG_END, IMG_CONTEXT = "<img>", "</img>", "<IMG_CONTEXT>"
+IM_START, IM_END, EOS = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
+SPECIAL_TOKENS = [EOS, IM_START, IM_END, IMG_START, IMG_END, IMG_CONTEXT]
+DEFAULT_SYSTEM = (
+    "You are QuPAINT, an assistant for optical microscopy of 2D quantum materials. You "
+    "find flakes, estimate their layer number from thin-film interference contrast, and "
+    "answer with boxes."
+)
+IGNORE = -100
+
+__all__ = [
+    "ImageConfig",
+    "QuPAINTProcessor",
+    "build_tiny_tokenizer",
+    "dynamic_tiles",
+    "lab_jitter",
+    "tile_grid",
+]
+
+
+def build_tiny_tokenizer(vocab_size: int = 1024, extra_texts: Sequence[str] = ()):
+    """A small byte-level BPE tokenizer trained on the QMat-Instruct templates (for the tiny
+    model: tests, demo, CI). Deterministic. Real checkpoints bring their own tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from qupaint.instruct import templates as T
+
+    texts = [v for k, v in vars(T).items() if k.isupper() and isinstance(v, tuple)]
+    corpus = [s for group in texts for s in group if isinstance(s, str)]
+    corpus += list(T.REFS.values()) + list(extra_texts)
+    corpus += ["Mono Few Thick monolayer few-layer thick Delta-E CIE76 layers SiO2/Si nm"]
+    corpus += [" ".join(str(i) for i in range(0, 1001)), "0.123 0.456 0.789 [0.5, 0.25]"]
+    corpus += ["BN hBN graphene MoS2 MoSe2 MoWSe2 WS2 WSe2 WTe2 Yes No <CONCLUSION>"]
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus * 4, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token=IM_END, pad_token=EOS,
+        additional_special_tokens=[IM_START, IMG_START, IMG_END, IMG_CONTEXT],
+    )  # fmt: skip
+
+
+# -- images ---------------------------------------------------------------------------
+def tile_grid(width: int, height: int, image_size: int, min_tiles: int, max_tiles: int):
+    """(columns, rows) of InternVL's dynamic tiling: the grid with i * j in
+    [min_tiles, max_tiles] whose aspect ratio is closest to the image's; on a tie the larger
+    grid wins when the image has more than half of its pixels."""
+    ratios = sorted(
+        {(i, j) for n in range(min_tiles, max_tiles + 1) for i in range(1, n + 1)
+         for j in range(1, n + 1) if min_tiles <= i * j <= max_tiles},
+        key=lambda r: r[0] * r[1],
+    )  # fmt: skip
+    aspect = width / height
+    best, best_diff = (1, 1), float("inf")
+    for r in ratios:
+        diff = abs(aspect - r[0] / r[1])
+        if diff < best_diff:
+            best, best_diff = r, diff
+        elif diff == best_diff and width * height > 0.5 * image_size**2 * r[0] * r[1]:
+            best = r
+    return best
+
+
+def dynamic_tiles(image, image_size: int, max_tiles: int = 12, min_tiles: int = 1,
+                  use_thumbnail: bool = True, canvas: tuple[int, int] | None = None):  # fmt: skip
+    """Split a PIL image into ``image_size`` tiles, row-major, plus a thumbnail when there is
+    more than one tile. ``canvas=(W, H)`` first resizes to a fixed canvas (the authors'
+    release uses 1792 x 1344 -> 4 x 3 tiles)."""
+    if canvas is not None:
+        image = image.resize(tuple(canvas), resample=3)  # bicubic
+        cols, rows = canvas[0] // image_size, canvas[1] // image_size
+    else:
+        cols, rows = tile_grid(image.width, image.height, image_size, min_tiles, max_tiles)
+    big = image.resize((cols * image_size, rows * image_size), resample=3)
+    tiles = [
+        big.crop((c * image_size, r * image_size, (c + 1) * image_size, (r + 1) * image_size))
+        for r in range(rows)
+        for c in range(cols)
+    ]
+    if use_thumbnail and len(tiles) > 1:
+        tiles.append(image.resize((image_size, image_size), resample=3))
+    return tiles
+
+
+def lab_jitter(image: np.ndarray, sigma_l: float, sigma_ab: float, rng) -> np.ndarray:
+    """CIELAB colour jitter (QuPAINT Sec. 6): one random (dL*, da*, db*) offset per image,
+    applied in CIELAB with qupaint's LAB kernels; uint8 [H, W, 3] in and out."""
+    from qupaint.color import lab_to_srgb, srgb_to_lab
+
+    lab = np.asarray(srgb_to_lab(np.asarray(image, dtype=np.uint8)), dtype=np.float32)
+    lab += np.array([rng.normal(0, sigma_l), rng.normal(0, sigma_ab), rng.normal(0, sigma_ab)],
+                    dtype=np.float32)  # fmt: skip
+    rgb = np.asarray(lab_to_srgb(lab))
+    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+@dataclass
+class ImageConfig:
+    image_size: int = 448
+    dynamic: bool = False  # InternVL dynamic tiling (else one image_size tile)
+    max_tiles: int = 12
+    use_thumbnail: bool = True
+    canvas: list | None = None  # e.g. [1792, 1344]: the authors' fixed canvas
+    mean: list = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list = field(default_factory=lambda: list(IMAGENET_STD))
+
+
+class QuPAINTProcessor:
+    """Chat template + image tokens + label masking + image tiling for QuPAINT models."""
+
+    def __init__(self, tokenizer, tokens_per_tile: int, image: ImageConfig | None = None,
+                 system: str = DEFAULT_SYSTEM, max_length: int = 4096):  # fmt: skip
+        self.tokenizer = tokenizer
+        self.tokens_per_tile = int(tokens_per_tile)
+        self.image = image or ImageConfig()
+        self.system = system
+        self.max_length = max_length
+        for t in SPECIAL_TOKENS:
+            if tokenizer.convert_tokens_to_ids(t) in (None, tokenizer.unk_token_id):
+                raise ValueError(f"tokenizer lacks the special token {t!r}")
+        self.image_token_id = tokenizer.convert_tokens_to_ids(IMG_CONTEXT)
+        self.im_end_id = tokenizer.convert_tokens_to_ids(IM_END)
+        self.pad_id = tokenizer.convert_tokens_to_ids(EOS)
+
+    @classmethod
+    def for_model(cls, tokenizer, config, **kw) -> QuPAINTProcessor:
+        vc = config.vision_config
+        grid = int(vc.image_size[0]) // int(vc.patch_size[0])
+        per_tile = int(grid * config.downsample_ratio) ** 2
+        img = kw.pop("image", None) or ImageConfig(image_size=int(vc.image_size[0]))
+        img.mean, img.std = list(config.image_mean), list(config.image_std)
+        return cls(tokenizer, per_tile, img, **kw)
+
+    # -- images
+    def pixel_values(self, image) -> torch.Tensor:
+        """[N_tiles, 3, S, S] float32, normalised, from a PIL image / uint8 array / path."""
+        from PIL import Image
+
+        if isinstance(image, str | os.PathLike):
+            image = Image.open(image)
+        if isinstance(image, np.ndarray):
+            image = Image.fromarray(image)
+        image = image.convert("RGB")
+        c = self.image
+        if c.dynamic or c.canvas:
+            tiles = dynamic_tiles(image, c.image_size, c.max_tiles, 1, c.use_thumbnail,
+                                  tuple(c.canvas) if c.canvas else None)  # fmt: skip
+        else:
+            tiles = [image.resize((c.image_size, c.image_size), resample=3)]
+        arr = np.stack([np.asarray(t, dtype=np.float32) / 255.0 for t in tiles])
+        arr = (arr - np.array(c.mean, np.float32)) / np.array(c.std, np.float32)
+        return torch.from_numpy(arr.transpose(0, 3, 1, 2).copy())
+
+    # -- text
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _image_text(self, n_tiles: int) -> str:
+        return IMG_START + IMG_CONTEXT * (self.tokens_per_tile * n_tiles) + IMG_END + "\n"
+
+    def encode(self, turns: Sequence[tuple[str, str | None]], n_tiles: int) -> dict:
+        """Token ids and labels of a conversation [(question, answer), ...]; the image
+        placeholder ``<image>`` (or, if absent, the start of turn 1) gets the image tokens.
+        A final answer of None leaves the prompt open for generation."""
+        ids: list[int] = []
+        labels: list[int] = []
+
+        def add(text: str, train: bool):
+            t = self._ids(text)
+            ids.extend(t)
+            labels.extend(t if train else [IGNORE] * len(t))
+
+        add(f"{IM_START}system\n{self.system}{IM_END}\n", False)
+        for k, (q, a) in enumerate(turns):
+            q = q.replace("<image>\n", "<image>")
+            if q.count("<image>") > (k == 0):
+                raise ValueError("one image per conversation: '<image>' must appear at most "
+                                 "once, in the first question")  # fmt: skip
+            if k == 0:
+                q = q.replace("<image>", self._image_text(n_tiles), 1) if "<image>" in q else (
+                    self._image_text(n_tiles) + q)  # fmt: skip
+            add(f"{IM_START}user\n{q}{IM_END}\n{IM_START}assistant\n", False)
+            if a is None:
+                break
+            add(a, True)
+            add(IM_END, True)
+            add("\n", False)
+        n_img = ids.count(self.image_token_id)
+        if n_img != self.tokens_per_tile * n_tiles:
+            want = self.tokens_per_tile * n_tiles
+            raise ValueError(
+                f"conversation holds {n_img} image tokens; expected {want} (is '<image>' repeated?)"
+            )
+        if len(ids) > self.max_length:
+            raise ValueError(f"conversation is {len(ids)} tokens; max_length is {self.max_length}")
+        return {"input_ids": ids, "labels": labels}
+
+    @staticmethod
+    def turns_of(record: dict) -> list[tuple[str, str]]:
+        """(question, answer) pairs of a QMat-Instruct record in any of the three formats."""
+        if "messages" in record:
+            m = record["messages"]
+            return [(m[i]["content"], m[i + 1]["content"]) for i in range(0, len(m) - 1, 2)]
+        c = record["conversations"]
+        return [(c[i]["value"], c[i + 1]["value"]) for i in range(0, len(c) - 1, 2)]
+
+    def collate(self, items: Sequence[dict]) -> dict:
+        """Right-pad a batch of encoded samples; concatenate their tiles."""
+        n = max(len(it["input_ids"]) for it in items)
+        ids = torch.full((len(items), n), self.pad_id, dtype=torch.long)
+        lab = torch.full((len(items), n), IGNORE, dtype=torch.long)
+        att = torch.zeros((len(items), n), dtype=torch.long)
+        for k, it in enumerate(items):
+            L = len(it["input_ids"])
+            ids[k, :L] = torch.tensor(it["input_ids"])
+            att[k, :L] = 1
+            if "labels" in it:
+                lab[k, :L] = torch.tensor(it["labels"])
+        out = {"input_ids": ids, "attention_mask": att,
+               "pixel_values": torch.cat([it["pixel_values"] for it in items])}  # fmt: skip
+        if any("labels" in it for it in items):
+            out["labels"] = lab
+        return out
+
+    def prompt(self, images: Sequence, questions: Sequence[str]) -> dict:
+        """A left-padded generation batch: one question per image."""
+        items = []
+        for img, q in zip(images, questions, strict=True):
+            pv = self.pixel_values(img)
+            enc = self.encode([(q, None)], len(pv))
+            items.append({"input_ids": enc["input_ids"], "pixel_values": pv})
+        n = max(len(it["input_ids"]) for it in items)
+        ids = torch.full((len(items), n), self.pad_id, dtype=torch.long)
+        att = torch.zeros((len(items), n), dtype=torch.long)
+        for k, it in enumerate(items):
+            L = len(it["input_ids"])
+            ids[k, n - L :] = torch.tensor(it["input_ids"])
+            att[k, n - L :] = 1
+        pv = torch.cat([it["pixel_values"] for it in items])
+        return {"input_ids": ids, "attention_mask": att, "pixel_values": pv}
+
+    def decode(self, ids) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+    # -- persistence
+    def save_pretrained(self, path) -> None:
+        p = Path(path)
+        p.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save_pretrained(p)
+        cfg = {"tokens_per_tile": self.tokens_per_tile, "image": asdict(self.image),
+               "system": self.system, "max_length": self.max_length}  # fmt: skip
+        (p / "qupaint_processor.json").write_text(json.dumps(cfg, indent=2))
+
+    @classmethod
+    def from_pretrained(cls, path) -> QuPAINTProcessor:
+        from transformers import AutoTokenizer
+
+        p = Path(path)
+        cfg = json.loads((p / "qupaint_processor.json").read_text())
+        tok = AutoTokenizer.from_pretrained(p)
+        return cls(tok, cfg["tokens_per_tile"], ImageConfig(**cfg["image"]), cfg["system"],
+                   cfg["max_length"])  # fmt: skip

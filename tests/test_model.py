@@ -1,0 +1,179 @@
+"""QuPAINT model on transformers: gate placement, gradients, gate-off equivalence, save/load,
+processor (template, label masking, tiling), colour jitter."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import InternVLForConditionalGeneration
+
+from qupaint.model import QuPAINTForConditionalGeneration, QuPAINTProcessor, tiny_model
+from qupaint.model.processing import IGNORE, dynamic_tiles, lab_jitter, tile_grid
+from qupaint.pia import pia_scores
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_model(seed=0)
+
+
+def _batch(proc, rng, n=2):
+    items = []
+    for k in range(n):
+        img = rng.integers(0, 256, (70 + 9 * k, 90, 3), dtype=np.uint8)
+        pv = proc.pixel_values(img)
+        q = "<image>\nHow many monolayer flakes are in the image?"
+        enc = proc.encode([(q, f"There are {k + 1} monolayer flakes in the image.")], len(pv))
+        items.append({**enc, "pixel_values": pv})
+    return proc.collate(items)
+
+
+def test_forward_backward_and_gate_gradients(tiny, rng):
+    model, proc = tiny
+    batch = _batch(proc, rng)
+    with torch.no_grad():  # a non-zero w makes alpha matter, so both grads are non-trivial
+        model.pia_gate.w.fill_(1.5)
+        model.pia_gate.b.fill_(-0.3)
+    try:
+        out = model(**batch)
+        assert torch.isfinite(out.loss)
+        out.loss.backward()
+        assert model.pia_gate.w.grad is not None and model.pia_gate.w.grad.abs() > 0
+        assert model.pia_gate.b.grad is not None and model.pia_gate.b.grad.abs() > 0
+    finally:
+        model.zero_grad()
+        with torch.no_grad():
+            model.pia_gate.w.zero_()
+            model.pia_gate.b.zero_()
+
+
+def test_gate_scales_each_patch_token_by_its_own_pia_score(tiny, rng):
+    model, proc = tiny
+    pv = _batch(proc, rng)["pixel_values"]
+    seen = {}
+    handle = model.model.multi_modal_projector.register_forward_hook(
+        lambda m, i, o: seen.__setitem__("x", i[0])
+    )
+    try:
+        with torch.no_grad():
+            model.pia_gate.w.fill_(2.0)
+            model.model.get_image_features(pv)
+            gated = seen["x"]
+            model.config.use_pia_gate = False
+            model.model.get_image_features(pv)
+            plain = seen["x"]
+    finally:
+        model.config.use_pia_gate = True
+        handle.remove()
+        with torch.no_grad():
+            model.pia_gate.w.zero_()
+    # undo the pixel shuffle: projector input = 2x2 blocks of patch tokens along channels
+    alpha = pia_scores(pv, patch_size=14, image_size=56, mean=model.config.image_mean,
+                       std=model.config.image_std)  # fmt: skip
+    scale = torch.sigmoid(2.0 * alpha)  # [N, 16] on the 4x4 patch grid
+    ratio = (gated / plain).reshape(pv.shape[0], 4, -1)  # [N, 4 shuffled tokens, 4C]
+    C = plain.shape[-1] // 4
+    got = ratio.reshape(pv.shape[0], 4, 4, C).mean(-1)  # one factor per original patch
+    want = scale.reshape(pv.shape[0], 4, 4)
+    # InternVL's shuffle: token (i, j) of the 2x2 grid holds patches of rows 2i..2i+1, cols 2j..
+    assert torch.allclose(torch.sort(got.reshape(pv.shape[0], -1)).values,
+                          torch.sort(want.reshape(pv.shape[0], -1)).values, atol=1e-4)  # fmt: skip
+
+
+def test_gate_off_is_exactly_internvl_and_init_gate_is_invisible(tiny, rng, tmp_path):
+    model, proc = tiny
+    batch = _batch(proc, rng)
+    plain = InternVLForConditionalGeneration(model.config)
+    missing, unexpected = plain.load_state_dict(model.state_dict(), strict=False)
+    assert not missing and set(unexpected) == {"model.pia_gate.w", "model.pia_gate.b"}
+    with torch.no_grad():
+        ref = plain(**batch).logits
+        model.config.use_pia_gate = False
+        off = model(**batch).logits
+        model.config.use_pia_gate = True
+        on = model(**batch).logits  # w = b = 0: every token x 0.5, removed by the LayerNorm
+    assert torch.equal(off, ref)
+    torch.testing.assert_close(on, ref, atol=2e-4, rtol=0)
+
+
+def test_save_load_round_trip(tiny, rng, tmp_path):
+    model, proc = tiny
+    batch = _batch(proc, rng)
+    with torch.no_grad():
+        model.pia_gate.w.fill_(0.7)
+    try:
+        model.save_pretrained(tmp_path)
+        proc.save_pretrained(tmp_path)
+        again = QuPAINTForConditionalGeneration.from_pretrained(tmp_path)
+        proc2 = QuPAINTProcessor.from_pretrained(tmp_path)
+        assert again.pia_gate.w.item() == pytest.approx(0.7)
+        with torch.no_grad():
+            torch.testing.assert_close(again(**batch).logits, model(**batch).logits)
+        assert proc2.encode([("q", "a")], 1) == proc.encode([("q", "a")], 1)
+    finally:
+        with torch.no_grad():
+            model.pia_gate.w.zero_()
+
+
+def test_internvl_checkpoint_gets_a_gate(tiny, rng, tmp_path):
+    model, proc = tiny
+    from transformers import InternVLConfig
+
+    cfg = InternVLConfig(**{k: v for k, v in model.config.to_dict().items()
+                            if k in ("vision_config", "text_config", "image_token_id",
+                                     "image_seq_length", "downsample_ratio")})  # fmt: skip
+    InternVLForConditionalGeneration(cfg).save_pretrained(tmp_path)  # random InternVL weights
+    got = QuPAINTForConditionalGeneration.from_internvl(tmp_path)
+    assert got.config.use_pia_gate and got.pia_gate.w.item() == 0 and got.pia_gate.b.item() == 0
+
+
+def test_label_masking_covers_answers_only(tiny):
+    model, proc = tiny
+    enc = proc.encode([("<image>\nQ1?", "A one."), ("Q2?", "B two.")], 1)
+    ids, labels = enc["input_ids"], enc["labels"]
+    trained = proc.tokenizer.decode(
+        [i for i, lab in zip(ids, labels, strict=True) if lab != IGNORE]
+    )
+    assert trained == "A one.<|im_end|>B two.<|im_end|>"
+    assert ids.count(proc.image_token_id) == proc.tokens_per_tile
+    with pytest.raises(ValueError, match="one image per conversation"):
+        proc.encode([("<image><image>x", "y")], 1)
+
+
+@pytest.mark.parametrize(
+    "size, grid",
+    [
+        ((448, 448), (1, 1)),
+        ((896, 448), (2, 1)),
+        ((448, 1344), (1, 3)),
+        ((1792, 1344), (4, 3)),
+        ((1000, 10), (12, 1)),
+        ((500, 400), (1, 1)),
+    ],  # fmt: skip
+)
+def test_dynamic_tiling_grid_and_order(size, grid):
+    assert tile_grid(*size, 448, 1, 12) == grid
+    img = Image.fromarray(np.arange(size[0] * size[1] * 3, dtype=np.uint32).astype(np.uint8)
+                          .reshape(size[1], size[0], 3))  # fmt: skip
+    tiles = dynamic_tiles(img, 448, 12)
+    n = grid[0] * grid[1]
+    assert len(tiles) == n + (1 if n > 1 else 0)
+    big = img.resize((grid[0] * 448, grid[1] * 448), resample=3)
+    if n > 1:  # row-major: tile 1 is the second column of the first row (or row 2)
+        r, c = divmod(1, grid[0])
+        want = np.asarray(big)[r * 448 : (r + 1) * 448, c * 448 : (c + 1) * 448]
+        assert np.array_equal(np.asarray(tiles[1]), want)
+        assert tiles[-1].size == (448, 448)  # thumbnail last
+
+
+def test_lab_jitter_moves_colour_by_the_requested_amount(rng):
+    from qupaint.color import delta_e, srgb_to_lab
+
+    img = np.full((8, 8, 3), (120, 140, 160), np.uint8)
+    out = lab_jitter(img, 3.0, 3.0, np.random.default_rng(0))
+    d = float(np.asarray(delta_e(srgb_to_lab(out[0, 0]), srgb_to_lab(img[0, 0]))))
+    assert 0.5 < d < 15
+    assert np.array_equal(out, lab_jitter(img, 3.0, 3.0, np.random.default_rng(0)))
+    assert np.array_equal(lab_jitter(img, 0.0, 0.0, rng), img)
