@@ -90,7 +90,7 @@ def build_trainer(cfg: TrainConfig) -> tuple[Trainer, object]:
         lr_scheduler_type=cfg.lr_scheduler,
         optim="adamw_torch",
         bf16=bf16,
-        gradient_checkpointing=_flag(cfg.gradient_checkpointing, cuda),
+        activation_checkpointing=_flag(cfg.gradient_checkpointing, cuda),
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
         logging_steps=cfg.logging_steps,

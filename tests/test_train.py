@@ -1,0 +1,91 @@
+"""Trainer: overfitting, exact resume, and 2-process DDP (gloo, CPU) = 1 process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from qupaint.instruct import build_corpus
+from qupaint.train import load_config, train
+
+
+@pytest.fixture(scope="module")
+def short_corpus(synth_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("corpus_short")
+    build_corpus(synth_dataset / "annotations.json", out_path=out, tasks=("count", "verify"),
+                 split=(1.0, 0.0, 0.0))  # fmt: skip
+    return out / "llava" / "train.jsonl", synth_dataset
+
+
+def _cfg(corpus, out, **kw):
+    jsonl, images = corpus
+    base = dict(model="tiny", train_jsonl=str(jsonl), image_root=str(images), output_dir=str(out),
+                per_device_batch_size=4, learning_rate=2e-3, logging_steps=1, shuffle=False,
+                max_samples=8, save_steps=1000, warmup_ratio=0.0,
+                lr_scheduler="constant")  # fmt: skip
+    base.update(kw)
+    return base
+
+
+def _losses(res):
+    return [h["loss"] for h in res["log_history"] if "loss" in h]
+
+
+def test_loss_falls_when_overfitting_8_samples(short_corpus, tmp_path):
+    res = train(load_config(None, **_cfg(short_corpus, tmp_path / "o", max_steps=30)))
+    losses = _losses(res)
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert (tmp_path / "o" / "model.safetensors").is_file()
+    assert (tmp_path / "o" / "qupaint_processor.json").is_file()
+
+
+def test_resume_reproduces_the_uninterrupted_run(short_corpus, tmp_path):
+    kw = _cfg(short_corpus, tmp_path / "a", max_steps=6, save_steps=3, max_samples=16,
+              shuffle=True, lab_jitter_l=2.0, lab_jitter_ab=2.0)  # fmt: skip
+    full = train(load_config(None, **kw))
+    # "crash" after step 3: a fresh folder holding only the step-3 checkpoint
+    shutil.copytree(tmp_path / "a" / "checkpoint-3", tmp_path / "b" / "checkpoint-3")
+    resumed = train(load_config(None, **{**kw, "output_dir": str(tmp_path / "b")}))
+    assert resumed["resumed_from"].endswith("checkpoint-3")
+    assert _losses(resumed)[-3:] == pytest.approx(_losses(full)[-3:], abs=1e-5)
+    from safetensors.torch import load_file
+
+    wa = load_file(tmp_path / "a" / "model.safetensors")
+    wb = load_file(tmp_path / "b" / "model.safetensors")
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=1e-6, rtol=0)
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_one(short_corpus, tmp_path):
+    kw = _cfg(short_corpus, tmp_path / "one", max_steps=4, per_device_batch_size=4)
+    one = train(load_config(None, **kw))
+    cfg = tmp_path / "ddp.yaml"
+    cfg.write_text(yaml.safe_dump({**kw, "output_dir": str(tmp_path / "two"),
+                                   "per_device_batch_size": 2, "ddp_backend": "gloo"}))  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", "29561", "-m", "qupaint.train", "--config", str(cfg),
+           "--summary", str(tmp_path / "two.json")]  # fmt: skip
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    two = json.loads((tmp_path / "two.json").read_text())
+    assert _losses(two) == pytest.approx(_losses(one), abs=1e-4)
+
+
+def test_bad_configs(short_corpus, tmp_path):
+    with pytest.raises(ValueError, match="unknown keys"):
+        load_config(None, learning_rat=1.0)
+    with pytest.raises(ValueError, match="train_jsonl"):
+        train(load_config(None, model="tiny"))
+    with pytest.raises(ValueError, match="neither 'tiny'"):
+        train(load_config(None, **_cfg(short_corpus, tmp_path, model=str(tmp_path / "none"))))
+    with pytest.raises(ValueError, match="no such file"):
+        load_config(tmp_path / "missing.yaml")
