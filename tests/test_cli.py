@@ -50,8 +50,14 @@ def test_materials_and_backends():
 
 
 def test_demo_writes_csv_and_png(tmp_path):
-    res = runner.invoke(app, ["demo", "--out", str(tmp_path)])
+    res = runner.invoke(app, ["demo", "--out", str(tmp_path), "--steps", "30"])
     assert res.exit_code == 0, res.output
+    import json
+
+    pipe = json.loads((tmp_path / "pipeline" / "pipeline.json").read_text())
+    assert pipe["train_loss"][-1] < pipe["train_loss"][0]  # the tiny model learned something
+    assert pipe["physics_detector"]["AP50"] > 0.5
+    assert set(pipe["tiny_model"]) >= {"AP", "Mono", "parse_failures"}
     rows = list(csv.DictReader(open(tmp_path / "flake_contrast.csv")))
     assert len(rows) == 8 * 10 * 2
     png = (tmp_path / "flake_contrast.png").read_bytes()

@@ -89,3 +89,41 @@ def test_bad_configs(short_corpus, tmp_path):
         train(load_config(None, **_cfg(short_corpus, tmp_path, model=str(tmp_path / "none"))))
     with pytest.raises(ValueError, match="no such file"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_shipped_configs_parse():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    names = sorted(p.name for p in root.glob("*.yaml") if not p.name.startswith("accelerate"))
+    assert {"tiny.yaml", "zero2.yaml", "zero3.yaml", "fsdp.yaml"} <= set(names)
+    for n in names:
+        cfg = load_config(root / n)
+        if cfg.deepspeed:
+            assert Path(cfg.deepspeed).is_file() and json.loads(Path(cfg.deepspeed).read_text())
+
+
+def test_cli_predict_and_eval_model(synth_dataset, tmp_path):
+    from typer.testing import CliRunner
+
+    from qupaint.cli import app
+    from qupaint.model import tiny_model
+
+    model, proc = tiny_model()
+    model.save_pretrained(tmp_path / "m")
+    proc.save_pretrained(tmp_path / "m")
+    runner = CliRunner()
+    img = sorted((synth_dataset / "images").iterdir())[0]
+    res = runner.invoke(app, ["predict", "--checkpoint", str(tmp_path / "m"), "--image", str(img),
+                              "--out", str(tmp_path / "p"), "--max-new-tokens", "8"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rec = json.loads((tmp_path / "p" / "predictions.json").read_text())[0]
+    assert set(rec) >= {"image", "prompt", "response", "boxes_px"}
+    assert (tmp_path / "p" / f"{img.stem}_pred.png").is_file()
+    gt = str(synth_dataset / "annotations.json")
+    res = runner.invoke(app, ["eval", "model", "--checkpoint", str(tmp_path / "m"), "--gt", gt,
+                              "--limit", "2", "--max-new-tokens", "8",
+                              "--out", str(tmp_path / "e.json")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    r = json.loads((tmp_path / "e.json").read_text())["detection"]
+    assert r["images"] == 2 and r["parse_failures"] <= 2
