@@ -65,7 +65,10 @@ def test_resume_reproduces_the_uninterrupted_run(short_corpus, tmp_path):
 
 @pytest.mark.slow
 def test_ddp_two_processes_match_one(short_corpus, tmp_path):
-    kw = _cfg(short_corpus, tmp_path / "one", max_steps=4, per_device_batch_size=4)
+    # same global batch of 4: 1 process x 4 vs 2 processes x 2 (gradients all-reduced; sums
+    # in another order, hence the float32 tolerance)
+    kw = _cfg(short_corpus, tmp_path / "one", max_steps=4, per_device_batch_size=4,
+              learning_rate=5e-4)  # fmt: skip
     one = train(load_config(None, **kw))
     cfg = tmp_path / "ddp.yaml"
     cfg.write_text(yaml.safe_dump({**kw, "output_dir": str(tmp_path / "two"),
@@ -77,7 +80,8 @@ def test_ddp_two_processes_match_one(short_corpus, tmp_path):
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     two = json.loads((tmp_path / "two.json").read_text())
-    assert _losses(two) == pytest.approx(_losses(one), abs=1e-4)
+    assert _losses(two) == pytest.approx(_losses(one), rel=1e-4)
+    assert _losses(one)[-1] < _losses(one)[0]  # it did train
 
 
 def test_bad_configs(short_corpus, tmp_path):

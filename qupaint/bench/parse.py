@@ -15,9 +15,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from qupaint.instruct.formats import FORMATS
-
-__all__ = ["Answer", "parse_answer", "parse_answers", "LABELS", "label_to_category"]
+__all__ = [
+    "Answer",
+    "PARSE_FORMATS",
+    "parse_answer",
+    "parse_answers",
+    "LABELS",
+    "label_to_category",
+]
 
 #: canonical labels and the words that map to them
 LABELS = {"mono": "Mono", "monolayer": "Mono", "few": "Few", "few-layer": "Few", "thick": "Thick"}
@@ -27,6 +32,10 @@ _BOX4 = rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]"
 _LLAVA = re.compile(rf"(?:\b([A-Za-z-]+)\s*:\s*)?{_BOX4}")
 _INTERNVL = re.compile(r"(?:<ref>(.{0,64}?)</ref>\s*)?<box>\s*(\[.{0,4000}?\])\s*</box>", re.S)
 _JSON_BLOCK = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
+# the authors' release: <box>x, y, w, h</box> in percent; committed boxes in <CONCLUSION>
+# (a missing or doubled slash in the closing tag is tolerated, as their parser does)
+_CONCL = re.compile(r"<\s*/?\s*CONCLUSION\s*>(.*?)<\s*/?\s*CONCLUSION\s*>", re.S | re.I)
+_PCT_BOX = re.compile(r"<box>(.{0,200}?)</box>", re.S)
 _YES = re.compile(r"^\W*(yes|no)\b", re.I)
 _WORDS = {
     "no": 0, "none": 0, "zero": 0, "one": 1, "a single": 1, "two": 2, "three": 3, "four": 4,
@@ -67,7 +76,7 @@ def _norm_label(label) -> str | None:
 
 
 def _scale(fmt: str) -> float:
-    return {"llava": 1.0, "internvl": 1000.0, "qwen": 0.0}[fmt]
+    return {"llava": 1.0, "internvl": 1000.0, "qwen": 0.0, "qupaint": 100.0}[fmt]
 
 
 def _boxes_llava(text: str, errors: list) -> tuple[list, list, str]:
@@ -125,7 +134,27 @@ def _boxes_qwen(text: str, errors: list) -> tuple[list, list, str]:
     return boxes, labels, rest
 
 
-_READERS = {"llava": _boxes_llava, "internvl": _boxes_internvl, "qwen": _boxes_qwen}
+def _boxes_qupaint(text: str, errors: list) -> tuple[list, list, str]:
+    m = _CONCL.search(text)
+    body = m.group(1) if m else text  # no conclusion: every box in the answer
+    boxes = []
+    for raw in _PCT_BOX.findall(body):
+        try:
+            x, y, w, h = (float(v) for v in raw.split(","))
+        except ValueError:
+            errors.append(f"unreadable <box> {raw[:40]!r}")
+            continue
+        boxes.append([x, y, x + w, y + h])
+    return boxes, [None] * len(boxes), _PCT_BOX.sub(" ", text)
+
+
+_READERS = {
+    "llava": _boxes_llava,
+    "internvl": _boxes_internvl,
+    "qwen": _boxes_qwen,
+    "qupaint": _boxes_qupaint,
+}
+PARSE_FORMATS = tuple(_READERS)
 
 
 def parse_answer(
@@ -139,7 +168,9 @@ def parse_answer(
     Parameters
     ----------
     text : the model's answer (anything that is not a string is a parse failure).
-    fmt : ``"llava"``, ``"internvl"`` or ``"qwen"``.
+    fmt : ``"llava"``, ``"internvl"``, ``"qwen"``, or ``"qupaint"`` (the authors' release:
+        ``<box>x, y, w, h</box>`` in percent of width/height, the boxes inside
+        ``<CONCLUSION>...</CONCLUSION>`` when that block is present).
     image_size : ``(width, height)`` in pixels; when given, boxes come back in pixels.
     expect : ``"boxes"``, ``"count"`` or ``"yesno"``: the answer must contain that, or be an
         explicit "none" (for boxes), else ``ok`` is False.
@@ -153,8 +184,8 @@ def parse_answer(
     >>> parse_answer("<box>[[1, 2", "internvl", expect="boxes").ok
     False
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"fmt must be one of {FORMATS}; got {fmt!r}")
+    if fmt not in PARSE_FORMATS:
+        raise ValueError(f"fmt must be one of {PARSE_FORMATS}; got {fmt!r}")
     if expect not in (None, "boxes", "count", "yesno"):
         raise ValueError(f"expect must be None, 'boxes', 'count' or 'yesno'; got {expect!r}")
     if not isinstance(text, str):
@@ -179,7 +210,7 @@ def parse_answer(
         w, h = image_size
         arr = arr / unit * np.array([w, h, w, h], dtype=np.float64)
     ans = Answer(boxes=arr, labels=keep_l, errors=errors)
-    m = re.search(r"<CONCLUSION>(.*?)</CONCLUSION>", text, re.S)
+    m = _CONCL.search(text)
     ans.conclusion = m.group(1).strip() if m else None
     yes = _YES.match(text)
     ans.yes = None if yes is None else yes.group(1).lower() == "yes"

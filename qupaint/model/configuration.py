@@ -22,6 +22,12 @@ class QuPAINTConfig(InternVLConfig):
         for why 0, 0 leaves a pretrained InternVL unchanged at step 0.
     image_mean, image_std : per-channel normalisation of ``pixel_values``; PIA undoes it to
         measure colour (ImageNet statistics for InternViT).
+    ps_version : ``"v2"`` (transformers' InternVL pixel shuffle) or ``"v1"`` (the older
+        shuffle that leaves the token grid transposed; some InternVL-derived checkpoints,
+        e.g. the authors' QuPAINT release, were tuned with it).
+    bbox_head : carry the release's auxiliary ``bbox_head`` (Linear(llm_hidden, 4)); unused
+        in generation, kept so such checkpoints round-trip.
+    template : name of the chat template (``"chatml"``, or the release's ``"qmllm"``).
     """
 
     model_type = "qupaint"
@@ -33,8 +39,16 @@ class QuPAINTConfig(InternVLConfig):
         pia_gate_init_b: float = 0.0,
         image_mean: tuple | list = IMAGENET_MEAN,
         image_std: tuple | list = IMAGENET_STD,
+        ps_version: str = "v2",
+        bbox_head: bool = False,
+        template: str = "chatml",
         **kwargs,
     ):
+        if ps_version not in ("v1", "v2"):
+            raise ValueError(f"ps_version must be 'v1' or 'v2'; got {ps_version!r}")
+        self.ps_version = ps_version
+        self.bbox_head = bool(bbox_head)
+        self.template = template
         self.use_pia_gate = bool(use_pia_gate)
         self.pia_gate_init_w = float(pia_gate_init_w)
         self.pia_gate_init_b = float(pia_gate_init_b)
@@ -49,7 +63,7 @@ def tiny_config(vocab_size: int, image_token_id: int, **overrides) -> QuPAINTCon
     Qwen3-style LM."""
     vision = dict(
         hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-        image_size=[56, 56], patch_size=[14, 14], use_mean_pooling=False,
+        image_size=[56, 56], patch_size=[14, 14],
     )  # fmt: skip
     text = dict(
         model_type="qwen3", vocab_size=vocab_size, hidden_size=64, intermediate_size=128,

@@ -48,6 +48,10 @@ def load_model_and_processor(spec: str, use_pia_gate: bool | None = None, seed: 
             "not downloaded here, point to a local checkpoint"
         )
     model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    if model_type == "cviu_chat":  # the authors' release (uark-cviu/QuPAINT)
+        from qupaint.model.release import load_release
+
+        return load_release(path, True if use_pia_gate is None else use_pia_gate)
     if model_type == "qupaint":
         kw = {} if use_pia_gate is None else {"use_pia_gate": use_pia_gate}
         model = QuPAINTForConditionalGeneration.from_pretrained(path, **kw, **model_kw)

@@ -88,7 +88,10 @@ class QuPAINTModel(QuPAINTPreTrainedModel, InternVLModel):
                 )
             vision_features = self.pia_gate(vision_features.reshape(B, h * w, C), alpha)
             vision_features = vision_features.reshape(B, h, w, C)
-        return super().pixel_shuffle(vision_features, scale_factor)
+        out = super().pixel_shuffle(vision_features, scale_factor)
+        if self.config.ps_version == "v1":  # v1 skips the final swap back of height/width
+            out = out.permute(0, 2, 1, 3).contiguous()
+        return out
 
 
 class QuPAINTForConditionalGeneration(QuPAINTPreTrainedModel, InternVLForConditionalGeneration):
@@ -104,6 +107,8 @@ class QuPAINTForConditionalGeneration(QuPAINTPreTrainedModel, InternVLForConditi
         self.lm_head = nn.Linear(
             config.text_config.hidden_size, config.text_config.vocab_size, bias=False
         )
+        if config.bbox_head:
+            self.bbox_head = nn.Linear(config.text_config.hidden_size, 4)
         self.post_init()
 
     @property
