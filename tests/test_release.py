@@ -221,3 +221,24 @@ def test_predict_cli_on_a_release_checkpoint(tmp_path):
     assert res.exit_code == 0, res.output
     rec = json.loads((tmp_path / "p" / "predictions.json").read_text())[0]
     assert set(rec) >= {"image", "prompt", "response", "boxes_px"}
+
+
+def test_released_qfbench_layout_loads_into_eval(tmp_path):
+    """QF-Bench as released: COCO JSON with bare file names, images in materials/<name>/."""
+    from qupaint.bench.model_eval import evaluate_model_detection
+    from qupaint.model import tiny_model
+
+    (tmp_path / "materials" / "MoS2").mkdir(parents=True)
+    Image.fromarray(np.full((60, 80, 3), 120, np.uint8)).save(tmp_path / "materials/MoS2/a.jpg")
+    gt = {"images": [{"id": 1, "file_name": "a.jpg", "width": 80, "height": 60,
+                      "material": "MoS2"}],
+          "annotations": [{"id": 1, "image_id": 1, "bbox": [10, 10, 20, 20], "area": 400,
+                           "category_id": 1, "iscrowd": 0}],
+          "categories": [{"id": 1, "name": "Mono", "supercategory": "flake"},
+                         {"id": 2, "name": "Few", "supercategory": "flake"},
+                         {"id": 3, "name": "Thick", "supercategory": "flake"}]}  # fmt: skip
+    (tmp_path / "qfbench.json").write_text(json.dumps(gt))
+    model, proc = tiny_model()
+    r = evaluate_model_detection(model, proc, tmp_path / "qfbench.json", max_new_tokens=4,
+                                 temperature=0.0)  # fmt: skip
+    assert r["images"] == 1 and "AP" in r

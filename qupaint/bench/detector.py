@@ -211,6 +211,7 @@ def detect_coco(
     from pathlib import Path
 
     from qupaint.bench.metrics import load_json
+    from qupaint.bench.model_eval import resolve_image
 
     gt = load_json(gt_json)
     root = Path(images_dir) if images_dir else Path(gt_json).parent
@@ -220,7 +221,7 @@ def detect_coco(
         if "material" not in im:
             raise ValueError(f"image {im['id']} has no 'material'; the detector needs it")
         ox = oxide_nm if oxide_nm is not None else oxide_of.get(im["id"]) or 285.0
-        jobs.append((root / im["file_name"], im["id"], im["material"], float(ox), illuminant,
+        jobs.append((resolve_image(root, im), im["id"], im["material"], float(ox), illuminant,
                      config))  # fmt: skip
     out: list[dict] = []
     if workers > 1:

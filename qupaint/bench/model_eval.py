@@ -11,6 +11,23 @@ from qupaint.instruct.templates import DETECT_Q
 __all__ = ["evaluate_model_detection", "evaluate_model_grounding", "answers_to_detections"]
 
 
+def resolve_image(root: Path, im: dict) -> Path:
+    """Path of a COCO image: ``root/file_name``, else the released QF-Bench layout
+    ``root/materials/<material>/<file_name>``, else a unique match under ``root/materials``."""
+    p = root / im["file_name"]
+    if p.is_file():
+        return p
+    name = Path(im["file_name"]).name
+    if im.get("material"):
+        q = root / "materials" / im["material"] / name
+        if q.is_file():
+            return q
+    hits = sorted((root / "materials").glob(f"*/{name}")) if (root / "materials").is_dir() else []
+    if len(hits) == 1:
+        return hits[0]
+    raise ValueError(f"image {im['file_name']!r} not found under {root} (nor materials/*/)")
+
+
 def answers_to_detections(answers, images, fmt: str) -> tuple[list[dict], int]:
     """COCO results from detection answers (one per image). A model gives no scores, so
     boxes are ranked by their order in the answer. Returns (detections, parse failures)."""
@@ -34,7 +51,7 @@ def evaluate_model_detection(model, processor, gt_json, images_dir=None, fmt: st
     root = Path(images_dir) if images_dir else Path(gt_json).parent
     images = gt["images"][:limit] if limit else gt["images"]
     q = DETECT_Q[0]
-    answers = generate_answers(model, processor, [root / im["file_name"] for im in images],
+    answers = generate_answers(model, processor, [resolve_image(root, im) for im in images],
                                [q] * len(images), **gen)  # fmt: skip
     dets, failed = answers_to_detections(answers, images, fmt)
     ids = {im["id"] for im in images}
