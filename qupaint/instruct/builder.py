@@ -111,9 +111,8 @@ class _ImageContext:
         d = flakes - sub
         self.dlab = d.tolist()
         self.de = np.sqrt((d * d).sum(-1))
-        dist = np.sqrt(((flakes[:, None, :] - table[None]) ** 2).sum(-1))
-        self.best = (dist.argmin(-1) + 1).tolist() if len(flakes) else []
-        self.best_dist = dist.min(-1).tolist() if len(flakes) else []
+        best, dist = model.match(flakes, lab[: 1 + model.max_layers])  # the detector's rule
+        self.best, self.best_dist = best.tolist(), dist.tolist()
         self.pred_de = np.sqrt(((table - sub) ** 2).sum(-1)).tolist()
 
     def by_cat(self, cat: int | None) -> list[int]:
@@ -417,7 +416,7 @@ def build_corpus(
     tasks: Sequence[str] = TASKS,
     split: Sequence[float] = (0.8, 0.1, 0.1),
     illuminant: str | None = None,
-    chunk: int = 512,
+    chunk: int = 256,
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
