@@ -207,6 +207,7 @@ def instruct(
     tasks: str = typer.Option(
         "count,locate,verify,describe,ground,dialogue", help="Comma-separated tasks"
     ),
+    workers: int = typer.Option(2, help="Worker processes (the output does not depend on it)"),
 ):
     """Build the QMat-Instruct corpus (counting, localisation, verification, physics)."""
     from qupaint.instruct import build_corpus
@@ -220,6 +221,7 @@ def instruct(
             formats=[f.strip() for f in formats.split(",") if f.strip()],
             seed=seed,
             tasks=[t.strip() for t in tasks.split(",") if t.strip()],
+            workers=workers,
         )
     except (ValueError, OSError) as exc:
         raise _fail(exc) from exc
