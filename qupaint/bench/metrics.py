@@ -139,9 +139,10 @@ def evaluate_detection(gt_json, predictions, engine: str = "auto") -> dict:
         dt_c = gt_c.loadRes(copy.deepcopy(preds))
     E = COCOeval(gt_c, dt_c, "bbox")
     result.update(_stats(E, cats))
-    result["Mono"] = _stats(E, [MONO]) if MONO in cats else {"AP": None, "AP50": None, "AP75": None}
+    per_cat = {c: _stats(E, [c]) for c in cats}  # one evaluation per category, Mono included
+    result["Mono"] = per_cat.get(MONO, {"AP": None, "AP50": None, "AP75": None})
     names = {c["id"]: c["name"] for c in gt["categories"]}
-    result["per_category"] = {names[c]: _stats(E, [c])["AP"] for c in cats}
+    result["per_category"] = {names[c]: per_cat[c]["AP"] for c in cats}
     return result
 
 

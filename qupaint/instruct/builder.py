@@ -490,8 +490,11 @@ def build_corpus(
         {a["material"] for a in coco["annotations"]}
         | {im["material"] for im in coco["images"] if "material" in im}
     )
-    for a in coco["annotations"]:  # TMM tables before any fork, so workers share them
-        layer_model(a["material"], float(a["substrate_oxide_nm"]), illuminant, max_layers)
+    # TMM tables before any fork, so workers share them (one per material and oxide)
+    for mat, oxide in {
+        (a["material"], float(a["substrate_oxide_nm"])) for a in coco["annotations"]
+    }:
+        layer_model(mat, oxide, illuminant, max_layers)
     if chunk < 1 or workers < 1:
         raise ValueError(f"chunk and workers must be >= 1; got {chunk}, {workers}")
     out_dir = Path(out_path)
