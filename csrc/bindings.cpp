@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cpu/kernels.h"
+#include "qupaint/fastmath.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -51,6 +52,25 @@ qp::ColorArgs color_args(std::uintptr_t weights, int space, const Vec3& white, c
   for (int i = 0; i < 3; ++i) c.white[i] = white[i];
   for (int i = 0; i < 9; ++i) c.minv[i] = minv[i];
   return c;
+}
+
+// Elementwise qupaint/fastmath.h functions, for the accuracy tests (tests/test_fastmath.py):
+// fn 0 cis -> out [n, 2] (cos, sin); 1 exp; 2 log; 3 cbrt -> out [n].
+template <class T>
+void fastmath_eval(int fn, const T* x, long long n, T* out) {
+  for (long long i = 0; i < n; ++i) {
+    if (fn == 0) {
+      const qp::cplx<T> e = qp::fm::cis<T>(x[i]);
+      out[2 * i] = e.re;
+      out[2 * i + 1] = e.im;
+    } else if (fn == 1) {
+      out[i] = qp::fm::exp<T>(x[i]);
+    } else if (fn == 2) {
+      out[i] = qp::fm::log(x[i]);
+    } else {
+      out[i] = qp::fm::cbrt<T>(x[i]);
+    }
+  }
 }
 
 // dtype dispatch: "float32" -> float, anything else -> double
@@ -132,6 +152,15 @@ PYBIND11_MODULE(_C, m) {
         by_dtype(dtype, [&] { qp::lab_to_srgb_cpu<float>(in, n, si, sc, white.data(), minv.data(), clip, out); },
                  [&] { qp::lab_to_srgb_cpu<double>(in, n, si, sc, white.data(), minv.data(), clip, out); });
       });
+  m.def(
+      "_fastmath",
+      [](const std::string& dtype, int fn, std::uintptr_t x, long long n, std::uintptr_t out) {
+        py::gil_scoped_release release;
+        by_dtype(dtype,
+                 [&] { fastmath_eval(fn, reinterpret_cast<const float*>(x), n, reinterpret_cast<float*>(out)); },
+                 [&] { fastmath_eval(fn, reinterpret_cast<const double*>(x), n, reinterpret_cast<double*>(out)); });
+      },
+      "Test hook: elementwise fastmath cis (0), exp (1), log (2), cbrt (3) over n contiguous values.");
   m.def(
       "pia_cpu",
       [](std::uintptr_t x, bool is_uint8, long long B, long long S, long long p, const Vec3& scale,

@@ -325,6 +325,60 @@ def test_shared_bottom_layers_and_large_phases(rng, backend, dtype):
         assert np.abs(out.cpu().double().numpy() - ref).max() < tol
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("L", [3, 4, 5])
+def test_top_layer_only_varies(rng, backend, dtype, L):
+    # The rendering case: only layer 1 varies, everything below is shared. The CPU kernel
+    # then evaluates R as a real rational function of the layer-1 round trip (TmmPlan's
+    # top coefficients); L = 3 has no layer between the flake and the substrate. Strongly
+    # absorbing and transparent flakes, zero, thin and 20 um thick, every polarisation,
+    # normal and oblique incidence.
+    name, dev = backend
+    B, W = 40, 37
+    wl = np.linspace(380, 800, W)
+    n = rng.uniform(1.3, 4.5, (L, W)) + 1j * rng.uniform(0, 0.05, (L, W))
+    n[0] = 1.0
+    n[1] = rng.uniform(1.5, 5.0, W) + 1j * rng.uniform(0, 2.0, W)
+    d = np.empty((B, L))
+    d[:, 0] = d[:, -1] = np.inf
+    d[:, 1] = np.concatenate([[0.0, 0.3], rng.uniform(0, 60, B - 12), rng.uniform(0, 20000, 10)])
+    d[:, 2:-1] = rng.uniform(50, 400, L - 3)
+    cdt = torch.complex64 if dtype == "float32" else torch.complex128
+    for th in (0.0, 0.6):
+        for pol in ("s", "p", "u"):
+            for k1 in (True, False):  # absorbing / transparent flake
+                nn = n.copy()
+                if not k1:
+                    nn[1] = nn[1].real
+                ref = reflectance(nn, d, wl, th, pol, backend="reference")
+                out = reflectance(
+                    torch.as_tensor(nn, dtype=cdt, device=dev),
+                    torch.as_tensor(d, device=dev),
+                    torch.as_tensor(wl, device=dev),
+                    th,
+                    pol,
+                    backend=name,
+                )
+                if dtype == "float64":
+                    err = np.abs(out.cpu().double().numpy() - ref).max()
+                    assert err < TOL[dtype], (th, pol, k1)
+                else:
+                    # Rounding n to complex64 alone moves R of the 20 um layers by ~1e-4,
+                    # for us and for plain torch alike; compare the arithmetic error only,
+                    # at the rounded inputs, against plain torch's (STYLE.md's 2x rule).
+                    n32, d32, wl32 = (
+                        nn.astype(np.complex64).astype(complex),
+                        d.astype(np.float32).astype(float),
+                        wl.astype(np.float32).astype(float),
+                    )
+                    th32 = math.asin(float(np.float32(math.sin(th))))
+                    ref32 = reflectance(n32, d32, wl32, th32, pol, backend="reference")
+                    err = np.abs(out.cpu().double().numpy() - ref32).max()
+                    plain = plain_torch_f32_error(nn, d, wl, th, pol, ref32)
+                    assert err < 2 * plain, (th, pol, k1, err, plain)
+
+
 def plain_torch_f32_error(n, d, wl, th, pol, ref):
     """Error of the plain torch implementation run in complex64 (STYLE.md's 2x rule)."""
     from qupaint.optics.tmm import reflectance_reference

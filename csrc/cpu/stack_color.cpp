@@ -29,9 +29,30 @@ void stack_color_cpu(const TmmArgs& a, const ColorArgs& c) {
   for_each_stack<T>(
       a, [](long long, T* scratch) { return scratch; },
       [&](long long b, const T* R) {
+        // 32-byte vector partial sums per channel: GCC may not reorder a float sum (and
+        // `omp simd reduction` left this loop scalar, a chain of dependent FMAs), so the
+        // lanes are explicit (GCC/Clang vector extensions; AVX FMAs, SSE pairs without AVX).
+        typedef T vec __attribute__((vector_size(32)));
+        constexpr int V = 32 / sizeof(T);
+        vec ax = {}, ay = {}, az = {};
+        long long w = 0;
+        for (; w + V <= W; w += V) {
+          vec r, x, y, z;
+          __builtin_memcpy(&r, R + w, sizeof(vec));
+          __builtin_memcpy(&x, px + w, sizeof(vec));
+          __builtin_memcpy(&y, py + w, sizeof(vec));
+          __builtin_memcpy(&z, pz + w, sizeof(vec));
+          ax += r * x;
+          ay += r * y;
+          az += r * z;
+        }
         T X = 0, Y = 0, Z = 0;
-#pragma omp simd reduction(+ : X, Y, Z)
-        for (long long w = 0; w < W; ++w) {
+        for (int k = 0; k < V; ++k) {
+          X += ax[k];
+          Y += ay[k];
+          Z += az[k];
+        }
+        for (; w < W; ++w) {
           X += R[w] * px[w];
           Y += R[w] * py[w];
           Z += R[w] * pz[w];

@@ -29,6 +29,7 @@ template <class T> QP_INLINE cplx<T> operator*(cplx<T> a, cplx<T> b) {
   return {a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re};
 }
 template <class T> QP_INLINE cplx<T> operator*(T s, cplx<T> a) { return {s * a.re, s * a.im}; }
+template <class T> QP_INLINE cplx<T> conj(cplx<T> a) { return {a.re, -a.im}; }
 template <class T> QP_INLINE T abs2(cplx<T> a) { return a.re * a.re + a.im * a.im; }
 template <class T> QP_INLINE cplx<T> operator/(cplx<T> a, cplx<T> b) {
   // Plain formula: |b| is O(1) for every quotient the kernels form (1 + r*G*phase, q_i + q_f).

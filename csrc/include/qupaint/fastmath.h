@@ -3,9 +3,10 @@
 // Why: the CPU kernels spend most of their time in exp/sin/cos of layer phases, and
 // scalar libm calls block SIMD. These versions use Cody-Waite range reduction and
 // Taylor polynomials (coefficients 1/k!, so nothing here is a fitted constant):
-//   sincos: x = q pi/2 + r, |r| <= pi/4; sin r to r^17 (double) / r^9 (float), cos r to
-//           r^18 / r^10; truncation < 1e-19 / 2e-9. Accuracy checked against numpy
-//           in tests/test_fastmath.py (|x| <= 1e4: ~1e-15 abs double, ~1e-6 float).
+//   sincos: x = q pi + r, |r| <= pi/2; sin r to r^21 (double) / r^11 (float), cos r to
+//           r^22 / r^12; truncation < 2e-18 / 6e-8. Accuracy checked against numpy
+//           through the kernels (tests/test_fastmath.py: |x| <= 1e4, ~1e-15 abs double,
+//           ~1e-6 float).
 //   exp:    x = m ln2 + r, |r| <= ln2/2, Taylor to r^13 / r^7, scaled by 2^m built from
 //           the exponent bits; inputs are clamped to the normal range (exp(-745) -> tiny).
 // CUDA code uses the hardware sincos/exp instead (see qupaint/tmm.h).
@@ -54,11 +55,14 @@ template <> inline float round_near(float x) {
   return (x + magic) - magic;
 }
 
-template <class T> inline T sin_poly(T r2, T r);
-template <class T> inline T cos_poly(T r2);
+// Polynomials on |r| <= pi/2 (the range after reduction by pi, see cis()).
+template <class T> inline T sin_poly(T z, T r);
+template <class T> inline T cos_poly(T z);
 template <> inline double sin_poly(double z, double r) {
-  // r - r^3/3! + ... + r^17/17!
-  double p = 1.0 / 355687428096000.0;       // 1/17!
+  // r - r^3/3! + ... + r^21/21!
+  double p = 1.0 / 51090942171709440000.0;  // 1/21!
+  p = p * z - 1.0 / 121645100408832000.0;   // 1/19!
+  p = p * z + 1.0 / 355687428096000.0;      // 1/17!
   p = p * z - 1.0 / 1307674368000.0;        // 1/15!
   p = p * z + 1.0 / 6227020800.0;           // 1/13!
   p = p * z - 1.0 / 39916800.0;             // 1/11!
@@ -69,51 +73,63 @@ template <> inline double sin_poly(double z, double r) {
   return r + r * z * p;
 }
 template <> inline double cos_poly(double z) {
-  // 1 - r^2/2! + ... + r^18/18!
-  double p = 1.0 / 6402373705728000.0;      // 1/18!
-  p = p * z - 1.0 / 20922789888000.0;       // 1/16!
-  p = p * z + 1.0 / 87178291200.0;          // 1/14!
-  p = p * z - 1.0 / 479001600.0;            // 1/12!
-  p = p * z + 1.0 / 3628800.0;              // 1/10!
-  p = p * z - 1.0 / 40320.0;                // 1/8!
-  p = p * z + 1.0 / 720.0;                  // 1/6!
-  p = p * z - 1.0 / 24.0;                   // 1/4!
-  p = p * z + 0.5;
-  return 1.0 - z * p;
+  // 1 - r^2/2! + ... - r^22/22!
+  double p = -1.0 / 1124000727777607680000.0;  // 1/22!
+  p = p * z + 1.0 / 2432902008176640000.0;     // 1/20!
+  p = p * z - 1.0 / 6402373705728000.0;        // 1/18!
+  p = p * z + 1.0 / 20922789888000.0;          // 1/16!
+  p = p * z - 1.0 / 87178291200.0;             // 1/14!
+  p = p * z + 1.0 / 479001600.0;               // 1/12!
+  p = p * z - 1.0 / 3628800.0;                 // 1/10!
+  p = p * z + 1.0 / 40320.0;                   // 1/8!
+  p = p * z - 1.0 / 720.0;                     // 1/6!
+  p = p * z + 1.0 / 24.0;                      // 1/4!
+  p = p * z - 0.5;
+  return 1.0 + z * p;
 }
 template <> inline float sin_poly(float z, float r) {
-  float p = 1.0f / 362880.0f;
+  // to r^11/11!
+  float p = -1.0f / 39916800.0f;
+  p = p * z + 1.0f / 362880.0f;
   p = p * z - 1.0f / 5040.0f;
   p = p * z + 1.0f / 120.0f;
   p = p * z - 1.0f / 6.0f;
   return r + r * z * p;
 }
 template <> inline float cos_poly(float z) {
-  float p = 1.0f / 3628800.0f;
-  p = p * z - 1.0f / 40320.0f;
-  p = p * z + 1.0f / 720.0f;
-  p = p * z - 1.0f / 24.0f;
-  p = p * z + 0.5f;
-  return 1.0f - z * p;
+  // to r^12/12!
+  float p = 1.0f / 479001600.0f;
+  p = p * z - 1.0f / 3628800.0f;
+  p = p * z + 1.0f / 40320.0f;
+  p = p * z - 1.0f / 720.0f;
+  p = p * z + 1.0f / 24.0f;
+  p = p * z - 0.5f;
+  return 1.0f + z * p;
 }
+
+// sign bit of (-1)^q for integral q, as the unsigned integer of T's width
+template <class T> struct bits_of;
+template <> struct bits_of<double> { using type = std::uint64_t; };
+template <> struct bits_of<float> { using type = std::uint32_t; };
 
 // (cos x, sin x) returned by value: out-pointers to locals inside an `omp simd` loop become
 // per-lane arrays with scatter stores, which stops vectorisation.
+// x = q pi + r with |r| <= pi/2, so (cos x, sin x) = (-1)^q (cos r, sin r): the sign is one
+// integer XOR on both results, no quadrant selects. pi is split as 2 * PIO2_k, so q * PI_1
+// stays exact (|q| < 2^19 double, 2^14 float). The int32 conversion is one instruction on
+// AVX2 (|q| < 2^31 for |x| < 6e9).
 template <class T>
 inline cplx<T> cis(T x) {
   using K = consts<T>;
-  const T q = round_near<T>(x * K::TWO_OVER_PI);
-  const T r = ((x - q * K::PIO2_1) - q * K::PIO2_2) - q * K::PIO2_3;
+  using U = typename bits_of<T>::type;
+  const T q = round_near<T>(x * (T(0.5) * K::TWO_OVER_PI));
+  const T r = ((x - q * (T(2) * K::PIO2_1)) - q * (T(2) * K::PIO2_2)) - q * (T(2) * K::PIO2_3);
   const T z = r * r;
-  const T sp = sin_poly<T>(z, r);
-  const T cp = cos_poly<T>(z);
-  // quadrant = q mod 4 as arithmetic selects (ternaries here stop GCC's vectoriser);
-  // the int32 conversion is one instruction on AVX2 (|q| < 2^31 for |x| < 3e9)
-  const std::int32_t quad = static_cast<std::int32_t>(q) & 3;
-  const T swap = static_cast<T>(quad & 1);
-  const T sgn_s = T(1) - T(2) * static_cast<T>((quad >> 1) & 1);
-  const T sgn_c = T(1) - T(2) * static_cast<T>(((quad + 1) >> 1) & 1);
-  return {sgn_c * (cp + swap * (sp - cp)), sgn_s * (sp + swap * (cp - sp))};
+  const U flip = static_cast<U>(static_cast<std::uint32_t>(static_cast<std::int32_t>(q)) & 1u)
+                 << (8 * sizeof(T) - 1);
+  const T s = __builtin_bit_cast(T, __builtin_bit_cast(U, sin_poly<T>(z, r)) ^ flip);
+  const T c = __builtin_bit_cast(T, __builtin_bit_cast(U, cos_poly<T>(z)) ^ flip);
+  return {c, s};
 }
 
 template <class T> inline T pow2i(T m);
