@@ -6,13 +6,12 @@ measured on one process and printed.
 
 from __future__ import annotations
 
-import io
 import time
 
 import numpy as np
-from PIL import Image
 
 from qupaint.synthia import Synthia, SynthiaConfig, generate
+from qupaint.synthia.png import encode_png
 
 N = 64
 
@@ -45,12 +44,11 @@ def test_stage_shares(benchmark, capsys):
 
         return wrap
 
-    orig = (syn._procedural, R.substrate_mask, syn._composite, R._blur, R.encode_uint8)
+    orig = (syn._procedural, R.substrate_mask, syn._composite, R.finish_image)
     syn._procedural = timed("background", syn._procedural)
     R.substrate_mask = timed("placement (PIA mask)", R.substrate_mask)
     syn._composite = timed("colour + compositing", syn._composite)
-    R._blur = timed("blur", R._blur)
-    R.encode_uint8 = timed("encode", R.encode_uint8)
+    R.finish_image = timed("blur + noise + encode", R.finish_image)
     res = {}
 
     def run():  # one timed round: 16 images rendered and PNG-encoded in this process
@@ -60,7 +58,7 @@ def test_stage_shares(benchmark, capsys):
         res["total"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         for im in imgs:
-            Image.fromarray(im).save(io.BytesIO(), format="PNG", compress_level=1)
+            encode_png(im)
         timers["PNG"] = time.perf_counter() - t1
 
     benchmark.group = "synthia-512px-1process-16images"
@@ -68,7 +66,7 @@ def test_stage_shares(benchmark, capsys):
         benchmark.pedantic(run, rounds=1, iterations=1)
         total = res["total"]
     finally:
-        syn._procedural, R.substrate_mask, syn._composite, R._blur, R.encode_uint8 = orig
+        syn._procedural, R.substrate_mask, syn._composite, R.finish_image = orig
     whole = total + timers["PNG"]
     with capsys.disabled():
         print(f"\nsynthia per image (1 process): {1e3 * whole / 16:.1f} ms")

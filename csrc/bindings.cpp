@@ -162,6 +162,13 @@ PYBIND11_MODULE(_C, m) {
       },
       "Test hook: elementwise fastmath cis (0), exp (1), log (2), cbrt (3) over n contiguous values.");
   m.def(
+      "synthia_finish_cpu",
+      [](std::uintptr_t img, long long H, long long W, long long C, std::uintptr_t kernel, int r,
+         float noise_std, std::uint32_t k1, std::uint32_t k2, std::uintptr_t lut, std::uintptr_t out) {
+        py::gil_scoped_release release;
+        qp::synthia_finish_cpu(img, H, W, C, kernel, r, noise_std, k1, k2, lut, out);
+      });
+  m.def(
       "pia_cpu",
       [](std::uintptr_t x, bool is_uint8, long long B, long long S, long long p, const Vec3& scale,
          const Vec3& shift, bool normalize, std::uintptr_t out) {

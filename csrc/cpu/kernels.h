@@ -45,6 +45,12 @@ void lab_to_srgb_cpu(std::uintptr_t in, long long n, long long si, long long sc,
 void pia_cpu(std::uintptr_t x, bool is_uint8, long long B, long long S, long long p,
              const double* scale, const double* shift, bool normalize, std::uintptr_t out);
 
+// Synthia's final step: blur (kernel [2r+1]), sensor noise keyed by (k1, k2), clip, sRGB
+// encode through lut [65536]; img float32 [H, W, C] -> out uint8 [H, W, C], contiguous.
+void synthia_finish_cpu(std::uintptr_t img, long long H, long long W, long long C,
+                        std::uintptr_t kernel, int r, float noise_std, std::uint32_t k1,
+                        std::uint32_t k2, std::uintptr_t lut, std::uintptr_t out);
+
 #ifdef QUPAINT_WITH_CUDA
 template <class T> void tmm_reflectance_cuda(const TmmArgs& a, std::uintptr_t stream);
 template <class T> void stack_color_cuda(const TmmArgs& a, const ColorArgs& c, std::uintptr_t stream);

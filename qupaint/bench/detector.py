@@ -26,8 +26,9 @@ import numpy as np
 from scipy import ndimage
 
 from qupaint.synthia.contrast import layer_model, linear_to_lab
+from qupaint.synthia.finish import blur
 from qupaint.synthia.placement import substrate_mask
-from qupaint.synthia.render import _blur, category_of
+from qupaint.synthia.render import category_of
 from qupaint.synthia.whitebalance import _decode_lut, reference_substrate_color
 
 __all__ = ["DetectorConfig", "detect", "detect_coco"]
@@ -119,7 +120,7 @@ def detect(
     c_ref = reference_substrate_color(img, m_sub, stride=2)
     gain = c_ref / model.substrate
     table = model.lab(gain)  # row 0 substrate, row L = L layers
-    lin = _blur(_decode_lut().astype(np.float32)[img], cfg.blur_sigma_px)
+    lin = blur(_decode_lut().astype(np.float32)[img], cfg.blur_sigma_px)
     if cfg.flat_field:
         lin *= (c_ref / _flat_field(lin, m_sub)).astype(np.float32)
     lab = linear_to_lab(lin.reshape(-1, 3)).reshape(H, W, 3)

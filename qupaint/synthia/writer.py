@@ -57,13 +57,9 @@ def _json_bytes(obj) -> bytes:
 
 
 def _png_bytes(image: np.ndarray) -> bytes:
-    import io
+    from qupaint.synthia.png import encode_png
 
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
+    return encode_png(image)
 
 
 def _init_worker(config_dict: dict) -> None:
