@@ -12,6 +12,13 @@ if os.environ.get("TRITON_INTERPRET") is None:
     if not torch.cuda.is_available():
         os.environ["TRITON_INTERPRET"] = "1"
 
+# The on-disk CIE table cache (qupaint.color.data) goes to a fresh folder per test session,
+# so tests never read tables a previous run left behind; subprocesses inherit it.
+if not os.environ.get("QUPAINT_CACHE_DIR"):
+    import tempfile
+
+    os.environ["QUPAINT_CACHE_DIR"] = tempfile.mkdtemp(prefix="qupaint-test-cache-")
+
 import numpy as np
 import pytest
 

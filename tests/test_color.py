@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import colour
@@ -191,3 +192,42 @@ def test_torch_in_torch_out_and_delta_e():
     x = np.random.default_rng(0).uniform(0, 1, (5, 4, 3))
     flat = srgb_to_lab(x.reshape(-1, 3)).reshape(5, 4, 3)
     assert np.abs(srgb_to_lab(x) - flat).max() == 0
+
+
+def test_cie_tables_disk_cache(tmp_path):
+    # A first process fills the cache from colour-science; a second one computes the same
+    # colours bit-for-bit without importing colour-science (the ~3 s a Synthia worker or a
+    # CLI call would otherwise pay). A damaged cache file is recomputed, not trusted.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from qupaint.optics import stack_color\n"
+        "from qupaint.color import xyz_to_lab\n"
+        "wl = np.arange(400, 701, 5.0)\n"
+        "x = stack_color([('MoS2', np.array([0.7, 2.1])), ('SiO2', 285.0)], wl, illuminant='A')\n"
+        "lab = xyz_to_lab(np.array([[0.3, 0.4, 0.5]]), white='D50')\n"
+        "np.save(sys.argv[1], np.concatenate([np.ravel(x), np.ravel(lab)]))\n"
+        "print('colour' in sys.modules)\n"
+    )
+    env = {**os.environ, "QUPAINT_CACHE_DIR": str(tmp_path / "cache")}
+
+    def run(tag):
+        out = tmp_path / f"{tag}.npy"
+        r = subprocess.run(
+            [sys.executable, "-c", code, str(out)], env=env, capture_output=True, text=True
+        )
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip(), np.load(out)
+
+    imported, first = run("first")
+    assert imported == "True"
+    files = sorted((tmp_path / "cache" / "cie").glob("*.npy"))
+    assert {f.name.split("-")[0] for f in files} == {"cmfs", "illuminant", "white"}
+    imported, second = run("second")
+    assert imported == "False"
+    assert np.array_equal(first, second)
+    files[0].write_bytes(b"not a numpy file")
+    _, third = run("third")
+    assert np.array_equal(first, third)

@@ -38,6 +38,31 @@ double hist_median(const std::uint32_t* h, long long n) {
   return 0.5 * (static_cast<double>(lo) + static_cast<double>(hi));
 }
 
+// numpy median of n uint8 values: a 256-bin histogram plus 16 coarse bins of 16, so the
+// rank search walks at most 16 + 16 bins instead of up to 256 (patches are small: 64-196
+// values, where the scan, not the counting, dominated).
+double small_median_u8(const std::uint8_t* src, long long rows, long long cols, long long stride) {
+  std::uint16_t h[256] = {0};
+  std::uint16_t hc[16] = {0};
+  for (long long r = 0; r < rows; ++r)
+    for (long long q = 0; q < cols; ++q) {
+      const std::uint8_t v = src[r * stride + q];
+      ++h[v];
+      ++hc[v >> 4];
+    }
+  const long long n = rows * cols;
+  auto rank_value = [&](long long rank) {  // smallest v with count(<= v) > rank
+    long long seen = 0;
+    int c = 0;
+    while (seen + hc[c] <= rank) seen += hc[c++];
+    int v = c << 4;
+    while (seen + h[v] <= rank) seen += h[v++];
+    return v;
+  };
+  const int lo = rank_value((n - 1) / 2), hi = rank_value(n / 2);
+  return 0.5 * (static_cast<double>(lo) + static_cast<double>(hi));
+}
+
 template <class T>
 double select_median(T* v, long long n) {
   const long long hi_rank = n / 2;
@@ -77,6 +102,10 @@ void pia_cpu_impl(const T* x, long long B, long long S, long long p, const doubl
       }
     }
   }
+  std::vector<double> bg_lab(static_cast<size_t>(B * 3));  // once per image, not per patch
+  for (long long b = 0; b < B; ++b)
+    srgb_lab(bg[b * 3] * scale[0] + shift[0], bg[b * 3 + 1] * scale[1] + shift[1],
+             bg[b * 3 + 2] * scale[2] + shift[2], bg_lab.data() + 3 * b);
 #pragma omp parallel
   {
     std::vector<T> buf(static_cast<size_t>(p * p));
@@ -87,20 +116,23 @@ void pia_cpu_impl(const T* x, long long B, long long S, long long p, const doubl
       for (int c = 0; c < 3; ++c) {
         const T* src = x + (b * 3 + c) * plane + pi * p * S + pj * p;
         if constexpr (sizeof(T) == 1) {
-          std::uint32_t h[256] = {0};
-          for (long long r = 0; r < p; ++r)
-            for (long long q = 0; q < p; ++q) ++h[src[r * S + q]];
-          med[c] = hist_median(h, p * p);
+          if (p * p < 65536) {
+            med[c] = small_median_u8(src, p, p, S);
+          } else {
+            std::uint32_t h[256] = {0};
+            for (long long r = 0; r < p; ++r)
+              for (long long q = 0; q < p; ++q) ++h[src[r * S + q]];
+            med[c] = hist_median(h, p * p);
+          }
         } else {
           for (long long r = 0; r < p; ++r) std::copy(src + r * S, src + r * S + p, buf.data() + r * p);
           med[c] = select_median(buf.data(), p * p);
         }
       }
-      double lab[3], lab_bg[3];
+      double lab[3];
+      const double* lab_bg = bg_lab.data() + 3 * b;
       srgb_lab(med[0] * scale[0] + shift[0], med[1] * scale[1] + shift[1],
                med[2] * scale[2] + shift[2], lab);
-      srgb_lab(bg[b * 3] * scale[0] + shift[0], bg[b * 3 + 1] * scale[1] + shift[1],
-               bg[b * 3 + 2] * scale[2] + shift[2], lab_bg);
       const double d0 = lab[0] - lab_bg[0], d1 = lab[1] - lab_bg[1], d2 = lab[2] - lab_bg[2];
       out[bp] = static_cast<float>(std::sqrt(d0 * d0 + d1 * d1 + d2 * d2));
     }

@@ -5,12 +5,21 @@ colour-science ships (``colour.MSDS_CMFS``, ``colour.SDS_ILLUMINANTS``); they ar
 caller's grid with colour-science's own ``reshape_msds``/``reshape_sd`` (Sprague or linear
 interpolation, constant extrapolation), so ``spectra_to_xyz`` integrates exactly what
 ``colour.sd_to_XYZ(..., method="Integration", shape=grid)`` does.
+
+Importing colour-science takes ~3 s, which every new process (a CLI call, each Synthia
+worker) would pay for a few hundred numbers. So the tables of named observers and
+illuminants, once put on a grid, are also kept on disk: ``$QUPAINT_CACHE_DIR`` (default
+``~/.cache/qupaint``; ``off`` disables it), one ``.npy`` per (table, grid), keyed by the
+colour-science version, written atomically. Later processes load them without importing
+colour-science; the values are bit-identical.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +57,59 @@ def grid_shape(wavelengths_nm: Any) -> tuple[float, float, float]:
     return float(wl[0]), float(wl[-1]), float(step.mean())
 
 
+_CACHE_FORMAT = 1
+
+
+@functools.cache
+def _cache_dir() -> Path | None:
+    env = os.environ.get("QUPAINT_CACHE_DIR")
+    if env is not None and env.strip().lower() in ("", "off", "0", "none"):
+        return None
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "qupaint"
+
+
+@functools.cache
+def _colour_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("colour-science")
+    except PackageNotFoundError:  # pragma: no cover - a declared dependency
+        return "unknown"
+
+
+def _cache_path(kind: str, key: Any) -> Path | None:
+    root = _cache_dir()
+    if root is None:
+        return None
+    h = hashlib.sha1(repr((_CACHE_FORMAT, _colour_version(), kind, key)).encode()).hexdigest()
+    return root / "cie" / f"{kind}-{h[:20]}.npy"
+
+
+def _disk_cached(kind: str, key: Any, compute) -> np.ndarray:
+    """``compute()`` once per (kind, key) across processes (see the module docstring)."""
+    path = _cache_path(kind, key)
+    if path is not None and path.exists():
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError):  # a damaged file: recompute and replace it
+            pass
+    value = np.ascontiguousarray(compute(), dtype=np.float64)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as fh:
+                np.save(fh, value, allow_pickle=False)
+            os.replace(tmp, path)
+        except OSError:  # read-only home, full disk: the cache is only an optimisation
+            pass
+    return value
+
+
 @functools.cache
 def _colour():
     import colour
@@ -61,11 +123,14 @@ def _spectral_shape(shape: tuple[float, float, float]):
 
 @functools.lru_cache(maxsize=64)
 def _cmfs(shape: tuple[float, float, float]) -> np.ndarray:
-    colour = _colour()
-    from colour.colorimetry import reshape_msds
+    def compute():
+        colour = _colour()
+        from colour.colorimetry import reshape_msds
 
-    cmfs = colour.MSDS_CMFS[CMFS_NAME]
-    return np.ascontiguousarray(reshape_msds(cmfs, _spectral_shape(shape), copy=True).values)
+        cmfs = colour.MSDS_CMFS[CMFS_NAME]
+        return reshape_msds(cmfs, _spectral_shape(shape), copy=True).values
+
+    return _disk_cached("cmfs", (CMFS_NAME, shape), compute)
 
 
 def cmfs_on(wavelengths_nm: Any) -> np.ndarray:
@@ -116,10 +181,13 @@ def _read_two_columns(path: Path) -> np.ndarray:
 
 @functools.lru_cache(maxsize=128)
 def _illuminant_named(key: str, shape: tuple[float, float, float]) -> np.ndarray:
-    from colour.colorimetry import reshape_sd
+    def compute():
+        from colour.colorimetry import reshape_sd
 
-    sd = _illuminant_sd(key)
-    return np.ascontiguousarray(reshape_sd(sd, _spectral_shape(shape), copy=True).values)
+        sd = _illuminant_sd(key)
+        return reshape_sd(sd, _spectral_shape(shape), copy=True).values
+
+    return _disk_cached("illuminant", (key, shape), compute)
 
 
 def illuminant_on(illuminant: Any, wavelengths_nm: Any) -> np.ndarray:
@@ -130,7 +198,9 @@ def illuminant_on(illuminant: Any, wavelengths_nm: Any) -> np.ndarray:
     ``colour.SpectralDistribution``, or an array already sampled on the grid.
     """
     shape = grid_shape(wavelengths_nm)
-    if isinstance(illuminant, str) and illuminant in _colour().SDS_ILLUMINANTS:
+    if isinstance(illuminant, str) and (
+        illuminant in ILLUMINANTS or illuminant in _colour().SDS_ILLUMINANTS
+    ):
         return _illuminant_named(illuminant, shape).copy()
     if isinstance(illuminant, (str, Path, _colour().SpectralDistribution)):
         from colour.colorimetry import reshape_sd
@@ -187,12 +257,16 @@ def xyz_weights(wavelengths_nm: Any, illuminant: Any = "D65") -> np.ndarray:
 
 @functools.lru_cache(maxsize=32)
 def _white_named(name: str) -> tuple[float, float, float]:
-    ccs = _colour().CCS_ILLUMINANTS[CMFS_NAME]
-    if name not in ccs:
-        raise ValueError(
-            f"white: unknown illuminant {name!r}; use e.g. 'D65', 'D50', 'A', 'E' or an XYZ triple"
-        )
-    x, y = (float(v) for v in ccs[name])
+    def compute():
+        ccs = _colour().CCS_ILLUMINANTS[CMFS_NAME]
+        if name not in ccs:
+            raise ValueError(
+                f"white: unknown illuminant {name!r}; use e.g. 'D65', 'D50', 'A', 'E' "
+                "or an XYZ triple"
+            )
+        return np.asarray([float(v) for v in ccs[name]])
+
+    x, y = (float(v) for v in _disk_cached("white", (CMFS_NAME, name), compute))
     return (x / y, 1.0, (1.0 - x - y) / y)
 
 
