@@ -52,6 +52,13 @@ void noise_pairs(long long j0, long long j1, std::uint32_t k1, std::uint32_t k2,
   }
 }
 
+// [0, 1]-clipped value -> 16-bit table index; NaN fails both tests and maps to 0.
+inline std::int32_t quantise(float v) {
+  v = v > 0.0f ? v : 0.0f;
+  v = v < 1.0f ? v : 1.0f;
+  return static_cast<std::int32_t>(v * 65535.0f + 0.5f);
+}
+
 }  // namespace
 
 void synthia_finish_cpu(std::uintptr_t img_, long long H, long long W, long long C,
@@ -85,6 +92,7 @@ void synthia_finish_cpu(std::uintptr_t img_, long long H, long long W, long long
     std::vector<float> pad(static_cast<size_t>((W + 2 * r) * C));
     std::vector<float> h(static_cast<size_t>(row));
     std::vector<float> z(static_cast<size_t>(row + 2));
+    std::vector<std::int32_t> qbuf(static_cast<size_t>(row));
 #pragma omp for schedule(static)
     for (long long y = 0; y < H; ++y) {
       const float* src = r > 0 ? V.data() + y * row : img + y * row;
@@ -115,12 +123,17 @@ void synthia_finish_cpu(std::uintptr_t img_, long long H, long long W, long long
         noise_pairs(j0, j1, k1, k2, z.data());
         zn = z.data() + (base & 1);
       }
-      std::uint8_t* o = out + base;
-      for (long long x = 0; x < row; ++x) {
-        float v = zn ? vals[x] + noise_std * zn[x] : vals[x];
-        v = v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
-        o[x] = lut[static_cast<std::int32_t>(v * 65535.0f + 0.5f)];
+      // quantise (vectorised; NaN -> 0, so the table index is always in range), then look up
+      std::int32_t* q = qbuf.data();
+      if (zn) {
+#pragma GCC ivdep
+        for (long long x = 0; x < row; ++x) q[x] = quantise(vals[x] + noise_std * zn[x]);
+      } else {
+#pragma GCC ivdep
+        for (long long x = 0; x < row; ++x) q[x] = quantise(vals[x]);
       }
+      std::uint8_t* o = out + base;
+      for (long long x = 0; x < row; ++x) o[x] = lut[q[x]];
     }
   }
 }

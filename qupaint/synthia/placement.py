@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from qupaint.pia import pia_map
 
@@ -22,9 +21,10 @@ def substrate_mask(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(M_sub [H, W] bool, A~ [H, W] float32) for an sRGB background [H, W, 3].
 
-    The PIA map is computed on a ``image_size`` square (patch ``patch_size``) and upsampled
-    (nearest) back to H x W. A constant background has A~ = 0 everywhere; then every pixel
-    is substrate (nothing stands out). Pixels at the map's minimum are always substrate.
+    The PIA map is computed on a ``image_size`` square (patch ``patch_size``); the percentile
+    threshold is taken over its patches, and mask and map are upsampled (nearest) to H x W.
+    A constant background has A~ = 0 everywhere; then every pixel is substrate (nothing
+    stands out). Pixels at the map's minimum are always substrate.
     """
     img = np.asarray(background)
     if img.ndim != 3 or img.shape[-1] != 3:
@@ -34,14 +34,20 @@ def substrate_mask(
         torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))),
         patch_size=patch_size,
         image_size=image_size,
-    )
-    a = F.interpolate(a[None, None], size=(H, W), mode="nearest")[0, 0].numpy()
+    ).numpy()
+    # Eq. 19 on the patch map itself (one value per patch, as PIA defines it), then nearest
+    # upsampling by exact integer index maps: floor(i k / H).
+    k = a.shape[0]
+    rows = (np.arange(H) * k) // H
+    cols = (np.arange(W) * k) // W
+    a_full = a[rows][:, cols]
     if float(a.max()) <= 0.0:
-        return np.ones((H, W), bool), a
+        return np.ones((H, W), bool), a_full
     # Eq. 19 is strict (A~ < tau); when more than (100 - percentile)% of the map ties at its
     # minimum (a clean chip), tau equals that minimum and the strict test would mark nothing,
-    # so minimum-contrast pixels always count as substrate.
-    return (a < np.percentile(a, percentile)) | (a == a.min()), a
+    # so minimum-contrast patches always count as substrate.
+    m = (a < np.percentile(a, percentile)) | (a == a.min())
+    return m[rows][:, cols], a_full
 
 
 class PlacementGrid:
