@@ -38,18 +38,21 @@ double hist_median(const std::uint32_t* h, long long n) {
   return 0.5 * (static_cast<double>(lo) + static_cast<double>(hi));
 }
 
-// numpy median of n uint8 values: a 256-bin histogram plus 16 coarse bins of 16, so the
-// rank search walks at most 16 + 16 bins instead of up to 256 (patches are small: 64-196
-// values, where the scan, not the counting, dominated).
+// numpy median of n < 65536 uint8 values: a 256-bin histogram plus 16 coarse bins of 16,
+// so the rank search walks at most 16 + 16 bins instead of up to 256 (patches are small:
+// 64-196 values, where the scan, not the counting, dominated).
 double small_median_u8(const std::uint8_t* src, long long rows, long long cols, long long stride) {
-  std::uint16_t h[256] = {0};
-  std::uint16_t hc[16] = {0};
+  alignas(32) std::uint16_t h[256] = {0};
   for (long long r = 0; r < rows; ++r)
-    for (long long q = 0; q < cols; ++q) {
-      const std::uint8_t v = src[r * stride + q];
-      ++h[v];
-      ++hc[v >> 4];
-    }
+    for (long long q = 0; q < cols; ++q) ++h[src[r * stride + q]];
+  // coarse counts summed afterwards (vector adds): incrementing them per value made a chain
+  // of dependent read-modify-writes on one bin, since a patch's values share a coarse bin
+  std::uint16_t hc[16];
+  for (int c = 0; c < 16; ++c) {
+    std::uint16_t t = 0;
+    for (int v = 0; v < 16; ++v) t += h[16 * c + v];
+    hc[c] = t;
+  }
   const long long n = rows * cols;
   auto rank_value = [&](long long rank) {  // smallest v with count(<= v) > rank
     long long seen = 0;
@@ -93,8 +96,19 @@ void pia_cpu_impl(const T* x, long long B, long long S, long long p, const doubl
     for (long long bc = 0; bc < B * 3; ++bc) {
       const T* src = x + bc * plane;
       if constexpr (sizeof(T) == 1) {
-        std::uint32_t h[256] = {0};
-        for (long long i = 0; i < plane; ++i) ++h[src[i]];
+        // four histograms, merged after: a substrate image repeats a few values, and
+        // consecutive increments of one bin serialise (store-to-load forwarding)
+        std::uint32_t h4[4][256] = {};
+        long long i = 0;
+        for (; i + 4 <= plane; i += 4) {
+          ++h4[0][src[i]];
+          ++h4[1][src[i + 1]];
+          ++h4[2][src[i + 2]];
+          ++h4[3][src[i + 3]];
+        }
+        for (; i < plane; ++i) ++h4[0][src[i]];
+        std::uint32_t h[256];
+        for (int v = 0; v < 256; ++v) h[v] = h4[0][v] + h4[1][v] + h4[2][v] + h4[3][v];
         bg[bc] = hist_median(h, plane);
       } else {
         buf.assign(src, src + plane);
