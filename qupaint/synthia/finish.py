@@ -44,8 +44,9 @@ def encode_lut() -> np.ndarray:
 
 
 def encode_uint8(linear: np.ndarray) -> np.ndarray:
-    """Linear sRGB float -> sRGB-encoded uint8 (clipped to [0, 1]); numpy."""
-    q = (np.clip(linear, 0.0, 1.0) * _ENC_LEVELS + 0.5).astype(np.uint16)
+    """Linear sRGB float -> sRGB-encoded uint8 (clipped to [0, 1], NaN -> 0); numpy."""
+    x = np.nan_to_num(np.asarray(linear, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+    q = (np.clip(x, 0.0, 1.0) * _ENC_LEVELS + 0.5).astype(np.uint16)
     return encode_lut()[q]
 
 
@@ -143,6 +144,8 @@ def finish_image(
     backend: str | None = None,
 ) -> np.ndarray:
     """Linear sRGB ``[H, W, C]`` float -> blurred, noisy, clipped sRGB uint8.
+
+    Values are clipped to [0, 1] after blur and noise; NaN pixels come out black (0).
 
     Parameters
     ----------

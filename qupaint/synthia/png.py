@@ -61,7 +61,7 @@ def encode_png(image: np.ndarray, level: int = 1) -> bytes:
         [
             _SIGNATURE,
             _chunk(b"IHDR", ihdr),
-            _chunk(b"IDAT", _deflate_mod.compress(raw.tobytes(), level)),
+            _chunk(b"IDAT", _deflate_mod.compress(memoryview(raw.reshape(-1)), level)),
             _chunk(b"IEND", b""),
         ]
     )

@@ -168,6 +168,8 @@ def generate(
             # forkserver, not fork: libgomp hangs in a child forked after the parent's
             # OpenMP pool ran (e.g. a user who called Synthia.sample before generate)
             ctx = mp.get_context("forkserver" if os.name == "posix" else "spawn")
+            if os.name == "posix":  # import torch & co. once in the server; workers fork it
+                ctx.set_forkserver_preload(["qupaint.synthia.writer"])
             with ctx.Pool(workers, initializer=_init_worker, initargs=(cfg,)) as pool:
                 for _ in pool.imap_unordered(_render_shard, todo):
                     done += 1
