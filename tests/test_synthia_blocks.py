@@ -113,3 +113,21 @@ def test_rasterize_local_is_the_whole_flake():
     full, (x0, y0, _, _) = rasterize(f, 100.0, 100.0, 400, 400, softness_px=0.5)
     assert alpha.shape == full.shape and np.allclose(alpha, full)
     assert (100 - x0, 100 - y0) == (ox, oy)
+
+
+def test_reference_substrate_color_is_the_median_of_decoded_pixels(rng):
+    # the uint8 path counts codes instead of sorting; it must equal numpy's median of the
+    # pixels linearised through the same decode table exactly, for odd and even counts,
+    # with and without a mask
+    from qupaint.color import srgb_decode
+
+    table = np.asarray(srgb_decode(np.arange(256, dtype=np.uint8)), np.float64)
+    for n in (1, 2, 3, 10, 11, 257):
+        img = rng.integers(0, 256, (n, 3, 3), dtype=np.uint8)
+        mask = rng.random((n, 3)) < 0.7
+        mask[0, 0] = True
+        lin = table[img]
+        assert np.array_equal(reference_substrate_color(img), np.median(lin.reshape(-1, 3), 0))
+        assert np.array_equal(
+            reference_substrate_color(img, mask), np.median(lin[mask].reshape(-1, 3), 0)
+        )

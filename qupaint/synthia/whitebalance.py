@@ -49,10 +49,19 @@ def reference_substrate_color(
             sub = img[mask]
     else:
         sub = img[::stride, ::stride].reshape(-1, 3)
-    # uint8 decodes through an exact 256-entry table; the median commutes with the monotone
-    # decode except for the even-count mean, so decode first, then take the median
-    lin = _decode_lut()[sub] if sub.dtype == np.uint8 else np.asarray(srgb_decode(sub), np.float64)
-    return np.median(lin.reshape(-1, 3), axis=0)
+    sub = sub.reshape(-1, 3)
+    if sub.dtype == np.uint8:
+        # uint8: per-channel counts of the 256 codes; the median of the decoded values is the
+        # decoded middle code, or the mean of the two decoded middle codes for an even count
+        # (= np.median of the decoded pixels, exactly, without sorting them)
+        lut, n = _decode_lut(), len(sub)
+        out = np.empty(3)
+        for c in range(3):
+            cum = np.cumsum(np.bincount(sub[:, c], minlength=256))
+            lo, hi = np.searchsorted(cum, [(n - 1) // 2, n // 2], side="right")
+            out[c] = 0.5 * (lut[lo] + lut[hi])
+        return out
+    return np.median(np.asarray(srgb_decode(sub), np.float64), axis=0)
 
 
 def tmm_substrate_color(
