@@ -50,13 +50,14 @@ def machine() -> dict:
 
 @pytest.fixture
 def peer(benchmark):
-    """``peer(group, name, fn, scale=1.0, ours=False, work=None, rounds=None)``.
+    """``peer(group, name, fn, scale=1.0, ours=False, work=None, rounds=None, extra=None)``.
 
     ``scale`` multiplies the measured time (a subset run extrapolated to the full problem);
-    ``work`` is the number of items the full problem does (for items/s).
+    ``work`` is the number of items the full problem does (for items/s); ``extra`` is a dict
+    saved with the run (``fn`` may fill it in, e.g. counts it produced).
     """
 
-    def run(group, name, fn, scale=1.0, ours=False, work=None, rounds=None):
+    def run(group, name, fn, scale=1.0, ours=False, work=None, rounds=None, extra=None):
         benchmark.group = group
         benchmark.name = name
         if rounds is not None:
@@ -65,6 +66,8 @@ def peer(benchmark):
             benchmark(fn)
         best = benchmark.stats.stats.min * scale
         _RUNS[group][name] = {"seconds": best, "ours": ours, "scale": scale, "work": work}
+        if extra:
+            _RUNS[group][name]["extra"] = extra
 
     return run
 
