@@ -296,7 +296,6 @@ def test_shared_bottom_layers_and_large_phases(rng, backend, dtype):
     # all stacks, layers 1 and 3 vary: only the bottom run of shared layers is pre-folded.
     # Thick layers (up to 20 um) push the phase to ~1e3 rad (range reduction of sincos);
     # weakly absorbing layers at oblique incidence exercise the complex sqrt.
-    name, dev = backend
     B, L, W = 12, 6, 41
     wl = np.linspace(380, 800, W)
     n = rng.uniform(1.2, 4.5, (L, W)) + 1j * rng.uniform(0, 0.05, (L, W))
@@ -307,19 +306,11 @@ def test_shared_bottom_layers_and_large_phases(rng, backend, dtype):
     d[:, 2] = 285.0
     d[:, 3] = rng.uniform(0, 500, B)
     d[:, 4] = 90.0
-    cdt = torch.complex64 if dtype == "float32" else torch.complex128
     # second case: d[:, 3] also shared, so layers 2..4 are all pre-folded
     for th, pol, d3 in [(0.2, "u", d[:, 3].copy()), (0.0, "s", np.full(B, 40.0))]:
         d[:, 3] = d3
         ref = reflectance(n, d, wl, th, pol, backend="reference")
-        out = reflectance(
-            torch.as_tensor(n, dtype=cdt, device=dev),
-            torch.as_tensor(d, device=dev),
-            torch.as_tensor(wl, device=dev),
-            th,
-            pol,
-            backend=name,
-        )
+        out = on_backend(backend, dtype, n, d, wl, th, pol)
         plain = plain_torch_f32_error(n, d, wl, th, pol, ref)
         tol = TOL[dtype] if dtype == "float64" else 2 * plain
         assert np.abs(out.cpu().double().numpy() - ref).max() < tol
@@ -334,7 +325,6 @@ def test_top_layer_only_varies(rng, backend, dtype, L):
     # top coefficients); L = 3 has no layer between the flake and the substrate. Strongly
     # absorbing and transparent flakes, zero, thin and 20 um thick, every polarisation,
     # normal and oblique incidence.
-    name, dev = backend
     B, W = 40, 37
     wl = np.linspace(380, 800, W)
     n = rng.uniform(1.3, 4.5, (L, W)) + 1j * rng.uniform(0, 0.05, (L, W))
@@ -344,7 +334,6 @@ def test_top_layer_only_varies(rng, backend, dtype, L):
     d[:, 0] = d[:, -1] = np.inf
     d[:, 1] = np.concatenate([[0.0, 0.3], rng.uniform(0, 60, B - 12), rng.uniform(0, 20000, 10)])
     d[:, 2:-1] = rng.uniform(50, 400, L - 3)
-    cdt = torch.complex64 if dtype == "float32" else torch.complex128
     for th in (0.0, 0.6):
         for pol in ("s", "p", "u"):
             for k1 in (True, False):  # absorbing / transparent flake
@@ -352,14 +341,7 @@ def test_top_layer_only_varies(rng, backend, dtype, L):
                 if not k1:
                     nn[1] = nn[1].real
                 ref = reflectance(nn, d, wl, th, pol, backend="reference")
-                out = reflectance(
-                    torch.as_tensor(nn, dtype=cdt, device=dev),
-                    torch.as_tensor(d, device=dev),
-                    torch.as_tensor(wl, device=dev),
-                    th,
-                    pol,
-                    backend=name,
-                )
+                out = on_backend(backend, dtype, nn, d, wl, th, pol)
                 if dtype == "float64":
                     err = np.abs(out.cpu().double().numpy() - ref).max()
                     assert err < TOL[dtype], (th, pol, k1)
@@ -377,6 +359,20 @@ def test_top_layer_only_varies(rng, backend, dtype, L):
                     err = np.abs(out.cpu().double().numpy() - ref32).max()
                     plain = plain_torch_f32_error(nn, d, wl, th, pol, ref32)
                     assert err < 2 * plain, (th, pol, k1, err, plain)
+
+
+def on_backend(backend, dtype, n, d, wl, th, pol):
+    """reflectance() of numpy inputs on (backend name, device) in dtype's precision."""
+    name, dev = backend
+    cdt = torch.complex64 if dtype == "float32" else torch.complex128
+    return reflectance(
+        torch.as_tensor(n, dtype=cdt, device=dev),
+        torch.as_tensor(d, device=dev),
+        torch.as_tensor(wl, device=dev),
+        th,
+        pol,
+        backend=name,
+    )
 
 
 def plain_torch_f32_error(n, d, wl, th, pol, ref):
