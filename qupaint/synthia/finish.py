@@ -75,8 +75,8 @@ def blur(img: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def noise_keys(seed: int, index: int) -> tuple[int, int]:
-    """The two 32-bit noise keys of sample ``index`` (numpy's SeedSequence, stable across
-    numpy versions)."""
+    """The two 32-bit noise keys of sample ``index``, drawn from numpy's
+    ``SeedSequence([seed, index, 2])`` (the renderer's own stream is ``[seed, index]``)."""
     k = np.random.SeedSequence([int(seed), int(index), 2]).generate_state(2, dtype=np.uint32)
     return int(k[0]), int(k[1])
 
