@@ -22,38 +22,18 @@ namespace qp {
 
 namespace {
 
-// numpy median of n uint8 values given their histogram
-double hist_median(const std::uint32_t* h, long long n) {
-  const long long lo_rank = (n - 1) / 2, hi_rank = n / 2;  // 0-based ranks of the middle pair
-  long long seen = 0;
-  int lo = -1, hi = -1;
-  for (int v = 0; v < 256; ++v) {
-    seen += h[v];
-    if (lo < 0 && seen > lo_rank) lo = v;
-    if (seen > hi_rank) {
-      hi = v;
-      break;
-    }
-  }
-  return 0.5 * (static_cast<double>(lo) + static_cast<double>(hi));
-}
-
-// numpy median of n < 65536 uint8 values: a 256-bin histogram plus 16 coarse bins of 16,
-// so the rank search walks at most 16 + 16 bins instead of up to 256 (patches are small:
-// 64-196 values, where the scan, not the counting, dominated).
-double small_median_u8(const std::uint8_t* src, long long rows, long long cols, long long stride) {
-  alignas(32) std::uint16_t h[256] = {0};
-  for (long long r = 0; r < rows; ++r)
-    for (long long q = 0; q < cols; ++q) ++h[src[r * stride + q]];
-  // coarse counts summed afterwards (vector adds): incrementing them per value made a chain
-  // of dependent read-modify-writes on one bin, since a patch's values share a coarse bin
-  std::uint16_t hc[16];
+// numpy median of n uint8 values given their 256-bin histogram (counts of type C). Coarse
+// counts over 16 bins of 16 are summed first (vector adds), so each rank search walks at
+// most 16 + 16 bins instead of up to 256; for small patches (64-196 values) the scan, not
+// the counting, dominated.
+template <class C>
+double hist_median(const C* h, long long n) {
+  C hc[16];
   for (int c = 0; c < 16; ++c) {
-    std::uint16_t t = 0;
+    C t = 0;
     for (int v = 0; v < 16; ++v) t += h[16 * c + v];
     hc[c] = t;
   }
-  const long long n = rows * cols;
   auto rank_value = [&](long long rank) {  // smallest v with count(<= v) > rank
     long long seen = 0;
     int c = 0;
@@ -62,8 +42,18 @@ double small_median_u8(const std::uint8_t* src, long long rows, long long cols, 
     while (seen + h[v] <= rank) seen += h[v++];
     return v;
   };
-  const int lo = rank_value((n - 1) / 2), hi = rank_value(n / 2);
+  const int lo = rank_value((n - 1) / 2), hi = rank_value(n / 2);  // the middle pair
   return 0.5 * (static_cast<double>(lo) + static_cast<double>(hi));
+}
+
+// numpy median of n < 65536 uint8 values of a patch. Only the fine bins are counted per
+// value: incrementing coarse bins too made a chain of dependent read-modify-writes on one
+// bin, since a patch's values share a coarse bin.
+double small_median_u8(const std::uint8_t* src, long long rows, long long cols, long long stride) {
+  alignas(32) std::uint16_t h[256] = {0};
+  for (long long r = 0; r < rows; ++r)
+    for (long long q = 0; q < cols; ++q) ++h[src[r * stride + q]];
+  return hist_median(h, rows * cols);
 }
 
 template <class T>

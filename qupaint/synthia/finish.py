@@ -173,4 +173,5 @@ def finish_image(
         raise ValueError(f"noise_std must be finite and >= 0; got {noise_std}")
     img = np.ascontiguousarray(img, dtype=np.float32)
     _, fn = _backend.select("synthia_finish", "cpu", backend)
-    return fn(img, float(blur_sigma), float(noise_std), noise_keys(seed, index))
+    keys = noise_keys(seed, index) if noise_std > 0 else (0, 0)  # no noise: keys unused
+    return fn(img, float(blur_sigma), float(noise_std), keys)
