@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from qupaint import _backend
-from qupaint.color import SRGB_TO_XYZ, spectra_to_xyz, srgb_to_lab, white_xyz
+from qupaint.color import SRGB_TO_XYZ, spectra_to_xyz, srgb_to_lab, stack_color, white_xyz
 from qupaint.optics import DEFAULT_WAVELENGTHS_NM as WL
-from qupaint.optics import stack_color, stack_reflectance
+from qupaint.optics import stack_reflectance
 
 NPIX = 1_000_000
 LAB = "srgb_to_lab-1e6px"

@@ -4,11 +4,12 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <array>
-
 #include <string>
 
 #include "cpu/kernels.h"
+#ifdef QUPAINT_WITH_CUDA
+#include "cuda/kernels.h"
+#endif
 #include "qupaint/fastmath.h"
 
 #ifdef _OPENMP
@@ -19,6 +20,9 @@
 #endif
 
 namespace py = pybind11;
+using qp::ColorArgs;
+using qp::ColorSpace;
+using qp::PixelArgs;
 using qp::TmmArgs;
 
 namespace {
@@ -34,24 +38,6 @@ int cuda_device_count() {
 #else
   return 0;
 #endif
-}
-
-TmmArgs tmm_args(std::uintptr_t n, long long n_sb, long long n_sl, long long n_sw, std::uintptr_t d,
-                 long long d_sb, long long d_sl, std::uintptr_t sin0, long long sin0_sb,
-                 std::uintptr_t wl, long long B, long long L, long long W, int pol,
-                 std::uintptr_t out) {
-  return TmmArgs{n, n_sb, n_sl, n_sw, d, d_sb, d_sl, sin0, sin0_sb, wl, B, L, W, pol, out};
-}
-
-using Vec3 = std::array<double, 3>;
-using Mat3 = std::array<double, 9>;
-
-qp::ColorArgs color_args(std::uintptr_t weights, int space, const Vec3& white, const Mat3& minv,
-                         std::uintptr_t out) {
-  qp::ColorArgs c{weights, space, {}, {}, out};
-  for (int i = 0; i < 3; ++i) c.white[i] = white[i];
-  for (int i = 0; i < 9; ++i) c.minv[i] = minv[i];
-  return c;
 }
 
 // Elementwise qupaint/fastmath.h functions, for the accuracy tests (tests/test_fastmath.py):
@@ -73,11 +59,20 @@ void fastmath_eval(int fn, const T* x, long long n, T* out) {
   }
 }
 
-// dtype dispatch: "float32" -> float, anything else -> double
+// dtype dispatch: "float32" -> float, "float64" -> double; anything else is a ValueError
+// (a buffer read as the wrong type gives garbage, never an error, so none may slip through).
 template <class F32, class F64>
 void by_dtype(const std::string& dtype, F32 f32, F64 f64) {
   if (dtype == "float32") f32();
-  else f64();
+  else if (dtype == "float64") f64();
+  else throw py::value_error("dtype must be 'float32' or 'float64'; got '" + dtype + "'");
+}
+
+// Runs f<float> or f<double> (a generic lambda taking a type tag) without the GIL.
+template <class F>
+void run_typed(const std::string& dtype, F f) {
+  py::gil_scoped_release release;
+  by_dtype(dtype, [&] { f(float{}); }, [&] { f(double{}); });
 }
 
 }  // namespace
@@ -115,50 +110,62 @@ PYBIND11_MODULE(_C, m) {
 #endif
   });
 
-  m.def(
-      "tmm_reflectance_cpu",
-      [](const std::string& dtype, std::uintptr_t n, long long n_sb, long long n_sl, long long n_sw,
-         std::uintptr_t d, long long d_sb, long long d_sl, std::uintptr_t sin0, long long sin0_sb,
-         std::uintptr_t wl, long long B, long long L, long long W, int pol, std::uintptr_t out) {
-        const TmmArgs a = tmm_args(n, n_sb, n_sl, n_sw, d, d_sb, d_sl, sin0, sin0_sb, wl, B, L, W, pol, out);
-        py::gil_scoped_release release;
-        if (dtype == "float32") qp::tmm_reflectance_cpu<float>(a);
-        else qp::tmm_reflectance_cpu<double>(a);
-      });
-  m.def(
-      "stack_color_cpu",
-      [](const std::string& dtype, std::uintptr_t n, long long n_sb, long long n_sl, long long n_sw,
-         std::uintptr_t d, long long d_sb, long long d_sl, std::uintptr_t sin0, long long sin0_sb,
-         std::uintptr_t wl, long long B, long long L, long long W, int pol, std::uintptr_t weights,
-         int space, const Vec3& white, const Mat3& minv, std::uintptr_t out) {
-        const TmmArgs a = tmm_args(n, n_sb, n_sl, n_sw, d, d_sb, d_sl, sin0, sin0_sb, wl, B, L, W, pol, 0);
-        const qp::ColorArgs c = color_args(weights, space, white, minv, out);
-        py::gil_scoped_release release;
-        by_dtype(dtype, [&] { qp::stack_color_cpu<float>(a, c); }, [&] { qp::stack_color_cpu<double>(a, c); });
-      });
-  m.def(
-      "srgb_to_lab_cpu",
-      [](const std::string& dtype, std::uintptr_t in, int in_kind, long long n, long long si, long long sc,
-         const Vec3& white, std::uintptr_t out) {
-        py::gil_scoped_release release;
-        by_dtype(dtype, [&] { qp::srgb_to_lab_cpu<float>(in, in_kind, n, si, sc, white.data(), out); },
-                 [&] { qp::srgb_to_lab_cpu<double>(in, in_kind, n, si, sc, white.data(), out); });
-      });
-  m.def(
-      "lab_to_srgb_cpu",
-      [](const std::string& dtype, std::uintptr_t in, long long n, long long si, long long sc,
-         const Vec3& white, const Mat3& minv, bool clip, std::uintptr_t out) {
-        py::gil_scoped_release release;
-        by_dtype(dtype, [&] { qp::lab_to_srgb_cpu<float>(in, n, si, sc, white.data(), minv.data(), clip, out); },
-                 [&] { qp::lab_to_srgb_cpu<double>(in, n, si, sc, white.data(), minv.data(), clip, out); });
-      });
+  // Argument structs: Python fills the fields by name (qupaint/args.h documents them).
+  py::class_<TmmArgs>(m, "TmmArgs", "A batch of thin-film stacks: pointers, element strides, sizes.")
+      .def(py::init<>())
+      .def_readwrite("n", &TmmArgs::n)
+      .def_readwrite("n_sb", &TmmArgs::n_sb)
+      .def_readwrite("n_sl", &TmmArgs::n_sl)
+      .def_readwrite("n_sw", &TmmArgs::n_sw)
+      .def_readwrite("d", &TmmArgs::d)
+      .def_readwrite("d_sb", &TmmArgs::d_sb)
+      .def_readwrite("d_sl", &TmmArgs::d_sl)
+      .def_readwrite("sin0", &TmmArgs::sin0)
+      .def_readwrite("sin0_sb", &TmmArgs::sin0_sb)
+      .def_readwrite("wl", &TmmArgs::wl)
+      .def_readwrite("B", &TmmArgs::B)
+      .def_readwrite("L", &TmmArgs::L)
+      .def_readwrite("W", &TmmArgs::W)
+      .def_readwrite("pol", &TmmArgs::pol)
+      .def_readwrite("out", &TmmArgs::out);
+  py::class_<ColorSpace>(m, "ColorSpace", "Lab white (XYZ) and the linear RGB <-> XYZ matrices (row-major).")
+      .def(py::init<>())
+      .def_readwrite("white", &ColorSpace::white)
+      .def_readwrite("rgb_to_xyz", &ColorSpace::rgb_to_xyz)
+      .def_readwrite("xyz_to_rgb", &ColorSpace::xyz_to_rgb);
+  py::class_<ColorArgs>(m, "ColorArgs", "Fused stack colour: weights [W, 3], output space, out [B, 3].")
+      .def(py::init<>())
+      .def_readwrite("weights", &ColorArgs::weights)
+      .def_readwrite("space", &ColorArgs::space)
+      .def_readwrite("out", &ColorArgs::out);
+  py::class_<PixelArgs>(m, "PixelArgs", "n pixels of 3 channels: pointer, kind, strides, out [n, 3].")
+      .def(py::init<>())
+      .def_readwrite("input", &PixelArgs::in)
+      .def_readwrite("in_kind", &PixelArgs::in_kind)
+      .def_readwrite("n", &PixelArgs::n)
+      .def_readwrite("si", &PixelArgs::si)
+      .def_readwrite("sc", &PixelArgs::sc)
+      .def_readwrite("out", &PixelArgs::out);
+
+  m.def("tmm_reflectance_cpu", [](const std::string& dtype, const TmmArgs& a) {
+    run_typed(dtype, [&](auto t) { qp::tmm_reflectance_cpu<decltype(t)>(a); });
+  });
+  m.def("stack_color_cpu", [](const std::string& dtype, const TmmArgs& a, const ColorArgs& c, const ColorSpace& cs) {
+    run_typed(dtype, [&](auto t) { qp::stack_color_cpu<decltype(t)>(a, c, cs); });
+  });
+  m.def("srgb_to_lab_cpu", [](const std::string& dtype, const PixelArgs& p, const ColorSpace& cs) {
+    run_typed(dtype, [&](auto t) { qp::srgb_to_lab_cpu<decltype(t)>(p, cs); });
+  });
+  m.def("lab_to_srgb_cpu", [](const std::string& dtype, const PixelArgs& p, const ColorSpace& cs, bool clip) {
+    run_typed(dtype, [&](auto t) { qp::lab_to_srgb_cpu<decltype(t)>(p, cs, clip); });
+  });
   m.def(
       "_fastmath",
       [](const std::string& dtype, int fn, std::uintptr_t x, long long n, std::uintptr_t out) {
-        py::gil_scoped_release release;
-        by_dtype(dtype,
-                 [&] { fastmath_eval(fn, reinterpret_cast<const float*>(x), n, reinterpret_cast<float*>(out)); },
-                 [&] { fastmath_eval(fn, reinterpret_cast<const double*>(x), n, reinterpret_cast<double*>(out)); });
+        run_typed(dtype, [&](auto t) {
+          using T = decltype(t);
+          fastmath_eval(fn, reinterpret_cast<const T*>(x), n, reinterpret_cast<T*>(out));
+        });
       },
       "Test hook: elementwise fastmath cis (0), exp (1), log (2), cbrt (3) over n contiguous values.");
   m.def(
@@ -170,51 +177,26 @@ PYBIND11_MODULE(_C, m) {
       });
   m.def(
       "pia_cpu",
-      [](std::uintptr_t x, bool is_uint8, long long B, long long S, long long p, const Vec3& scale,
-         const Vec3& shift, bool normalize, std::uintptr_t out) {
+      [](std::uintptr_t x, bool is_uint8, long long B, long long S, long long p, const qp::Vec3d& scale,
+         const qp::Vec3d& shift, bool normalize, const ColorSpace& cs, std::uintptr_t out) {
         py::gil_scoped_release release;
-        qp::pia_cpu(x, is_uint8, B, S, p, scale.data(), shift.data(), normalize, out);
+        qp::pia_cpu(x, is_uint8, B, S, p, scale.data(), shift.data(), normalize, cs, out);
       });
 #ifdef QUPAINT_WITH_CUDA
-  m.def(
-      "stack_color_cuda",
-      [](const std::string& dtype, std::uintptr_t n, long long n_sb, long long n_sl, long long n_sw,
-         std::uintptr_t d, long long d_sb, long long d_sl, std::uintptr_t sin0, long long sin0_sb,
-         std::uintptr_t wl, long long B, long long L, long long W, int pol, std::uintptr_t weights,
-         int space, const Vec3& white, const Mat3& minv, std::uintptr_t out, std::uintptr_t stream) {
-        const TmmArgs a = tmm_args(n, n_sb, n_sl, n_sw, d, d_sb, d_sl, sin0, sin0_sb, wl, B, L, W, pol, 0);
-        const qp::ColorArgs c = color_args(weights, space, white, minv, out);
-        py::gil_scoped_release release;
-        by_dtype(dtype, [&] { qp::stack_color_cuda<float>(a, c, stream); },
-                 [&] { qp::stack_color_cuda<double>(a, c, stream); });
-      });
-  m.def(
-      "srgb_to_lab_cuda",
-      [](const std::string& dtype, std::uintptr_t in, int in_kind, long long n, long long si, long long sc,
-         const Vec3& white, std::uintptr_t out, std::uintptr_t stream) {
-        py::gil_scoped_release release;
-        by_dtype(dtype, [&] { qp::srgb_to_lab_cuda<float>(in, in_kind, n, si, sc, white.data(), out, stream); },
-                 [&] { qp::srgb_to_lab_cuda<double>(in, in_kind, n, si, sc, white.data(), out, stream); });
-      });
-  m.def(
-      "lab_to_srgb_cuda",
-      [](const std::string& dtype, std::uintptr_t in, long long n, long long si, long long sc,
-         const Vec3& white, const Mat3& minv, bool clip, std::uintptr_t out, std::uintptr_t stream) {
-        py::gil_scoped_release release;
-        by_dtype(dtype,
-                 [&] { qp::lab_to_srgb_cuda<float>(in, n, si, sc, white.data(), minv.data(), clip, out, stream); },
-                 [&] { qp::lab_to_srgb_cuda<double>(in, n, si, sc, white.data(), minv.data(), clip, out, stream); });
-      });
-  m.def(
-      "tmm_reflectance_cuda",
-      [](const std::string& dtype, std::uintptr_t n, long long n_sb, long long n_sl, long long n_sw,
-         std::uintptr_t d, long long d_sb, long long d_sl, std::uintptr_t sin0, long long sin0_sb,
-         std::uintptr_t wl, long long B, long long L, long long W, int pol, std::uintptr_t out,
-         std::uintptr_t stream) {
-        const TmmArgs a = tmm_args(n, n_sb, n_sl, n_sw, d, d_sb, d_sl, sin0, sin0_sb, wl, B, L, W, pol, out);
-        py::gil_scoped_release release;
-        if (dtype == "float32") qp::tmm_reflectance_cuda<float>(a, stream);
-        else qp::tmm_reflectance_cuda<double>(a, stream);
-      });
+  m.def("tmm_reflectance_cuda", [](const std::string& dtype, const TmmArgs& a, std::uintptr_t stream) {
+    run_typed(dtype, [&](auto t) { qp::tmm_reflectance_cuda<decltype(t)>(a, stream); });
+  });
+  m.def("stack_color_cuda", [](const std::string& dtype, const TmmArgs& a, const ColorArgs& c,
+                               const ColorSpace& cs, std::uintptr_t stream) {
+    run_typed(dtype, [&](auto t) { qp::stack_color_cuda<decltype(t)>(a, c, cs, stream); });
+  });
+  m.def("srgb_to_lab_cuda", [](const std::string& dtype, const PixelArgs& p, const ColorSpace& cs,
+                               std::uintptr_t stream) {
+    run_typed(dtype, [&](auto t) { qp::srgb_to_lab_cuda<decltype(t)>(p, cs, stream); });
+  });
+  m.def("lab_to_srgb_cuda", [](const std::string& dtype, const PixelArgs& p, const ColorSpace& cs,
+                               bool clip, std::uintptr_t stream) {
+    run_typed(dtype, [&](auto t) { qp::lab_to_srgb_cuda<decltype(t)>(p, cs, clip, stream); });
+  });
 #endif
 }

@@ -1,7 +1,18 @@
 """qupaint: physics-aware tools for 2D quantum-material discovery (QuPAINT, arXiv:2602.17478).
 
-Stages, each usable on its own: :mod:`qupaint.optics` (n,k tables, transfer-matrix
-reflectance), :mod:`qupaint.color` (spectra to CIE XYZ, sRGB, CIELAB).
+The pipeline, one subpackage per stage, each usable on its own (imports only flow forward;
+see docs/architecture.md):
+
+* :mod:`qupaint.optics`: cited n,k tables and batched transfer-matrix reflectance;
+* :mod:`qupaint.color`: spectra to CIE XYZ, sRGB and CIELAB, the fused stack colour and the
+  layer colour model;
+* :mod:`qupaint.pia` and :mod:`qupaint.gate`: the physics-informed attention map (Alg. 2)
+  and the token gate;
+* :mod:`qupaint.synthia`: synthetic microscopy images with COCO labels (Alg. 1);
+* :mod:`qupaint.instruct`: the QMat-Instruct corpus;
+* :mod:`qupaint.model` and :mod:`qupaint.train`: the QuPAINT model and its trainer;
+* :mod:`qupaint.bench`: QF-Bench metrics, answer parsing and the physics detector;
+* :mod:`qupaint.cli`: the ``qupaint`` command.
 """
 
 from __future__ import annotations

@@ -102,7 +102,13 @@ def available(backend: str, device_type: str = "cpu") -> tuple[bool, str]:
     if backend == "triton":
         if not _triton_importable():
             return False, "triton is not installed (pip install triton)"
-        if device_type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1":
+        if os.environ.get("TRITON_INTERPRET") == "1":
+            return True, ""
+        if device_type == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                return False, "no CUDA device is visible (TRITON_INTERPRET=1 runs it on CPU)"
             return True, ""
         return False, "triton runs on CUDA tensors (or on CPU with TRITON_INTERPRET=1)"
     raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")

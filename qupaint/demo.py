@@ -14,15 +14,22 @@ For every material, 1-10 layers on 90 nm and 285 nm SiO2/Si at normal incidence
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from qupaint.optics import DEFAULT_WAVELENGTHS_NM, flake_layers, stack_reflectance
+from qupaint._io import atomic_open, write_json
+from qupaint.categories import CATEGORY_NAMES
+from qupaint.optics import (
+    DEFAULT_WAVELENGTHS_NM,
+    FLAKE_MATERIALS,
+    flake_layers,
+    get_material,
+    stack_reflectance,
+)
 
-MATERIALS = ("hBN", "graphene", "MoS2", "MoSe2", "MoWSe2", "WS2", "WSe2", "WTe2")
+#: the QF-Bench materials under their canonical names (hBN, graphene, ...)
+MATERIALS = tuple(get_material(m).name for m in FLAKE_MATERIALS)
 OXIDES_NM = (90.0, 285.0)
 LAYERS = tuple(range(1, 11))
 
@@ -44,34 +51,19 @@ def contrast_table(wavelengths_nm=DEFAULT_WAVELENGTHS_NM, backend=None):
     return out
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _write_rows(path: Path, header: list[str], rows) -> None:
     """CSV with a header row, written atomically (temp file + rename)."""
-
-    def write(tmp):
-        with open(tmp, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(header)
-            w.writerows(rows)
-
-    _atomic_write(path, write)
+    with atomic_open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
 
 
 def _save_fig(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, dpi=110, format="png")
     plt.close(fig)
 
 
@@ -154,8 +146,7 @@ ILLUMINANTS = ("D65", "A")
 
 def color_table(backend=None):
     """{(material, oxide, illuminant): (substrate rgb [3], flake rgb [10, 3], dE [10])}."""
-    from qupaint.color import delta_e, srgb_encode, xyz_to_lab, xyz_to_linear_srgb
-    from qupaint.optics import stack_color
+    from qupaint.color import delta_e, srgb_encode, stack_color, xyz_to_lab, xyz_to_linear_srgb
 
     def rgb_lab(xyz, ill):
         rgb = np.clip(srgb_encode(np.clip(xyz_to_linear_srgb(xyz), 0.0, 1.0)), 0.0, 1.0)
@@ -248,15 +239,15 @@ def synthia_contact_sheet(path: Path, per_material: int = 4, size: int = 256) ->
     import matplotlib.pyplot as plt
 
     from qupaint.synthia import Synthia, SynthiaConfig
-    from qupaint.synthia.render import MATERIALS as SYN_MATERIALS
 
     fig, axes = plt.subplots(
-        len(SYN_MATERIALS),
+        len(FLAKE_MATERIALS),
         per_material,
-        figsize=(2.2 * per_material, 2.2 * len(SYN_MATERIALS)),
+        figsize=(2.2 * per_material, 2.2 * len(FLAKE_MATERIALS)),
         constrained_layout=True,
     )
-    for r, mat in enumerate(SYN_MATERIALS):
+    colors = {1: "yellow", 2: "orange", 3: "red"}
+    for r, mat in enumerate(FLAKE_MATERIALS):
         syn = Synthia(
             SynthiaConfig(seed=r, height=size, width=size, materials=(mat,), radius_px=(8.0, 40.0))
         )
@@ -266,15 +257,14 @@ def synthia_contact_sheet(path: Path, per_material: int = 4, size: int = 256) ->
             ax.imshow(s.image)
             for a in s.annotations:
                 x, y, w, h = a["bbox"]
-                color = {1: "yellow", 2: "orange", 3: "red"}[a["category_id"]]
+                color = colors[a["category_id"]]
                 ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, lw=0.6, ec=color))
             ax.set_xticks([])
             ax.set_yticks([])
             if col == 0:
                 ax.set_ylabel(mat)
-    fig.suptitle(
-        "Synthia samples on 285 nm SiO2/Si, D65 (boxes: yellow Mono, orange Few, red Thick)"
-    )
+    legend = ", ".join(f"{colors[i]} {name}" for i, name in CATEGORY_NAMES.items())
+    fig.suptitle(f"Synthia samples on 285 nm SiO2/Si, D65 (boxes: {legend})")
     _save_fig(fig, path)
 
 
@@ -283,8 +273,6 @@ def pipeline(out: Path, steps: int = 120, log=None) -> list[Path]:
     a few steps of the tiny QuPAINT model -> QF-Bench evaluation (model and the physics
     detector). The tiny model is random and trained for seconds: its AP shows the plumbing
     works, not what a real model achieves."""
-    import json
-
     from qupaint.bench.detector import detect_coco
     from qupaint.bench.metrics import evaluate_detection
     from qupaint.bench.model_eval import evaluate_model_detection
@@ -293,7 +281,6 @@ def pipeline(out: Path, steps: int = 120, log=None) -> list[Path]:
     from qupaint.model import QuPAINTProcessor
     from qupaint.model.modeling import QuPAINTForConditionalGeneration
     from qupaint.synthia import SynthiaConfig, generate
-    from qupaint.synthia.writer import atomic_write_bytes
     from qupaint.train import load_config, train
 
     def say(msg):
@@ -326,7 +313,7 @@ def pipeline(out: Path, steps: int = 120, log=None) -> list[Path]:
         "example_answer": m["answers"][0][:400],
     }
     path = out / "pipeline.json"
-    atomic_write_bytes(path, (json.dumps(report, indent=2) + "\n").encode())
+    write_json(path, report)
     return [path, run_dir / "model.safetensors"]
 
 

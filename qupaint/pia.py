@@ -23,8 +23,7 @@ import torch.nn.functional as F
 
 from qupaint import _backend
 from qupaint._arrays import as_tensor, check_finite, common_device, pointer, to_output
-from qupaint.color.convert import SRGB_TO_XYZ, _decode, _mat, _xyz_to_lab_ref
-from qupaint.color.data import white_xyz
+from qupaint.color import SRGB_TO_XYZ, kernel_color_space, srgb_to_lab, white_xyz
 
 __all__ = ["pia_map", "pia_scores", "PIA", "pia_reference"]
 
@@ -38,10 +37,13 @@ def _median(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * (torch.kthvalue(x, n // 2, dim=-1).values + hi)
 
 
+#: PIA's colour space (QuPAINT Eq. 10): sRGB-encoded pixels, CIELAB relative to D65
+WHITE = "D65"
+
+
 def _lab(rgb: torch.Tensor) -> torch.Tensor:
-    """sRGB-encoded [..., 3] -> CIELAB (D65), float64."""
-    x = rgb.to(torch.float64)
-    return _xyz_to_lab_ref(_decode(x) @ _mat(SRGB_TO_XYZ, x).T, white_xyz("D65"))
+    """sRGB-encoded [..., 3] -> CIELAB (D65), float64, by the colour reference."""
+    return srgb_to_lab(rgb.to(torch.float64), white=WHITE, backend="reference", check=False)
 
 
 def pia_reference(
@@ -93,6 +95,7 @@ def _pia_cpu(x, patch_size, scale, shift, normalize):
         scale.tolist(),
         shift.tolist(),
         bool(normalize),
+        kernel_color_space(WHITE),
         pointer(out),
     )
     return out
@@ -113,6 +116,8 @@ def _pia_triton(x, patch_size, scale, shift, normalize):
         shift.to(x.device, torch.float32),
         lab_bg,
         normalize,
+        rgb_to_xyz=SRGB_TO_XYZ.reshape(-1).tolist(),
+        white=white_xyz(WHITE),
     )
 
 

@@ -203,7 +203,7 @@ def test_cie_tables_disk_cache(tmp_path):
 
     code = (
         "import sys, numpy as np\n"
-        "from qupaint.optics import stack_color\n"
+        "from qupaint.color import stack_color\n"
         "from qupaint.color import xyz_to_lab\n"
         "wl = np.arange(400, 701, 5.0)\n"
         "x = stack_color([('MoS2', np.array([0.7, 2.1])), ('SiO2', 285.0)], wl, illuminant='A')\n"

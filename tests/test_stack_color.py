@@ -7,8 +7,8 @@ import pytest
 import torch
 from conftest import backend_params
 
-from qupaint.color import spectra_to_xyz, xyz_to_lab, xyz_to_linear_srgb
-from qupaint.optics import flake_layers, stack_color, stack_reflectance
+from qupaint.color import spectra_to_xyz, stack_color, xyz_to_lab, xyz_to_linear_srgb
+from qupaint.optics import flake_layers, stack_reflectance
 
 BACKENDS = backend_params("stack_color")
 

@@ -38,21 +38,23 @@ void store_block(T* out, long long start, long long m, const T* c0, const T* c1,
 }  // namespace
 
 template <class T>
-void srgb_to_lab_cpu(std::uintptr_t in, int in_kind, long long n, long long si, long long sc,
-                     const double* white, std::uintptr_t out) {
-  const T inv_white[3] = {T(1 / white[0]), T(1 / white[1]), T(1 / white[2])};
+void srgb_to_lab_cpu(const PixelArgs& pa, const ColorSpace& cs) {
+  const long long n = pa.n, si = pa.si, sc = pa.sc;
+  T inv_white[3];
+  inverse_white(cs, inv_white);
+  const Mat3<T> rgb_to_xyz = mat3_cast<T>(cs.rgb_to_xyz);
   T lut[256];
   for (int v = 0; v < 256; ++v) lut[v] = srgb_decode<LibMath>(static_cast<T>(v / 255.0));
-  const T* fin = reinterpret_cast<const T*>(in);
-  const std::uint8_t* u8 = reinterpret_cast<const std::uint8_t*>(in);
-  T* o = reinterpret_cast<T*>(out);
+  const T* fin = reinterpret_cast<const T*>(pa.in);
+  const std::uint8_t* u8 = reinterpret_cast<const std::uint8_t*>(pa.in);
+  T* o = reinterpret_cast<T*>(pa.out);
   const long long nblocks = (n + BLOCK - 1) / BLOCK;
 #pragma omp parallel for schedule(static)
   for (long long blk = 0; blk < nblocks; ++blk) {
     T c0[BLOCK], c1[BLOCK], c2[BLOCK], L[BLOCK], A[BLOCK], Bv[BLOCK];
     const long long start = blk * BLOCK;
     const long long m = (n - start) < BLOCK ? (n - start) : BLOCK;
-    if (in_kind == 1) {
+    if (pa.in_kind == 1) {
       for (long long i = 0; i < m; ++i) {
         const long long p = (start + i) * si;
         c0[i] = lut[u8[p]];
@@ -71,7 +73,7 @@ void srgb_to_lab_cpu(std::uintptr_t in, int in_kind, long long n, long long si, 
 #pragma GCC ivdep
     for (long long i = 0; i < m; ++i) {
       T lab[3];
-      linear_to_lab<FastMath>(c0[i], c1[i], c2[i], inv_white, lab);
+      linear_to_lab<FastMath>(c0[i], c1[i], c2[i], rgb_to_xyz, inv_white, lab);
       L[i] = lab[0];
       A[i] = lab[1];
       Bv[i] = lab[2];
@@ -81,13 +83,12 @@ void srgb_to_lab_cpu(std::uintptr_t in, int in_kind, long long n, long long si, 
 }
 
 template <class T>
-void lab_to_srgb_cpu(std::uintptr_t in, long long n, long long si, long long sc, const double* white,
-                     const double* minv_d, bool clip, std::uintptr_t out) {
-  const T w[3] = {T(white[0]), T(white[1]), T(white[2])};
-  T minv[9];
-  for (int i = 0; i < 9; ++i) minv[i] = static_cast<T>(minv_d[i]);
-  const T* fin = reinterpret_cast<const T*>(in);
-  T* o = reinterpret_cast<T*>(out);
+void lab_to_srgb_cpu(const PixelArgs& pa, const ColorSpace& cs, bool clip) {
+  const long long n = pa.n, si = pa.si, sc = pa.sc;
+  const T w[3] = {T(cs.white[0]), T(cs.white[1]), T(cs.white[2])};
+  const Mat3<T> minv = mat3_cast<T>(cs.xyz_to_rgb);
+  const T* fin = reinterpret_cast<const T*>(pa.in);
+  T* o = reinterpret_cast<T*>(pa.out);
   const long long nblocks = (n + BLOCK - 1) / BLOCK;
 #pragma omp parallel for schedule(static)
   for (long long blk = 0; blk < nblocks; ++blk) {
@@ -115,13 +116,9 @@ void lab_to_srgb_cpu(std::uintptr_t in, long long n, long long si, long long sc,
   }
 }
 
-template void srgb_to_lab_cpu<float>(std::uintptr_t, int, long long, long long, long long,
-                                     const double*, std::uintptr_t);
-template void srgb_to_lab_cpu<double>(std::uintptr_t, int, long long, long long, long long,
-                                      const double*, std::uintptr_t);
-template void lab_to_srgb_cpu<float>(std::uintptr_t, long long, long long, long long,
-                                     const double*, const double*, bool, std::uintptr_t);
-template void lab_to_srgb_cpu<double>(std::uintptr_t, long long, long long, long long,
-                                      const double*, const double*, bool, std::uintptr_t);
+template void srgb_to_lab_cpu<float>(const PixelArgs&, const ColorSpace&);
+template void srgb_to_lab_cpu<double>(const PixelArgs&, const ColorSpace&);
+template void lab_to_srgb_cpu<float>(const PixelArgs&, const ColorSpace&, bool);
+template void lab_to_srgb_cpu<double>(const PixelArgs&, const ColorSpace&, bool);
 
 }  // namespace qp

@@ -7,7 +7,8 @@
 //    B x k*k): histogram for uint8, nth_element on a stack copy for float;
 // 3. epilogue per patch: medians -> per-channel affine (x * scale + shift: 1/255 for uint8,
 //    std/mean to undo a processor's normalisation; medians commute with it) -> sRGB ->
-//    CIELAB (D65) in double -> Delta-E to the background; then per-image min-max
+//    CIELAB (colour space cs: D65 sRGB from Python) in double -> Delta-E to the background;
+//    then per-image min-max
 //    normalisation (a constant map gives zeros).
 // "Median" is numpy's: the mean of the two middle values for an even count.
 // Traffic: one read of the image per pass (two passes), k*k floats written.
@@ -66,17 +67,23 @@ double select_median(T* v, long long n) {
   return 0.5 * (lo + hi);
 }
 
-void srgb_lab(double r, double g, double b, double* lab) {
-  static const double iw[3] = {1 / 0.95045592705167173, 1.0, 1 / 1.0890577507598784};
-  linear_to_lab<LibMath>(srgb_decode<LibMath>(r), srgb_decode<LibMath>(g), srgb_decode<LibMath>(b),
-                         iw, lab);
-}
+// sRGB-encoded -> CIELAB in double
+struct SrgbToLab {
+  Mat3<double> m;
+  double iw[3];
+  explicit SrgbToLab(const ColorSpace& cs) : m(mat3_cast<double>(cs.rgb_to_xyz)) { inverse_white(cs, iw); }
+  void operator()(double r, double g, double b, double* lab) const {
+    linear_to_lab<LibMath>(srgb_decode<LibMath>(r), srgb_decode<LibMath>(g), srgb_decode<LibMath>(b), m,
+                           iw, lab);
+  }
+};
 
 }  // namespace
 
 template <class T>
 void pia_cpu_impl(const T* x, long long B, long long S, long long p, const double* scale,
-                  const double* shift, bool normalize, float* out) {
+                  const double* shift, bool normalize, const ColorSpace& cs, float* out) {
+  const SrgbToLab srgb_lab(cs);
   const long long k = S / p, kk = k * k, plane = S * S;
   std::vector<double> bg(static_cast<size_t>(B * 3));
 #pragma omp parallel
@@ -152,12 +159,13 @@ void pia_cpu_impl(const T* x, long long B, long long S, long long p, const doubl
 }
 
 void pia_cpu(std::uintptr_t x, bool is_uint8, long long B, long long S, long long p,
-             const double* scale, const double* shift, bool normalize, std::uintptr_t out) {
+             const double* scale, const double* shift, bool normalize, const ColorSpace& cs,
+             std::uintptr_t out) {
   if (is_uint8)
-    pia_cpu_impl(reinterpret_cast<const std::uint8_t*>(x), B, S, p, scale, shift, normalize,
+    pia_cpu_impl(reinterpret_cast<const std::uint8_t*>(x), B, S, p, scale, shift, normalize, cs,
                  reinterpret_cast<float*>(out));
   else
-    pia_cpu_impl(reinterpret_cast<const float*>(x), B, S, p, scale, shift, normalize,
+    pia_cpu_impl(reinterpret_cast<const float*>(x), B, S, p, scale, shift, normalize, cs,
                  reinterpret_cast<float*>(out));
 }
 

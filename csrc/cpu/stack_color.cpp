@@ -9,7 +9,7 @@
 namespace qp {
 
 template <class T>
-void stack_color_cpu(const TmmArgs& a, const ColorArgs& c) {
+void stack_color_cpu(const TmmArgs& a, const ColorArgs& c, const ColorSpace& cs) {
   const long long W = a.W;
   // SoA weights so the three reductions vectorise
   std::vector<T> wx(W), wy(W), wz(W);
@@ -19,9 +19,9 @@ void stack_color_cpu(const TmmArgs& a, const ColorArgs& c) {
     wy[w] = wt[3 * w + 1];
     wz[w] = wt[3 * w + 2];
   }
-  const T inv_white[3] = {T(1 / c.white[0]), T(1 / c.white[1]), T(1 / c.white[2])};
-  T minv[9];
-  for (int i = 0; i < 9; ++i) minv[i] = static_cast<T>(c.minv[i]);
+  T inv_white[3];
+  inverse_white(cs, inv_white);
+  const Mat3<T> xyz_to_rgb = mat3_cast<T>(cs.xyz_to_rgb);
   T* out = reinterpret_cast<T*>(c.out);
   const T* px = wx.data();
   const T* py = wy.data();
@@ -63,14 +63,14 @@ void stack_color_cpu(const TmmArgs& a, const ColorArgs& c) {
           o[1] = Y;
           o[2] = Z;
         } else if (c.space == SPACE_LINEAR_SRGB) {
-          for (int i = 0; i < 3; ++i) o[i] = minv[3 * i] * X + minv[3 * i + 1] * Y + minv[3 * i + 2] * Z;
+          mat3_apply(xyz_to_rgb, X, Y, Z, o);
         } else {
           xyz_to_lab<FastMath>(X, Y, Z, inv_white, o);
         }
       });
 }
 
-template void stack_color_cpu<float>(const TmmArgs&, const ColorArgs&);
-template void stack_color_cpu<double>(const TmmArgs&, const ColorArgs&);
+template void stack_color_cpu<float>(const TmmArgs&, const ColorArgs&, const ColorSpace&);
+template void stack_color_cpu<double>(const TmmArgs&, const ColorArgs&, const ColorSpace&);
 
 }  // namespace qp

@@ -1,7 +1,7 @@
 // Synthia's last rendering step on the CPU, fused: separable Gaussian blur (edges
 // replicated), additive Gaussian sensor noise from a counter-based generator, clip to
 // [0, 1], and sRGB encoding to uint8 through a 65536-entry table. The numpy reference is
-// qupaint.synthia.render.finish_reference; both draw the same noise:
+// qupaint.synthia.finish.finish_reference; both draw the same noise:
 //
 //   pair j of the flat [H, W, C] image (elements 2j, 2j+1), keys k1, k2 from (seed, index):
 //     a = h(h(2j ^ k1) ^ k2), b = h(h((2j + 1) ^ k1) ^ k2)      (h = "lowbias32", below)

@@ -14,7 +14,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "kernels.h"
+#include "qupaint/args.h"
 #include "qupaint/fastmath.h"
 #include "qupaint/tmm.h"
 

@@ -2,8 +2,8 @@
 // Each thread reads L complex indices (broadcast strides make these shared and
 // cached when all stacks use the same materials) and L thicknesses, and writes
 // one float; the per-thread math is the same header as the CPU kernel.
-#include "../cpu/kernels.h"
 #include "common.cuh"
+#include "kernels.h"
 #include "qupaint/tmm.h"
 
 namespace qp {

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from qupaint.synthia.contrast import layer_model, linear_to_lab
+from qupaint.categories import category_of
+from qupaint.color import layer_model, linear_srgb_to_lab, srgb_decode_table
 from qupaint.synthia.finish import blur
 from qupaint.synthia.placement import substrate_mask
-from qupaint.synthia.render import category_of
-from qupaint.synthia.whitebalance import _decode_lut, reference_substrate_color
+from qupaint.synthia.whitebalance import reference_substrate_color
 
 __all__ = ["DetectorConfig", "detect", "detect_coco"]
 
@@ -120,10 +120,10 @@ def detect(
     c_ref = reference_substrate_color(img, m_sub, stride=2)
     gain = c_ref / model.substrate
     table = model.lab(gain)  # row 0 substrate, row L = L layers
-    lin = blur(_decode_lut().astype(np.float32)[img], cfg.blur_sigma_px)
+    lin = blur(srgb_decode_table().astype(np.float32)[img], cfg.blur_sigma_px)
     if cfg.flat_field:
         lin *= (c_ref / _flat_field(lin, m_sub)).astype(np.float32)
-    lab = linear_to_lab(lin.reshape(-1, 3)).reshape(H, W, 3)
+    lab = linear_srgb_to_lab(lin.reshape(-1, 3).astype(np.float64)).reshape(H, W, 3)
     de = np.linalg.norm(lab - table[0], axis=-1)
     fg = ndimage.binary_opening(de > cfg.threshold_de, structure=np.ones((3, 3), bool))
     comps, n = ndimage.label(fg, structure=np.ones((3, 3), bool))

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
+from qupaint.categories import CATEGORY_NAMES
+
 __all__ = ["draw_detections", "CATEGORY_COLORS"]
 
 CATEGORY_COLORS = {1: (255, 40, 40), 2: (40, 200, 255), 3: (255, 220, 0), None: (255, 255, 255)}
-_NAMES = {1: "Mono", 2: "Few", 3: "Thick"}
 
 
 def draw_detections(image: np.ndarray, dets: list[dict], out: str | Path) -> Path:
@@ -24,7 +25,7 @@ def draw_detections(image: np.ndarray, dets: list[dict], out: str | Path) -> Pat
         cat = d.get("category_id")
         color = CATEGORY_COLORS.get(cat, CATEGORY_COLORS[None])
         draw.rectangle([x, y, x + w, y + h], outline=color, width=2)
-        text = _NAMES.get(cat, d.get("label") or "")
+        text = CATEGORY_NAMES.get(cat, d.get("label") or "")
         if "layers" in d:
             text += f" {d['layers']}L"
         if "score" in d:

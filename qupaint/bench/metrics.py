@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from qupaint.categories import MONO
+
 __all__ = [
     "evaluate_detection",
     "evaluate_detection_by",
@@ -24,8 +26,6 @@ __all__ = [
     "box_iou_xywh",
     "load_json",
 ]
-
-MONO = 1
 
 
 def load_json(obj):

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from qupaint.categories import CATEGORY_IDS, CATEGORY_PHRASES
+
 __all__ = [
     "Answer",
     "PARSE_FORMATS",
@@ -25,8 +27,10 @@ __all__ = [
 ]
 
 #: canonical labels and the words that map to them
-LABELS = {"mono": "Mono", "monolayer": "Mono", "few": "Few", "few-layer": "Few", "thick": "Thick"}
-_CATEGORY = {"Mono": 1, "Few": 2, "Thick": 3}
+LABELS = {
+    **{name.lower(): name for name in CATEGORY_IDS},
+    **{CATEGORY_PHRASES[i]: name for name, i in CATEGORY_IDS.items()},
+}
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _BOX4 = rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]"
 _LLAVA = re.compile(rf"(?:\b([A-Za-z-]+)\s*:\s*)?{_BOX4}")
@@ -62,11 +66,11 @@ class Answer:
     @property
     def category_ids(self) -> list:
         """COCO category id per box (None for an unlabelled or unknown label)."""
-        return [_CATEGORY.get(lab) for lab in self.labels]
+        return [CATEGORY_IDS.get(lab) for lab in self.labels]
 
 
 def label_to_category(label: str | None) -> int | None:
-    return _CATEGORY.get(_norm_label(label))
+    return CATEGORY_IDS.get(_norm_label(label))
 
 
 def _norm_label(label) -> str | None:

@@ -20,9 +20,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from qupaint.synthia import CATEGORIES, SynthiaConfig, generate
-from qupaint.synthia.render import MATERIALS
-from qupaint.synthia.writer import atomic_write_bytes
+from qupaint._io import atomic_write_bytes, write_json
+from qupaint.categories import CATEGORIES
+from qupaint.optics import FLAKE_MATERIALS
+from qupaint.synthia import SynthiaConfig, generate
 
 QFBENCH_SEED = 1_000_003
 #: image ids of material k start at k * ID_STRIDE (annotation ids keep Synthia's scheme)
@@ -34,7 +35,7 @@ __all__ = ["QFBENCH_SEED", "build_qfbench"]
 def build_qfbench(
     out_dir: str | Path,
     images_per_material: int = 50,
-    materials: Sequence[str] = MATERIALS,
+    materials: Sequence[str] = FLAKE_MATERIALS,
     config: SynthiaConfig | None = None,
     workers: int = 1,
     seed: int = QFBENCH_SEED,
@@ -94,5 +95,5 @@ def build_qfbench(
         "materials": per,
         "config": {**base.to_dict(), "materials": list(materials), "seed": None},
     }
-    atomic_write_bytes(root / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+    write_json(root / "manifest.json", manifest)
     return manifest

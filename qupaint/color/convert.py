@@ -52,6 +52,10 @@ __all__ = [
     "srgb_to_lab",
     "lab_to_srgb",
     "delta_e",
+    "linear_srgb_to_lab",
+    "lab_to_linear_srgb",
+    "srgb_decode_table",
+    "kernel_color_space",
     "SRGB_TO_XYZ",
     "XYZ_TO_SRGB",
 ]
@@ -162,6 +166,33 @@ def _lab_to_srgb_reference(lab: torch.Tensor, white, clip: bool) -> torch.Tensor
 # kernels
 
 
+@functools.lru_cache(maxsize=16)
+def _color_space_cached(white: tuple[float, float, float]):
+    from qupaint import _C
+
+    cs = _C.ColorSpace()
+    cs.white = list(white)
+    cs.rgb_to_xyz = SRGB_TO_XYZ.reshape(-1).tolist()
+    cs.xyz_to_rgb = XYZ_TO_SRGB.reshape(-1).tolist()
+    return cs
+
+
+def kernel_color_space(white: Any = "D65"):
+    """``qupaint._C.ColorSpace`` with the Lab white and the sRGB matrices, as the compiled
+    kernels take them (the one place those constants reach C++/CUDA)."""
+    return _color_space_cached(white_xyz(white))
+
+
+def _pixel_args(px: torch.Tensor, out: torch.Tensor):
+    from qupaint import _C
+
+    a = _C.PixelArgs()
+    a.input, a.in_kind, a.n = pointer(px), 1 if px.dtype == torch.uint8 else 0, px.shape[0]
+    a.si, a.sc = elem_strides(px)
+    a.out = pointer(out)
+    return a
+
+
 def _pixels(t: torch.Tensor) -> torch.Tensor:
     """[N, 3] view (copy only when the layout cannot be viewed so)."""
     return t.reshape(-1, 3)
@@ -172,17 +203,7 @@ def _srgb_to_lab_kernel(rgb: torch.Tensor, white, out_dtype, fn_name: str):
     out = torch.empty(px.shape, dtype=out_dtype, device=px.device)
     if rgb.dtype != torch.uint8:
         px = px.to(out_dtype)
-    si, sc = elem_strides(px)
-    args = [
-        "float32" if out_dtype == torch.float32 else "float64",
-        pointer(px),
-        1 if px.dtype == torch.uint8 else 0,
-        px.shape[0],
-        si,
-        sc,
-        list(white),
-        pointer(out),
-    ]
+    args = [_dtype_name(out_dtype), _pixel_args(px, out), kernel_color_space(white)]
     _backend.launch(fn_name, args, px.device)
     return out.reshape(rgb.shape)
 
@@ -200,20 +221,13 @@ def _srgb_to_lab_cuda(rgb, white, out_dtype):
 def _lab_to_srgb_kernel(lab: torch.Tensor, white, clip: bool, fn_name: str):
     px = _pixels(lab)
     out = torch.empty(px.shape, dtype=lab.dtype, device=lab.device)
-    si, sc = elem_strides(px)
-    args = [
-        "float32" if lab.dtype == torch.float32 else "float64",
-        pointer(px),
-        px.shape[0],
-        si,
-        sc,
-        list(white),
-        minv_list(),
-        bool(clip),
-        pointer(out),
-    ]
+    args = [_dtype_name(lab.dtype), _pixel_args(px, out), kernel_color_space(white), bool(clip)]
     _backend.launch(fn_name, args, px.device)
     return out.reshape(lab.shape)
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return "float32" if dtype == torch.float32 else "float64"
 
 
 @_backend.register("lab_to_srgb", "cpu")
@@ -280,6 +294,32 @@ def xyz_to_linear_srgb(xyz: Any) -> Any:
 def linear_srgb_to_xyz(rgb: Any) -> Any:
     """Linear sRGB -> CIE XYZ with the IEC 61966-2-1 matrix. [..., 3] -> [..., 3]."""
     return _apply_matrix(rgb, SRGB_TO_XYZ, "rgb")
+
+
+def linear_srgb_to_lab(rgb: Any, white: Any = "D65") -> Any:
+    """Linear sRGB -> CIELAB relative to ``white`` (D65 by default), [..., 3] -> [..., 3]:
+    ``xyz_to_lab(linear_srgb_to_xyz(rgb), white)`` in one call.
+
+    >>> [round(float(v), 2) for v in linear_srgb_to_lab([0.2, 0.2, 0.2])]
+    [51.84, 0.0, 0.0]
+    """
+    t, torch_out = _prep(rgb, "rgb")
+    return to_output(_xyz_to_lab_ref(t @ _mat(SRGB_TO_XYZ, t).T, white_xyz(white)), torch_out)
+
+
+def lab_to_linear_srgb(lab: Any, white: Any = "D65") -> Any:
+    """CIELAB -> linear sRGB, no clipping (inverse of :func:`linear_srgb_to_lab`)."""
+    t, torch_out = _prep(lab, "lab")
+    return to_output(_lab_to_xyz_ref(t, white_xyz(white)) @ _mat(XYZ_TO_SRGB, t).T, torch_out)
+
+
+@functools.cache
+def srgb_decode_table() -> np.ndarray:
+    """[256] float64, read-only: the linear value of every uint8 sRGB code, as
+    :func:`srgb_decode` gives it for uint8 input (decoded in float32)."""
+    lut = np.asarray(srgb_decode(np.arange(256, dtype=np.uint8)), dtype=np.float64)
+    lut.setflags(write=False)
+    return lut
 
 
 def srgb_decode(rgb: Any) -> Any:
@@ -355,9 +395,3 @@ def delta_e(lab1: Any, lab2: Any) -> Any:
     b, _ = _prep(lab2 if device is None else as_tensor(lab2, device), "lab2")
     dt = torch.promote_types(a.dtype, b.dtype)
     return to_output(torch.linalg.vector_norm(a.to(dt) - b.to(dt), dim=-1), device is not None)
-
-
-@functools.cache
-def minv_list() -> list[float]:
-    """XYZ_TO_SRGB row-major, as the kernels take it."""
-    return XYZ_TO_SRGB.reshape(-1).tolist()

@@ -19,11 +19,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from qupaint._io import atomic_open
 
 __all__ = ["grid_shape", "cmfs_on", "illuminant_on", "xyz_weights", "white_xyz", "ILLUMINANTS"]
 
@@ -100,11 +101,8 @@ def _disk_cached(kind: str, key: Any, compute) -> np.ndarray:
     value = np.ascontiguousarray(compute(), dtype=np.float64)
     if path is not None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as fh:
+            with atomic_open(path, "wb") as fh:
                 np.save(fh, value, allow_pickle=False)
-            os.replace(tmp, path)
         except OSError:  # read-only home, full disk: the cache is only an optimisation
             pass
     return value

@@ -16,15 +16,14 @@ import torch
 
 from qupaint import _backend
 from qupaint._arrays import as_tensor, common_device, is_torch, pointer, to_output
-from qupaint.color.convert import XYZ_TO_SRGB, _xyz_to_lab_ref, minv_list
+from qupaint.color.convert import kernel_color_space, xyz_to_lab, xyz_to_linear_srgb
 from qupaint.color.data import white_xyz, xyz_weights
 from qupaint.optics.tmm import (
     DEFAULT_WAVELENGTHS_NM,
     POLS,
-    _expand,
-    _kernel_args,
-    _tmm_reference,
+    Stacks,
     build_stack,
+    kernel_dtype,
     prepare_stacks,
 )
 
@@ -37,24 +36,25 @@ def _from_xyz(xyz: torch.Tensor, space: str, white) -> torch.Tensor:
     if space == "xyz":
         return xyz
     if space == "linear_srgb":
-        return xyz @ torch.as_tensor(XYZ_TO_SRGB, dtype=xyz.dtype, device=xyz.device).T
-    return _xyz_to_lab_ref(xyz, white)
+        return xyz_to_linear_srgb(xyz)
+    return xyz_to_lab(xyz, white)
 
 
 @_backend.register("stack_color", "reference")
-def _stack_color_reference(st, pol, weights, space, white):
-    R = _tmm_reference(st.n, st.d, st.wl, st.sin0, pol, torch.float64)
+def _stack_color_reference(st: Stacks, pol, weights, space, white):
+    R = st.reference(pol)
     xyz = R @ torch.tensor(weights, dtype=torch.float64, device=R.device)
     return _from_xyz(xyz, space, white).to(st.rdtype)
 
 
-def _stack_color_kernel(st, pol, weights, space, white, kernel: str):
-    B = max(st.n.shape[0], st.d.shape[0], st.sin0.shape[0])
-    out = torch.empty((B, 3), dtype=st.rdtype, device=st.wl.device)
-    n, d, sin0 = _expand(st.n, st.d, st.sin0, B)
-    wt = torch.tensor(weights, dtype=st.rdtype, device=st.wl.device)
-    targs = _kernel_args(n, d, st.wl.contiguous(), sin0, pol)
-    args = [*targs, pointer(wt), SPACES[space], list(white), minv_list(), pointer(out)]
+def _stack_color_kernel(st: Stacks, pol, weights, space, white, kernel: str):
+    from qupaint import _C
+
+    out = torch.empty((st.batch, 3), dtype=st.rdtype, device=st.device)
+    wt = torch.tensor(weights, dtype=st.rdtype, device=st.device)
+    c = _C.ColorArgs()
+    c.weights, c.space, c.out = pointer(wt), SPACES[space], pointer(out)
+    args = [kernel_dtype(out), st.kernel_args(pol), c, kernel_color_space(white)]
     _backend.launch(kernel, args, out.device)
     return out
 
@@ -101,7 +101,8 @@ def stack_color(
 
     Examples
     --------
-    >>> from qupaint.optics import stack_color, flake_layers
+    >>> from qupaint.color import stack_color
+    >>> from qupaint.optics import flake_layers
     >>> [round(float(v), 1) for v in stack_color(flake_layers("graphene", 1), space="lab")]
     [42.2, 27.1, -41.8]
     """

@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
-from qupaint.instruct.builder import SPLITS, TASKS, build_corpus, image_split, load_coco
+from qupaint.instruct.builder import build_corpus, image_split
+from qupaint.instruct.corpus_io import SPLITS, load_coco
 from qupaint.instruct.formats import FORMATS, format_boxes, make_record
+from qupaint.instruct.tasks import TASKS, task
 
 __all__ = [
     "FORMATS",
@@ -18,4 +20,5 @@ __all__ = [
     "image_split",
     "load_coco",
     "make_record",
+    "task",
 ]

@@ -6,9 +6,6 @@ Placeholders: ``{cat}`` (e.g. "monolayer"), ``{material}``, ``{n}``, ``{box}``, 
 
 from __future__ import annotations
 
-#: category id -> (label used in boxes, phrase used in sentences)
-CATEGORY_WORDS = {1: ("Mono", "monolayer"), 2: ("Few", "few-layer"), 3: ("Thick", "thick")}
-
 COUNT_Q = (
     "How many {cat} flakes are in the image?",
     "How many {cat} {material} flakes can you see?",

@@ -52,12 +52,14 @@ def build_tiny_tokenizer(vocab_size: int = 1024, extra_texts: Sequence[str] = ()
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
+    from qupaint.categories import CATEGORY_NAMES, CATEGORY_PHRASES
     from qupaint.instruct import templates as T
 
     texts = [v for k, v in vars(T).items() if k.isupper() and isinstance(v, tuple)]
     corpus = [s for group in texts for s in group if isinstance(s, str)]
     corpus += list(T.REFS.values()) + list(extra_texts)
-    corpus += ["Mono Few Thick monolayer few-layer thick Delta-E CIE76 layers SiO2/Si nm"]
+    words = [*CATEGORY_NAMES.values(), *CATEGORY_PHRASES.values()]
+    corpus += [" ".join(words) + " Delta-E CIE76 layers SiO2/Si nm"]
     corpus += [" ".join(str(i) for i in range(0, 1001)), "0.123 0.456 0.789 [0.5, 0.25]"]
     corpus += ["BN hBN graphene MoS2 MoSe2 MoWSe2 WS2 WSe2 WTe2 Yes No <CONCLUSION>"]
     tok = Tokenizer(models.BPE(unk_token=None))

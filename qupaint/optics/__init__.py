@@ -1,8 +1,13 @@
-"""Thin-film optics: measured n,k tables and batched transfer-matrix reflectance."""
+"""Thin-film optics: measured n,k tables and batched transfer-matrix reflectance.
+
+The first stages of the pipeline; nothing here imports a later one (colour, PIA, ...).
+The colour of a stack is :func:`qupaint.color.stack_color`.
+"""
 
 from __future__ import annotations
 
 from qupaint.optics.materials import (
+    FLAKE_MATERIALS,
     get_material,
     list_materials,
     monolayer_thickness_nm,
@@ -18,18 +23,8 @@ from qupaint.optics.tmm import (
     stack_reflectance,
 )
 
-
-def __getattr__(name: str):
-    # stack_color is part of the optics API (issue #4) but integrates colour, a later stage;
-    # it lives in qupaint.color.stack and is resolved lazily so optics never imports colour.
-    if name == "stack_color":
-        from qupaint.color.stack import stack_color
-
-        return stack_color
-    raise AttributeError(f"module 'qupaint.optics' has no attribute {name!r}")
-
-
 __all__ = [
+    "FLAKE_MATERIALS",
     "DEFAULT_WAVELENGTHS_NM",
     "build_stack",
     "flake_layers",
@@ -39,7 +34,6 @@ __all__ = [
     "reflectance",
     "refractive_index",
     "register_material",
-    "stack_color",
     "stack_reflectance",
     "wavelength_range",
 ]

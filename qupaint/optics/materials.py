@@ -41,6 +41,7 @@ import numpy as np
 from qupaint._arrays import as_tensor, common_device, is_torch
 
 __all__ = [
+    "FLAKE_MATERIALS",
     "Material",
     "refractive_index",
     "monolayer_thickness_nm",
@@ -241,6 +242,10 @@ _BUILTIN["MoWSe2"] = Material(
     mix="alloy",
     note="APPROXIMATION: eps = x eps(MoSe2) + (1 - x) eps(WSe2) at the same layer count",
 )
+
+#: the layered materials of QF-Bench (QuPAINT Sec. 4.2) under the names its folders use;
+#: the default of Synthia, QF-Bench building and the demo (aliases of the canonical names)
+FLAKE_MATERIALS = ("BN", "Graphene", "MoS2", "MoSe2", "MoWSe2", "WS2", "WSe2", "WTe2")
 
 _ALIASES = {
     "bn": "hBN",

@@ -1,6 +1,6 @@
 """Batched coherent transfer-matrix reflectance of thin-film stacks.
 
-``reflectance`` is the array-level contract of ARCHITECTURE.md: complex indices
+``reflectance`` is the array-level contract of docs/architecture.md: complex indices
 ``[B, L, W]`` and thicknesses ``[B, L]`` in, reflectance ``[B, W]`` out, identical to
 ``tmm.coh_tmm(pol, n_list, d_list, th_0, lam_vac)["R"]``. ``stack_reflectance`` builds
 that input from material names (QuPAINT Sec. 4.1, Eq. 1-2 and Eq. 21: air / flake /
@@ -40,6 +40,9 @@ __all__ = [
     "reflectance_reference",
     "flake_layers",
     "build_stack",
+    "prepare_stacks",
+    "Stacks",
+    "kernel_dtype",
     "POLS",
     "DEFAULT_WAVELENGTHS_NM",
 ]
@@ -111,56 +114,15 @@ def reflectance_reference(
     return (rr * rr.conj()).real
 
 
-@_backend.register("tmm_reflectance", "reference")
-def _tmm_reference(n, d, wl, sin0, pol, out_dtype):
-    return reflectance_reference(
-        n.to(torch.complex128), d.double(), wl.double(), sin0.double(), pol
-    ).to(out_dtype)
-
-
-def _kernel_args(n, d, wl, sin0, pol):
-    """Stack arguments shared by the TMM kernels: dtype, n/d/sin0 with strides, wl, B, L, W,
-    pol (n, d, sin0 already expanded to B; wl contiguous)."""
-    ns, ds = elem_strides(n), elem_strides(d)
-    return (
-        "float32" if wl.dtype == torch.float32 else "float64",
-        pointer(n), *ns, pointer(d), *ds, pointer(sin0), elem_strides(sin0)[0], pointer(wl),
-        n.shape[0], n.shape[1], wl.shape[0], POLS[pol],
-    )  # fmt: skip
-
-
-def _alloc_out(n, d, sin0, wl, out_dtype):
-    B = max(n.shape[0], d.shape[0], sin0.shape[0])
-    return torch.empty((B, wl.shape[0]), dtype=out_dtype, device=wl.device)
-
-
-def _expand(n, d, sin0, B):
-    # stride-0 views: a shared material table is read, never copied, per stack
-    return n.expand(B, -1, -1), d.expand(B, -1), sin0.expand(B)
-
-
-def _tmm_kernel(n, d, wl, sin0, pol, out_dtype, kernel: str):
-    out = _alloc_out(n, d, sin0, wl, out_dtype)
-    n, d, sin0 = _expand(n, d, sin0, out.shape[0])
-    _backend.launch(
-        kernel, [*_kernel_args(n, d, wl.contiguous(), sin0, pol), pointer(out)], out.device
-    )
-    return out
-
-
-@_backend.register("tmm_reflectance", "cpu")
-def _tmm_cpu(n, d, wl, sin0, pol, out_dtype):
-    return _tmm_kernel(n, d, wl, sin0, pol, out_dtype, "tmm_reflectance_cpu")
-
-
-@_backend.register("tmm_reflectance", "cuda")
-def _tmm_cuda(n, d, wl, sin0, pol, out_dtype):
-    return _tmm_kernel(n, d, wl, sin0, pol, out_dtype, "tmm_reflectance_cuda")
+def kernel_dtype(t: torch.Tensor) -> str:
+    """The dtype name a compiled kernel takes for real data of ``t``'s precision."""
+    return "float32" if t.dtype in (torch.float32, torch.complex64) else "float64"
 
 
 @dataclass
 class Stacks:
-    """Validated stack batch on one device: n [B|1, L, W], d [B|1, L], wl [W], sin0 [B|1]."""
+    """Validated stack batch on one device: n [B|1, L, W], d [B|1, L], wl [W] (contiguous),
+    sin0 [B|1]; what :func:`prepare_stacks` returns and every backend takes."""
 
     n: torch.Tensor
     d: torch.Tensor
@@ -170,6 +132,53 @@ class Stacks:
     device: torch.device
     torch_out: bool
     single: bool
+
+    @property
+    def batch(self) -> int:
+        """B, the number of stacks after broadcasting."""
+        return max(self.n.shape[0], self.d.shape[0], self.sin0.shape[0])
+
+    def reference(self, pol: str) -> torch.Tensor:
+        """[B|1, W] float64 reflectance from :func:`reflectance_reference` (the truth)."""
+        return reflectance_reference(
+            self.n.to(torch.complex128), self.d.double(), self.wl.double(), self.sin0.double(), pol
+        )
+
+    def kernel_args(self, pol: str, out: torch.Tensor | None = None):
+        """``qupaint._C.TmmArgs`` for the compiled kernels: n, d and sin0 broadcast to B
+        as stride-0 views (a shared material table is read, never copied, per stack)."""
+        from qupaint import _C
+
+        B = self.batch
+        n, d, sin0 = self.n.expand(B, -1, -1), self.d.expand(B, -1), self.sin0.expand(B)
+        a = _C.TmmArgs()
+        a.n, (a.n_sb, a.n_sl, a.n_sw) = pointer(n), elem_strides(n)
+        a.d, (a.d_sb, a.d_sl) = pointer(d), elem_strides(d)
+        a.sin0, (a.sin0_sb,) = pointer(sin0), elem_strides(sin0)
+        a.wl, a.B, a.L, a.W, a.pol = pointer(self.wl), B, n.shape[1], self.wl.shape[0], POLS[pol]
+        a.out = 0 if out is None else pointer(out)
+        return a
+
+
+@_backend.register("tmm_reflectance", "reference")
+def _tmm_reference(st: Stacks, pol: str) -> torch.Tensor:
+    return st.reference(pol).to(st.rdtype)
+
+
+def _tmm_kernel(st: Stacks, pol: str, kernel: str) -> torch.Tensor:
+    out = torch.empty((st.batch, st.wl.shape[0]), dtype=st.rdtype, device=st.device)
+    _backend.launch(kernel, [kernel_dtype(out), st.kernel_args(pol, out)], out.device)
+    return out
+
+
+@_backend.register("tmm_reflectance", "cpu")
+def _tmm_cpu(st: Stacks, pol: str) -> torch.Tensor:
+    return _tmm_kernel(st, pol, "tmm_reflectance_cpu")
+
+
+@_backend.register("tmm_reflectance", "cuda")
+def _tmm_cuda(st: Stacks, pol: str) -> torch.Tensor:
+    return _tmm_kernel(st, pol, "tmm_reflectance_cuda")
 
 
 def prepare_stacks(n: Any, d: Any, wavelengths_nm: Any, theta0: Any, pol: str) -> Stacks:
@@ -196,7 +205,7 @@ def prepare_stacks(n: Any, d: Any, wavelengths_nm: Any, theta0: Any, pol: str) -
     else:
         raise TypeError(f"n must be a real or complex numeric array; got dtype {nt.dtype}")
     nt = nt.to(cdtype)
-    dt, wl, th = dt.to(rdtype), wl.to(rdtype), th.to(rdtype)
+    dt, wl, th = dt.to(rdtype), wl.to(rdtype).contiguous(), th.to(rdtype)
 
     if nt.dim() == 2:
         nt = nt.unsqueeze(0)
@@ -313,7 +322,7 @@ def reflectance(
     """
     st = prepare_stacks(n, d, wavelengths_nm, theta0, pol)
     _, fn = _backend.select("tmm_reflectance", st.device.type, backend)
-    out = fn(st.n, st.d, st.wl, st.sin0, pol, st.rdtype)
+    out = fn(st, pol)
     return to_output(out[0] if st.single else out, st.torch_out)
 
 

@@ -6,6 +6,8 @@ sharded, resumable data set; ``qupaint synthia`` is the command line.
 
 from __future__ import annotations
 
+from qupaint.categories import CATEGORIES, category_of
+from qupaint.color import tmm_substrate_color
 from qupaint.synthia.flakes import (
     FlakeShape,
     random_flake,
@@ -14,11 +16,10 @@ from qupaint.synthia.flakes import (
     split_terrace,
 )
 from qupaint.synthia.placement import PlacementGrid, substrate_mask
-from qupaint.synthia.render import CATEGORIES, Sample, Synthia, SynthiaConfig, category_of
+from qupaint.synthia.render import Sample, Synthia, SynthiaConfig
 from qupaint.synthia.whitebalance import (
     apply_gain,
     reference_substrate_color,
-    tmm_substrate_color,
     white_balance_gain,
 )
 from qupaint.synthia.writer import generate

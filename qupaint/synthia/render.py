@@ -25,32 +25,25 @@ from pathlib import Path
 
 import numpy as np
 
-from qupaint.color import delta_e, lab_to_xyz, srgb_decode, xyz_to_lab
-from qupaint.color.convert import SRGB_TO_XYZ, XYZ_TO_SRGB
-from qupaint.optics import flake_layers, get_material, stack_color
+from qupaint.categories import THICK_MIN_LAYERS, category_of
+from qupaint.color import (
+    delta_e,
+    flake_color_table,
+    lab_to_linear_srgb,
+    linear_srgb_to_lab,
+    srgb_decode,
+    tmm_substrate_color,
+)
+from qupaint.optics import FLAKE_MATERIALS, get_material
 from qupaint.synthia.finish import finish_image
 from qupaint.synthia.flakes import random_flake, rasterize, rasterize_local, split_terrace
 from qupaint.synthia.placement import PlacementGrid, substrate_mask
-from qupaint.synthia.whitebalance import (
-    reference_substrate_color,
-    tmm_substrate_color,
-    white_balance_gain,
-)
+from qupaint.synthia.whitebalance import reference_substrate_color, white_balance_gain
 
-__all__ = ["SynthiaConfig", "Synthia", "Sample", "CATEGORIES", "category_of", "MATERIALS"]
+__all__ = ["SynthiaConfig", "Synthia", "Sample", "IMAGE_EXTS"]
 
-MATERIALS = ("BN", "Graphene", "MoS2", "MoSe2", "MoWSe2", "WS2", "WSe2", "WTe2")
-CATEGORIES = [
-    {"id": 1, "name": "Mono", "supercategory": "flake"},
-    {"id": 2, "name": "Few", "supercategory": "flake"},
-    {"id": 3, "name": "Thick", "supercategory": "flake"},
-]
+#: image files Synthia reads as reference backgrounds (and the CLI as inputs)
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-
-
-def category_of(layers: int) -> int:
-    """COCO category: 1 Mono (1 layer), 2 Few (2-5), 3 Thick (>= 6)."""
-    return 1 if layers == 1 else (2 if layers <= 5 else 3)
 
 
 @dataclass
@@ -60,7 +53,7 @@ class SynthiaConfig:
     seed: int = 0
     height: int = 512
     width: int = 512
-    materials: tuple[str, ...] = MATERIALS
+    materials: tuple[str, ...] = FLAKE_MATERIALS
     oxide_nm: float = 285.0
     illuminant: str = "D65"
     flakes_per_image: tuple[int, int] = (4, 8)
@@ -99,8 +92,10 @@ class SynthiaConfig:
         a, b = self.flakes_per_image
         if not 0 <= a <= b:
             raise ValueError("flakes_per_image must be (min, max) with 0 <= min <= max")
-        if self.max_layers < 6:
-            raise ValueError("max_layers must be >= 6 (the Thick category starts at 6)")
+        if self.max_layers < THICK_MIN_LAYERS:
+            raise ValueError(
+                f"max_layers must be >= {THICK_MIN_LAYERS} (the Thick category starts there)"
+            )
         w = np.asarray(self.category_weights, float)
         if w.shape != (3,) or np.any(w < 0) or w.sum() <= 0:
             raise ValueError("category_weights must be 3 non-negative numbers")
@@ -128,30 +123,6 @@ def _reference_files(ref_dir: str) -> tuple[str, ...]:
     if not p.is_dir():
         return ()
     return tuple(sorted(str(f) for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS))
-
-
-def flake_color_table(
-    material: str, max_layers: int, oxide_nm: float, illuminant: str
-) -> np.ndarray:
-    """Linear sRGB of 1..max_layers layers of ``material`` on the oxide, [max_layers + 1, 3]
-    (row 0 unused): layers 1-3 use layer-resolved n,k (one call each), the rest the bulk
-    table in one batched fused-kernel call."""
-    table = np.zeros((max_layers + 1, 3))
-    for nl in range(1, min(3, max_layers) + 1):
-        table[nl] = np.asarray(
-            stack_color(
-                flake_layers(material, nl, oxide_nm), illuminant=illuminant, space="linear_srgb"
-            )
-        )
-    if max_layers > 3:
-        t = np.arange(4, max_layers + 1) * get_material(material).monolayer_nm
-        layers = [(material, t)] + ([("SiO2", oxide_nm)] if oxide_nm > 0 else [])
-        table[4:] = np.asarray(stack_color(layers, illuminant=illuminant, space="linear_srgb"))
-    return table
-
-
-def _lab(linear: np.ndarray) -> np.ndarray:
-    return np.asarray(xyz_to_lab(np.asarray(linear) @ SRGB_TO_XYZ.T))
 
 
 class Synthia:
@@ -257,7 +228,7 @@ class Synthia:
             placed += 1
         if anns:  # Delta-E of every flake colour vs the substrate, in one call
             cols = np.array([a["color_linear_rgb"] for a in anns])
-            de = np.asarray(delta_e(_lab(cols), _lab(c_ref)[None, :]))
+            de = np.asarray(delta_e(linear_srgb_to_lab(cols), linear_srgb_to_lab(c_ref)[None, :]))
             for a, d in zip(anns, de, strict=True):
                 a["delta_e_vs_substrate"] = float(d)
         # blur, sensor noise (keyed by (seed, index)), clip, encode: one fused pass
@@ -280,8 +251,8 @@ class Synthia:
         if cat == 0:
             return 1
         if cat == 1:
-            return int(rng.integers(2, 6))
-        return int(rng.integers(6, c.max_layers + 1))
+            return int(rng.integers(2, THICK_MIN_LAYERS))
+        return int(rng.integers(THICK_MIN_LAYERS, c.max_layers + 1))
 
     def _composite(
         self, rng, jitter_rng, img, shape, px, py, material, layers, g, flake_id
@@ -291,8 +262,8 @@ class Synthia:
         alpha, (x0, y0, x1, y1) = rasterize(shape, px, py, H, W, c.edge_softness_px)
         lin = self.colors[material][layers] * g  # Alg. 1 line 14
         if c.lab_jitter > 0:
-            lab = _lab(lin) + jitter_rng.normal(0, c.lab_jitter, 3)
-            lin = np.clip(np.asarray(lab_to_xyz(lab)) @ XYZ_TO_SRGB.T, 0, None)
+            lab = linear_srgb_to_lab(lin) + jitter_rng.normal(0, c.lab_jitter, 3)
+            lin = np.clip(np.asarray(lab_to_linear_srgb(lab)), 0, None)
         tex = 1.0 + c.flake_noise * rng.standard_normal(alpha.shape, dtype=np.float32)
         for ch in range(3):  # region * (1 - alpha) + colour * tex * alpha, per channel in place
             reg = img[y0:y1, x0:x1, ch]

@@ -4,25 +4,19 @@ A lab's camera white balance rescales each channel. Assuming a diagonal model, t
 g = c_ref / c0 maps the physically predicted substrate colour c0 = Phi(R_sub, I) (TMM +
 CIE, linear sRGB) onto the substrate colour c_ref measured in the user's (linearised)
 reference image; applying the same g to every synthetic flake colour keeps the predicted
-flake/substrate contrast while matching the lab's colour rendition.
+flake/substrate contrast while matching the lab's colour rendition. c0 itself is
+:func:`qupaint.color.tmm_substrate_color`.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
 
-from qupaint.color import srgb_decode
-from qupaint.optics import stack_color
+from qupaint.color import srgb_decode, srgb_decode_table
 
-__all__ = ["reference_substrate_color", "tmm_substrate_color", "white_balance_gain", "apply_gain"]
-
-
-@functools.cache
-def _decode_lut() -> np.ndarray:
-    return np.asarray(srgb_decode(np.arange(256, dtype=np.uint8)), dtype=np.float64)
+__all__ = ["reference_substrate_color", "white_balance_gain", "apply_gain"]
 
 
 def reference_substrate_color(
@@ -54,7 +48,7 @@ def reference_substrate_color(
         # uint8: per-channel counts of the 256 codes; the median of the decoded values is the
         # decoded middle code, or the mean of the two decoded middle codes for an even count
         # (= np.median of the decoded pixels, exactly, without sorting them)
-        lut, n = _decode_lut(), len(sub)
+        lut, n = srgb_decode_table(), len(sub)
         out = np.empty(3)
         for c in range(3):
             cum = np.cumsum(np.bincount(sub[:, c], minlength=256))
@@ -62,16 +56,6 @@ def reference_substrate_color(
             out[c] = 0.5 * (lut[lo] + lut[hi])
         return out
     return np.median(np.asarray(srgb_decode(sub), np.float64), axis=0)
-
-
-def tmm_substrate_color(
-    oxide_nm: float, illuminant: Any = "D65", wavelengths_nm: Any = None
-) -> np.ndarray:
-    """c0 = Phi(R_sub(lambda), I(lambda)): linear sRGB of bare SiO2/Si (Alg. 1 l. 2-3, Eq. 15);
-    ``oxide_nm=0`` is bare Si."""
-    kw = {} if wavelengths_nm is None else {"wavelengths_nm": wavelengths_nm}
-    layers = [("SiO2", float(oxide_nm))] if oxide_nm > 0 else []
-    return np.asarray(stack_color(layers, illuminant=illuminant, space="linear_srgb", **kw))
 
 
 def white_balance_gain(c_ref: Any, c0: Any, normalize: bool = False) -> np.ndarray:

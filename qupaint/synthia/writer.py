@@ -16,40 +16,21 @@ byte-identical whatever the interruption or worker count.
 
 from __future__ import annotations
 
-import errno
 import json
 import multiprocessing as mp
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from qupaint.synthia.render import CATEGORIES, Synthia, SynthiaConfig
+from qupaint._io import atomic_write_bytes
+from qupaint.categories import CATEGORIES
+from qupaint.synthia.render import Synthia, SynthiaConfig
 
-__all__ = ["generate", "atomic_write_bytes"]
+__all__ = ["generate"]
 
 _WORKER: Synthia | None = None
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and rename (POSIX-atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if exc.errno == errno.ENOSPC:
-            raise OSError(
-                exc.errno,
-                f"disk full while writing {path}; free space and re-run the same command to resume",
-            ) from exc
-        raise
 
 
 def _json_bytes(obj) -> bytes:

@@ -3,20 +3,19 @@
 Kernel 1, one program per (image, patch): loads the p*p values of each channel into a
 power-of-two block padded with +inf, sorts it (``tl.sort``), takes the numpy median (mean of
 the two middle values for an even count), maps it by ``x * scale + shift``, converts to
-CIELAB (D65) and writes Delta-E to the background Lab (computed on the device by the caller
-from exact ``kthvalue`` medians). Kernel 2, one program per image: min-max normalisation of
+CIELAB (the caller passes the RGB -> XYZ matrix and the white, from qupaint.color) and
+writes Delta-E to the background Lab (computed on the device by the caller from exact
+``kthvalue`` medians). Kernel 2, one program per image: min-max normalisation of
 the k*k scores. Memory traffic: the image once, k*k floats written and re-read once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import triton
 import triton.language as tl
-
-# IEC 61966-2-1 RGB -> XYZ and the D65 white (x, y = 0.3127, 0.3290), as in qupaint.color
-_M = (0.4124, 0.3576, 0.1805, 0.2126, 0.7152, 0.0722, 0.0193, 0.1192, 0.9505)
-_WHITE = (0.95045592705167173, 1.0, 1.0890577507598784)
 
 
 @triton.jit
@@ -118,8 +117,11 @@ def pia_triton(
     shift: torch.Tensor,
     lab_bg: torch.Tensor,
     normalize: bool,
+    rgb_to_xyz: Sequence[float],
+    white: Sequence[float],
 ) -> torch.Tensor:
-    """[B, 3, S, S] (uint8/float32, same device) -> [B, k, k] float32."""
+    """[B, 3, S, S] (uint8/float32, same device) -> [B, k, k] float32; ``rgb_to_xyz`` is the
+    row-major linear RGB -> XYZ matrix and ``white`` the XYZ of the Lab white."""
     x = x.contiguous()
     B, _, S, _ = x.shape
     k = S // patch_size
@@ -137,18 +139,8 @@ def pia_triton(
         k,
         P=patch_size,
         BLOCK=block,
-        M0=_M[0],
-        M1=_M[1],
-        M2=_M[2],
-        M3=_M[3],
-        M4=_M[4],
-        M5=_M[5],
-        M6=_M[6],
-        M7=_M[7],
-        M8=_M[8],
-        WX=_WHITE[0],
-        WY=_WHITE[1],
-        WZ=_WHITE[2],
+        **{f"M{i}": float(v) for i, v in enumerate(rgb_to_xyz)},
+        **dict(zip(("WX", "WY", "WZ"), (float(v) for v in white), strict=True)),
     )
     if normalize:
         _normalize_kernel[(B,)](out, k * k, BLOCK=triton.next_power_of_2(k * k))

@@ -1,11 +1,9 @@
 // Colour transforms shared by the CPU and CUDA kernels (one formula, two math back ends).
 //
-// sRGB (IEC 61966-2-1): piecewise transfer function and the standard's RGB -> XYZ matrix
-// (4 decimals, the one colour-science uses); XYZ -> RGB is that matrix's exact inverse so
-// round trips are lossless (the standard's printed inverse differs by < 2e-4).
+// sRGB (IEC 61966-2-1): the piecewise transfer function. The RGB <-> XYZ matrices and the
+// Lab white are kernel arguments (qp::ColorSpace), written once in qupaint.color.convert.
 // CIELAB (CIE 15:2004): L = 116 f(Y/Yn) - 16, a = 500 (f(X/Xn) - f(Y/Yn)),
 // b = 200 (f(Y/Yn) - f(Z/Zn)), f(t) = t^(1/3) above (6/29)^3, else t / (3 (6/29)^2) + 4/29.
-// The white (Xn, Yn, Zn) is a kernel argument (D65 xy = (0.3127, 0.3290) by default).
 //
 // Domain notes: decode keeps negative inputs on the linear segment (x / 12.92) and values
 // above 1 on the power segment, so out-of-gamut colours give finite results, never NaN.
@@ -15,10 +13,16 @@
 
 namespace qp {
 
-// A 3x3 matrix passed by value to kernels.
-template <class T> struct Minv {
+// A row-major 3x3 matrix, passed by value to kernels.
+template <class T> struct Mat3 {
   T m[9];
 };
+
+template <class T> QP_INLINE void mat3_apply(const Mat3<T>& a, T x, T y, T z, T* out) {
+  out[0] = a.m[0] * x + a.m[1] * y + a.m[2] * z;
+  out[1] = a.m[3] * x + a.m[4] * y + a.m[5] * z;
+  out[2] = a.m[6] * x + a.m[7] * y + a.m[8] * z;
+}
 
 // The math policy: pow and cbrt for positive arguments.
 struct LibMath {
@@ -61,24 +65,22 @@ QP_INLINE void xyz_to_lab(T X, T Y, T Z, const T* inv_white, T* lab) {
   lab[2] = T(200) * (fy - fz);
 }
 
-// linear sRGB -> XYZ (IEC 61966-2-1 matrix) -> Lab
+// linear RGB -> XYZ (matrix rgb_to_xyz) -> Lab
 template <class M, class T>
-QP_INLINE void linear_to_lab(T r, T g, T b, const T* inv_white, T* lab) {
-  xyz_to_lab<M>(T(0.4124) * r + T(0.3576) * g + T(0.1805) * b,
-                T(0.2126) * r + T(0.7152) * g + T(0.0722) * b,
-                T(0.0193) * r + T(0.1192) * g + T(0.9505) * b, inv_white, lab);
+QP_INLINE void linear_to_lab(T r, T g, T b, const Mat3<T>& rgb_to_xyz, const T* inv_white, T* lab) {
+  T xyz[3];
+  mat3_apply(rgb_to_xyz, r, g, b, xyz);
+  xyz_to_lab<M>(xyz[0], xyz[1], xyz[2], inv_white, lab);
 }
 
-// Lab -> XYZ -> linear sRGB (inverse matrix, exact to double rounding); white = (Xn, Yn, Zn)
+// Lab -> XYZ -> linear RGB (matrix xyz_to_rgb); white = (Xn, Yn, Zn)
 template <class T>
-QP_INLINE void lab_to_linear(T L, T a, T bb, const T* white, const T* minv, T* rgb) {
+QP_INLINE void lab_to_linear(T L, T a, T bb, const T* white, const Mat3<T>& xyz_to_rgb, T* rgb) {
   const T fy = (L + T(16)) / T(116);
   const T X = lab_finv(fy + a / T(500)) * white[0];
   const T Y = lab_finv(fy) * white[1];
   const T Z = lab_finv(fy - bb / T(200)) * white[2];
-  rgb[0] = minv[0] * X + minv[1] * Y + minv[2] * Z;
-  rgb[1] = minv[3] * X + minv[4] * Y + minv[5] * Z;
-  rgb[2] = minv[6] * X + minv[7] * Y + minv[8] * Z;
+  mat3_apply(xyz_to_rgb, X, Y, Z, rgb);
 }
 
 }  // namespace qp

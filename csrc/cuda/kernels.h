@@ -1,0 +1,19 @@
+// The CUDA entry points that bindings.cpp exposes (argument structs in qupaint/args.h).
+// Each runs asynchronously on the given cudaStream_t (passed as an integer).
+#pragma once
+
+#include <cstdint>
+
+#include "qupaint/args.h"
+
+namespace qp {
+
+template <class T> void tmm_reflectance_cuda(const TmmArgs& a, std::uintptr_t stream);
+template <class T>
+void stack_color_cuda(const TmmArgs& a, const ColorArgs& c, const ColorSpace& cs,
+                      std::uintptr_t stream);
+template <class T> void srgb_to_lab_cuda(const PixelArgs& p, const ColorSpace& cs, std::uintptr_t stream);
+template <class T>
+void lab_to_srgb_cuda(const PixelArgs& p, const ColorSpace& cs, bool clip, std::uintptr_t stream);
+
+}  // namespace qp

@@ -1,0 +1,28 @@
+"""``qupaint`` command line (typer): one module per command group.
+
+============================  =====================================================
+module                        commands
+============================  =====================================================
+:mod:`qupaint.cli.optics`     ``optics``, ``materials``, ``backends``
+:mod:`qupaint.cli.data`       ``synthia``, ``instruct``
+:mod:`qupaint.cli.evaluate`   ``eval detection|grounding|detector|model``,
+                              ``bench build``, ``detect``
+:mod:`qupaint.cli.model`      ``train``, ``predict``, ``demo``
+============================  =====================================================
+
+Shared pieces (the app, errors as one line and exit code 2, progress bars) are in
+:mod:`qupaint.cli._common`. Commands import the library lazily, so ``qupaint --help``
+starts without torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from qupaint.cli._common import app
+
+# importing a command module registers its commands; --help lists them in pipeline order
+for _module in ("optics", "data", "evaluate", "model"):
+    importlib.import_module(f"qupaint.cli.{_module}")
+
+__all__ = ["app"]

@@ -1,0 +1,5 @@
+"""``python -m qupaint.cli``."""
+
+from qupaint.cli import app
+
+app()

@@ -1,0 +1,66 @@
+"""What every ``qupaint`` command shares: the app, the console, errors and progress bars."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+__all__ = ["app", "console", "user_errors", "progress", "split_list", "metric_table", "pct"]
+
+app = typer.Typer(
+    help="qupaint: physics-aware tools for 2D quantum-material discovery.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+
+#: the errors a command reports as a one-line message (exit code 2) rather than a traceback:
+#: bad input (ValueError, TypeError) and files that cannot be read or written (OSError)
+USER_ERRORS = (ValueError, TypeError, OSError)
+
+
+@contextlib.contextmanager
+def user_errors(*extra: type[Exception]) -> Iterator[None]:
+    """Turn a user error raised inside the block into ``error: <message>`` and exit code 2."""
+    try:
+        yield
+    except (*USER_ERRORS, *extra) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+@contextlib.contextmanager
+def progress(description: str, total: int | None = None) -> Iterator[Callable[..., None]]:
+    """A progress bar; yields ``report(done, total=None, description=None)``."""
+    with Progress(console=console) as bar:
+        task = bar.add_task(description, total=total)
+
+        def report(done: int, total: int | None = None, description: str | None = None) -> None:
+            # None leaves rich's total / description as they are
+            bar.update(task, completed=done, total=total, description=description)
+
+        yield report
+
+
+def split_list(text: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]`` (comma-separated option values)."""
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}"
+
+
+def metric_table(title: str, rows: dict) -> Table:
+    """Two-column table of metrics in percent."""
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in rows.items():
+        table.add_row(k, pct(v))
+    return table

@@ -1,0 +1,194 @@
+"""``qupaint eval ...``, ``qupaint bench build`` and ``qupaint detect``: QF-Bench and the
+training-free physics detector."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from qupaint._io import write_json
+from qupaint.cli._common import app, console, metric_table, pct, progress, split_list, user_errors
+
+eval_app = typer.Typer(help="QF-Bench evaluation: COCO AP and grounding accuracy.")
+app.add_typer(eval_app, name="eval")
+bench_app = typer.Typer(help="QF-Bench data.")
+app.add_typer(bench_app, name="bench")
+
+
+def _detection_rows(r: dict) -> dict:
+    rows = {k: r[k] for k in ("AP", "AP50", "AP75")}
+    rows.update({f"Mono {k}": v for k, v in r["Mono"].items()})
+    return rows
+
+
+@eval_app.command("detection")
+def eval_detection(
+    gt: Path = typer.Option(..., help="Ground-truth COCO JSON"),
+    pred: Path = typer.Option(..., help="COCO results JSON (image_id, category_id, bbox, score)"),
+    out: Path = typer.Option(None, help="Write the metrics as JSON"),
+):
+    """COCO AP / AP50 / AP75, overall and Mono (QuPAINT Table 4 protocol)."""
+    from qupaint.bench import evaluate_detection
+
+    with user_errors():
+        r = evaluate_detection(gt, pred)
+        console.print(metric_table(f"detection ({r['engine']}, {r['images']} images)",
+                                   _detection_rows(r)))  # fmt: skip
+        if out:
+            write_json(out, r)
+
+
+@eval_app.command("grounding")
+def eval_grounding(
+    gt: Path = typer.Option(..., help="Referring boxes: JSON {id: [x,y,w,h]} or corpus JSONL"),
+    pred: Path = typer.Option(..., help="Predictions: JSON {id: [x,y,w,h]} or [{id, bbox}]"),
+    out: Path = typer.Option(None, help="Write the metrics as JSON"),
+):
+    """Grounding accuracy Acc@0.5 / Acc@0.75 (RefCOCO protocol, QuPAINT Table 3)."""
+    from qupaint.bench import evaluate_grounding
+
+    with user_errors(KeyError):
+        r = evaluate_grounding(gt, pred)
+        rows = {k: v for k, v in r.items() if k.startswith("Acc")}
+        console.print(metric_table(f"grounding ({r['n']} expressions, {r['missing']} missing)",
+                                   rows))  # fmt: skip
+        if out:
+            write_json(out, r)
+
+
+@eval_app.command("detector")
+def eval_detector(
+    gt: Path = typer.Option(..., help="COCO JSON whose images name their material"),
+    images_dir: Path = typer.Option(None, help="Folder file_name is relative to"),
+    oxide_nm: float = typer.Option(None, help="SiO2 thickness (default: from the annotations)"),
+    workers: int = typer.Option(2, help="Worker processes"),
+    out: Path = typer.Option(None, help="Write metrics per material (and predictions) as JSON"),
+):
+    """Run the physics detector on a COCO set (e.g. QF-Bench) and score it per material."""
+    from qupaint.bench.detector import detect_coco
+    from qupaint.bench.metrics import evaluate_detection_by
+
+    with user_errors():
+        with progress("detect") as report:
+            preds = detect_coco(gt, images_dir, oxide_nm, workers=workers, progress=report)
+        r = evaluate_detection_by(gt, preds)
+    table = Table(title="physics detector (training-free), COCO bbox AP (%)")
+    for col in ("material", "AP", "AP50", "AP75", "Mono AP", "Mono AP50"):
+        table.add_column(col, justify="right")
+    for name, m in r.items():
+        table.add_row(str(name), pct(m["AP"]), pct(m["AP50"]), pct(m["AP75"]),
+                      pct(m["Mono"]["AP"]), pct(m["Mono"]["AP50"]))  # fmt: skip
+    console.print(table)
+    if out:
+        with user_errors():
+            write_json(out, {"metrics": r, "predictions": preds})
+
+
+@eval_app.command("model")
+def eval_model(
+    checkpoint: str = typer.Option(..., help="Model folder (or 'tiny')"),
+    gt: Path = typer.Option(..., help="QF-Bench COCO JSON"),
+    images_dir: Path = typer.Option(None, help="Folder file_name is relative to"),
+    fmt: str = typer.Option("llava", "--format", help="Answer format the model was trained on"),
+    grounding: Path = typer.Option(None, help="QMat-Instruct JSONL with grounding records"),
+    limit: int = typer.Option(None, help="First N images / expressions only"),
+    batch_size: int = typer.Option(4, help="Generation batch size"),
+    temperature: float = typer.Option(0.2, help="Sampling temperature (0 = greedy)"),
+    max_new_tokens: int = typer.Option(512, help="Answer length limit"),
+    out: Path = typer.Option(None, help="Write metrics (and answers) as JSON"),
+):
+    """End to end: model answers on QF-Bench -> parsed -> COCO AP (+ grounding accuracy)."""
+    from qupaint.bench.model_eval import evaluate_model_detection, evaluate_model_grounding
+    from qupaint.model import load_model_and_processor
+
+    gen = dict(batch_size=batch_size, temperature=temperature, max_new_tokens=max_new_tokens)
+    with user_errors():
+        model, proc = load_model_and_processor(checkpoint)
+        r = evaluate_model_detection(model, proc, gt, images_dir, fmt, limit, **gen)
+        g = None
+        if grounding:
+            root = images_dir or gt.parent
+            g = evaluate_model_grounding(model, proc, grounding, root, fmt, limit, **gen)
+    rows = _detection_rows(r)
+    if g:
+        rows.update({k: v for k, v in g.items() if k.startswith("Acc")})
+    title = f"{checkpoint} on {r['images']} images ({r['parse_failures']} unparsable answers)"
+    console.print(metric_table(title, rows))
+    if out:
+        with user_errors():
+            write_json(out, {"detection": r, "grounding": g})
+
+
+@bench_app.command("build")
+def bench_build(
+    out: Path = typer.Option(..., help="Output folder (materials/<name>/, annotations.json)"),
+    images_per_material: int = typer.Option(50, help="Images per material"),
+    materials: str = typer.Option(
+        None, help="Comma-separated materials (default: the eight QF-Bench materials)"
+    ),
+    size: int = typer.Option(512, help="Image height and width (px)"),
+    oxide_nm: float = typer.Option(285.0, help="SiO2 thickness (nm)"),
+    workers: int = typer.Option(2, help="Worker processes"),
+):
+    """Render a held-out synthetic QF-Bench (seeds disjoint from training data)."""
+    from qupaint.bench.qfbench import build_qfbench
+    from qupaint.categories import CATEGORY_NAMES
+    from qupaint.optics import FLAKE_MATERIALS
+    from qupaint.synthia import SynthiaConfig
+
+    mats = split_list(materials) if materials else list(FLAKE_MATERIALS)
+    with user_errors(), progress("QF-Bench", total=len(mats)) as report:
+        cfg = SynthiaConfig(height=size, width=size, oxide_nm=oxide_nm)
+        done: set = set()
+
+        def material_done(mat, d, n):
+            if d == n:
+                done.add(mat)
+            report(len(done), description=f"QF-Bench {mat}")
+
+        m = build_qfbench(out, images_per_material, mats, cfg, workers, progress=material_done)
+    cols = ("images", *CATEGORY_NAMES.values())
+    table = Table(title=f"QF-Bench in {out}")
+    for col in ("material", *cols):
+        table.add_column(col)
+    for mat, row in m["materials"].items():
+        table.add_row(mat, *(str(row[k]) for k in cols))
+    console.print(table)
+
+
+@app.command()
+def detect(
+    image: Path = typer.Argument(..., help="Micrograph (PNG/JPEG/TIFF)"),
+    material: str = typer.Option(..., help="Material of the flakes, e.g. MoS2"),
+    oxide_nm: float = typer.Option(285.0, help="SiO2 thickness (nm)"),
+    illuminant: str = typer.Option("D65", help="D65, A (halogen), E, ..."),
+    out: Path = typer.Option(None, help="Annotated PNG (default: <image>_detections.png)"),
+    json_out: Path = typer.Option(None, "--json", help="Write COCO detections as JSON"),
+):
+    """Training-free physics detector: PIA contrast + TMM layer matching."""
+    from PIL import Image
+
+    from qupaint.bench.detector import detect as run_detect
+    from qupaint.bench.draw import draw_detections
+    from qupaint.categories import CATEGORY_NAMES
+
+    with user_errors():
+        img = np.asarray(Image.open(image).convert("RGB"))
+        dets = run_detect(img, material, oxide_nm, illuminant)
+    table = Table(title=f"{len(dets)} flakes in {image.name} ({material}, {oxide_nm:g} nm SiO2)")
+    for col in ("#", "class", "layers", "dE vs substrate", "fit dE", "score", "bbox x,y,w,h"):
+        table.add_column(col)
+    for k, d in enumerate(dets):
+        table.add_row(str(k), CATEGORY_NAMES[d["category_id"]], str(d["layers"]),
+                      f"{d['delta_e']:.1f}", f"{d['fit_de']:.1f}", f"{d['score']:.2f}",
+                      ",".join(f"{v:.0f}" for v in d["bbox"]))  # fmt: skip
+    console.print(table)
+    out = out or image.with_name(image.stem + "_detections.png")
+    with user_errors():
+        draw_detections(img, dets, out)
+        console.print(f"wrote {out}")
+        if json_out:
+            write_json(json_out, dets)
