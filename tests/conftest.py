@@ -43,6 +43,8 @@ def backend_params(op: str, device_types=("cpu", "cuda")):
             continue
         ok, why = _backend.available(b, dev)
         marks = [] if ok else [pytest.mark.skip(reason=f"{b}: {why}")]
+        if dev == "cuda":  # `pytest -m cuda` selects the GPU cases
+            marks.append(pytest.mark.cuda)
         out.append(pytest.param((b, dev), id=b, marks=marks))
     return out
 

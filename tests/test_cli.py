@@ -85,3 +85,21 @@ def test_demo_writes_csv_and_png(tmp_path):
     assert (tmp_path / "flake_colors.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "synthia_samples.png").read_bytes()[:4] == b"\x89PNG"
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temp files
+
+
+def test_backends_lists_every_op_of_the_readme_table():
+    # the README's backends table is the documentation users read: every op named in its
+    # "ops" column must be registered and listed by `qupaint backends`
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("| backend | what | device | ops |", 1)[1].split("\n\n", 1)[0]
+    ops = set(
+        re.findall(r"`([a-z_0-9]+)`", "\n".join(r.split("|")[4] for r in table.splitlines()[2:]))
+    )
+    assert {"tmm_reflectance", "stack_color", "pia", "pia_gate", "synthia_finish"} <= ops
+    res = runner.invoke(app, ["backends"], terminal_width=400)
+    assert res.exit_code == 0, res.output
+    listed = set(re.findall(r"[a-z_0-9]+", res.output))
+    assert ops <= listed, f"not listed by `qupaint backends`: {sorted(ops - listed)}"

@@ -270,6 +270,20 @@ def test_unknown_backend_and_unavailable(monkeypatch):
     assert reflectance(n, d, wl).shape == (1,)
 
 
+def test_compiled_kernels_reject_unknown_dtypes():
+    # a buffer read as the wrong type gives garbage, so the C++ boundary refuses any dtype
+    # name other than float32 / float64 instead of defaulting to one
+    from qupaint import _backend
+
+    C = _backend._compiled()
+    if C is None:
+        pytest.skip("qupaint._C is not built")
+    with pytest.raises(ValueError, match="dtype must be 'float32' or 'float64'; got 'float16'"):
+        C.tmm_reflectance_cpu("float16", C.TmmArgs())
+    with pytest.raises(ValueError, match="got 'complex128'"):
+        C.srgb_to_lab_cpu("complex128", C.PixelArgs(), C.ColorSpace())
+
+
 def test_stack_reflectance_batched_thickness():
     from qupaint.optics import flake_layers
 

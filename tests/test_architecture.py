@@ -1,0 +1,169 @@
+"""The package's layering holds by itself: no module imports a later pipeline stage or
+another module's private names (docs/architecture.md draws the layers)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import qupaint
+
+ROOT = Path(qupaint.__file__).parent
+
+# Pipeline order: a module may import its own layer and the layers before it, never after.
+# Longest prefix wins. Private base modules (qupaint._io, ...) are shared infrastructure.
+LAYERS = [
+    ("base", ("qupaint", "qupaint._arrays", "qupaint._backend", "qupaint._C", "qupaint._io",
+              "qupaint.categories")),
+    ("optics", ("qupaint.optics",)),  # materials.py (n,k tables), then tmm.py
+    ("color", ("qupaint.color",)),
+    ("pia/gate", ("qupaint.pia", "qupaint.gate", "qupaint.triton")),
+    ("synthia", ("qupaint.synthia",)),
+    ("instruct", ("qupaint.instruct",)),
+    ("model", ("qupaint.model",)),
+    ("train", ("qupaint.train",)),
+    ("bench", ("qupaint.bench",)),
+    ("app", ("qupaint.cli", "qupaint.demo")),
+]  # fmt: skip
+RANK = {prefix: rank for rank, (_, prefixes) in enumerate(LAYERS) for prefix in prefixes}
+
+
+def layer_of(module: str) -> int:
+    parts = module.split(".")
+    for n in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:n])
+        if prefix in RANK:
+            return RANK[prefix]
+    raise KeyError(f"{module} is in no layer; add it to LAYERS and docs/architecture.md")
+
+
+def package_modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(ROOT.parent).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = path
+    return out
+
+
+MODULES = package_modules()
+
+
+def _is_module(name: str) -> bool:
+    return name in MODULES or name == "qupaint._C"
+
+
+def imports_of(module: str, path: Path) -> list[tuple[int, str, str | None]]:
+    """(line, imported module, imported name or None) for every qupaint import, lazy ones
+    inside functions included."""
+    tree = ast.parse(path.read_text(), str(path))
+    pkg = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [
+                (node.lineno, a.name, None) for a in node.names if a.name.startswith("qupaint")
+            ]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
+                base = ".".join(up + ([base] if base else []))
+            if not base.startswith("qupaint"):
+                continue
+            for a in node.names:
+                sub = f"{base}.{a.name}"
+                found.append((node.lineno, sub, None) if _is_module(sub) else
+                             (node.lineno, base, a.name))  # fmt: skip
+    return found
+
+
+def test_every_module_has_a_layer():
+    for module in MODULES:
+        layer_of(module)
+
+
+def test_no_module_imports_a_later_layer_or_a_private_name():
+    bad = []
+    for module, path in MODULES.items():
+        own = layer_of(module)
+        for line, target, name in imports_of(module, path):
+            where = f"{path.relative_to(ROOT.parent)}:{line}"
+            if layer_of(target) > own:
+                bad.append(f"{where}: {module} ({LAYERS[own][0]}) imports {target} "
+                           f"({LAYERS[layer_of(target)][0]})")  # fmt: skip
+            private = name and name.startswith("_") and not name.endswith("__")  # not dunders
+            if private and target != module:
+                bad.append(f"{where}: {module} imports the private name {target}.{name}")
+    assert not bad, "import-direction violations:\n" + "\n".join(bad)
+
+
+def test_materials_precede_the_transfer_matrix():
+    # inside the optics layer, the n,k tables know nothing of the TMM built on them
+    targets = {
+        t for _, t, _ in imports_of("qupaint.optics.materials", MODULES["qupaint.optics.materials"])
+    }
+    assert not any(t.startswith("qupaint.optics") for t in targets), targets
+
+
+def test_the_checker_catches_violations(tmp_path):
+    # the rule above cannot pass vacuously: a planted upward and a private import are found
+    path = tmp_path / "m.py"
+    path.write_text("from qupaint.synthia import Synthia\nfrom qupaint.color.convert import _f\n")
+    found = imports_of("qupaint.optics.fake", path)
+    assert (1, "qupaint.synthia", "Synthia") in found and (
+        2,
+        "qupaint.color.convert",
+        "_f",
+    ) in found
+    assert layer_of("qupaint.synthia") > layer_of("qupaint.optics.fake")
+
+
+@pytest.mark.slow
+def test_each_layer_imports_with_later_layers_blocked():
+    # One process: for each layer, forget qupaint, block every later layer's modules and
+    # import all modules of the layers so far (their import-time dependencies must resolve
+    # without anything later in the pipeline).
+    layers = [[m for m in MODULES if layer_of(m) == r and not m.endswith("__main__")]
+              for r in range(len(LAYERS))]  # fmt: skip
+    code = textwrap.dedent(
+        f"""
+        import importlib, importlib.abc, sys
+        layers = {layers!r}
+        prefixes = {[list(p) for _, p in LAYERS]!r}
+
+        def rank(name):
+            parts = name.split(".")
+            for n in range(len(parts), 0, -1):
+                for r, ps in enumerate(prefixes):
+                    if ".".join(parts[:n]) in ps:
+                        return r
+            return -1
+
+        class Block(importlib.abc.MetaPathFinder):
+            limit = 0
+            def find_spec(self, name, path=None, target=None):
+                if name.startswith("qupaint") and rank(name) > self.limit:
+                    raise ImportError(f"{{name}} is a later layer than {{self.limit}}")
+                return None
+
+        block = Block()
+        sys.meta_path.insert(0, block)
+        for r, mods in enumerate(layers):
+            for k in [k for k in sys.modules if k == "qupaint" or k.startswith("qupaint.")]:
+                del sys.modules[k]
+            block.limit = r
+            for m in [m for layer in layers[: r + 1] for m in layer]:
+                importlib.import_module(m)
+        print("ok")
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-3000:]
