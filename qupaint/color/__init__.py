@@ -3,6 +3,7 @@ layer colour model (predicted colours of 1..N layers on SiO2/Si)."""
 
 from __future__ import annotations
 
+from qupaint.color.camera import Camera
 from qupaint.color.convert import (
     SRGB_TO_XYZ,
     XYZ_TO_SRGB,
@@ -22,13 +23,21 @@ from qupaint.color.convert import (
     xyz_to_linear_srgb,
 )
 from qupaint.color.data import cmfs_on, illuminant_on, white_xyz, xyz_weights
-from qupaint.color.layers import LayerModel, flake_color_table, layer_model, tmm_substrate_color
+from qupaint.color.layers import (
+    LayerModel,
+    channel_contrast,
+    flake_color_table,
+    layer_model,
+    tmm_substrate_color,
+)
 from qupaint.color.stack import stack_color
 
 __all__ = [
+    "Camera",
     "LayerModel",
     "SRGB_TO_XYZ",
     "XYZ_TO_SRGB",
+    "channel_contrast",
     "cmfs_on",
     "delta_e",
     "flake_color_table",

@@ -1,10 +1,18 @@
 """The layer colour model: predicted colours of 1..N layers of a material on SiO2/Si.
 
 One model serves three stages: Synthia paints flakes with it, QMat-Instruct explains layer
-numbers with it, and the physics detector classifies flakes by it. Colours are linear sRGB
-from the fused TMM + CIE kernel (:func:`qupaint.color.stack_color`, QuPAINT Eq. 21-22). A
-lab camera's white balance is a per-channel gain g (QuPAINT Eq. 16), so a flake of L layers
-is expected at g * c_L and the substrate at g * c_0; both are compared in CIELAB.
+numbers with it, and the physics detector classifies flakes by it. Colours are linear RGB
+from the fused TMM + colour kernel (:func:`qupaint.color.stack_color`, QuPAINT Eq. 21-22)
+seen through a :class:`~qupaint.color.Camera`: by default the CIE observer in linear sRGB
+under ``illuminant`` (``Camera.srgb``), or a lab's calibrated camera. A camera's white
+balance is a per-channel gain g (QuPAINT Eq. 16), so a flake of L layers is expected at
+g * c_L and the substrate at g * c_0; both are compared in CIELAB (camera RGB read as linear
+sRGB, as the pixels of its images are).
+
+Optical contrast, per channel: ``C = I_flake / I_substrate - 1`` (:func:`channel_contrast`),
+the definition of the MaskTerial and 2DMatGMM detectors, so a darker flake has C < 0. The
+demo's reflectance contrast ``(R_sub - R_flake) / R_sub`` (Blake et al. 2007) is its
+negative, per wavelength rather than per channel.
 """
 
 from __future__ import annotations
@@ -14,50 +22,100 @@ from typing import Any
 
 import numpy as np
 
+from qupaint.color.camera import Camera
 from qupaint.color.convert import linear_srgb_to_lab
 from qupaint.color.stack import stack_color
 from qupaint.optics import flake_layers, get_material
 
-__all__ = ["LayerModel", "layer_model", "flake_color_table", "tmm_substrate_color"]
+__all__ = [
+    "LayerModel",
+    "layer_model",
+    "flake_color_table",
+    "tmm_substrate_color",
+    "channel_contrast",
+]
+
+
+def _rgb(layers, illuminant, camera, **kw) -> np.ndarray:
+    """Linear RGB of stacks through ``camera`` (default: sRGB under ``illuminant``)."""
+    if camera is None:
+        return np.asarray(stack_color(layers, illuminant=illuminant, space="linear_srgb", **kw))
+    return np.asarray(stack_color(layers, camera=camera, **kw))
 
 
 def tmm_substrate_color(
-    oxide_nm: float, illuminant: Any = "D65", wavelengths_nm: Any = None
-) -> np.ndarray:
-    """c0 = Phi(R_sub(lambda), I(lambda)): linear sRGB [3] of bare SiO2/Si (QuPAINT Alg. 1
-    lines 2-3, Eq. 15); ``oxide_nm=0`` is bare Si."""
+    oxide_nm: float, illuminant: Any = "D65", wavelengths_nm: Any = None,
+    camera: Camera | None = None,
+) -> np.ndarray:  # fmt: skip
+    """c0 = Phi(R_sub(lambda), I(lambda)): linear RGB [3] of bare SiO2/Si (QuPAINT Alg. 1
+    lines 2-3, Eq. 15); ``oxide_nm=0`` is bare Si. Linear sRGB under ``illuminant`` unless
+    a ``camera`` is given."""
     kw = {} if wavelengths_nm is None else {"wavelengths_nm": wavelengths_nm}
     layers = [("SiO2", float(oxide_nm))] if oxide_nm > 0 else []
-    return np.asarray(stack_color(layers, illuminant=illuminant, space="linear_srgb", **kw))
+    return _rgb(layers, illuminant, camera, **kw)
 
 
 def flake_color_table(
-    material: str, max_layers: int, oxide_nm: float, illuminant: Any
-) -> np.ndarray:
-    """Linear sRGB of 1..max_layers layers of ``material`` on the oxide, [max_layers + 1, 3]
+    material: str, max_layers: int, oxide_nm: float, illuminant: Any,
+    camera: Camera | None = None,
+) -> np.ndarray:  # fmt: skip
+    """Linear RGB of 1..max_layers layers of ``material`` on the oxide, [max_layers + 1, 3]
     (row 0 unused): layers 1-3 use layer-resolved n,k (one call each), the rest the bulk
     table in one batched fused-kernel call."""
     table = np.zeros((max_layers + 1, 3))
     for nl in range(1, min(3, max_layers) + 1):
-        table[nl] = np.asarray(
-            stack_color(
-                flake_layers(material, nl, oxide_nm), illuminant=illuminant, space="linear_srgb"
-            )
-        )
+        table[nl] = _rgb(flake_layers(material, nl, oxide_nm), illuminant, camera)
     if max_layers > 3:
         t = np.arange(4, max_layers + 1) * get_material(material).monolayer_nm
         layers = [(material, t)] + ([("SiO2", oxide_nm)] if oxide_nm > 0 else [])
-        table[4:] = np.asarray(stack_color(layers, illuminant=illuminant, space="linear_srgb"))
+        table[4:] = _rgb(layers, illuminant, camera)
     return table
 
 
+def channel_contrast(
+    material: str,
+    layers: Any,
+    oxide_nm: float,
+    camera: Camera | None = None,
+    illuminant: Any = "D65",
+) -> np.ndarray:
+    """Per-channel optical contrast ``C = I_flake / I_substrate - 1`` of flakes of
+    ``layers`` layers on ``oxide_nm`` SiO2/Si, as ``camera`` records it: [len(layers), 3]
+    (R, G, B).
+
+    ``camera`` defaults to ``Camera.srgb(illuminant)``. Its response is applied to both
+    intensities, so C is the contrast of the pixel values the camera writes. A darker flake
+    has C < 0 (the MaskTerial / 2DMatGMM convention; ``(I_sub - I_flake) / I_sub`` is -C).
+
+    Examples
+    --------
+    >>> from qupaint.color import Camera, channel_contrast
+    >>> cam = Camera.gaussian((610, 540, 465), (60, 60, 60), illuminant="A")
+    >>> channel_contrast("graphene", [1, 2], 90.0, cam).round(3)
+    array([[-0.134, -0.137, -0.086],
+           [-0.256, -0.258, -0.159]])
+    """
+    counts = np.atleast_1d(np.asarray(layers))
+    if counts.size == 0 or counts.ndim != 1:
+        raise ValueError("layers: give one or more layer counts, e.g. [1, 2, 3]")
+    if not np.all(counts == np.round(counts)) or np.any(counts < 1):
+        raise ValueError(f"layers: layer counts must be positive integers; got {layers!r}")
+    if not (np.isfinite(oxide_nm) and oxide_nm >= 0):
+        raise ValueError(f"oxide_nm must be a finite thickness >= 0 nm; got {oxide_nm}")
+    table = flake_color_table(material, int(counts.max()), float(oxide_nm), illuminant, camera)
+    sub = tmm_substrate_color(float(oxide_nm), illuminant, camera=camera)
+    resp = camera.response if camera is not None else np.asarray
+    return resp(table[counts.astype(int)]) / resp(sub)[None, :] - 1.0
+
+
 class LayerModel:
-    """TMM colours of 1..``max_layers`` layers of ``material`` on ``oxide_nm`` SiO2 / Si.
+    """TMM colours of 1..``max_layers`` layers of ``material`` on ``oxide_nm`` SiO2 / Si,
+    through ``camera`` (default: linear sRGB under ``illuminant``).
 
     Attributes
     ----------
-    linear : [max_layers, 3] linear sRGB of 1..max_layers layers (row k = k + 1 layers)
-    substrate : [3] linear sRGB of the bare substrate
+    linear : [max_layers, 3] linear RGB of 1..max_layers layers (row k = k + 1 layers)
+    substrate : [3] linear RGB of the bare substrate
 
     Examples
     --------
@@ -69,14 +127,19 @@ class LayerModel:
     """
 
     def __init__(
-        self, material: str, oxide_nm: float, illuminant: Any = "D65", max_layers: int = 30
-    ):
+        self, material: str, oxide_nm: float, illuminant: Any = "D65", max_layers: int = 30,
+        camera: Camera | None = None,
+    ):  # fmt: skip
         self.material = get_material(material).name
         self.oxide_nm = float(oxide_nm)
         self.illuminant = illuminant
         self.max_layers = int(max_layers)
-        self.linear = flake_color_table(self.material, self.max_layers, oxide_nm, illuminant)[1:]
-        self.substrate = np.asarray(tmm_substrate_color(oxide_nm, illuminant), dtype=np.float64)
+        self.camera = camera
+        table = flake_color_table(self.material, self.max_layers, oxide_nm, illuminant, camera)
+        self.linear = table[1:]
+        self.substrate = np.asarray(
+            tmm_substrate_color(oxide_nm, illuminant, camera=camera), dtype=np.float64
+        )
 
     def colors(self, gain=(1.0, 1.0, 1.0)) -> np.ndarray:
         """[1 + max_layers, 3] linear sRGB under gain g: row 0 substrate, row k = k layers."""
@@ -101,7 +164,9 @@ class LayerModel:
 
 @functools.lru_cache(maxsize=64)
 def layer_model(
-    material: str, oxide_nm: float, illuminant: Any = "D65", max_layers: int = 30
-) -> LayerModel:
-    """Cached :class:`LayerModel` (one TMM evaluation per material / oxide / illuminant)."""
-    return LayerModel(material, oxide_nm, illuminant, max_layers)
+    material: str, oxide_nm: float, illuminant: Any = "D65", max_layers: int = 30,
+    camera: Camera | None = None,
+) -> LayerModel:  # fmt: skip
+    """Cached :class:`LayerModel` (one TMM evaluation per material / oxide / illuminant /
+    camera)."""
+    return LayerModel(material, oxide_nm, illuminant, max_layers, camera)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from qupaint import _backend
@@ -81,8 +82,10 @@ def stack_color(
     white: Any = "D65",
     dtype: torch.dtype | str | None = None,
     backend: str | None = None,
+    camera: Any = None,
 ) -> Any:
-    """Colour of thin-film stacks seen under ``illuminant``, fused in one kernel.
+    """Colour of thin-film stacks seen under ``illuminant`` (or through ``camera``), fused in
+    one kernel.
 
     Parameters
     ----------
@@ -94,6 +97,11 @@ def stack_color(
     space : "linear_srgb" (default) | "xyz" | "lab" (relative to ``white``).
     dtype : "float32" for the fast single-precision kernel (default float64).
     backend : "reference" | "cpu" | "cuda".
+    camera : a :class:`qupaint.color.Camera`. The result is then the camera's linear RGB
+        (its spectral weights replace the CIE observer and ``illuminant``; ``space`` must be
+        left at its default). A camera with an illumination NA averages the colour over its
+        angle quadrature, unpolarised (``theta0`` must be 0): each angle is one more stack
+        of the same fused kernel call.
 
     Returns
     -------
@@ -110,11 +118,25 @@ def stack_color(
         raise ValueError(f"space must be one of {tuple(SPACES)}; got {space!r}")
     if pol not in POLS:
         raise ValueError(f"pol must be one of 's', 'p', 'u'; got {pol!r}")
-    weights = xyz_weights(
-        wavelengths_nm.detach().cpu().numpy() if is_torch(wavelengths_nm) else wavelengths_nm,
-        illuminant,
-    )
+    wl_np = wavelengths_nm.detach().cpu().numpy() if is_torch(wavelengths_nm) else wavelengths_nm
+    angles, angle_w = (), ()
+    if camera is not None:
+        if space != "linear_srgb":
+            raise ValueError(
+                f"space: with a camera the result is the camera's RGB; leave space at its "
+                f"default (got {space!r})"
+            )
+        weights, space = camera.weights(wl_np), "xyz"  # raw channel sums
+        angles, angle_w = camera.quadrature()
+        if len(angles) > 1 and (np.any(np.asarray(theta0) != 0) or pol != "u"):
+            raise ValueError(
+                "theta0/pol: a camera with an illumination NA averages over its own cone "
+                "of angles, unpolarised; leave theta0=0 and pol='u'"
+            )
+    else:
+        weights = xyz_weights(wl_np, illuminant)
     n, d = build_stack(layers, wavelengths_nm, substrate, incident)
+    single = d.ndim == 1
     device = common_device(d, wavelengths_nm)
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype, None) if dtype in ("float32", "float64") else "bad"
@@ -122,8 +144,14 @@ def stack_color(
         raise ValueError("dtype must be 'float32', 'float64' or None")
     cdt = torch.complex64 if dtype == torch.float32 else torch.complex128
     nt = as_tensor(n, device).to(cdt)
-    st = prepare_stacks(nt, d, wavelengths_nm, theta0, pol)
-    _, fn = _backend.select("stack_color", st.device.type, backend)
-    out = fn(st, pol, weights, space, white_xyz(white))
-    single = d.ndim == 1
+    if len(angles) <= 1:
+        angles, angle_w = [theta0], [1.0]
+    # one call per angle of the camera's cone: every stack of a call shares the angle, so
+    # the kernel keeps its shared plan and top-layer fold (per-stack angles would not)
+    out = 0
+    for theta, w in zip(angles, angle_w, strict=True):
+        st = prepare_stacks(nt, d, wavelengths_nm, theta, pol)
+        _, fn = _backend.select("stack_color", st.device.type, backend)
+        part = fn(st, pol, weights, space, white_xyz(white))
+        out = part if len(angle_w) == 1 else out + float(w) * part
     return to_output(out[0] if single else out, device is not None)
