@@ -102,19 +102,21 @@ def detect(
     illuminant: str = "D65",
     config: DetectorConfig | None = None,
     image_id: int | None = None,
+    camera=None,
 ) -> list[dict]:
     """Detect flakes in an sRGB micrograph ``image`` [H, W, 3] (uint8 or float in [0, 1]).
 
     Returns COCO detections sorted by score: ``bbox`` [x, y, w, h], ``score``,
     ``category_id`` (1 Mono, 2 Few, 3 Thick), ``layers``, ``delta_e`` (vs substrate),
     ``fit_de`` (distance to the predicted colour), ``area`` (pixels), plus ``image_id``
-    when given.
+    when given. ``camera`` (a :class:`~qupaint.color.Camera`, e.g. from ``qupaint
+    calibrate``) is what the image was taken through; default sRGB under ``illuminant``.
     """
     cfg = config or DetectorConfig()
     cfg.validate()
     img = _as_uint8(image)
     H, W = img.shape[:2]
-    model = layer_model(material, float(oxide_nm), illuminant, cfg.max_layers)
+    model = layer_model(material, float(oxide_nm), illuminant, cfg.max_layers, camera)
     size = max(cfg.pia_patch, (min(H, W) // cfg.pia_patch) * cfg.pia_patch)
     m_sub, _ = substrate_mask(img, patch_size=cfg.pia_patch, image_size=size)
     c_ref = reference_substrate_color(img, m_sub, stride=2)
@@ -188,11 +190,11 @@ def detect(
 
 
 def _detect_image(args: tuple) -> list[dict]:
-    path, image_id, material, oxide_nm, illuminant, cfg = args
+    path, image_id, material, oxide_nm, illuminant, cfg, camera = args
     from PIL import Image
 
     img = np.asarray(Image.open(path).convert("RGB"))
-    return detect(img, material, oxide_nm, illuminant, cfg, image_id=image_id)
+    return detect(img, material, oxide_nm, illuminant, cfg, image_id=image_id, camera=camera)
 
 
 def detect_coco(
@@ -203,6 +205,7 @@ def detect_coco(
     config: DetectorConfig | None = None,
     workers: int = 1,
     progress=None,
+    camera=None,
 ) -> list[dict]:
     """Run :func:`detect` on every image of a COCO file (material from each image's
     ``material`` field; oxide from the annotations' ``substrate_oxide_nm`` unless given).
@@ -223,7 +226,7 @@ def detect_coco(
             raise ValueError(f"image {im['id']} has no 'material'; the detector needs it")
         ox = oxide_nm if oxide_nm is not None else oxide_of.get(im["id"]) or 285.0
         jobs.append((resolve_image(root, im), im["id"], im["material"], float(ox), illuminant,
-                     config))  # fmt: skip
+                     config, camera))  # fmt: skip
     out: list[dict] = []
     if workers > 1:
         # not "fork": a child forked from a process whose OpenMP pool has run (our C++

@@ -27,7 +27,7 @@ import numpy as np
 
 from qupaint._io import json_dumps, write_json
 from qupaint.categories import CATEGORY_NAMES
-from qupaint.color import layer_model, linear_srgb_to_lab
+from qupaint.color import Camera, layer_model, linear_srgb_to_lab
 from qupaint.instruct.context import ImageContext, render
 from qupaint.instruct.corpus_io import SPLITS, load_coco, open_outputs
 from qupaint.instruct.formats import FORMATS, check_format, make_record
@@ -55,6 +55,7 @@ class _Job:
     materials: list
     cfg: dict
     illuminant: str
+    camera: object
     max_layers: int
     seed: int
     fractions: np.ndarray
@@ -81,7 +82,7 @@ def _build_chunk(part: list[dict]) -> tuple[dict, dict]:
         anns = job.by_image.get(im["id"], [])
         mat = im.get("material") or (anns[0]["material"] if anns else job.materials[0])
         oxide = anns[0]["substrate_oxide_nm"] if anns else job.cfg.get("oxide_nm", 285.0)
-        model = layer_model(mat, float(oxide), job.illuminant, job.max_layers)
+        model = layer_model(mat, float(oxide), job.illuminant, job.max_layers, job.camera)
         gain = np.asarray(im.get("gain", (1.0, 1.0, 1.0)), float)
         cols = [model.colors(gain)]
         if anns:
@@ -126,6 +127,7 @@ def build_corpus(
     tasks: Sequence[str] = TASKS,
     split: Sequence[float] = (0.8, 0.1, 0.1),
     illuminant: str | None = None,
+    camera=None,
     chunk: int = 256,
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
@@ -145,6 +147,9 @@ def build_corpus(
     split : train / val / test fractions, by image.
     illuminant : for the TMM predictions; default from a ``manifest.json`` beside the COCO
         file, else ``"D65"``.
+    camera : a :class:`~qupaint.color.Camera` (or its dict) the predictions are seen
+        through; default the manifest's (Synthia's ``camera``), else sRGB under
+        ``illuminant``. Use the camera the annotations' colours were rendered with.
     chunk, workers : images per work unit and worker processes; the output does not depend
         on either.
 
@@ -167,6 +172,9 @@ def build_corpus(
     manifest = root / "manifest.json"
     cfg = json.loads(manifest.read_text()).get("config", {}) if manifest.is_file() else {}
     illuminant = illuminant or cfg.get("illuminant", "D65")
+    camera = camera if camera is not None else cfg.get("camera")
+    if isinstance(camera, dict):
+        camera = Camera.from_dict(camera)
     by_image: dict[int, list] = {im["id"]: [] for im in coco["images"]}
     for a in coco["annotations"]:
         for key in ("layers", "substrate_oxide_nm", "color_linear_rgb", "material"):
@@ -187,11 +195,13 @@ def build_corpus(
     for mat, oxide in {
         (a["material"], float(a["substrate_oxide_nm"])) for a in coco["annotations"]
     }:
-        layer_model(mat, oxide, illuminant, max_layers)
+        layer_model(mat, oxide, illuminant, max_layers, camera)
     if chunk < 1 or workers < 1:
         raise ValueError(f"chunk and workers must be >= 1; got {chunk}, {workers}")
     out_dir = Path(out_path)
-    job = _Job(by_image, materials, cfg, illuminant, max_layers, seed, fr, tuple(tasks), formats)
+    job = _Job(
+        by_image, materials, cfg, illuminant, camera, max_layers, seed, fr, tuple(tasks), formats
+    )
     images = coco["images"]
     chunks = [images[i : i + chunk] for i in range(0, len(images), chunk)]
     counts: dict[str, Counter] = {k: Counter() for k in _COUNTS}
@@ -225,6 +235,7 @@ def build_corpus(
         "seed": seed,
         "split_fractions": list(fr),
         "illuminant": illuminant,
+        "camera": camera.describe() if camera is not None else None,
         "images": len(images),
         "records_per_format": sum(counts["task"].values()),
         "per_task": dict(counts["task"]),

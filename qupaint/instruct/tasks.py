@@ -79,11 +79,13 @@ def _locate(ctx: ImageContext, rng: random.Random):
 def _verify(ctx: ImageContext, rng: random.Random):
     present = {a["category_id"] for a in ctx.anns}
     want_yes = rng.random() < 0.5 and bool(present)
+    absent = [c for c in _ALL_CATS if c not in present]
+    others = [m for m in ctx.materials if m != ctx.material]
+    if not (absent or others):  # every category here, one material: no true "no" exists
+        want_yes = True
     if want_yes:
         cat, mat = rng.choice(sorted(present)), ctx.material
     else:
-        absent = [c for c in _ALL_CATS if c not in present]
-        others = [m for m in ctx.materials if m != ctx.material]
         # hard negatives first: "is there a monolayer?" on an image without one
         if absent and (MONO in absent or not others or rng.random() < 0.7):
             cat, mat = (MONO if MONO in absent else rng.choice(absent)), ctx.material

@@ -27,6 +27,7 @@ import numpy as np
 
 from qupaint.categories import THICK_MIN_LAYERS, category_of
 from qupaint.color import (
+    Camera,
     delta_e,
     flake_color_table,
     lab_to_linear_srgb,
@@ -56,6 +57,10 @@ class SynthiaConfig:
     materials: tuple[str, ...] = FLAKE_MATERIALS
     oxide_nm: float = 285.0
     illuminant: str = "D65"
+    #: a calibrated camera (``Camera.to_dict()``, e.g. from ``qupaint calibrate``): flakes and
+    #: substrate are rendered in its RGB under its lamp (``illuminant`` is then unused);
+    #: None renders linear sRGB under ``illuminant``
+    camera: dict | None = None
     flakes_per_image: tuple[int, int] = (4, 8)
     radius_px: tuple[float, float] = (12.0, 60.0)  # log-uniform
     #: probabilities of Mono / Few (2-5) / Thick (6-max_layers); Mono kept high on purpose
@@ -101,6 +106,8 @@ class SynthiaConfig:
             raise ValueError("category_weights must be 3 non-negative numbers")
         if self.oxide_nm < 0:
             raise ValueError("oxide_nm must be >= 0")
+        if self.camera is not None:
+            Camera.from_dict(self.camera)  # a malformed camera fails here, not in a worker
         if self.reference_dir is not None and not _reference_files(self.reference_dir):
             raise ValueError(
                 f"reference_dir {self.reference_dir!r} holds no image ({', '.join(IMAGE_EXTS)})"
@@ -132,11 +139,12 @@ class Synthia:
         self.config = config or SynthiaConfig()
         self.config.validate()
         c = self.config
-        self.c0 = tmm_substrate_color(float(c.oxide_nm), c.illuminant)
+        self.camera = Camera.from_dict(c.camera) if c.camera is not None else None
+        self.c0 = tmm_substrate_color(float(c.oxide_nm), c.illuminant, camera=self.camera)
         # every colour this data set can use, computed once (terraces add up to 3 layers)
         self.colors = {
             get_material(m).name: flake_color_table(
-                m, c.max_layers + 3, float(c.oxide_nm), c.illuminant
+                m, c.max_layers + 3, float(c.oxide_nm), c.illuminant, self.camera
             )
             for m in c.materials
         }

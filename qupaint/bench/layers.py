@@ -1,0 +1,237 @@
+"""Layer counting on real flakes: measure per-channel contrast on labelled crops, calibrate
+the camera on a few of them, classify the rest, and compare with what the labels allow.
+
+The data this is built for are tight bounding-box crops of expert-labelled flakes, one per
+file, named ``<Material>_<image>_ann<k>_L<layers>.png`` in folders named by the layer count
+(the 2DMatGMM layer crops; see ``shared/data/real/README.md``). Any folder laid out that way
+works.
+
+Measuring a crop (:func:`measure_crop`): the pixels (3x3 median-filtered) are split into
+``k`` colour clusters (k-means). The substrate is the cluster that holds most of the crop's
+border ring; a brighter cluster with at least a quarter of the ring wins over it, because
+thin flakes here are darker than the substrate. The flake is the remaining cluster whose
+largest connected region spans most of the crop (the crop is the flake's box, so the
+labelled flake touches its edges), with its pixel count as the tie-break. Contrast is
+``C = I_flake / I_substrate - 1`` per channel on the pixel values. Crops cut from the same
+micrograph share one substrate, the median of their estimates (:func:`measure_crops`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from qupaint.color import Camera, channel_contrast
+from qupaint.color.calibrate import fit_camera
+
+__all__ = [
+    "LayerCrop",
+    "find_layer_crops",
+    "measure_crop",
+    "measure_crops",
+    "classify_layers",
+    "evaluate_layer_crops",
+]
+
+_NAME = re.compile(r"^(?P<material>[A-Za-z0-9]+)_(?P<image>.+)_ann(?P<ann>\d+)_L(?P<layers>\d+)$")
+
+
+@dataclass
+class LayerCrop:
+    """One labelled crop: ``source`` names the micrograph it was cut from."""
+
+    path: Path
+    material: str
+    layers: int
+    source: str
+
+
+def find_layer_crops(root: str | os.PathLike) -> list[LayerCrop]:
+    """Every ``<n>/<Material>_<image>_ann<k>_L<n>.png`` under ``root``, sorted by path."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"root: no such folder {str(root)!r}")
+    out = []
+    for path in sorted(root.glob("*/*.png")):
+        m = _NAME.match(path.stem)
+        if m is None:
+            continue
+        out.append(
+            LayerCrop(path, m["material"], int(m["layers"]), f"{m['material']}_{m['image']}")
+        )
+    if not out:
+        raise ValueError(
+            f"root: no labelled crops in {root} (expected <layers>/<Material>_<image>_ann<k>_"
+            "L<layers>.png)"
+        )
+    return out
+
+
+def _clusters(image: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    from scipy import ndimage
+    from scipy.cluster.vq import kmeans2
+
+    x = ndimage.median_filter(np.asarray(image, dtype=np.float64), size=(3, 3, 1))
+    k = max(2, min(k, x.shape[0] * x.shape[1]))
+    _, lab = kmeans2(x.reshape(-1, 3), k, seed=0, minit="++")
+    return x, lab.reshape(x.shape[:2])
+
+
+def measure_crop(image, k: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """(flake RGB [3], substrate RGB [3]) pixel values of a flake's box crop (see the module
+    docstring); ``image`` is [H, W, 3] uint8 or float."""
+    from scipy import ndimage
+
+    img = np.asarray(image)
+    if img.ndim != 3 or img.shape[-1] != 3 or min(img.shape[:2]) < 3:
+        raise ValueError(f"image must be [H, W, 3] with H, W >= 3; got shape {img.shape}")
+    x, lab = _clusters(img, k)
+    H, W = lab.shape
+    r = max(1, min(H, W) // 10)
+    ring = np.ones((H, W), bool)
+    ring[r : H - r, r : W - r] = False
+    n = int(lab.max()) + 1
+    px, flat = x.reshape(-1, 3), lab.ravel()
+    size = np.bincount(flat, minlength=n)
+    ring_share = np.bincount(lab[ring], minlength=n) / ring.sum()
+    med = np.array([np.median(px[flat == j], axis=0) if size[j] else np.zeros(3) for j in range(n)])
+    s = int(np.argmax(ring_share))
+    for j in range(n):
+        if j != s and ring_share[j] >= 0.25 and med[j].sum() > med[s].sum():
+            s = j
+    others = [j for j in range(n) if j != s and size[j] > 0]
+    if not others:
+        return med[s], med[s]
+
+    def span(j: int) -> float:
+        comp, m = ndimage.label(lab == j)
+        areas = np.bincount(comp.ravel())[1:]
+        ys, xs = ndimage.find_objects(comp)[int(np.argmax(areas))]
+        return (ys.stop - ys.start) * (xs.stop - xs.start) / (H * W) + 0.5 * size[j] / size.sum()
+
+    return med[max(others, key=span)], med[s]
+
+
+def measure_crops(crops: Sequence[LayerCrop], k: int = 4) -> np.ndarray:
+    """[N, 3] contrast of each crop, the substrate shared by crops of one micrograph."""
+    from PIL import Image
+
+    flakes, subs = [], []
+    for c in crops:
+        with Image.open(c.path) as im:
+            f, s = measure_crop(np.asarray(im.convert("RGB")), k)
+        flakes.append(f)
+        subs.append(s)
+    flakes, subs = np.asarray(flakes), np.asarray(subs)
+    by_source = defaultdict(list)
+    for i, c in enumerate(crops):
+        by_source[c.source].append(i)
+    for idx in by_source.values():
+        subs[idx] = np.median(subs[idx], axis=0)
+    return flakes / np.maximum(subs, 1e-6) - 1.0
+
+
+def classify_layers(
+    contrast, material: str, oxide_nm: float, camera: Camera | None = None,
+    max_layers: int = 10, sigma: float = 0.02,
+) -> np.ndarray:  # fmt: skip
+    """Layer count [N] of measured contrasts [N, 3]: the nearest predicted contrast of
+    1..max_layers layers (channels weighted equally, ``sigma`` their common scale)."""
+    C = np.asarray(contrast, dtype=np.float64).reshape(-1, 3)
+    K = np.arange(1, max_layers + 1)
+    pred = channel_contrast(material, K, oxide_nm, camera)
+    return K[((((C[:, None] - pred[None]) / sigma) ** 2).sum(-1)).argmin(1)]
+
+
+def _knn_cv(X: np.ndarray, y: np.ndarray, k: int = 9, folds: int = 5) -> float:
+    """Accuracy of a k-nearest-neighbour classifier fitted to the labels (k-fold CV)."""
+    idx = np.random.default_rng(0).permutation(len(y))
+    ok = 0
+    for f in range(folds):
+        te = idx[f::folds]
+        tr = np.setdiff1d(idx, te)
+        d = ((X[te][:, None] - X[tr][None]) ** 2).sum(-1)
+        nn = np.argsort(d, axis=1)[:, : min(k, len(tr))]
+        votes = [np.bincount(y[tr][r]).argmax() for r in nn]
+        ok += int(np.sum(np.asarray(votes) == y[te]))
+    return ok / len(y)
+
+
+def evaluate_layer_crops(
+    root: str | os.PathLike,
+    per_class: int = 5,
+    calib_layers: Sequence[int] = (1, 2),
+    oxide_nm: tuple[float, float] = (50.0, 110.0),
+    seeds: int = 10,
+    illuminant: str = "A",
+    progress=None,
+) -> dict:
+    """Calibrate on ``per_class`` random flakes of each of ``calib_layers``, classify every
+    other crop, per material, repeated over ``seeds`` random draws.
+
+    Returns ``{material: {...}}`` with the calibrated accuracy (mean, std, min over draws),
+    the fitted oxides, the accuracy of the uncalibrated sRGB model (D65, at each draw's
+    fitted oxide), the ceiling (a 9-nearest-neighbour classifier fitted to the labels
+    themselves, 5-fold cross-validated, on the same measured contrasts), the measured median
+    contrast per layer and the calibrated model's error on it.
+    """
+    crops = find_layer_crops(root)
+    C = measure_crops(crops)
+    out = {}
+    materials = sorted({c.material for c in crops})
+    for m_i, mat in enumerate(materials):
+        sel = np.array([i for i, c in enumerate(crops) if c.material == mat])
+        X, y = C[sel], np.array([crops[i].layers for i in sel])
+        classes = [int(v) for v in np.unique(y)]
+        usable = [L for L in calib_layers if np.sum(y == L) > per_class]
+        if not usable:
+            continue
+        accs, accs0, oxides, errors = [], [], [], []
+        for seed in range(seeds):
+            rng = np.random.default_rng(seed)
+            calib = {L: rng.choice(np.nonzero(y == L)[0], per_class, replace=False) for L in usable}
+            obs = [(mat, L, np.median(X[idx], axis=0)) for L, idx in calib.items()]
+            fit = fit_camera(obs, oxide_nm=oxide_nm, illuminant=illuminant)
+            test = np.setdiff1d(np.arange(len(y)), np.concatenate(list(calib.values())))
+            top = max(classes) + 2
+            got = classify_layers(X[test], mat, fit.oxide_nm, fit.camera, top)
+            got0 = classify_layers(X[test], mat, fit.oxide_nm, None, top)
+            accs.append(float(np.mean(got == y[test])))
+            accs0.append(float(np.mean(got0 == y[test])))
+            oxides.append(fit.oxide_nm)
+            measured = np.array([np.median(X[test][y[test] == L], axis=0) for L in classes])
+            errors.append(
+                np.abs(channel_contrast(mat, classes, fit.oxide_nm, fit.camera) - measured)
+            )
+            if progress:
+                progress(m_i * seeds + seed + 1, len(materials) * seeds)
+        out[mat] = {
+            "crops": int(len(y)),
+            "per_class": {L: int(np.sum(y == L)) for L in classes},
+            "calibrated_accuracy": float(np.mean(accs)),
+            "calibrated_accuracy_std": float(np.std(accs)),
+            "calibrated_accuracy_min": float(np.min(accs)),
+            "uncalibrated_accuracy": float(np.mean(accs0)),
+            "ceiling_accuracy": _knn_cv(X, y),
+            "oxide_nm": [round(o, 1) for o in oxides],
+            "measured_contrast": {
+                L: np.median(X[y == L], axis=0).round(4).tolist() for L in classes
+            },
+            "model_error_median": {
+                L: np.median(np.array(errors)[:, i], axis=0).round(4).tolist()
+                for i, L in enumerate(classes)
+            },  # fmt: skip
+            "calibration": {
+                "per_class": per_class,
+                "layers": list(usable),
+                "seeds": seeds,
+                "oxide_range_nm": list(oxide_nm),
+            },  # fmt: skip
+        }
+    return out
