@@ -231,6 +231,61 @@ def plot_colors(table, path: Path) -> None:
     _save_fig(fig, path)
 
 
+#: median per-channel contrast C = I/I_sub - 1 of 1-4 layer graphene on ~90 nm SiO2, measured
+#: by qupaint (``qupaint eval crops``) on the 766 labelled graphene crops of the 2DMatGMM
+#: data set (Uslu et al., Mach. Learn.: Sci. Technol. 5, 015027 (2024), MIT licence; a DFK
+#: 33UX174 camera behind a Nikon microscope with a halogen lamp)
+MEASURED_GRAPHENE_90NM = {
+    1: (-0.1346, -0.1354, -0.0615),
+    2: (-0.2453, -0.2549, -0.1391),
+    3: (-0.3455, -0.3542, -0.1825),
+    4: (-0.4314, -0.4465, -0.2305),
+}
+
+
+def camera_contrast(path_csv: Path, path_png: Path, max_layers: int = 6) -> None:
+    """Per-channel contrast against layer number: the uncalibrated sRGB model (D65, nominal
+    90 nm) and a camera calibrated on the measured 1-2 layer contrasts, with the measured
+    1-4 layer values (3-4 layers are held out of the calibration)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from qupaint.color import channel_contrast
+    from qupaint.color.calibrate import fit_camera
+
+    fit = fit_camera([("graphene", n, MEASURED_GRAPHENE_90NM[n]) for n in (1, 2)],
+                     oxide_nm=(60, 120))  # fmt: skip
+    layers = np.arange(1, max_layers + 1)
+    models = {
+        "sRGB D65, 90 nm (uncalibrated)": channel_contrast("graphene", layers, 90.0),
+        f"calibrated camera, {fit.oxide_nm:.1f} nm": channel_contrast(
+            "graphene", layers, fit.oxide_nm, fit.camera
+        ),
+    }
+    measured = np.array([MEASURED_GRAPHENE_90NM[n] for n in sorted(MEASURED_GRAPHENE_90NM)])
+    rows = []
+    for name, c in models.items():
+        rows += [[name, int(n), *(f"{v:.4f}" for v in c[i])] for i, n in enumerate(layers)]
+    rows += [["measured (2DMatGMM crops)", n, *(f"{v:.4f}" for v in measured[n - 1])]
+             for n in range(1, len(measured) + 1)]  # fmt: skip
+    _write_rows(path_csv, ["model", "layers", "C_R", "C_G", "C_B"], rows)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), sharey=True, constrained_layout=True)
+    for ch, (ax, color) in enumerate(zip(axes, ("tab:red", "tab:green", "tab:blue"), strict=True)):
+        for (name, c), ls in zip(models.items(), ("--", "-"), strict=True):
+            ax.plot(layers, c[:, ch], ls, color=color, label=name)
+        ax.plot(np.arange(1, len(measured) + 1), measured[:, ch], "o", color="k",
+                label="measured (1-2 L calibrate, 3-4 L held out)")  # fmt: skip
+        ax.set_title(f"{'RGB'[ch]} channel")
+        ax.set_xlabel("layers")
+        ax.axhline(0, color="0.7", lw=0.5)
+    axes[0].set_ylabel("contrast C = I / I_sub - 1")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"Graphene on SiO2/Si: per-channel contrast ({fit.camera.describe()})", fontsize=9)
+    _save_fig(fig, path_png)
+
+
 def synthia_contact_sheet(path: Path, per_material: int = 4, size: int = 256) -> None:
     """A grid of Synthia samples: one row per material (QuPAINT Alg. 1 on built-in defaults)."""
     import matplotlib
@@ -335,6 +390,8 @@ def run(
     plot_colors(colors, paths[3])
     paths.append(out / "synthia_samples.png")
     synthia_contact_sheet(paths[4])
+    paths += [out / "camera_contrast.csv", out / "camera_contrast.png"]
+    camera_contrast(paths[-2], paths[-1])
     if pipeline_steps:
         paths += pipeline(out / "pipeline", pipeline_steps, log)
     return paths

@@ -3,9 +3,9 @@
 ============================  =====================================================
 module                        commands
 ============================  =====================================================
-:mod:`qupaint.cli.optics`     ``optics``, ``materials``, ``backends``
+:mod:`qupaint.cli.optics`     ``optics``, ``materials``, ``backends``, ``calibrate``
 :mod:`qupaint.cli.data`       ``synthia``, ``instruct``
-:mod:`qupaint.cli.evaluate`   ``eval detection|grounding|detector|model``,
+:mod:`qupaint.cli.evaluate`   ``eval detection|grounding|detector|model|crops``,
                               ``bench build``, ``detect``
 :mod:`qupaint.cli.model`      ``train``, ``predict``, ``demo``
 ============================  =====================================================

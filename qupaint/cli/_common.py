@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-__all__ = ["app", "console", "user_errors", "progress", "split_list", "metric_table", "pct"]
+__all__ = [
+    "app",
+    "console",
+    "user_errors",
+    "progress",
+    "split_list",
+    "metric_table",
+    "pct",
+    "load_camera",
+    "oxide_or",
+]
 
 app = typer.Typer(
     help="qupaint: physics-aware tools for 2D quantum-material discovery.",
@@ -64,3 +75,25 @@ def metric_table(title: str, rows: dict) -> Table:
     for k, v in rows.items():
         table.add_row(k, pct(v))
     return table
+
+
+def load_camera(path: Path | None):
+    """(camera, calibrated oxide in nm or None) from a ``--camera`` JSON written by
+    ``qupaint calibrate`` or ``Camera.save``; (None, None) without one."""
+    if path is None:
+        return None, None
+    import json
+
+    from qupaint.color import Camera
+
+    with user_errors():
+        cam = Camera.load(path)
+        oxide = json.loads(Path(path).read_text()).get("oxide_nm")
+    return cam, (float(oxide) if oxide is not None else None)
+
+
+def oxide_or(oxide_nm: float | None, calibrated: float | None, default: float = 285.0) -> float:
+    """An explicit ``--oxide-nm``, else the camera file's calibrated oxide, else ``default``."""
+    if oxide_nm is not None:
+        return float(oxide_nm)
+    return calibrated if calibrated is not None else default

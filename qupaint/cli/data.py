@@ -8,7 +8,15 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from qupaint.cli._common import app, console, progress, split_list, user_errors
+from qupaint.cli._common import (
+    app,
+    console,
+    load_camera,
+    oxide_or,
+    progress,
+    split_list,
+    user_errors,
+)
 
 
 @app.command()
@@ -19,8 +27,11 @@ def synthia(
         None, help="Comma-separated materials (default: the eight QF-Bench materials)"
     ),
     reference_dir: Path = typer.Option(None, help="Real microscopy backgrounds (PNG/JPEG/TIFF)"),
-    oxide_nm: float = typer.Option(285.0, help="SiO2 thickness (nm)"),
-    illuminant: str = typer.Option("D65", help="D65, A (halogen), E, ..."),
+    oxide_nm: float = typer.Option(
+        None, help="SiO2 thickness (nm; default the --camera's calibrated, or 285)"
+    ),
+    illuminant: str = typer.Option("D65", help="D65, A (halogen), E, ... (without --camera)"),
+    camera: Path = typer.Option(None, help="Camera JSON (qupaint calibrate) to render through"),
     size: int = typer.Option(512, help="Image height and width (px)"),
     workers: int = typer.Option(2, help="Worker processes"),
     shard_size: int = typer.Option(500, help="Images per shard (the unit of resume)"),
@@ -30,14 +41,16 @@ def synthia(
     from qupaint.optics import FLAKE_MATERIALS
     from qupaint.synthia import SynthiaConfig, generate
 
+    cam, cal_oxide = load_camera(camera)
     t0 = time.perf_counter()
     with user_errors():
         cfg = SynthiaConfig(
             seed=seed,
             height=size,
             width=size,
-            oxide_nm=oxide_nm,
+            oxide_nm=oxide_or(oxide_nm, cal_oxide),
             illuminant=illuminant,
+            camera=cam.to_dict() if cam is not None else None,
             materials=tuple(split_list(materials)) if materials else FLAKE_MATERIALS,
             reference_dir=str(reference_dir) if reference_dir else None,
         )
@@ -67,10 +80,14 @@ def instruct(
         None, help="Comma-separated tasks (default: count,locate,verify,describe,ground,dialogue)"
     ),
     workers: int = typer.Option(2, help="Worker processes (the output does not depend on it)"),
+    camera: Path = typer.Option(
+        None, help="Camera JSON for the physics explanations (default: the data set's own)"
+    ),
 ):
     """Build the QMat-Instruct corpus (counting, localisation, verification, physics)."""
     from qupaint.instruct import TASKS, build_corpus
 
+    cam, _ = load_camera(camera)
     t0 = time.perf_counter()
     with user_errors(), progress("images") as report:
         summary = build_corpus(
@@ -81,6 +98,7 @@ def instruct(
             seed=seed,
             tasks=split_list(tasks) if tasks else TASKS,
             workers=workers,
+            camera=cam,
             progress=report,
         )
     dt = time.perf_counter() - t0

@@ -10,7 +10,17 @@ import typer
 from rich.table import Table
 
 from qupaint._io import write_json
-from qupaint.cli._common import app, console, metric_table, pct, progress, split_list, user_errors
+from qupaint.cli._common import (
+    app,
+    console,
+    load_camera,
+    metric_table,
+    oxide_or,
+    pct,
+    progress,
+    split_list,
+    user_errors,
+)
 
 eval_app = typer.Typer(help="QF-Bench evaluation: COCO AP and grounding accuracy.")
 app.add_typer(eval_app, name="eval")
@@ -163,8 +173,11 @@ def bench_build(
 def detect(
     image: Path = typer.Argument(..., help="Micrograph (PNG/JPEG/TIFF)"),
     material: str = typer.Option(..., help="Material of the flakes, e.g. MoS2"),
-    oxide_nm: float = typer.Option(285.0, help="SiO2 thickness (nm)"),
-    illuminant: str = typer.Option("D65", help="D65, A (halogen), E, ..."),
+    oxide_nm: float = typer.Option(
+        None, help="SiO2 thickness (nm; default the --camera's calibrated, or 285)"
+    ),
+    illuminant: str = typer.Option("D65", help="D65, A (halogen), E, ... (without --camera)"),
+    camera: Path = typer.Option(None, help="Camera JSON (qupaint calibrate) of the microscope"),
     out: Path = typer.Option(None, help="Annotated PNG (default: <image>_detections.png)"),
     json_out: Path = typer.Option(None, "--json", help="Write COCO detections as JSON"),
 ):
@@ -175,9 +188,11 @@ def detect(
     from qupaint.bench.draw import draw_detections
     from qupaint.categories import CATEGORY_NAMES
 
+    cam, cal_oxide = load_camera(camera)
+    oxide_nm = oxide_or(oxide_nm, cal_oxide)
     with user_errors():
         img = np.asarray(Image.open(image).convert("RGB"))
-        dets = run_detect(img, material, oxide_nm, illuminant)
+        dets = run_detect(img, material, oxide_nm, illuminant, camera=cam)
     table = Table(title=f"{len(dets)} flakes in {image.name} ({material}, {oxide_nm:g} nm SiO2)")
     for col in ("#", "class", "layers", "dE vs substrate", "fit dE", "score", "bbox x,y,w,h"):
         table.add_column(col)
@@ -192,3 +207,44 @@ def detect(
         console.print(f"wrote {out}")
         if json_out:
             write_json(json_out, dets)
+
+
+@eval_app.command("crops")
+def eval_crops(
+    root: Path = typer.Argument(
+        ..., help="Labelled crops: <layers>/<Material>_<img>_ann<k>_L<n>.png"
+    ),
+    per_class: int = typer.Option(5, help="Calibration flakes per calibrated layer count"),
+    calib_layers: str = typer.Option("1,2", help="Layer counts calibrated on"),
+    oxide_nm: str = typer.Option("50:110", help="SiO2 thickness range LO:HI (nm) of the fit"),
+    seeds: int = typer.Option(10, help="Random calibration draws averaged"),
+    out: Path = typer.Option(None, help="Write the results as JSON"),
+):
+    """Layer counting on real labelled flakes: calibrate the camera on a few, classify the
+    rest by per-channel contrast, and compare with the labels' own ceiling."""
+    from qupaint.bench.layers import evaluate_layer_crops
+
+    lo, _, hi = oxide_nm.partition(":")
+    with user_errors(), progress("calibrate and classify") as report:
+        r = evaluate_layer_crops(root, per_class, [int(v) for v in split_list(calib_layers)],
+                                 (float(lo), float(hi or lo)), seeds, progress=report)  # fmt: skip
+    table = Table(title=f"layer accuracy on {root} (calibrated on {per_class} flakes/class)")
+    for col in (
+        "material",
+        "crops",
+        "calibrated",
+        "uncalibrated sRGB",
+        "ceiling (kNN)",
+        "oxide nm",
+    ):
+        table.add_column(col, justify="right")
+    for mat, m in r.items():
+        ox = np.asarray(m["oxide_nm"])
+        table.add_row(mat, str(m["crops"]),
+                      f"{pct(m['calibrated_accuracy'])} ± {pct(m['calibrated_accuracy_std'])}",
+                      pct(m["uncalibrated_accuracy"]), pct(m["ceiling_accuracy"]),
+                      f"{ox.mean():.0f} ± {ox.std():.0f}")  # fmt: skip
+    console.print(table)
+    if out:
+        with user_errors():
+            write_json(out, r)

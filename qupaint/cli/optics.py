@@ -10,8 +10,8 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from qupaint._io import atomic_open
-from qupaint.cli._common import app, console, user_errors
+from qupaint._io import atomic_open, write_json
+from qupaint.cli._common import app, console, load_camera, oxide_or, user_errors
 
 #: every module that registers kernel ops with qupaint._backend, in pipeline order
 OP_MODULES = (
@@ -46,7 +46,9 @@ def optics(
     stack: str = typer.Option(None, help="Layers top to bottom, e.g. 'MoS2:0.615:1,SiO2:285'"),
     flake: str = typer.Option(None, help="Shortcut: material of a flake on oxide (with --layers)"),
     layers: int = typer.Option(1, help="Layer count for --flake"),
-    oxide_nm: float = typer.Option(285.0, help="SiO2 thickness for --flake (nm)"),
+    oxide_nm: float = typer.Option(
+        None, help="SiO2 thickness for --flake (nm; default the --camera's calibrated, or 285)"
+    ),
     substrate: str = typer.Option("Si", help="Semi-infinite substrate"),
     incident: str = typer.Option("air", help="Semi-infinite incident medium"),
     wl_min: float = typer.Option(400.0, help="First wavelength (nm)"),
@@ -56,10 +58,14 @@ def optics(
     pol: str = typer.Option("u", help="s, p or u (unpolarised)"),
     out: Path = typer.Option(None, help="Write the spectrum as CSV (wavelength_nm,R)"),
     backend: str = typer.Option(None, help="reference | cpu | cuda"),
+    camera: Path = typer.Option(None, help="Camera JSON (qupaint calibrate): print its R, G, B"),
 ):
-    """Reflectance spectrum of a thin-film stack (transfer-matrix method)."""
+    """Reflectance spectrum of a thin-film stack (transfer-matrix method); with --camera,
+    also the stack's colour through that camera and (for --flake) its contrast."""
     from qupaint.optics import flake_layers, stack_reflectance
 
+    cam, cal_oxide = load_camera(camera)
+    oxide_nm = oxide_or(oxide_nm, cal_oxide)
     if (stack is None) == (flake is None):
         raise typer.BadParameter("give exactly one of --stack or --flake")
     if wl_step <= 0 or wl_max < wl_min:
@@ -87,6 +93,18 @@ def optics(
         f"mean R = {R.mean():.5f}, min {R.min():.5f} at {wl[R.argmin()]:g} nm, "
         f"max {R.max():.5f} at {wl[R.argmax()]:g} nm"
     )
+    if cam is not None:
+        from qupaint.color import channel_contrast, stack_color
+
+        with user_errors():
+            rgb = stack_color(spec, substrate=substrate, incident=incident, camera=cam)
+            line = f"through {cam.describe()}: linear R, G, B = " + ", ".join(
+                f"{v:.4f}" for v in rgb
+            )
+            if flake:
+                c = channel_contrast(flake, [layers], oxide_nm, cam)[0]
+                line += "; contrast C = I/I_sub - 1 = " + ", ".join(f"{v:+.4f}" for v in c)
+        console.print(line)
     if out:
         with user_errors(), atomic_open(out, "w", newline="") as fh:
             w = csv.writer(fh)
@@ -126,3 +144,99 @@ def backends():
             name, "yes" if info["available"] else "no", ", ".join(info["ops"]) or "-", info["why"]
         )
     console.print(table)
+
+
+def _parse_range(text: str, param: str) -> tuple[float, float]:
+    try:
+        lo, _, hi = text.partition(":")
+        return float(lo), float(hi if hi else lo)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r}: use LO:HI in nm, e.g. 80:100", param_hint=param
+        ) from None
+
+
+def _parse_contrasts(text: str, n: int) -> list[tuple[float, float, float]]:
+    groups = [g for g in text.split(";") if g.strip()]
+    if len(groups) != n:
+        raise typer.BadParameter(
+            f"give one R,G,B triple per layer count ({n}), separated by ';'",
+            param_hint="--contrast",
+        )
+    out = []
+    for g in groups:
+        try:
+            vals = tuple(float(v) for v in g.split(","))
+        except ValueError:
+            raise typer.BadParameter(
+                f"{g!r} is not three numbers", param_hint="--contrast"
+            ) from None
+        if len(vals) != 3:
+            raise typer.BadParameter(f"{g!r}: need C_R,C_G,C_B", param_hint="--contrast")
+        out.append(vals)
+    return out
+
+
+@app.command()
+def calibrate(
+    material: str = typer.Option(..., help="Material of the measured flakes, e.g. graphene"),
+    layers: str = typer.Option(..., help="Their layer counts, e.g. 1,2"),
+    contrast: str = typer.Option(
+        ..., help="Per-channel contrast C = I/I_sub - 1 of each, 'R,G,B;R,G,B' (e.g. -0.13,...)"
+    ),
+    oxide_nm: str = typer.Option("60:320", help="SiO2 thickness range LO:HI (nm)"),
+    illuminant: str = typer.Option("A", help="Lamp: A (halogen), D65, ... or a CSV path"),
+    gamma: float = typer.Option(1.0, help="Camera response exponent (1 = linear pixel values)"),
+    out: Path = typer.Option(Path("camera.json"), help="Where to write the calibrated camera"),
+):
+    """Fit the oxide thickness and the camera (Gaussian bands, NA) to measured flake
+    contrasts; the JSON then goes to --camera of optics, synthia, instruct and detect."""
+    from qupaint.color import channel_contrast
+    from qupaint.color.calibrate import fit_camera
+
+    counts = [int(v) for v in layers.split(",") if v.strip()]
+    obs_c = _parse_contrasts(contrast, len(counts))
+    lo, hi = _parse_range(oxide_nm, "--oxide-nm")
+    with user_errors():
+        fit = fit_camera(
+            [(material, n, c) for n, c in zip(counts, obs_c, strict=True)],
+            oxide_nm=(lo, hi),
+            illuminant=illuminant,
+            gamma=gamma,
+        )
+        write_json(
+            out,
+            {
+                **fit.to_dict(),
+                "material": material,
+                "observations": [
+                    {"layers": n, "contrast": list(c)} for n, c in zip(counts, obs_c, strict=True)
+                ],
+            },
+        )
+    table = Table(title=f"calibration: {fit.camera.describe()}, oxide {fit.oxide_nm:.1f} nm")
+    for col in ("layers", "measured R,G,B", "model R,G,B", "residual"):
+        table.add_column(col)
+    for n, c, p in zip(counts, obs_c, fit.predicted, strict=True):
+        table.add_row(
+            str(n),
+            ", ".join(f"{v:+.3f}" for v in c),
+            ", ".join(f"{v:+.3f}" for v in p),
+            f"{np.abs(np.asarray(c) - p).max():.3f}",
+        )
+    console.print(table)
+    more = sorted(set(range(1, max(counts) + 3)) - set(counts))[:3]
+    pred = channel_contrast(material, more, fit.oxide_nm, fit.camera)
+    console.print(
+        "predicted: "
+        + "; ".join(
+            f"{n}L {', '.join(f'{v:+.3f}' for v in p)}" for n, p in zip(more, pred, strict=True)
+        )
+    )
+    if fit.alternatives:
+        console.print(
+            "other oxide solutions (nm, rms): "
+            + ", ".join(f"{o:.0f} ({r:.3f})" for o, r in fit.alternatives)
+            + "; narrow --oxide-nm to choose"
+        )
+    console.print(f"rms {fit.rms:.4f}; wrote {out}")
