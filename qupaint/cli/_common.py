@@ -21,6 +21,7 @@ __all__ = [
     "pct",
     "load_camera",
     "oxide_or",
+    "parse_range",
 ]
 
 app = typer.Typer(
@@ -61,6 +62,15 @@ def progress(description: str, total: int | None = None) -> Iterator[Callable[..
 def split_list(text: str) -> list[str]:
     """``"a, b,,c"`` -> ``["a", "b", "c"]`` (comma-separated option values)."""
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def parse_range(text: str, param: str) -> tuple[float, float]:
+    """``"80:100"`` -> (80.0, 100.0); a single number is a range of one value."""
+    lo, _, hi = text.partition(":")
+    try:
+        return float(lo), float(hi if hi else lo)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: use LO:HI, e.g. 80:100", param_hint=param) from None
 
 
 def pct(v: float | None) -> str:

@@ -16,6 +16,7 @@ from qupaint.cli._common import (
     load_camera,
     metric_table,
     oxide_or,
+    parse_range,
     pct,
     progress,
     split_list,
@@ -224,10 +225,10 @@ def eval_crops(
     rest by per-channel contrast, and compare with the labels' own ceiling."""
     from qupaint.bench.layers import evaluate_layer_crops
 
-    lo, _, hi = oxide_nm.partition(":")
+    lo, hi = parse_range(oxide_nm, "--oxide-nm")
     with user_errors(), progress("calibrate and classify") as report:
         r = evaluate_layer_crops(root, per_class, [int(v) for v in split_list(calib_layers)],
-                                 (float(lo), float(hi or lo)), seeds, progress=report)  # fmt: skip
+                                 (lo, hi), seeds, progress=report)  # fmt: skip
     table = Table(title=f"layer accuracy on {root} (calibrated on {per_class} flakes/class)")
     for col in (
         "material",

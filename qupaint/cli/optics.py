@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from qupaint._io import atomic_open, write_json
-from qupaint.cli._common import app, console, load_camera, oxide_or, user_errors
+from qupaint.cli._common import app, console, load_camera, oxide_or, parse_range, user_errors
 
 #: every module that registers kernel ops with qupaint._backend, in pipeline order
 OP_MODULES = (
@@ -146,16 +146,6 @@ def backends():
     console.print(table)
 
 
-def _parse_range(text: str, param: str) -> tuple[float, float]:
-    try:
-        lo, _, hi = text.partition(":")
-        return float(lo), float(hi if hi else lo)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{text!r}: use LO:HI in nm, e.g. 80:100", param_hint=param
-        ) from None
-
-
 def _parse_contrasts(text: str, n: int) -> list[tuple[float, float, float]]:
     groups = [g for g in text.split(";") if g.strip()]
     if len(groups) != n:
@@ -196,7 +186,7 @@ def calibrate(
 
     counts = [int(v) for v in layers.split(",") if v.strip()]
     obs_c = _parse_contrasts(contrast, len(counts))
-    lo, hi = _parse_range(oxide_nm, "--oxide-nm")
+    lo, hi = parse_range(oxide_nm, "--oxide-nm")
     with user_errors():
         fit = fit_camera(
             [(material, n, c) for n, c in zip(counts, obs_c, strict=True)],
