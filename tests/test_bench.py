@@ -252,13 +252,14 @@ def test_cli_instruct_eval_detect_bench(synth_dataset, tmp_path):
     assert res.exit_code == 2 and "no such file" in res.output
 
     im = json.loads((synth_dataset / "annotations.json").read_text())["images"][0]
-    res = runner.invoke(app, ["detect", str(synth_dataset / im["file_name"]), "--material",
-                              im["material"], "--out", str(tmp_path / "det.png"),
-                              "--json", str(tmp_path / "det.json")])  # fmt: skip
+    src = synth_dataset / im["file_name"]
+    res = runner.invoke(app, ["detect", str(src), "--material", im["material"], "--camera",
+                              "srgb", "--oxide-nm", "285", "--out", str(tmp_path / "det")])  # fmt: skip
     assert res.exit_code == 0, res.output
-    assert Image.open(tmp_path / "det.png").size == (im["width"], im["height"])
-    dets = json.loads((tmp_path / "det.json").read_text())
-    preds = [{**d, "image_id": im["id"]} for d in dets]
+    assert Image.open(tmp_path / "det" / "overlays" / f"{src.stem}.png").size == (
+        im["width"], im["height"])  # fmt: skip
+    dets = json.loads((tmp_path / "det" / "detections" / f"{src.stem}.json").read_text())
+    preds = [{**d, "image_id": im["id"]} for d in dets["annotations"]]
     (tmp_path / "pred.json").write_text(json.dumps(preds))
     res = runner.invoke(app, ["eval", "detection", "--gt", str(synth_dataset / "annotations.json"),
                               "--pred", str(tmp_path / "pred.json"),

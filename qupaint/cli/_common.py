@@ -87,18 +87,23 @@ def metric_table(title: str, rows: dict) -> Table:
     return table
 
 
-def load_camera(path: Path | None):
-    """(camera, calibrated oxide in nm or None) from a ``--camera`` JSON written by
-    ``qupaint calibrate`` or ``Camera.save``; (None, None) without one."""
-    if path is None:
+def load_camera(spec: str | Path | None):
+    """(camera, calibrated oxide in nm or None) from a ``--camera`` value: a preset name
+    (``srgb``, ``2dmatgmm``) or a JSON file written by ``qupaint calibrate`` or
+    ``Camera.save``; (None, None) without one. A preset's oxide is not used (it was its own
+    calibration chip's)."""
+    if spec is None:
         return None, None
     import json
 
     from qupaint.color import Camera
+    from qupaint.color.camera import PRESETS
 
     with user_errors():
-        cam = Camera.load(path)
-        oxide = json.loads(Path(path).read_text()).get("oxide_nm")
+        if str(spec) in PRESETS:
+            return Camera.preset(str(spec)), None
+        cam = Camera.load(spec)
+        oxide = json.loads(Path(spec).read_text()).get("oxide_nm")
     return cam, (float(oxide) if oxide is not None else None)
 
 

@@ -15,7 +15,6 @@ from qupaint.cli._common import (
     console,
     load_camera,
     metric_table,
-    oxide_or,
     parse_range,
     pct,
     progress,
@@ -172,42 +171,91 @@ def bench_build(
 
 @app.command()
 def detect(
-    image: Path = typer.Argument(..., help="Micrograph (PNG/JPEG/TIFF)"),
-    material: str = typer.Option(..., help="Material of the flakes, e.g. MoS2"),
-    oxide_nm: float = typer.Option(
-        None, help="SiO2 thickness (nm; default the --camera's calibrated, or 285)"
+    inputs: list[str] = typer.Argument(..., help="Micrographs: files, folders or globs"),
+    material: str = typer.Option(..., help="Material of the flakes, e.g. graphene"),
+    oxide_nm: str = typer.Option(
+        None,
+        help="SiO2 thickness in nm, or 'auto' (from the substrate colour); default the "
+        "--camera file's calibrated oxide, else auto",
     ),
-    illuminant: str = typer.Option("D65", help="D65, A (halogen), E, ... (without --camera)"),
-    camera: Path = typer.Option(None, help="Camera JSON (qupaint calibrate) of the microscope"),
-    out: Path = typer.Option(None, help="Annotated PNG (default: <image>_detections.png)"),
-    json_out: Path = typer.Option(None, "--json", help="Write COCO detections as JSON"),
+    camera: str = typer.Option(
+        "2dmatgmm",
+        help="Camera JSON (qupaint calibrate) or preset: 2dmatgmm (a calibrated "
+        "flake-hunting microscope), srgb (for Synthia images)",
+    ),
+    um_per_px: float = typer.Option(None, help="Image scale, for flake areas in um^2"),
+    out: Path = typer.Option(None, help="Output folder (batch mode; see below)"),
+    workers: int = typer.Option(2, help="Worker processes (batch mode)"),
+    min_score: float = typer.Option(0.05, help="Drop detections scoring below this"),
 ):
-    """Training-free physics detector: PIA contrast + TMM layer matching."""
-    from PIL import Image
+    """Find and classify flakes with the training-free physics detector.
 
-    from qupaint.bench.detector import detect as run_detect
-    from qupaint.bench.draw import draw_detections
+    One image without --out: a table and <image>_detections.png. With --out (or several
+    images): per-image COCO JSON with masks, overlays, flakes.csv and report.html ranking
+    monolayer candidates; resumable and parallel.
+    """
+    from qupaint.bench.batch import detect_batch, find_images
     from qupaint.categories import CATEGORY_NAMES
 
     cam, cal_oxide = load_camera(camera)
-    oxide_nm = oxide_or(oxide_nm, cal_oxide)
+    if oxide_nm is None:
+        oxide = cal_oxide if cal_oxide is not None else "auto"
+    elif oxide_nm.strip().lower() == "auto":
+        oxide = "auto"
+    else:
+        try:
+            oxide = float(oxide_nm)
+        except ValueError:
+            raise typer.BadParameter(
+                "a thickness in nm or 'auto'", param_hint="--oxide-nm"
+            ) from None
     with user_errors():
-        img = np.asarray(Image.open(image).convert("RGB"))
-        dets = run_detect(img, material, oxide_nm, illuminant, camera=cam)
-    table = Table(title=f"{len(dets)} flakes in {image.name} ({material}, {oxide_nm:g} nm SiO2)")
-    for col in ("#", "class", "layers", "dE vs substrate", "fit dE", "score", "bbox x,y,w,h"):
-        table.add_column(col)
-    for k, d in enumerate(dets):
-        table.add_row(str(k), CATEGORY_NAMES[d["category_id"]], str(d["layers"]),
-                      f"{d['delta_e']:.1f}", f"{d['fit_de']:.1f}", f"{d['score']:.2f}",
-                      ",".join(f"{v:.0f}" for v in d["bbox"]))  # fmt: skip
-    console.print(table)
-    out = out or image.with_name(image.stem + "_detections.png")
-    with user_errors():
-        draw_detections(img, dets, out)
-        console.print(f"wrote {out}")
-        if json_out:
-            write_json(json_out, dets)
+        files = find_images(inputs)
+    folder = out or Path(files[0]).with_name(Path(files[0]).stem + "_detections")
+    with user_errors(), progress("detect", total=len(files)) as report:
+        summary = detect_batch(files, folder, material, oxide, cam, um_per_px, workers,
+                               min_score, progress=report)  # fmt: skip
+    if out is None and len(files) == 1:  # one image: show its flakes and the overlay beside it
+        import json
+        import shutil
+
+        rec = json.loads(next((folder / "detections").glob("*.json")).read_text())
+        dets = rec["annotations"]
+        ox = rec["oxide"]
+        title = f"{len(dets)} flakes in {files[0].name} ({material}, {ox['nm']:.1f} nm SiO2)"
+        table = Table(title=title)
+        for col in (
+            "#",
+            "class",
+            "layers",
+            "score",
+            "contrast R,G,B",
+            "fit (sigma)",
+            "bbox x,y,w,h",
+        ):
+            table.add_column(col)
+        for k, d in enumerate(dets):
+            contrast = ", ".join(f"{c:+.3f}" for c in d["contrast"])
+            box = ",".join(f"{v:.0f}" for v in d["bbox"])
+            table.add_row(str(k), CATEGORY_NAMES[d["category_id"]], str(d["layers"]),
+                          f"{d['score']:.2f}", contrast, f"{d['fit_sigma']:.1f}", box)  # fmt: skip
+        console.print(table)
+        overlay = files[0].with_name(files[0].stem + "_detections.png")
+        shutil.copyfile(next((folder / "overlays").glob("*.png")), overlay)
+        console.print(f"wrote {overlay} (and COCO JSON, CSV, report in {folder}/)")
+    else:
+        console.print(
+            f"{summary['done']} of {summary['images']} images, {summary['flakes']} flakes, "
+            f"{summary['monolayer_candidates']} monolayer candidates; report: {folder}/report.html"
+        )
+    for f in summary["failed"]:
+        console.print(f"[yellow]skipped[/yellow] {f['image']}: {f['error']}")
+    if summary["oxide_ambiguous"]:
+        console.print(
+            f"[yellow]warning:[/yellow] the oxide is ambiguous in "
+            f"{len(summary['oxide_ambiguous'])} image(s) (interference colours repeat); "
+            "give --oxide-nm or a calibrated --camera (qupaint calibrate)"
+        )
 
 
 @eval_app.command("crops")

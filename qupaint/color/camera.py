@@ -47,7 +47,14 @@ from qupaint._io import write_json
 from qupaint.color.convert import XYZ_TO_SRGB
 from qupaint.color.data import illuminant_on, xyz_weights
 
-__all__ = ["Camera", "CAMERA_KINDS"]
+__all__ = ["Camera", "CAMERA_KINDS", "PRESETS"]
+
+#: named cameras: ``Camera.preset(name)`` (and ``--camera NAME`` on the command line)
+PRESETS = {
+    "srgb": "the CIE 1931 observer in linear sRGB under D65 (qupaint's default colour model)",
+    "2dmatgmm": "the 2DMatGMM / MaskTerial microscope (Nikon LV, halogen, DFK 33UX174), "
+    "calibrated on the labelled real graphene flakes of its data set",
+}
 
 CAMERA_KINDS = ("srgb", "gaussian", "table")
 #: FWHM = 2 sqrt(2 ln 2) sigma
@@ -196,6 +203,31 @@ class Camera:
         return cls.from_table(msds.wavelengths, msds.values, illuminant, na, name=name)
 
     @classmethod
+    def preset(cls, name: str) -> Camera:
+        """A named camera (:data:`PRESETS`); the calibrated ones ship in
+        ``qupaint/color/cameras/<name>.json`` with their provenance."""
+        if name == "srgb":
+            return cls.srgb("D65")
+        if name not in PRESETS:
+            raise ValueError(f"camera: unknown preset {name!r}; choose from {sorted(PRESETS)}")
+        return cls.load(Path(__file__).with_name("cameras") / f"{name}.json")
+
+    @classmethod
+    def resolve(cls, spec: Any) -> Camera:
+        """A camera from a :class:`Camera`, its dict, a preset name or a JSON path."""
+        if isinstance(spec, Camera):
+            return spec
+        if isinstance(spec, dict):
+            return cls.from_dict(spec)
+        if isinstance(spec, str) and spec in PRESETS:
+            return cls.preset(spec)
+        if isinstance(spec, (str, os.PathLike)):
+            return cls.load(spec)
+        raise TypeError(
+            f"camera: give a Camera, a dict, a preset name or a JSON path; got {spec!r}"
+        )
+
+    @classmethod
     def from_dict(cls, d: dict) -> Camera:
         """Inverse of :meth:`to_dict`."""
         if not isinstance(d, dict) or "kind" not in d:
@@ -299,6 +331,15 @@ class Camera:
         x, w = np.polynomial.legendre.leggauss(int(self.angles))
         u = 0.5 * (x + 1.0) * self.na**2
         return np.arcsin(np.sqrt(u)), 0.5 * w
+
+    def decode_table(self) -> np.ndarray:
+        """[256] float64: the linear value of each 8-bit pixel code this camera writes (the
+        sRGB curve for the sRGB camera, ``(v / 255)^gamma`` otherwise)."""
+        if self.kind == "srgb":
+            from qupaint.color.convert import srgb_decode_table
+
+            return srgb_decode_table()
+        return (np.arange(256) / 255.0) ** self.gamma
 
     def response(self, linear: Any) -> np.ndarray:
         """Pixel values the camera writes for linear channel values: I^(1/gamma)."""

@@ -36,18 +36,19 @@ _ENC_LEVELS = 65535
 
 
 @functools.cache
-def encode_lut() -> np.ndarray:
-    """Linear [0, 1] quantised to 16 bits -> sRGB uint8 (worst error 0.05 LSB, slope 12.92
-    at 0)."""
-    v = np.asarray(srgb_encode(np.linspace(0.0, 1.0, _ENC_LEVELS + 1)))
+def encode_lut(gamma: float | None = None) -> np.ndarray:
+    """Linear [0, 1] quantised to 16 bits -> uint8 pixel: sRGB-encoded (``gamma=None``,
+    worst error 0.05 LSB, slope 12.92 at 0), or a camera's ``v^(1/gamma)``."""
+    x = np.linspace(0.0, 1.0, _ENC_LEVELS + 1)
+    v = np.asarray(srgb_encode(x)) if gamma is None else x ** (1.0 / gamma)
     return np.ascontiguousarray((np.clip(v, 0, 1) * 255 + 0.5).astype(np.uint8))
 
 
-def encode_uint8(linear: np.ndarray) -> np.ndarray:
-    """Linear sRGB float -> sRGB-encoded uint8 (clipped to [0, 1], NaN -> 0); numpy."""
+def encode_uint8(linear: np.ndarray, gamma: float | None = None) -> np.ndarray:
+    """Linear float -> uint8 pixels (clipped to [0, 1], NaN -> 0; see :func:`encode_lut`)."""
     x = np.nan_to_num(np.asarray(linear, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
     q = (np.clip(x, 0.0, 1.0) * _ENC_LEVELS + 0.5).astype(np.uint16)
-    return encode_lut()[q]
+    return encode_lut(gamma)[q]
 
 
 def _gauss_kernel(sigma: float) -> np.ndarray:
@@ -104,20 +105,21 @@ def noise(n: int, keys: tuple[int, int]) -> np.ndarray:
 
 
 def finish_reference(
-    img: np.ndarray, blur_sigma: float, noise_std: float, keys: tuple[int, int]
-) -> np.ndarray:
+    img: np.ndarray, blur_sigma: float, noise_std: float, keys: tuple[int, int],
+    gamma: float | None = None,
+) -> np.ndarray:  # fmt: skip
     """Blur, add ``noise_std`` x noise, clip, encode; numpy (the ground truth)."""
     out = blur(img, blur_sigma)
     if noise_std != 0:
         out = out + np.float32(noise_std) * noise(out.size, keys).reshape(out.shape)
-    return encode_uint8(out)
+    return encode_uint8(out, gamma)
 
 
 _backend.register("synthia_finish", "reference")(finish_reference)
 
 
 @_backend.register("synthia_finish", "cpu")
-def _finish_cpu(img, blur_sigma, noise_std, keys):
+def _finish_cpu(img, blur_sigma, noise_std, keys, gamma=None):
     from qupaint import _C
 
     H, W, C = img.shape
@@ -127,7 +129,7 @@ def _finish_cpu(img, blur_sigma, noise_std, keys):
     else:
         k, r = np.ones(1, np.float32), 0
     out = np.empty(img.shape, dtype=np.uint8)
-    lut = encode_lut()
+    lut = encode_lut(gamma)
     _C.synthia_finish_cpu(
         img.ctypes.data, H, W, C, k.ctypes.data, r, float(noise_std), keys[0], keys[1],
         lut.ctypes.data, out.ctypes.data,
@@ -142,8 +144,10 @@ def finish_image(
     seed: int,
     index: int,
     backend: str | None = None,
+    gamma: float | None = None,
 ) -> np.ndarray:
-    """Linear sRGB ``[H, W, C]`` float -> blurred, noisy, clipped sRGB uint8.
+    """Linear ``[H, W, C]`` float -> blurred, noisy, clipped uint8 pixels, sRGB-encoded (or
+    ``v^(1/gamma)``, a camera's response, when ``gamma`` is given).
 
     Values are clipped to [0, 1] after blur and noise; NaN pixels come out black (0).
 
@@ -174,4 +178,4 @@ def finish_image(
     img = np.ascontiguousarray(img, dtype=np.float32)
     _, fn = _backend.select("synthia_finish", "cpu", backend)
     keys = noise_keys(seed, index) if noise_std > 0 else (0, 0)  # no noise: keys unused
-    return fn(img, float(blur_sigma), float(noise_std), keys)
+    return fn(img, float(blur_sigma), float(noise_std), keys, gamma)

@@ -140,6 +140,11 @@ class Synthia:
         self.config.validate()
         c = self.config
         self.camera = Camera.from_dict(c.camera) if c.camera is not None else None
+        # pixels are written as the camera writes them (sRGB-encoded for the sRGB camera)
+        self.gamma = (
+            None if self.camera is None or self.camera.kind == "srgb" else self.camera.gamma
+        )
+        self.decode = (self.camera or Camera.srgb()).decode_table()
         self.c0 = tmm_substrate_color(float(c.oxide_nm), c.illuminant, camera=self.camera)
         # every colour this data set can use, computed once (terraces add up to 3 layers)
         self.colors = {
@@ -201,14 +206,14 @@ class Synthia:
             img = self._reference(index)
         else:
             img, _ = self._procedural(rng)
-        bg_srgb = finish_image(img, 0.0, 0.0, c.seed, index)
+        bg_srgb = finish_image(img, 0.0, 0.0, c.seed, index, gamma=self.gamma)
         m_sub, _ = substrate_mask(
             bg_srgb,
             patch_size=c.pia_patch,
             image_size=max(c.pia_patch, (min(H, W) // c.pia_patch) * c.pia_patch),
         )
         # white balance from the background's own substrate (Alg. 1 lines 1-4)
-        c_ref = reference_substrate_color(bg_srgb, m_sub, stride=4)
+        c_ref = reference_substrate_color(bg_srgb, m_sub, stride=4, lut=self.decode)
         g = white_balance_gain(c_ref, self.c0)
         grid = PlacementGrid(m_sub, margin=2)
         material = c.materials[int(rng.integers(len(c.materials)))]
@@ -240,7 +245,7 @@ class Synthia:
             for a, d in zip(anns, de, strict=True):
                 a["delta_e_vs_substrate"] = float(d)
         # blur, sensor noise (keyed by (seed, index)), clip, encode: one fused pass
-        out = finish_image(img, c.blur_sigma_px, c.sensor_noise, c.seed, index)
+        out = finish_image(img, c.blur_sigma_px, c.sensor_noise, c.seed, index, gamma=self.gamma)
         info = {
             "index": int(index),
             "material": mat_name,

@@ -20,14 +20,16 @@ __all__ = ["reference_substrate_color", "white_balance_gain", "apply_gain"]
 
 
 def reference_substrate_color(
-    image: np.ndarray, mask: np.ndarray | None = None, stride: int = 1
+    image: np.ndarray, mask: np.ndarray | None = None, stride: int = 1, lut=None
 ) -> np.ndarray:
     """Median linear-sRGB colour of the substrate pixels of a reference image (Alg. 1 line 1).
 
     ``image``: [H, W, 3] uint8 or float sRGB-encoded; ``mask``: [H, W] bool of substrate
     pixels (default: all). The image is linearised first (Eq. 14), then the per-channel median
     is taken over the mask (robust to flakes and debris that the mask missed). ``stride`` > 1
-    takes every stride-th row and column (a faster estimate for large images).
+    takes every stride-th row and column (a faster estimate for large images). ``lut`` [256]
+    is the linear value of each uint8 code (default the sRGB curve; a camera's
+    ``decode_table()`` for images it wrote).
     """
     img = np.asarray(image)
     if img.ndim != 3 or img.shape[-1] != 3:
@@ -48,7 +50,7 @@ def reference_substrate_color(
         # uint8: per-channel counts of the 256 codes; the median of the decoded values is the
         # decoded middle code, or the mean of the two decoded middle codes for an even count
         # (= np.median of the decoded pixels, exactly, without sorting them)
-        lut, n = srgb_decode_table(), len(sub)
+        lut, n = (srgb_decode_table() if lut is None else np.asarray(lut)), len(sub)
         out = np.empty(3)
         for c in range(3):
             cum = np.cumsum(np.bincount(sub[:, c], minlength=256))

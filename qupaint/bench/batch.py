@@ -1,0 +1,303 @@
+"""Batch flake hunting: the physics detector over a folder of chip images, resumable and
+parallel, with outputs a lab can act on.
+
+Layout of ``out_dir``::
+
+    detections/<stem>.json   per image: COCO image + annotations (RLE masks, boxes, layers,
+                             contrast, area in um^2 when the scale is given), the oxide
+                             used and the settings; written last, so it marks the image done
+    overlays/<stem>.png      the image with each flake outlined and labelled
+    thumbs/<stem>_<k>.png    a thumbnail per monolayer / few-layer candidate
+    flakes.csv               every flake of every image, one row each
+    report.html              monolayer candidates ranked by score, with thumbnails
+    summary.json             counts, failed images and why, the settings
+
+Every file is written atomically. Re-running the same command skips images whose
+detections exist for the same settings; an unreadable or truncated image is reported in
+``summary.json`` and skipped, and nothing else is lost.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import hashlib
+import html
+import io
+import json
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qupaint._io import atomic_open, atomic_write_bytes, write_json
+from qupaint.categories import CATEGORY_NAMES, MONO
+
+__all__ = ["find_images", "detect_batch"]
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+def find_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Image files from paths, folders (their images, sorted) and glob patterns."""
+    out: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            out += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS)
+        elif p.is_file():
+            out.append(p)
+        else:
+            hits = sorted(Path(h) for h in glob.glob(str(item)) if Path(h).is_file())
+            if not hits:
+                raise ValueError(f"inputs: {str(item)!r} is no image, folder or matching glob")
+            out += [h for h in hits if h.suffix.lower() in IMAGE_EXTS]
+    seen, unique = set(), []
+    for f in out:
+        if f.resolve() not in seen:
+            seen.add(f.resolve())
+            unique.append(f)
+    if not unique:
+        raise ValueError("inputs: no image files found (PNG, JPEG, TIFF or BMP)")
+    return unique
+
+
+def _stem(path: Path, taken: dict) -> str:
+    """A unique output name per input (same stems in different folders get a suffix)."""
+    s = path.stem
+    if s in taken and taken[s] != path:
+        s = f"{s}-{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:6]}"
+    taken[s] = path
+    return s
+
+
+def _png(img: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+_JOB: dict = {}
+
+
+def _init(job: dict) -> None:
+    global _JOB
+    from qupaint import _C
+
+    _C.set_num_threads(1)
+    _JOB = job
+
+
+def _one(task: tuple[int, str, str]) -> dict:
+    """Detect in one image and write its files; returns a summary row (never raises)."""
+    from PIL import Image, UnidentifiedImageError
+
+    from qupaint.bench.detector import detect
+    from qupaint.bench.draw import draw_detections
+    from qupaint.color.calibrate import estimate_oxide
+
+    image_id, path, stem = task
+    job, out = _JOB, Path(_JOB["out_dir"])
+    try:
+        with Image.open(path) as im:
+            img = np.asarray(im.convert("RGB"))
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        return {"image": path, "error": f"cannot read the image: {exc}"}
+    camera = job["camera"]
+    oxide = job["oxide_nm"]
+    oxide_info: dict[str, Any] = {"nm": oxide, "source": "given"}
+    if oxide == "auto":
+        est = estimate_oxide(img, camera, candidates=job["oxide_range"])
+        oxide = est.oxide_nm
+        cands = [[round(o, 1), round(d, 4)] for o, d in est.candidates]
+        oxide_info = {"nm": oxide, "source": "estimated", "ambiguous": est.ambiguous,
+                      "candidates": cands}  # fmt: skip
+    dets = detect(img, job["material"], float(oxide), camera=camera, image_id=image_id,
+                  um_per_px=job["um_per_px"], masks=True, config=job["config"])  # fmt: skip
+    dets = [d for d in dets if d["score"] >= job["min_score"]]
+    for k, d in enumerate(dets, start=1):
+        d["id"] = image_id * 100_000 + k
+    H, W = img.shape[:2]
+    thumbs = []
+    for k, d in enumerate(dets):
+        if d["category_id"] == MONO or d["layers"] <= job["thumb_layers"]:
+            x, y, w, h = (int(round(v)) for v in d["bbox"])
+            m = max(8, (w + h) // 4)
+            crop = img[max(0, y - m) : min(H, y + h + m), max(0, x - m) : min(W, x + w + m)]
+            name = f"thumbs/{stem}_{k}.png"
+            atomic_write_bytes(out / name, _png(crop))
+            thumbs.append(name)
+            d["thumbnail"] = name
+    with atomic_open(out / "overlays" / f"{stem}.png", "wb") as fh:
+        draw_detections(img, dets, fh)
+    record = {
+        "image": {
+            "id": image_id,
+            "file_name": str(path),
+            "height": H,
+            "width": W,
+            "material": job["material"],
+        },  # fmt: skip
+        "annotations": dets,
+        "oxide": oxide_info,
+        "settings": job["settings_key"],
+    }
+    write_json(out / "detections" / f"{stem}.json", record)
+    return {"image": path, "flakes": len(dets), "oxide": oxide_info}
+
+
+def detect_batch(
+    inputs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    material: str,
+    oxide_nm: float | str = "auto",
+    camera=None,
+    um_per_px: float | None = None,
+    workers: int = 1,
+    min_score: float = 0.0,
+    oxide_range: tuple[float, float] = (60.0, 320.0),
+    config=None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Run the detector on every image of ``inputs`` and write the layout above.
+
+    ``oxide_nm`` is a thickness or ``"auto"`` (estimated per image from its substrate colour
+    with :func:`qupaint.color.calibrate.estimate_oxide`, the ambiguity recorded);
+    ``camera`` a :class:`~qupaint.color.Camera`, preset name or JSON path (default sRGB
+    under D65). Returns the summary (also written to ``summary.json``).
+    """
+    from qupaint.color import Camera
+    from qupaint.optics import get_material
+
+    files = find_images(inputs)
+    get_material(material)  # unknown material: fail before any work
+    if oxide_nm != "auto":
+        oxide_nm = float(oxide_nm)
+        if not (np.isfinite(oxide_nm) and oxide_nm >= 0):
+            raise ValueError(f"oxide_nm must be a thickness >= 0 nm or 'auto'; got {oxide_nm}")
+    if um_per_px is not None and not um_per_px > 0:
+        raise ValueError(f"um_per_px must be > 0; got {um_per_px}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1; got {workers}")
+    cam = Camera.resolve(camera) if camera is not None else Camera.srgb("D65")
+    out = Path(out_dir)
+    settings = {"material": material, "oxide_nm": oxide_nm, "camera": cam.key,
+                "um_per_px": um_per_px, "min_score": min_score, "oxide_range": list(oxide_range),
+                "config": repr(config)}  # fmt: skip
+    key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    job = {"out_dir": str(out), "material": material, "oxide_nm": oxide_nm, "camera": cam,
+           "um_per_px": um_per_px, "min_score": min_score, "oxide_range": tuple(oxide_range),
+           "config": config, "settings_key": key, "thumb_layers": 2}  # fmt: skip
+    taken: dict = {}
+    tasks, done = [], 0
+    for i, f in enumerate(files):
+        stem = _stem(f, taken)
+        det = out / "detections" / f"{stem}.json"
+        if det.is_file():
+            try:
+                if json.loads(det.read_text()).get("settings") == key:
+                    done += 1
+                    continue
+            except (OSError, json.JSONDecodeError):
+                pass  # damaged: redo it
+        tasks.append((i + 1, str(f), stem))
+    for stray in out.rglob(".*.tmp") if out.is_dir() else ():
+        stray.unlink()
+    rows: list[dict] = []
+    total = len(files)
+    if progress:
+        progress(done, total)
+    if tasks:
+        if workers == 1:
+            _init(job)
+            results = map(_one, tasks)
+            pool = None
+        else:
+            # forkserver: libgomp (our OpenMP kernels) is not fork-safe once its pool ran
+            ctx = mp.get_context("forkserver" if os.name == "posix" else "spawn")
+            pool = ctx.Pool(workers, initializer=_init, initargs=(job,))
+            results = pool.imap_unordered(_one, tasks)
+        try:
+            for r in results:
+                rows.append(r)
+                done += 1
+                if progress:
+                    progress(done, total)
+        finally:
+            if pool is not None:
+                pool.close()
+                pool.join()
+    return _finish(out, files, taken, rows, settings)
+
+
+def _finish(out: Path, files, taken, rows, settings) -> dict:
+    """flakes.csv, report.html and summary.json from every image's detections."""
+    failed = [{"image": r["image"], "error": r["error"]} for r in rows if "error" in r]
+    records = []
+    for stem in sorted(taken, key=lambda k: str(taken[k])):
+        det = out / "detections" / f"{stem}.json"
+        if det.is_file():
+            records.append((stem, json.loads(det.read_text())))
+    header = ["image", "flake", "layers", "class", "score", "x", "y", "w", "h", "area_px",
+              "area_um2", "C_R", "C_G", "C_B", "fit_sigma", "oxide_nm"]  # fmt: skip
+    with atomic_open(out / "flakes.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        for _, rec in records:
+            for d in rec["annotations"]:
+                w.writerow([rec["image"]["file_name"], d["id"], d["layers"],
+                            CATEGORY_NAMES[d["category_id"]], f"{d['score']:.4f}",
+                            *(f"{v:.1f}" for v in d["bbox"]), d["area"],
+                            f"{d['area_um2']:.2f}" if "area_um2" in d else "",
+                            *(f"{c:.4f}" for c in d["contrast"]), f"{d['fit_sigma']:.2f}",
+                            f"{rec['oxide']['nm']:.1f}"])  # fmt: skip
+    _report(out, records)
+    ambiguous = [rec["image"]["file_name"] for _, rec in records if rec["oxide"].get("ambiguous")]
+    summary = {
+        "images": len(files),
+        "done": len(records),
+        "failed": failed,
+        "flakes": sum(len(rec["annotations"]) for _, rec in records),
+        "monolayer_candidates": sum(
+            d["category_id"] == MONO for _, rec in records for d in rec["annotations"]
+        ),  # fmt: skip
+        "oxide_ambiguous": ambiguous,
+        "settings": settings,
+    }
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def _report(out: Path, records) -> None:
+    cands = [(d, rec, stem) for stem, rec in records for d in rec["annotations"]
+             if d["category_id"] == MONO]  # fmt: skip
+    cands.sort(key=lambda t: -t[0]["score"])
+    rows = []
+    for rank, (d, rec, stem) in enumerate(cands, start=1):
+        thumb = d.get("thumbnail")
+        img = f'<img src="{html.escape(thumb)}" height="96">' if thumb else ""
+        area = f"{d['area_um2']:.1f} &micro;m&sup2;" if "area_um2" in d else f"{d['area']} px"
+        name = html.escape(Path(rec["image"]["file_name"]).name)
+        rows.append(
+            f"<tr><td>{rank}</td><td>{img}</td><td>{d['score']:.2f}</td><td>{area}</td>"
+            f"<td>{', '.join(f'{c:+.3f}' for c in d['contrast'])}</td>"
+            f'<td><a href="overlays/{html.escape(stem)}.png">{name}</a></td>'
+            f"<td>{', '.join(f'{v:.0f}' for v in d['bbox'])}</td></tr>"
+        )
+    title = "qupaint: monolayer candidates"
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:sans-serif}} td,th{{padding:4px 8px;border-bottom:1px solid #ddd}}</style>
+</head><body><h1>Monolayer candidates ({len(cands)} in {len(records)} images)</h1>
+<p>Ranked by score (class probability x coverage). Contrast C = I/I<sub>sub</sub> - 1, R, G, B.</p>
+<table><tr><th>#</th><th>flake</th><th>score</th><th>area</th><th>contrast</th><th>image</th>
+<th>box x, y, w, h</th></tr>
+{chr(10).join(rows)}
+</table></body></html>
+"""
+    with atomic_open(out / "report.html", "w", encoding="utf-8") as fh:
+        fh.write(page)
