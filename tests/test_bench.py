@@ -253,8 +253,8 @@ def test_cli_instruct_eval_detect_bench(synth_dataset, tmp_path):
 
     im = json.loads((synth_dataset / "annotations.json").read_text())["images"][0]
     src = synth_dataset / im["file_name"]
-    res = runner.invoke(app, ["detect", str(src), "--material", im["material"], "--camera",
-                              "srgb", "--oxide-nm", "285", "--out", str(tmp_path / "det")])  # fmt: skip
+    args = ["--camera", "srgb", "--oxide-nm", "285", "--out", str(tmp_path / "det")]
+    res = runner.invoke(app, ["detect", str(src), "--material", im["material"], *args])
     assert res.exit_code == 0, res.output
     assert Image.open(tmp_path / "det" / "overlays" / f"{src.stem}.png").size == (
         im["width"], im["height"])  # fmt: skip
