@@ -145,3 +145,23 @@ def test_batch_rejects_bad_input(tmp_path):
         detect_batch([tmp_path], tmp_path / "o", "graphene", -5.0)
     s = detect_batch([tmp_path], tmp_path / "o", "graphene", 90.0)  # a blank chip: no flakes
     assert s["done"] == 1 and s["flakes"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CROPS.is_dir(), reason="layer crops not available")
+def test_detector_finds_real_labelled_flakes(tmp_path):
+    # a subset of the labelled crops (every 4th per layer folder), pasted on canvases; the
+    # full set is benchmarks/results/detector-real-crops.json (recall 0.88 / 0.85)
+    import shutil
+
+    from qupaint.bench.layers import evaluate_detector_on_crops
+
+    for folder in sorted(p for p in CROPS.iterdir() if p.is_dir()):
+        (tmp_path / folder.name).mkdir()
+        for f in sorted(folder.glob("*.png"))[::4]:
+            shutil.copyfile(f, tmp_path / folder.name / f.name)
+    r = evaluate_detector_on_crops(tmp_path, per_class=5)
+    for mat in ("Graphene", "WSe2"):
+        assert r[mat]["recall_iou50"] >= 0.7, r
+        assert r[mat]["layer_accuracy_of_found"] >= 0.6, r
+    assert 85 <= r["Graphene"]["oxide_nm"] <= 100 and 60 <= r["WSe2"]["oxide_nm"] <= 78
