@@ -25,7 +25,6 @@ import hashlib
 import html
 import io
 import json
-import multiprocessing as mp
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from qupaint._io import atomic_open, atomic_write_bytes, write_json
+from qupaint._pool import run_tasks
 from qupaint.categories import CATEGORY_NAMES, MONO
 
 __all__ = ["find_images", "detect_batch"]
@@ -212,26 +212,11 @@ def detect_batch(
     total = len(files)
     if progress:
         progress(done, total)
-    if tasks:
-        if workers == 1:
-            _init(job)
-            results = map(_one, tasks)
-            pool = None
-        else:
-            # forkserver: libgomp (our OpenMP kernels) is not fork-safe once its pool ran
-            ctx = mp.get_context("forkserver" if os.name == "posix" else "spawn")
-            pool = ctx.Pool(workers, initializer=_init, initargs=(job,))
-            results = pool.imap_unordered(_one, tasks)
-        try:
-            for r in results:
-                rows.append(r)
-                done += 1
-                if progress:
-                    progress(done, total)
-        finally:
-            if pool is not None:
-                pool.close()
-                pool.join()
+    for r in run_tasks(_one, tasks, workers, _init, (job,), ordered=False):
+        rows.append(r)
+        done += 1
+        if progress:
+            progress(done, total)
     return _finish(out, files, taken, rows, settings)
 
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from qupaint._pool import run_tasks
 from qupaint.categories import category_of
 from qupaint.color import Camera, layer_model, linear_srgb_to_lab
 
@@ -319,8 +320,6 @@ def detect_coco(
     """Run :func:`detect` on every image of a COCO file (material from each image's
     ``material`` field; oxide from the annotations' ``substrate_oxide_nm`` unless given).
     Returns COCO results for :func:`qupaint.bench.evaluate_detection`."""
-    import multiprocessing as mp
-    import os
     from pathlib import Path
 
     from qupaint.bench.metrics import load_json
@@ -337,18 +336,8 @@ def detect_coco(
         jobs.append((resolve_image(root, im), im["id"], im["material"], float(ox), illuminant,
                      config, camera))  # fmt: skip
     out: list[dict] = []
-    if workers > 1:
-        # not "fork": a child forked from a process whose OpenMP pool has run (our C++
-        # kernels) hangs in its first parallel region (libgomp is not fork-safe)
-        ctx = mp.get_context("forkserver" if os.name == "posix" else "spawn")
-        with ctx.Pool(workers) as pool:
-            for k, dets in enumerate(pool.imap(_detect_image, jobs, chunksize=4)):
-                out += dets
-                if progress:
-                    progress(k + 1, len(jobs))
-    else:
-        for k, job in enumerate(jobs):
-            out += _detect_image(job)
-            if progress:
-                progress(k + 1, len(jobs))
+    for k, dets in enumerate(run_tasks(_detect_image, jobs, workers, chunksize=4)):
+        out += dets
+        if progress:
+            progress(k + 1, len(jobs))
     return out

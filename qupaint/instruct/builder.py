@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import multiprocessing as mp
 import os
 import random
 from collections import Counter
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from qupaint._io import json_dumps, write_json
+from qupaint._pool import run_tasks
 from qupaint.categories import CATEGORY_NAMES
 from qupaint.color import Camera, layer_model, linear_srgb_to_lab
 from qupaint.instruct.context import ImageContext, render
@@ -207,14 +207,9 @@ def build_corpus(
     counts: dict[str, Counter] = {k: Counter() for k in _COUNTS}
     with contextlib.ExitStack() as stack:
         files = open_outputs(stack, out_dir, formats)
-        if workers > 1 and len(chunks) > 1:
-            ctx = mp.get_context("fork" if os.name == "posix" else "spawn")
-            pool = stack.enter_context(ctx.Pool(workers, initializer=_set_job, initargs=(job,)))
-            results = pool.imap(_build_chunk, chunks)  # in order: output is worker-independent
-        else:
-            pool = None
-            _set_job(job)
-            results = map(_build_chunk, chunks)
+        # fork: pure-Python workers share the parent's tables; in order, so the output does
+        # not depend on the worker count
+        results = run_tasks(_build_chunk, chunks, workers, _set_job, (job,), start="fork")
         done = 0
         for part, (lines, cnt) in zip(chunks, results, strict=True):
             for key, block in lines.items():
@@ -224,9 +219,6 @@ def build_corpus(
             done += len(part)
             if progress:
                 progress(done, len(images))
-        if pool is not None:
-            pool.close()
-            pool.join()
     verify = counts["verify"]
     summary = {
         "coco_json": str(Path(coco_json).resolve()),

@@ -17,14 +17,13 @@ byte-identical whatever the interruption or worker count.
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from qupaint._io import atomic_write_bytes
+from qupaint._pool import run_tasks
 from qupaint.categories import CATEGORIES
 from qupaint.synthia.render import Synthia, SynthiaConfig
 
@@ -137,25 +136,12 @@ def generate(
     done = n_shards - len(todo)
     if progress:
         progress(done, n_shards)
-    if todo:
-        if workers == 1:
-            _init_worker(cfg)
-            results = map(_render_shard, todo)
-            for _ in results:
-                done += 1
-                if progress:
-                    progress(done, n_shards)
-        else:
-            # forkserver, not fork: libgomp hangs in a child forked after the parent's
-            # OpenMP pool ran (e.g. a user who called Synthia.sample before generate)
-            ctx = mp.get_context("forkserver" if os.name == "posix" else "spawn")
-            if os.name == "posix":  # import torch & co. once in the server; workers fork it
-                ctx.set_forkserver_preload(["qupaint.synthia.writer"])
-            with ctx.Pool(workers, initializer=_init_worker, initargs=(cfg,)) as pool:
-                for _ in pool.imap_unordered(_render_shard, todo):
-                    done += 1
-                    if progress:
-                        progress(done, n_shards)
+    # import torch & co. once in the forkserver; workers fork it
+    for _ in run_tasks(_render_shard, todo, workers, _init_worker, (cfg,), ordered=False,
+                       preload=["qupaint.synthia.writer"]):  # fmt: skip
+        done += 1
+        if progress:
+            progress(done, n_shards)
     images, anns, req, placed = [], [], 0, 0
     for s in range(n_shards):
         shard = json.loads((root / "shards" / f"shard_{s:05d}.json").read_text())
