@@ -18,8 +18,8 @@ ROOT = Path(qupaint.__file__).parent
 # Pipeline order: a module may import its own layer and the layers before it, never after.
 # Longest prefix wins. Private base modules (qupaint._io, ...) are shared infrastructure.
 LAYERS = [
-    ("base", ("qupaint", "qupaint._arrays", "qupaint._backend", "qupaint._C", "qupaint._io", "qupaint._pool",
-              "qupaint.categories")),
+    ("base", ("qupaint", "qupaint._arrays", "qupaint._backend", "qupaint._C", "qupaint._io",
+              "qupaint._pool", "qupaint.categories")),
     ("optics", ("qupaint.optics",)),  # materials.py (n,k tables), then tmm.py
     ("color", ("qupaint.color",)),
     ("pia/gate", ("qupaint.pia", "qupaint.gate", "qupaint.triton")),
