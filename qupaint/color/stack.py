@@ -128,7 +128,8 @@ def stack_color(
             )
         weights, space = camera.weights(wl_np), "xyz"  # raw channel sums
         angles, angle_w = camera.quadrature()
-        if len(angles) > 1 and (np.any(np.asarray(theta0) != 0) or pol != "u"):
+        th = theta0.detach().cpu() if is_torch(theta0) else theta0
+        if len(angles) > 1 and (np.any(np.asarray(th) != 0) or pol != "u"):
             raise ValueError(
                 "theta0/pol: a camera with an illumination NA averages over its own cone "
                 "of angles, unpolarised; leave theta0=0 and pol='u'"
