@@ -93,13 +93,33 @@ def _init(job: dict) -> None:
     _JOB = job
 
 
+def _auto_oxide(img, material, camera, candidates) -> tuple[float, dict]:
+    """The oxide from the image's flakes (independent of white balance), else from its
+    substrate colour; ``ambiguous`` when the substrate's colour allows several thicknesses
+    or the two estimates disagree by more than 20 nm."""
+    from qupaint.bench.detector import estimate_oxide_from_flakes
+    from qupaint.color.calibrate import estimate_oxide
+
+    sub = estimate_oxide(img, camera, candidates=candidates)
+    flakes, n_px = estimate_oxide_from_flakes(img, material, camera, candidates)
+    oxide = flakes if flakes is not None else sub.oxide_nm
+    info = {
+        "nm": oxide,
+        "source": "flakes" if flakes is not None else "substrate",
+        "from_flakes": flakes,
+        "flake_pixels_fitted": n_px,
+        "from_substrate": [[round(o, 1), round(d, 4)] for o, d in sub.candidates],
+        "ambiguous": bool(sub.ambiguous if flakes is None else abs(flakes - sub.oxide_nm) > 20),
+    }
+    return oxide, info
+
+
 def _one(task: tuple[int, str, str]) -> dict:
     """Detect in one image and write its files; returns a summary row (never raises)."""
     from PIL import Image, UnidentifiedImageError
 
     from qupaint.bench.detector import detect
     from qupaint.bench.draw import draw_detections
-    from qupaint.color.calibrate import estimate_oxide
 
     image_id, path, stem = task
     job, out = _JOB, Path(_JOB["out_dir"])
@@ -112,11 +132,7 @@ def _one(task: tuple[int, str, str]) -> dict:
     oxide = job["oxide_nm"]
     oxide_info: dict[str, Any] = {"nm": oxide, "source": "given"}
     if oxide == "auto":
-        est = estimate_oxide(img, camera, candidates=job["oxide_range"])
-        oxide = est.oxide_nm
-        cands = [[round(o, 1), round(d, 4)] for o, d in est.candidates]
-        oxide_info = {"nm": oxide, "source": "estimated", "ambiguous": est.ambiguous,
-                      "candidates": cands}  # fmt: skip
+        oxide, oxide_info = _auto_oxide(img, job["material"], camera, job["oxide_range"])
     dets = detect(img, job["material"], float(oxide), camera=camera, image_id=image_id,
                   um_per_px=job["um_per_px"], masks=True, config=job["config"])  # fmt: skip
     dets = [d for d in dets if d["score"] >= job["min_score"]]
@@ -166,8 +182,10 @@ def detect_batch(
 ) -> dict:
     """Run the detector on every image of ``inputs`` and write the layout above.
 
-    ``oxide_nm`` is a thickness or ``"auto"`` (estimated per image from its substrate colour
-    with :func:`qupaint.color.calibrate.estimate_oxide`, the ambiguity recorded);
+    ``oxide_nm`` is a thickness or ``"auto"``: estimated per image from its flakes
+    (:func:`qupaint.bench.detector.estimate_oxide_from_flakes`), or from its substrate colour
+    (:func:`qupaint.color.calibrate.estimate_oxide`) when too few flake pixels fit; both
+    estimates and the ambiguity are recorded.
     ``camera`` a :class:`~qupaint.color.Camera`, preset name or JSON path (default sRGB
     under D65). Returns the summary (also written to ``summary.json``).
     """

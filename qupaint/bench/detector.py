@@ -44,7 +44,14 @@ from qupaint._pool import run_tasks
 from qupaint.categories import category_of
 from qupaint.color import Camera, layer_model, linear_srgb_to_lab
 
-__all__ = ["DetectorConfig", "detect", "detect_coco", "substrate_field", "linear_pixels"]
+__all__ = [
+    "DetectorConfig",
+    "detect",
+    "detect_coco",
+    "estimate_oxide_from_flakes",
+    "substrate_field",
+    "linear_pixels",
+]
 
 
 @dataclass
@@ -149,6 +156,61 @@ def _classes(material, oxide_nm, illuminant, camera, max_layers):
     return m.linear / m.substrate[None, :] - 1.0, m
 
 
+def _contrast_map(img: np.ndarray, cam: Camera, cfg: DetectorConfig):
+    """(C [H, W, 3], saturated [H, W], noise [3]): per-pixel contrast to the substrate field."""
+    sat = (img >= cfg.saturation).any(-1)
+    lin = linear_pixels(img, cam)
+    field, _ = substrate_field(lin, sat, cfg.block_px, cfg.field_sigma)
+    if cfg.blur_sigma_px > 0:
+        # truncated at 2 sigma: the tails add nothing against pixel noise, and cost half
+        s_px = cfg.blur_sigma_px
+        lin = ndimage.gaussian_filter(lin, (s_px, s_px, 0), truncate=2.0)
+    C = lin / np.maximum(field, 1e-6) - 1.0
+    # noise of C on the substrate (robust, per channel), from a subsample
+    sub_c = C[::4, ::4][~sat[::4, ::4]].reshape(-1, 3)
+    noise = np.maximum(1.4826 * np.median(np.abs(sub_c - np.median(sub_c, 0)), 0), cfg.min_noise)
+    return C, sat, noise
+
+
+def estimate_oxide_from_flakes(
+    image, material: str, camera: Camera | None = None,
+    candidates: tuple[float, float] = (60.0, 320.0), config: DetectorConfig | None = None,
+    step_nm: float = 5.0, max_layers: int = 8, min_pixels: int = 200,
+) -> tuple[float | None, int]:  # fmt: skip
+    """(oxide_nm, pixels explained) from the flakes themselves: the thickness at which the
+    most flake pixels of the image have a contrast within ``max_chi2`` of some 1-``max_layers``
+    layer prediction. Unlike the substrate's colour this does not depend on the camera's
+    white balance, but it needs thin flakes in the image: (None, n) when fewer than
+    ``min_pixels`` pixels fit at any thickness."""
+    from qupaint.color.calibrate import layer_contrast_grid
+
+    cfg = config or DetectorConfig()
+    img = _as_uint8(image)
+    cam = camera or Camera.srgb("D65")
+    C, sat, noise = _contrast_map(img, cam, cfg)
+    cand = (((C / noise) ** 2).sum(-1) > cfg.fg_chi2) & ~sat
+    px = C[cand]
+    if len(px) > 5000:
+        px = px[np.random.default_rng(0).choice(len(px), 5000, replace=False)]
+
+    def inliers(oxides: np.ndarray) -> np.ndarray:
+        mu = layer_contrast_grid(material, range(1, max_layers + 1), oxides, cam)  # [T, K, 3]
+        sig = np.sqrt(noise**2 + (cfg.rel_sigma * mu) ** 2)
+        return np.array([int((_chi2(px, mu[t], sig[t]).min(1) < cfg.max_chi2).sum())
+                         for t in range(len(oxides))])  # fmt: skip
+
+    lo, hi = candidates
+    coarse = np.arange(lo, hi + 0.5 * step_nm, step_nm)  # then 1 nm around the best
+    n = inliers(coarse)
+    c = float(coarse[int(np.argmax(n))])
+    fine = np.arange(max(lo, c - step_nm), min(hi, c + step_nm) + 0.5, 1.0)
+    m = inliers(fine)
+    best = int(np.argmax(m))
+    scale = len(C[cand]) / max(1, len(px))  # inliers among all candidate pixels
+    count = int(m[best] * scale)
+    return (float(fine[best]) if count >= min_pixels else None), count
+
+
 def _chi2(C: np.ndarray, mu: np.ndarray, sig: np.ndarray) -> np.ndarray:
     """[N, K] sum over channels of ((C - mu_k) / sigma_k)^2."""
     return (((C[:, None, :] - mu[None]) / sig[None]) ** 2).sum(-1)
@@ -181,17 +243,7 @@ def detect(
     cam = camera or Camera.srgb(illuminant)
     H, W = img.shape[:2]
     mu, model = _classes(material, oxide_nm, illuminant, camera, cfg.max_layers)
-    sat = (img >= cfg.saturation).any(-1)
-    lin = linear_pixels(img, cam)
-    field, _ = substrate_field(lin, sat, cfg.block_px, cfg.field_sigma)
-    if cfg.blur_sigma_px > 0:
-        # truncated at 2 sigma: the tails add nothing against pixel noise, and cost half
-        s_px = cfg.blur_sigma_px
-        lin = ndimage.gaussian_filter(lin, (s_px, s_px, 0), truncate=2.0)
-    C = lin / np.maximum(field, 1e-6) - 1.0
-    # noise of C on the substrate (robust, per channel), from a subsample
-    sub_c = C[::4, ::4][~sat[::4, ::4]].reshape(-1, 3)
-    noise = np.maximum(1.4826 * np.median(np.abs(sub_c - np.median(sub_c, 0)), 0), cfg.min_noise)
+    C, sat, noise = _contrast_map(img, cam, cfg)
     chi_sub = ((C / noise) ** 2).sum(-1)
     eight = np.ones((3, 3), bool)
     fg = ndimage.binary_opening((chi_sub > cfg.fg_chi2) | sat, structure=eight)

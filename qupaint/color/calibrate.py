@@ -34,7 +34,14 @@ from qupaint.optics import (
     refractive_index,
 )
 
-__all__ = ["CameraFit", "OxideEstimate", "fit_camera", "estimate_oxide", "CAMERA_PRIOR"]
+__all__ = [
+    "CameraFit",
+    "OxideEstimate",
+    "fit_camera",
+    "estimate_oxide",
+    "layer_contrast_grid",
+    "CAMERA_PRIOR",
+]
 
 #: prior of the Gaussian camera: (mean, std) of each parameter. Centres and widths are those
 #: of typical Bayer CMOS colour filters (e.g. the Sony IMX series: R ~600-620 nm, G ~530-550,
@@ -297,6 +304,19 @@ def fit_camera(
                     if abs(p[0] - best[0]) > 2 * grid_step_nm]  # fmt: skip
     return CameraFit(cam, float(best[0]), float(np.sqrt(np.mean(resid**2))), resid, predicted,
                      alternatives)  # fmt: skip
+
+
+def layer_contrast_grid(
+    material: str, layers: Sequence[int], oxides_nm: Sequence[float], camera: Camera | None = None
+) -> np.ndarray:
+    """[T, K, 3] linear contrast ``I_flake / I_substrate - 1`` (before the camera's response)
+    of ``layers`` layers of ``material`` at each of ``oxides_nm``, in one batched call."""
+    cam = camera or Camera.srgb("D65")
+    name = get_material(material).name
+    stacks = _Stacks([(name, int(n)) for n in layers], DEFAULT_WAVELENGTHS_NM)
+    R = stacks.spectra(np.asarray(oxides_nm, float), cam.na, cam.angles)
+    I = R @ cam.weights(DEFAULT_WAVELENGTHS_NM)  # noqa: E741
+    return I[:, 1:] / I[:, :1] - 1.0
 
 
 def _substrate_linear(substrate: Any, camera: Camera) -> np.ndarray:
