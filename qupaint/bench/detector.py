@@ -189,6 +189,10 @@ def estimate_oxide_from_flakes(
     cam = camera or Camera.srgb("D65")
     C, sat, noise = _contrast_map(img, cam, cfg)
     cand = (((C / noise) ** 2).sum(-1) > cfg.fg_chi2) & ~sat
+    # regions that touch a saturated crystal are its body and rim, not thin flakes
+    comps, _ = ndimage.label(cand | sat, structure=np.ones((3, 3), bool))
+    crystal = np.unique(comps[sat])
+    cand &= ~np.isin(comps, crystal[crystal > 0])
     px = C[cand]
     if len(px) > 5000:
         px = px[np.random.default_rng(0).choice(len(px), 5000, replace=False)]
