@@ -74,10 +74,15 @@ def test_ddp_two_processes_match_one(short_corpus, tmp_path):
     cfg.write_text(yaml.safe_dump({**kw, "output_dir": str(tmp_path / "two"),
                                    "per_device_batch_size": 2, "ddp_backend": "gloo"}))  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", "29561", "-m", "qupaint.train", "--config", str(cfg),
-           "--summary", str(tmp_path / "two.json")]  # fmt: skip
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    for port in (29561, 29563):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--master_port", str(port), "-m", "qupaint.train", "--config", str(cfg),
+               "--summary", str(tmp_path / "two.json")]  # fmt: skip
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        # one retry for a known torch/gloo teardown race in a child ("terminate called
+        # without an active exception", about 1 full-suite run in 5 here); nothing else
+        if p.returncode == 0 or "terminate called without an active" not in p.stderr:
+            break
     assert p.returncode == 0, p.stderr[-3000:]
     two = json.loads((tmp_path / "two.json").read_text())
     assert _losses(two) == pytest.approx(_losses(one), rel=1e-4)
