@@ -11,6 +11,7 @@
 #include "cuda/kernels.h"
 #endif
 #include "qupaint/fastmath.h"
+#include "qupaint/kernel_bodies.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -73,6 +74,15 @@ template <class F>
 void run_typed(const std::string& dtype, F f) {
   py::gil_scoped_release release;
   by_dtype(dtype, [&] { f(float{}); }, [&] { f(double{}); });
+}
+
+// Runs a CUDA kernel's per-thread body over its whole launch grid on the CPU, serially, with
+// the launch's own arithmetic: blocks of `block` threads, launch_grid(total, block) blocks.
+template <class F>
+void emulate_grid(long long total, int block, F body) {
+  const unsigned grid = qp::launch_grid(total, block);
+  for (unsigned k = 0; k < grid; ++k)
+    for (int t = 0; t < block; ++t) body(qp::thread_index(k, block, static_cast<unsigned>(t)));
 }
 
 }  // namespace
@@ -168,6 +178,49 @@ PYBIND11_MODULE(_C, m) {
         });
       },
       "Test hook: elementwise fastmath cis (0), exp (1), log (2), cbrt (3) over n contiguous values.");
+  // Test hooks: the CUDA kernels' bodies (qupaint/kernel_bodies.h) over their grids, on the CPU.
+  m.def("_cuda_body_tmm_reflectance", [](const std::string& dtype, const TmmArgs& a) {
+    run_typed(dtype, [&](auto t) {
+      using T = decltype(t);
+      const auto v = qp::tmm_view<T>(a);
+      T* out = reinterpret_cast<T*>(a.out);
+      emulate_grid(a.B * a.W, qp::TMM_BLOCK, [&](long long i) { qp::tmm_reflectance_body<T>(v, out, i); });
+    });
+  });
+  m.def("_cuda_body_stack_color", [](const std::string& dtype, const TmmArgs& a, const ColorArgs& c,
+                                     const ColorSpace& cs) {
+    run_typed(dtype, [&](auto t) {
+      using T = decltype(t);
+      const auto v = qp::tmm_view<T>(a);
+      const auto cv = qp::color_view<T>(c, cs);
+      T* out = reinterpret_cast<T*>(c.out);
+      emulate_grid(a.B, qp::STACK_COLOR_BLOCK, [&](long long b) { qp::stack_color_body<T>(v, cv, out, b); });
+    });
+  });
+  m.def("_cuda_body_srgb_to_lab", [](const std::string& dtype, const PixelArgs& p, const ColorSpace& cs) {
+    run_typed(dtype, [&](auto t) {
+      using T = decltype(t);
+      const auto m3 = qp::mat3_cast<T>(cs.rgb_to_xyz);
+      T iw[3];
+      qp::inverse_white(cs, iw);
+      emulate_grid(p.n, qp::PIXEL_BLOCK, [&](long long i) {
+        qp::srgb_to_lab_body<T>(reinterpret_cast<const void*>(p.in), p.in_kind, p.n, p.si, p.sc, m3, iw,
+                                reinterpret_cast<T*>(p.out), i);
+      });
+    });
+  });
+  m.def("_cuda_body_lab_to_srgb", [](const std::string& dtype, const PixelArgs& p, const ColorSpace& cs,
+                                     bool clip) {
+    run_typed(dtype, [&](auto t) {
+      using T = decltype(t);
+      const auto m3 = qp::mat3_cast<T>(cs.xyz_to_rgb);
+      const T w[3] = {T(cs.white[0]), T(cs.white[1]), T(cs.white[2])};
+      emulate_grid(p.n, qp::PIXEL_BLOCK, [&](long long i) {
+        qp::lab_to_srgb_body<T>(reinterpret_cast<const T*>(p.in), p.n, p.si, p.sc, w, m3, clip,
+                                reinterpret_cast<T*>(p.out), i);
+      });
+    });
+  });
   m.def(
       "synthia_finish_cpu",
       [](std::uintptr_t img, long long H, long long W, long long C, std::uintptr_t kernel, int r,

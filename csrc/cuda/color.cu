@@ -1,10 +1,11 @@
 // Per-pixel sRGB <-> CIELAB on CUDA: one thread per pixel, the same formulas as the CPU
-// kernel (qupaint/color.h) with the device's pow/cbrt. 3 reads + 3 writes per pixel.
+// kernel (qupaint/color.h) with the device's pow/cbrt. 3 reads + 3 writes per pixel. The
+// per-thread bodies (qupaint/kernel_bodies.h) are tested on the CPU.
 #include <cstdint>
 
 #include "common.cuh"
 #include "kernels.h"
-#include "qupaint/color.h"
+#include "qupaint/kernel_bodies.h"
 
 namespace qp {
 
@@ -12,33 +13,18 @@ template <class T>
 __global__ void srgb_to_lab_kernel(const void* __restrict__ in, int in_kind, long long n, long long si,
                                    long long sc, Mat3<T> rgb_to_xyz, T iw0, T iw1, T iw2,
                                    T* __restrict__ out) {
-  const long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= n) return;
-  T c[3];
-  for (int k = 0; k < 3; ++k) {
-    const long long p = i * si + k * sc;
-    const T v = in_kind == 1 ? static_cast<T>(static_cast<const std::uint8_t*>(in)[p]) / T(255)
-                             : static_cast<const T*>(in)[p];
-    c[k] = srgb_decode<LibMath>(v);
-  }
   const T iw[3] = {iw0, iw1, iw2};
-  linear_to_lab<LibMath>(c[0], c[1], c[2], rgb_to_xyz, iw, out + 3 * i);
+  srgb_to_lab_body<T>(in, in_kind, n, si, sc, rgb_to_xyz, iw, out,
+                      thread_index(blockIdx.x, blockDim.x, threadIdx.x));
 }
 
 template <class T>
 __global__ void lab_to_srgb_kernel(const T* __restrict__ in, long long n, long long si, long long sc,
                                    T w0, T w1, T w2, Mat3<T> xyz_to_rgb, bool clip,
                                    T* __restrict__ out) {
-  const long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= n) return;
   const T w[3] = {w0, w1, w2};
-  T rgb[3];
-  lab_to_linear(in[i * si], in[i * si + sc], in[i * si + 2 * sc], w, xyz_to_rgb, rgb);
-  for (int k = 0; k < 3; ++k) {
-    T e = srgb_encode<LibMath>(rgb[k]);
-    if (clip) e = e < T(0) ? T(0) : (e > T(1) ? T(1) : e);
-    out[3 * i + k] = e;
-  }
+  lab_to_srgb_body<T>(in, n, si, sc, w, xyz_to_rgb, clip, out,
+                      thread_index(blockIdx.x, blockDim.x, threadIdx.x));
 }
 
 template <class T>
@@ -46,7 +32,8 @@ void srgb_to_lab_cuda(const PixelArgs& p, const ColorSpace& cs, std::uintptr_t s
   if (p.n == 0) return;
   T iw[3];
   inverse_white(cs, iw);
-  srgb_to_lab_kernel<T><<<grid_for(p.n, 256), 256, 0, reinterpret_cast<cudaStream_t>(stream)>>>(
+  srgb_to_lab_kernel<T><<<launch_grid(p.n, PIXEL_BLOCK), PIXEL_BLOCK, 0,
+                          reinterpret_cast<cudaStream_t>(stream)>>>(
       reinterpret_cast<const void*>(p.in), p.in_kind, p.n, p.si, p.sc, mat3_cast<T>(cs.rgb_to_xyz),
       iw[0], iw[1], iw[2], reinterpret_cast<T*>(p.out));
   check_launch("srgb_to_lab_cuda");
@@ -55,7 +42,8 @@ void srgb_to_lab_cuda(const PixelArgs& p, const ColorSpace& cs, std::uintptr_t s
 template <class T>
 void lab_to_srgb_cuda(const PixelArgs& p, const ColorSpace& cs, bool clip, std::uintptr_t stream) {
   if (p.n == 0) return;
-  lab_to_srgb_kernel<T><<<grid_for(p.n, 256), 256, 0, reinterpret_cast<cudaStream_t>(stream)>>>(
+  lab_to_srgb_kernel<T><<<launch_grid(p.n, PIXEL_BLOCK), PIXEL_BLOCK, 0,
+                          reinterpret_cast<cudaStream_t>(stream)>>>(
       reinterpret_cast<const T*>(p.in), p.n, p.si, p.sc, T(cs.white[0]), T(cs.white[1]),
       T(cs.white[2]), mat3_cast<T>(cs.xyz_to_rgb), clip, reinterpret_cast<T*>(p.out));
   check_launch("lab_to_srgb_cuda");

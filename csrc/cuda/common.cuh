@@ -8,10 +8,6 @@
 
 namespace qp {
 
-inline unsigned grid_for(long long total, int block) {
-  return static_cast<unsigned>((total + block - 1) / block);
-}
-
 inline void check_launch(const char* what) {
   const cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) throw std::runtime_error(std::string("qupaint ") + what + ": " + cudaGetErrorString(err));
