@@ -8,7 +8,7 @@ STAMP := $(VENV)/.qupaint-installed
 SOURCES := pyproject.toml CMakeLists.txt $(shell find csrc -type f 2>/dev/null)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench lint clean check-nocuda
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,15 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-columns=min,median,mean,rounds \
 		--benchmark-json=benchmarks/results/latest-$$(hostname).json $(PYTEST_ARGS)
+
+# A build with QUPAINT_CUDA=OFF (what a user without the CUDA toolkit gets), in its own build
+# folder and install target; CI runs it after the tests.
+check-nocuda: $(STAMP)
+	rm -rf build/nocuda-wheel build/nocuda-site
+	QUPAINT_CUDA=OFF $(BIN)/python -m pip wheel -q --no-build-isolation --no-deps \
+		-w build/nocuda-wheel -Cbuild-dir=build/nocuda .
+	$(BIN)/python -m pip install -q --no-deps --target build/nocuda-site build/nocuda-wheel/*.whl
+	$(BIN)/python scripts/check_nocuda.py $(CURDIR)/build/nocuda-site
 
 lint: $(STAMP)
 	$(BIN)/ruff check qupaint tests benchmarks
