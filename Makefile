@@ -8,7 +8,7 @@ STAMP := $(VENV)/.qupaint-installed
 SOURCES := pyproject.toml CMakeLists.txt $(shell find csrc -type f 2>/dev/null)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench lint clean check-nocuda
+.PHONY: install demo test bench lint clean check-nocuda gpu-check wheelhouse
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,21 @@ check-nocuda: $(STAMP)
 		-w build/nocuda-wheel -Cbuild-dir=build/nocuda .
 	$(BIN)/python -m pip install -q --no-deps --target build/nocuda-site build/nocuda-wheel/*.whl
 	$(BIN)/python scripts/check_nocuda.py $(CURDIR)/build/nocuda-site
+
+# On a GPU machine (e.g. through the device tool): build with CUDA for this GPU, run the CUDA
+# and Triton tests and the GPU benchmarks, save results; without a GPU it says so, exit 0.
+gpu-check:
+	bash scripts/gpu_check.sh
+
+# Wheels a bare GPU image (python 3.12 with torch, triton, scipy, transformers, pytest, ...)
+# lacks, into .whl/ (ignored by git), for gpu-check there.
+WHEEL_PY ?= 3.12
+wheelhouse: $(BIN)/python
+	rm -rf .whl && mkdir -p .whl
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version $(WHEEL_PY) \
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 -d .whl \
+		tmm colour-science pycocotools faster-coco-eval orjson isal
 
 lint: $(STAMP)
 	$(BIN)/ruff check qupaint tests benchmarks

@@ -117,3 +117,19 @@ def test_lab_to_srgb_body(n, clip, dtype, rng):
     C._cuda_body_lab_to_srgb(kernel_dtype(out), p, kernel_color_space("D65"), clip)
     ref = np.asarray(lab_to_srgb(lab.double(), clip=clip, backend="reference"))
     assert np.abs(out.double().numpy() - ref).max() < (1e-9 if dtype == "float64" else 1e-4)
+
+
+def test_gpu_check_says_when_there_is_no_gpu():
+    # `make gpu-check` on a machine without a GPU: a clear message and exit code 0
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: gpu-check would run for real")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHON": sys.executable}
+    r = subprocess.run(["bash", str(root / "scripts" / "gpu_check.sh")], capture_output=True,
+                       text=True, env=env)  # fmt: skip
+    assert r.returncode == 0 and "no GPU is visible" in r.stdout, r.stdout + r.stderr
