@@ -57,16 +57,7 @@ void stack_color_cpu(const TmmArgs& a, const ColorArgs& c, const ColorSpace& cs)
           Y += R[w] * py[w];
           Z += R[w] * pz[w];
         }
-        T* o = out + 3 * b;
-        if (c.space == SPACE_XYZ) {
-          o[0] = X;
-          o[1] = Y;
-          o[2] = Z;
-        } else if (c.space == SPACE_LINEAR_SRGB) {
-          mat3_apply(xyz_to_rgb, X, Y, Z, o);
-        } else {
-          xyz_to_lab<FastMath>(X, Y, Z, inv_white, o);
-        }
+        xyz_to_space<FastMath>(c.space, X, Y, Z, xyz_to_rgb, inv_white, out + 3 * b);
       });
 }
 

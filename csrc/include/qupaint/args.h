@@ -36,12 +36,10 @@ struct ColorSpace {
   Mat3d xyz_to_rgb{};
 };
 
-enum Space : int { SPACE_XYZ = 0, SPACE_LINEAR_SRGB = 1, SPACE_LAB = 2 };
-
 // Fused reflectance -> XYZ (-> linear RGB or CIELAB) per stack.
 struct ColorArgs {
   std::uintptr_t weights = 0;  // real [W, 3]: CMF x illuminant / sum(ybar x illuminant)
-  int space = SPACE_XYZ;       // Space
+  int space = SPACE_XYZ;       // Space (qupaint/color.h)
   std::uintptr_t out = 0;      // real [B, 3], contiguous
 };
 

@@ -73,6 +73,24 @@ QP_INLINE void linear_to_lab(T r, T g, T b, const Mat3<T>& rgb_to_xyz, const T* 
   xyz_to_lab<M>(xyz[0], xyz[1], xyz[2], inv_white, lab);
 }
 
+// The output spaces of the fused stack colour.
+enum Space : int { SPACE_XYZ = 0, SPACE_LINEAR_SRGB = 1, SPACE_LAB = 2 };
+
+// XYZ -> the requested space into o[3] (CIELAB relative to 1 / inv_white)
+template <class M, class T>
+QP_INLINE void xyz_to_space(int space, T X, T Y, T Z, const Mat3<T>& xyz_to_rgb, const T* inv_white,
+                            T* o) {
+  if (space == SPACE_XYZ) {
+    o[0] = X;
+    o[1] = Y;
+    o[2] = Z;
+  } else if (space == SPACE_LINEAR_SRGB) {
+    mat3_apply(xyz_to_rgb, X, Y, Z, o);
+  } else {
+    xyz_to_lab<M>(X, Y, Z, inv_white, o);
+  }
+}
+
 // Lab -> XYZ -> linear RGB (matrix xyz_to_rgb); white = (Xn, Yn, Zn)
 template <class T>
 QP_INLINE void lab_to_linear(T L, T a, T bb, const T* white, const Mat3<T>& xyz_to_rgb, T* rgb) {

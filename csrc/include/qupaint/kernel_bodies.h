@@ -80,16 +80,7 @@ QP_INLINE void stack_color_body(const TmmView<T>& v, const ColorView<T>& c, T* o
     Y += R * c.wt[3 * w + 1];
     Z += R * c.wt[3 * w + 2];
   }
-  T* o = out + 3 * b;
-  if (c.space == SPACE_XYZ) {
-    o[0] = X;
-    o[1] = Y;
-    o[2] = Z;
-  } else if (c.space == SPACE_LINEAR_SRGB) {
-    mat3_apply(c.xyz_to_rgb, X, Y, Z, o);
-  } else {
-    xyz_to_lab<LibMath>(X, Y, Z, c.inv_white, o);
-  }
+  xyz_to_space<LibMath>(c.space, X, Y, Z, c.xyz_to_rgb, c.inv_white, out + 3 * b);
 }
 
 // thread i of n: one pixel (strides si, sc; uint8 input when in_kind == 1)
