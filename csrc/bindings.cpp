@@ -138,6 +138,17 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("W", &TmmArgs::W)
       .def_readwrite("pol", &TmmArgs::pol)
       .def_readwrite("out", &TmmArgs::out);
+  py::class_<qp::TopArgs>(m, "TopArgs", "A top-folded batch: coefficients [P, 7, W], kq [2, W], d, out.")
+      .def(py::init<>())
+      .def_readwrite("coeffs", &qp::TopArgs::coeffs)
+      .def_readwrite("kq", &qp::TopArgs::kq)
+      .def_readwrite("P", &qp::TopArgs::P)
+      .def_readwrite("d", &qp::TopArgs::d)
+      .def_readwrite("d_sb", &qp::TopArgs::d_sb)
+      .def_readwrite("d_sl", &qp::TopArgs::d_sl)
+      .def_readwrite("B", &qp::TopArgs::B)
+      .def_readwrite("W", &qp::TopArgs::W)
+      .def_readwrite("out", &qp::TopArgs::out);
   py::class_<ColorSpace>(m, "ColorSpace", "Lab white (XYZ) and the linear RGB <-> XYZ matrices (row-major).")
       .def(py::init<>())
       .def_readwrite("white", &ColorSpace::white)
@@ -197,6 +208,24 @@ PYBIND11_MODULE(_C, m) {
       emulate_grid(a.B, qp::STACK_COLOR_BLOCK, [&](long long b) { qp::stack_color_body<T>(v, cv, out, b); });
     });
   });
+  m.def("_cuda_body_tmm_top", [](const std::string& dtype, const qp::TopArgs& a) {
+    run_typed(dtype, [&](auto t) {
+      using T = decltype(t);
+      const auto v = qp::top_view<T>(a);
+      T* out = reinterpret_cast<T*>(a.out);
+      emulate_grid(a.B * a.W, qp::TMM_BLOCK, [&](long long i) { qp::tmm_top_body<T>(v, out, i); });
+    });
+  });
+  m.def("_cuda_body_stack_color_top", [](const std::string& dtype, const qp::TopArgs& a,
+                                         const ColorArgs& c, const ColorSpace& cs) {
+    run_typed(dtype, [&](auto t) {
+      using T = decltype(t);
+      const auto v = qp::top_view<T>(a);
+      const auto cv = qp::color_view<T>(c, cs);
+      T* out = reinterpret_cast<T*>(c.out);
+      emulate_grid(a.B, qp::STACK_COLOR_BLOCK, [&](long long b) { qp::stack_color_top_body<T>(v, cv, out, b); });
+    });
+  });
   m.def("_cuda_body_srgb_to_lab", [](const std::string& dtype, const PixelArgs& p, const ColorSpace& cs) {
     run_typed(dtype, [&](auto t) {
       using T = decltype(t);
@@ -238,6 +267,13 @@ PYBIND11_MODULE(_C, m) {
 #ifdef QUPAINT_WITH_CUDA
   m.def("tmm_reflectance_cuda", [](const std::string& dtype, const TmmArgs& a, std::uintptr_t stream) {
     run_typed(dtype, [&](auto t) { qp::tmm_reflectance_cuda<decltype(t)>(a, stream); });
+  });
+  m.def("tmm_top_cuda", [](const std::string& dtype, const qp::TopArgs& a, std::uintptr_t stream) {
+    run_typed(dtype, [&](auto t) { qp::tmm_top_cuda<decltype(t)>(a, stream); });
+  });
+  m.def("stack_color_top_cuda", [](const std::string& dtype, const qp::TopArgs& a, const ColorArgs& c,
+                                   const ColorSpace& cs, std::uintptr_t stream) {
+    run_typed(dtype, [&](auto t) { qp::stack_color_top_cuda<decltype(t)>(a, c, cs, stream); });
   });
   m.def("stack_color_cuda", [](const std::string& dtype, const TmmArgs& a, const ColorArgs& c,
                                const ColorSpace& cs, std::uintptr_t stream) {

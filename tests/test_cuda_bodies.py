@@ -133,3 +133,72 @@ def test_gpu_check_says_when_there_is_no_gpu():
     r = subprocess.run(["bash", str(root / "scripts" / "gpu_check.sh")], capture_output=True,
                        text=True, env=env)  # fmt: skip
     assert r.returncode == 0 and "no GPU is visible" in r.stdout, r.stdout + r.stderr
+
+
+TOP_CASES = [
+    pytest.param(lambda t: [("MoS2", t), ("SiO2", 285.0)], 0.0, "u", id="MoS2-285-normal-u"),
+    pytest.param(
+        lambda t: [("graphene", t), ("hBN", 20.0), ("SiO2", 90.0)],
+        0.4,
+        "u",
+        id="graphene-hBN-oblique-u",
+    ),  # fmt: skip
+    pytest.param(lambda t: [("WSe2", t)], 0.3, "p", id="WSe2-on-Si-L3-p"),
+    pytest.param(lambda t: [("MoS2", t), ("SiO2", 285.0)], 0.5, "s", id="MoS2-oblique-s"),
+]
+
+
+def _top_stacks(layers, theta, pol, B, dtype, rng, W=37):
+    from qupaint.optics.tmm import top_kernel_args
+
+    wl = np.linspace(400, 700, W)
+    n, d = build_stack(layers(rng.uniform(0.5, 60, B)), wl)
+    cdt, _ = DTYPES[dtype]
+    st = prepare_stacks(torch.as_tensor(n, dtype=cdt), torch.as_tensor(d), torch.as_tensor(wl),
+                        theta, pol)  # fmt: skip
+    return st, top_kernel_args
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("B", [1, 255, 300])
+@pytest.mark.parametrize("layers, theta, pol", TOP_CASES)
+def test_tmm_top_fold_body(layers, theta, pol, B, dtype, rng):
+    # the CUDA top-fold kernel's body (only layer 1 varies) against the reference
+    st, top_kernel_args = _top_stacks(layers, theta, pol, B, dtype, rng)
+    out = torch.full((st.batch, st.wl.shape[0]), float("nan"), dtype=st.rdtype)
+    args, keep = top_kernel_args(st, pol, out)
+    C._cuda_body_tmm_top(kernel_dtype(out), args)
+    assert not torch.isnan(out).any()
+    assert (out.double() - st.reference(pol)).abs().max() < TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("layers, theta, pol", TOP_CASES[:2])
+def test_stack_color_top_fold_body(layers, theta, pol, dtype, rng):
+    st, top_kernel_args = _top_stacks(layers, theta, pol, 129, dtype, rng, W=61)
+    wl = st.wl.double().numpy()
+    w = torch.tensor(np.asarray(xyz_weights(wl, "D65")), dtype=st.rdtype)
+    out = torch.full((st.batch, 3), float("nan"), dtype=st.rdtype)
+    c = C.ColorArgs()
+    c.weights, c.space, c.out = pointer(w), 0, pointer(out)
+    args, keep = top_kernel_args(st, pol)
+    C._cuda_body_stack_color_top(kernel_dtype(out), args, c, kernel_color_space("D65"))
+    ref = st.reference(pol) @ torch.tensor(np.asarray(xyz_weights(wl, "D65")))
+    assert (out.double() - ref).abs().max() < (1e-9 if dtype == "float64" else 2e-5)
+
+
+def test_top_fold_applies_only_when_just_layer_1_varies(rng):
+    from qupaint.optics.tmm import top_fold
+
+    wl = np.linspace(400, 700, 11)
+    n, d = build_stack([("MoS2", rng.uniform(1, 5, 4)), ("SiO2", rng.uniform(80, 300, 4))], wl)
+    st = prepare_stacks(torch.as_tensor(n), torch.as_tensor(d), torch.as_tensor(wl), 0.0, "u")
+    assert top_fold(st, "u") is None  # the oxide differs between stacks
+    n2, d2 = build_stack([("MoS2", rng.uniform(1, 5, 4)), ("SiO2", 285.0)], wl)
+    st2 = prepare_stacks(torch.as_tensor(n2), torch.as_tensor(d2), torch.as_tensor(wl), 0.0, "u")
+    angles = torch.as_tensor(rng.uniform(0, 1, 4))
+    per_angle = prepare_stacks(torch.as_tensor(n2), torch.as_tensor(d2), torch.as_tensor(wl),
+                               angles, "u")  # fmt: skip
+    assert top_fold(per_angle, "u") is None  # per-stack angles
+    coeffs, kq = top_fold(st2, "u")
+    assert coeffs.shape == (1, 7, 11) and kq.shape == (2, 11)  # s = p at normal incidence

@@ -23,6 +23,23 @@ void stack_color_cuda(const TmmArgs& a, const ColorArgs& c, const ColorSpace& cs
   check_launch("stack_color_cuda");
 }
 
+template <class T>
+__global__ void stack_color_top_kernel(TopView<T> v, ColorView<T> c, T* __restrict__ out) {
+  stack_color_top_body<T>(v, c, out, thread_index(blockIdx.x, blockDim.x, threadIdx.x));
+}
+
+template <class T>
+void stack_color_top_cuda(const TopArgs& a, const ColorArgs& c, const ColorSpace& cs,
+                          std::uintptr_t stream) {
+  if (a.B == 0) return;
+  stack_color_top_kernel<T><<<launch_grid(a.B, STACK_COLOR_BLOCK), STACK_COLOR_BLOCK, 0,
+                              reinterpret_cast<cudaStream_t>(stream)>>>(
+      top_view<T>(a), color_view<T>(c, cs), reinterpret_cast<T*>(c.out));
+  check_launch("stack_color_top_cuda");
+}
+
+template void stack_color_top_cuda<float>(const TopArgs&, const ColorArgs&, const ColorSpace&, std::uintptr_t);
+template void stack_color_top_cuda<double>(const TopArgs&, const ColorArgs&, const ColorSpace&, std::uintptr_t);
 template void stack_color_cuda<float>(const TmmArgs&, const ColorArgs&, const ColorSpace&, std::uintptr_t);
 template void stack_color_cuda<double>(const TmmArgs&, const ColorArgs&, const ColorSpace&, std::uintptr_t);
 

@@ -26,6 +26,7 @@ from qupaint.optics.tmm import (
     build_stack,
     kernel_dtype,
     prepare_stacks,
+    top_kernel_args,
 )
 
 __all__ = ["stack_color", "SPACES"]
@@ -48,15 +49,15 @@ def _stack_color_reference(st: Stacks, pol, weights, space, white):
     return _from_xyz(xyz, space, white).to(st.rdtype)
 
 
-def _stack_color_kernel(st: Stacks, pol, weights, space, white, kernel: str):
+def _stack_color_kernel(st: Stacks, pol, weights, space, white, kernel: str, top=None):
     from qupaint import _C
 
     out = torch.empty((st.batch, 3), dtype=st.rdtype, device=st.device)
     wt = torch.tensor(weights, dtype=st.rdtype, device=st.device)
     c = _C.ColorArgs()
     c.weights, c.space, c.out = pointer(wt), SPACES[space], pointer(out)
-    args = [kernel_dtype(out), st.kernel_args(pol), c, kernel_color_space(white)]
-    _backend.launch(kernel, args, out.device)
+    stacks = top[0] if top is not None else st.kernel_args(pol)
+    _backend.launch(kernel, [kernel_dtype(out), stacks, c, kernel_color_space(white)], out.device)
     return out
 
 
@@ -67,7 +68,10 @@ def _stack_color_cpu(st, pol, weights, space, white):
 
 @_backend.register("stack_color", "cuda")
 def _stack_color_cuda(st, pol, weights, space, white):
-    return _stack_color_kernel(st, pol, weights, space, white, "stack_color_cuda")
+    # the top fold when only layer 1 varies (the rendering case), else the general fold
+    top = top_kernel_args(st, pol)
+    kernel = "stack_color_cuda" if top is None else "stack_color_top_cuda"
+    return _stack_color_kernel(st, pol, weights, space, white, kernel, top)
 
 
 def stack_color(

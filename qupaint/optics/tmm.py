@@ -42,6 +42,8 @@ __all__ = [
     "build_stack",
     "prepare_stacks",
     "Stacks",
+    "top_fold",
+    "top_kernel_args",
     "kernel_dtype",
     "POLS",
     "DEFAULT_WAVELENGTHS_NM",
@@ -160,6 +162,57 @@ class Stacks:
         return a
 
 
+def top_fold(st: Stacks, pol: str):
+    """The top-layer fold of a batch in which only layer 1 varies, or None.
+
+    When every stack shares its indices, its angle and the thicknesses below layer 1 (a
+    flake on one substrate stack: the rendering case), R per polarisation is a real rational
+    function of the round trip ``m e^{i theta} = e^{i d_1 kq}`` through layer 1 (see
+    ``TmmPlan::top`` in ``csrc/cpu/tmm_plan.h``, the same algebra):
+    ``R = (|r|^2 + m^2 |g|^2 + m Re(P e^{i theta})) / (1 + m^2 |r g|^2 + m Re(Q e^{i theta}))``
+    with r the top interface, g the folded stack below layer 1, P = 2 conj(r) g, Q = 2 r g.
+
+    Returns ``(coeffs [P, 7, W], kq [2, W])`` in the batch's real dtype on its device, P the
+    polarisations to average (one when s = p, at normal incidence), the 7 rows
+    ``|r|^2, |g|^2, |r g|^2, P.re, P.im, Q.re, Q.im`` and kq = 4 pi q_1 / lambda (re, im);
+    computed in float64 and rounded once.
+    """
+    n, d, L = st.n, st.d, st.n.shape[1]
+    if n.shape[0] != 1 or st.sin0.shape[0] != 1 or L < 3:
+        return None
+    if d.shape[0] > 1 and L > 3 and not bool((d[:, 2:-1] == d[:1, 2:-1]).all()):
+        return None
+    n64 = n[0].to(torch.complex128)  # [L, W]
+    wl = st.wl.double()
+    kx = n64[0].real * st.sin0[0].double()
+    kx2 = (kx * kx).to(torch.complex128)
+    q = [_forward_q(n64[i], kx2) for i in range(L)]
+    two_k0 = 4 * math.pi / wl
+    normal = float(st.sin0[0]) == 0.0
+    pols = ["s"] if (pol == "u" and normal) or pol == "s" else (["p"] if pol == "p" else ["s", "p"])
+
+    def interface(i: int, p: str) -> torch.Tensor:
+        if p == "s":
+            return (q[i] - q[i + 1]) / (q[i] + q[i + 1])
+        a, b = n64[i + 1] ** 2 * q[i], n64[i] ** 2 * q[i + 1]
+        return (a - b) / (a + b)
+
+    rows = []
+    for p in pols:
+        g = interface(L - 2, p)
+        for j in range(L - 2, 1, -1):  # fold the shared layers L-2 .. 2 (Airy)
+            ph = torch.exp(1j * float(d[0, j]) * two_k0 * q[j])
+            r = interface(j - 1, p)
+            g = (r + g * ph) / (1 + r * g * ph)
+        r = interface(0, p)
+        P, Q = 2 * r.conj() * g, 2 * r * g
+        rows.append(torch.stack([r.abs() ** 2, g.abs() ** 2, (r * g).abs() ** 2,
+                                 P.real, P.imag, Q.real, Q.imag]))  # fmt: skip
+    kq = two_k0 * q[1]
+    return (torch.stack(rows).to(st.rdtype).contiguous(),
+            torch.stack([kq.real, kq.imag]).to(st.rdtype).contiguous())  # fmt: skip
+
+
 @_backend.register("tmm_reflectance", "reference")
 def _tmm_reference(st: Stacks, pol: str) -> torch.Tensor:
     return st.reference(pol).to(st.rdtype)
@@ -176,9 +229,32 @@ def _tmm_cpu(st: Stacks, pol: str) -> torch.Tensor:
     return _tmm_kernel(st, pol, "tmm_reflectance_cpu")
 
 
+def top_kernel_args(st: Stacks, pol: str, out: torch.Tensor | None = None):
+    """``(qupaint._C.TopArgs, tensors to keep alive)`` of :func:`top_fold`, or None when the
+    batch does not fold (the CUDA kernels then run the general Airy fold)."""
+    from qupaint import _C
+
+    tf = top_fold(st, pol)
+    if tf is None:
+        return None
+    coeffs, kq = tf
+    d = st.d.expand(st.batch, -1)
+    a = _C.TopArgs()
+    a.coeffs, a.kq, a.P = pointer(coeffs), pointer(kq), coeffs.shape[0]
+    a.d, (a.d_sb, a.d_sl) = pointer(d), elem_strides(d)
+    a.B, a.W = st.batch, st.wl.shape[0]
+    a.out = 0 if out is None else pointer(out)
+    return a, (coeffs, kq, d)
+
+
 @_backend.register("tmm_reflectance", "cuda")
 def _tmm_cuda(st: Stacks, pol: str) -> torch.Tensor:
-    return _tmm_kernel(st, pol, "tmm_reflectance_cuda")
+    out = torch.empty((st.batch, st.wl.shape[0]), dtype=st.rdtype, device=st.device)
+    top = top_kernel_args(st, pol, out)
+    if top is None:
+        return _tmm_kernel(st, pol, "tmm_reflectance_cuda")
+    _backend.launch("tmm_top_cuda", [kernel_dtype(out), top[0]], out.device)
+    return out
 
 
 def prepare_stacks(n: Any, d: Any, wavelengths_nm: Any, theta0: Any, pol: str) -> Stacks:

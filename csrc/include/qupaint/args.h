@@ -29,6 +29,20 @@ struct TmmArgs {
   std::uintptr_t out = 0;  // real [B, W], contiguous (reflectance only)
 };
 
+// A batch in which only layer 1 varies, folded (qupaint.optics.tmm.top_fold): per
+// polarisation p and wavelength w the 7 coefficients c[(p * 7 + k) * W + w] of the rational
+// function of the round trip through layer 1, kq[w] + i kq[W + w] = 4 pi q_1 / lambda, and
+// the thicknesses (only d(b, 1) is read).
+struct TopArgs {
+  std::uintptr_t coeffs = 0;  // real [P, 7, W], contiguous
+  std::uintptr_t kq = 0;      // real [2, W], contiguous
+  int P = 1;                  // polarisations averaged (1 or 2)
+  std::uintptr_t d = 0;       // real [B, L]
+  long long d_sb = 0, d_sl = 0;
+  long long B = 0, W = 0;
+  std::uintptr_t out = 0;  // real [B, W] (reflectance only)
+};
+
 // The colour space of a conversion: XYZ of the Lab white and the linear RGB <-> XYZ matrices.
 struct ColorSpace {
   Vec3d white{};

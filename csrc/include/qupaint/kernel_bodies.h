@@ -53,6 +53,47 @@ template <class T> QP_INLINE void tmm_reflectance_body(const TmmView<T>& v, T* o
                                 v.sin0[b * v.sin0_sb], v.pol);
 }
 
+template <class T> struct TopView {
+  const T* c;   // [P, 7, W]
+  const T* kq;  // [2, W]
+  int P;
+  DView<T> d;
+  long long B, W;
+};
+
+template <class T> TopView<T> top_view(const TopArgs& a) {
+  return TopView<T>{reinterpret_cast<const T*>(a.coeffs), reinterpret_cast<const T*>(a.kq), a.P,
+                    DView<T>{reinterpret_cast<const T*>(a.d), a.d_sb, a.d_sl}, a.B, a.W};
+}
+
+// R of stack b at wavelength w from the top-fold coefficients: one sincos, one exp, ~10 FMAs
+// and one division per polarisation (the algebra of TmmPlan::top, csrc/cpu/tmm_plan.h)
+template <class T> QP_INLINE T top_reflectance(const TopView<T>& v, long long b, long long w) {
+  using std::cos;
+  using std::exp;
+  using std::sin;
+  const long long W = v.W;
+  const T d1 = v.d.at(b, 1);
+  const T th = d1 * v.kq[w];
+  const T m = exp(-d1 * v.kq[W + w]);
+  const T m2 = m * m, cs = cos(th), sn = sin(th);
+  T R = 0;
+  for (int p = 0; p < v.P; ++p) {
+    const T* c = v.c + static_cast<long long>(p) * 7 * W + w;
+    const T num = c[0] + m2 * c[W] + m * (c[3 * W] * cs - c[4 * W] * sn);
+    const T den = T(1) + m2 * c[2 * W] + m * (c[5 * W] * cs - c[6 * W] * sn);
+    R += num / den;
+  }
+  return v.P == 1 ? R : R / T(v.P);
+}
+
+// thread i of B * W (as tmm_reflectance_body), on the top fold
+template <class T> QP_INLINE void tmm_top_body(const TopView<T>& v, T* out, long long i) {
+  if (i >= v.B * v.W) return;
+  const long long b = i / v.W;
+  out[i] = top_reflectance(v, b, i - b * v.W);
+}
+
 // The constants of the fused colour kernel, in the kernel's type.
 template <class T> struct ColorView {
   const T* wt;  // [W, 3]
@@ -110,6 +151,24 @@ QP_INLINE void lab_to_srgb_body(const T* in, long long n, long long si, long lon
     if (clip) e = e < T(0) ? T(0) : (e > T(1) ? T(1) : e);
     out[3 * i + k] = e;
   }
+}
+
+}  // namespace qp
+
+namespace qp {
+
+// thread b of B (as stack_color_body), on the top fold
+template <class T>
+QP_INLINE void stack_color_top_body(const TopView<T>& v, const ColorView<T>& c, T* out, long long b) {
+  if (b >= v.B) return;
+  T X = 0, Y = 0, Z = 0;
+  for (long long w = 0; w < v.W; ++w) {
+    const T R = top_reflectance(v, b, w);
+    X += R * c.wt[3 * w];
+    Y += R * c.wt[3 * w + 1];
+    Z += R * c.wt[3 * w + 2];
+  }
+  xyz_to_space<LibMath>(c.space, X, Y, Z, c.xyz_to_rgb, c.inv_white, out + 3 * b);
 }
 
 }  // namespace qp
