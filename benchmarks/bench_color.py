@@ -96,6 +96,20 @@ def test_stack_color_fused(peer, thickness):
     )
 
 
+@pytest.mark.skipif(not _backend.available("cuda", "cuda")[0], reason="no CUDA device")
+def test_stack_color_cuda(peer, thickness):
+    # the same 1e6 flakes on the GPU (top fold: only the flake layer varies)
+    t = torch.as_tensor(thickness, device="cuda")
+    layers = [("MoS2", t), ("SiO2", 285.0)]
+    wl = torch.as_tensor(WL, dtype=torch.float32, device="cuda")
+
+    def run():
+        stack_color(layers, wl, dtype="float32", backend="cuda")
+        torch.cuda.synchronize()
+
+    peer(SC, "qupaint-fused-cuda", run, ours=True, work=FLAKES, rounds=5)
+
+
 def test_stack_color_unfused(peer, thickness):
     # the same work without fusion: [B, W] float32 spectra (1.2 GB), then one GEMM
     layers = [("MoS2", thickness), ("SiO2", 285.0)]
