@@ -21,7 +21,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_open", "atomic_write_bytes", "write_json", "json_loads", "json_dumps"]
+__all__ = [
+    "IMAGE_EXTS",
+    "atomic_open",
+    "atomic_write_bytes",
+    "write_json",
+    "json_loads",
+    "json_dumps",
+]
+
+#: image files the package reads (Synthia backgrounds, detector and model inputs)
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
 @contextlib.contextmanager

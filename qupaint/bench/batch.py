@@ -32,13 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from qupaint._io import atomic_open, atomic_write_bytes, write_json
+from qupaint._io import IMAGE_EXTS, atomic_open, atomic_write_bytes, write_json
 from qupaint._pool import run_tasks
 from qupaint.categories import CATEGORY_NAMES, MONO
 
 __all__ = ["find_images", "detect_batch"]
-
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
 def find_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
@@ -115,7 +113,8 @@ def _auto_oxide(img, material, camera, candidates) -> tuple[float, dict]:
 
 
 def _one(task: tuple[int, str, str]) -> dict:
-    """Detect in one image and write its files; returns a summary row (never raises)."""
+    """Detect in one image and write its files; returns a summary row (an unreadable image
+    gives a row with its ``error`` instead of raising)."""
     from PIL import Image, UnidentifiedImageError
 
     from qupaint.bench.detector import detect
@@ -139,15 +138,13 @@ def _one(task: tuple[int, str, str]) -> dict:
     for k, d in enumerate(dets, start=1):
         d["id"] = image_id * 100_000 + k
     H, W = img.shape[:2]
-    thumbs = []
     for k, d in enumerate(dets):
-        if d["category_id"] == MONO or d["layers"] <= job["thumb_layers"]:
+        if d["layers"] <= job["thumb_layers"]:
             x, y, w, h = (int(round(v)) for v in d["bbox"])
             m = max(8, (w + h) // 4)
             crop = img[max(0, y - m) : min(H, y + h + m), max(0, x - m) : min(W, x + w + m)]
             name = f"thumbs/{stem}_{k}.png"
             atomic_write_bytes(out / name, _png(crop))
-            thumbs.append(name)
             d["thumbnail"] = name
     with atomic_open(out / "overlays" / f"{stem}.png", "wb") as fh:
         draw_detections(img, dets, fh)

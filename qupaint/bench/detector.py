@@ -28,7 +28,8 @@ Pipeline, for one micrograph of a known material on a known oxide, seen through 
    mostly within ``halo_px`` of "other" pixels (the halos of thick crystals).
 6. Score: the class posterior of the median contrast among all classes and the substrate,
    times the share of the region the piece covers, times the share of it that is not a
-   halo, so thresholds read as probabilities. Category from the layer count
+   halo, times ``exp(-fit / fit_scale)`` for its distance to the predicted contrast (in
+   standard deviations), so thresholds read roughly as probabilities. Category from the layer count
    (:mod:`qupaint.categories`).
 """
 

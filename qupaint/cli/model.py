@@ -57,11 +57,11 @@ def predict(
     """Ask a model about images; writes {image, prompt, response, boxes_px} JSON and PNGs."""
     from PIL import Image
 
+    from qupaint._io import IMAGE_EXTS
     from qupaint.bench.draw import draw_detections
     from qupaint.bench.parse import parse_answer
     from qupaint.model import load_model_and_processor
     from qupaint.model.inference import generate_answers
-    from qupaint.synthia.render import IMAGE_EXTS
 
     files = (
         sorted(f for f in image.iterdir() if f.suffix.lower() in IMAGE_EXTS)

@@ -321,8 +321,6 @@ def layer_contrast_grid(
 
 def _substrate_linear(substrate: Any, camera: Camera) -> np.ndarray:
     """The substrate's linear camera RGB from an RGB triple or an image of the chip."""
-    from qupaint.color.convert import srgb_decode
-
     x = np.asarray(substrate)
     if x.ndim not in (1, 3) or x.shape[-1] != 3:
         raise ValueError(
@@ -337,10 +335,7 @@ def _substrate_linear(substrate: Any, camera: Camera) -> np.ndarray:
         raise ValueError("substrate contains NaN or inf")
     if x.ndim == 1 and x.max() > 1.0:
         x = x / 255.0  # an 8-bit triple
-    # the pixels the camera wrote -> linear (sRGB-encoded for the sRGB camera)
-    lin = (
-        np.asarray(srgb_decode(x)) if camera.kind == "srgb" else np.clip(x, 0, None) ** camera.gamma
-    )
+    lin = camera.linearize(x)  # the pixels the camera wrote -> linear
     return np.median(lin.reshape(-1, 3), axis=0) if lin.ndim == 3 else lin
 
 

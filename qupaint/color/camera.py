@@ -332,14 +332,24 @@ class Camera:
         u = 0.5 * (x + 1.0) * self.na**2
         return np.arcsin(np.sqrt(u)), 0.5 * w
 
+    def linearize(self, pixels: Any) -> np.ndarray:
+        """Pixel values the camera wrote (float, 0-1) -> linear channel values, float64: the
+        sRGB curve for the sRGB camera, ``v^gamma`` otherwise (inverse of :meth:`response`)."""
+        x = np.asarray(pixels, dtype=np.float64)
+        if self.kind == "srgb":
+            from qupaint.color.convert import srgb_decode
+
+            return np.asarray(srgb_decode(x), dtype=np.float64)
+        return np.clip(x, 0, None) ** self.gamma
+
     def decode_table(self) -> np.ndarray:
-        """[256] float64: the linear value of each 8-bit pixel code this camera writes (the
-        sRGB curve for the sRGB camera, ``(v / 255)^gamma`` otherwise)."""
+        """[256] float64: the linear value of each 8-bit pixel code this camera writes (for the
+        sRGB camera the table of :func:`qupaint.color.srgb_decode_table`)."""
         if self.kind == "srgb":
             from qupaint.color.convert import srgb_decode_table
 
             return srgb_decode_table()
-        return (np.arange(256) / 255.0) ** self.gamma
+        return self.linearize(np.arange(256) / 255.0)
 
     def response(self, linear: Any) -> np.ndarray:
         """Pixel values the camera writes for linear channel values: I^(1/gamma)."""

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qupaint._io import IMAGE_EXTS
 from qupaint.categories import THICK_MIN_LAYERS, category_of
 from qupaint.color import (
     Camera,
@@ -41,10 +42,7 @@ from qupaint.synthia.flakes import random_flake, rasterize, rasterize_local, spl
 from qupaint.synthia.placement import PlacementGrid, substrate_mask
 from qupaint.synthia.whitebalance import reference_substrate_color, white_balance_gain
 
-__all__ = ["SynthiaConfig", "Synthia", "Sample", "IMAGE_EXTS"]
-
-#: image files Synthia reads as reference backgrounds (and the CLI as inputs)
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+__all__ = ["SynthiaConfig", "Synthia", "Sample"]
 
 
 @dataclass
