@@ -306,7 +306,7 @@ def real_micrographs(out: Path, log=None) -> list[Path]:
     from qupaint.bench.batch import detect_batch
     from qupaint.bench.detector import detect, linear_pixels, substrate_field
     from qupaint.bench.draw import draw_detections
-    from qupaint.bench.layers import measure_crop
+    from qupaint.bench.layers import measure_crop, paste_flake
     from qupaint.bench.metrics import box_iou_xywh
     from qupaint.color import Camera
 
@@ -331,12 +331,10 @@ def real_micrographs(out: Path, log=None) -> list[Path]:
     flakes = sorted(REAL_DIR.glob("Graphene_*_L*.png"))
     for (_, y, x), path in zip(cells, flakes, strict=False):
         a = np.asarray(Image.open(path).convert("RGB"))
-        _, sub = measure_crop(a)
         h, w = a.shape[:2]
-        y0, x0 = y + (150 - h) // 2, x + (150 - w) // 2
-        patch = lut[a] / lut[np.round(sub).astype(int)] * field[y0 : y0 + h, x0 : x0 + w]
-        img[y0 : y0 + h, x0 : x0 + w] = np.clip(np.round(patch ** (1 / cam.gamma) * 255), 0, 255)
-        truth.append((path.name, int(path.stem.rsplit("_L", 1)[1]), [x0, y0, w, h]))
+        at = (y + (150 - h) // 2, x + (150 - w) // 2)
+        img, box = paste_flake(img, a, measure_crop(a)[1], at, cam, field)
+        truth.append((path.name, int(path.stem.rsplit("_L", 1)[1]), box))
     oxide = json.loads((Path(__file__).parent / "color" / "cameras" / "2dmatgmm.json").read_text())[
         "oxide_nm"
     ]

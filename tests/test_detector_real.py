@@ -62,24 +62,12 @@ def test_substrate_estimate_is_stable_under_flips_and_crops():
     assert np.abs(crop[100:-100, 100:-100] / f[400:900, 500:1400] - 1).max() < 0.03
 
 
-def _paste(dst: np.ndarray, src: np.ndarray, src_sub, at) -> tuple[np.ndarray, list]:
-    """``src`` scaled so its substrate matches ``dst``'s field there, pasted at ``at``."""
-    y, x = at
-    h, w = src.shape[:2]
-    lut = CAM.decode_table()
-    field = _field(dst)[y : y + h, x : x + w]
-    patch = lut[src] / lut[np.round(src_sub).astype(int)] * field
-    out = dst.copy()
-    out[y : y + h, x : x + w] = np.clip(np.round(patch ** (1 / CAM.gamma) * 255), 0, 255)
-    return out, [x, y, w, h]
-
-
 @needs_real
 @pytest.mark.skipif(not CROPS.is_dir(), reason="layer crops not available")
 def test_a_real_flake_pasted_on_another_chip_is_found_again_with_its_layers():
     # 1-2 layer graphene flakes (real, labelled) cut from their micrographs and pasted on two
     # substrate spots of a real WS2 chip, scaled to its local substrate (contrast preserved)
-    from qupaint.bench.layers import measure_crop
+    from qupaint.bench.layers import measure_crop, paste_flake
     from qupaint.bench.metrics import box_iou_xywh
 
     chip = _image("WS2", 0)[:800, :1000]
@@ -93,7 +81,7 @@ def test_a_real_flake_pasted_on_another_chip_is_found_again_with_its_layers():
         layers = int(path.stem.rsplit("_L", 1)[1])
         found = []
         for at in ((150, 150), (100, 600)):  # two clean substrate spots of a real chip
-            img, box = _paste(chip, flake, sub, at)
+            img, box = paste_flake(chip, flake, sub, at, CAM)
             dets = detect(img, "graphene", 92.6, camera=CAM)
             best = max(dets, key=lambda d: box_iou_xywh(box, d["bbox"]), default=None)
             if best is not None and box_iou_xywh(box, best["bbox"]) >= 0.5:

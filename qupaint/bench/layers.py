@@ -37,6 +37,8 @@ __all__ = [
     "measure_crops",
     "classify_layers",
     "evaluate_layer_crops",
+    "evaluate_detector_on_crops",
+    "paste_flake",
 ]
 
 _NAME = re.compile(r"^(?P<material>[A-Za-z0-9]+)_(?P<image>.+)_ann(?P<ann>\d+)_L(?P<layers>\d+)$")
@@ -235,6 +237,28 @@ def evaluate_layer_crops(
             },  # fmt: skip
         }
     return out
+
+
+def paste_flake(
+    chip: np.ndarray, flake: np.ndarray, flake_substrate, at: tuple[int, int], camera: Camera,
+    field: np.ndarray | None = None,
+) -> tuple[np.ndarray, list]:  # fmt: skip
+    """(image, box [x, y, w, h]): a real flake crop pasted into ``chip`` (uint8 [H, W, 3]) with
+    its top-left corner at ``at`` = (y, x). In the camera's linear values the crop is scaled
+    so that its substrate (``flake_substrate``, pixel values as :func:`measure_crop` gives
+    them) matches the chip's substrate ``field`` there, so its contrast is kept. ``field``
+    defaults to the chip's :func:`~qupaint.bench.detector.substrate_field`."""
+    from qupaint.bench.detector import linear_pixels, substrate_field
+
+    if field is None:
+        field = substrate_field(linear_pixels(chip, camera), (chip >= 250).any(-1))[0]
+    y, x = at
+    h, w = flake.shape[:2]
+    lut = camera.decode_table()
+    patch = lut[flake] / lut[np.round(flake_substrate).astype(int)] * field[y : y + h, x : x + w]
+    out = chip.copy()
+    out[y : y + h, x : x + w] = np.clip(np.round(camera.response(patch) * 255), 0, 255)
+    return out, [x, y, w, h]
 
 
 def _fixed_camera_prior(camera: Camera) -> dict:
