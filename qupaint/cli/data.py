@@ -18,11 +18,25 @@ from qupaint.cli._common import (
     user_errors,
 )
 
+synthia_app = typer.Typer(
+    help="Render synthetic flake images (QuPAINT Alg. 1), or compare them with real ones.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+app.add_typer(synthia_app, name="synthia")
 
-@app.command()
+
+@synthia_app.callback()
 def synthia(
-    out: Path = typer.Option(..., help="Output folder (images/, annotations.json, manifest.json)"),
+    ctx: typer.Context,
+    out: Path = typer.Option(None, help="Output folder (images/, annotations.json, manifest.json)"),
     num_images: int = typer.Option(100, help="Number of images"),
+    style: str = typer.Option(
+        "realistic",
+        help="realistic: real chip backgrounds, the calibrated 2dmatgmm camera, ragged "
+        "flakes, clutter and image optics (SynthiaConfig.realistic); classic: clean "
+        "procedural chips (QuPAINT Alg. 1 as published)",
+    ),
     materials: str = typer.Option(
         None, help="Comma-separated materials (default: the eight QF-Bench materials)"
     ),
@@ -36,28 +50,65 @@ def synthia(
     workers: int = typer.Option(2, help="Worker processes"),
     shard_size: int = typer.Option(500, help="Images per shard (the unit of resume)"),
     seed: int = typer.Option(0, help="Data-set seed (image i depends only on seed and i)"),
+    shard: str = typer.Option(
+        None,
+        help="I/N: render only the shards s with s mod N = I (machine I of N), then run "
+        "`qupaint synthia merge OUT`; 'slurm' reads SLURM_ARRAY_TASK_ID/COUNT",
+    ),
+    engine: str = typer.Option("local", help="local (process pool) or dask"),
+    scheduler: str = typer.Option(
+        None, help="Dask scheduler address (tcp://host:8786); default a local cluster"
+    ),
 ):
-    """Render synthetic flake images with COCO annotations (QuPAINT Alg. 1); resumable."""
+    """Render synthetic flake images with COCO annotations (QuPAINT Alg. 1); resumable.
+
+    ``qupaint synthia compare`` puts them next to real micrographs."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if out is None:
+        console.print("[red]error:[/red] --out is required (the output folder)")
+        raise typer.Exit(2)
     from qupaint.optics import FLAKE_MATERIALS
     from qupaint.synthia import SynthiaConfig, generate
 
+    if style not in ("realistic", "classic"):
+        console.print(f"[red]error:[/red] --style must be realistic or classic; got {style!r}")
+        raise typer.Exit(2)
     cam, cal_oxide = load_camera(camera)
     t0 = time.perf_counter()
     with user_errors():
-        cfg = SynthiaConfig(
+        kw = dict(
             seed=seed,
             height=size,
             width=size,
-            oxide_nm=oxide_or(oxide_nm, cal_oxide),
-            illuminant=illuminant,
-            camera=cam.to_dict() if cam is not None else None,
             materials=tuple(split_list(materials)) if materials else FLAKE_MATERIALS,
             reference_dir=str(reference_dir) if reference_dir else None,
         )
+        if cam is not None:
+            kw["camera"] = cam.to_dict()
+        if style == "classic" or oxide_nm is not None or cal_oxide is not None:
+            kw["oxide_nm"] = oxide_or(oxide_nm, cal_oxide)
+        if style == "realistic":
+            if oxide_nm is not None or cal_oxide is not None:
+                kw["oxide_choices_nm"] = ()  # a known oxide: every image on it
+            if reference_dir:
+                kw["backgrounds"] = "procedural"  # the user's references replace the pack
+            cfg = SynthiaConfig.realistic(**kw)
+        else:
+            cfg = SynthiaConfig(illuminant=illuminant, **kw)
         cfg.validate()
+        part = shard_from_env() if shard == "slurm" else shard
         with progress("shards") as report:
-            manifest = generate(cfg, out, num_images, shard_size, workers, progress=report)
+            manifest = generate(cfg, out, num_images, shard_size, workers, progress=report,
+                                shard=part, engine=engine, scheduler=scheduler)  # fmt: skip
     dt = time.perf_counter() - t0
+    if "shard" in manifest:
+        console.print(
+            f"shard {manifest['shard']}: {manifest['shards_done']} of its {manifest['shards']} "
+            f"shards done ({manifest['shards_total']} in all) in {dt:.1f} s; when every "
+            f"shard is done: qupaint synthia merge {out}"
+        )
+        return
     console.print(
         f"wrote {num_images} images, {manifest['annotations']} annotations "
         f"{manifest['per_category']} to {out} in {dt:.1f} s"
@@ -69,10 +120,18 @@ def synthia(
         )
 
 
-@app.command()
+instruct_app = typer.Typer(
+    help="Build the QMat-Instruct corpus, whole or by shards (then `instruct merge`).",
+    invoke_without_command=True,
+)
+app.add_typer(instruct_app, name="instruct")
+
+
+@instruct_app.callback()
 def instruct(
-    coco: Path = typer.Option(..., help="COCO file with Synthia-style annotations"),
-    out: Path = typer.Option(..., help="Output folder (<format>/<split>.jsonl, summary.json)"),
+    ctx: typer.Context,
+    coco: Path = typer.Option(None, help="COCO file with Synthia-style annotations"),
+    out: Path = typer.Option(None, help="Output folder (<format>/<split>.jsonl, summary.json)"),
     images_dir: Path = typer.Option(None, help="Folder file_name is relative to (default: COCO's)"),
     formats: str = typer.Option("llava", help="Comma-separated: llava, internvl, qwen"),
     seed: int = typer.Option(0, help="Template choice and split seed"),
@@ -80,16 +139,29 @@ def instruct(
         None, help="Comma-separated tasks (default: count,locate,verify,describe,ground,dialogue)"
     ),
     workers: int = typer.Option(2, help="Worker processes (the output does not depend on it)"),
+    chunk: int = typer.Option(256, help="Images per work unit (shards are made of chunks)"),
     camera: Path = typer.Option(
         None, help="Camera JSON for the physics explanations (default: the data set's own)"
     ),
+    shard: str = typer.Option(
+        None,
+        help="I/N: build only the chunks c with c mod N = I, then run "
+        "`qupaint instruct merge OUT`; 'slurm' reads SLURM_ARRAY_TASK_ID/COUNT",
+    ),
 ):
     """Build the QMat-Instruct corpus (counting, localisation, verification, physics)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if coco is None or out is None:
+        console.print("[red]error:[/red] --coco and --out are required")
+        raise typer.Exit(2)
     from qupaint.instruct import TASKS, build_corpus
+    from qupaint.synthia import parse_shard
 
     cam, _ = load_camera(camera)
     t0 = time.perf_counter()
     with user_errors(), progress("images") as report:
+        part = parse_shard(shard_from_env() if shard == "slurm" else shard) if shard else None
         summary = build_corpus(
             coco,
             images_dir,
@@ -98,10 +170,33 @@ def instruct(
             seed=seed,
             tasks=split_list(tasks) if tasks else TASKS,
             workers=workers,
+            chunk=chunk,
             camera=cam,
             progress=report,
+            shard=part,
         )
     dt = time.perf_counter() - t0
+    if "shard" in summary:
+        console.print(
+            f"shard {summary['shard']}: {summary['chunks_done']} of its {summary['chunks']} "
+            f"chunks built in {dt:.1f} s; when every shard is done: qupaint instruct merge {out}"
+        )
+        return
+    _print_summary(summary, out, dt)
+
+
+@instruct_app.command("merge")
+def instruct_merge(out: Path = typer.Argument(..., help="The corpus folder")):
+    """Write the corpus JSONL files and summary.json once every shard is built."""
+    from qupaint.instruct import merge_corpus
+
+    t0 = time.perf_counter()
+    with user_errors():
+        summary = merge_corpus(out)
+    _print_summary(summary, out, time.perf_counter() - t0)
+
+
+def _print_summary(summary: dict, out: Path, dt: float) -> None:
     table = Table(title=f"QMat-Instruct: {summary['images']} images in {dt:.2f} s")
     table.add_column("group")
     table.add_column("counts")
@@ -110,3 +205,62 @@ def instruct(
         table.add_row(key, ", ".join(f"{k} {v}" for k, v in summary[key].items()))
     console.print(table)
     console.print(f"wrote {out}/ ({', '.join(summary['formats'])}) and {out}/summary.json")
+
+
+def shard_from_env() -> str:
+    """``I/N`` of a Slurm job-array task: SLURM_ARRAY_TASK_ID minus SLURM_ARRAY_TASK_MIN
+    over SLURM_ARRAY_TASK_COUNT (arrays may start at 1)."""
+    import os
+
+    try:
+        task = int(os.environ["SLURM_ARRAY_TASK_ID"])
+        count = int(os.environ["SLURM_ARRAY_TASK_COUNT"])
+        first = int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
+    except (KeyError, ValueError):
+        raise ValueError(
+            "--shard slurm: SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT must be set "
+            "(run inside an sbatch --array job)"
+        ) from None
+    return f"{task - first}/{count}"
+
+
+@synthia_app.command("merge")
+def synthia_merge(out: Path = typer.Argument(..., help="The data set's folder")):
+    """Write annotations.json and manifest.json once every shard is rendered."""
+    from qupaint.synthia import merge
+
+    with user_errors():
+        manifest = merge(out)
+    console.print(
+        f"merged {manifest['num_images']} images, {manifest['annotations']} annotations "
+        f"into {out / 'annotations.json'}"
+    )
+
+
+@synthia_app.command("compare")
+def synthia_compare(
+    synthetic: Path = typer.Option(..., help="Folder of Synthia images (searched recursively)"),
+    real: Path = typer.Option(..., help="Folder of real micrographs (searched recursively)"),
+    out: Path = typer.Option(None, help="Write compare.json and compare.png here"),
+    max_images: int = typer.Option(40, help="Images read per side (evenly spread)"),
+    size: int = typer.Option(512, help="Images are cut to centred squares of this side (px)"),
+):
+    """Where Synthia still differs from real chips: substrate colour, contrast, edges,
+    flake sizes and shapes, sharpness and noise, side by side (a table, a JSON, a plot)."""
+    from qupaint.bench.realism import compare_sets, plot_comparison
+
+    with user_errors():
+        result = compare_sets(synthetic, real, max_images=max_images, size=size)
+    table = Table(title="Synthia vs real")
+    for col in ("statistic", "synthetic", "real", "distance"):
+        table.add_column(col, justify="right" if col != "statistic" else "left")
+    for name, row in result["summary"].items():
+        table.add_row(name, row["synthetic"], row["real"], f"{row['distance']:.3f}")
+    console.print(table)
+    if out is not None:
+        from qupaint._io import write_json
+
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "compare.json", result)
+        plot_comparison(result, out / "compare.png")
+        console.print(f"wrote {out / 'compare.json'} and {out / 'compare.png'}")

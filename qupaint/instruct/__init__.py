@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from qupaint.instruct.builder import build_corpus, image_split
+from qupaint.instruct.builder import build_corpus, image_split, merge_corpus
 from qupaint.instruct.corpus_io import SPLITS, load_coco
 from qupaint.instruct.formats import FORMATS, format_boxes, make_record
 from qupaint.instruct.tasks import TASKS, task
@@ -16,6 +16,7 @@ __all__ = [
     "SPLITS",
     "TASKS",
     "build_corpus",
+    "merge_corpus",
     "format_boxes",
     "image_split",
     "load_coco",

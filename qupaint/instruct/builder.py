@@ -33,7 +33,7 @@ from qupaint.instruct.corpus_io import SPLITS, load_coco, open_outputs
 from qupaint.instruct.formats import FORMATS, check_format, make_record
 from qupaint.instruct.tasks import TASK_FNS, TASKS
 
-__all__ = ["TASKS", "SPLITS", "build_corpus", "load_coco", "image_split"]
+__all__ = ["TASKS", "SPLITS", "build_corpus", "merge_corpus", "load_coco", "image_split"]
 
 _COUNTS = ("task", "split", "material", "category", "verify")
 
@@ -131,6 +131,7 @@ def build_corpus(
     chunk: int = 256,
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> dict:
     """Build QMat-Instruct from a COCO file (e.g. a Synthia ``annotations.json``).
 
@@ -152,6 +153,9 @@ def build_corpus(
         ``illuminant``. Use the camera the annotations' colours were rendered with.
     chunk, workers : images per work unit and worker processes; the output does not depend
         on either.
+    shard : ``(I, N)`` builds only the chunks c with c % N == I into ``out_path/parts/``
+        (idempotent: built chunks are kept); :func:`merge_corpus` then writes the corpus,
+        byte-identical to a one-machine build with the same ``chunk``.
 
     Returns
     -------
@@ -204,6 +208,18 @@ def build_corpus(
     )
     images = coco["images"]
     chunks = [images[i : i + chunk] for i in range(0, len(images), chunk)]
+    head = {
+        "coco_json": str(Path(coco_json).resolve()),
+        "images_dir": str(images_dir.resolve()),
+        "formats": list(formats),
+        "seed": seed,
+        "split_fractions": [float(v) for v in fr],
+        "illuminant": illuminant,
+        "camera": camera.describe() if camera is not None else None,
+        "images": len(images),
+    }
+    if shard is not None:
+        return _build_shard(job, chunks, head, out_dir, shard, chunk, tasks, workers, progress)
     counts: dict[str, Counter] = {k: Counter() for k in _COUNTS}
     with contextlib.ExitStack() as stack:
         files = open_outputs(stack, out_dir, formats)
@@ -219,22 +235,81 @@ def build_corpus(
             done += len(part)
             if progress:
                 progress(done, len(images))
-    verify = counts["verify"]
+    return _write_summary(out_dir, head, counts)
+
+
+def _write_summary(out_dir: Path, head: dict, counts: dict) -> dict:
     summary = {
-        "coco_json": str(Path(coco_json).resolve()),
-        "images_dir": str(images_dir.resolve()),
-        "formats": list(formats),
-        "seed": seed,
-        "split_fractions": list(fr),
-        "illuminant": illuminant,
-        "camera": camera.describe() if camera is not None else None,
-        "images": len(images),
+        **head,
         "records_per_format": sum(counts["task"].values()),
         "per_task": dict(counts["task"]),
         "per_split_images": dict(counts["split"]),
         "per_material_images": dict(counts["material"]),
         "per_category_annotations": dict(counts["category"]),
-        "verification": dict(verify),
+        "verification": dict(counts["verify"]),
     }
     write_json(out_dir / "summary.json", summary)
     return summary
+
+
+def _build_shard(job, chunks, head, out_dir, shard, chunk, tasks, workers, progress) -> dict:
+    """Build the chunks c with c % N == I into ``out_dir/parts/`` (one JSON per chunk, the
+    "done" mark); :func:`merge_corpus` assembles the corpus once every chunk is done."""
+    from qupaint._io import atomic_write_bytes
+
+    i, n = shard
+    if not 0 <= i < n:
+        raise ValueError(f"shard: need 0 <= I < N; got {i}/{n}")
+    parts = out_dir / "parts"
+    plan = {"head": head, "chunks": len(chunks), "chunk": chunk, "tasks": list(tasks)}
+    state = parts / "plan.json"
+    if state.exists():
+        if json.loads(state.read_text()) != json.loads(json_dumps(plan)):
+            raise ValueError(
+                f"{out_dir} holds a corpus built with other settings; use a new --out folder "
+                "(or the same settings to resume)"
+            )
+    else:
+        atomic_write_bytes(state, json_dumps(plan).encode())
+    mine = [c for c in range(i, len(chunks), n) if not (parts / f"chunk_{c:05d}.json").exists()]
+    done = len(range(i, len(chunks), n)) - len(mine)
+    results = run_tasks(_build_chunk, [chunks[c] for c in mine], workers, _set_job, (job,),
+                        start="fork")  # fmt: skip
+    for c, (lines, cnt) in zip(mine, results, strict=True):
+        rec = {"lines": [[f, sp, block] for (f, sp), block in lines.items()],
+               "counts": {k: dict(v) for k, v in cnt.items()}}  # fmt: skip
+        atomic_write_bytes(parts / f"chunk_{c:05d}.json", json_dumps(rec).encode())
+        done += 1
+        if progress:
+            progress(done, len(range(i, len(chunks), n)))
+    return {"shard": f"{i}/{n}", "chunks_done": done, "chunks": len(range(i, len(chunks), n)),
+            "chunks_total": len(chunks)}  # fmt: skip
+
+
+def merge_corpus(out_path: str | os.PathLike) -> dict:
+    """Assemble a corpus built with ``build_corpus(..., shard=(I, N))`` for every I: the
+    JSONL files and ``summary.json``, byte-identical to a one-machine build. Raises
+    ``ValueError`` naming the chunks not yet built."""
+    from qupaint._io import json_loads
+
+    out_dir = Path(out_path)
+    parts = out_dir / "parts"
+    if not (parts / "plan.json").exists():
+        raise ValueError(f"{out_dir}: no parts/plan.json; build it with --shard I/N first")
+    plan = json_loads((parts / "plan.json").read_bytes())
+    missing = [c for c in range(plan["chunks"]) if not (parts / f"chunk_{c:05d}.json").exists()]
+    if missing:
+        raise ValueError(
+            f"{out_dir}: {len(missing)} of {plan['chunks']} chunks are not built "
+            f"({', '.join(map(str, missing[:10]))}); run their --shard I/N again, then merge"
+        )
+    counts: dict[str, Counter] = {k: Counter() for k in _COUNTS}
+    with contextlib.ExitStack() as stack:
+        files = open_outputs(stack, out_dir, plan["head"]["formats"])
+        for c in range(plan["chunks"]):
+            rec = json_loads((parts / f"chunk_{c:05d}.json").read_bytes())
+            for fmt, sp, block in rec["lines"]:
+                files[(fmt, sp)].write(block)
+            for k, v in rec["counts"].items():
+                counts[k].update(v)
+    return _write_summary(out_dir, plan["head"], counts)

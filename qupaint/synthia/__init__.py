@@ -22,7 +22,7 @@ from qupaint.synthia.whitebalance import (
     reference_substrate_color,
     white_balance_gain,
 )
-from qupaint.synthia.writer import generate
+from qupaint.synthia.writer import generate, merge, parse_shard
 
 __all__ = [
     "CATEGORIES",
@@ -32,6 +32,8 @@ __all__ = [
     "SynthiaConfig",
     "category_of",
     "generate",
+    "merge",
+    "parse_shard",
     "PlacementGrid",
     "apply_gain",
     "random_flake",

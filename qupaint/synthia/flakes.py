@@ -21,24 +21,63 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["FlakeShape", "random_flake", "split_terrace", "rasterize", "rasterize_local"]
+__all__ = [
+    "FlakeShape",
+    "random_flake",
+    "random_sliver",
+    "split_terrace",
+    "split_fold",
+    "rasterize",
+    "rasterize_local",
+]
+
+_ROUGH_TABLE = 32  # side of the periodic table of edge offsets of a rough flake
 
 
 @dataclass(frozen=True)
 class FlakeShape:
-    """Convex region {p : normals @ p <= offsets} around the origin (pixels)."""
+    """Convex region {p : normals @ p <= offsets} around the origin (pixels).
+
+    ``rough_px`` > 0 makes the edge ragged and stepped on the crystal lattice: the distance
+    field is shifted by a piecewise-constant offset, uniform in ``[-rough_px, rough_px]``,
+    constant on rhombi of side ``rough_step_px`` spanned by two lattice directions (the
+    first normal's and 60 degrees from it), so the edge breaks into short steps along the
+    lattice, as cleaved edges do under the microscope. ``rough_key`` seeds the offsets.
+    Polygon vertices stay those of the smooth region (exact labels come from the raster).
+    """
 
     normals: np.ndarray  # [m, 2] unit vectors (x, y)
     offsets: np.ndarray  # [m]
+    rough_px: float = 0.0
+    rough_step_px: float = 3.0
+    rough_key: int = 0
 
     def sdf(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Signed distance-like field (exact inside, a lower bound outside), pixels."""
-        return np.max(
+        d = np.max(
             self.normals[:, 0, None, None] * x
             + self.normals[:, 1, None, None] * y
             - self.offsets[:, None, None],
             axis=0,
         )
+        if self.rough_px > 0:
+            d = d + self.rough_px * self._rough(x, y)
+        return d
+
+    def _rough(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        n = _ROUGH_TABLE
+        table = np.random.default_rng(self.rough_key).uniform(-1.0, 1.0, (n, n))
+        a = math.atan2(self.normals[0, 1], self.normals[0, 0])
+        s = self.rough_step_px
+        u = (x * math.cos(a) + y * math.sin(a)) / s
+        v = (x * math.cos(a + math.pi / 3) + y * math.sin(a + math.pi / 3)) / s
+        iu = np.floor(u).astype(np.int64) % n
+        iv = np.floor(v).astype(np.int64) % n
+        return table[iu, iv]
+
+    def with_planes(self, normals: np.ndarray, offsets: np.ndarray) -> FlakeShape:
+        """The same roughness on other half-planes (terrace and fold parts)."""
+        return FlakeShape(normals, offsets, self.rough_px, self.rough_step_px, self.rough_key)
 
     @functools.cached_property
     def _vertices(self) -> np.ndarray:
@@ -142,9 +181,46 @@ def split_terrace(
     proj = shape.vertices() @ n
     lo, hi = float(proj.min()), float(proj.max())
     c = hi - rng.uniform(*fraction) * (hi - lo)
-    thin = FlakeShape(np.vstack([shape.normals, n]), np.append(shape.offsets, c))
-    thick = FlakeShape(np.vstack([shape.normals, -n]), np.append(shape.offsets, -c))
-    return thin, thick
+    return _split(shape, n, c)
+
+
+def _split(shape: FlakeShape, n: np.ndarray, c: float) -> tuple[FlakeShape, FlakeShape]:
+    """(shape with n . p <= c, shape with n . p >= c)."""
+    a = shape.with_planes(np.vstack([shape.normals, n]), np.append(shape.offsets, c))
+    b = shape.with_planes(np.vstack([shape.normals, -n]), np.append(shape.offsets, -c))
+    return a, b
+
+
+def split_fold(
+    rng: np.random.Generator, shape: FlakeShape, fraction: tuple[float, float] = (0.1, 0.3)
+) -> tuple[FlakeShape, FlakeShape]:
+    """(flat part, folded part): a fold line at a random angle (folds do not follow the
+    lattice) cuts off about ``fraction`` of the flake, which lies doubled over: the folded
+    part holds twice the layers. The flap's mirror image lands on the flake itself, so the
+    outline keeps its shape and only the doubled strip changes colour."""
+    ang = rng.uniform(0, 2 * math.pi)
+    n = np.array([math.cos(ang), math.sin(ang)])
+    proj = shape.vertices() @ n
+    lo, hi = float(proj.min()), float(proj.max())
+    c = hi - rng.uniform(*fraction) * (hi - lo)
+    return _split(shape, n, c)
+
+
+def random_sliver(rng: np.random.Generator, length_px: float, width_px: float) -> FlakeShape:
+    """An elongated sliver: a strip between two parallel lattice edges ``width_px`` apart,
+    ``length_px`` long, its ends cut along the other two lattice directions (so the corners
+    are 60 or 120 degrees, as in cleaved strips)."""
+    if not (length_px > 0 and width_px > 0):
+        raise ValueError(f"length_px and width_px must be > 0; got {length_px}, {width_px}")
+    theta0 = rng.uniform(0, math.pi / 3)
+    # strip: normals at theta0 and theta0 + pi; ends: the lattice normals 60 deg either side
+    angles = theta0 + np.array([0.0, math.pi, math.pi / 3, math.pi / 3 + math.pi,
+                                -math.pi / 3, -math.pi / 3 + math.pi])  # fmt: skip
+    normals = np.stack([np.cos(angles), np.sin(angles)], 1)
+    # an end plane at 60 deg to the strip's normal meets the axis at offset / sin(60 deg)
+    end = 0.5 * length_px * math.sin(math.pi / 3) * rng.uniform(0.8, 1.0, 4)
+    offsets = np.concatenate([[0.5 * width_px] * 2, end])
+    return FlakeShape(normals, offsets)
 
 
 def rasterize(

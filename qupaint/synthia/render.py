@@ -38,7 +38,13 @@ from qupaint.color import (
 )
 from qupaint.optics import FLAKE_MATERIALS, get_material
 from qupaint.synthia.finish import finish_image
-from qupaint.synthia.flakes import random_flake, rasterize, rasterize_local, split_terrace
+from qupaint.synthia.flakes import (
+    FlakeShape,
+    random_flake,
+    rasterize,
+    rasterize_local,
+    split_terrace,
+)
 from qupaint.synthia.placement import PlacementGrid, substrate_mask
 from qupaint.synthia.whitebalance import reference_substrate_color, white_balance_gain
 
@@ -76,6 +82,84 @@ class SynthiaConfig:
     reference_dir: str | None = None
     pia_patch: int = 8
     max_tries: int = 64
+    # -- realism (qupaint.synthia.realism; all off here, SynthiaConfig.realistic() turns
+    # them on). Realistic draws use their own random stream, so the fields above render
+    # the same images whatever these are.
+    #: "procedural" chip, or "real": flake-free windows of real chips (the shipped pack)
+    backgrounds: str = "procedural"
+    #: per-image oxide: one of these (nm) plus a uniform +-``oxide_jitter_nm`` (5 nm steps);
+    #: empty: always ``oxide_nm``
+    oxide_choices_nm: tuple[float, ...] = ()
+    oxide_jitter_nm: float = 0.0
+    #: flakes change the local background by their TMM contrast (c_L / c_0) instead of
+    #: being painted in the absolute colour g * c_L: vignetting and real texture stay
+    relative_color: bool = False
+    um_per_px: float = 0.385
+    #: (median um, log-std) of a flake's box side (log-normal); None: ``radius_px``
+    size_um: tuple[float, float] | None = None
+    rough_px: tuple[float, float] = (0.0, 0.0)  # edge roughness amplitude range
+    sliver_prob: float = 0.0
+    attached_prob: float = 0.0  # a thin flake grown from a thick crystal
+    bulk_layers: tuple[int, int] = (40, 300)
+    fold_prob: float = 0.0
+    wrinkle_prob: float = 0.0
+    bubble_prob: float = 0.0
+    residue: tuple[int, int] = (0, 0)  # residue films per image
+    residue_nm: tuple[float, float] = (1.0, 8.0)
+    scratches: tuple[int, int] = (0, 0)
+    bulk_crystals: tuple[int, int] = (0, 0)  # free-standing thick crystals per image
+    defocus_px: float = 0.0  # blur at the far side of a tilted field
+    chromatic_px: float = 0.0  # red/blue lateral shift at the corners
+    white_balance_strength: tuple[float, float] = (0.0, 0.0)  # the camera's grey-world AWB
+    exposure: tuple[float, float] = (1.0, 1.0)  # multiplier range (bright crystals clip)
+    jpeg_quality: tuple[int, int] = (0, 0)  # (lo, hi); 0: no JPEG
+    #: per-image sensor noise std drawn from this range (linear); (0, 0): ``sensor_noise``
+    noise_range: tuple[float, float] = (0.0, 0.0)
+
+    @classmethod
+    def realistic(cls, **overrides) -> SynthiaConfig:
+        """Every realism effect on, tuned to the shared real micrographs: real chip
+        backgrounds, the calibrated ``2dmatgmm`` camera, oxides of 70 and 90 nm
+        (+-15 nm), flake sizes measured on real labelled flakes at 0.385 um/px, ragged
+        edges, slivers, flakes attached to crystals, folds, wrinkles, bubbles, residue,
+        scratches, dust, saturated crystals, field-varying defocus, chromatic fringes,
+        the camera's white balance, exposure and JPEG."""
+        from qupaint.color import Camera
+
+        kw = dict(
+            camera=Camera.preset("2dmatgmm").to_dict(),
+            illuminant="A",
+            backgrounds="real",
+            oxide_choices_nm=(70.0, 90.0),
+            oxide_jitter_nm=15.0,
+            relative_color=True,
+            size_um=(18.0, 0.48),
+            radius_px=(6.0, 120.0),
+            rough_px=(0.0, 1.5),
+            sliver_prob=0.2,
+            attached_prob=0.2,
+            fold_prob=0.1,
+            wrinkle_prob=0.15,
+            bubble_prob=0.15,
+            residue=(0, 3),
+            scratches=(0, 2),
+            bulk_crystals=(0, 3),
+            debris=(5, 30),
+            edge_softness_px=1.0,
+            noise_range=(0.004, 0.016),
+            blur_sigma_px=0.4,
+            defocus_px=1.5,
+            chromatic_px=0.8,
+            white_balance_strength=(0.0, 0.6),
+            exposure=(0.85, 1.25),
+            jpeg_quality=(80, 95),
+            category_weights=(0.4, 0.4, 0.2),
+        )
+        kw.update(overrides)
+        if "radius_px" not in overrides:  # flakes must fit in a smaller image
+            side = min(kw.get("height", cls.height), kw.get("width", cls.width))
+            kw["radius_px"] = (min(6.0, side / 8), min(120.0, 0.45 * side))
+        return cls(**kw)
 
     def validate(self) -> None:
         if not self.materials:
@@ -104,6 +188,33 @@ class SynthiaConfig:
             raise ValueError("category_weights must be 3 non-negative numbers")
         if self.oxide_nm < 0:
             raise ValueError("oxide_nm must be >= 0")
+        if self.backgrounds not in ("procedural", "real"):
+            raise ValueError(
+                f"backgrounds must be 'procedural' or 'real'; got {self.backgrounds!r}"
+            )
+        if any(o - self.oxide_jitter_nm < 0 for o in self.oxide_choices_nm):
+            raise ValueError("oxide_choices_nm minus oxide_jitter_nm must stay >= 0")
+        if not self.um_per_px > 0:
+            raise ValueError(f"um_per_px must be > 0; got {self.um_per_px}")
+        if self.size_um is not None and not (self.size_um[0] > 0 and self.size_um[1] >= 0):
+            raise ValueError(f"size_um must be (median > 0, log-std >= 0); got {self.size_um}")
+        for name in ("sliver_prob", "attached_prob", "fold_prob", "wrinkle_prob",
+                     "bubble_prob"):  # fmt: skip
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1]; got {v}")
+        for name in ("residue", "scratches", "bulk_crystals", "bulk_layers", "jpeg_quality",
+                     "exposure", "white_balance_strength", "rough_px", "residue_nm",
+                     "noise_range"):  # fmt: skip
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi:
+                raise ValueError(f"{name} must be (lo, hi) with 0 <= lo <= hi; got {(lo, hi)}")
+        if self.jpeg_quality[1] > 100 or 0 < self.jpeg_quality[0] < 1:
+            raise ValueError(f"jpeg_quality must lie in 1-100 (0 = off); got {self.jpeg_quality}")
+        if self.white_balance_strength[1] > 1:
+            raise ValueError("white_balance_strength must lie in [0, 1]")
+        if self.defocus_px < 0 or self.chromatic_px < 0:
+            raise ValueError("defocus_px and chromatic_px must be >= 0")
         if self.camera is not None:
             Camera.from_dict(self.camera)  # a malformed camera fails here, not in a worker
         if self.reference_dir is not None and not _reference_files(self.reference_dir):
@@ -120,6 +231,8 @@ class Sample:
     image: np.ndarray  # [H, W, 3] uint8 sRGB
     annotations: list[dict] = field(default_factory=list)
     info: dict = field(default_factory=dict)
+    #: [H, W] int32, k + 1 where annotations[k] covers the pixel (``sample(masks=True)``)
+    masks: np.ndarray | None = None
 
 
 @functools.lru_cache(maxsize=8)
@@ -144,13 +257,34 @@ class Synthia:
         )
         self.decode = (self.camera or Camera.srgb()).decode_table()
         self.c0 = tmm_substrate_color(float(c.oxide_nm), c.illuminant, camera=self.camera)
-        # every colour this data set can use, computed once (terraces add up to 3 layers)
-        self.colors = {
-            get_material(m).name: flake_color_table(
-                m, c.max_layers + 3, float(c.oxide_nm), c.illuminant, self.camera
-            )
-            for m in c.materials
-        }
+        # every colour this data set can use at its nominal oxide (terraces add up to 3
+        # layers); other oxides (``oxide_choices_nm``) are computed on first use
+        self.colors = {m: self._table(m, float(c.oxide_nm)) for m in self._names()}
+
+    def _names(self) -> list[str]:
+        return [get_material(m).name for m in self.config.materials]
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - one renderer per worker, few keys
+    def _table(self, material: str, oxide_nm: float) -> np.ndarray:
+        c = self.config
+        top = c.max_layers + 3
+        if c.attached_prob > 0 or c.bulk_crystals[1] > 0:
+            top = max(top, c.bulk_layers[1])
+        return flake_color_table(material, top, oxide_nm, c.illuminant, self.camera)
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019
+    def _substrate(self, oxide_nm: float) -> np.ndarray:
+        return tmm_substrate_color(oxide_nm, self.config.illuminant, camera=self.camera)
+
+    @functools.lru_cache(maxsize=1024)  # noqa: B019
+    def _bubble(self, material: str, layers: int, gap_nm: float, oxide_nm: float) -> np.ndarray:
+        """Linear colour of a flake over an air bubble ``gap_nm`` thick (TMM)."""
+        from qupaint.color import stack_color
+
+        t = layers * get_material(material).monolayer_nm
+        kw = {"camera": self.camera} if self.camera else {"illuminant": self.config.illuminant}
+        st = [(material, t), ("air", gap_nm)] + ([("SiO2", oxide_nm)] if oxide_nm > 0 else [])
+        return np.asarray(stack_color(st, **kw))
 
     # -- background -------------------------------------------------------------------
     def _procedural(self, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -167,6 +301,13 @@ class Synthia:
         img = np.empty((H, W, 3), np.float32)
         for ch, v in enumerate((self.c0 * g).tolist()):  # 6x faster than a [..., None] broadcast
             np.multiply(fall, np.float32(v), out=img[..., ch])
+        self._debris(img, rng)
+        return img, g
+
+    def _debris(self, img: np.ndarray, rng) -> None:
+        """Dark dust and particles: small irregular blobs, slightly tinted (in place)."""
+        c = self.config
+        H, W = img.shape[:2]
         for _ in range(int(rng.integers(c.debris[0], c.debris[1] + 1))):
             shape = random_flake(rng, rng.uniform(2.0, 9.0), cleaves=(1, 3), irregularity=0.8)
             alpha, (x0, y0, x1, y1) = rasterize(
@@ -176,7 +317,6 @@ class Synthia:
             for ch in range(3):  # region * (1 - alpha) + region * shade * alpha, in place
                 reg = img[y0:y1, x0:x1, ch]
                 reg *= 1.0 + alpha * np.float32(shade[ch] - 1.0)
-        return img, g
 
     def _reference(self, index: int) -> np.ndarray:
         from PIL import Image
@@ -194,16 +334,35 @@ class Synthia:
         return np.asarray(srgb_decode(arr), dtype=np.float32)
 
     # -- one image --------------------------------------------------------------------
-    def sample(self, index: int) -> Sample:
+    def sample(self, index: int, masks: bool = False) -> Sample:
+        """Image ``index`` with its annotations; ``masks=True`` adds ``Sample.masks``, the
+        [H, W] int32 map of annotation numbers (k + 1 for ``annotations[k]``, 0 elsewhere),
+        exactly the pixels each annotation covers (alpha >= 0.5)."""
         c = self.config
         rng = np.random.default_rng([c.seed, int(index)])
         # augmentation draws from its own stream, so turning it on changes colours only
         jitter_rng = np.random.default_rng([c.seed, int(index), 1])
+        # so does realism: the classic draws above are the same whatever it adds
+        xrng = np.random.default_rng([c.seed, int(index), 3])
         H, W = c.height, c.width
+        oxide = float(c.oxide_nm)
+        if c.oxide_choices_nm:
+            oxide = float(c.oxide_choices_nm[int(xrng.integers(len(c.oxide_choices_nm)))])
+            oxide = max(0.0, 5.0 * round((oxide + xrng.uniform(-1, 1) * c.oxide_jitter_nm) / 5))
+        c0 = self.c0 if oxide == c.oxide_nm else self._substrate(oxide)
+        fr = _Frame(oxide, c0, np.zeros((H, W), np.int32) if masks else None, [])
+        bg_info: dict = {}
         if c.reference_dir:
             img = self._reference(index)
+        elif c.backgrounds == "real":
+            from qupaint.synthia.realism import background_crop
+
+            crop, bg_info = background_crop(xrng, H, W)
+            img = self.decode[crop].astype(np.float32)
+            self._debris(img, xrng)
         else:
             img, _ = self._procedural(rng)
+        self._clutter(xrng, img, fr)
         bg_srgb = finish_image(img, 0.0, 0.0, c.seed, index, gamma=self.gamma)
         m_sub, _ = substrate_mask(
             bg_srgb,
@@ -212,12 +371,14 @@ class Synthia:
         )
         # white balance from the background's own substrate (Alg. 1 lines 1-4)
         c_ref = reference_substrate_color(bg_srgb, m_sub, stride=4, lut=self.decode)
-        g = white_balance_gain(c_ref, self.c0)
+        g = white_balance_gain(c_ref, c0)
+        fr.gain = g
+        for a in fr.anns:  # the crystals painted before the gain was known
+            a["color_linear_rgb"] = (np.asarray(a["color_linear_rgb"]) * g).tolist()
         grid = PlacementGrid(m_sub, margin=2)
         material = c.materials[int(rng.integers(len(c.materials)))]
         mat_name = get_material(material).name
         requested = int(rng.integers(c.flakes_per_image[0], c.flakes_per_image[1] + 1))
-        anns: list[dict] = []
         placed = 0
         for _ in range(requested):
             radius = math.exp(rng.uniform(math.log(c.radius_px[0]), math.log(c.radius_px[1])))
@@ -227,33 +388,51 @@ class Synthia:
             if rng.random() < c.terrace_prob:
                 thin, thick = split_terrace(rng, shape)
                 parts = [(thin, layers), (thick, layers + int(rng.integers(1, 4)))]
+            shape, parts = self._morphology(xrng, shape, parts, layers)
             alpha, (ox, oy) = rasterize_local(shape, c.edge_softness_px)
             pos = grid.try_place(rng, alpha > 0, tries=c.max_tries)
             if pos is None:
                 continue  # no valid spot left: fewer flakes, never overlap (recorded below)
             px, py = pos[0] + ox, pos[1] + oy  # image position of the shape's origin
+            first = len(fr.anns)
             for part, nl in parts:
-                anns.append(
-                    self._composite(rng, jitter_rng, img, part, px, py, mat_name, nl, g, placed)
+                fr.anns.append(
+                    self._composite(rng, jitter_rng, img, part, px, py, mat_name, nl, fr, placed)
                 )
+            self._inclusions(xrng, img, shape, px, py, mat_name, fr.anns[first], fr)
             placed += 1
+        anns = fr.anns
         if anns:  # Delta-E of every flake colour vs the substrate, in one call
             cols = np.array([a["color_linear_rgb"] for a in anns])
             de = np.asarray(delta_e(linear_srgb_to_lab(cols), linear_srgb_to_lab(c_ref)[None, :]))
             for a, d in zip(anns, de, strict=True):
                 a["delta_e_vs_substrate"] = float(d)
+        img, optics = self._optics(xrng, img, c_ref)
         # blur, sensor noise (keyed by (seed, index)), clip, encode: one fused pass
-        out = finish_image(img, c.blur_sigma_px, c.sensor_noise, c.seed, index, gamma=self.gamma)
+        noise = c.sensor_noise
+        if c.noise_range[1] > 0:
+            noise = float(xrng.uniform(*c.noise_range))
+            optics["sensor_noise"] = noise
+        out = finish_image(img, c.blur_sigma_px, noise, c.seed, index, gamma=self.gamma)
+        if c.jpeg_quality[1] > 0:
+            from qupaint.synthia.realism import jpeg_roundtrip
+
+            q = int(xrng.integers(c.jpeg_quality[0], c.jpeg_quality[1] + 1))
+            out = jpeg_roundtrip(out, q)
+            optics["jpeg_quality"] = q
         info = {
             "index": int(index),
             "material": mat_name,
             "flakes_requested": requested,
             "flakes_placed": placed,
             "gain": g.tolist(),
-            "substrate_oxide_nm": c.oxide_nm,
+            "substrate_oxide_nm": oxide,
             "illuminant": c.illuminant,
         }
-        return Sample(out, anns, info)
+        if bg_info:
+            info["background"] = bg_info["file"]
+        info.update(optics)
+        return Sample(out, anns, info, fr.ids)
 
     def _sample_layers(self, rng) -> int:
         c = self.config
@@ -265,21 +444,180 @@ class Synthia:
             return int(rng.integers(2, THICK_MIN_LAYERS))
         return int(rng.integers(THICK_MIN_LAYERS, c.max_layers + 1))
 
+    # -- realism ----------------------------------------------------------------------
+    def _morphology(self, xrng, shape, parts, layers):
+        """Realistic size, slivers, ragged edges, thin flakes on thick crystals, folds."""
+        c = self.config
+        if not (c.size_um or c.sliver_prob or c.rough_px[1] or c.attached_prob or c.fold_prob):
+            return shape, parts
+        from qupaint.synthia.flakes import random_sliver, split_fold
+        from qupaint.synthia.realism import flake_radius_px
+
+        lim = (c.radius_px[0], min(c.radius_px[1], 0.45 * min(c.height, c.width)))
+        if c.size_um is not None or xrng.random() < c.sliver_prob:
+            r = (flake_radius_px(xrng, c.size_um, c.um_per_px, lim) if c.size_um
+                 else math.sqrt(max(shape.area(), 1.0) / math.pi))  # fmt: skip
+            if xrng.random() < c.sliver_prob:
+                aspect = xrng.uniform(2.5, 7.0)
+                length = min(2 * r * math.sqrt(aspect), 2 * lim[1])
+                shape = random_sliver(xrng, length, max(2 * r / math.sqrt(aspect), 3.0))
+            else:
+                shape = random_flake(xrng, r)
+            parts = [(shape, layers)]
+        if c.rough_px[1] > 0:
+            rough = float(xrng.uniform(*c.rough_px))
+            step = float(xrng.uniform(2.0, 5.0))
+            shape = FlakeShape(shape.normals, shape.offsets, rough, step, int(xrng.integers(2**31)))
+            parts = [(shape, layers)]
+        if layers < THICK_MIN_LAYERS and xrng.random() < c.attached_prob:
+            thin, thick = split_terrace(xrng, shape, fraction=(0.3, 0.6))
+            parts = [(thin, layers), (thick, int(xrng.integers(*c.bulk_layers)))]
+        elif xrng.random() < c.fold_prob:
+            flat, fold = split_fold(xrng, shape)
+            parts = [(flat, layers), (fold, 2 * layers)]
+        return shape, parts
+
+    def _inclusions(self, xrng, img, shape, px, py, material, ann, fr) -> None:
+        """Wrinkles (double-layer lines) and bubbles (air under the flake) inside a flake;
+        painted only, they stay part of the flake's annotation."""
+        c = self.config
+        layers = ann["layers"]
+        if c.wrinkle_prob and xrng.random() < c.wrinkle_prob:
+            x0, y0, x1, y1 = shape.extent()
+            ang = xrng.uniform(0, math.pi)
+            n = np.array([math.cos(ang), math.sin(ang)])
+            proj = shape.vertices() @ n
+            mid = xrng.uniform(proj.min(), proj.max())
+            w = xrng.uniform(0.8, 2.0)
+            planes = np.append(shape.offsets, [mid + w / 2, -(mid - w / 2)])
+            strip = shape.with_planes(np.vstack([shape.normals, n, -n]), planes)
+            self._paint(img, strip, px, py, self._ratio(material, 2 * layers, fr), 0.7)
+        if c.bubble_prob and xrng.random() < c.bubble_prob:
+            for _ in range(int(xrng.integers(1, 4))):
+                r = xrng.uniform(1.5, 5.0)
+                a = np.linspace(0, 2 * math.pi, 12, endpoint=False)
+                disc = FlakeShape(np.stack([np.cos(a), np.sin(a)], 1), np.full(12, r))
+                v = shape.vertices()
+                cx, cy = v[int(xrng.integers(len(v)))] * xrng.uniform(0.0, 0.6)
+                gap = 5.0 * round(xrng.uniform(10.0, 60.0) / 5)
+                ratio = self._bubble(material, layers, gap, fr.oxide) / fr.c0
+                self._paint(img, disc, px + cx, py + cy, ratio, 1.0)
+
+    def _ratio(self, material: str, layers: int, fr) -> np.ndarray:
+        return self._table(material, fr.oxide)[layers] / fr.c0
+
+    def _paint(self, img, shape, px, py, ratio, softness) -> tuple[np.ndarray, tuple]:
+        """Multiply the local background by ``ratio`` under ``shape`` (in place); returns
+        the coverage and its box, as :func:`rasterize` does."""
+        H, W = img.shape[:2]
+        alpha, (x0, y0, x1, y1) = rasterize(shape, px, py, H, W, softness)
+        reg = img[y0:y1, x0:x1]
+        reg *= 1.0 + alpha[..., None] * (np.asarray(ratio, np.float32) - 1.0)
+        return alpha, (x0, y0, x1, y1)
+
+    def _clutter(self, xrng, img, fr) -> None:
+        """Residue films, scratches and free-standing thick crystals on the background."""
+        c = self.config
+        H, W = img.shape[:2]
+        if c.residue[1] > 0:
+            from qupaint.synthia.realism import paint_residue
+
+            for _ in range(int(xrng.integers(c.residue[0], c.residue[1] + 1))):
+                t = 5.0 * round(xrng.uniform(*c.residue_nm) / 5)
+                ratio = self._substrate(fr.oxide + t) / fr.c0
+                paint_residue(img, xrng, ratio, xrng.uniform(40, 0.6 * min(H, W)))
+        if c.scratches[1] > 0:
+            from qupaint.synthia.realism import paint_scratches
+
+            paint_scratches(img, xrng, int(xrng.integers(c.scratches[0], c.scratches[1] + 1)))
+        if c.bulk_crystals[1] > 0:
+            from qupaint.synthia.realism import edge_halo
+
+            material = get_material(c.materials[int(xrng.integers(len(c.materials)))]).name
+            free = PlacementGrid(np.ones((H, W), bool), margin=8)  # crystals never overlap
+            for k in range(int(xrng.integers(c.bulk_crystals[0], c.bulk_crystals[1] + 1))):
+                r = float(xrng.uniform(10.0, min(80.0, 0.3 * min(H, W))))
+                shape = random_flake(xrng, r)
+                layers = int(xrng.integers(*c.bulk_layers))
+                soft = float(xrng.uniform(1.0, 3.0))  # out of the focal plane
+                foot, (ox, oy) = rasterize_local(shape, soft)
+                pos = free.try_place(xrng, foot > 0, tries=16)
+                if pos is None:
+                    continue
+                px, py = pos[0] + ox, pos[1] + oy
+                ratio = self._ratio(material, layers, fr)
+                a0, box = self._paint(img, shape, px, py, ratio, soft)
+                # scattering halo: a dark rim outside the edge (the shape grown by 6 px)
+                grown = FlakeShape(shape.normals, shape.offsets + 6.0)
+                sub, (x0, y0, x1, y1) = rasterize(grown, px, py, H, W, soft)
+                big = np.zeros(sub.shape, np.float32)
+                big[box[1] - y0 : box[3] - y0, box[0] - x0 : box[2] - x0] = a0
+                halo = edge_halo(big, float(xrng.uniform(1.0, 2.5)))
+                img[y0:y1, x0:x1] *= (1.0 - xrng.uniform(0.1, 0.3) * halo)[..., None]
+                a = self._annotation(shape, px, py, a0, box, material, layers, fr, -1 - k)
+                a["bulk"] = True
+                a["color_linear_rgb"] = (ratio * fr.c0).tolist()
+                fr.anns.append(a)
+
+    def _optics(self, xrng, img, c_ref) -> tuple[np.ndarray, dict]:
+        """Field-varying defocus, chromatic fringes, the camera's white balance, exposure."""
+        c = self.config
+        info: dict = {}
+        if c.defocus_px > 0:
+            from qupaint.synthia.realism import field_defocus
+
+            field_defocus(img, xrng, c.defocus_px)
+        if c.chromatic_px > 0:
+            from qupaint.synthia.realism import chromatic_shift
+
+            img = chromatic_shift(img, float(xrng.uniform(0.3, 1.0)) * c.chromatic_px)
+        gains = np.ones(3)
+        if c.white_balance_strength[1] > 0:
+            from qupaint.synthia.realism import camera_white_balance
+
+            strength = float(xrng.uniform(*c.white_balance_strength))
+            gains = camera_white_balance(c_ref, strength)
+            info["white_balance_strength"] = strength
+        if c.exposure != (1.0, 1.0):
+            e = float(xrng.uniform(*c.exposure))
+            gains = gains * e
+            info["exposure"] = e
+        if np.any(gains != 1.0):
+            img *= gains.astype(np.float32)
+            info["camera_gains"] = gains.tolist()
+        return img, info
+
+    # -- compositing ------------------------------------------------------------------
     def _composite(
-        self, rng, jitter_rng, img, shape, px, py, material, layers, g, flake_id
+        self, rng, jitter_rng, img, shape, px, py, material, layers, fr, flake_id
     ) -> dict:
         c = self.config
         H, W = img.shape[:2]
-        alpha, (x0, y0, x1, y1) = rasterize(shape, px, py, H, W, c.edge_softness_px)
-        lin = self.colors[material][layers] * g  # Alg. 1 line 14
+        alpha, box = rasterize(shape, px, py, H, W, c.edge_softness_px)
+        x0, y0, x1, y1 = box
+        lin = self._table(material, fr.oxide)[layers] * fr.gain  # Alg. 1 line 14
         if c.lab_jitter > 0:
             lab = linear_srgb_to_lab(lin) + jitter_rng.normal(0, c.lab_jitter, 3)
             lin = np.clip(np.asarray(lab_to_linear_srgb(lab)), 0, None)
         tex = 1.0 + c.flake_noise * rng.standard_normal(alpha.shape, dtype=np.float32)
-        for ch in range(3):  # region * (1 - alpha) + colour * tex * alpha, per channel in place
-            reg = img[y0:y1, x0:x1, ch]
-            reg += alpha * (np.float32(lin[ch]) * tex - reg)
-        verts = shape.vertices() + np.array([px, py])
+        if c.relative_color:  # the local background times the flake's contrast
+            ratio = lin / (fr.c0 * fr.gain)
+            for ch in range(3):
+                reg = img[y0:y1, x0:x1, ch]
+                reg *= 1.0 + alpha * (np.float32(ratio[ch]) * tex - 1.0)
+        else:
+            for ch in range(3):  # region * (1 - alpha) + colour * tex * alpha, in place
+                reg = img[y0:y1, x0:x1, ch]
+                reg += alpha * (np.float32(lin[ch]) * tex - reg)
+        ann = self._annotation(shape, px, py, alpha, box, material, layers, fr, flake_id)
+        ann["color_linear_rgb"] = [float(v) for v in lin]
+        if c.relative_color:  # per-channel optical contrast C = I / I_sub - 1 it was drawn with
+            ann["contrast"] = [round(float(v) - 1.0, 6) for v in ratio]
+        return ann
+
+    def _annotation(self, shape, px, py, alpha, box, material, layers, fr, flake_id) -> dict:
+        x0, y0, _, _ = box
+        H, W = fr.ids.shape if fr.ids is not None else (self.config.height, self.config.width)
         inside = alpha >= 0.5
         ys, xs = np.nonzero(inside)
         bbox = (
@@ -292,17 +630,45 @@ class Synthia:
             if len(xs)
             else [float(x0), float(y0), 0.0, 0.0]
         )
+        if shape.rough_px > 0:  # the outline is the raster's, not the smooth polygon's
+            segmentation = _rle(inside, x0, y0, H, W)
+        else:
+            verts = shape.vertices() + np.array([px, py])
+            segmentation = [np.round(verts.reshape(-1), 2).tolist()]
+        if fr.ids is not None:
+            fr.ids[y0 : y0 + inside.shape[0], x0 : x0 + inside.shape[1]][inside] = len(fr.anns) + 1
         return {
             "bbox": bbox,
-            "segmentation": [np.round(verts.reshape(-1), 2).tolist()],
+            "segmentation": segmentation,
             "area": float(inside.sum()),
             "iscrowd": 0,
             "category_id": category_of(layers),
             "material": material,
             "layers": int(layers),
             "thickness_nm": float(layers * get_material(material).monolayer_nm),
-            "substrate_oxide_nm": float(c.oxide_nm),
-            "color_linear_rgb": [float(v) for v in lin],
+            "substrate_oxide_nm": float(fr.oxide),
+            "color_linear_rgb": None,
             "delta_e_vs_substrate": None,  # filled per image in one batched call
             "flake_id": int(flake_id),  # terrace parts share their flake's id
         }
+
+
+@dataclass
+class _Frame:
+    """Per-image state of one render."""
+
+    oxide: float
+    c0: np.ndarray
+    ids: np.ndarray | None
+    anns: list
+    gain: np.ndarray | None = None
+
+
+def _rle(inside: np.ndarray, x0: int, y0: int, H: int, W: int) -> dict:
+    """COCO compressed RLE of a local mask placed at (x0, y0) in an H x W image."""
+    from pycocotools import mask as mask_utils
+
+    full = np.zeros((H, W), np.uint8, order="F")
+    full[y0 : y0 + inside.shape[0], x0 : x0 + inside.shape[1]] = inside
+    rle = mask_utils.encode(full)
+    return {"size": [H, W], "counts": rle["counts"].decode("ascii")}

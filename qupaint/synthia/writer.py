@@ -27,7 +27,7 @@ from qupaint._pool import run_tasks
 from qupaint.categories import CATEGORIES
 from qupaint.synthia.render import Synthia, SynthiaConfig
 
-__all__ = ["generate"]
+__all__ = ["generate", "merge", "parse_shard", "render_shard_with", "shard_tasks"]
 
 _WORKER: Synthia | None = None
 
@@ -88,6 +88,53 @@ def _render_shard(args: tuple[str, int, int, int]) -> tuple[int, dict]:
     return shard, stats
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> (I, N) with 0 <= I < N: this machine renders the shards s with
+    s % N == I."""
+    try:
+        i, n = (int(v) for v in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"shard: use I/N, e.g. 0/4 (got {text!r})") from None
+    if not 0 <= i < n:
+        raise ValueError(f"shard: need 0 <= I < N; got {i}/{n}")
+    return i, n
+
+
+def _check_state(root: Path, cfg: dict, num_images: int, shard_size: int) -> None:
+    """Record (or check) the data set's configuration and plan in ``shards/``: every
+    machine and every resume must render the same images."""
+    plan = {"config": cfg, "num_images": num_images, "shard_size": shard_size}
+    state = root / "shards" / "plan.json"
+    if state.exists():
+        old = json.loads(state.read_text())
+        if old != json.loads(_json_bytes(plan)):
+            what = "configuration" if old.get("config") != json.loads(_json_bytes(cfg)) \
+                else "number of images or shard size"  # fmt: skip
+            raise ValueError(
+                f"{root} holds a data set made with a different {what}; use a new --out "
+                "folder (or the same settings to resume)"
+            )
+    else:
+        legacy = root / "shards" / "config.json"  # data sets written before plan.json
+        if legacy.exists() and json.loads(legacy.read_text()) != json.loads(_json_bytes(cfg)):
+            raise ValueError(
+                f"{root} holds a data set made with a different configuration; use a new "
+                "--out folder (or the same settings to resume)"
+            )
+        atomic_write_bytes(state, _json_bytes(plan))
+
+
+def shard_tasks(root: Path, num_images: int, shard_size: int, shard=(0, 1)) -> list[tuple]:
+    """The (out_dir, shard, start, stop) tasks of this machine's shards not yet done."""
+    i, n = shard
+    n_shards = (num_images + shard_size - 1) // shard_size
+    return [
+        (str(root), s, s * shard_size, min((s + 1) * shard_size, num_images))
+        for s in range(i, n_shards, n)
+        if not (root / "shards" / f"shard_{s:05d}.json").exists()
+    ]
+
+
 def generate(
     config: SynthiaConfig,
     out_dir: str | Path,
@@ -95,10 +142,19 @@ def generate(
     shard_size: int = 500,
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    shard: tuple[int, int] | str | None = None,
+    engine: str = "local",
+    scheduler: str | None = None,
 ) -> dict:
     """Render ``num_images`` images into ``out_dir``; resumes an interrupted run.
 
-    Returns the manifest. ``progress(done_shards, total_shards)`` is called as shards finish.
+    ``shard=(I, N)`` (or ``"I/N"``) renders only the shards s with s % N == I and does not
+    merge: run every I (any machines, any order, again after a crash), then :func:`merge`.
+    ``engine="dask"`` sends the shards to a Dask cluster (``scheduler`` address; None
+    starts a local cluster of ``workers`` processes); ``"local"`` uses a process pool.
+
+    Returns the manifest (or, for one shard, ``{"shards_done": ..., "shards": ...}``).
+    ``progress(done_shards, total_shards)`` is called as shards finish.
 
     Raises
     ------
@@ -107,41 +163,99 @@ def generate(
     OSError
         Disk full (the message says how to resume).
     """
-    from qupaint import __version__
-
     if num_images < 0 or shard_size < 1 or workers < 1:
         raise ValueError("need num_images >= 0, shard_size >= 1 and workers >= 1")
+    if engine not in ("local", "dask"):
+        raise ValueError(f"engine must be 'local' or 'dask'; got {engine!r}")
+    part = parse_shard(shard) if isinstance(shard, str) else (shard or (0, 1))
+    parse_shard(f"{part[0]}/{part[1]}")
     config.validate()
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     cfg = config.to_dict()
-    state = root / "shards" / "config.json"
-    if state.exists():
-        old = json.loads(state.read_text())
-        if old != json.loads(_json_bytes(cfg)):
-            raise ValueError(
-                f"{root} holds a data set made with a different configuration; "
-                "use a new --out folder (or the same settings to resume)"
-            )
-    else:
-        atomic_write_bytes(state, _json_bytes(cfg))
+    _check_state(root, cfg, num_images, shard_size)
     for stray in root.rglob(".*.tmp"):  # leftovers of a killed run
         stray.unlink()
     n_shards = (num_images + shard_size - 1) // shard_size
-    todo = [
-        (str(root), s, s * shard_size, min((s + 1) * shard_size, num_images))
-        for s in range(n_shards)
-        if not (root / "shards" / f"shard_{s:05d}.json").exists()
-    ]
-    done = n_shards - len(todo)
+    mine = len(range(part[0], n_shards, part[1]))
+    todo = shard_tasks(root, num_images, shard_size, part)
+    done = mine - len(todo)
     if progress:
-        progress(done, n_shards)
-    # import torch & co. once in the forkserver; workers fork it
-    for _ in run_tasks(_render_shard, todo, workers, _init_worker, (cfg,), ordered=False,
-                       preload=["qupaint.synthia.writer"]):  # fmt: skip
+        progress(done, mine)
+    if engine == "dask":
+        results = _dask_run(cfg, todo, workers, scheduler)
+    else:  # import torch & co. once in the forkserver; workers fork it
+        results = run_tasks(_render_shard, todo, workers, _init_worker, (cfg,), ordered=False,
+                            preload=["qupaint.synthia.writer"])  # fmt: skip
+    for _ in results:
         done += 1
         if progress:
-            progress(done, n_shards)
+            progress(done, mine)
+    if part[1] > 1:
+        return {"shard": f"{part[0]}/{part[1]}", "shards_done": done, "shards": mine,
+                "shards_total": n_shards}  # fmt: skip
+    return merge(root)
+
+
+def _dask_run(cfg: dict, todo: list, workers: int, scheduler: str | None):
+    """Yield as the shards finish on a Dask cluster (one task per shard)."""
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise ValueError(
+            "engine='dask' needs dask.distributed: pip install 'qupaint[dask]'"
+        ) from None
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+    else:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)
+        client = Client(cluster)
+    try:
+        futures = [client.submit(render_shard_with, cfg, t, key=f"synthia-shard-{t[1]}",
+                                 pure=False) for t in todo]  # fmt: skip
+        for fut in as_completed(futures):
+            yield fut.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def render_shard_with(cfg: dict, task: tuple) -> tuple[int, dict]:
+    """Render one shard in any process (a Dask or Ray worker, a Slurm task): the
+    renderer is built once per process and configuration."""
+    global _WORKER_CFG
+    key = _json_bytes(cfg)
+    if _WORKER is None or _WORKER_CFG != key:
+        _init_worker(cfg)
+        _WORKER_CFG = key
+    return _render_shard(task)
+
+
+_WORKER_CFG: bytes | None = None
+
+
+def merge(out_dir: str | Path) -> dict:
+    """Write ``annotations.json`` and ``manifest.json`` from a data set's finished shards
+    (after ``generate(..., shard=...)`` ran for every shard); byte-identical to a
+    one-machine run. Raises ``ValueError`` naming the missing shards."""
+    from qupaint import __version__
+
+    root = Path(out_dir)
+    state = root / "shards" / "plan.json"
+    if not state.exists():
+        raise ValueError(f"{root}: no shards/plan.json; render into it with qupaint synthia")
+    plan = json.loads(state.read_text())
+    cfg, num_images, shard_size = plan["config"], plan["num_images"], plan["shard_size"]
+    n_shards = (num_images + shard_size - 1) // shard_size
+    missing = [s for s in range(n_shards) if not (root / "shards" / f"shard_{s:05d}.json").exists()]
+    if missing:
+        head = ", ".join(str(s) for s in missing[:10]) + (" ..." if len(missing) > 10 else "")
+        raise ValueError(
+            f"{root}: {len(missing)} of {n_shards} shards are not done ({head}); run their "
+            "--shard I/N again, then merge"
+        )
     images, anns, req, placed = [], [], 0, 0
     for s in range(n_shards):
         shard = json.loads((root / "shards" / f"shard_{s:05d}.json").read_text())
