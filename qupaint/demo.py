@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -394,6 +395,57 @@ def synthia_contact_sheet(path: Path, per_material: int = 4, size: int = 256) ->
     _save_fig(fig, path)
 
 
+def synthia_vs_real(path: Path, per_row: int = 4, size: int = 256) -> None:
+    """Synthia next to real chips, one row each: real micrograph crops (the shipped MaskTerial
+    chips), the same crops with the Synthia-trained segmenter's thin flakes outlined,
+    realistic Synthia (thin-flake labels outlined) and classic Synthia."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from qupaint.bench.draw import outline_labels
+    from qupaint.seg import segment
+    from qupaint.seg.train import thin_mask
+    from qupaint.synthia import Synthia, SynthiaConfig
+
+    real_dir = Path(str(resources.files("qupaint") / "data" / "real"))
+    chips = []
+    for name in ("MoSe2_chip.jpg", "WS2_chip.jpg"):
+        with Image.open(real_dir / name) as im:
+            chips.append(np.asarray(im.convert("RGB")))
+    rng = np.random.default_rng(2026)
+    real = []
+    for k in range(per_row):
+        c = chips[k % len(chips)]
+        y = int(rng.integers(0, c.shape[0] - size + 1))
+        x = int(rng.integers(0, c.shape[1] - size + 1))
+        real.append(c[y : y + size, x : x + size])
+    seg = [outline_labels(im, segment(im)) for im in real]
+    syn = Synthia(SynthiaConfig.realistic(seed=11, height=size, width=size))
+    realistic = []
+    for k in range(per_row):
+        smp = syn.sample(k, masks=True)
+        realistic.append(outline_labels(smp.image, thin_mask(smp) * smp.masks, (255, 220, 0)))
+    classic_syn = Synthia(SynthiaConfig(seed=11, height=size, width=size, radius_px=(8.0, 40.0)))
+    classic = [classic_syn.sample(k).image for k in range(per_row)]
+    rows = [("real chips (MaskTerial)", real), ("real + segmenter (trained on Synthia)", seg),
+            ("Synthia realistic (thin flakes outlined)", realistic),
+            ("Synthia classic", classic)]  # fmt: skip
+    fig, axes = plt.subplots(len(rows), per_row, figsize=(2.4 * per_row, 2.5 * len(rows)),
+                             constrained_layout=True)  # fmt: skip
+    for r, (title, imgs) in enumerate(rows):
+        for c, im in enumerate(imgs):
+            ax = axes[r, c]
+            ax.imshow(im)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(title, fontsize=7)
+    fig.suptitle(f"Synthia next to real chips ({size} px at about 0.385 um/px)")
+    _save_fig(fig, path)
+
+
 def pipeline(out: Path, steps: int = 120, log=None) -> list[Path]:
     """The whole system end to end on CPU in a few minutes: Synthia -> QMat-Instruct ->
     a few steps of the tiny QuPAINT model -> QF-Bench evaluation (model and the physics
@@ -461,6 +513,8 @@ def run(
     plot_colors(colors, paths[3])
     paths.append(out / "synthia_samples.png")
     synthia_contact_sheet(paths[4])
+    paths.append(out / "synthia_vs_real.png")
+    synthia_vs_real(paths[-1])
     paths += [out / "camera_contrast.csv", out / "camera_contrast.png"]
     camera_contrast(paths[-2], paths[-1])
     paths += real_micrographs(out, log)

@@ -24,6 +24,7 @@ LAYERS = [
     ("color", ("qupaint.color",)),
     ("pia/gate", ("qupaint.pia", "qupaint.gate", "qupaint.triton")),
     ("synthia", ("qupaint.synthia",)),
+    ("seg", ("qupaint.seg",)),
     ("instruct", ("qupaint.instruct",)),
     ("model", ("qupaint.model",)),
     ("train", ("qupaint.train",)),

@@ -84,6 +84,7 @@ def test_demo_writes_csv_and_png(tmp_path):
     assert de[("hBN", "285.0", "D65", "2")] > de[("hBN", "285.0", "D65", "1")] > 0.3
     assert (tmp_path / "flake_colors.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "synthia_samples.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "synthia_vs_real.png").read_bytes()[:4] == b"\x89PNG"
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temp files
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from qupaint.categories import CATEGORY_NAMES
 
-__all__ = ["draw_detections", "CATEGORY_COLORS"]
+__all__ = ["draw_detections", "outline_labels", "CATEGORY_COLORS"]
 
 CATEGORY_COLORS = {1: (255, 40, 40), 2: (40, 200, 255), 3: (255, 220, 0), None: (255, 255, 255)}
 
@@ -21,6 +21,22 @@ def _outline(seg: dict, shape: tuple[int, int]) -> np.ndarray:
 
     m = mask_utils.decode({"size": seg["size"], "counts": seg["counts"]}).astype(bool)
     return m & ~ndimage.binary_erosion(m) if m.shape == shape else np.zeros(shape, bool)
+
+
+def outline_labels(
+    image: np.ndarray, labels: np.ndarray, color: tuple[int, int, int] = (255, 40, 40)
+) -> np.ndarray:
+    """A copy of ``image`` [H, W, 3] uint8 with the outline of every instance of
+    ``labels`` [H, W] (0 = background) drawn in ``color``."""
+    lab = np.asarray(labels)
+    edge = np.zeros(lab.shape, bool)
+    edge[:-1] |= lab[:-1] != lab[1:]
+    edge[1:] |= lab[:-1] != lab[1:]
+    edge[:, :-1] |= lab[:, :-1] != lab[:, 1:]
+    edge[:, 1:] |= lab[:, :-1] != lab[:, 1:]
+    out = np.array(image, dtype=np.uint8)
+    out[edge & (lab > 0)] = color
+    return out
 
 
 def draw_detections(

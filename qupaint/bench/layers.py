@@ -38,6 +38,8 @@ __all__ = [
     "classify_layers",
     "evaluate_layer_crops",
     "evaluate_detector_on_crops",
+    "evaluate_segmenter_on_crops",
+    "crop_canvases",
     "paste_flake",
 ]
 
@@ -270,6 +272,98 @@ def _fixed_camera_prior(camera: Camera) -> dict:
     }
 
 
+def crop_canvases(crops: Sequence[LayerCrop], rng: np.random.Generator, grid: int = 4):
+    """Yield ``(image uint8, [(box xywh, layers), ...], crops done)``: the real crops of
+    one material pasted, ``grid`` x ``grid`` per canvas in random order, each scaled so its
+    substrate (:func:`measure_crop`) matches the median substrate, on a flat canvas of that
+    colour with the crops' own pixel noise (the median absolute difference of neighbouring
+    border pixels, over sqrt(2))."""
+    from PIL import Image
+
+    images, subs, noises = [], [], []
+    for c in crops:
+        with Image.open(c.path) as im:
+            a = np.asarray(im.convert("RGB"), dtype=np.float64)
+        _, s = measure_crop(a)
+        images.append(a)
+        subs.append(s)
+        # the pixel noise, from neighbour differences along the border rows and columns
+        # (robust: a tight crop's border also runs over the flake and across its edges)
+        d = np.concatenate([np.diff(a[0], axis=0), np.diff(a[-1], axis=0),
+                            np.diff(a[:, 0], axis=0), np.diff(a[:, -1], axis=0)])  # fmt: skip
+        noises.append(1.4826 / np.sqrt(2) * np.median(np.abs(d), axis=0))
+    sub = np.median(subs, axis=0)
+    noise = np.median(noises, axis=0)
+    cell = int(max(max(a.shape[:2]) for a in images) + 24)
+    order = rng.permutation(len(crops))
+    for start in range(0, len(order), grid * grid):
+        part = order[start : start + grid * grid]
+        canvas = sub + noise * rng.standard_normal((grid * cell, grid * cell, 3))
+        gts = []
+        for slot, j in enumerate(part):
+            a = images[j] * (sub / np.maximum(subs[j], 1e-6))
+            h, w = a.shape[:2]
+            y0 = (slot // grid) * cell + int(rng.integers(0, cell - h + 1))
+            x0 = (slot % grid) * cell + int(rng.integers(0, cell - w + 1))
+            canvas[y0 : y0 + h, x0 : x0 + w] = a
+            gts.append(([x0, y0, w, h], int(crops[j].layers)))
+        yield np.clip(canvas + 0.5, 0, 255).astype(np.uint8), gts, start + len(part)
+
+
+def evaluate_segmenter_on_crops(
+    root: str | os.PathLike, model=None, grid: int = 4, seed: int = 0, progress=None
+) -> dict:
+    """The Synthia-trained thin-flake segmenter (:func:`qupaint.seg.segment`) on the real
+    labelled flakes, pasted as for :func:`evaluate_detector_on_crops`. A labelled flake is
+    found when a predicted instance's box overlaps its crop with IoU >= 0.5 (recall, per
+    layer count too). Precision counts an instance as right when it matches a crop that
+    way; instances inside a crop that match no label (real unlabelled neighbours, or a
+    flake split in two) are reported apart from those on the open canvas."""
+    from scipy.ndimage import find_objects
+
+    from qupaint.bench.metrics import box_iou_xywh
+    from qupaint.seg import load_segmenter, segment
+
+    net = load_segmenter(model) if not hasattr(model, "forward") else model
+    crops = find_layer_crops(root)
+    out = {}
+    rng = np.random.default_rng(seed)
+    for m_i, mat in enumerate(sorted({c.material for c in crops})):
+        mine = [c for c in crops if c.material == mat]
+        found: dict[int, list[bool]] = {}
+        n_pred = matched = inside = 0
+        for img, gts, done in crop_canvases(mine, rng, grid):
+            lab = segment(img, net)
+            boxes = [[s[1].start, s[0].start, s[1].stop - s[1].start, s[0].stop - s[0].start]
+                     for s in find_objects(lab) if s is not None]  # fmt: skip
+            n_pred += len(boxes)
+            used = set()
+            for box, layers in gts:
+                ious = [box_iou_xywh(box, b) for b in boxes]
+                k = int(np.argmax(ious)) if ious else -1
+                ok = k >= 0 and ious[k] >= 0.5
+                found.setdefault(layers, []).append(ok)
+                if ok:
+                    used.add(k)
+            matched += len(used)
+            for k, b in enumerate(boxes):
+                if k not in used and any(box_iou_xywh(g, b) > 0 for g, _ in gts):
+                    inside += 1
+            if progress:
+                progress(m_i, done, len(mine))
+        allf = [v for f in found.values() for v in f]
+        out[mat] = {
+            "flakes": len(mine),
+            "recall_iou50": float(np.mean(allf)),
+            "recall_by_layers": {str(k): float(np.mean(v)) for k, v in sorted(found.items())},
+            "instances": n_pred,
+            "precision_iou50": matched / max(n_pred, 1),
+            "unmatched_inside_crops": inside,
+            "unmatched_on_canvas": n_pred - matched - inside,
+        }
+    return out
+
+
 def evaluate_detector_on_crops(
     root: str | os.PathLike,
     camera: Camera | str = "2dmatgmm",
@@ -292,8 +386,6 @@ def evaluate_detector_on_crops(
     The flakes, their neighbours in the crop and their edges are real; the substrate
     between crops is synthetic (real chips' debris and vignetting are not in it).
     """
-    from PIL import Image
-
     from qupaint.bench.detector import detect
     from qupaint.bench.metrics import box_iou_xywh, evaluate_detection
 
@@ -311,34 +403,9 @@ def evaluate_detector_on_crops(
         obs = [(mat, L, np.median(C[np.array(idx)[sel]], axis=0)) for L, sel in calib.items()]
         fit = fit_camera(obs, oxide_nm=oxide_range, illuminant=cam.illuminant,
                          prior=_fixed_camera_prior(cam))  # fmt: skip
-        images, subs, noises = [], [], []
-        for i in idx:
-            with Image.open(crops[i].path) as im:
-                a = np.asarray(im.convert("RGB"), dtype=np.float64)
-            _, s = measure_crop(a)
-            images.append(a)
-            subs.append(s)
-            ring = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
-            # the substrate's pixel noise (robust: the ring also crosses the flake's edges)
-            noises.append(1.4826 * np.median(np.abs(ring - s), axis=0))
-        sub = np.median(subs, axis=0)
-        noise = np.median(noises, axis=0)
-        cell = int(max(max(a.shape[:2]) for a in images) + 24)
         found, correct, boxes_fp, n_canvas = [], [], 0, 0
         coco_imgs, coco_gt, coco_dt = [], [], []
-        order = rng.permutation(len(idx))
-        for start in range(0, len(order), grid * grid):
-            part = order[start : start + grid * grid]
-            canvas = sub + noise * rng.standard_normal((grid * cell, grid * cell, 3))
-            gts = []
-            for slot, j in enumerate(part):
-                a = images[j] * (sub / np.maximum(subs[j], 1e-6))
-                h, w = a.shape[:2]
-                y0 = (slot // grid) * cell + int(rng.integers(0, cell - h + 1))
-                x0 = (slot % grid) * cell + int(rng.integers(0, cell - w + 1))
-                canvas[y0 : y0 + h, x0 : x0 + w] = a
-                gts.append(([x0, y0, w, h], int(y[j])))
-            img = np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
+        for img, gts, done in crop_canvases([crops[i] for i in idx], rng, grid):
             dets = [
                 d for d in detect(img, mat, fit.oxide_nm, camera=cam) if d["score"] >= min_score
             ]
@@ -360,7 +427,7 @@ def evaluate_detector_on_crops(
                     correct.append(dets[k]["layers"] == layers)
             boxes_fp += sum(1 for k in range(len(dets)) if k not in matched)
             if progress:
-                progress(m_i, start + len(part), len(order))
+                progress(m_i, done, len(idx))
         gt = {"images": coco_imgs, "annotations": coco_gt,
               "categories": [{"id": 1, "name": "flake"}]}  # fmt: skip
         ap = evaluate_detection(gt, coco_dt) if coco_dt else {"AP50": 0.0}

@@ -8,6 +8,7 @@ module                        commands
 :mod:`qupaint.cli.evaluate`   ``eval detection|grounding|detector|model|crops``,
                               ``bench build``, ``detect``
 :mod:`qupaint.cli.model`      ``train``, ``predict``, ``demo``
+:mod:`qupaint.cli.seg`        ``seg train``, ``seg predict``
 ============================  =====================================================
 
 Shared pieces (the app, errors as one line and exit code 2, progress bars) are in
@@ -22,7 +23,7 @@ import importlib
 from qupaint.cli._common import app
 
 # importing a command module registers its commands; --help lists them in pipeline order
-for _module in ("optics", "data", "evaluate", "model"):
+for _module in ("optics", "data", "evaluate", "model", "seg"):
     importlib.import_module(f"qupaint.cli.{_module}")
 
 __all__ = ["app"]

@@ -1,0 +1,118 @@
+"""Thin-flake segmentation trained on Synthia only: the sim-to-real proof model.
+
+``segment(image)`` takes an ``[H, W, 3]`` uint8 micrograph and returns ``[H, W]`` int32
+instance labels (0 = background, 1..n = thin flakes of 1-5 layers), from a compact U-Net
+(:mod:`qupaint.seg.net`) that saw only Synthia images in training
+(:mod:`qupaint.seg.train`). The shipped weights are the default model; ``qupaint seg train``
+reproduces them and ``qupaint seg predict`` runs them on image files.
+
+It proposes thin-flake candidates; the physics detector (``qupaint detect``) labels layer
+counts.
+
+Example
+-------
+>>> import numpy as np
+>>> from qupaint.seg import segment
+>>> labels = segment(np.full((64, 96, 3), 120, np.uint8))  # a bare chip
+>>> labels.shape, labels.dtype, int(labels.max())
+((64, 96), dtype('int32'), 0)
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from qupaint.seg.net import UNet, contrast_input
+
+__all__ = ["segment", "probability", "load_segmenter", "instances", "DEFAULT_WEIGHTS"]
+
+DEFAULT_WEIGHTS = "thin-flakes.safetensors"
+
+
+def _default_path() -> Path:
+    return Path(str(resources.files("qupaint") / "seg" / "weights" / DEFAULT_WEIGHTS))
+
+
+@functools.lru_cache(maxsize=4)
+def load_segmenter(path: str | os.PathLike | None = None) -> UNet:
+    """The U-Net of a ``.safetensors`` file written by ``qupaint seg train`` (default: the
+    shipped weights), in eval mode, float32."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    p = Path(path) if path is not None else _default_path()
+    if not p.is_file():
+        raise ValueError(f"model: {p} does not exist (train one with `qupaint seg train`)")
+    with safe_open(str(p), "pt") as f:
+        arch = json.loads((f.metadata() or {}).get("qupaint", "{}"))
+    if arch.get("name") != "UNet":
+        raise ValueError(f"model: {p} is not a qupaint segmenter (no UNet metadata)")
+    net = UNet(int(arch["width"]), int(arch["depth"]))
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(p).items()}
+    net.load_state_dict(state)
+    return net.eval()
+
+
+@torch.no_grad()
+def probability(image: np.ndarray, model: str | os.PathLike | UNet | None = None) -> np.ndarray:
+    """[2, H, W] float32: the probability that each pixel belongs to a thin (1-5 layer)
+    flake, and that it lies on a cut between two touching flakes or flake parts."""
+    net = model if isinstance(model, UNet) else load_segmenter(model)
+    x = contrast_input(image)
+    return torch.sigmoid(net(x[None]))[0].numpy()
+
+
+def instances(
+    prob: np.ndarray, threshold: float = 0.5, min_area: int = 40, low: float | None = None
+) -> np.ndarray:
+    """[H, W] int32 labels from :func:`probability`'s output, by hysteresis: regions of
+    ``thin > low`` (default ``threshold / 2``) that hold a pixel above ``threshold`` are
+    flakes. Their pixels off the cuts split into 4-connected cores; the cut pixels join
+    their nearest core. Instances smaller than ``min_area`` pixels are dropped; the rest
+    are numbered 1..n by size (largest first)."""
+    from scipy.ndimage import distance_transform_edt, label
+
+    p = np.asarray(prob)
+    low = threshold / 2 if low is None else low
+    weak, nw = label(p[0] > low)
+    strong = np.zeros(nw + 1, bool)
+    strong[np.unique(weak[p[0] > threshold])] = True
+    strong[0] = False
+    thin = strong[weak]
+    core = thin & (p[1] <= threshold) if p.shape[0] > 1 else thin
+    lab, n = label(core)
+    if n == 0:
+        return np.zeros(thin.shape, np.int32)
+    rest = thin & (lab == 0)
+    if rest.any():  # cut pixels go to the nearest core
+        _, (iy, ix) = distance_transform_edt(lab == 0, return_indices=True)
+        lab[rest] = lab[iy[rest], ix[rest]]
+    area = np.bincount(lab.ravel(), minlength=n + 1)
+    area[0] = 0
+    order = [k for k in np.argsort(-area, kind="stable") if area[k] >= min_area and k > 0]
+    remap = np.zeros(n + 1, np.int32)
+    remap[order] = np.arange(1, len(order) + 1, dtype=np.int32)
+    return remap[lab]
+
+
+def segment(
+    image: np.ndarray,
+    model: str | os.PathLike | UNet | None = None,
+    threshold: float = 0.5,
+    min_area: int = 40,
+) -> np.ndarray:
+    """Thin-flake instances of a micrograph: ``[H, W, 3]`` uint8 -> ``[H, W]`` int32 labels
+    (0 background, 1..n flakes, largest first). ``model``: a weights file or a loaded
+    :class:`UNet` (default: the shipped model, trained on Synthia only). A flake is a
+    region above ``threshold / 2`` holding a pixel above ``threshold``
+    (:func:`instances`)."""
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must lie in (0, 1); got {threshold}")
+    return instances(probability(image, model), threshold, min_area)

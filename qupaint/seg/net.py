@@ -1,0 +1,76 @@
+"""The segmentation network: a compact U-Net on contrast-normalised pixels.
+
+The input is what the physics says matters: per-channel optical contrast
+``C = I / I_substrate - 1`` (the MaskTerial / 2DMatGMM definition), with the substrate taken
+as the image's per-channel median (the substrate covers most of a flake-hunting image). That
+removes exposure, white balance and the oxide's base colour, which vary from lab to lab,
+and leaves the flakes' contrast, which the network must learn to read.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["UNet", "contrast_input"]
+
+
+def contrast_input(image: np.ndarray) -> torch.Tensor:
+    """``[H, W, 3]`` uint8 -> ``[3, H, W]`` float32 contrast ``I / median - 1``, clipped to
+    [-1, 3] (saturated crystals)."""
+    x = np.asarray(image)
+    if x.ndim != 3 or x.shape[-1] != 3:
+        raise ValueError(f"image must be [H, W, 3]; got shape {x.shape}")
+    if x.dtype != np.uint8:
+        raise TypeError(f"image must be uint8 pixels; got {x.dtype}")
+    sub = np.median(x[::4, ::4].reshape(-1, 3), axis=0).astype(np.float32)
+    c = x.astype(np.float32) / np.maximum(sub, 1.0) - 1.0
+    return torch.from_numpy(np.clip(c, -1.0, 3.0).transpose(2, 0, 1).copy())
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class UNet(nn.Module):
+    """U-Net (Ronneberger et al. 2015) with ``depth`` poolings and ``width`` channels at the
+    top, doubling per level; ``out_channels`` logits per pixel (the segmenter's two: thin
+    flake, and boundary between two flakes or flake parts). Inputs of any size work: they
+    are padded to a multiple of ``2**depth`` and cropped back."""
+
+    def __init__(self, width: int = 16, depth: int = 3, in_channels: int = 3,
+                 out_channels: int = 2):  # fmt: skip
+        super().__init__()
+        self.width, self.depth = int(width), int(depth)
+        ch = [width * 2**i for i in range(depth + 1)]
+        self.down = nn.ModuleList([_block(in_channels, ch[0])] +
+                                  [_block(ch[i], ch[i + 1]) for i in range(depth)])  # fmt: skip
+        self.up = nn.ModuleList(
+            [nn.ConvTranspose2d(ch[i + 1], ch[i], 2, stride=2) for i in range(depth)]
+        )
+        self.merge = nn.ModuleList([_block(2 * ch[i], ch[i]) for i in range(depth)])
+        self.head = nn.Conv2d(ch[0], out_channels, 1)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        H, W = x.shape[-2:]
+        m = 2**self.depth
+        ph, pw = (-H) % m, (-W) % m
+        if ph or pw:
+            x = nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
+        skips = []
+        for i, blk in enumerate(self.down):
+            x = blk(x if i == 0 else self.pool(x))
+            skips.append(x)
+        x = skips.pop()
+        for i in reversed(range(self.depth)):
+            x = self.merge[i](torch.cat([self.up[i](x), skips[i]], 1))
+        return self.head(x)[..., :H, :W]

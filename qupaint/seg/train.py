@@ -1,0 +1,227 @@
+"""Training the thin-flake segmenter on Synthia only (no real label is ever used).
+
+``train_segmenter`` renders ``images`` realistic Synthia images
+(:meth:`~qupaint.synthia.SynthiaConfig.realistic`) with their exact pixel masks, in worker
+processes, and trains :class:`~qupaint.seg.net.UNet` on random crops (flips and quarter
+turns) to mark thin flakes: 1-5 layers, the flakes labs hunt for. Thicker flakes, folds
+doubled past 5 layers, bulk crystals, residue, dust and scratches are background. The loss
+is binary cross-entropy plus soft Dice (the thin pixels are rare). Weights go to a
+``.safetensors`` file with a ``.json`` beside it (architecture, settings, validation IoU on
+held-out Synthia images, the command that reproduces it).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from qupaint._io import atomic_write_bytes, write_json
+from qupaint._pool import run_tasks
+from qupaint.seg.net import UNet, contrast_input
+
+__all__ = ["train_segmenter", "thin_mask", "render_training_set"]
+
+#: the thickest flake the segmenter marks (QF-Bench "Few" ends at 5 layers)
+THIN_MAX_LAYERS = 5
+#: a thin flake whose contrast stays under this in every channel cannot be seen (hBN
+#: monolayers, say): training neither rewards nor punishes the network on it
+VISIBLE_CONTRAST = 0.02
+
+_SYN = None
+
+
+def thin_mask(sample, visible_only: bool = False) -> np.ndarray:
+    """[H, W] bool: pixels of 1-5 layer flakes of a ``Synthia.sample(..., masks=True)``;
+    with ``visible_only``, only those whose contrast reaches :data:`VISIBLE_CONTRAST`."""
+    if sample.masks is None:
+        raise ValueError("sample: render it with masks=True")
+    keep = np.zeros(len(sample.annotations) + 1, bool)
+    for k, a in enumerate(sample.annotations):
+        keep[k + 1] = a["layers"] <= THIN_MAX_LAYERS and not a.get("bulk", False)
+        if visible_only and "contrast" in a:
+            keep[k + 1] &= max(abs(v) for v in a["contrast"]) >= VISIBLE_CONTRAST
+    return keep[sample.masks]
+
+
+def boundary_mask(sample, width: int = 1) -> np.ndarray:
+    """[H, W] bool: thin-flake pixels within ``width`` px of another flake or flake part
+    (terraces, folds, a thin flake grown from a crystal): where the segmenter must cut one
+    instance from its neighbour. A flake's edge on bare chip is not a cut."""
+    from scipy.ndimage import binary_dilation
+
+    ids, thin = sample.masks, thin_mask(sample)
+    cut = np.zeros(ids.shape, bool)
+    for axis in (0, 1):
+        lo = (slice(0, -1), slice(None)) if axis == 0 else (slice(None), slice(0, -1))
+        hi = (slice(1, None), slice(None)) if axis == 0 else (slice(None), slice(1, None))
+        pair = (ids[lo] != ids[hi]) & (ids[lo] > 0) & (ids[hi] > 0)
+        cut[lo] |= pair & thin[lo]
+        cut[hi] |= pair & thin[hi]
+    if width > 1:
+        cut = binary_dilation(cut, iterations=width - 1) & thin
+    return cut
+
+
+def _init(cfg: dict) -> None:
+    global _SYN
+    from qupaint.synthia import Synthia, SynthiaConfig
+
+    torch.set_num_threads(1)
+    _SYN = Synthia(SynthiaConfig.realistic(**cfg))
+
+
+def _render(index: int) -> tuple[np.ndarray, np.ndarray]:
+    s = _SYN.sample(index, masks=True)
+    thin, seen = thin_mask(s), thin_mask(s, visible_only=True)
+    three = np.stack([seen, boundary_mask(s, 2) & seen, thin & ~seen])
+    return s.image, np.packbits(three, axis=-1)
+
+
+def render_training_set(
+    n: int, seed: int = 0, size: int = 384, workers: int = 2, start: int = 0, progress=None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` realistic Synthia images [n, size, size, 3] uint8 and their thin masks
+    [n, size, size] bool (indices ``start .. start + n - 1`` of seed ``seed``)."""
+    cfg = {"seed": seed, "height": size, "width": size}
+    imgs = np.empty((n, size, size, 3), np.uint8)
+    masks = np.empty((n, 3, size, size), bool)
+    for k, (im, m) in enumerate(
+        run_tasks(_render, range(start, start + n), workers, _init, (cfg,), chunksize=8)
+    ):
+        imgs[k] = im
+        masks[k] = np.unpackbits(m, axis=-1, count=size).astype(bool)
+        if progress:
+            progress(k + 1, n)
+    return imgs, masks
+
+
+def _batch(rng, masks, inputs, batch: int, crop: int):
+    n, _, H, W = masks.shape
+    xs, ys = [], []
+    for _ in range(batch):
+        i = int(rng.integers(n))
+        y0, x0 = int(rng.integers(0, H - crop + 1)), int(rng.integers(0, W - crop + 1))
+        x = inputs[i][:, y0 : y0 + crop, x0 : x0 + crop]
+        m = torch.from_numpy(masks[i, :, y0 : y0 + crop, x0 : x0 + crop])
+        k = int(rng.integers(4))
+        x, m = torch.rot90(x, k, (1, 2)), torch.rot90(m, k, (1, 2))
+        if rng.random() < 0.5:
+            x, m = x.flip(2), m.flip(2)
+        xs.append(x)
+        ys.append(m)
+    return torch.stack(xs), torch.stack(ys).float()
+
+
+def _loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BCE + soft Dice on the thin channel, BCE on the cut channel; pixels of invisible
+    thin flakes (target channel 2) count for neither."""
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    thin, cut = logits[:, :1], logits[:, 1:2]
+    t_thin, t_cut, weight = target[:, :1], target[:, 1:2], 1.0 - target[:, 2:3]
+    p = torch.sigmoid(thin) * weight
+    inter = (p * t_thin).sum()
+    dice = 1 - (2 * inter + 1) / (p.sum() + t_thin.sum() + 1)
+    w = torch.tensor(3.0)
+    return (bce(thin, t_thin, weight=weight, pos_weight=w) + dice
+            + 0.5 * bce(cut, t_cut, weight=weight, pos_weight=w))  # fmt: skip
+
+
+@torch.no_grad()
+def _val_iou(net, inputs, masks) -> float:
+    net.eval()
+    inter = union = 0
+    for x, m in zip(inputs, masks, strict=True):
+        p = (net(x[None])[0, 0].numpy() > 0) & ~m[2]
+        inter += np.sum(p & m[0])
+        union += np.sum(p | m[0])
+    net.train()
+    return float(inter / max(union, 1))
+
+
+def train_segmenter(
+    out: str | Path,
+    images: int = 1200,
+    steps: int = 1500,
+    batch: int = 8,
+    crop: int = 192,
+    width: int = 16,
+    depth: int = 3,
+    lr: float = 2e-3,
+    seed: int = 0,
+    size: int = 384,
+    workers: int = 2,
+    threads: int | None = None,
+    command: str | None = None,
+    progress=None,
+) -> dict:
+    """Train the thin-flake segmenter on Synthia and write ``out`` (``.safetensors``) and
+    its ``.json``. Returns the JSON's content. ``progress(stage, done, total)`` reports."""
+    from safetensors.torch import save
+
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"out must end in .safetensors; got {out}")
+    if images < 2 or steps < 1 or batch < 1:
+        raise ValueError("images >= 2, steps >= 1 and batch >= 1 are needed")
+    if not 16 <= crop <= size:
+        raise ValueError(f"crop must lie in 16..size ({size}); got {crop}")
+    t0 = time.time()
+    n_val = max(1, min(32, images // 10))
+    imgs, masks = render_training_set(
+        images + n_val, seed, size, workers,
+        progress=(lambda d, t: progress("render", d, t)) if progress else None,
+    )  # fmt: skip
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    inputs = [contrast_input(im) for im in imgs]
+    tr_in, tr_m = inputs[:images], masks[:images]
+    va_in, va_m = inputs[images:], masks[images:]
+    net = UNet(width, depth)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    rng = np.random.default_rng(seed)
+    t_render = time.time() - t0
+    losses = []
+    for step in range(steps):
+        x, y = _batch(rng, tr_m, tr_in, batch, crop)
+        loss = _loss(net(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        if progress:
+            progress("train", step + 1, steps)
+    iou = _val_iou(net, va_in, va_m)
+    state = {k: v.detach().to(torch.float16).contiguous() for k, v in net.state_dict().items()
+             if v.is_floating_point()}  # fmt: skip
+    state.update({k: v for k, v in net.state_dict().items() if not v.is_floating_point()})
+    meta = {
+        "architecture": {"name": "UNet", "width": width, "depth": depth, "in": "contrast"},
+        "task": f"thin flakes, 1-{THIN_MAX_LAYERS} layers, per pixel",
+        "training": {
+            "data": "Synthia, SynthiaConfig.realistic(), no real labels",
+            "images": images,
+            "size": size,
+            "steps": steps,
+            "batch": batch,
+            "crop": crop,
+            "lr": lr,
+            "seed": seed,
+            "final_loss_mean_last_100": float(np.mean(losses[-100:])),
+            "render_s": round(t_render, 1),
+            "total_s": round(time.time() - t0, 1),
+            "threads": torch.get_num_threads(),
+        },  # fmt: skip
+        "validation": {"synthia_images": n_val, "pixel_iou": round(iou, 4)},
+        "command": command,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, save(state, metadata={"qupaint": json.dumps(meta["architecture"])}))
+    write_json(out.with_suffix(".json"), meta)
+    return meta
