@@ -8,7 +8,7 @@ STAMP := $(VENV)/.qupaint-installed
 SOURCES := pyproject.toml CMakeLists.txt $(shell find csrc -type f 2>/dev/null)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench lint clean check-nocuda gpu-check wheelhouse
+.PHONY: install demo test bench bench-check lint clean check-nocuda gpu-check wheelhouse
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-columns=min,median,mean,rounds \
 		--benchmark-json=benchmarks/results/latest-$$(hostname).json $(PYTEST_ARGS)
+
+# The regression gate: a short benchmark subset; fails when a kernel falls below its stated
+# ratio to its peer in the same run (benchmarks/gates.json). CI runs it after the tests.
+bench-check: $(STAMP)
+	$(BIN)/python scripts/bench_check.py
 
 # A build with QUPAINT_CUDA=OFF (what a user without the CUDA toolkit gets), in its own build
 # folder and install target; CI runs it after the tests.

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(os.environ.get("QUPAINT_BENCH_RESULTS", Path(__file__).parent / "results"))
 _RUNS: dict[str, dict[str, dict]] = defaultdict(dict)
 
 
@@ -58,6 +58,7 @@ def peer(benchmark):
     """
 
     def run(group, name, fn, scale=1.0, ours=False, work=None, rounds=None, extra=None):
+        fn = _injected_slow(group, name, fn)
         benchmark.group = group
         benchmark.name = name
         if rounds is not None:
@@ -72,10 +73,32 @@ def peer(benchmark):
     return run
 
 
+def _injected_slow(group: str, name: str, fn):
+    """``QUPAINT_BENCH_INJECT_SLOW=GROUP:NAME:FACTOR`` stretches that benchmark's every call
+    to FACTOR times its own duration: a stand-in for a regressed kernel, used to prove that
+    ``make bench-check`` fails (the kernel itself is untouched)."""
+    spec = os.environ.get("QUPAINT_BENCH_INJECT_SLOW")
+    if not spec:
+        return fn
+    g, n, factor = spec.rsplit(":", 2)
+    if (g, n) != (group, name):
+        return fn
+
+    def slow():
+        import time
+
+        t0 = time.perf_counter()
+        out = fn()
+        time.sleep((float(factor) - 1.0) * (time.perf_counter() - t0))
+        return out
+
+    return slow
+
+
 def pytest_terminal_summary(terminalreporter):
     if not _RUNS:
         return
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     mach = machine()
     tag = os.environ.get("QUPAINT_BENCH_MACHINE", mach["host"])
     tr = terminalreporter

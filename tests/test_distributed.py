@@ -146,3 +146,17 @@ def test_instruct_shards_are_byte_identical(one_machine, tmp_path):
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(app, ["instruct", "merge", str(tmp_path / "parts")])
     assert r.exit_code == 0, r.output
+
+
+def test_prepare_and_render_shard_with_any_engine(one_machine, tmp_path):
+    """What a Ray remote function (or any batch system) does: prepare, render each task in
+    any process, merge."""
+    from qupaint.synthia.writer import prepare, render_shard_with
+
+    tasks = prepare(SynthiaConfig(**CFG), tmp_path, N, SHARD)
+    assert [t[1] for t in tasks] == [0, 1, 2, 3]
+    for t in reversed(tasks):
+        render_shard_with(SynthiaConfig(**CFG).to_dict(), t)
+    assert prepare(SynthiaConfig(**CFG), tmp_path, N, SHARD) == []  # all done
+    merge(tmp_path)
+    assert digest(tmp_path) == digest(one_machine)

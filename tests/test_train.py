@@ -43,7 +43,9 @@ def test_loss_falls_when_overfitting_8_samples(short_corpus, tmp_path):
     losses = _losses(res)
     assert losses[-1] < 0.5 * losses[0], losses
     assert (tmp_path / "o" / "model.safetensors").is_file()
-    assert (tmp_path / "o" / "qupaint_processor.json").is_file()
+    assert (tmp_path / "o" / "processor_config.json").is_file()
+    assert (tmp_path / "o" / "chat_template.jinja").is_file()
+    assert (tmp_path / "o" / "README.md").read_text().startswith("---\nlibrary_name: transformers")
 
 
 def test_resume_reproduces_the_uninterrupted_run(short_corpus, tmp_path):
@@ -136,3 +138,17 @@ def test_cli_predict_and_eval_model(synth_dataset, tmp_path):
     assert res.exit_code == 0, res.output
     r = json.loads((tmp_path / "e.json").read_text())["detection"]
     assert r["images"] == 2 and r["parse_failures"] <= 2
+
+
+def test_lora_run_saves_adapter_and_merged_model(short_corpus, tmp_path):
+    pytest.importorskip("peft")
+    from qupaint.model import load_model_and_processor
+
+    out = tmp_path / "lora"
+    res = train(load_config(None, **_cfg(short_corpus, out, max_steps=3,
+                                         lora={"r": 4, "alpha": 8})))  # fmt: skip
+    assert res["global_step"] == 3
+    assert (out / "adapter" / "adapter_config.json").is_file()
+    model, proc = load_model_and_processor(str(out))  # the merged model loads as a plain one
+    assert not any("lora" in n for n, _ in model.named_parameters())
+    assert proc.tokens_per_tile > 0

@@ -28,6 +28,8 @@ class QuPAINTConfig(InternVLConfig):
     bbox_head : carry the release's auxiliary ``bbox_head`` (Linear(llm_hidden, 4)); unused
         in generation, kept so such checkpoints round-trip.
     template : name of the chat template (``"chatml"``, or the release's ``"qmllm"``).
+    base_model, qfbench : what the model was fine-tuned from, and its QF-Bench results
+        (``{"AP": ..., "AP50": ...}`` in %); both go into the model card.
     """
 
     model_type = "qupaint"
@@ -42,6 +44,8 @@ class QuPAINTConfig(InternVLConfig):
         ps_version: str = "v2",
         bbox_head: bool = False,
         template: str = "chatml",
+        base_model: str | None = None,
+        qfbench: dict | None = None,
         **kwargs,
     ):
         if ps_version not in ("v1", "v2"):
@@ -49,6 +53,8 @@ class QuPAINTConfig(InternVLConfig):
         self.ps_version = ps_version
         self.bbox_head = bool(bbox_head)
         self.template = template
+        self.base_model = base_model  # for the model card: what this was fine-tuned from
+        self.qfbench = dict(qfbench) if qfbench else None  # QF-Bench results (%), if known
         self.use_pia_gate = bool(use_pia_gate)
         self.pia_gate_init_w = float(pia_gate_init_w)
         self.pia_gate_init_b = float(pia_gate_init_b)

@@ -60,7 +60,7 @@ def load_model_and_processor(spec: str, use_pia_gate: bool | None = None, seed: 
         model = QuPAINTForConditionalGeneration.from_internvl(path, use_pia_gate=gate, **model_kw)
     else:
         raise ValueError(f"model: unsupported model_type {model_type!r} in {path}/config.json")
-    if (path / "qupaint_processor.json").is_file():
+    if (path / "processor_config.json").is_file() or (path / "qupaint_processor.json").is_file():
         proc = QuPAINTProcessor.from_pretrained(path)
     else:
         from transformers import AutoTokenizer

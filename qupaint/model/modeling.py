@@ -115,6 +115,20 @@ class QuPAINTForConditionalGeneration(QuPAINTPreTrainedModel, InternVLForConditi
     def pia_gate(self) -> PIAGate:
         return self.model.pia_gate
 
+    def save_pretrained(self, save_directory, *args, model_card: bool = True, **kwargs):
+        """transformers' ``save_pretrained`` (with ``auto_map`` in ``config.json``), plus a
+        model card ``README.md`` with YAML metadata (:func:`qupaint.model.card.model_card`)."""
+        from pathlib import Path
+
+        from qupaint._io import atomic_write_bytes
+        from qupaint.model.card import model_card as card
+
+        out = super().save_pretrained(save_directory, *args, **kwargs)
+        is_main = kwargs.get("is_main_process", True)
+        if model_card and is_main:
+            atomic_write_bytes(Path(save_directory) / "README.md", card(self.config).encode())
+        return out
+
     @classmethod
     def from_internvl(cls, path, use_pia_gate: bool = True, **kwargs):
         """Load a local InternVL "-HF" checkpoint folder and add the gate."""
@@ -129,3 +143,6 @@ class QuPAINTForConditionalGeneration(QuPAINTPreTrainedModel, InternVLForConditi
 AutoConfig.register("qupaint", QuPAINTConfig, exist_ok=True)
 AutoModel.register(QuPAINTConfig, QuPAINTModel, exist_ok=True)
 AutoModelForImageTextToText.register(QuPAINTConfig, QuPAINTForConditionalGeneration, exist_ok=True)
+# checkpoints carry auto_map, so AutoModel* / AutoProcessor find these classes by name
+QuPAINTConfig.register_for_auto_class()
+QuPAINTForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import ProcessorMixin
 
 from qupaint.model.configuration import IMAGENET_MEAN, IMAGENET_STD
 
@@ -38,6 +39,7 @@ IGNORE = -100
 
 __all__ = [
     "ImageConfig",
+    "build_chat_template",
     "QuPAINTProcessor",
     "build_tiny_tokenizer",
     "dynamic_tiles",
@@ -143,14 +145,50 @@ class ImageConfig:
     std: list = field(default_factory=lambda: list(IMAGENET_STD))
 
 
-class QuPAINTProcessor:
-    """Chat template + image tokens + label masking + image tiling for QuPAINT models."""
+def build_chat_template(system: str = DEFAULT_SYSTEM) -> str:
+    """The ChatML template above as Jinja (``chat_template.jinja``): messages with string
+    content or content lists (``{"type": "image"}``, ``{"type": "text", "text": ...}``);
+    the system turn defaults to ``system``. An image part renders as ``<image>`` + newline,
+    which :meth:`QuPAINTProcessor.__call__` expands into the image tokens."""
+    sys_text = system.replace("{", "{{ '{' }}").replace("}", "{{ '}' }}")
+    # one line, no trimming: every newline below is one the model sees
+    return (
+        "{% if messages[0]['role'] != 'system' %}"
+        "<|im_start|>system\n" + sys_text + "<|im_end|>\n"
+        "{% endif %}"
+        "{% for m in messages %}"
+        "<|im_start|>{{ m['role'] }}\n"
+        "{% if m['content'] is string %}{{ m['content'] }}"
+        "{% else %}{% for c in m['content'] %}"
+        "{% if c['type'] == 'image' %}<image>\n"
+        "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}"
+        "{% endfor %}{% endif %}"
+        "<|im_end|>\n"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
 
-    def __init__(self, tokenizer, tokens_per_tile: int, image: ImageConfig | None = None,
-                 system: str = DEFAULT_SYSTEM, max_length: int = 4096):  # fmt: skip
-        self.tokenizer = tokenizer
+
+class QuPAINTProcessor(ProcessorMixin):
+    """Chat template + image tokens + label masking + image tiling for QuPAINT models.
+
+    A transformers ``ProcessorMixin``: ``AutoProcessor.from_pretrained(dir)`` loads it,
+    ``save_pretrained`` writes the tokenizer, ``processor_config.json`` and
+    ``chat_template.jinja``, ``apply_chat_template(messages)`` renders a conversation, and
+    ``processor(images=..., text=...)`` expands each ``<image>`` into the image tokens and
+    returns ``input_ids``, ``attention_mask`` and ``pixel_values`` (what
+    ``pipeline("image-text-to-text")`` calls). Training uses :meth:`encode` and
+    :meth:`collate`, which mask everything but the answers.
+    """
+
+    tokenizer_class = "AutoTokenizer"
+
+    def __init__(self, tokenizer, tokens_per_tile: int = 256,
+                 image: ImageConfig | dict | None = None, system: str = DEFAULT_SYSTEM,
+                 max_length: int = 4096, chat_template: str | None = None):  # fmt: skip
+        super().__init__(tokenizer, chat_template=chat_template or build_chat_template(system))
         self.tokens_per_tile = int(tokens_per_tile)
-        self.image = image or ImageConfig()
+        self.image = ImageConfig(**image) if isinstance(image, dict) else (image or ImageConfig())
         self.system = system
         self.max_length = max_length
         for t in SPECIAL_TOKENS:
@@ -159,6 +197,53 @@ class QuPAINTProcessor:
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMG_CONTEXT)
         self.im_end_id = tokenizer.convert_tokens_to_ids(IM_END)
         self.pad_id = tokenizer.convert_tokens_to_ids(EOS)
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d["image"] = asdict(self.image)
+        for k in ("image_token_id", "im_end_id", "pad_id"):  # derived from the tokenizer
+            d.pop(k, None)
+        return d
+
+    def __call__(self, images=None, text=None, return_tensors: str | None = "pt", **kwargs):
+        """Model inputs for generation: ``text`` (a string or a list, e.g. from
+        :meth:`apply_chat_template`) with one ``<image>`` per image of ``images`` (one per
+        text, or a list per text). Left-padded; ``pixel_values`` holds every tile."""
+        from transformers import BatchFeature
+
+        texts = [text] if isinstance(text, str) else list(text or [])
+        if images is None:
+            per_text = [[] for _ in texts]
+        elif not isinstance(images, list | tuple):
+            per_text = [[images]]
+        else:
+            per_text = [im if isinstance(im, list | tuple) else [im] for im in images]
+        if not texts:
+            texts = [f"{IM_START}user\n<image>\n{IM_END}\n{IM_START}assistant\n"] * len(per_text)
+        if len(per_text) != len(texts):
+            raise ValueError(f"images: {len(per_text)} image groups for {len(texts)} texts")
+        ids, tiles = [], []
+        for t, ims in zip(texts, per_text, strict=True):
+            if t.count("<image>") != len(ims):
+                raise ValueError(
+                    f"text: {t.count('<image>')} '<image>' placeholders for {len(ims)} images"
+                )
+            for im in ims:
+                pv = self.pixel_values(im)
+                tiles.append(pv)
+                t = t.replace("<image>\n", self._image_text(len(pv)), 1).replace(
+                    "<image>", self._image_text(len(pv)), 1)  # fmt: skip
+            ids.append(self._ids(t))
+        n = max(len(i) for i in ids)
+        input_ids = torch.full((len(ids), n), self.pad_id, dtype=torch.long)
+        att = torch.zeros((len(ids), n), dtype=torch.long)
+        for k, i in enumerate(ids):
+            input_ids[k, n - len(i) :] = torch.tensor(i)
+            att[k, n - len(i) :] = 1
+        data = {"input_ids": input_ids, "attention_mask": att}
+        if tiles:
+            data["pixel_values"] = torch.cat(tiles)
+        return BatchFeature(data, tensor_type=return_tensors)
 
     @classmethod
     def for_model(cls, tokenizer, config, **kw) -> QuPAINTProcessor:
@@ -280,21 +365,29 @@ class QuPAINTProcessor:
     def decode(self, ids) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
-    # -- persistence
-    def save_pretrained(self, path) -> None:
-        p = Path(path)
-        p.mkdir(parents=True, exist_ok=True)
-        self.tokenizer.save_pretrained(p)
-        cfg = {"tokens_per_tile": self.tokens_per_tile, "image": asdict(self.image),
-               "system": self.system, "max_length": self.max_length}  # fmt: skip
-        (p / "qupaint_processor.json").write_text(json.dumps(cfg, indent=2))
-
+    # -- persistence: ProcessorMixin's save_pretrained / from_pretrained, plus folders
+    # written before the processor became a ProcessorMixin (qupaint_processor.json)
     @classmethod
-    def from_pretrained(cls, path) -> QuPAINTProcessor:
-        from transformers import AutoTokenizer
-
+    def from_pretrained(cls, path, **kwargs) -> QuPAINTProcessor:
         p = Path(path)
-        cfg = json.loads((p / "qupaint_processor.json").read_text())
-        tok = AutoTokenizer.from_pretrained(p)
-        return cls(tok, cfg["tokens_per_tile"], ImageConfig(**cfg["image"]), cfg["system"],
-                   cfg["max_length"])  # fmt: skip
+        legacy = p / "qupaint_processor.json"
+        if legacy.is_file() and not (p / "processor_config.json").is_file():
+            from transformers import AutoTokenizer
+
+            cfg = json.loads(legacy.read_text())
+            tok = AutoTokenizer.from_pretrained(p)
+            return cls(tok, cfg["tokens_per_tile"], ImageConfig(**cfg["image"]), cfg["system"],
+                       cfg["max_length"])  # fmt: skip
+        return super().from_pretrained(path, **kwargs)
+
+
+def _register() -> None:
+    from transformers import AutoProcessor
+
+    from qupaint.model.configuration import QuPAINTConfig
+
+    AutoProcessor.register(QuPAINTConfig, QuPAINTProcessor, exist_ok=True)
+    QuPAINTProcessor.register_for_auto_class("AutoProcessor")
+
+
+_register()

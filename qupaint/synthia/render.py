@@ -525,7 +525,8 @@ class Synthia:
             for _ in range(int(xrng.integers(c.residue[0], c.residue[1] + 1))):
                 t = 5.0 * round(xrng.uniform(*c.residue_nm) / 5)
                 ratio = self._substrate(fr.oxide + t) / fr.c0
-                paint_residue(img, xrng, ratio, xrng.uniform(40, 0.6 * min(H, W)))
+                side = min(H, W)
+                paint_residue(img, xrng, ratio, xrng.uniform(min(40.0, 0.3 * side), 0.6 * side))
         if c.scratches[1] > 0:
             from qupaint.synthia.realism import paint_scratches
 
@@ -536,7 +537,8 @@ class Synthia:
             material = get_material(c.materials[int(xrng.integers(len(c.materials)))]).name
             free = PlacementGrid(np.ones((H, W), bool), margin=8)  # crystals never overlap
             for k in range(int(xrng.integers(c.bulk_crystals[0], c.bulk_crystals[1] + 1))):
-                r = float(xrng.uniform(10.0, min(80.0, 0.3 * min(H, W))))
+                side = min(H, W)
+                r = float(xrng.uniform(min(10.0, 0.15 * side), min(80.0, 0.3 * side)))
                 shape = random_flake(xrng, r)
                 layers = int(xrng.integers(*c.bulk_layers))
                 soft = float(xrng.uniform(1.0, 3.0))  # out of the focal plane

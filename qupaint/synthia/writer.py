@@ -27,7 +27,7 @@ from qupaint._pool import run_tasks
 from qupaint.categories import CATEGORIES
 from qupaint.synthia.render import Synthia, SynthiaConfig
 
-__all__ = ["generate", "merge", "parse_shard", "render_shard_with", "shard_tasks"]
+__all__ = ["generate", "merge", "parse_shard", "prepare", "render_shard_with", "shard_tasks"]
 
 _WORKER: Synthia | None = None
 
@@ -135,6 +135,26 @@ def shard_tasks(root: Path, num_images: int, shard_size: int, shard=(0, 1)) -> l
     ]
 
 
+def prepare(
+    config: SynthiaConfig, out_dir: str | Path, num_images: int, shard_size: int = 500,
+    shard: tuple[int, int] = (0, 1),
+) -> list[tuple]:  # fmt: skip
+    """Check the settings, record them in ``out_dir/shards/plan.json`` (or check them
+    against it), clear a killed run's temp files, and return the tasks of ``shard`` not yet
+    done: ``(out_dir, shard, start, stop)`` for :func:`render_shard_with`. Any engine (a
+    Ray remote function, a batch script) renders these, then :func:`merge` finishes."""
+    if num_images < 0 or shard_size < 1:
+        raise ValueError("need num_images >= 0 and shard_size >= 1")
+    parse_shard(f"{shard[0]}/{shard[1]}")
+    config.validate()
+    root = Path(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    _check_state(root, config.to_dict(), num_images, shard_size)
+    for stray in root.rglob(".*.tmp"):  # leftovers of a killed run
+        stray.unlink()
+    return shard_tasks(root, num_images, shard_size, shard)
+
+
 def generate(
     config: SynthiaConfig,
     out_dir: str | Path,
@@ -168,17 +188,10 @@ def generate(
     if engine not in ("local", "dask"):
         raise ValueError(f"engine must be 'local' or 'dask'; got {engine!r}")
     part = parse_shard(shard) if isinstance(shard, str) else (shard or (0, 1))
-    parse_shard(f"{part[0]}/{part[1]}")
-    config.validate()
-    root = Path(out_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    cfg = config.to_dict()
-    _check_state(root, cfg, num_images, shard_size)
-    for stray in root.rglob(".*.tmp"):  # leftovers of a killed run
-        stray.unlink()
+    todo = prepare(config, out_dir, num_images, shard_size, part)
+    root, cfg = Path(out_dir), config.to_dict()
     n_shards = (num_images + shard_size - 1) // shard_size
     mine = len(range(part[0], n_shards, part[1]))
-    todo = shard_tasks(root, num_images, shard_size, part)
     done = mine - len(todo)
     if progress:
         progress(done, mine)

@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-__all__ = ["TrainConfig", "load_config"]
+__all__ = ["TrainConfig", "load_config", "LORA_KEYS"]
+
+#: keys of the ``lora`` block: rank, scale (lora_alpha), dropout, the modules adapted (names
+#: or one regex; default the language model's attention projections), merge at the end
+LORA_KEYS = ("r", "alpha", "dropout", "target_modules", "merge")
 
 
 @dataclass
@@ -47,6 +51,9 @@ class TrainConfig:
     fsdp_config: dict = field(default_factory=dict)
     ddp_backend: str | None = None  # "gloo" for CPU multi-process, "nccl" on GPUs
     max_samples: int | None = None  # use the first N records (smoke tests)
+    #: LoRA through peft, e.g. {r: 16, alpha: 32, target_modules: [q_proj, v_proj]}: only the
+    #: adapters and the PIA gate train; the merged model is saved at the end (None: off)
+    lora: dict | None = None
 
     def validate(self) -> None:
         if not self.train_jsonl:
@@ -57,6 +64,12 @@ class TrainConfig:
             raise ValueError("per_device_batch_size >= 1 and learning_rate > 0 required")
         if self.bf16 not in ("auto", "true", "false", True, False):
             raise ValueError("bf16 must be auto, true or false")
+        if self.lora is not None:
+            unknown = sorted(set(self.lora) - set(LORA_KEYS))
+            if unknown:
+                raise ValueError(f"lora: unknown keys {unknown}; valid keys are {list(LORA_KEYS)}")
+            if int(self.lora.get("r", 16)) < 1:
+                raise ValueError("lora: r must be >= 1")
 
     def to_dict(self) -> dict:
         return asdict(self)

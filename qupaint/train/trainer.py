@@ -20,7 +20,7 @@ from qupaint.model.processing import ImageConfig
 from qupaint.train.config import TrainConfig
 from qupaint.train.data import InstructDataset, read_jsonl
 
-__all__ = ["train", "build_trainer"]
+__all__ = ["train", "build_trainer", "apply_lora"]
 
 
 class _Throughput(TrainerCallback):
@@ -59,6 +59,28 @@ def _flag(value, default: bool) -> bool:
     return value in (True, "true", "True", 1)
 
 
+#: LoRA's default targets: the language model's attention projections
+LORA_DEFAULT_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
+
+
+def apply_lora(model, lora: dict):
+    """Wrap ``model`` with peft LoRA adapters (``lora``: r, alpha, dropout, target_modules).
+    Everything else is frozen except the PIA gate, which trains in full (``modules_to_save``)."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise ValueError("lora: needs peft; pip install 'qupaint[lora]'") from None
+    r = int(lora.get("r", 16))
+    cfg = LoraConfig(
+        r=r,
+        lora_alpha=float(lora.get("alpha", 2 * r)),
+        lora_dropout=float(lora.get("dropout", 0.0)),
+        target_modules=lora.get("target_modules") or LORA_DEFAULT_TARGETS,
+        modules_to_save=["pia_gate"] if getattr(model.config, "use_pia_gate", False) else None,
+    )
+    return get_peft_model(model, cfg)
+
+
 def build_trainer(cfg: TrainConfig) -> tuple[Trainer, object]:
     cfg.validate()
     set_seed(cfg.seed)
@@ -71,6 +93,8 @@ def build_trainer(cfg: TrainConfig) -> tuple[Trainer, object]:
     if cfg.freeze_llm:
         for p in list(model.model.language_model.parameters()) + list(model.lm_head.parameters()):
             p.requires_grad_(False)
+    if cfg.lora is not None:
+        model = apply_lora(model, cfg.lora)
     records = read_jsonl(cfg.train_jsonl, cfg.max_samples)
     if not records:
         raise ValueError(f"train_jsonl: {cfg.train_jsonl} holds no records")
@@ -129,7 +153,13 @@ def train(cfg: TrainConfig) -> dict:
     elif cfg.resume not in ("no", "", None):
         resume = cfg.resume
     result = trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model(cfg.output_dir)
+    if cfg.lora is not None and cfg.lora.get("merge", True):
+        # the adapters on their own, then the merged model as the run's output
+        trainer.save_model(str(Path(cfg.output_dir) / "adapter"))
+        if trainer.is_world_process_zero():
+            trainer.model.merge_and_unload().save_pretrained(cfg.output_dir)
+    else:
+        trainer.save_model(cfg.output_dir)
     if trainer.is_world_process_zero():
         proc.save_pretrained(cfg.output_dir)
     return {
