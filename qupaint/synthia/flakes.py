@@ -54,12 +54,15 @@ class FlakeShape:
 
     def sdf(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Signed distance-like field (exact inside, a lower bound outside), pixels."""
-        d = np.max(
-            self.normals[:, 0, None, None] * x
-            + self.normals[:, 1, None, None] * y
-            - self.offsets[:, None, None],
-            axis=0,
-        )
+        # one half-plane at a time into a running maximum: no [m, h, w] temporary (the
+        # same arithmetic, (nx x + ny y) - d, so the same numbers)
+        nx, ny, off = self.normals[:, 0], self.normals[:, 1], self.offsets
+        d = nx[0] * x + ny[0] * y
+        d -= off[0]
+        for i in range(1, len(off)):
+            t = nx[i] * x + ny[i] * y
+            t -= off[i]
+            np.maximum(d, t, out=d)
         if self.rough_px > 0:
             d = d + self.rough_px * self._rough(x, y)
         return d

@@ -108,6 +108,7 @@ class SynthiaConfig:
     residue_nm: tuple[float, float] = (1.0, 8.0)
     scratches: tuple[int, int] = (0, 0)
     bulk_crystals: tuple[int, int] = (0, 0)  # free-standing thick crystals per image
+    specks: tuple[int, int] = (0, 0)  # tiny thick fragments (1.5-5 px, bright), unlabelled
     defocus_px: float = 0.0  # blur at the far side of a tilted field
     chromatic_px: float = 0.0  # red/blue lateral shift at the corners
     white_balance_strength: tuple[float, float] = (0.0, 0.0)  # the camera's grey-world AWB
@@ -144,6 +145,7 @@ class SynthiaConfig:
             residue=(0, 3),
             scratches=(0, 2),
             bulk_crystals=(0, 3),
+            specks=(0, 15),
             debris=(5, 30),
             edge_softness_px=1.0,
             noise_range=(0.004, 0.016),
@@ -203,7 +205,8 @@ class SynthiaConfig:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1]; got {v}")
-        for name in ("residue", "scratches", "bulk_crystals", "bulk_layers", "jpeg_quality",
+        for name in ("residue", "scratches", "bulk_crystals", "specks", "bulk_layers",
+                     "jpeg_quality",
                      "exposure", "white_balance_strength", "rough_px", "residue_nm",
                      "noise_range"):  # fmt: skip
             lo, hi = getattr(self, name)
@@ -531,6 +534,13 @@ class Synthia:
             from qupaint.synthia.realism import paint_scratches
 
             paint_scratches(img, xrng, int(xrng.integers(c.scratches[0], c.scratches[1] + 1)))
+        if c.specks[1] > 0:  # tiny thick fragments: bright, coloured, often clipped
+            material = get_material(c.materials[int(xrng.integers(len(c.materials)))]).name
+            for _ in range(int(xrng.integers(c.specks[0], c.specks[1] + 1))):
+                shape = random_flake(xrng, float(xrng.uniform(1.5, 5.0)), irregularity=0.6)
+                layers = int(xrng.integers(*c.bulk_layers))
+                px, py = xrng.uniform(0, W), xrng.uniform(0, H)
+                self._paint(img, shape, px, py, self._ratio(material, layers, fr), 1.0)
         if c.bulk_crystals[1] > 0:
             from qupaint.synthia.realism import edge_halo
 
