@@ -334,3 +334,15 @@ def test_cli_synthia_realistic_default_and_compare(tmp_path):
     assert "substrate RGB" in r.output and (tmp_path / "cmp" / "compare.png").is_file()
     r = CliRunner().invoke(app, ["synthia", "--num-images", "2"])
     assert r.exit_code == 2 and "--out" in r.output
+
+
+def test_every_effect_alone_renders_with_thick_flakes():
+    """Colour tables cover what each effect can ask for on its own: folds of the thickest
+    terraces (twice max_layers + 3), specks and crystals (bulk_layers)."""
+    off = dict(attached_prob=0.0, bulk_crystals=(0, 0), specks=(0, 0), fold_prob=0.0,
+               wrinkle_prob=0.0, category_weights=(0, 0, 1), terrace_prob=1.0, **SMALL)  # fmt: skip
+    for on in ({"fold_prob": 1.0}, {"wrinkle_prob": 1.0}, {"specks": (5, 5)},
+               {"bulk_crystals": (2, 2)}, {"attached_prob": 1.0}):  # fmt: skip
+        syn = Synthia(SynthiaConfig.realistic(seed=5, **{**off, **on}))
+        for index in range(3):
+            assert syn.sample(index).image.shape == (256, 256, 3)

@@ -271,7 +271,9 @@ class Synthia:
     def _table(self, material: str, oxide_nm: float) -> np.ndarray:
         c = self.config
         top = c.max_layers + 3
-        if c.attached_prob > 0 or c.bulk_crystals[1] > 0:
+        if c.fold_prob > 0 or c.wrinkle_prob > 0:  # a fold doubles a terrace's layers
+            top = 2 * top
+        if c.attached_prob > 0 or c.bulk_crystals[1] > 0 or c.specks[1] > 0:
             top = max(top, c.bulk_layers[1])
         return flake_color_table(material, top, oxide_nm, c.illuminant, self.camera)
 
