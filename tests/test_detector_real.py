@@ -139,7 +139,7 @@ def test_batch_rejects_bad_input(tmp_path):
 @pytest.mark.skipif(not CROPS.is_dir(), reason="layer crops not available")
 def test_detector_finds_real_labelled_flakes(tmp_path):
     # a subset of the labelled crops (every 4th per layer folder), pasted on canvases; the
-    # full set is benchmarks/results/detector-real-crops.json (recall 0.88 / 0.85)
+    # full set is benchmarks/results/detector-real-crops.json (recall 0.88 / 0.83)
     import shutil
 
     from qupaint.bench.layers import evaluate_detector_on_crops

@@ -145,7 +145,6 @@ class SynthiaConfig:
             residue=(0, 3),
             scratches=(0, 2),
             bulk_crystals=(0, 3),
-            specks=(0, 15),
             debris=(5, 30),
             edge_softness_px=1.0,
             noise_range=(0.004, 0.016),
