@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from qupaint.cli import app
-from qupaint.seg import instances, load_segmenter, probability, segment
+from qupaint.seg import instance_boxes, instances, load_segmenter, probability, segment
 from qupaint.seg.net import UNet, contrast_input
 from qupaint.seg.train import boundary_mask, thin_mask, train_segmenter
 from qupaint.synthia import Synthia, SynthiaConfig
@@ -49,6 +49,10 @@ def test_instances_cut_numbering_and_min_area():
     a1, a2 = (lab == 1).sum(), (lab == 2).sum()
     assert a1 >= a2  # largest first
     assert lab[31, 51] == 0  # speck dropped
+    boxes = instance_boxes(lab)
+    assert set(boxes) == {1, 2} and all(b[1] == 5 and b[3] == 20 for b in boxes.values())
+    xs = sorted((b[0], b[0] + b[2]) for b in boxes.values())
+    assert xs[0][0] == 5 and xs[1][1] == 45 and xs[0][1] == xs[1][0]  # the two halves tile it
     assert instances(np.zeros((2, 8, 8)), 0.5).max() == 0
 
 
@@ -124,11 +128,7 @@ def test_real_labelled_flakes_are_found():
     crops = [c for c in find_layer_crops(CROPS) if c.material == "Graphene"][::24][:32]
     found = []
     for img, gts, _ in crop_canvases(crops, np.random.default_rng(0), grid=4):
-        from scipy.ndimage import find_objects
-
-        lab = segment(img)
-        boxes = [[s[1].start, s[0].start, s[1].stop - s[1].start, s[0].stop - s[0].start]
-                 for s in find_objects(lab) if s is not None]  # fmt: skip
+        boxes = list(instance_boxes(segment(img)).values())
         for box, _layers in gts:
             found.append(max((box_iou_xywh(box, b) for b in boxes), default=0) >= 0.5)
     assert len(found) == len(crops) and np.mean(found) >= 0.6, np.mean(found)

@@ -319,10 +319,8 @@ def evaluate_segmenter_on_crops(
     layer count too). Precision counts an instance as right when it matches a crop that
     way; instances inside a crop that match no label (real unlabelled neighbours, or a
     flake split in two) are reported apart from those on the open canvas."""
-    from scipy.ndimage import find_objects
-
     from qupaint.bench.metrics import box_iou_xywh
-    from qupaint.seg import load_segmenter, segment
+    from qupaint.seg import instance_boxes, load_segmenter, segment
 
     net = load_segmenter(model) if not hasattr(model, "forward") else model
     crops = find_layer_crops(root)
@@ -334,8 +332,7 @@ def evaluate_segmenter_on_crops(
         n_pred = matched = inside = 0
         for img, gts, done in crop_canvases(mine, rng, grid):
             lab = segment(img, net)
-            boxes = [[s[1].start, s[0].start, s[1].stop - s[1].start, s[0].stop - s[0].start]
-                     for s in find_objects(lab) if s is not None]  # fmt: skip
+            boxes = list(instance_boxes(lab).values())
             n_pred += len(boxes)
             used = set()
             for box, layers in gts:

@@ -57,12 +57,11 @@ def seg_predict(
     outline overlay and the instances' boxes and areas in instances.json."""
     import numpy as np
     from PIL import Image
-    from scipy.ndimage import find_objects
 
     from qupaint._io import atomic_write_bytes, write_json
     from qupaint.bench.batch import find_images
     from qupaint.bench.draw import outline_labels
-    from qupaint.seg import load_segmenter, segment
+    from qupaint.seg import instance_boxes, load_segmenter, segment
 
     with user_errors():
         files = find_images(images)
@@ -79,12 +78,9 @@ def seg_predict(
                 stem = Path(f).stem
                 atomic_write_bytes(out / f"{stem}.labels.png", _png16(lab))
                 atomic_write_bytes(out / f"{stem}.overlay.jpg", _jpeg(outline_labels(img, lab)))
-                result[str(f)] = [
-                    {"id": i + 1, "bbox": [s[1].start, s[0].start, s[1].stop - s[1].start,
-                                           s[0].stop - s[0].start],
-                     "area_px": int(np.sum(lab[s] == i + 1))}
-                    for i, s in enumerate(find_objects(lab)) if s is not None
-                ]  # fmt: skip
+                area = np.bincount(lab.ravel())
+                result[str(f)] = [{"id": i, "bbox": box, "area_px": int(area[i])}
+                                  for i, box in instance_boxes(lab).items()]  # fmt: skip
                 report(k + 1)
         write_json(out / "instances.json", result)
     n = sum(len(v) for v in result.values())

@@ -234,13 +234,7 @@ class QuPAINTProcessor(ProcessorMixin):
                 t = t.replace("<image>\n", self._image_text(len(pv)), 1).replace(
                     "<image>", self._image_text(len(pv)), 1)  # fmt: skip
             ids.append(self._ids(t))
-        n = max(len(i) for i in ids)
-        input_ids = torch.full((len(ids), n), self.pad_id, dtype=torch.long)
-        att = torch.zeros((len(ids), n), dtype=torch.long)
-        for k, i in enumerate(ids):
-            input_ids[k, n - len(i) :] = torch.tensor(i)
-            att[k, n - len(i) :] = 1
-        data = {"input_ids": input_ids, "attention_mask": att}
+        data = self._left_pad(ids)
         if tiles:
             data["pixel_values"] = torch.cat(tiles)
         return BatchFeature(data, tensor_type=return_tensors)
@@ -347,20 +341,23 @@ class QuPAINTProcessor(ProcessorMixin):
 
     def prompt(self, images: Sequence, questions: Sequence[str]) -> dict:
         """A left-padded generation batch: one question per image."""
-        items = []
+        ids, tiles = [], []
         for img, q in zip(images, questions, strict=True):
             pv = self.pixel_values(img)
-            enc = self.encode([(q, None)], len(pv))
-            items.append({"input_ids": enc["input_ids"], "pixel_values": pv})
-        n = max(len(it["input_ids"]) for it in items)
-        ids = torch.full((len(items), n), self.pad_id, dtype=torch.long)
-        att = torch.zeros((len(items), n), dtype=torch.long)
-        for k, it in enumerate(items):
-            L = len(it["input_ids"])
-            ids[k, n - L :] = torch.tensor(it["input_ids"])
-            att[k, n - L :] = 1
-        pv = torch.cat([it["pixel_values"] for it in items])
-        return {"input_ids": ids, "attention_mask": att, "pixel_values": pv}
+            ids.append(self.encode([(q, None)], len(pv))["input_ids"])
+            tiles.append(pv)
+        return {**self._left_pad(ids), "pixel_values": torch.cat(tiles)}
+
+    def _left_pad(self, ids: Sequence[list[int]]) -> dict:
+        """``input_ids`` and ``attention_mask`` [B, max length] of token lists, padded on
+        the left (generation continues every row from its last column)."""
+        n = max(len(i) for i in ids)
+        input_ids = torch.full((len(ids), n), self.pad_id, dtype=torch.long)
+        att = torch.zeros((len(ids), n), dtype=torch.long)
+        for k, i in enumerate(ids):
+            input_ids[k, n - len(i) :] = torch.tensor(i)
+            att[k, n - len(i) :] = 1
+        return {"input_ids": input_ids, "attention_mask": att}
 
     def decode(self, ids) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()

@@ -31,7 +31,14 @@ import torch
 
 from qupaint.seg.net import UNet, contrast_input
 
-__all__ = ["segment", "probability", "load_segmenter", "instances", "DEFAULT_WEIGHTS"]
+__all__ = [
+    "segment",
+    "probability",
+    "load_segmenter",
+    "instances",
+    "instance_boxes",
+    "DEFAULT_WEIGHTS",
+]
 
 DEFAULT_WEIGHTS = "thin-flakes.safetensors"
 
@@ -100,6 +107,17 @@ def instances(
     remap = np.zeros(n + 1, np.int32)
     remap[order] = np.arange(1, len(order) + 1, dtype=np.int32)
     return remap[lab]
+
+
+def instance_boxes(labels: np.ndarray) -> dict[int, list[int]]:
+    """``{id: [x, y, w, h]}`` (pixels) of every instance of a label image (0 = background)."""
+    from scipy.ndimage import find_objects
+
+    return {
+        k + 1: [s[1].start, s[0].start, s[1].stop - s[1].start, s[0].stop - s[0].start]
+        for k, s in enumerate(find_objects(np.asarray(labels)))
+        if s is not None
+    }
 
 
 def segment(
