@@ -26,6 +26,7 @@ __all__ = [
     "atomic_open",
     "atomic_write_bytes",
     "write_json",
+    "pin_json",
     "json_loads",
     "json_dumps",
 ]
@@ -84,6 +85,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """``obj`` as indented JSON (one trailing newline), written atomically."""
     atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def pin_json(path: str | os.PathLike, obj: Any) -> Any | None:
+    """Pin a long job's settings: write ``obj`` to ``path`` (compact JSON, keys in their
+    order, atomically) when the file does not exist yet and return None; when it does, return its
+    content if it differs from ``obj`` (compared as JSON), else None. Every machine and
+    every resume of a sharded job calls it, so a mismatch is caught before any work."""
+    text = json.dumps(obj, separators=(",", ":")) + "\n"
+    p = Path(path)
+    if not p.exists():
+        atomic_write_bytes(p, text.encode())
+        return None
+    old = json.loads(p.read_text())
+    return old if old != json.loads(text) else None
 
 
 try:

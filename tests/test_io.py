@@ -39,3 +39,15 @@ def test_json_helpers(tmp_path):
     write_json(tmp_path / "o.json", obj)
     text = (tmp_path / "o.json").read_text()
     assert text.endswith("}\n") and json_loads(text) == obj
+
+
+def test_pin_json_records_then_reports_a_mismatch(tmp_path):
+    from qupaint._io import pin_json
+
+    p = tmp_path / "plan.json"
+    assert pin_json(p, {"a": 1, "b": [1, 2]}) is None and p.is_file()
+    before = p.read_bytes()
+    assert pin_json(p, {"b": [1, 2], "a": 1}) is None  # the same settings: resume
+    assert p.read_bytes() == before
+    assert pin_json(p, {"a": 2, "b": [1, 2]}) == {"a": 1, "b": [1, 2]}
+    assert p.read_bytes() == before  # a mismatch never overwrites the record

@@ -255,22 +255,18 @@ def _write_summary(out_dir: Path, head: dict, counts: dict) -> dict:
 def _build_shard(job, chunks, head, out_dir, shard, chunk, tasks, workers, progress) -> dict:
     """Build the chunks c with c % N == I into ``out_dir/parts/`` (one JSON per chunk, the
     "done" mark); :func:`merge_corpus` assembles the corpus once every chunk is done."""
-    from qupaint._io import atomic_write_bytes
+    from qupaint._io import atomic_write_bytes, pin_json
 
     i, n = shard
     if not 0 <= i < n:
         raise ValueError(f"shard: need 0 <= I < N; got {i}/{n}")
     parts = out_dir / "parts"
     plan = {"head": head, "chunks": len(chunks), "chunk": chunk, "tasks": list(tasks)}
-    state = parts / "plan.json"
-    if state.exists():
-        if json.loads(state.read_text()) != json.loads(json_dumps(plan)):
-            raise ValueError(
-                f"{out_dir} holds a corpus built with other settings; use a new --out folder "
-                "(or the same settings to resume)"
-            )
-    else:
-        atomic_write_bytes(state, json_dumps(plan).encode())
+    if pin_json(parts / "plan.json", plan) is not None:
+        raise ValueError(
+            f"{out_dir} holds a corpus built with other settings; use a new --out folder "
+            "(or the same settings to resume)"
+        )
     mine = [c for c in range(i, len(chunks), n) if not (parts / f"chunk_{c:05d}.json").exists()]
     done = len(range(i, len(chunks), n)) - len(mine)
     results = run_tasks(_build_chunk, [chunks[c] for c in mine], workers, _set_job, (job,),

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qupaint._io import atomic_write_bytes
+from qupaint._io import atomic_write_bytes, pin_json
 from qupaint._pool import run_tasks
 from qupaint.categories import CATEGORIES
 from qupaint.synthia.render import Synthia, SynthiaConfig
@@ -103,25 +103,22 @@ def parse_shard(text: str) -> tuple[int, int]:
 def _check_state(root: Path, cfg: dict, num_images: int, shard_size: int) -> None:
     """Record (or check) the data set's configuration and plan in ``shards/``: every
     machine and every resume must render the same images."""
-    plan = {"config": cfg, "num_images": num_images, "shard_size": shard_size}
+    legacy = root / "shards" / "config.json"  # data sets written before plan.json
     state = root / "shards" / "plan.json"
-    if state.exists():
-        old = json.loads(state.read_text())
-        if old != json.loads(_json_bytes(plan)):
-            what = "configuration" if old.get("config") != json.loads(_json_bytes(cfg)) \
-                else "number of images or shard size"  # fmt: skip
-            raise ValueError(
-                f"{root} holds a data set made with a different {what}; use a new --out "
-                "folder (or the same settings to resume)"
-            )
-    else:
-        legacy = root / "shards" / "config.json"  # data sets written before plan.json
-        if legacy.exists() and json.loads(legacy.read_text()) != json.loads(_json_bytes(cfg)):
+    if not state.exists() and legacy.exists():
+        if json.loads(legacy.read_text()) != json.loads(_json_bytes(cfg)):
             raise ValueError(
                 f"{root} holds a data set made with a different configuration; use a new "
                 "--out folder (or the same settings to resume)"
             )
-        atomic_write_bytes(state, _json_bytes(plan))
+    old = pin_json(state, {"config": cfg, "num_images": num_images, "shard_size": shard_size})
+    if old is not None:
+        what = "configuration" if old.get("config") != json.loads(_json_bytes(cfg)) \
+            else "number of images or shard size"  # fmt: skip
+        raise ValueError(
+            f"{root} holds a data set made with a different {what}; use a new --out "
+            "folder (or the same settings to resume)"
+        )
 
 
 def shard_tasks(root: Path, num_images: int, shard_size: int, shard=(0, 1)) -> list[tuple]:
