@@ -267,8 +267,9 @@ def _build_shard(job, chunks, head, out_dir, shard, chunk, tasks, workers, progr
             f"{out_dir} holds a corpus built with other settings; use a new --out folder "
             "(or the same settings to resume)"
         )
-    mine = [c for c in range(i, len(chunks), n) if not (parts / f"chunk_{c:05d}.json").exists()]
-    done = len(range(i, len(chunks), n)) - len(mine)
+    ours = range(i, len(chunks), n)
+    mine = [c for c in ours if not (parts / f"chunk_{c:05d}.json").exists()]
+    done = len(ours) - len(mine)
     results = run_tasks(_build_chunk, [chunks[c] for c in mine], workers, _set_job, (job,),
                         start="fork")  # fmt: skip
     for c, (lines, cnt) in zip(mine, results, strict=True):
@@ -277,8 +278,8 @@ def _build_shard(job, chunks, head, out_dir, shard, chunk, tasks, workers, progr
         atomic_write_bytes(parts / f"chunk_{c:05d}.json", json_dumps(rec).encode())
         done += 1
         if progress:
-            progress(done, len(range(i, len(chunks), n)))
-    return {"shard": f"{i}/{n}", "chunks_done": done, "chunks": len(range(i, len(chunks), n)),
+            progress(done, len(ours))
+    return {"shard": f"{i}/{n}", "chunks_done": done, "chunks": len(ours),
             "chunks_total": len(chunks)}  # fmt: skip
 
 

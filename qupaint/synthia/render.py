@@ -630,7 +630,7 @@ class Synthia:
 
     def _annotation(self, shape, px, py, alpha, box, material, layers, fr, flake_id) -> dict:
         x0, y0, _, _ = box
-        H, W = fr.ids.shape if fr.ids is not None else (self.config.height, self.config.width)
+        H, W = self.config.height, self.config.width
         inside = alpha >= 0.5
         ys, xs = np.nonzero(inside)
         bbox = (
