@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qupaint.bench.detector import detect
+from qupaint.detect.core import detect
 from qupaint.synthia import Synthia, SynthiaConfig
 
 N = 8

@@ -304,9 +304,9 @@ def real_micrographs(out: Path, log=None) -> list[Path]:
     """
     from PIL import Image
 
-    from qupaint.bench.batch import detect_batch
-    from qupaint.bench.detector import detect, linear_pixels, substrate_field
-    from qupaint.bench.draw import draw_detections
+    from qupaint.detect.batch import detect_batch
+    from qupaint.detect.core import detect, linear_pixels, substrate_field
+    from qupaint.detect.draw import draw_detections
     from qupaint.bench.layers import measure_crop, paste_flake
     from qupaint.bench.metrics import box_iou_xywh
     from qupaint.color import Camera
@@ -405,7 +405,7 @@ def synthia_vs_real(path: Path, per_row: int = 4, size: int = 256) -> None:
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    from qupaint.bench.draw import outline_labels
+    from qupaint.detect.draw import outline_labels
     from qupaint.seg import segment
     from qupaint.seg.train import thin_mask
     from qupaint.synthia import Synthia, SynthiaConfig
@@ -453,7 +453,7 @@ def pipeline(out: Path, steps: int = 120, log=None) -> list[Path]:
     a few steps of the tiny QuPAINT model -> QF-Bench evaluation (model and the physics
     detector). The tiny model is random and trained for seconds: its AP shows the plumbing
     works, not what a real model achieves."""
-    from qupaint.bench.detector import detect_coco
+    from qupaint.bench.qfbench import detect_coco
     from qupaint.bench.metrics import evaluate_detection
     from qupaint.bench.model_eval import evaluate_model_detection
     from qupaint.bench.qfbench import build_qfbench

@@ -22,6 +22,7 @@ LAYERS = [
               "qupaint._pool", "qupaint.categories")),
     ("optics", ("qupaint.optics",)),  # materials.py (n,k tables), then tmm.py
     ("color", ("qupaint.color",)),
+    ("detect", ("qupaint.detect",)),  # the product: flake hunting on real chips
     ("pia/gate", ("qupaint.pia", "qupaint.gate", "qupaint.triton")),
     ("synthia", ("qupaint.synthia",)),
     ("seg", ("qupaint.seg",)),

@@ -16,6 +16,8 @@ generator streams that training never draws (Synthia streams are keyed by (seed,
 from __future__ import annotations
 
 import json
+
+import numpy as np
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -29,7 +31,7 @@ QFBENCH_SEED = 1_000_003
 #: image ids of material k start at k * ID_STRIDE (annotation ids keep Synthia's scheme)
 ID_STRIDE = 10_000_000
 
-__all__ = ["QFBENCH_SEED", "build_qfbench"]
+__all__ = ["QFBENCH_SEED", "build_qfbench", "detect_coco"]
 
 
 def build_qfbench(
@@ -97,3 +99,53 @@ def build_qfbench(
     }
     write_json(root / "manifest.json", manifest)
     return manifest
+
+
+def _detect_image(args: tuple) -> list[dict]:
+    path, image_id, material, oxide_nm, illuminant, cfg, camera = args
+    from PIL import Image
+
+    img = np.asarray(Image.open(path).convert("RGB"))
+    from qupaint.detect import detect
+
+    from qupaint.color import Camera
+
+    cam = camera or Camera.srgb(illuminant)
+    return detect(img, material, oxide_nm, cfg, image_id=image_id, camera=cam)
+
+
+def detect_coco(
+    gt_json,
+    images_dir=None,
+    oxide_nm: float | None = None,
+    illuminant: str = "D65",
+    config=None,
+    workers: int = 1,
+    progress=None,
+    camera=None,
+) -> list[dict]:
+    """Run :func:`detect` on every image of a COCO file (material from each image's
+    ``material`` field; oxide from the annotations' ``substrate_oxide_nm`` unless given).
+    Returns COCO results for :func:`qupaint.bench.evaluate_detection`."""
+    from pathlib import Path
+
+    from qupaint.bench.metrics import load_json
+    from qupaint.bench.model_eval import resolve_image
+    from qupaint._pool import run_tasks
+
+    gt = load_json(gt_json)
+    root = Path(images_dir) if images_dir else Path(gt_json).parent
+    oxide_of = {a["image_id"]: a.get("substrate_oxide_nm") for a in gt["annotations"]}
+    jobs = []
+    for im in gt["images"]:
+        if "material" not in im:
+            raise ValueError(f"image {im['id']} has no 'material'; the detector needs it")
+        ox = oxide_nm if oxide_nm is not None else oxide_of.get(im["id"]) or 285.0
+        jobs.append((resolve_image(root, im), im["id"], im["material"], float(ox), illuminant,
+                     config, camera))  # fmt: skip
+    out: list[dict] = []
+    for k, dets in enumerate(run_tasks(_detect_image, jobs, workers, chunksize=4)):
+        out += dets
+        if progress:
+            progress(k + 1, len(jobs))
+    return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -15,6 +16,8 @@ __all__ = [
     "app",
     "console",
     "user_errors",
+    "fail",
+    "camera_field",
     "progress",
     "split_list",
     "metric_table",
@@ -44,6 +47,12 @@ def user_errors(*extra: type[Exception]) -> Iterator[None]:
     except (*USER_ERRORS, *extra) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Stop the command with a one-line ``error: <message>`` and a non-zero exit code."""
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
 
 
 @contextlib.contextmanager
@@ -105,6 +114,24 @@ def load_camera(spec: str | Path | None):
         cam = Camera.load(spec)
         oxide = json.loads(Path(spec).read_text()).get("oxide_nm")
     return cam, (float(oxide) if oxide is not None else None)
+
+
+def camera_field(spec: str | Path | None, key: str) -> float | None:
+    """A number a ``--camera`` preset or file states beside the camera: ``um_per_px`` (the
+    image scale) or ``oxide_nm`` (the chip it was calibrated on); None without it."""
+    if spec is None:
+        return None
+    import json
+
+    from qupaint.color.camera import PRESETS
+
+    path = (Path(__file__).parents[1] / "color" / "cameras" / f"{spec}.json"
+            if str(spec) in PRESETS else Path(spec))  # fmt: skip
+    try:
+        v = json.loads(path.read_text()).get(key)
+    except (OSError, ValueError):
+        return None
+    return float(v) if v is not None else None
 
 
 def oxide_or(oxide_nm: float | None, calibrated: float | None, default: float = 285.0) -> float:

@@ -12,7 +12,9 @@ from rich.table import Table
 from qupaint._io import write_json
 from qupaint.cli._common import (
     app,
+    camera_field,
     console,
+    fail,
     load_camera,
     metric_table,
     parse_range,
@@ -78,7 +80,7 @@ def eval_detector(
     out: Path = typer.Option(None, help="Write metrics per material (and predictions) as JSON"),
 ):
     """Run the physics detector on a COCO set (e.g. QF-Bench) and score it per material."""
-    from qupaint.bench.detector import detect_coco
+    from qupaint.bench.qfbench import detect_coco
     from qupaint.bench.metrics import evaluate_detection_by
 
     with user_errors():
@@ -175,29 +177,46 @@ def detect(
     material: str = typer.Option(..., help="Material of the flakes, e.g. graphene"),
     oxide_nm: str = typer.Option(
         None,
-        help="SiO2 thickness in nm, or 'auto' (from the substrate colour); default the "
-        "--camera file's calibrated oxide, else auto",
+        help="SiO2 thickness in nm (0-2000), or 'auto': fitted per image from its flakes "
+        "(around the --camera's calibration chip); default: the --camera file's "
+        "calibrated oxide, else auto",
     ),
     camera: str = typer.Option(
         "2dmatgmm",
         help="Camera JSON (qupaint calibrate) or preset: 2dmatgmm (a calibrated "
         "flake-hunting microscope), srgb (for Synthia images)",
     ),
-    um_per_px: float = typer.Option(None, help="Image scale, for flake areas in um^2"),
+    um_per_px: float = typer.Option(
+        None, help="Image scale; default the --camera's (2dmatgmm: 0.385 um/px)"
+    ),
+    min_area_um2: float = typer.Option(15.0, help="Physical minimum flake area (um^2)"),
     out: Path = typer.Option(None, help="Output folder (batch mode; see below)"),
     workers: int = typer.Option(2, help="Worker processes (batch mode)"),
-    min_score: float = typer.Option(0.05, help="Drop detections scoring below this"),
+    min_score: float = typer.Option(0.05, help="Drop detections scoring below this (0-1)"),
 ):
-    """Find and classify flakes with the training-free physics detector.
+    """Find and classify thin flakes on whole micrographs.
 
-    One image without --out: a table and <image>_detections.png. With --out (or several
-    images): per-image COCO JSON with masks, overlays, flakes.csv and report.html ranking
-    monolayer candidates; resumable and parallel.
+    Per image, the oxide and the camera settings' per-channel gain are fitted so that the
+    pieces' contrasts fall on the material's layer ladder; dust specks, residue, fibres,
+    crystal halos and bulk crystals are rejected by named rules (counted per image in the
+    JSON). One image without --out: a table and <image>_detections.png. With --out (or
+    several images): per-image COCO JSON with masks, overlays, flakes.csv and report.html
+    ranking thin-flake candidates; resumable and parallel.
     """
-    from qupaint.bench.batch import detect_batch, find_images
     from qupaint.categories import CATEGORY_NAMES
+    from qupaint.detect import DetectorConfig
+    from qupaint.detect.batch import detect_batch, find_images
 
     cam, cal_oxide = load_camera(camera)
+    prior = camera_field(camera, "oxide_nm") if cal_oxide is None else None
+    if um_per_px is None:
+        um_per_px = camera_field(camera, "um_per_px")
+    if um_per_px is not None and not um_per_px > 0:
+        fail("--um-per-px must be > 0 (the image scale in um per pixel)")
+    if not min_area_um2 >= 0:
+        fail("--min-area-um2 must be >= 0")
+    if not 0 <= min_score <= 1:
+        fail("--min-score must be in [0, 1] (a probability)")
     if oxide_nm is None:
         oxide = cal_oxide if cal_oxide is not None else "auto"
     elif oxide_nm.strip().lower() == "auto":
@@ -206,15 +225,25 @@ def detect(
         try:
             oxide = float(oxide_nm)
         except ValueError:
-            raise typer.BadParameter(
-                "a thickness in nm or 'auto'", param_hint="--oxide-nm"
-            ) from None
+            fail("--oxide-nm: a thickness in nm or 'auto'")
+        if not 0 <= oxide <= 2000:
+            fail(f"--oxide-nm {oxide_nm} is outside 0-2000 nm")
+    config = DetectorConfig(min_area_um2=min_area_um2)
     with user_errors():
         files = find_images(inputs)
     folder = out or Path(files[0]).with_name(Path(files[0]).stem + "_detections")
+    existed = folder.exists()
     with user_errors(), progress("detect", total=len(files)) as report:
         summary = detect_batch(files, folder, material, oxide, cam, um_per_px, workers,
-                               min_score, progress=report)  # fmt: skip
+                               min_score, config=config, progress=report,
+                               oxide_prior_nm=prior)  # fmt: skip
+    if summary["done"] == 0:  # nothing could be processed: say why, leave nothing behind
+        if not existed:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+        why = summary["failed"][0]["error"] if summary["failed"] else "no image processed"
+        fail(f"{summary['failed'][0]['image'] if summary['failed'] else folder}: {why}")
     if out is None and len(files) == 1:  # one image: show its flakes and the overlay beside it
         import json
         import shutil
@@ -256,6 +285,50 @@ def detect(
             f"{len(summary['oxide_ambiguous'])} image(s) (interference colours repeat); "
             "give --oxide-nm or a calibrated --camera (qupaint calibrate)"
         )
+
+
+@eval_app.command("real")
+def eval_real(
+    images: Path = typer.Option(..., help="Folder of whole micrographs"),
+    masks: Path = typer.Option(None, help="Folder of instance masks <stem>.png (default: "
+                               "the 'masks' folder beside --images)"),
+    material: str = typer.Option(..., help="Material of the flakes, e.g. graphene"),
+    camera: str = typer.Option("2dmatgmm", help="Camera JSON or preset (as for detect)"),
+    oxide_nm: float = typer.Option(None, help="SiO2 thickness; default fitted per image"),
+    um_per_px: float = typer.Option(None, help="Image scale; default the --camera's"),
+    min_score: float = typer.Option(0.05, help="Drop detections scoring below this"),
+    out: Path = typer.Option(None, help="Write the figures as JSON here"),
+):
+    """Score `qupaint detect` (its defaults) on whole expert-masked micrographs: recall at
+    box IoU 0.5, thin-flake AP50 (Mono and Few are thin) and unmatched thin detections per
+    image, overall and per camera setting (read from the substrate: colour, grey, dark)."""
+    from qupaint.bench.real import evaluate_real
+    from qupaint.detect import detect as run_detect
+
+    cam, cal_oxide = load_camera(camera)
+    prior = camera_field(camera, "oxide_nm") if cal_oxide is None else None
+    scale = um_per_px if um_per_px is not None else camera_field(camera, "um_per_px")
+    ox = oxide_nm if oxide_nm is not None else cal_oxide
+    if not 0 <= min_score <= 1:
+        fail("--min-score must be in [0, 1]")
+
+    def detector(img):
+        dets = run_detect(img, material, ox, camera=cam, um_per_px=scale, oxide_prior_nm=prior)
+        return [d for d in dets if d["score"] >= min_score]
+
+    with user_errors(), progress("eval real") as report:
+        r = evaluate_real(images, masks, detector, progress=report)
+    table = Table(title=f"{material}: {r['images']} whole images, {r['flakes']} thin flakes")
+    for col in ("group", "images", "flakes", "found", "recall", "AP50", "unmatched / image"):
+        table.add_column(col)
+    groups = {"all": r, **r.get("groups", {})}
+    for name, g in groups.items():
+        table.add_row(name, str(g["images"]), str(g["flakes"]), str(g["found"]), pct(g["recall"]),
+                      pct(g["AP50"]), f"{g['unmatched_per_image']:.1f}")  # fmt: skip
+    console.print(table)
+    if out:
+        write_json(out, r)
+        console.print(f"wrote {out}")
 
 
 @eval_app.command("crops")

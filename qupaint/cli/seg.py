@@ -59,8 +59,8 @@ def seg_predict(
     from PIL import Image
 
     from qupaint._io import atomic_write_bytes, write_json
-    from qupaint.bench.batch import find_images
-    from qupaint.bench.draw import outline_labels
+    from qupaint.detect.batch import find_images
+    from qupaint.detect.draw import outline_labels
     from qupaint.seg import instance_boxes, load_segmenter, segment
 
     with user_errors():

@@ -34,7 +34,7 @@ import numpy as np
 
 from qupaint._io import IMAGE_EXTS, atomic_open, atomic_write_bytes, write_json
 from qupaint._pool import run_tasks
-from qupaint.categories import CATEGORY_NAMES, MONO
+from qupaint.categories import CATEGORY_NAMES, MONO, THICK_MIN_LAYERS
 
 __all__ = ["find_images", "detect_batch"]
 
@@ -91,25 +91,10 @@ def _init(job: dict) -> None:
     _JOB = job
 
 
-def _auto_oxide(img, material, camera, candidates) -> tuple[float, dict]:
-    """The oxide from the image's flakes (independent of white balance), else from its
-    substrate colour; ``ambiguous`` when the substrate's colour allows several thicknesses
-    or the two estimates disagree by more than 20 nm."""
-    from qupaint.bench.detector import estimate_oxide_from_flakes
-    from qupaint.color.calibrate import estimate_oxide
+def _decode(seg: dict) -> np.ndarray:
+    from pycocotools import mask as mask_utils
 
-    sub = estimate_oxide(img, camera, candidates=candidates)
-    flakes, n_px = estimate_oxide_from_flakes(img, material, camera, candidates)
-    oxide = flakes if flakes is not None else sub.oxide_nm
-    info = {
-        "nm": oxide,
-        "source": "flakes" if flakes is not None else "substrate",
-        "from_flakes": flakes,
-        "flake_pixels_fitted": n_px,
-        "from_substrate": [[round(o, 1), round(d, 4)] for o, d in sub.candidates],
-        "ambiguous": bool(sub.ambiguous if flakes is None else abs(flakes - sub.oxide_nm) > 20),
-    }
-    return oxide, info
+    return mask_utils.decode({"size": seg["size"], "counts": seg["counts"]}).astype(np.int32)
 
 
 def _one(task: tuple[int, str, str]) -> dict:
@@ -117,8 +102,8 @@ def _one(task: tuple[int, str, str]) -> dict:
     gives a row with its ``error`` instead of raising)."""
     from PIL import Image, UnidentifiedImageError
 
-    from qupaint.bench.detector import detect
-    from qupaint.bench.draw import draw_detections
+    from qupaint.detect.core import detect
+    from qupaint.detect.draw import draw_detections, outline_labels
 
     image_id, path, stem = task
     job, out = _JOB, Path(_JOB["out_dir"])
@@ -129,11 +114,22 @@ def _one(task: tuple[int, str, str]) -> dict:
         return {"image": path, "error": f"cannot read the image: {exc}"}
     camera = job["camera"]
     oxide = job["oxide_nm"]
-    oxide_info: dict[str, Any] = {"nm": oxide, "source": "given"}
-    if oxide == "auto":
-        oxide, oxide_info = _auto_oxide(img, job["material"], camera, job["oxide_range"])
-    dets = detect(img, job["material"], float(oxide), camera=camera, image_id=image_id,
-                  um_per_px=job["um_per_px"], masks=True, config=job["config"])  # fmt: skip
+    info: list = []
+    dets = detect(img, job["material"], None if oxide == "auto" else float(oxide),
+                  config=job["config"], image_id=image_id, camera=camera,
+                  um_per_px=job["um_per_px"], masks=True, explain=info,
+                  oxide_range=job["oxide_range"], oxide_prior_nm=job["oxide_prior_nm"])  # fmt: skip
+    ladder = info[-1]["ladder"]
+    rejected: dict[str, int] = {}
+    for r in info[:-1]:
+        rejected[r["rejected"]] = rejected.get(r["rejected"], 0) + 1
+    oxide_info: dict[str, Any] = {
+        "nm": ladder.oxide_nm,
+        "source": "given" if oxide != "auto" else "flakes",
+        "gain": [round(float(g), 3) for g in ladder.gain],
+        "pieces_fitted": ladder.pieces,
+        "ambiguous": bool(oxide == "auto" and ladder.pieces == 0),
+    }
     dets = [d for d in dets if d["score"] >= job["min_score"]]
     for k, d in enumerate(dets, start=1):
         d["id"] = image_id * 100_000 + k
@@ -142,9 +138,11 @@ def _one(task: tuple[int, str, str]) -> dict:
         if d["layers"] <= job["thumb_layers"]:
             x, y, w, h = (int(round(v)) for v in d["bbox"])
             m = max(8, (w + h) // 4)
-            crop = img[max(0, y - m) : min(H, y + h + m), max(0, x - m) : min(W, x + w + m)]
+            ys = slice(max(0, y - m), min(H, y + h + m))
+            xs = slice(max(0, x - m), min(W, x + w + m))
+            outlined = outline_labels(img, _decode(d["segmentation"]))  # the flake's outline
             name = f"thumbs/{stem}_{k}.png"
-            atomic_write_bytes(out / name, _png(crop))
+            atomic_write_bytes(out / name, _png(np.concatenate([img[ys, xs], outlined[ys, xs]], 1)))
             d["thumbnail"] = name
     with atomic_open(out / "overlays" / f"{stem}.png", "wb") as fh:
         draw_detections(img, dets, fh)
@@ -160,6 +158,7 @@ def _one(task: tuple[int, str, str]) -> dict:
         "oxide": oxide_info,
         "settings": job["settings_key"],
     }
+    record["rejected"] = rejected
     write_json(out / "detections" / f"{stem}.json", record)
     return {"image": path, "flakes": len(dets), "oxide": oxide_info}
 
@@ -176,13 +175,14 @@ def detect_batch(
     oxide_range: tuple[float, float] = (60.0, 320.0),
     config=None,
     progress: Callable[[int, int], None] | None = None,
+    oxide_prior_nm: float | None = None,
 ) -> dict:
     """Run the detector on every image of ``inputs`` and write the layout above.
 
-    ``oxide_nm`` is a thickness or ``"auto"``: estimated per image from its flakes
-    (:func:`qupaint.bench.detector.estimate_oxide_from_flakes`), or from its substrate colour
-    (:func:`qupaint.color.calibrate.estimate_oxide`) when too few flake pixels fit; both
-    estimates and the ambiguity are recorded.
+    ``oxide_nm`` is a thickness (refined per image within a few nm) or ``"auto"``: fitted
+    per image from its flakes together with the per-channel gain of the camera settings
+    (:func:`qupaint.detect.core.fit_ladder`), around ``oxide_prior_nm`` when given (a
+    calibrated camera's chip); the fitted oxide and gain are recorded per image.
     ``camera`` a :class:`~qupaint.color.Camera`, preset name or JSON path (default sRGB
     under D65). Returns the summary (also written to ``summary.json``).
     """
@@ -193,8 +193,10 @@ def detect_batch(
     get_material(material)  # unknown material: fail before any work
     if oxide_nm != "auto":
         oxide_nm = float(oxide_nm)
-        if not (np.isfinite(oxide_nm) and oxide_nm >= 0):
-            raise ValueError(f"oxide_nm must be a thickness >= 0 nm or 'auto'; got {oxide_nm}")
+        if not (np.isfinite(oxide_nm) and 0 <= oxide_nm <= 2000):
+            raise ValueError(f"oxide_nm must be in 0-2000 nm or 'auto'; got {oxide_nm}")
+    if not 0 <= min_score <= 1:
+        raise ValueError(f"min_score must be in [0, 1]; got {min_score}")
     if um_per_px is not None and not um_per_px > 0:
         raise ValueError(f"um_per_px must be > 0; got {um_per_px}")
     if workers < 1:
@@ -203,11 +205,12 @@ def detect_batch(
     out = Path(out_dir)
     settings = {"material": material, "oxide_nm": oxide_nm, "camera": cam.key,
                 "um_per_px": um_per_px, "min_score": min_score, "oxide_range": list(oxide_range),
-                "config": repr(config)}  # fmt: skip
+                "oxide_prior_nm": oxide_prior_nm, "config": repr(config)}  # fmt: skip
     key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     job = {"out_dir": str(out), "material": material, "oxide_nm": oxide_nm, "camera": cam,
            "um_per_px": um_per_px, "min_score": min_score, "oxide_range": tuple(oxide_range),
-           "config": config, "settings_key": key, "thumb_layers": 2}  # fmt: skip
+           "config": config, "settings_key": key, "thumb_layers": THICK_MIN_LAYERS - 1,
+           "oxide_prior_nm": oxide_prior_nm}  # fmt: skip
     taken: dict = {}
     tasks, done = [], 0
     for i, f in enumerate(files):
@@ -275,7 +278,7 @@ def _finish(out: Path, files, taken, rows, settings) -> dict:
 
 def _report(out: Path, records) -> None:
     cands = [(d, rec, stem) for stem, rec in records for d in rec["annotations"]
-             if d["category_id"] == MONO]  # fmt: skip
+             if d["layers"] < THICK_MIN_LAYERS]  # fmt: skip
     cands.sort(key=lambda t: -t[0]["score"])
     rows = []
     for rank, (d, rec, stem) in enumerate(cands, start=1):
@@ -284,17 +287,19 @@ def _report(out: Path, records) -> None:
         area = f"{d['area_um2']:.1f} &micro;m&sup2;" if "area_um2" in d else f"{d['area']} px"
         name = html.escape(Path(rec["image"]["file_name"]).name)
         rows.append(
-            f"<tr><td>{rank}</td><td>{img}</td><td>{d['score']:.2f}</td><td>{area}</td>"
+            f"<tr><td>{rank}</td><td>{img}</td><td>{d['layers']}</td><td>{d['score']:.2f}</td>"
+            f"<td>{area}</td>"
             f"<td>{', '.join(f'{c:+.3f}' for c in d['contrast'])}</td>"
             f'<td><a href="overlays/{html.escape(stem)}.png">{name}</a></td>'
             f"<td>{', '.join(f'{v:.0f}' for v in d['bbox'])}</td></tr>"
         )
-    title = "qupaint: monolayer candidates"
+    title = "qupaint: thin-flake candidates"
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:sans-serif}} td,th{{padding:4px 8px;border-bottom:1px solid #ddd}}</style>
-</head><body><h1>Monolayer candidates ({len(cands)} in {len(records)} images)</h1>
-<p>Ranked by score (class probability x coverage). Contrast C = I/I<sub>sub</sub> - 1, R, G, B.</p>
-<table><tr><th>#</th><th>flake</th><th>score</th><th>area</th><th>contrast</th><th>image</th>
+</head><body><h1>Thin-flake candidates ({len(cands)} in {len(records)} images)</h1>
+<p>Ranked by score (how well the colour fits a thin layer of the fitted ladder x size).
+Thumbnails: the flake, and its outline. Contrast C = I/I<sub>sub</sub> - 1, R, G, B.</p>
+<table><tr><th>#</th><th>flake</th><th>layers</th><th>score</th><th>area</th><th>contrast</th><th>image</th>
 <th>box x, y, w, h</th></tr>
 {chr(10).join(rows)}
 </table></body></html>

@@ -1,0 +1,201 @@
+"""Detection measured on whole real micrographs with expert instance masks.
+
+The data layout is that of ``shared/data/real/maskterial-labelled/<set>/``: ``images/<id>.jpg``
+and ``masks/<id>.png``, an 8-bit mask with 0 for everything else and k for the k-th thin
+flake (layer numbers not given). Thick flakes, bulk crystals, dust and residue are not
+marked, so a thin detection there is false.
+
+The protocol (the one the project's issues quote):
+
+- a flake is *found* when a thin detection's box has IoU >= 0.5 with the box of its mask;
+- *thin-flake AP50* is COCO bbox AP at IoU 0.5 over all images with one class: every Mono
+  and Few detection is a thin detection, every other thin detection is a false positive;
+  area ranges off (COCO's "all");
+- *unmatched thin detections per image* counts the thin detections that match no flake.
+
+Each image also gets a *setting*, read from its substrate's colour (``grey`` for a
+white-balanced image, ``dark`` for an under-exposed one, ``colour`` otherwise), so that the
+figures can be quoted per camera setting.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from qupaint._io import IMAGE_EXTS
+from qupaint.bench.metrics import box_iou_xywh, evaluate_detection
+from qupaint.categories import THICK_MIN_LAYERS
+
+__all__ = ["MaskedImage", "find_masked_images", "mask_boxes", "camera_setting", "score_real"]
+
+
+@dataclass(frozen=True)
+class MaskedImage:
+    """One whole micrograph and its instance mask."""
+
+    image: Path
+    mask: Path
+
+    @property
+    def name(self) -> str:
+        return self.image.stem
+
+
+def find_masked_images(images_dir: str | os.PathLike, masks_dir: str | os.PathLike | None = None
+                       ) -> list[MaskedImage]:  # fmt: skip
+    """Pairs (image, mask) of a folder: ``masks_dir/<stem>.png`` for every image of
+    ``images_dir`` (default: the ``masks`` folder beside ``images_dir``)."""
+    images = Path(images_dir)
+    if not images.is_dir():
+        raise ValueError(f"images: {str(images)!r} is not a folder")
+    masks = Path(masks_dir) if masks_dir is not None else images.parent / "masks"
+    if not masks.is_dir():
+        raise ValueError(f"masks: {str(masks)!r} is not a folder (give --masks)")
+    out = []
+    for f in sorted(images.iterdir()):
+        if f.suffix.lower() not in IMAGE_EXTS:
+            continue
+        m = masks / f"{f.stem}.png"
+        if not m.is_file():
+            raise ValueError(f"masks: no mask {m.name} for image {f.name} in {masks}")
+        out.append(MaskedImage(f, m))
+    if not out:
+        raise ValueError(f"images: no image files in {images}")
+    return out
+
+
+def mask_boxes(mask: np.ndarray) -> np.ndarray:
+    """[N, 4] ``x, y, w, h`` boxes of the instances 1..max of an instance mask (in pixel-edge
+    coordinates: a one-pixel instance at (x, y) is ``[x, y, 1, 1]``); absent ids are skipped."""
+    from scipy import ndimage
+
+    m = np.asarray(mask)
+    if m.ndim != 2:
+        raise ValueError(f"mask must be [H, W]; got shape {m.shape}")
+    boxes = []
+    for sl in ndimage.find_objects(m.astype(np.int64)):
+        if sl is None:
+            continue
+        ys, xs = sl
+        boxes.append([xs.start, ys.start, xs.stop - xs.start, ys.stop - ys.start])
+    return np.asarray(boxes, float).reshape(-1, 4)
+
+
+def camera_setting(image: np.ndarray) -> str:
+    """``dark``, ``grey`` or ``colour``: the camera setting an image was taken with, read from
+    the median of its pixels (which is the substrate on a flake-hunting chip)."""
+    med = np.median(np.asarray(image)[::8, ::8].reshape(-1, 3).astype(float), axis=0)
+    if med.mean() < 70:
+        return "dark"
+    if (med.max() - med.min()) / med.mean() < 0.08:
+        return "grey"
+    return "colour"
+
+
+def _is_thin(d: dict) -> bool:
+    layers = d.get("layers")
+    if layers is not None:
+        return 1 <= int(layers) < THICK_MIN_LAYERS
+    return int(d["category_id"]) in (1, 2)
+
+
+def score_real(gt_boxes: Sequence[np.ndarray], detections: Sequence[Sequence[dict]],
+               groups: Sequence[str] | None = None) -> dict:  # fmt: skip
+    """Recall at box IoU 0.5, thin-flake AP50 and unmatched thin detections per image.
+
+    Parameters
+    ----------
+    gt_boxes : per image, the [N, 4] boxes of its thin flakes (:func:`mask_boxes`).
+    detections : per image, detections with ``bbox`` [x, y, w, h], ``score`` and ``layers``
+        (or ``category_id``); only thin ones (1-5 layers: Mono and Few) count.
+    groups : per image, a group name (a set, a camera setting): the figures are also given
+        per group under ``"groups"``.
+
+    Returns
+    -------
+    dict with ``images``, ``flakes``, ``found``, ``recall``, ``AP50``, ``thin_detections``,
+    ``unmatched_per_image``, ``per_image`` (found / flakes / unmatched each) and ``groups``.
+    """
+    if len(gt_boxes) != len(detections):
+        raise ValueError(f"{len(gt_boxes)} images of ground truth but {len(detections)} of "
+                         "detections")  # fmt: skip
+    images, anns, preds, per_image = [], [], [], []
+    for i, (g, dets) in enumerate(zip(gt_boxes, detections, strict=True)):
+        g = np.asarray(g, float).reshape(-1, 4)
+        thin = [d for d in dets if _is_thin(d)]
+        images.append({"id": i + 1, "width": 1, "height": 1})
+        for j, b in enumerate(g):
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": 1,
+                         "bbox": [float(v) for v in b], "area": float(b[2] * b[3]),
+                         "iscrowd": 0})  # fmt: skip
+        for d in thin:
+            preds.append({"image_id": i + 1, "category_id": 1, "bbox": list(d["bbox"]),
+                          "score": float(d["score"])})  # fmt: skip
+        if len(thin) and len(g):
+            iou = box_iou_xywh(np.asarray([d["bbox"] for d in thin], float)[:, None], g[None])
+            found = int((iou >= 0.5).any(0).sum())
+            unmatched = int((~(iou >= 0.5).any(1)).sum())
+        else:
+            found, unmatched = 0, len(thin)
+        per_image.append({"flakes": len(g), "found": found, "unmatched": unmatched,
+                          "thin_detections": len(thin)})  # fmt: skip
+    gt = {"images": images, "annotations": anns,
+          "categories": [{"id": 1, "name": "thin"}]}  # fmt: skip
+    n_flakes = sum(p["flakes"] for p in per_image)
+    n_found = sum(p["found"] for p in per_image)
+    ap50 = evaluate_detection(gt, preds)["AP50"] if anns else None
+    out = {
+        "images": len(per_image),
+        "flakes": n_flakes,
+        "found": n_found,
+        "recall": n_found / n_flakes if n_flakes else None,
+        "AP50": ap50,
+        "thin_detections": len(preds),
+        "unmatched_per_image": sum(p["unmatched"] for p in per_image) / max(1, len(per_image)),
+        "per_image": per_image,
+    }
+    if groups is not None:
+        if len(groups) != len(per_image):
+            raise ValueError("groups: one name per image")
+        out["groups"] = {}
+        for name in sorted(set(groups)):
+            idx = [k for k, gname in enumerate(groups) if gname == name]
+            out["groups"][name] = {
+                k: v for k, v in score_real([gt_boxes[k] for k in idx],
+                                            [detections[k] for k in idx]).items()
+                if k != "per_image"
+            }  # fmt: skip
+    return out
+
+
+def evaluate_real(
+    images_dir: str | os.PathLike,
+    masks_dir: str | os.PathLike | None,
+    detector: Callable[[np.ndarray], list[dict]],
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Run ``detector(image) -> detections`` on every masked image of a folder and
+    :func:`score_real` it, grouped by camera setting; per image also its name and setting."""
+    from PIL import Image
+
+    pairs = find_masked_images(images_dir, masks_dir)
+    boxes, dets, settings = [], [], []
+    for k, p in enumerate(pairs):
+        with Image.open(p.image) as im:
+            img = np.asarray(im.convert("RGB"))
+        with Image.open(p.mask) as im:
+            boxes.append(mask_boxes(np.asarray(im)))
+        settings.append(camera_setting(img))
+        dets.append(detector(img))
+        if progress:
+            progress(k + 1, len(pairs))
+    out = score_real(boxes, dets, settings)
+    for row, p, s in zip(out["per_image"], pairs, settings, strict=True):
+        row["image"] = p.name
+        row["setting"] = s
+    return out

@@ -1,0 +1,544 @@
+"""Find and classify thin flakes on whole real micrographs (the product detector).
+
+Pipeline, for one micrograph of a known material, seen through a camera
+(:class:`~qupaint.color.Camera`; default sRGB under D65):
+
+1. **Contrast** (:func:`contrast_map`, the one definition the detector, :mod:`qupaint.seg`
+   and the crop measurements share): pixels are decoded through the camera's response, the
+   substrate's colour is followed across the field (vignetting, an uneven lamp) by
+   :func:`substrate_field`, and ``C = I / I_sub - 1`` per channel (the MaskTerial / 2DMatGMM
+   definition; independent of white-balance gains and exposure).
+2. **Pieces**: pixels that differ from the substrate (chi-square against the substrate's
+   own noise, and at least ``min_contrast`` in some channel) are split along colour edges
+   (the gradient of C, in noise units), so that the terraces of one flake become separate
+   pieces. Each piece is measured: area, median contrast, mean width, closeness to bright
+   crystals.
+3. **Rejection rules, each named** (``rejected`` in :func:`detect`'s ``explain`` output):
+   ``too_small`` (below ``min_area_um2``; dust specks), ``faint`` (strongest channel below
+   ``min_contrast``: residue films, vignetting), ``fibre`` (mean width under
+   ``min_width_px``: fibres and scratches), ``halo`` (mostly within ``halo_px`` of a
+   saturated or bright crystal: its rim and shadow), ``bright`` (brighter than any thin
+   flake can be: bulk and saturated crystals), ``off_ladder`` (its colour fits no layer of
+   the material), ``thick`` (it fits, but with more than ``thin_layers`` layers).
+4. **The ladder, adapted per image** (:func:`fit_ladder`): camera settings change the
+   measured contrast (a white-balanced, gamma-encoded or offset image compresses it per
+   channel), and the oxide varies from chip to chip. Without labels, per image, the oxide
+   and a per-channel gain ``k`` are fitted so that the pieces' contrasts fall on the layer
+   ladder ``C = k * C_L(oxide)`` of the material (TMM through the camera), with the
+   calibrated camera (``k = 1``) as the prior. Each piece takes its best layer count.
+5. **Score**: the probability-like ``exp(-fit / fit_scale)`` (fit in standard deviations)
+   times a size term ``1 - exp(-area / size_um2)`` times the share not in a halo; the report
+   ranks by it. Category from the layer count (:mod:`qupaint.categories`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from qupaint.categories import THICK_MIN_LAYERS, category_of
+from qupaint.color import Camera, linear_srgb_to_lab
+
+__all__ = [
+    "ContrastMap",
+    "DetectorConfig",
+    "Ladder",
+    "contrast_map",
+    "detect",
+    "estimate_oxide_from_flakes",
+    "fit_ladder",
+    "linear_pixels",
+    "substrate_field",
+]
+
+#: the rules by which a piece is not reported as a thin flake, in the order they are tried
+REJECT_RULES = ("too_small", "faint", "fibre", "halo", "bright", "off_ladder", "thick")
+
+
+@dataclass
+class DetectorConfig:
+    """Settings of :func:`detect`; the defaults are those measured on whole real images."""
+
+    blur_sigma_px: float = 1.0  # denoising before the per-pixel contrast
+    min_noise: float = 0.01  # floor of the per-channel contrast noise
+    fg_chi2: float = 25.0  # chi-square vs the substrate above which a pixel is a candidate
+    min_contrast: float = 0.05  # mean |C| over the channels below this: residue, vignetting
+    edge_sigma: float = 3.0  # a colour gradient above this (noise units) splits pieces
+    min_area_um2: float = 15.0  # physical minimum size (dust specks are smaller)
+    min_area_px: int = 100  # the minimum size when the image scale is not known
+    min_width_px: float = 3.0  # mean width 2 area / perimeter below this: fibre, scratch
+    halo_px: int = 4  # a piece within this distance of a bright crystal ...
+    max_halo: float = 0.35  # ... for more than this share of its area is its halo
+    bright: float = 0.12  # brighter than the thin ladder's brightest channel by this: crystal
+    saturation: int = 250  # 8-bit value at which a channel counts as saturated
+    block_px: int = 8  # block size of the substrate field
+    field_sigma: float = 0.12  # smoothing of the field, as a fraction of the image size
+    max_layers: int = 12  # the ladder the pieces are fitted to
+    thin_layers: int = THICK_MIN_LAYERS - 1  # a thin flake has at most this many layers
+    rel_sigma: float = 0.1  # model/calibration uncertainty, relative to |C|
+    max_chi2: float = 25.0  # a piece farther than this from every layer is off the ladder
+    gains: tuple[float, float] = (0.6, 1.6)  # per-channel contrast gain range of the fit
+    gain_steps: int = 9
+    gain_prior: float = 0.35  # standard deviation of log(gain) around the camera (k = 1)
+    oxide_window_nm: float = 15.0  # a given oxide is refined within +- this
+    oxide_prior_sd_nm: float = 20.0  # prior around a calibrated camera's oxide (auto mode)
+    prior_pieces: float = 5.0  # the priors weigh like this many pieces' worth of data, per 1
+    noise_contrast: float = 4.0  # the mean |C| floor is also this many times the noise
+    oxide_step_nm: float = 5.0
+    fit_pieces: int = 80  # the largest pieces that enter the ladder fit
+    fit_scale: float = 2.0  # score x exp(-fit / fit_scale), fit in standard deviations
+    size_um2: float = 40.0  # score x (1 - exp(-area / size_um2))
+    box_pad_px: int = 2  # a piece's box and mask: grown by this much (its edge pixels)
+
+    def validate(self) -> None:
+        if self.min_area_px < 1 or self.max_layers < 1 or self.block_px < 1:
+            raise ValueError("min_area_px, max_layers and block_px must be >= 1")
+        if not 1 <= self.thin_layers <= self.max_layers:
+            raise ValueError("thin_layers must be in [1, max_layers]")
+        if self.fg_chi2 <= 0 or self.max_chi2 <= 0 or self.min_noise <= 0:
+            raise ValueError("fg_chi2, max_chi2 and min_noise must be > 0")
+        if self.min_area_um2 < 0 or self.min_contrast < 0:
+            raise ValueError("min_area_um2 and min_contrast must be >= 0")
+        lo, hi = self.gains
+        if not 0 < lo <= 1 <= hi:
+            raise ValueError("gains: (low, high) with 0 < low <= 1 <= high")
+
+def _as_uint8(image) -> np.ndarray:
+    img = np.asarray(image)
+    if img.ndim != 3 or img.shape[-1] != 3:
+        raise ValueError(f"image must be [H, W, 3] sRGB; got shape {img.shape}")
+    if img.dtype == np.uint8:
+        return img
+    if not np.issubdtype(img.dtype, np.floating):
+        raise TypeError(f"image: uint8 or float in [0, 1]; got {img.dtype}")
+    if not np.all(np.isfinite(img)):
+        raise ValueError("image contains NaN or inf")
+    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def linear_pixels(img: np.ndarray, camera: Camera) -> np.ndarray:
+    """uint8 pixels -> the camera's linear values, float32 (:meth:`Camera.decode_table`)."""
+    return camera.decode_table().astype(np.float32)[img]
+
+
+def substrate_field(
+    lin: np.ndarray, saturated: np.ndarray, block: int = 8, sigma: float = 0.12
+) -> tuple[np.ndarray, np.ndarray]:
+    """(field [H, W, 3], substrate blocks [h, w] bool): the substrate's colour at every pixel.
+
+    Block means of the image (``block`` px, saturated blocks excluded) that lie within a
+    tolerance of the current field are smoothed (normalised Gaussian convolution, ``sigma``
+    times the image's smaller side); three rounds, starting from the median block colour.
+    """
+    H, W = lin.shape[:2]
+    b = max(1, min(block, H // 16, W // 16))
+    h, w = H // b, W // b
+    small = lin[: h * b, : w * b].reshape(h, b, w, b, 3).mean(axis=(1, 3))
+    sat = saturated[: h * b, : w * b].reshape(h, b, w, b).any(axis=(1, 3))
+    dark = small.sum(-1) <= 1e-4
+    ok = ~sat & ~dark
+    if not ok.any():
+        ok = ~dark if (~dark).any() else np.ones((h, w), bool)
+    s = max(1.0, sigma * min(h, w))
+    field = np.broadcast_to(np.median(small[ok], axis=0), small.shape)
+    mask = ok
+    for tol in (0.15, 0.08, 0.05):
+        rel = np.abs(small / np.maximum(field, 1e-6) - 1.0).max(-1)
+        cand = ok & (rel < max(tol, 3.0 * float(np.median(rel[ok]))))
+        if cand.sum() >= 4:
+            mask = cand
+        m = mask.astype(np.float32)
+        num = ndimage.gaussian_filter(small * m[..., None], (s, s, 0), mode="nearest")
+        den = ndimage.gaussian_filter(m, s, mode="nearest")[..., None]
+        field = np.where(den > 1e-3, num / np.maximum(den, 1e-6), np.median(small[mask], axis=0))
+    # bilinear back to full resolution (block centres, edges held), separably: along x on the
+    # h block rows, then along y by blending whole rows (numpy, so thread-count independent)
+    field = field.astype(np.float32)
+    xs = np.clip((np.arange(W) + 0.5) / b - 0.5, 0, w - 1)
+    x0 = xs.astype(np.int64)
+    x1 = np.minimum(x0 + 1, w - 1)
+    fx = (xs - x0).astype(np.float32)[None, :, None]
+    rows = field[:, x0] * (1 - fx) + field[:, x1] * fx  # [h, W, 3]
+    ys = np.clip((np.arange(H) + 0.5) / b - 0.5, 0, h - 1)
+    y0 = ys.astype(np.int64)
+    y1 = np.minimum(y0 + 1, h - 1)
+    fy = (ys - y0).astype(np.float32)[:, None, None]
+    out = rows[y0]
+    out += (rows[y1] - out) * fy
+    return out, mask
+
+
+
+
+@dataclass
+class ContrastMap:
+    """Per-pixel contrast of an image to its substrate (:func:`contrast_map`)."""
+
+    C: np.ndarray  # [H, W, 3] float32, I / I_sub - 1
+    saturated: np.ndarray  # [H, W] bool, any channel at the saturation value
+    noise: np.ndarray  # [3] robust standard deviation of C on the substrate
+    field: np.ndarray  # [H, W, 3] the substrate's linear colour
+
+
+def contrast_map(image, camera: Camera | None = None, blur_sigma_px: float = 1.0,
+                 saturation: int = 250, block_px: int = 8, field_sigma: float = 0.12,
+                 min_noise: float = 0.01) -> ContrastMap:  # fmt: skip
+    """The contrast ``C = I / I_sub - 1`` of every pixel of ``image`` [H, W, 3] (uint8 or
+    float in [0, 1]) to the substrate around it, in the camera's linear values.
+
+    ``blur_sigma_px`` denoises against sensor and JPEG noise (0: none). ``noise`` is the
+    per-channel scatter of C on the substrate (median absolute deviation, floored at
+    ``min_noise``).
+
+    >>> import numpy as np
+    >>> img = np.full((64, 64, 3), 200, np.uint8); img[20:40, 20:40] = 150
+    >>> cm = contrast_map(img, Camera.srgb("D65"), blur_sigma_px=0)
+    >>> round(float(cm.C[30, 30, 0]), 3), round(float(cm.C[5, 5, 0]), 3)
+    (-0.331, 0.0)
+    """
+    img = _as_uint8(image)
+    cam = camera or Camera.srgb("D65")
+    sat = (img >= saturation).any(-1)
+    lin = linear_pixels(img, cam)
+    fld, _ = substrate_field(lin, sat, block_px, field_sigma)
+    if blur_sigma_px > 0:
+        # truncated at 2 sigma: the tails add nothing against pixel noise, and cost half
+        lin = ndimage.gaussian_filter(lin, (blur_sigma_px, blur_sigma_px, 0), truncate=2.0)
+    C = lin / np.maximum(fld, 1e-6) - 1.0
+    sub_c = C[::4, ::4][~sat[::4, ::4]].reshape(-1, 3)
+    if len(sub_c) == 0:
+        noise = np.full(3, min_noise)
+    else:
+        mad = 1.4826 * np.median(np.abs(sub_c - np.median(sub_c, 0)), 0)
+        noise = np.maximum(mad, min_noise)
+    return ContrastMap(C, sat, noise.astype(np.float64), fld)
+
+
+@dataclass
+class Ladder:
+    """The layer ladder fitted to one image (:func:`fit_ladder`)."""
+
+    oxide_nm: float
+    gain: np.ndarray  # [3] per-channel contrast gain (1: the camera as calibrated)
+    contrast: np.ndarray  # [max_layers, 3] predicted C of 1..max_layers layers, gain applied
+    cost: float
+    pieces: int  # how many pieces entered the fit
+    alternatives: list = field(default_factory=list)  # (oxide, gain, cost) runners-up
+
+
+def _piece_chi2(C: np.ndarray, sig: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """[..., P, L] chi-square of pieces C [P, 3] (sigma [P, 3]) to ladders mu [..., L, 3]."""
+    d = (C[:, None, :] - mu[..., None, :, :]) / sig[:, None, :]
+    return (d * d).sum(-1)
+
+
+def fit_ladder(contrasts, material: str, camera: Camera | None = None, noise=0.01,
+               oxide_nm: float | tuple[float, float] = (60.0, 320.0), weights=None,
+               config: DetectorConfig | None = None, oxide_prior_nm: float | None = None
+               ) -> Ladder:  # fmt: skip
+    """Fit the oxide and a per-channel gain so that the median contrasts of an image's
+    pieces ``contrasts`` [P, 3] fall on the material's layer ladder.
+
+    The model is ``C = k * C_L(oxide)`` per channel, ``L`` in 1..``max_layers``; each piece
+    costs its chi-square to the nearest rung, capped at ``2 max_chi2`` (a piece that is no
+    flake of this material costs the same wherever the ladder is), weighted by
+    ``weights``; ``log k`` has a Gaussian prior of ``gain_prior`` around the camera's
+    calibration. ``oxide_nm`` is a thickness (refined within ``oxide_window_nm``) or a
+    (low, high) range searched in ``oxide_step_nm`` steps, with a Gaussian prior of
+    ``oxide_prior_sd_nm`` around ``oxide_prior_nm`` when given (a calibrated camera's
+    chip). The priors weigh as much as ``prior_pieces`` pieces' worth of data or more.
+    """
+    from qupaint.color.calibrate import layer_contrast_grid
+
+    cfg = config or DetectorConfig()
+    cam = camera or Camera.srgb("D65")
+    C = np.asarray(contrasts, np.float64).reshape(-1, 3)
+    w = np.ones(len(C)) if weights is None else np.asarray(weights, np.float64)
+    if isinstance(oxide_nm, tuple):
+        lo, hi = oxide_nm
+    else:
+        lo, hi = max(0.0, oxide_nm - cfg.oxide_window_nm), oxide_nm + cfg.oxide_window_nm
+    oxides = np.arange(lo, hi + 0.5 * cfg.oxide_step_nm, cfg.oxide_step_nm)
+    mu = _ladder_grid(material, cfg.max_layers, tuple(np.round(oxides, 3)), cam)  # [T, L, 3]
+    ks = np.exp(np.linspace(np.log(cfg.gains[0]), np.log(cfg.gains[1]), cfg.gain_steps))
+    ks = np.unique(np.concatenate([ks, [1.0]]))
+    # priors count like the data grows: per piece of weight, at least prior_pieces
+    scale = max(1.0, float(w.sum()) / cfg.prior_pieces)
+    prior = scale * (np.log(ks) / cfg.gain_prior) ** 2  # [G]
+    ox_prior = (np.zeros(len(oxides)) if oxide_prior_nm is None
+                else scale * ((oxides - oxide_prior_nm) / cfg.oxide_prior_sd_nm) ** 2)  # fmt: skip
+    noise = np.broadcast_to(np.asarray(noise, np.float64), (3,))
+    sig = np.sqrt(noise**2 + (cfg.rel_sigma * C) ** 2)  # [P, 3], measurement-based
+    cap = 2.0 * cfg.max_chi2
+    if len(C) == 0:
+        t = int(np.argmin(np.abs(oxides - 0.5 * (lo + hi))))
+        return Ladder(float(oxides[t]), np.ones(3), mu[t], 0.0, 0)
+    # separable in the channels: F[c][t, g, p, l] = ((C_pc - k_g mu_tlc) / sig_pc)^2
+    F = [((C[None, None, :, None, c] - ks[None, :, None, None] * mu[:, None, None, :, c])
+          / sig[None, None, :, None, c]) ** 2 for c in range(3)]  # fmt: skip
+    best = (np.inf, 0, (0, 0, 0))
+    costs = []
+    for t in range(len(oxides)):
+        tot = (F[0][t][:, None, None] + F[1][t][None, :, None]
+               + F[2][t][None, None, :])  # [G, G, G, P, L]  # fmt: skip
+        per = np.minimum(tot.min(-1), cap) @ w  # [G, G, G]
+        per = per + prior[:, None, None] + prior[None, :, None] + prior[None, None, :] + ox_prior[t]
+        g = np.unravel_index(int(np.argmin(per)), per.shape)
+        costs.append((float(per[g]), t, g))
+        if per[g] < best[0]:
+            best = (float(per[g]), t, g)
+    cost, t, g = best
+    k = ks[list(g)]
+    alts = sorted(costs)[1:4]
+    return Ladder(float(oxides[t]), k, mu[t] * k, cost, len(C),
+                  [(float(oxides[a[1]]), ks[list(a[2])], a[0]) for a in alts])  # fmt: skip
+
+
+_LADDERS: dict = {}
+
+
+def _ladder_grid(material, max_layers, oxides, camera) -> np.ndarray:
+    from qupaint.color.calibrate import layer_contrast_grid
+
+    key = (material, max_layers, oxides, camera.key)
+    if key not in _LADDERS:
+        if len(_LADDERS) > 64:
+            _LADDERS.clear()
+        _LADDERS[key] = layer_contrast_grid(material, range(1, max_layers + 1), oxides, camera)
+    return _LADDERS[key]
+
+
+def _pieces(cm: ContrastMap, cfg: DetectorConfig, bright_level: float):
+    """Connected pieces of candidate pixels split along colour edges: (labels, count,
+    bright [H, W] bool)."""
+    C, noise = cm.C, cm.noise
+    chi_sub = ((C / noise) ** 2).sum(-1)
+    floor = max(cfg.min_contrast, cfg.noise_contrast * float(noise.mean()))
+    strong = np.abs(C).mean(-1) >= floor
+    bright = cm.saturated | (C.max(-1) > bright_level)
+    cand = (chi_sub > cfg.fg_chi2) & ~bright
+    g2 = np.zeros(C.shape[:2], np.float32)
+    for c in range(3):
+        gx = ndimage.sobel(C[..., c], 1)
+        gy = ndimage.sobel(C[..., c], 0)
+        g2 += (gx * gx + gy * gy) / np.float32((8.0 * noise[c]) ** 2)
+    core = cand & (g2 < cfg.edge_sigma**2)
+    core = ndimage.binary_opening(core, structure=np.ones((3, 3), bool))
+    labels, n = ndimage.label(core, structure=np.ones((3, 3), bool))
+    return labels, n, bright, strong
+
+
+def detect(
+    image,
+    material: str,
+    oxide_nm: float | str | None = None,
+    config: DetectorConfig | None = None,
+    image_id: int | None = None,
+    camera: Camera | None = None,
+    um_per_px: float | None = None,
+    masks: bool = False,
+    explain: list | None = None,
+    oxide_range: tuple[float, float] = (60.0, 320.0),
+    oxide_prior_nm: float | None = None,
+) -> list[dict]:
+    """Detect thin flakes in a whole micrograph ``image`` [H, W, 3] (uint8 or float in [0, 1]).
+
+    ``oxide_nm`` is the SiO2 thickness, refined within ``config.oxide_window_nm``, or None /
+    ``"auto"`` to fit it per image within ``oxide_range``. ``camera`` is what the image was
+    taken through (a preset or ``qupaint calibrate``'s file; default sRGB under D65).
+    ``um_per_px`` gives the physical minimum size (``config.min_area_um2``) and areas in
+    um^2; without it the minimum is ``config.min_area_px``.
+
+    Returns COCO detections sorted by score: ``bbox`` [x, y, w, h], ``score``,
+    ``category_id`` (1 Mono, 2 Few, 3 Thick), ``layers``, ``contrast`` (median C per
+    channel), ``fit_sigma`` (distance to the fitted ladder, in standard deviations),
+    ``delta_e``, ``area`` (pixels), ``area_um2`` when the scale is known, ``image_id`` when
+    given and ``segmentation`` (COCO RLE) when ``masks``. Thick pieces that fit the ladder
+    are returned as Thick. If ``explain`` is a list, it receives one dict per piece that
+    was not reported (``bbox``, ``area``, ``contrast``, ``rejected``: a rule of
+    :data:`REJECT_RULES`) and, last, ``{"ladder": Ladder}``.
+    """
+    cfg = config or DetectorConfig()
+    cfg.validate()
+    if um_per_px is not None and not (np.isfinite(um_per_px) and um_per_px > 0):
+        raise ValueError(f"um_per_px must be > 0; got {um_per_px}")
+    img = _as_uint8(image)
+    cam = camera or Camera.srgb("D65")
+    H, W = img.shape[:2]
+    if isinstance(oxide_nm, str):
+        if oxide_nm.strip().lower() != "auto":
+            raise ValueError(f"oxide_nm: a thickness in nm or 'auto'; got {oxide_nm!r}")
+        oxide_nm = None
+    if oxide_nm is not None and not (np.isfinite(oxide_nm) and 0 <= oxide_nm <= 2000):
+        raise ValueError(f"oxide_nm must be in 0-2000 nm; got {oxide_nm}")
+    oxide_spec = tuple(oxide_range) if oxide_nm is None else float(oxide_nm)
+    if oxide_nm is None and oxide_prior_nm is not None:  # search where the prior allows
+        reach = 2.5 * cfg.oxide_prior_sd_nm
+        oxide_spec = (max(oxide_range[0], oxide_prior_nm - reach),
+                      min(oxide_range[1], oxide_prior_nm + reach))  # fmt: skip
+        if oxide_spec[0] > oxide_spec[1]:
+            oxide_spec = tuple(oxide_range)
+    cm = contrast_map(img, cam, cfg.blur_sigma_px, cfg.saturation, cfg.block_px,
+                      cfg.field_sigma, cfg.min_noise)  # fmt: skip
+    # the brightest a thin flake of this material can be, over the oxides considered
+    lo, hi = (oxide_spec if isinstance(oxide_spec, tuple)
+              else (oxide_spec - cfg.oxide_window_nm, oxide_spec + cfg.oxide_window_nm))  # fmt: skip
+    probe = tuple(np.round(np.linspace(max(0.0, lo), hi, 9), 3))
+    thin_mu = _ladder_grid(material, cfg.max_layers, probe, cam)[:, : cfg.thin_layers]
+    bright_level = max(0.0, float(thin_mu.max()) * cfg.gains[1]) + cfg.bright
+    labels, n, bright, strong = _pieces(cm, cfg, bright_level)
+    min_px = (cfg.min_area_um2 / um_per_px**2) if um_per_px else cfg.min_area_px
+    min_px = max(4.0, min_px)
+    near_bright = ndimage.binary_dilation(bright, iterations=cfg.halo_px) if bright.any() else None
+    rows = []  # measured pieces that may be flakes
+    for k, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        piece = labels[sl] == k
+        area = int(piece.sum())
+        if area < 0.5 * min_px:
+            continue  # specks: not even worth explaining
+        med = np.median(cm.C[sl][piece], axis=0)
+        ys, xs = np.nonzero(piece)
+        row = {"sl": sl, "piece": piece, "area": area, "med": med,
+               "box": (sl[1].start + xs.min(), sl[0].start + ys.min(),
+                       xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)}  # fmt: skip
+        edge = piece & ~ndimage.binary_erosion(piece)
+        width = 2.0 * area / max(1, int(edge.sum()))
+        halo = float(near_bright[sl][piece].mean()) if near_bright is not None else 0.0
+        row["halo"] = halo
+        if area < min_px:
+            row["rejected"] = "too_small"
+        elif float(np.abs(med).mean()) < max(cfg.min_contrast, cfg.noise_contrast * cm.noise.mean()) or not strong[sl][piece].mean() > 0.5:
+            row["rejected"] = "faint"
+        elif width < cfg.min_width_px:
+            row["rejected"] = "fibre"
+        elif halo > cfg.max_halo:
+            row["rejected"] = "halo"
+        elif float(med.max()) > bright_level:
+            row["rejected"] = "bright"
+        rows.append(row)
+    fit_rows = sorted((r for r in rows if "rejected" not in r), key=lambda r: -r["area"])
+    fit_rows = fit_rows[: cfg.fit_pieces]
+    ladder = fit_ladder(np.array([r["med"] for r in fit_rows]).reshape(-1, 3), material, cam,
+                        cm.noise, oxide_spec,
+                        np.log1p([r["area"] / min_px for r in fit_rows]), cfg,
+                        oxide_prior_nm if oxide_nm is None else None)  # fmt: skip
+    mu = ladder.contrast
+    sub_lin = cm.field.reshape(-1, 3).mean(0)  # for delta_e: the mean substrate colour
+    sub_lab = linear_srgb_to_lab(sub_lin)
+    rows = _split_terraces(rows, cm, mu, cfg, min_px)
+    dets: list[dict] = []
+    for r in rows:
+        if "rejected" in r:
+            continue
+        med = r["med"]
+        sig = np.sqrt(cm.noise**2 + (cfg.rel_sigma * med) ** 2)
+        d2 = (((med[None] - mu) / sig) ** 2).sum(-1)
+        nl = int(np.argmin(d2)) + 1
+        if d2[nl - 1] > cfg.max_chi2:
+            r["rejected"] = "off_ladder"
+            continue
+        fit = math.sqrt(float(d2[nl - 1]) / 3.0)
+        area_um2 = r["area"] * um_per_px**2 if um_per_px else r["area"] / min_px * cfg.min_area_um2
+        score = (math.exp(-fit / cfg.fit_scale) * (1.0 - math.exp(-area_um2 / cfg.size_um2))
+                 * (1.0 - r["halo"]))  # fmt: skip
+        pad = cfg.box_pad_px
+        x, y, w, h = r["box"]
+        x0, y0 = max(0, x - pad), max(0, y - pad)
+        x1, y1 = min(W, x + w + pad), min(H, y + h + pad)
+        lab = linear_srgb_to_lab(sub_lin * (1.0 + med))
+        d = {
+            "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+            "score": float(score),
+            "category_id": category_of(nl),
+            "layers": nl,
+            "contrast": [round(float(c), 5) for c in med],
+            "fit_sigma": fit,
+            "delta_e": float(np.linalg.norm(lab - sub_lab)),
+            "area": r["area"],
+        }
+        if nl > cfg.thin_layers:
+            r["rejected"] = "thick"
+        if um_per_px:
+            d["area_um2"] = float(r["area"] * um_per_px**2)
+        if masks:
+            d["segmentation"] = _rle(r["piece"], r["sl"], pad, H, W)
+        if image_id is not None:
+            d["image_id"] = image_id
+        dets.append(d)
+    dets.sort(key=lambda d: -d["score"])
+    if explain is not None:
+        explain += [{"bbox": [float(v) for v in r["box"]], "area": r["area"],
+                     "contrast": [round(float(c), 4) for c in r["med"]],
+                     "rejected": r["rejected"]} for r in rows if "rejected" in r]  # fmt: skip
+        explain.append({"ladder": ladder})
+    return dets
+
+
+def _split_terraces(rows: list, cm: ContrastMap, mu: np.ndarray, cfg: DetectorConfig,
+                    min_px: float) -> list:  # fmt: skip
+    """Split each piece into its terraces: every pixel takes the nearest rung of the fitted
+    ladder ``mu``; a rung that covers at least ``min_px`` connected pixels of the piece
+    becomes a piece of its own (the rest stays with the largest)."""
+    out = []
+    for r in rows:
+        if "rejected" in r or r["area"] < 2 * min_px:
+            out.append(r)
+            continue
+        sl, piece = r["sl"], r["piece"]
+        px = cm.C[sl][piece]
+        sig = np.sqrt(cm.noise**2 + (cfg.rel_sigma * px) ** 2)
+        d2 = (((px[:, None, :] - mu[None]) / sig[:, None, :]) ** 2).sum(-1)
+        cls = np.zeros(piece.shape, np.int32)
+        cls[piece] = d2.argmin(1) + 1
+        cls = ndimage.median_filter(cls, size=5) * piece  # blends at the steps go to a side
+        parts = []
+        for v in np.unique(cls[cls > 0]):
+            lab, n = ndimage.label(cls == v, structure=np.ones((3, 3), bool))
+            for j, sj in enumerate(ndimage.find_objects(lab), start=1):
+                sub = lab[sj] == j
+                if sub.sum() >= min_px:
+                    parts.append((sj, sub))
+        if len(parts) <= 1:
+            out.append(r)
+            continue
+        for sj, sub in parts:
+            full = np.zeros(piece.shape, bool)
+            full[sj] = sub
+            ys, xs = np.nonzero(full)
+            nr = dict(r)
+            nr.update(piece=full, area=int(full.sum()), med=np.median(cm.C[sl][full], axis=0),
+                      box=(sl[1].start + xs.min(), sl[0].start + ys.min(),
+                           xs.max() - xs.min() + 1, ys.max() - ys.min() + 1))  # fmt: skip
+            out.append(nr)
+    return out
+
+
+def estimate_oxide_from_flakes(image, material: str, camera: Camera | None = None,
+                               candidates: tuple[float, float] = (60.0, 320.0),
+                               config: DetectorConfig | None = None) -> tuple[float | None, int]:  # fmt: skip
+    """(oxide_nm, pieces fitted) from the image's own flakes: the oxide of the ladder that
+    :func:`detect` fits (specks, residue, fibres, halos and crystals excluded first, so dust
+    does not pull it). The camera is taken as calibrated (gain held at 1) unless ``config``
+    says otherwise. (None, 0) when no piece is left to fit."""
+    info: list = []
+    cfg = config or DetectorConfig(gains=(1.0, 1.0))
+    detect(image, material, None, cfg, camera=camera, explain=info, oxide_range=candidates)
+    ladder = info[-1]["ladder"]
+    return (ladder.oxide_nm if ladder.pieces else None), ladder.pieces
+
+
+def _rle(piece: np.ndarray, sl: tuple, pad: int, H: int, W: int) -> dict:
+    """COCO RLE of a piece (grown by ``pad`` like its box) in full-image coordinates."""
+    from pycocotools import mask as mask_utils
+
+    grown = ndimage.binary_dilation(piece, iterations=pad) if pad else piece
+    full = np.zeros((H, W), np.uint8, order="F")
+    full[sl][grown] = 1
+    rle = mask_utils.encode(full)
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
