@@ -15,7 +15,8 @@ Pipeline, for one micrograph of a known material, seen through a camera
    crystals.
 3. **Rejection rules, each named** (``rejected`` in :func:`detect`'s ``explain`` output):
    ``too_small`` (below ``min_area_um2``; dust specks), ``faint`` (strongest channel below
-   ``min_contrast``: residue films, vignetting), ``fibre`` (mean width under
+   ``min_contrast``: residue films), ``shading`` (a faint, colourless piece at the image
+   border: vignetting the substrate field did not follow), ``fibre`` (mean width under
    ``min_width_px``: fibres and scratches), ``halo`` (mostly within ``halo_px`` of a
    saturated or bright crystal: its rim and shadow), ``bright`` (brighter than any thin
    flake can be: bulk and saturated crystals), ``off_ladder`` (its colour fits no layer of
@@ -55,7 +56,7 @@ __all__ = [
 ]
 
 #: the rules by which a piece is not reported as a thin flake, in the order they are tried
-REJECT_RULES = ("too_small", "faint", "fibre", "halo", "bright", "off_ladder", "thick")
+REJECT_RULES = ("too_small", "faint", "shading", "fibre", "halo", "bright", "off_ladder", "thick")
 
 
 @dataclass
@@ -70,6 +71,9 @@ class DetectorConfig:
     min_area_um2: float = 15.0  # physical minimum size (dust specks are smaller)
     min_area_px: int = 100  # the minimum size when the image scale is not known
     min_width_px: float = 3.0  # mean width 2 area / perimeter below this: fibre, scratch
+    shading_contrast: float = 0.12  # a faint (mean |C| below this) ...
+    shading_colour: float = 0.3  # ... colourless (channel spread below this share of it) piece
+    # at the image border is the lamp's fall-off the substrate field did not follow
     halo_px: int = 4  # a piece within this distance of a bright crystal ...
     max_halo: float = 0.35  # ... for more than this share of its area is its halo
     bright: float = 0.12  # brighter than the thin ladder's brightest channel by this: crystal
@@ -80,15 +84,20 @@ class DetectorConfig:
     thin_layers: int = THICK_MIN_LAYERS - 1  # a thin flake has at most this many layers
     rel_sigma: float = 0.1  # model/calibration uncertainty, relative to |C|
     max_chi2: float = 25.0  # a piece farther than this from every layer is off the ladder
-    gains: tuple[float, float] = (0.6, 1.6)  # per-channel contrast gain range of the fit
+    gains: tuple[float, float] = (0.5, 2.0)  # per-channel response exponent range of the fit
     gain_steps: int = 9
     gain_prior: float = 0.35  # standard deviation of log(gain) around the camera (k = 1)
+    response: str = "power"  # per-channel response: "power" 1+C -> (1+C)^k, or "gain" C -> kC
     oxide_window_nm: float = 15.0  # a given oxide is refined within +- this
     oxide_prior_sd_nm: float = 20.0  # prior around a calibrated camera's oxide (auto mode)
-    prior_pieces: float = 5.0  # the priors weigh like this many pieces' worth of data, per 1
+    substrate_prior_sd_nm: float = 10.0  # ... or around the substrate colour's oxide
+    neutral_substrate: float = 0.08  # (max - min) / mean below this: white-balanced image
+    prior_pieces: float = 5.0  # the priors grow with the data beyond this many pieces' weight
+    prior_weight: float = 1.0  # and weigh this much (chi-square units per unit of prior)
     noise_contrast: float = 4.0  # the mean |C| floor is also this many times the noise
     oxide_step_nm: float = 5.0
     fit_pieces: int = 80  # the largest pieces that enter the ladder fit
+    min_temper: float = 100.0  # the fit's likelihood is tempered by at least this (see _hypotheses)
     fit_scale: float = 2.0  # score x exp(-fit / fit_scale), fit in standard deviations
     size_um2: float = 40.0  # score x (1 - exp(-area / size_um2))
     box_pad_px: int = 2  # a piece's box and mask: grown by this much (its edge pixels)
@@ -125,13 +134,15 @@ def linear_pixels(img: np.ndarray, camera: Camera) -> np.ndarray:
 
 
 def substrate_field(
-    lin: np.ndarray, saturated: np.ndarray, block: int = 8, sigma: float = 0.12
+    lin: np.ndarray, saturated: np.ndarray, block: int = 8, sigma: float = 0.12, degree: int = 4
 ) -> tuple[np.ndarray, np.ndarray]:
     """(field [H, W, 3], substrate blocks [h, w] bool): the substrate's colour at every pixel.
 
     Block means of the image (``block`` px, saturated blocks excluded) that lie within a
-    tolerance of the current field are smoothed (normalised Gaussian convolution, ``sigma``
-    times the image's smaller side); three rounds, starting from the median block colour.
+    tolerance of the current field are fitted by a polynomial of ``degree`` in x, y (the
+    lamp's fall-off, per channel in log intensity) times their smoothed residual
+    (normalised Gaussian convolution, ``sigma`` times the image's smaller side); three
+    rounds, starting from the median block colour.
     """
     H, W = lin.shape[:2]
     b = max(1, min(block, H // 16, W // 16))
@@ -145,15 +156,27 @@ def substrate_field(
     s = max(1.0, sigma * min(h, w))
     field = np.broadcast_to(np.median(small[ok], axis=0), small.shape)
     mask = ok
+    # the lamp's fall-off (vignetting) as a smooth polynomial in x, y (log intensity, per
+    # channel), times a smoothed residual for what a polynomial does not follow
+    yy, xx = np.mgrid[0:h, 0:w]
+    u, v = (xx.ravel() + 0.5) / w * 2 - 1, (yy.ravel() + 0.5) / h * 2 - 1
+    basis = np.stack([u**i * v**j for i in range(degree + 1) for j in range(degree + 1 - i)], 1)
+    logs = np.log(np.maximum(small, 1e-6)).reshape(-1, 3)
     for tol in (0.15, 0.08, 0.05):
         rel = np.abs(small / np.maximum(field, 1e-6) - 1.0).max(-1)
         cand = ok & (rel < max(tol, 3.0 * float(np.median(rel[ok]))))
         if cand.sum() >= 4:
             mask = cand
+        flat = mask.ravel()
+        if degree > 0 and flat.sum() > 4 * basis.shape[1]:
+            coef = np.linalg.lstsq(basis[flat], logs[flat], rcond=None)[0]
+            base = np.exp(basis @ coef).reshape(h, w, 3)
+        else:
+            base = np.broadcast_to(np.median(small[mask], axis=0), small.shape)
         m = mask.astype(np.float32)
-        num = ndimage.gaussian_filter(small * m[..., None], (s, s, 0), mode="nearest")
+        num = ndimage.gaussian_filter(small / base * m[..., None], (s, s, 0), mode="nearest")
         den = ndimage.gaussian_filter(m, s, mode="nearest")[..., None]
-        field = np.where(den > 1e-3, num / np.maximum(den, 1e-6), np.median(small[mask], axis=0))
+        field = base * np.where(den > 1e-3, num / np.maximum(den, 1e-6), 1.0)
     # bilinear back to full resolution (block centres, edges held), separably: along x on the
     # h block rows, then along y by blending whole rows (numpy, so thread-count independent)
     field = field.astype(np.float32)
@@ -227,6 +250,8 @@ class Ladder:
     cost: float
     pieces: int  # how many pieces entered the fit
     alternatives: list = field(default_factory=list)  # (oxide, gain, cost) runners-up
+    grid: dict = field(default_factory=dict, repr=False)  # every hypothesis's cost
+    prior: tuple = (None, None, "none")  # (oxide nm, sd nm, source) of the oxide prior
 
 
 def _piece_chi2(C: np.ndarray, sig: np.ndarray, mu: np.ndarray) -> np.ndarray:
@@ -237,8 +262,8 @@ def _piece_chi2(C: np.ndarray, sig: np.ndarray, mu: np.ndarray) -> np.ndarray:
 
 def fit_ladder(contrasts, material: str, camera: Camera | None = None, noise=0.01,
                oxide_nm: float | tuple[float, float] = (60.0, 320.0), weights=None,
-               config: DetectorConfig | None = None, oxide_prior_nm: float | None = None
-               ) -> Ladder:  # fmt: skip
+               config: DetectorConfig | None = None, oxide_prior_nm: float | None = None,
+               oxide_prior_sd_nm: float | None = None) -> Ladder:  # fmt: skip
     """Fit the oxide and a per-channel gain so that the median contrasts of an image's
     pieces ``contrasts`` [P, 3] fall on the material's layer ladder.
 
@@ -266,10 +291,11 @@ def fit_ladder(contrasts, material: str, camera: Camera | None = None, noise=0.0
     ks = np.exp(np.linspace(np.log(cfg.gains[0]), np.log(cfg.gains[1]), cfg.gain_steps))
     ks = np.unique(np.concatenate([ks, [1.0]]))
     # priors count like the data grows: per piece of weight, at least prior_pieces
-    scale = max(1.0, float(w.sum()) / cfg.prior_pieces)
+    scale = cfg.prior_weight * max(1.0, float(w.sum()) / cfg.prior_pieces)
     prior = scale * (np.log(ks) / cfg.gain_prior) ** 2  # [G]
     ox_prior = (np.zeros(len(oxides)) if oxide_prior_nm is None
-                else scale * ((oxides - oxide_prior_nm) / cfg.oxide_prior_sd_nm) ** 2)  # fmt: skip
+                else scale * ((oxides - oxide_prior_nm)
+                              / (oxide_prior_sd_nm or cfg.oxide_prior_sd_nm)) ** 2)  # fmt: skip
     noise = np.broadcast_to(np.asarray(noise, np.float64), (3,))
     sig = np.sqrt(noise**2 + (cfg.rel_sigma * C) ** 2)  # [P, 3], measurement-based
     cap = 2.0 * cfg.max_chi2
@@ -277,15 +303,18 @@ def fit_ladder(contrasts, material: str, camera: Camera | None = None, noise=0.0
         t = int(np.argmin(np.abs(oxides - 0.5 * (lo + hi))))
         return Ladder(float(oxides[t]), np.ones(3), mu[t], 0.0, 0)
     # separable in the channels: F[c][t, g, p, l] = ((C_pc - k_g mu_tlc) / sig_pc)^2
-    F = [((C[None, None, :, None, c] - ks[None, :, None, None] * mu[:, None, None, :, c])
+    F = [((C[None, None, :, None, c] - _respond(mu[:, None, None, :, c], ks[None, :, None, None],
+                                                  cfg.response))
           / sig[None, None, :, None, c]) ** 2 for c in range(3)]  # fmt: skip
     best = (np.inf, 0, (0, 0, 0))
     costs = []
+    table = np.empty((len(oxides), len(ks), len(ks), len(ks)))
     for t in range(len(oxides)):
         tot = (F[0][t][:, None, None] + F[1][t][None, :, None]
                + F[2][t][None, None, :])  # [G, G, G, P, L]  # fmt: skip
         per = np.minimum(tot.min(-1), cap) @ w  # [G, G, G]
         per = per + prior[:, None, None] + prior[None, :, None] + prior[None, None, :] + ox_prior[t]
+        table[t] = per
         g = np.unravel_index(int(np.argmin(per)), per.shape)
         costs.append((float(per[g]), t, g))
         if per[g] < best[0]:
@@ -293,8 +322,19 @@ def fit_ladder(contrasts, material: str, camera: Camera | None = None, noise=0.0
     cost, t, g = best
     k = ks[list(g)]
     alts = sorted(costs)[1:4]
-    return Ladder(float(oxides[t]), k, mu[t] * k, cost, len(C),
-                  [(float(oxides[a[1]]), ks[list(a[2])], a[0]) for a in alts])  # fmt: skip
+    return Ladder(float(oxides[t]), k, _respond(mu[t], k, cfg.response), cost, len(C),
+                  [(float(oxides[a[1]]), ks[list(a[2])], a[0]) for a in alts],
+                  {"cost": table, "oxides": oxides, "ks": ks, "mu": mu,
+                   "n": float(w.sum())})  # fmt: skip
+
+
+def _respond(mu: np.ndarray, k, response: str) -> np.ndarray:
+    """The contrast the camera settings show for a model contrast ``mu``: per channel,
+    ``(1 + mu)^k - 1`` (a power-law response, e.g. a gamma or contrast setting) or ``k mu``
+    (a linear response with an offset)."""
+    if response == "power":
+        return np.power(np.maximum(1.0 + mu, 1e-6), k) - 1.0
+    return k * mu
 
 
 _LADDERS: dict = {}
@@ -375,10 +415,12 @@ def detect(
     if oxide_nm is not None and not (np.isfinite(oxide_nm) and 0 <= oxide_nm <= 2000):
         raise ValueError(f"oxide_nm must be in 0-2000 nm; got {oxide_nm}")
     oxide_spec = tuple(oxide_range) if oxide_nm is None else float(oxide_nm)
-    if oxide_nm is None and oxide_prior_nm is not None:  # search where the prior allows
-        reach = 2.5 * cfg.oxide_prior_sd_nm
-        oxide_spec = (max(oxide_range[0], oxide_prior_nm - reach),
-                      min(oxide_range[1], oxide_prior_nm + reach))  # fmt: skip
+    prior_nm, prior_sd, prior_source = _oxide_prior(img, cam, oxide_nm, oxide_prior_nm,
+                                                    oxide_range, cfg)  # fmt: skip
+    if prior_nm is not None:  # search where the prior allows
+        reach = 2.5 * prior_sd
+        oxide_spec = (max(oxide_range[0], prior_nm - reach),
+                      min(oxide_range[1], prior_nm + reach))  # fmt: skip
         if oxide_spec[0] > oxide_spec[1]:
             oxide_spec = tuple(oxide_range)
     cm = contrast_map(img, cam, cfg.blur_sigma_px, cfg.saturation, cfg.block_px,
@@ -386,9 +428,12 @@ def detect(
     # the brightest a thin flake of this material can be, over the oxides considered
     lo, hi = (oxide_spec if isinstance(oxide_spec, tuple)
               else (oxide_spec - cfg.oxide_window_nm, oxide_spec + cfg.oxide_window_nm))  # fmt: skip
-    probe = tuple(np.round(np.linspace(max(0.0, lo), hi, 9), 3))
+    if prior_nm is not None:  # the prior's likely range
+        lo = max(lo, prior_nm - prior_sd)
+        hi = min(hi, prior_nm + prior_sd)
+    probe = tuple(np.round(np.linspace(max(0.0, lo), max(lo, hi), 9), 3))
     thin_mu = _ladder_grid(material, cfg.max_layers, probe, cam)[:, : cfg.thin_layers]
-    bright_level = max(0.0, float(thin_mu.max()) * cfg.gains[1]) + cfg.bright
+    bright_level = max(0.0, float(thin_mu.max())) + cfg.bright
     labels, n, bright, strong = _pieces(cm, cfg, bright_level)
     min_px = (cfg.min_area_um2 / um_per_px**2) if um_per_px else cfg.min_area_px
     min_px = max(4.0, min_px)
@@ -414,6 +459,9 @@ def detect(
             row["rejected"] = "too_small"
         elif float(np.abs(med).mean()) < max(cfg.min_contrast, cfg.noise_contrast * cm.noise.mean()) or not strong[sl][piece].mean() > 0.5:
             row["rejected"] = "faint"
+        elif (_touches_border(sl, H, W) and float(np.abs(med).mean()) < cfg.shading_contrast
+              and float(np.ptp(med)) < cfg.shading_colour * float(np.abs(med).mean())):
+            row["rejected"] = "shading"
         elif width < cfg.min_width_px:
             row["rejected"] = "fibre"
         elif halo > cfg.max_halo:
@@ -426,26 +474,26 @@ def detect(
     ladder = fit_ladder(np.array([r["med"] for r in fit_rows]).reshape(-1, 3), material, cam,
                         cm.noise, oxide_spec,
                         np.log1p([r["area"] / min_px for r in fit_rows]), cfg,
-                        oxide_prior_nm if oxide_nm is None else None)  # fmt: skip
+                        prior_nm, prior_sd)  # fmt: skip
+    ladder.prior = (prior_nm, prior_sd, prior_source)
     mu = ladder.contrast
     sub_lin = cm.field.reshape(-1, 3).mean(0)  # for delta_e: the mean substrate colour
     sub_lab = linear_srgb_to_lab(sub_lin)
     rows = _split_terraces(rows, cm, mu, cfg, min_px)
+    hyp = _hypotheses(ladder, cfg)
     dets: list[dict] = []
     for r in rows:
         if "rejected" in r:
             continue
         med = r["med"]
-        sig = np.sqrt(cm.noise**2 + (cfg.rel_sigma * med) ** 2)
-        d2 = (((med[None] - mu) / sig) ** 2).sum(-1)
-        nl = int(np.argmin(d2)) + 1
-        if d2[nl - 1] > cfg.max_chi2:
+        nl, d2min, p_thin = _classify(med, cm.noise, mu, hyp, cfg)
+        if d2min > cfg.max_chi2:
             r["rejected"] = "off_ladder"
             continue
-        fit = math.sqrt(float(d2[nl - 1]) / 3.0)
+        fit = math.sqrt(d2min / 3.0)
         area_um2 = r["area"] * um_per_px**2 if um_per_px else r["area"] / min_px * cfg.min_area_um2
         score = (math.exp(-fit / cfg.fit_scale) * (1.0 - math.exp(-area_um2 / cfg.size_um2))
-                 * (1.0 - r["halo"]))  # fmt: skip
+                 * (1.0 - r["halo"]) * (p_thin if nl <= cfg.thin_layers else 1.0 - p_thin))  # fmt: skip
         pad = cfg.box_pad_px
         x, y, w, h = r["box"]
         x0, y0 = max(0, x - pad), max(0, y - pad)
@@ -458,6 +506,7 @@ def detect(
             "layers": nl,
             "contrast": [round(float(c), 5) for c in med],
             "fit_sigma": fit,
+            "p_thin": round(float(p_thin), 4),
             "delta_e": float(np.linalg.norm(lab - sub_lab)),
             "area": r["area"],
         }
@@ -477,6 +526,77 @@ def detect(
                      "rejected": r["rejected"]} for r in rows if "rejected" in r]  # fmt: skip
         explain.append({"ladder": ladder})
     return dets
+
+
+def _oxide_prior(img: np.ndarray, cam: Camera, oxide_nm, camera_oxide, oxide_range,
+                 cfg: DetectorConfig) -> tuple[float | None, float, str]:  # fmt: skip
+    """(centre, sd, source) of the oxide prior in auto mode: the substrate's own colour
+    through the calibrated camera when the image is not white-balanced (a neutral substrate
+    carries no oxide information), else the chip the camera was calibrated on, else none."""
+    if oxide_nm is not None:
+        return None, cfg.oxide_prior_sd_nm, "given"
+    from qupaint.color.calibrate import estimate_oxide
+
+    sub = np.median(img[::8, ::8].reshape(-1, 3).astype(np.float64), axis=0)
+    neutral = (sub.max() - sub.min()) / max(sub.mean(), 1e-6) < cfg.neutral_substrate
+    if camera_oxide is not None and not neutral and sub.min() > 0:
+        lo, hi = oxide_range
+        est = estimate_oxide(sub, cam, candidates=(lo, hi))
+        dist = est.candidates[0][1]
+        if lo < est.oxide_nm < hi and dist <= 3 * est.tolerance and not est.ambiguous:
+            return est.oxide_nm, cfg.substrate_prior_sd_nm, "substrate"
+    if camera_oxide is not None:
+        return float(camera_oxide), cfg.oxide_prior_sd_nm, "camera"
+    return None, cfg.oxide_prior_sd_nm, "none"
+
+
+def _hypotheses(ladder: Ladder, cfg: DetectorConfig, top: int = 4000):
+    """(ladders [K, L, 3], weights [K]) of the most probable (oxide, response) hypotheses.
+
+    The fit's costs are chi-squares of pieces that are not independent and whose spread
+    the model does not fully know, so, as in any fit whose reduced chi-square exceeds 1,
+    the likelihood is tempered by it: ``w = exp(-(cost - min) / (2 max(1, min / n)))``
+    with ``n`` the fitted weight of pieces. A piece's probability of being thin is then
+    averaged over these hypotheses rather than read off the best one."""
+    g = ladder.grid
+    if not g:
+        return ladder.contrast[None], np.ones(1)
+    cost = g["cost"].reshape(-1)
+    tau = 2.0 * max(cfg.min_temper, float(cost.min()) / max(1.0, g["n"]))
+    idx = np.argsort(cost)[:top]
+    w = np.exp(-(cost[idx] - cost[idx[0]]) / tau)
+    keep = w > 1e-3
+    idx, w = idx[keep], w[keep]
+    T, G = g["cost"].shape[:2]
+    t, g1, g2, g3 = np.unravel_index(idx, g["cost"].shape)
+    ks = g["ks"]
+    k = np.stack([ks[g1], ks[g2], ks[g3]], -1)  # [K, 3]
+    mus = _respond(g["mu"][t], k[:, None, :], cfg.response)  # [K, L, 3]
+    return mus, w / w.sum()
+
+
+def _classify(med: np.ndarray, noise: np.ndarray, mu: np.ndarray, hyp, cfg: DetectorConfig):
+    """(layers, chi-square, probability thin) of a piece of median contrast ``med``: the
+    layer count and fit on the best ladder ``mu``, unless the hypotheses ``hyp`` make it
+    thin with probability >= 0.5, when the layer count is the most probable thin one."""
+    sig = np.sqrt(noise**2 + (cfg.rel_sigma * med) ** 2)
+    d2 = (((med[None] - mu) / sig) ** 2).sum(-1)
+    nl = int(np.argmin(d2)) + 1
+    mus, w = hyp
+    d2h = (((med[None, None] - mus) / sig) ** 2).sum(-1)  # [K, L]
+    lh = d2h.argmin(1)
+    ok = d2h[np.arange(len(lh)), lh] <= cfg.max_chi2
+    thin = ok & (lh < cfg.thin_layers)
+    p_thin = float(w[thin].sum() / max(w[ok].sum(), 1e-12)) if ok.any() else 0.0
+    if nl > cfg.thin_layers and p_thin >= 0.5:
+        votes = np.bincount(lh[thin], weights=w[thin], minlength=cfg.thin_layers)
+        nl = int(np.argmax(votes)) + 1
+        return nl, float(d2h[thin][:, nl - 1].min()), p_thin
+    return nl, float(d2[nl - 1]), p_thin
+
+
+def _touches_border(sl: tuple, H: int, W: int) -> bool:
+    return sl[0].start == 0 or sl[1].start == 0 or sl[0].stop == H or sl[1].stop == W
 
 
 def _split_terraces(rows: list, cm: ContrastMap, mu: np.ndarray, cfg: DetectorConfig,
