@@ -257,6 +257,26 @@ PYBIND11_MODULE(_C, m) {
         py::gil_scoped_release release;
         qp::synthia_finish_cpu(img, H, W, C, kernel, r, noise_std, k1, k2, lut, out);
       });
+  m.def("detect_blocks_cpu",
+        [](std::uintptr_t img, long long H, long long W, std::uintptr_t lut, int saturation, long long b,
+           long long h, long long w, std::uintptr_t small, std::uintptr_t sat) {
+          py::gil_scoped_release release;
+          qp::detect_blocks_cpu(img, H, W, lut, saturation, b, h, w, small, sat);
+        });
+  m.def("detect_contrast_cpu",
+        [](std::uintptr_t img, long long H, long long W, std::uintptr_t lut, std::uintptr_t field, long long b,
+           long long h, long long w, std::uintptr_t kernel, int r, std::uintptr_t out) {
+          py::gil_scoped_release release;
+          qp::detect_contrast_cpu(img, H, W, lut, field, b, h, w, kernel, r, out);
+        });
+  m.def("detect_flags_cpu",
+        [](std::uintptr_t C, std::uintptr_t img, long long H, long long W, const qp::Vec3d& noise,
+           int saturation, double fg_chi2, double floor_, double bright_level, double edge2,
+           std::uintptr_t out) {
+          py::gil_scoped_release release;
+          qp::detect_flags_cpu(C, img, H, W, noise.data(), saturation, fg_chi2, floor_, bright_level,
+                               edge2, out);
+        });
   m.def(
       "pia_cpu",
       [](std::uintptr_t x, bool is_uint8, long long B, long long S, long long p, const qp::Vec3d& scale,

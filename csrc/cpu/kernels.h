@@ -26,4 +26,17 @@ void synthia_finish_cpu(std::uintptr_t img, long long H, long long W, long long 
                         std::uintptr_t kernel, int r, float noise_std, std::uint32_t k1,
                         std::uint32_t k2, std::uintptr_t lut, std::uintptr_t out);
 
+// The detector's per-pixel work (csrc/cpu/detect.cpp): img uint8 [H, W, 3] contiguous,
+// lut float32 [256, 3] (the camera's decode), field / small float32 [h, w, 3] with blocks of
+// b pixels, kernel float32 [2r+1], C float32 [H, W, 3], sat / flags uint8.
+void detect_blocks_cpu(std::uintptr_t img, long long H, long long W, std::uintptr_t lut,
+                       int saturation, long long b, long long h, long long w,
+                       std::uintptr_t small, std::uintptr_t sat);
+void detect_contrast_cpu(std::uintptr_t img, long long H, long long W, std::uintptr_t lut,
+                         std::uintptr_t field, long long b, long long h, long long w,
+                         std::uintptr_t kernel, int r, std::uintptr_t out);
+void detect_flags_cpu(std::uintptr_t C, std::uintptr_t img, long long H, long long W,
+                      const double* noise, int saturation, double fg_chi2, double floor_,
+                      double bright_level, double edge2, std::uintptr_t out);
+
 }  // namespace qp

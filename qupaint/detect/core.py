@@ -35,11 +35,13 @@ Pipeline, for one micrograph of a known material, seen through a camera
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 
 import numpy as np
 from scipy import ndimage
 
+from qupaint import _backend
 from qupaint.categories import THICK_MIN_LAYERS, category_of
 from qupaint.color import Camera, linear_srgb_to_lab
 
@@ -78,7 +80,7 @@ class DetectorConfig:
     max_halo: float = 0.35  # ... for more than this share of its area is its halo
     bright: float = 0.12  # brighter than the thin ladder's brightest channel by this: crystal
     saturation: int = 250  # 8-bit value at which a channel counts as saturated
-    block_px: int = 8  # block size of the substrate field
+    block_px: int = 16  # block size of the substrate field
     field_sigma: float = 0.12  # smoothing of the field, as a fraction of the image size
     max_layers: int = 12  # the ladder the pieces are fitted to
     thin_layers: int = THICK_MIN_LAYERS - 1  # a thin flake has at most this many layers
@@ -142,13 +144,25 @@ def substrate_field(
     tolerance of the current field are fitted by a polynomial of ``degree`` in x, y (the
     lamp's fall-off, per channel in log intensity) times their smoothed residual
     (normalised Gaussian convolution, ``sigma`` times the image's smaller side); three
-    rounds, starting from the median block colour.
+    rounds, starting from the median block colour. Bilinear back to full resolution.
     """
     H, W = lin.shape[:2]
-    b = max(1, min(block, H // 16, W // 16))
+    b = _block_size(H, W, block)
     h, w = H // b, W // b
     small = lin[: h * b, : w * b].reshape(h, b, w, b, 3).mean(axis=(1, 3))
     sat = saturated[: h * b, : w * b].reshape(h, b, w, b).any(axis=(1, 3))
+    field, mask = _fit_field(small, sat, sigma, degree)
+    return _upsample(field, b, H, W), mask
+
+
+def _block_size(H: int, W: int, block: int) -> int:
+    return max(1, min(block, H // 16, W // 16))
+
+
+def _fit_field(small: np.ndarray, sat: np.ndarray, sigma: float, degree: int
+               ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The substrate field [h, w, 3] float32 on the block grid, and the blocks it used."""
+    h, w = small.shape[:2]
     dark = small.sum(-1) <= 1e-4
     ok = ~sat & ~dark
     if not ok.any():
@@ -177,9 +191,13 @@ def substrate_field(
         num = ndimage.gaussian_filter(small / base * m[..., None], (s, s, 0), mode="nearest")
         den = ndimage.gaussian_filter(m, s, mode="nearest")[..., None]
         field = base * np.where(den > 1e-3, num / np.maximum(den, 1e-6), 1.0)
-    # bilinear back to full resolution (block centres, edges held), separably: along x on the
-    # h block rows, then along y by blending whole rows (numpy, so thread-count independent)
-    field = field.astype(np.float32)
+    return np.ascontiguousarray(field, dtype=np.float32), mask
+
+
+def _upsample(field: np.ndarray, b: int, H: int, W: int) -> np.ndarray:
+    """Bilinear from the block grid to [H, W, 3] (block centres, edges held), separably: along
+    x on the block rows, then along y by blending whole rows (thread-count independent)."""
+    h, w = field.shape[:2]
     xs = np.clip((np.arange(W) + 0.5) / b - 0.5, 0, w - 1)
     x0 = xs.astype(np.int64)
     x1 = np.minimum(x0 + 1, w - 1)
@@ -191,9 +209,49 @@ def substrate_field(
     fy = (ys - y0).astype(np.float32)[:, None, None]
     out = rows[y0]
     out += (rows[y1] - out) * fy
-    return out, mask
+    return out
 
 
+def _gauss_kernel(sigma: float) -> np.ndarray:
+    """scipy.ndimage's Gaussian weights, truncated at 2 sigma (float32, normalised)."""
+    r = int(2.0 * sigma + 0.5)
+    x = np.arange(-r, r + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (x / sigma) ** 2)
+    return (k / k.sum()).astype(np.float32)
+
+
+@_backend.register("detect_contrast", "reference")
+def _contrast_reference(img, lut, b, sigma, degree, blur_sigma_px, saturation):
+    H, W = img.shape[:2]
+    sat = (img >= saturation).any(-1)
+    lin = lut[img, np.arange(3)]  # per-channel decode
+    h, w = H // b, W // b
+    small = lin[: h * b, : w * b].reshape(h, b, w, b, 3).mean(axis=(1, 3))
+    satb = sat[: h * b, : w * b].reshape(h, b, w, b).any(axis=(1, 3))
+    field, _ = _fit_field(small, satb, sigma, degree)
+    if blur_sigma_px > 0:
+        # truncated at 2 sigma: the tails add nothing against pixel noise, and cost half
+        lin = ndimage.gaussian_filter(lin, (blur_sigma_px, blur_sigma_px, 0), truncate=2.0)
+    return lin / np.maximum(_upsample(field, b, H, W), 1e-6) - 1.0, field
+
+
+@_backend.register("detect_contrast", "cpu")
+def _contrast_cpu(img, lut, b, sigma, degree, blur_sigma_px, saturation):
+    from qupaint import _C
+
+    H, W = img.shape[:2]
+    h, w = H // b, W // b
+    img = np.ascontiguousarray(img)
+    small = np.empty((h, w, 3), np.float32)
+    satb = np.empty((h, w), np.uint8)
+    _C.detect_blocks_cpu(img.ctypes.data, H, W, lut.ctypes.data, int(saturation), b, h, w,
+                         small.ctypes.data, satb.ctypes.data)  # fmt: skip
+    field, _ = _fit_field(small, satb.astype(bool), sigma, degree)
+    k = _gauss_kernel(blur_sigma_px) if blur_sigma_px > 0 else np.ones(1, np.float32)
+    C = np.empty((H, W, 3), np.float32)
+    _C.detect_contrast_cpu(img.ctypes.data, H, W, lut.ctypes.data, field.ctypes.data, b, h, w,
+                           k.ctypes.data, (len(k) - 1) // 2, C.ctypes.data)  # fmt: skip
+    return C, field
 
 
 @dataclass
@@ -201,20 +259,34 @@ class ContrastMap:
     """Per-pixel contrast of an image to its substrate (:func:`contrast_map`)."""
 
     C: np.ndarray  # [H, W, 3] float32, I / I_sub - 1
-    saturated: np.ndarray  # [H, W] bool, any channel at the saturation value
     noise: np.ndarray  # [3] robust standard deviation of C on the substrate
-    field: np.ndarray  # [H, W, 3] the substrate's linear colour
+    field: np.ndarray  # [h, w, 3] the substrate's linear colour on a grid of blocks
+    block: int  # the grid's block size in pixels
+    image: np.ndarray = dc_field(repr=False, default=None)  # the uint8 image
+    saturation: int = 250
+
+    @property
+    def substrate(self) -> np.ndarray:
+        """The substrate's mean linear colour [3]."""
+        return self.field.reshape(-1, 3).mean(0)
+
+    @property
+    def saturated(self) -> np.ndarray:
+        """[H, W] bool: a channel at the saturation value."""
+        return (self.image >= self.saturation).any(-1)
 
 
 def contrast_map(image, camera: Camera | None = None, blur_sigma_px: float = 1.0,
-                 saturation: int = 250, block_px: int = 8, field_sigma: float = 0.12,
-                 min_noise: float = 0.01) -> ContrastMap:  # fmt: skip
+                 saturation: int = 250, block_px: int = 16, field_sigma: float = 0.12,
+                 min_noise: float = 0.01, backend: str | None = None) -> ContrastMap:  # fmt: skip
     """The contrast ``C = I / I_sub - 1`` of every pixel of ``image`` [H, W, 3] (uint8 or
     float in [0, 1]) to the substrate around it, in the camera's linear values.
 
+    The substrate field follows vignetting and an uneven lamp (:func:`substrate_field`).
     ``blur_sigma_px`` denoises against sensor and JPEG noise (0: none). ``noise`` is the
     per-channel scatter of C on the substrate (median absolute deviation, floored at
-    ``min_noise``).
+    ``min_noise``). ``backend``: ``"cpu"`` (the C++ kernel, default when built) or
+    ``"reference"`` (numpy).
 
     >>> import numpy as np
     >>> img = np.full((64, 64, 3), 200, np.uint8); img[20:40, 20:40] = 150
@@ -224,20 +296,21 @@ def contrast_map(image, camera: Camera | None = None, blur_sigma_px: float = 1.0
     """
     img = _as_uint8(image)
     cam = camera or Camera.srgb("D65")
-    sat = (img >= saturation).any(-1)
-    lin = linear_pixels(img, cam)
-    fld, _ = substrate_field(lin, sat, block_px, field_sigma)
-    if blur_sigma_px > 0:
-        # truncated at 2 sigma: the tails add nothing against pixel noise, and cost half
-        lin = ndimage.gaussian_filter(lin, (blur_sigma_px, blur_sigma_px, 0), truncate=2.0)
-    C = lin / np.maximum(fld, 1e-6) - 1.0
-    sub_c = C[::4, ::4][~sat[::4, ::4]].reshape(-1, 3)
+    if not (math.isfinite(blur_sigma_px) and blur_sigma_px >= 0):
+        raise ValueError(f"blur_sigma_px must be >= 0; got {blur_sigma_px}")
+    table = np.asarray(cam.decode_table(), dtype=np.float32)  # [256] or per channel [256, 3]
+    lut = np.ascontiguousarray(np.broadcast_to(table.reshape(256, -1), (256, 3)))
+    b = _block_size(*img.shape[:2], block_px)
+    _, fn = _backend.select("detect_contrast", "cpu", backend)
+    C, field = fn(img, lut, b, field_sigma, 4, blur_sigma_px, saturation)
+    sat = (img[::4, ::4] >= saturation).any(-1)
+    sub_c = C[::4, ::4][~sat].reshape(-1, 3)
     if len(sub_c) == 0:
         noise = np.full(3, min_noise)
     else:
         mad = 1.4826 * np.median(np.abs(sub_c - np.median(sub_c, 0)), 0)
         noise = np.maximum(mad, min_noise)
-    return ContrastMap(C, sat, noise.astype(np.float64), fld)
+    return ContrastMap(C, noise.astype(np.float64), field, b, img, saturation)
 
 
 @dataclass
@@ -249,8 +322,8 @@ class Ladder:
     contrast: np.ndarray  # [max_layers, 3] predicted C of 1..max_layers layers, gain applied
     cost: float
     pieces: int  # how many pieces entered the fit
-    alternatives: list = field(default_factory=list)  # (oxide, gain, cost) runners-up
-    grid: dict = field(default_factory=dict, repr=False)  # every hypothesis's cost
+    alternatives: list = dc_field(default_factory=list)  # (oxide, gain, cost) runners-up
+    grid: dict = dc_field(default_factory=dict, repr=False)  # every hypothesis's cost
     prior: tuple = (None, None, "none")  # (oxide nm, sd nm, source) of the oxide prior
 
 
@@ -351,24 +424,55 @@ def _ladder_grid(material, max_layers, oxides, camera) -> np.ndarray:
     return _LADDERS[key]
 
 
-def _pieces(cm: ContrastMap, cfg: DetectorConfig, bright_level: float):
-    """Connected pieces of candidate pixels split along colour edges: (labels, count,
-    bright [H, W] bool)."""
-    C, noise = cm.C, cm.noise
+#: bits of the per-pixel flags (:func:`_pixel_flags`)
+CAND, CORE, STRONG, BRIGHT = 1, 2, 4, 8
+
+
+@_backend.register("detect_flags", "reference")
+def _flags_reference(C, img, noise, saturation, fg_chi2, floor, bright_level, edge2):
     chi_sub = ((C / noise) ** 2).sum(-1)
-    floor = max(cfg.min_contrast, cfg.noise_contrast * float(noise.mean()))
     strong = np.abs(C).mean(-1) >= floor
-    bright = cm.saturated | (C.max(-1) > bright_level)
-    cand = (chi_sub > cfg.fg_chi2) & ~bright
+    bright = (img >= saturation).any(-1) | (C.max(-1) > bright_level)
+    cand = (chi_sub > fg_chi2) & ~bright
     g2 = np.zeros(C.shape[:2], np.float32)
     for c in range(3):
         gx = ndimage.sobel(C[..., c], 1)
         gy = ndimage.sobel(C[..., c], 0)
         g2 += (gx * gx + gy * gy) / np.float32((8.0 * noise[c]) ** 2)
-    core = cand & (g2 < cfg.edge_sigma**2)
-    core = ndimage.binary_opening(core, structure=np.ones((3, 3), bool))
-    labels, n = ndimage.label(core, structure=np.ones((3, 3), bool))
-    return labels, n, bright, strong
+    core = cand & (g2 < edge2)
+    return (cand * CAND | core * CORE | strong * STRONG | bright * BRIGHT).astype(np.uint8)
+
+
+@_backend.register("detect_flags", "cpu")
+def _flags_cpu(C, img, noise, saturation, fg_chi2, floor, bright_level, edge2):
+    from qupaint import _C
+
+    H, W = C.shape[:2]
+    C = np.ascontiguousarray(C, dtype=np.float32)
+    img = np.ascontiguousarray(img)
+    out = np.empty((H, W), np.uint8)
+    _C.detect_flags_cpu(C.ctypes.data, img.ctypes.data, H, W, [float(v) for v in noise],
+                        int(saturation), float(fg_chi2), float(floor), float(bright_level),
+                        float(edge2), out.ctypes.data)  # fmt: skip
+    return out
+
+
+def _pixel_flags(cm: ContrastMap, img: np.ndarray, cfg: DetectorConfig, bright_level: float,
+                 backend: str | None = None) -> np.ndarray:  # fmt: skip
+    """Per-pixel bits: CAND (differs from the substrate, not bright), CORE (a candidate off
+    any colour edge), STRONG (mean |C| above the floor), BRIGHT (saturated or brighter than
+    a thin flake can be)."""
+    floor = max(cfg.min_contrast, cfg.noise_contrast * float(cm.noise.mean()))
+    _, fn = _backend.select("detect_flags", "cpu", backend)
+    return fn(cm.C, img, cm.noise, cfg.saturation, cfg.fg_chi2, floor, bright_level,
+              cfg.edge_sigma**2)  # fmt: skip
+
+
+def _pieces(flags: np.ndarray) -> tuple[np.ndarray, int]:
+    """Connected pieces of the core pixels (opened, so one-pixel bridges do not join them)."""
+    eight = np.ones((3, 3), bool)
+    core = ndimage.binary_opening((flags & CORE) > 0, structure=eight)
+    return ndimage.label(core, structure=eight)
 
 
 def detect(
@@ -383,6 +487,7 @@ def detect(
     explain: list | None = None,
     oxide_range: tuple[float, float] = (60.0, 320.0),
     oxide_prior_nm: float | None = None,
+    backend: str | None = None,
 ) -> list[dict]:
     """Detect thin flakes in a whole micrograph ``image`` [H, W, 3] (uint8 or float in [0, 1]).
 
@@ -424,7 +529,7 @@ def detect(
         if oxide_spec[0] > oxide_spec[1]:
             oxide_spec = tuple(oxide_range)
     cm = contrast_map(img, cam, cfg.blur_sigma_px, cfg.saturation, cfg.block_px,
-                      cfg.field_sigma, cfg.min_noise)  # fmt: skip
+                      cfg.field_sigma, cfg.min_noise, backend)  # fmt: skip
     # the brightest a thin flake of this material can be, over the oxides considered
     lo, hi = (oxide_spec if isinstance(oxide_spec, tuple)
               else (oxide_spec - cfg.oxide_window_nm, oxide_spec + cfg.oxide_window_nm))  # fmt: skip
@@ -434,10 +539,11 @@ def detect(
     probe = tuple(np.round(np.linspace(max(0.0, lo), max(lo, hi), 9), 3))
     thin_mu = _ladder_grid(material, cfg.max_layers, probe, cam)[:, : cfg.thin_layers]
     bright_level = max(0.0, float(thin_mu.max())) + cfg.bright
-    labels, n, bright, strong = _pieces(cm, cfg, bright_level)
+    flags = _pixel_flags(cm, img, cfg, bright_level, backend)
+    labels, n = _pieces(flags)
     min_px = (cfg.min_area_um2 / um_per_px**2) if um_per_px else cfg.min_area_px
     min_px = max(4.0, min_px)
-    near_bright = ndimage.binary_dilation(bright, iterations=cfg.halo_px) if bright.any() else None
+    bright = (flags & BRIGHT) > 0
     rows = []  # measured pieces that may be flakes
     for k, sl in enumerate(ndimage.find_objects(labels), start=1):
         if sl is None:
@@ -453,11 +559,11 @@ def detect(
                        xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)}  # fmt: skip
         edge = piece & ~ndimage.binary_erosion(piece)
         width = 2.0 * area / max(1, int(edge.sum()))
-        halo = float(near_bright[sl][piece].mean()) if near_bright is not None else 0.0
+        halo = _halo_share(bright, sl, piece, cfg.halo_px)
         row["halo"] = halo
         if area < min_px:
             row["rejected"] = "too_small"
-        elif float(np.abs(med).mean()) < max(cfg.min_contrast, cfg.noise_contrast * cm.noise.mean()) or not strong[sl][piece].mean() > 0.5:
+        elif float(np.abs(med).mean()) < max(cfg.min_contrast, cfg.noise_contrast * cm.noise.mean()) or not ((flags[sl][piece] & STRONG) > 0).mean() > 0.5:
             row["rejected"] = "faint"
         elif (_touches_border(sl, H, W) and float(np.abs(med).mean()) < cfg.shading_contrast
               and float(np.ptp(med)) < cfg.shading_colour * float(np.abs(med).mean())):
@@ -477,7 +583,7 @@ def detect(
                         prior_nm, prior_sd)  # fmt: skip
     ladder.prior = (prior_nm, prior_sd, prior_source)
     mu = ladder.contrast
-    sub_lin = cm.field.reshape(-1, 3).mean(0)  # for delta_e: the mean substrate colour
+    sub_lin = cm.substrate  # for delta_e: the mean substrate colour
     sub_lab = linear_srgb_to_lab(sub_lin)
     rows = _split_terraces(rows, cm, mu, cfg, min_px)
     hyp = _hypotheses(ladder, cfg)
@@ -593,6 +699,19 @@ def _classify(med: np.ndarray, noise: np.ndarray, mu: np.ndarray, hyp, cfg: Dete
         nl = int(np.argmax(votes)) + 1
         return nl, float(d2h[thin][:, nl - 1].min()), p_thin
     return nl, float(d2[nl - 1]), p_thin
+
+
+def _halo_share(bright: np.ndarray, sl: tuple, piece: np.ndarray, halo_px: int) -> float:
+    """The share of a piece within ``halo_px`` of a bright pixel (its own window only)."""
+    H, W = bright.shape
+    y0, x0 = max(0, sl[0].start - halo_px), max(0, sl[1].start - halo_px)
+    y1, x1 = min(H, sl[0].stop + halo_px), min(W, sl[1].stop + halo_px)
+    win = bright[y0:y1, x0:x1]
+    if not win.any():
+        return 0.0
+    near = ndimage.binary_dilation(win, iterations=halo_px)
+    py, px = sl[0].start - y0, sl[1].start - x0
+    return float(near[py : py + piece.shape[0], px : px + piece.shape[1]][piece].mean())
 
 
 def _touches_border(sl: tuple, H: int, W: int) -> bool:
