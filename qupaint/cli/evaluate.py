@@ -326,6 +326,7 @@ def eval_real(
         table.add_row(name, str(g["images"]), str(g["flakes"]), str(g["found"]), pct(g["recall"]),
                       pct(g["AP50"]), f"{g['unmatched_per_image']:.1f}")  # fmt: skip
     console.print(table)
+    console.print(f"{r['seconds_per_image']:.3f} s per image (detection only)")
     if out:
         write_json(out, r)
         console.print(f"wrote {out}")

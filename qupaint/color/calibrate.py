@@ -18,6 +18,8 @@ of the quadrature in one batched kernel call.
 
 from __future__ import annotations
 
+import functools
+
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -339,6 +341,17 @@ def _substrate_linear(substrate: Any, camera: Camera) -> np.ndarray:
     return np.median(lin.reshape(-1, 3), axis=0) if lin.ndim == 3 else lin
 
 
+@functools.lru_cache(maxsize=32)
+def _substrate_chroma(camera: Camera, lo: float, hi: float, step_nm: float):
+    """(oxides [T], chromaticity [T, 3]) of the bare substrate through ``camera`` (cached:
+    a batch of images of one chip asks for the same table)."""
+    grid = np.arange(lo, hi + 0.5 * step_nm, step_nm) if hi > lo else np.array([lo])
+    stacks = _Stacks([], DEFAULT_WAVELENGTHS_NM)
+    R = stacks.spectra(grid, camera.na, camera.angles)[:, 0]  # the substrate row
+    pred = R @ camera.weights(DEFAULT_WAVELENGTHS_NM)
+    return grid, pred / pred.sum(axis=1, keepdims=True)
+
+
 def estimate_oxide(
     substrate: Any,
     camera: Camera | None = None,
@@ -367,11 +380,7 @@ def estimate_oxide(
     c = _substrate_linear(substrate, camera)
     if np.any(c < 0) or c.sum() <= 0:
         raise ValueError("substrate: the colour must be non-negative and not black")
-    grid = np.arange(lo, hi + 0.5 * step_nm, step_nm) if hi > lo else np.array([lo])
-    stacks = _Stacks([], DEFAULT_WAVELENGTHS_NM)
-    R = stacks.spectra(grid, camera.na, camera.angles)[:, 0]  # the substrate row
-    pred = R @ camera.weights(DEFAULT_WAVELENGTHS_NM)
-    chroma = pred / pred.sum(axis=1, keepdims=True)
+    grid, chroma = _substrate_chroma(camera, float(lo), float(hi), float(step_nm))
     dist = np.linalg.norm(chroma - c / c.sum(), axis=1)
     is_min = np.r_[True, dist[1:] <= dist[:-1]] & np.r_[dist[:-1] <= dist[1:], True]
     idx = np.nonzero(is_min)[0]

@@ -359,7 +359,11 @@ def fit_ladder(contrasts, material: str, camera: Camera | None = None, noise=0.0
         lo, hi = oxide_nm
     else:
         lo, hi = max(0.0, oxide_nm - cfg.oxide_window_nm), oxide_nm + cfg.oxide_window_nm
-    oxides = np.arange(lo, hi + 0.5 * cfg.oxide_step_nm, cfg.oxide_step_nm)
+    step = cfg.oxide_step_nm  # on multiples of the step, so that images share grid points
+    oxides = np.arange(math.ceil(lo / step) * step, math.floor(hi / step) * step + 0.5 * step,
+                       step)  # fmt: skip
+    if len(oxides) == 0:
+        oxides = np.array([0.5 * (lo + hi)])
     mu = _ladder_grid(material, cfg.max_layers, tuple(np.round(oxides, 3)), cam)  # [T, L, 3]
     ks = np.exp(np.linspace(np.log(cfg.gains[0]), np.log(cfg.gains[1]), cfg.gain_steps))
     ks = np.unique(np.concatenate([ks, [1.0]]))
@@ -414,14 +418,19 @@ _LADDERS: dict = {}
 
 
 def _ladder_grid(material, max_layers, oxides, camera) -> np.ndarray:
+    """[T, L, 3] model contrast of 1..``max_layers`` layers at each oxide, through the TMM,
+    cached per single oxide value (fits of different images share their grid points)."""
     from qupaint.color.calibrate import layer_contrast_grid
 
-    key = (material, max_layers, oxides, camera.key)
-    if key not in _LADDERS:
-        if len(_LADDERS) > 64:
+    keys = [(material, max_layers, round(float(o), 3), camera.key) for o in oxides]
+    missing = sorted({k[2] for k in keys if k not in _LADDERS})
+    if missing:
+        if len(_LADDERS) > 4096:
             _LADDERS.clear()
-        _LADDERS[key] = layer_contrast_grid(material, range(1, max_layers + 1), oxides, camera)
-    return _LADDERS[key]
+        grid = layer_contrast_grid(material, range(1, max_layers + 1), missing, camera)
+        for o, g in zip(missing, grid, strict=True):
+            _LADDERS[(material, max_layers, o, camera.key)] = g
+    return np.stack([_LADDERS[k] for k in keys])
 
 
 #: bits of the per-pixel flags (:func:`_pixel_flags`)
@@ -730,10 +739,18 @@ def _split_terraces(rows: list, cm: ContrastMap, mu: np.ndarray, cfg: DetectorCo
             continue
         sl, piece = r["sl"], r["piece"]
         px = cm.C[sl][piece]
+        # only the rungs within the piece's colour range (5-95 %, widened by the noise) can
+        # be one of its terraces; one such rung: nothing to split
+        lo, hi = np.percentile(px, [5, 95], axis=0)
+        pad = 3.0 * np.sqrt(cm.noise**2 + (cfg.rel_sigma * r["med"]) ** 2)
+        rungs = np.nonzero(np.all((mu >= lo - pad) & (mu <= hi + pad), axis=1))[0]
+        if len(rungs) <= 1:
+            out.append(r)
+            continue
         sig = np.sqrt(cm.noise**2 + (cfg.rel_sigma * px) ** 2)
-        d2 = (((px[:, None, :] - mu[None]) / sig[:, None, :]) ** 2).sum(-1)
+        d2 = (((px[:, None, :] - mu[None, rungs]) / sig[:, None, :]) ** 2).sum(-1)
         cls = np.zeros(piece.shape, np.int32)
-        cls[piece] = d2.argmin(1) + 1
+        cls[piece] = rungs[d2.argmin(1)] + 1
         cls = ndimage.median_filter(cls, size=5) * piece  # blends at the steps go to a side
         parts = []
         for v in np.unique(cls[cls > 0]):
