@@ -11,21 +11,29 @@
 from __future__ import annotations
 
 from qupaint.detect.core import (
+    REJECT_RULES,
+    ContrastMap,
     DetectorConfig,
+    Ladder,
     contrast_map,
     detect,
     estimate_oxide_from_flakes,
+    fit_ladder,
     linear_pixels,
     substrate_field,
 )
 
 __all__ = [
+    "REJECT_RULES",
+    "ContrastMap",
     "DetectorConfig",
+    "Ladder",
     "contrast_map",
     "detect",
     "detect_batch",
     "estimate_oxide_from_flakes",
     "find_images",
+    "fit_ladder",
     "linear_pixels",
     "substrate_field",
 ]

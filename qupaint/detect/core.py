@@ -116,6 +116,8 @@ class DetectorConfig:
         lo, hi = self.gains
         if not 0 < lo <= 1 <= hi:
             raise ValueError("gains: (low, high) with 0 < low <= 1 <= high")
+        if self.response not in ("power", "gain"):
+            raise ValueError(f"response must be 'power' or 'gain'; got {self.response!r}")
 
 def _as_uint8(image) -> np.ndarray:
     img = np.asarray(image)
@@ -553,6 +555,7 @@ def detect(
     min_px = (cfg.min_area_um2 / um_per_px**2) if um_per_px else cfg.min_area_px
     min_px = max(4.0, min_px)
     bright = (flags & BRIGHT) > 0
+    cand = (flags & CAND) > 0
     rows = []  # measured pieces that may be flakes
     for k, sl in enumerate(ndimage.find_objects(labels), start=1):
         if sl is None:
@@ -570,8 +573,8 @@ def detect(
         width = 2.0 * area / max(1, int(edge.sum()))
         halo = _halo_share(bright, sl, piece, cfg.halo_px)
         row["halo"] = halo
-        if area < min_px:
-            row["rejected"] = "too_small"
+        if area < min_px and _grown_area(piece, sl, cfg.box_pad_px, cand) < min_px:
+            row["rejected"] = "too_small"  # (with its edge pixels, as its mask is reported)
         elif float(np.abs(med).mean()) < max(cfg.min_contrast, cfg.noise_contrast * cm.noise.mean()) or not ((flags[sl][piece] & STRONG) > 0).mean() > 0.5:
             row["rejected"] = "faint"
         elif (_touches_border(sl, H, W) and float(np.abs(med).mean()) < cfg.shading_contrast
@@ -606,7 +609,8 @@ def detect(
             r["rejected"] = "off_ladder"
             continue
         fit = math.sqrt(d2min / 3.0)
-        area_um2 = r["area"] * um_per_px**2 if um_per_px else r["area"] / min_px * cfg.min_area_um2
+        area = _grown_area(r["piece"], r["sl"], cfg.box_pad_px, cand)  # as its mask covers it
+        area_um2 = area * um_per_px**2 if um_per_px else area / min_px * cfg.min_area_um2
         score = (math.exp(-fit / cfg.fit_scale) * (1.0 - math.exp(-area_um2 / cfg.size_um2))
                  * (1.0 - r["halo"]) * (p_thin if nl <= cfg.thin_layers else 1.0 - p_thin))  # fmt: skip
         pad = cfg.box_pad_px
@@ -623,12 +627,12 @@ def detect(
             "fit_sigma": fit,
             "p_thin": round(float(p_thin), 4),
             "delta_e": float(np.linalg.norm(lab - sub_lab)),
-            "area": r["area"],
+            "area": area,
         }
         if nl > cfg.thin_layers:
             r["rejected"] = "thick"
         if um_per_px:
-            d["area_um2"] = float(r["area"] * um_per_px**2)
+            d["area_um2"] = float(area * um_per_px**2)
         if masks:
             d["segmentation"] = _rle(r["piece"], r["sl"], pad, H, W)
         if image_id is not None:
@@ -708,6 +712,20 @@ def _classify(med: np.ndarray, noise: np.ndarray, mu: np.ndarray, hyp, cfg: Dete
         nl = int(np.argmax(votes)) + 1
         return nl, float(d2h[thin][:, nl - 1].min()), p_thin
     return nl, float(d2[nl - 1]), p_thin
+
+
+def _grown_area(piece: np.ndarray, sl: tuple, pad: int, cand: np.ndarray) -> int:
+    """Pixels of a piece grown by ``pad`` into the candidate pixels ``cand`` [H, W] around it
+    (its edge pixels, which the colour-edge split took off: what its box and mask cover)."""
+    if pad <= 0:
+        return int(piece.sum())
+    H, W = cand.shape
+    y0, x0 = sl[0].start - pad, sl[1].start - pad
+    win = np.zeros((piece.shape[0] + 2 * pad, piece.shape[1] + 2 * pad), bool)
+    ys, xs = slice(max(0, y0), min(H, sl[0].stop + pad)), slice(max(0, x0), min(W, sl[1].stop + pad))
+    win[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0] = cand[ys, xs]
+    grown = ndimage.binary_dilation(np.pad(piece, pad), iterations=pad)
+    return int((grown & (win | np.pad(piece, pad))).sum())
 
 
 def _halo_share(bright: np.ndarray, sl: tuple, piece: np.ndarray, halo_px: int) -> float:

@@ -1,0 +1,288 @@
+"""qupaint.detect: the C++ per-pixel kernel against its numpy reference, the contrast's
+invariance to exposure and white balance, the named rejection rules on real pixels, the
+whole-image scores on the expert-masked real micrographs, and the eval-real metric."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import backend_params
+from qupaint.bench.metrics import box_iou_xywh
+from qupaint.bench.real import camera_setting, find_masked_images, mask_boxes, score_real
+from qupaint.color import Camera
+from qupaint.detect import DetectorConfig, contrast_map, detect, fit_ladder
+from qupaint.detect.core import REJECT_RULES, _pixel_flags
+
+LABELLED = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "maskterial-labelled"
+needs_labelled = pytest.mark.skipif(
+    not LABELLED.is_dir(),
+    reason="needs ../shared/data/real/maskterial-labelled (the project's shared data folder, "
+    "beside the repository)",
+)
+CAM = Camera.preset("2dmatgmm")
+SETS = {"GrapheneH": "graphene", "WSe2": "WSe2"}
+
+
+def _chip(rng, H=97, W=131, sub=(120, 105, 150)):
+    """A synthetic chip: substrate with noise and vignetting, a dark flake, a bright crystal
+    with saturated pixels, a speck."""
+    yy, xx = np.mgrid[0:H, 0:W]
+    vign = 1.0 - 0.15 * (((xx - W / 2) / W) ** 2 + ((yy - H / 2) / H) ** 2)
+    img = np.asarray(sub, float)[None, None] * vign[..., None]
+    img[20:50, 30:70] *= np.array([0.85, 0.84, 0.9])  # a thin flake
+    img[60:90, 90:125] = 255.0  # a saturated crystal
+    img[10:13, 100:103] *= 0.3  # a speck
+    img += rng.normal(0, 1.5, img.shape)
+    return np.clip(img + 0.5, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("blur", [0.0, 1.0, 1.5])
+@pytest.mark.parametrize("shape", [(97, 131), (64, 64), (33, 257)])
+@pytest.mark.parametrize("backend", backend_params("detect_contrast", ("cpu",)))
+def test_contrast_kernel_equals_reference(backend, shape, blur, rng):
+    img = _chip(rng, *shape)
+    for cam in (CAM, Camera.srgb("D65"), CAM.replace(gamma=2.2)):  # linear, sRGB, power
+        ref = contrast_map(img, cam, blur, backend="reference")
+        got = contrast_map(img, cam, blur, backend=backend[0])
+        assert got.C.dtype == np.float32 and got.C.shape == (*shape, 3)
+        np.testing.assert_allclose(got.C, ref.C, atol=2e-5, rtol=0)
+        np.testing.assert_allclose(got.field, ref.field, rtol=1e-5)
+        np.testing.assert_allclose(got.noise, ref.noise, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backend", backend_params("detect_flags", ("cpu",)))
+def test_flag_kernel_equals_reference(backend, rng):
+    cfg = DetectorConfig()
+    for k in range(3):
+        img = _chip(rng, 80 + 7 * k, 120 - 9 * k)
+        cm = contrast_map(img, CAM, backend="reference")
+        for bright in (0.05, 0.12, 10.0):
+            ref = _pixel_flags(cm, img, cfg, bright, "reference")
+            got = _pixel_flags(cm, img, cfg, bright, backend[0])
+            assert got.dtype == np.uint8 and got.shape == img.shape[:2]
+            # float32 sums in another order: a pixel exactly at a threshold may flip
+            assert (got != ref).mean() < 1e-3
+            assert ((ref & 8) > 0).any() and ((ref & 1) > 0).any()  # bright and candidates
+
+
+def test_contrast_is_independent_of_exposure_and_white_balance(rng):
+    img = _chip(rng, 120, 160)
+    base = contrast_map(img, CAM)
+    f = img.astype(float)
+    for gains in ((0.45, 0.45, 0.45), (1.0, 1.15, 0.8)):  # a darker exposure; white balance
+        other = np.clip(f * np.array(gains) + 0.5, 0, 255).astype(np.uint8)
+        cm = contrast_map(other, CAM)
+        ok = (img < 240).all(-1) & (other < 240).all(-1) & (img > 40).all(-1)
+        # 8-bit quantisation of the darker image is the only difference
+        assert np.abs(cm.C[ok] - base.C[ok]).mean() < 0.01
+
+
+def test_fit_ladder_recovers_oxide_and_response():
+    # contrasts of 1-4 layers at 95 nm seen through a power response k: the fit finds both
+    from qupaint.color.calibrate import layer_contrast_grid
+
+    mu = layer_contrast_grid("graphene", [1, 2, 3, 4], [95.0], CAM)[0]
+    k = np.array([1.19, 1.0, 0.84])
+    seen = (1 + mu) ** k - 1
+    lad = fit_ladder(seen, "graphene", CAM, 0.005, (70.0, 130.0), config=DetectorConfig())
+    assert abs(lad.oxide_nm - 95.0) <= 5.0, lad
+    np.testing.assert_allclose(lad.gain, k, rtol=0.1)
+    assert np.abs(lad.contrast[:4] - seen).max() < 0.02
+
+
+def test_detect_validates_its_input(rng):
+    img = _chip(rng)
+    with pytest.raises(ValueError, match="0-2000"):
+        detect(img, "graphene", 2500.0, camera=CAM)
+    with pytest.raises(ValueError, match="auto"):
+        detect(img, "graphene", "thick", camera=CAM)
+    with pytest.raises(ValueError, match="um_per_px"):
+        detect(img, "graphene", 90.0, camera=CAM, um_per_px=-1.0)
+    with pytest.raises(ValueError, match="response"):
+        detect(img, "graphene", 90.0, DetectorConfig(response="log"), camera=CAM)
+    with pytest.raises(ValueError, match="gains"):
+        detect(img, "graphene", 90.0, DetectorConfig(gains=(1.2, 2.0)), camera=CAM)
+
+
+def test_synthetic_chip_rules_name_what_they_reject(rng):
+    info: list = []
+    dets = detect(_chip(rng, 120, 160), "graphene", 90.0, camera=CAM, um_per_px=0.385,
+                  explain=info)  # fmt: skip
+    ladder = info.pop()["ladder"]
+    assert ladder.pieces >= 1
+    assert {r["rejected"] for r in info} <= set(REJECT_RULES)
+    thin = [d for d in dets if d["layers"] <= 5]
+    # the flake at x 30-70, y 20-50 is found, and only it
+    assert len(thin) == 1 and box_iou_xywh(thin[0]["bbox"], [30, 20, 40, 30]) > 0.7, thin
+    assert 0 < thin[0]["score"] <= 1 and 0 <= thin[0]["p_thin"] <= 1
+
+
+# --- the metric -------------------------------------------------------------------------
+
+
+def test_score_real_counts_recall_ap_and_unmatched():
+    gt = [np.array([[0, 0, 10, 10], [50, 50, 20, 20]], float), np.zeros((0, 4))]
+    dets = [
+        [{"bbox": [0, 0, 10, 10], "score": 0.9, "layers": 1},  # found
+         {"bbox": [51, 50, 20, 20], "score": 0.8, "layers": 3},  # found (IoU 0.9)
+         {"bbox": [100, 100, 5, 5], "score": 0.7, "layers": 2},  # unmatched thin
+         {"bbox": [50, 50, 20, 20], "score": 0.95, "layers": 9}],  # thick: not counted
+        [{"bbox": [0, 0, 4, 4], "score": 0.1, "category_id": 2}],  # thin, image without flakes
+    ]  # fmt: skip
+    r = score_real(gt, dets, groups=["a", "b"])
+    assert r["flakes"] == 2 and r["found"] == 2 and r["recall"] == 1.0
+    assert r["thin_detections"] == 4 and r["unmatched_per_image"] == 1.0
+    assert r["per_image"][0] == {"flakes": 2, "found": 2, "unmatched": 1, "thin_detections": 3}
+    # both flakes rank above both false positives: AP50 1
+    assert r["AP50"] == pytest.approx(1.0)
+    assert r["groups"]["a"]["recall"] == 1.0 and r["groups"]["b"]["recall"] is None
+    # a false positive ranked first lowers the AP
+    dets[1][0]["score"] = 0.99
+    assert score_real(gt, dets)["AP50"] < 1.0
+    assert score_real(gt, [[], []])["recall"] == 0.0
+    with pytest.raises(ValueError, match="images"):
+        score_real(gt, [[]])
+
+
+def test_mask_boxes_and_settings():
+    m = np.zeros((20, 30), np.uint8)
+    m[2:5, 3:9] = 1
+    m[10, 20] = 3  # id 2 absent
+    np.testing.assert_array_equal(mask_boxes(m), [[3, 2, 6, 3], [20, 10, 1, 1]])
+    assert camera_setting(np.full((16, 16, 3), (196, 197, 200), np.uint8)) == "grey"
+    assert camera_setting(np.full((16, 16, 3), (48, 44, 78), np.uint8)) == "dark"
+    assert camera_setting(np.full((16, 16, 3), (129, 113, 155), np.uint8)) == "colour"
+
+
+# --- real, expert-masked whole micrographs ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def labelled():
+    """{set: [(name, image, gt boxes, mask)]} of the shared whole images."""
+    out = {}
+    for s in SETS:
+        rows = []
+        for p in find_masked_images(LABELLED / s / "images"):
+            img = np.asarray(Image.open(p.image).convert("RGB"))
+            mask = np.asarray(Image.open(p.mask))
+            rows.append((p.name, img, mask_boxes(mask), mask))
+        out[s] = rows
+    return out
+
+
+def _run(img, material, config=None, explain=None):
+    dets = detect(img, material, None, config, camera=CAM, um_per_px=0.385, explain=explain,
+                  oxide_prior_nm=92.94)  # fmt: skip
+    return [d for d in dets if d["score"] >= 0.05]
+
+
+@needs_labelled
+@pytest.mark.slow
+def test_whole_real_images_are_found_without_dust(labelled):
+    # measured (this commit): graphene 20/25 found, AP50 0.68, 2.4 unmatched per image;
+    # WSe2 7/7, AP50 0.98, 0.75 per image (0.15 s per image on one core). Before issue 23:
+    # 0 of 32 found, 31-35 thin detections per image.
+    for s, material in SETS.items():
+        rows = labelled[s]
+        dets = [_run(img, material) for _, img, _, _ in rows]
+        r = score_real([g for _, _, g, _ in rows], dets)
+        floor = {"GrapheneH": (0.7, 0.55), "WSe2": (0.85, 0.8)}[s]
+        assert r["recall"] >= floor[0] and r["AP50"] >= floor[1], (s, r)
+        assert max(p["unmatched"] for p in r["per_image"]) <= 8, (s, r["per_image"])
+        # no dust among the candidates: every thin detection is at least the physical minimum
+        assert all(d["area_um2"] >= 15.0 for ds in dets for d in ds if d["layers"] <= 5)
+
+
+@needs_labelled
+@pytest.mark.slow
+def test_rules_fire_on_real_pixels_and_spare_the_flakes(labelled):
+    fired: dict = {}
+    for s, material in SETS.items():
+        for name, img, gt, mask in labelled[s]:
+            info: list = []
+            _run(img, material, explain=info)
+            info.pop()
+            for r in info:
+                fired[r["rejected"]] = fired.get(r["rejected"], 0) + 1
+                x, y, w, h = (int(v) for v in r["bbox"])
+                inside = mask[y : y + h, x : x + w] > 0
+                if r["rejected"] in ("too_small", "faint", "shading", "fibre", "bright"):
+                    # what these rules throw away lies off the expert's flakes
+                    assert inside.mean() < 0.5 or r["area"] < 60, (name, r)
+                if r["rejected"] == "too_small":
+                    assert r["area"] * 0.385**2 < 15.0
+    # dust specks, residue, vignetting and crystals occur on every real set
+    for rule in ("too_small", "faint", "shading"):
+        assert fired.get(rule, 0) > 0, fired
+
+
+@needs_labelled
+def test_dust_specks_of_a_real_chip_are_rejected_by_size(labelled):
+    # the purple graphene image: its dark specks (a few um^2) are named too_small, and the
+    # one monolayer is the top candidate
+    name, img, gt, _ = next(r for r in labelled["GrapheneH"] if camera_setting(r[1]) == "colour")
+    info: list = []
+    dets = _run(img, "graphene", explain=info)
+    info.pop()
+    specks = [r for r in info if r["rejected"] == "too_small"]
+    assert len(specks) >= 5 and all(r["area"] * 0.385**2 < 15.0 for r in specks)
+    thin = [d for d in dets if d["layers"] <= 5]
+    assert thin and box_iou_xywh(thin[0]["bbox"], gt[0]) >= 0.5, thin[:3]
+
+
+def _found(dets, gt) -> int:
+    thin = [d["bbox"] for d in dets if d["layers"] <= 5]
+    if not thin or not len(gt):
+        return 0
+    return int((box_iou_xywh(np.array(thin)[:, None], gt[None]) >= 0.5).any(0).sum())
+
+
+def _settings(img):
+    """The same chip under other camera settings: a darker exposure, a white balance that
+    makes the substrate grey, and a gamma (an encoded, non-linear response)."""
+    f = img.astype(float) / 255
+    sub = np.median(f[::8, ::8].reshape(-1, 3), 0)
+    out = {"dark": f * 0.45, "white-balanced": f * (sub.max() / sub), "gamma": f ** (1 / 1.4)}
+    return {k: np.clip(v * 255 + 0.5, 0, 255).astype(np.uint8) for k, v in out.items()}
+
+
+@needs_labelled
+@pytest.mark.slow
+@pytest.mark.parametrize("setting", ["dark", "white-balanced", "gamma"])
+@pytest.mark.parametrize("s", list(SETS))
+def test_same_chip_under_other_camera_settings_gives_the_same_flakes(labelled, s, setting,
+                                                                    request):  # fmt: skip
+    # measured (found of 25 graphene / 7 WSe2 flakes): as taken 20 / 7; dark 18 / 7;
+    # white-balanced 21 / 3; gamma 17 / 6
+    if s == "WSe2" and setting == "white-balanced":
+        request.applymarker(pytest.mark.xfail(strict=True, reason="white balance removes the substrate colour's oxide information and the "
+                     "WSe2 flakes alone pin the oxide poorly (3 of 7 found): give --oxide-nm or "
+                     "calibrate the camera (qupaint calibrate --images --masks)"))  # fmt: skip
+    base = other = 0
+    for _, img, gt, _ in labelled[s]:
+        base += _found(_run(img, SETS[s]), gt)
+        other += _found(_run(_settings(img)[setting], SETS[s]), gt)
+    total = sum(len(g) for _, _, g, _ in labelled[s])
+    assert other >= base - max(1, total // 6), (s, setting, base, other, total)
+
+
+@needs_labelled
+def test_eval_real_cli_prints_and_writes_the_figures(tmp_path):
+    from typer.testing import CliRunner
+
+    from qupaint.cli import app
+
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(app, ["eval", "real", "--images", str(LABELLED / "WSe2" / "images"),
+                                   "--material", "WSe2", "--out", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "recall" in res.output and "AP50" in res.output
+    r = json.loads(out.read_text())
+    assert r["flakes"] == 7 and {"colour"} <= set(r["groups"])
+    assert all("setting" in p and "seconds" in p for p in r["per_image"])
