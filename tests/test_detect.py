@@ -286,3 +286,77 @@ def test_eval_real_cli_prints_and_writes_the_figures(tmp_path):
     r = json.loads(out.read_text())
     assert r["flakes"] == 7 and {"colour"} <= set(r["groups"])
     assert all("setting" in p and "seconds" in p for p in r["per_image"])
+
+
+# --- few-shot calibration from annotated images -----------------------------------------
+
+
+def test_calibrate_from_masks_infers_layers_and_writes_a_camera_file(tmp_path, rng):
+    from qupaint.bench.real import find_masked_images
+    from qupaint.color.calibrate import layer_contrast_grid
+    from qupaint.detect.calibrate import calibrate_from_masks
+
+    # two images of 1, 2 and 3 layer graphene at 95 nm, rendered with the camera's model
+    mu = layer_contrast_grid("graphene", [1, 2, 3], [95.0], CAM)[0]
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for k in range(2):
+        img = np.full((240, 320, 3), 140.0)
+        mask = np.zeros((240, 320), np.uint8)
+        for j, (y, x) in enumerate([(30, 30), (30, 180), (150, 100)]):
+            img[y : y + 40, x : x + 50] *= 1 + mu[j]
+            mask[y : y + 40, x : x + 50] = j + 1
+        img = np.clip(img + rng.normal(0, 1.0, img.shape) + 0.5, 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(tmp_path / "images" / f"chip{k}.png")
+        Image.fromarray(mask).save(tmp_path / "masks" / f"chip{k}.png")
+    pairs = find_masked_images(tmp_path / "images")
+    r = calibrate_from_masks(pairs, "graphene", CAM, oxide_range=(70.0, 130.0), um_per_px=0.385)
+    assert abs(r["oxide_nm"] - 95.0) <= 10.0 and len(r["response"]) == 3
+    assert sorted({f["layers"] for f in r["observations"]}) == [1, 2, 3]
+    # with the layer numbers given, the camera itself is refitted
+    known = {(f"chip{k}", j + 1): j + 1 for k in range(2) for j in range(3)}
+    r2 = calibrate_from_masks(pairs, "graphene", CAM, known, (70.0, 130.0))
+    assert "rms" in r2 and r2["rms"] < 0.03 and abs(r2["oxide_nm"] - 95.0) <= 15.0
+    with pytest.raises(ValueError, match="nobelium|[Uu]nknown"):
+        calibrate_from_masks(pairs, "nobelium", CAM)
+
+
+@needs_labelled
+@pytest.mark.slow
+def test_two_labelled_images_calibrate_a_white_balanced_microscope(tmp_path):
+    # a lab whose camera white-balances labels two WSe2 images; with that camera file the
+    # detector finds the flakes of all four images white-balanced (measured 6 of 7; with the
+    # defaults 3 of 7), and as taken (measured 7 of 7)
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from qupaint.cli import app
+
+    for sub in ("images", "masks"):
+        (tmp_path / sub).mkdir()
+    for p in find_masked_images(LABELLED / "WSe2" / "images")[1::2]:  # 2 of the 4
+        shutil.copy(p.image, tmp_path / "images")
+        shutil.copy(p.mask, tmp_path / "masks")
+    cam_file = tmp_path / "cam.json"
+    res = CliRunner().invoke(app, ["calibrate", "--material", "WSe2", "--images",
+                                   str(tmp_path / "images"), "--out", str(cam_file)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    spec = json.loads(cam_file.read_text())
+    assert 40 <= spec["oxide_nm"] <= 140 and spec["um_per_px"] == 0.385
+    cam = Camera.load(cam_file)
+    cfg = DetectorConfig(response_center=tuple(spec["response"]))
+    gts, wb = [], []
+    for _, img, gt, _ in [r for r in _labelled_rows("WSe2")]:
+        v = _settings(img)["white-balanced"]
+        wb.append([d for d in detect(v, "WSe2", spec["oxide_nm"], cfg, camera=cam,
+                                     um_per_px=0.385) if d["score"] >= 0.05])  # fmt: skip
+        gts.append(gt)
+    assert score_real(gts, wb)["found"] >= 5
+
+
+def _labelled_rows(s):
+    for p in find_masked_images(LABELLED / s / "images"):
+        img = np.asarray(Image.open(p.image).convert("RGB"))
+        mask = np.asarray(Image.open(p.mask))
+        yield p.name, img, mask_boxes(mask), mask

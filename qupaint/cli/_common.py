@@ -18,6 +18,7 @@ __all__ = [
     "user_errors",
     "fail",
     "camera_field",
+    "detector_config",
     "progress",
     "split_list",
     "metric_table",
@@ -116,9 +117,10 @@ def load_camera(spec: str | Path | None):
     return cam, (float(oxide) if oxide is not None else None)
 
 
-def camera_field(spec: str | Path | None, key: str) -> float | None:
-    """A number a ``--camera`` preset or file states beside the camera: ``um_per_px`` (the
-    image scale) or ``oxide_nm`` (the chip it was calibrated on); None without it."""
+def camera_field(spec: str | Path | None, key: str):
+    """What a ``--camera`` preset or file states beside the camera: ``um_per_px`` (the image
+    scale), ``oxide_nm`` (the chip it was calibrated on) or ``response`` (the per-channel
+    response exponents of its settings, from ``qupaint calibrate --images``); None without."""
     if spec is None:
         return None
     import json
@@ -131,7 +133,19 @@ def camera_field(spec: str | Path | None, key: str) -> float | None:
         v = json.loads(path.read_text()).get(key)
     except (OSError, ValueError):
         return None
-    return float(v) if v is not None else None
+    if v is None:
+        return None
+    return [float(x) for x in v] if isinstance(v, list) else float(v)
+
+
+def detector_config(camera: str | Path | None, **changes):
+    """The detector's settings for a ``--camera``: its calibrated response as the prior."""
+    from qupaint.detect import DetectorConfig
+
+    resp = camera_field(camera, "response")
+    if resp is not None:
+        changes["response_center"] = tuple(resp)
+    return DetectorConfig(**changes)
 
 
 def oxide_or(oxide_nm: float | None, calibrated: float | None, default: float = 285.0) -> float:

@@ -14,6 +14,7 @@ from qupaint.cli._common import (
     app,
     camera_field,
     console,
+    detector_config,
     fail,
     load_camera,
     metric_table,
@@ -204,7 +205,6 @@ def detect(
     ranking thin-flake candidates; resumable and parallel.
     """
     from qupaint.categories import CATEGORY_NAMES
-    from qupaint.detect import DetectorConfig
     from qupaint.detect.batch import detect_batch, find_images
 
     cam, cal_oxide = load_camera(camera)
@@ -228,7 +228,8 @@ def detect(
             fail("--oxide-nm: a thickness in nm or 'auto'")
         if not 0 <= oxide <= 2000:
             fail(f"--oxide-nm {oxide_nm} is outside 0-2000 nm")
-    config = DetectorConfig(min_area_um2=min_area_um2)
+    with user_errors():
+        config = detector_config(camera, min_area_um2=min_area_um2)
     with user_errors():
         files = find_images(inputs)
     folder = out or Path(files[0]).with_name(Path(files[0]).stem + "_detections")
@@ -312,8 +313,12 @@ def eval_real(
     if not 0 <= min_score <= 1:
         fail("--min-score must be in [0, 1]")
 
+    with user_errors():
+        config = detector_config(camera)
+
     def detector(img):
-        dets = run_detect(img, material, ox, camera=cam, um_per_px=scale, oxide_prior_nm=prior)
+        dets = run_detect(img, material, ox, config, camera=cam, um_per_px=scale,
+                          oxide_prior_nm=prior)  # fmt: skip
         return [d for d in dets if d["score"] >= min_score]
 
     with user_errors(), progress("eval real") as report:

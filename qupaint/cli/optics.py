@@ -11,7 +11,17 @@ import typer
 from rich.table import Table
 
 from qupaint._io import atomic_open, write_json
-from qupaint.cli._common import app, console, load_camera, oxide_or, parse_range, user_errors
+from qupaint.cli._common import (
+    app,
+    camera_field,
+    console,
+    fail,
+    load_camera,
+    oxide_or,
+    parse_range,
+    progress,
+    user_errors,
+)
 
 #: every module that registers kernel ops with qupaint._backend, in pipeline order
 OP_MODULES = (
@@ -170,20 +180,39 @@ def _parse_contrasts(text: str, n: int) -> list[tuple[float, float, float]]:
 @app.command()
 def calibrate(
     material: str = typer.Option(..., help="Material of the measured flakes, e.g. graphene"),
-    layers: str = typer.Option(..., help="Their layer counts, e.g. 1,2"),
+    layers: str = typer.Option(None, help="Their layer counts, e.g. 1,2 (with --contrast)"),
     contrast: str = typer.Option(
-        ..., help="Per-channel contrast C = I/I_sub - 1 of each, 'R,G,B;R,G,B' (e.g. -0.13,...)"
+        None, help="Per-channel contrast C = I/I_sub - 1 of each, 'R,G,B;R,G,B' (e.g. -0.13,...)"
     ),
+    images: Path = typer.Option(
+        None, help="Or: a folder of your own micrographs with instance masks (a few suffice)"
+    ),
+    masks: Path = typer.Option(
+        None, help="Their masks <stem>.png (0 elsewhere, k for flake k); default images/../masks"
+    ),
+    layers_csv: Path = typer.Option(
+        None, help="Optional layer counts of the masked flakes: CSV image,instance,layers"
+    ),
+    camera: str = typer.Option("2dmatgmm", help="Starting camera (with --images)"),
+    um_per_px: float = typer.Option(None, help="Image scale to record (default the camera's)"),
     oxide_nm: str = typer.Option("60:320", help="SiO2 thickness range LO:HI (nm)"),
     illuminant: str = typer.Option("A", help="Lamp: A (halogen), D65, ... or a CSV path"),
     gamma: float = typer.Option(1.0, help="Camera response exponent (1 = linear pixel values)"),
     out: Path = typer.Option(Path("camera.json"), help="Where to write the calibrated camera"),
 ):
-    """Fit the oxide thickness and the camera (Gaussian bands, NA) to measured flake
-    contrasts; the JSON then goes to --camera of optics, synthia, instruct and detect."""
+    """Fit the oxide thickness and the camera to measured flake contrasts (--layers and
+    --contrast), or to a few annotated images of your own (--images with masks; layer
+    numbers optional, inferred when absent); the JSON then goes to --camera of optics,
+    synthia, instruct and detect."""
     from qupaint.color import channel_contrast
     from qupaint.color.calibrate import fit_camera
 
+    if images is not None:
+        _calibrate_images(material, images, masks, layers_csv, camera, um_per_px,
+                          parse_range(oxide_nm, "--oxide-nm"), out)  # fmt: skip
+        return
+    if layers is None or contrast is None:
+        fail("give --layers and --contrast (measured flakes), or --images with masks")
     counts = [int(v) for v in layers.split(",") if v.strip()]
     obs_c = _parse_contrasts(contrast, len(counts))
     lo, hi = parse_range(oxide_nm, "--oxide-nm")
@@ -230,3 +259,42 @@ def calibrate(
             + "; narrow --oxide-nm to choose"
         )
     console.print(f"rms {fit.rms:.4f}; wrote {out}")
+
+
+def _read_layers(path: Path) -> dict:
+    """{(image stem, instance id): layers} from a CSV with columns image,instance,layers."""
+    out = {}
+    with open(path, newline="") as fh:
+        for k, row in enumerate(csv.DictReader(fh), start=2):
+            try:
+                out[(Path(row["image"]).stem, int(row["instance"]))] = int(row["layers"])
+            except (KeyError, TypeError, ValueError):
+                fail(f"--layers-csv line {k}: need image,instance,layers (integers)")
+    return out
+
+
+def _calibrate_images(material, images, masks, layers_csv, camera, um_per_px, oxide, out):
+    from qupaint.bench.real import find_masked_images
+    from qupaint.detect.calibrate import calibrate_from_masks
+
+    cam, _ = load_camera(camera)
+    scale = um_per_px if um_per_px is not None else camera_field(camera, "um_per_px")
+    with user_errors():
+        pairs = find_masked_images(images, masks)
+        known = _read_layers(layers_csv) if layers_csv else None
+        with progress("measure flakes", total=len(pairs)) as report:
+            result = calibrate_from_masks(pairs, material, cam, known, oxide, scale,
+                                          progress=report)  # fmt: skip
+        write_json(out, result)
+    table = Table(title=f"{material}: {result['flakes']} flakes in {len(pairs)} images, "
+                        f"oxide {result['oxide_nm']:.1f} nm")  # fmt: skip
+    for col in ("image", "flake", "layers", "contrast R,G,B"):
+        table.add_column(col)
+    for f in result["observations"]:
+        table.add_row(f["image"][:12], str(f["id"]), str(f.get("layers") or "?"),
+                      ", ".join(f"{v:+.3f}" for v in f["contrast"]))  # fmt: skip
+    console.print(table)
+    if "response" in result:
+        console.print("response exponents R, G, B (1 = as the starting camera): "
+                      + ", ".join(f"{k:.2f}" for k in result["response"]))  # fmt: skip
+    console.print(f"{result['method']}; wrote {out} (use: qupaint detect ... --camera {out})")

@@ -90,6 +90,7 @@ class DetectorConfig:
     gain_steps: int = 9
     gain_prior: float = 0.35  # standard deviation of log(gain) around the camera (k = 1)
     response: str = "power"  # per-channel response: "power" 1+C -> (1+C)^k, or "gain" C -> kC
+    response_center: tuple[float, float, float] = (1.0, 1.0, 1.0)  # a calibration's k (prior)
     oxide_window_nm: float = 15.0  # a given oxide is refined within +- this
     oxide_prior_sd_nm: float = 20.0  # prior around a calibrated camera's oxide (auto mode)
     substrate_prior_sd_nm: float = 10.0  # ... or around the substrate colour's oxide
@@ -118,6 +119,8 @@ class DetectorConfig:
             raise ValueError("gains: (low, high) with 0 < low <= 1 <= high")
         if self.response not in ("power", "gain"):
             raise ValueError(f"response must be 'power' or 'gain'; got {self.response!r}")
+        if len(self.response_center) != 3 or not all(k > 0 for k in self.response_center):
+            raise ValueError("response_center: three exponents > 0 (R, G, B)")
 
 def _as_uint8(image) -> np.ndarray:
     img = np.asarray(image)
@@ -368,7 +371,8 @@ def fit_ladder(contrasts, material: str, camera: Camera | None = None, noise=0.0
         oxides = np.array([0.5 * (lo + hi)])
     mu = _ladder_grid(material, cfg.max_layers, tuple(np.round(oxides, 3)), cam)  # [T, L, 3]
     ks = np.exp(np.linspace(np.log(cfg.gains[0]), np.log(cfg.gains[1]), cfg.gain_steps))
-    ks = np.unique(np.concatenate([ks, [1.0]]))
+    ks = np.unique(np.concatenate([ks, [1.0]]))  # relative to the camera's calibrated response
+    kc = np.asarray(cfg.response_center, np.float64)[:, None] * ks[None]  # [3, G] per channel
     # priors count like the data grows: per piece of weight, at least prior_pieces
     scale = cfg.prior_weight * max(1.0, float(w.sum()) / cfg.prior_pieces)
     prior = scale * (np.log(ks) / cfg.gain_prior) ** 2  # [G]
@@ -382,7 +386,7 @@ def fit_ladder(contrasts, material: str, camera: Camera | None = None, noise=0.0
         t = int(np.argmin(np.abs(oxides - 0.5 * (lo + hi))))
         return Ladder(float(oxides[t]), np.ones(3), mu[t], 0.0, 0)
     # separable in the channels: F[c][t, g, p, l] = ((C_pc - k_g mu_tlc) / sig_pc)^2
-    F = [((C[None, None, :, None, c] - _respond(mu[:, None, None, :, c], ks[None, :, None, None],
+    F = [((C[None, None, :, None, c] - _respond(mu[:, None, None, :, c], kc[c][None, :, None, None],
                                                   cfg.response))
           / sig[None, None, :, None, c]) ** 2 for c in range(3)]  # fmt: skip
     best = (np.inf, 0, (0, 0, 0))
@@ -399,11 +403,11 @@ def fit_ladder(contrasts, material: str, camera: Camera | None = None, noise=0.0
         if per[g] < best[0]:
             best = (float(per[g]), t, g)
     cost, t, g = best
-    k = ks[list(g)]
+    k = kc[[0, 1, 2], list(g)]
     alts = sorted(costs)[1:4]
     return Ladder(float(oxides[t]), k, _respond(mu[t], k, cfg.response), cost, len(C),
-                  [(float(oxides[a[1]]), ks[list(a[2])], a[0]) for a in alts],
-                  {"cost": table, "oxides": oxides, "ks": ks, "mu": mu,
+                  [(float(oxides[a[1]]), kc[[0, 1, 2], list(a[2])], a[0]) for a in alts],
+                  {"cost": table, "oxides": oxides, "ks": kc, "mu": mu,
                    "n": float(w.sum())})  # fmt: skip
 
 
@@ -688,8 +692,8 @@ def _hypotheses(ladder: Ladder, cfg: DetectorConfig, top: int = 4000):
     idx, w = idx[keep], w[keep]
     T, G = g["cost"].shape[:2]
     t, g1, g2, g3 = np.unravel_index(idx, g["cost"].shape)
-    ks = g["ks"]
-    k = np.stack([ks[g1], ks[g2], ks[g3]], -1)  # [K, 3]
+    kc = g["ks"]  # [3, G]
+    k = np.stack([kc[0][g1], kc[1][g2], kc[2][g3]], -1)  # [K, 3]
     mus = _respond(g["mu"][t], k[:, None, :], cfg.response)  # [K, L, 3]
     return mus, w / w.sum()
 
