@@ -296,8 +296,8 @@ def contrast_map(image, camera: Camera | None = None, blur_sigma_px: float = 1.0
     >>> import numpy as np
     >>> img = np.full((64, 64, 3), 200, np.uint8); img[20:40, 20:40] = 150
     >>> cm = contrast_map(img, Camera.srgb("D65"), blur_sigma_px=0)
-    >>> round(float(cm.C[30, 30, 0]), 3), round(float(cm.C[5, 5, 0]), 3)
-    (-0.331, 0.0)
+    >>> round(float(cm.C[30, 30, 0]), 3), round(float(cm.C[5, 5, 0]), 3)  # sRGB-decoded ratio
+    (-0.472, 0.0)
     """
     img = _as_uint8(image)
     cam = camera or Camera.srgb("D65")
