@@ -293,69 +293,81 @@ REAL_DIR = Path(__file__).parent / "data" / "real"
 
 
 def real_micrographs(out: Path, log=None) -> list[Path]:
-    """The physics detector on real micrographs, through the calibrated ``2dmatgmm`` camera
-    (the microscope these images were taken with).
+    """The flake detector on real micrographs with ``qupaint detect``'s defaults (the
+    calibrated ``2dmatgmm`` camera, the microscope these images were taken with).
 
-    1. Two real WS2 / MoSe2 chips in batch mode (oxide estimated from each substrate):
-       overlays, COCO JSON with masks, flakes.csv and report.html under ``real/chips/``.
-    2. Eight expert-labelled real graphene flakes pasted, scaled to the local substrate,
-       on clean spots of the WS2 chip: ``real_flakes.png`` outlines what the detector finds
-       and ``real_flakes.csv`` sets its layer count beside the expert's.
+    1. Two real WS2 / MoSe2 chips in batch mode: overlays, COCO JSON with masks, flakes.csv
+       and report.html (thin candidates ranked, outlined thumbnails) under ``real/chips/``.
+    2. Two windows of expert-masked whole GrapheneH micrographs (a white-balanced one with
+       18 thin flakes beside bulk crystals, a purple one with a monolayer among dust
+       specks): ``real_flakes.png`` draws the expert's flakes (green) and the detections
+       (red: thin, with rank and area), ``real_flakes.csv`` lists every thin detection with
+       whether it is an expert's flake.
     """
     from PIL import Image
 
-    from qupaint.detect.batch import detect_batch
-    from qupaint.detect.core import detect, linear_pixels, substrate_field
-    from qupaint.detect.draw import draw_detections
-    from qupaint.bench.layers import measure_crop, paste_flake
     from qupaint.bench.metrics import box_iou_xywh
+    from qupaint.bench.real import mask_boxes, score_real
     from qupaint.color import Camera
+    from qupaint.detect import detect
+    from qupaint.detect.batch import detect_batch
+    from qupaint.detect.draw import outline_labels
 
     cam = Camera.preset("2dmatgmm")
+    spec = json.loads((Path(__file__).parent / "color" / "cameras" / "2dmatgmm.json").read_text())
+    prior, scale = spec["oxide_nm"], spec["um_per_px"]
     paths = []
     for mat in ("WS2", "MoSe2"):
         s = detect_batch([REAL_DIR / f"{mat}_chip.jpg"], out / "real" / "chips" / mat, mat,
-                         "auto", camera=cam, um_per_px=0.385, min_score=0.05)  # fmt: skip
+                         "auto", camera=cam, um_per_px=scale, min_score=0.05,
+                         oxide_prior_nm=prior)  # fmt: skip
         if log:
             log(f"real {mat} chip: {s['flakes']} flakes, {s['monolayer_candidates']} monolayer")
     paths.append(out / "real" / "chips")
-    chip = np.asarray(Image.open(REAL_DIR / "WS2_chip.jpg").convert("RGB"))
-    lut = cam.decode_table()
-    field = substrate_field(linear_pixels(chip, cam), (chip >= 250).any(-1))[0]
-    # the quietest 150 px cells of the chip (least contrast, nothing saturated) take the flakes
-    C = np.abs(lut[chip] / field - 1).max(-1)
-    H, W = chip.shape[:2]
-    cells = [(C[y : y + 150, x : x + 150].mean(), y, x)
-             for y in range(0, H - 150, 150) for x in range(0, W - 150, 150)]  # fmt: skip
-    cells.sort()
-    img, truth = chip.copy(), []
-    flakes = sorted(REAL_DIR.glob("Graphene_*_L*.png"))
-    for (_, y, x), path in zip(cells, flakes, strict=False):
-        a = np.asarray(Image.open(path).convert("RGB"))
-        h, w = a.shape[:2]
-        at = (y + (150 - h) // 2, x + (150 - w) // 2)
-        img, box = paste_flake(img, a, measure_crop(a)[1], at, cam, field)
-        truth.append((path.name, int(path.stem.rsplit("_L", 1)[1]), box))
-    oxide = json.loads((Path(__file__).parent / "color" / "cameras" / "2dmatgmm.json").read_text())[
-        "oxide_nm"
-    ]
-    dets = [d for d in detect(img, "graphene", oxide, camera=cam, masks=True) if d["score"] >= 0.05]
-    draw_detections(img, dets, out / "real_flakes.png")
-    rows = []
-    for name, layers, box in truth:
-        best = max(dets, key=lambda d: box_iou_xywh(box, d["bbox"]), default=None)
-        iou = float(box_iou_xywh(box, best["bbox"])) if best else 0.0
-        found = best is not None and iou >= 0.5
-        rows.append([name, layers, best["layers"] if found else "", f"{iou:.2f}",
-                     f"{best['score']:.2f}" if found else ""])  # fmt: skip
-    _write_rows(out / "real_flakes.csv", ["crop", "expert_layers", "detected_layers", "box_iou",
-                                          "score"], rows)  # fmt: skip
+    panels, rows, gts, all_dets = [], [], [], []
+    for name in ("GrapheneH_grey", "GrapheneH_purple"):
+        img = np.asarray(Image.open(REAL_DIR / "whole" / f"{name}.jpg").convert("RGB"))
+        mask = np.asarray(Image.open(REAL_DIR / "whole" / f"{name}_mask.png"))
+        gt = mask_boxes(mask)
+        dets = [d for d in detect(img, "graphene", None, camera=cam, um_per_px=scale,
+                                  oxide_prior_nm=prior, masks=True)
+                if d["score"] >= 0.05 and d["layers"] <= 5]  # fmt: skip
+        gts.append(gt)
+        all_dets.append(dets)
+        panel = outline_labels(img, mask, (40, 220, 40))
+        for rank, d in enumerate(dets, start=1):
+            iou = float(box_iou_xywh(np.asarray(d["bbox"])[None], gt).max()) if len(gt) else 0.0
+            rows.append([name, rank, d["layers"], f"{d['score']:.3f}", f"{d['area_um2']:.1f}",
+                         ",".join(f"{v:.0f}" for v in d["bbox"]), f"{iou:.2f}",
+                         "yes" if iou >= 0.5 else "no"])  # fmt: skip
+        panels.append((name, panel, dets))
+    _write_rows(out / "real_flakes.csv", ["image", "rank", "layers", "score", "area_um2",
+                                          "bbox", "best_iou", "expert_flake"], rows)  # fmt: skip
+    _plot_real(panels, out / "real_flakes.png")
+    r = score_real(gts, all_dets)
     if log:
-        hits = sum(r[2] != "" for r in rows)
-        right = sum(r[2] == r[1] for r in rows)
-        log(f"real graphene flakes on a real chip: {hits}/{len(rows)} found, {right} with the "
-            "expert's layer count")  # fmt: skip
+        top = [float(row[4]) for row in rows if int(row[1]) <= 5]
+        log(f"expert-masked real chips: {r['found']}/{r['flakes']} thin flakes found, "
+            f"{r['unmatched_per_image']:.1f} unmatched per image; the top-5 candidates of each "
+            f"are {min(top):.0f}-{max(top):.0f} um^2 (no dust)")  # fmt: skip
     return paths + [out / "real_flakes.png", out / "real_flakes.csv"]
+
+
+def _plot_real(panels, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 7))
+    for ax, (name, img, dets) in zip(np.atleast_1d(axes), panels, strict=True):
+        ax.imshow(img)
+        for rank, d in enumerate(dets, start=1):
+            x, y, w, h = d["bbox"]
+            ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, color="red", lw=1.2))
+            ax.text(x, y - 3, f"#{rank} {d['layers']}L {d['area_um2']:.0f}um²", color="red",
+                    fontsize=7)  # fmt: skip
+        ax.set_title(f"{name}: expert's thin flakes (green), detections (red, ranked)")
+        ax.axis("off")
+    fig.tight_layout()
+    _save_fig(fig, path)
 
 
 def synthia_contact_sheet(path: Path, per_material: int = 4, size: int = 256) -> None:
