@@ -103,7 +103,7 @@ class DetectorConfig:
     min_temper: float = 100.0  # the fit's likelihood is tempered by at least this (see _hypotheses)
     fit_scale: float = 2.0  # score x exp(-fit / fit_scale), fit in standard deviations
     size_um2: float = 40.0  # score x (1 - exp(-area / size_um2))
-    box_pad_px: int = 2  # a piece's box and mask: grown by this much (its edge pixels)
+    box_pad_px: int = 3  # a piece's box and mask: grown by up to this much into candidates
 
     def validate(self) -> None:
         if self.min_area_px < 1 or self.max_layers < 1 or self.block_px < 1:
@@ -613,14 +613,14 @@ def detect(
             r["rejected"] = "off_ladder"
             continue
         fit = math.sqrt(d2min / 3.0)
-        area = _grown_area(r["piece"], r["sl"], cfg.box_pad_px, cand)  # as its mask covers it
+        grown, gy, gx = _grow(r["piece"], r["sl"], cfg.box_pad_px, cand)  # the whole flake
+        area = int(grown.sum())
         area_um2 = area * um_per_px**2 if um_per_px else area / min_px * cfg.min_area_um2
         score = (math.exp(-fit / cfg.fit_scale) * (1.0 - math.exp(-area_um2 / cfg.size_um2))
                  * (1.0 - r["halo"]) * (p_thin if nl <= cfg.thin_layers else 1.0 - p_thin))  # fmt: skip
-        pad = cfg.box_pad_px
-        x, y, w, h = r["box"]
-        x0, y0 = max(0, x - pad), max(0, y - pad)
-        x1, y1 = min(W, x + w + pad), min(H, y + h + pad)
+        ys, xs = np.nonzero(grown)
+        x0, y0 = gx + int(xs.min()), gy + int(ys.min())
+        x1, y1 = gx + int(xs.max()) + 1, gy + int(ys.max()) + 1
         lab = linear_srgb_to_lab(sub_lin * (1.0 + med))
         d = {
             "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
@@ -638,7 +638,7 @@ def detect(
         if um_per_px:
             d["area_um2"] = float(area * um_per_px**2)
         if masks:
-            d["segmentation"] = _rle(r["piece"], r["sl"], pad, H, W)
+            d["segmentation"] = _rle(grown, gy, gx, H, W)
         if image_id is not None:
             d["image_id"] = image_id
         dets.append(d)
@@ -718,18 +718,25 @@ def _classify(med: np.ndarray, noise: np.ndarray, mu: np.ndarray, hyp, cfg: Dete
     return nl, float(d2[nl - 1]), p_thin
 
 
-def _grown_area(piece: np.ndarray, sl: tuple, pad: int, cand: np.ndarray) -> int:
-    """Pixels of a piece grown by ``pad`` into the candidate pixels ``cand`` [H, W] around it
-    (its edge pixels, which the colour-edge split took off: what its box and mask cover)."""
+def _grow(piece: np.ndarray, sl: tuple, pad: int, cand: np.ndarray):
+    """A piece grown by up to ``pad`` px into the candidate pixels ``cand`` [H, W] around it
+    (its edge pixels, which the colour-edge split took off), as (mask, y0, x0): the mask
+    in a window whose top-left pixel is (y0, x0) of the image. Its box, mask and area are
+    the flake's."""
     if pad <= 0:
-        return int(piece.sum())
+        return piece, sl[0].start, sl[1].start
     H, W = cand.shape
-    y0, x0 = sl[0].start - pad, sl[1].start - pad
-    win = np.zeros((piece.shape[0] + 2 * pad, piece.shape[1] + 2 * pad), bool)
-    ys, xs = slice(max(0, y0), min(H, sl[0].stop + pad)), slice(max(0, x0), min(W, sl[1].stop + pad))
-    win[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0] = cand[ys, xs]
-    grown = ndimage.binary_dilation(np.pad(piece, pad), iterations=pad)
-    return int((grown & (win | np.pad(piece, pad))).sum())
+    y0, x0 = max(0, sl[0].start - pad), max(0, sl[1].start - pad)
+    y1, x1 = min(H, sl[0].stop + pad), min(W, sl[1].stop + pad)
+    own = np.zeros((y1 - y0, x1 - x0), bool)
+    py, px = sl[0].start - y0, sl[1].start - x0
+    own[py : py + piece.shape[0], px : px + piece.shape[1]] = piece
+    grown = ndimage.binary_dilation(own, iterations=pad) & (cand[y0:y1, x0:x1] | own)
+    return grown, y0, x0
+
+
+def _grown_area(piece: np.ndarray, sl: tuple, pad: int, cand: np.ndarray) -> int:
+    return int(_grow(piece, sl, pad, cand)[0].sum())
 
 
 def _halo_share(bright: np.ndarray, sl: tuple, piece: np.ndarray, halo_px: int) -> float:
@@ -810,13 +817,12 @@ def estimate_oxide_from_flakes(image, material: str, camera: Camera | None = Non
     return (ladder.oxide_nm if ladder.pieces else None), ladder.pieces
 
 
-def _rle(piece: np.ndarray, sl: tuple, pad: int, H: int, W: int) -> dict:
-    """COCO RLE of a piece (grown by ``pad`` like its box) in full-image coordinates."""
+def _rle(mask: np.ndarray, y0: int, x0: int, H: int, W: int) -> dict:
+    """COCO RLE of a window's mask whose top-left pixel is (y0, x0) of an [H, W] image."""
     from pycocotools import mask as mask_utils
 
-    grown = ndimage.binary_dilation(piece, iterations=pad) if pad else piece
     full = np.zeros((H, W), np.uint8, order="F")
-    full[sl][grown] = 1
+    full[y0 : y0 + mask.shape[0], x0 : x0 + mask.shape[1]][mask] = 1
     rle = mask_utils.encode(full)
     rle["counts"] = rle["counts"].decode("ascii")
     return rle
