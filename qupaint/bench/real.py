@@ -14,8 +14,8 @@ The protocol (the one the project's issues quote):
 - *unmatched thin detections per image* counts the thin detections that match no flake.
 
 Each image also gets a *setting*, read from its substrate's colour (``grey`` for a
-white-balanced image, ``dark`` for an under-exposed one, ``colour`` otherwise), so that the
-figures can be quoted per camera setting.
+white-balanced image, ``dark`` for a darker exposure, mean below 100 of 255, ``colour``
+otherwise), so that the figures can be quoted per camera setting.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def camera_setting(image: np.ndarray) -> str:
     """``dark``, ``grey`` or ``colour``: the camera setting an image was taken with, read from
     the median of its pixels (which is the substrate on a flake-hunting chip)."""
     med = np.median(np.asarray(image)[::8, ::8].reshape(-1, 3).astype(float), axis=0)
-    if med.mean() < 70:
+    if med.mean() < 100:
         return "dark"
     if (med.max() - med.min()) / med.mean() < 0.08:
         return "grey"
