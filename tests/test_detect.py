@@ -378,3 +378,61 @@ def test_demo_real_section_finds_the_shipped_expert_flakes_and_no_dust(tmp_path)
     grey = [r for r in rows if r["image"] == "GrapheneH_grey"]
     # measured: 13 of its 18 flakes found, 7 unmatched thin detections
     assert sum(r["expert_flake"] == "yes" for r in grey) >= 10
+
+
+def _background():
+    """A flake-free window of a real chip shipped with the package (MaskTerial, MIT)."""
+    from importlib import resources
+
+    files = sorted(p for p in (resources.files("qupaint") / "data/real/backgrounds").iterdir()
+                   if p.name.endswith(".jpg"))  # fmt: skip
+    with resources.as_file(files[0]) as p:
+        return np.asarray(Image.open(p).convert("RGB"))[:400, :400].copy()
+
+
+def test_fibres_and_specks_on_real_pixels_are_named_and_dropped():
+    # a dark fibre (3 um x 100 um) and 3x3 px specks drawn on a real chip's substrate pixels
+    img = _background().astype(float)
+    img[100:108, 40:300] *= 0.55  # the fibre
+    for y, x in ((250, 60), (300, 200), (320, 330)):
+        img[y : y + 3, x : x + 3] *= 0.3  # dust specks, 1.3 um^2
+    img = np.clip(img + 0.5, 0, 255).astype(np.uint8)
+    info: list = []
+    dets = detect(img, "graphene", 90.0, camera=CAM, um_per_px=0.385, explain=info)
+    info.pop()
+    assert not [d for d in dets if d["layers"] <= 5]
+    assert [r for r in info if r["rejected"] == "fibre" and r["bbox"][2] > 200], info
+
+
+def test_detect_cli_refuses_bad_input_and_leaves_nothing_behind(tmp_path):
+    from typer.testing import CliRunner
+
+    from qupaint.cli import app
+
+    run = CliRunner().invoke
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not an image")
+    res = run(app, ["detect", str(bad), "--material", "graphene"])
+    assert res.exit_code != 0 and "error" in res.output and "broken.jpg" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.jpg"]  # nothing left behind
+    Image.fromarray(_background()).save(tmp_path / "chip.png")
+    for args, what in ((["--oxide-nm", "2500"], "0-2000"), (["--min-score", "1.5"], "min-score"),
+                       (["--min-area-um2", "-1"], "min-area"), (["--um-per-px", "0"], "um-per-px"),
+                       (["--material", "nobelium"], "nobelium")):  # fmt: skip
+        argv = ["detect", str(tmp_path / "chip.png"), "--material", "graphene", *args]
+        res = run(app, argv)
+        assert res.exit_code != 0 and what in res.output, (args, res.output)
+    # a batch in which no image could be read exits non-zero
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.png").write_bytes(b"x")
+    (tmp_path / "in" / "b.jpg").write_bytes(b"y")
+    res = run(app, ["detect", str(tmp_path / "in"), "--material", "graphene", "--out",
+                    str(tmp_path / "out")])  # fmt: skip
+    assert res.exit_code != 0 and "error" in res.output
+    # and a good image works, writing the report with the rejection counts
+    res = run(app, ["detect", str(tmp_path / "chip.png"), "--material", "graphene", "--out",
+                    str(tmp_path / "good")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rec = json.loads(next((tmp_path / "good" / "detections").glob("*.json")).read_text())
+    assert "rejected" in rec and rec["oxide"]["source"] == "flakes"
+    assert (tmp_path / "good" / "report.html").is_file()

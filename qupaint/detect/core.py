@@ -14,13 +14,16 @@ Pipeline, for one micrograph of a known material, seen through a camera
    pieces. Each piece is measured: area, median contrast, mean width, closeness to bright
    crystals.
 3. **Rejection rules, each named** (``rejected`` in :func:`detect`'s ``explain`` output):
-   ``too_small`` (below ``min_area_um2``; dust specks), ``faint`` (strongest channel below
-   ``min_contrast``: residue films), ``shading`` (a faint, colourless piece at the image
-   border: vignetting the substrate field did not follow), ``fibre`` (mean width under
-   ``min_width_px``: fibres and scratches), ``halo`` (mostly within ``halo_px`` of a
-   saturated or bright crystal: its rim and shadow), ``bright`` (brighter than any thin
-   flake can be: bulk and saturated crystals), ``off_ladder`` (its colour fits no layer of
-   the material), ``thick`` (it fits, but with more than ``thin_layers`` layers).
+   ``too_small`` (below ``min_area_um2``; dust specks), ``faint`` (mean |C| below
+   ``min_contrast`` or ``noise_contrast`` times the noise: residue films), ``shading`` (a
+   faint, colourless piece at the image border: vignetting the substrate field did not
+   follow), ``fibre`` (mean width under ``min_width_px`` or length over ``max_aspect``
+   widths: fibres and scratches), ``halo`` (mostly within ``halo_px`` of a saturated or
+   bright crystal: its rim and shadow), ``bright`` (brighter than any thin flake can be:
+   bulk and saturated crystals), ``off_ladder`` (its colour fits no layer of the
+   material), ``thick`` (it fits, but with more than ``thin_layers`` layers). Lines and
+   specks narrower than 3 px never become pieces (the colour-edge split and an opening
+   remove them).
 4. **The ladder, adapted per image** (:func:`fit_ladder`): camera settings change the
    measured contrast (a white-balanced, gamma-encoded or offset image compresses it per
    channel), and the oxide varies from chip to chip. Without labels, per image, the oxide
@@ -73,6 +76,7 @@ class DetectorConfig:
     min_area_um2: float = 15.0  # physical minimum size (dust specks are smaller)
     min_area_px: int = 100  # the minimum size when the image scale is not known
     min_width_px: float = 3.0  # mean width 2 area / perimeter below this: fibre, scratch
+    max_aspect: float = 20.0  # ... or length / width above this (flake slivers reach ~7)
     shading_contrast: float = 0.12  # a faint (mean |C| below this) ...
     shading_colour: float = 0.3  # ... colourless (channel spread below this share of it) piece
     # at the image border is the lamp's fall-off the substrate field did not follow
@@ -573,18 +577,20 @@ def detect(
         row = {"sl": sl, "piece": piece, "area": area, "med": med,
                "box": (sl[1].start + xs.min(), sl[0].start + ys.min(),
                        xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)}  # fmt: skip
-        edge = piece & ~ndimage.binary_erosion(piece)
-        width = 2.0 * area / max(1, int(edge.sum()))
+        grown = _grow(piece, sl, cfg.box_pad_px, cand)[0]  # the whole piece, for its shape
+        g_area = int(grown.sum())
+        width = 2.0 * g_area / max(1, int((grown & ~ndimage.binary_erosion(grown)).sum()))
+        aspect = g_area / max(width, 1.0) ** 2  # length over width
         halo = _halo_share(bright, sl, piece, cfg.halo_px)
         row["halo"] = halo
-        if area < min_px and _grown_area(piece, sl, cfg.box_pad_px, cand) < min_px:
+        if area < min_px and g_area < min_px:
             row["rejected"] = "too_small"  # (with its edge pixels, as its mask is reported)
         elif float(np.abs(med).mean()) < max(cfg.min_contrast, cfg.noise_contrast * cm.noise.mean()) or not ((flags[sl][piece] & STRONG) > 0).mean() > 0.5:
             row["rejected"] = "faint"
         elif (_touches_border(sl, H, W) and float(np.abs(med).mean()) < cfg.shading_contrast
               and float(np.ptp(med)) < cfg.shading_colour * float(np.abs(med).mean())):
             row["rejected"] = "shading"
-        elif width < cfg.min_width_px:
+        elif width < cfg.min_width_px or aspect > cfg.max_aspect:
             row["rejected"] = "fibre"
         elif halo > cfg.max_halo:
             row["rejected"] = "halo"
@@ -733,10 +739,6 @@ def _grow(piece: np.ndarray, sl: tuple, pad: int, cand: np.ndarray):
     own[py : py + piece.shape[0], px : px + piece.shape[1]] = piece
     grown = ndimage.binary_dilation(own, iterations=pad) & (cand[y0:y1, x0:x1] | own)
     return grown, y0, x0
-
-
-def _grown_area(piece: np.ndarray, sl: tuple, pad: int, cand: np.ndarray) -> int:
-    return int(_grow(piece, sl, pad, cand)[0].sum())
 
 
 def _halo_share(bright: np.ndarray, sl: tuple, piece: np.ndarray, halo_px: int) -> float:
