@@ -436,3 +436,22 @@ def test_detect_cli_refuses_bad_input_and_leaves_nothing_behind(tmp_path):
     rec = json.loads(next((tmp_path / "good" / "detections").glob("*.json")).read_text())
     assert "rejected" in rec and rec["oxide"]["source"] == "flakes"
     assert (tmp_path / "good" / "report.html").is_file()
+
+
+MT = LABELLED.parent / "maskterial"
+
+
+@pytest.mark.skipif(not MT.is_dir(), reason="needs ../shared/data/real/maskterial (the "
+                    "project's shared data folder, beside the repository)")  # fmt: skip
+@pytest.mark.slow
+@pytest.mark.parametrize("folder, material", [("WS2", "WS2"), ("hBN_Thin", "hBN"),
+                                              ("MoSe2", "MoSe2")])  # fmt: skip
+def test_unlabelled_real_chips_give_a_few_candidates_not_hundreds(folder, material):
+    # before issue 23: 43 detections on one WS2 image, 855 "flakes" in 10 hBN images. Bulk
+    # crystals must not pull the ladder fit (measured now: at most 5 / 13 / 1 thin detections
+    # per image on WS2 / hBN / MoSe2)
+    counts = []
+    for path in sorted(MT.joinpath(folder).glob("*.jpg")):
+        img = np.asarray(Image.open(path).convert("RGB"))
+        counts.append(sum(d["layers"] <= 5 for d in _run(img, material)))
+    assert max(counts) <= 20 and sum(counts) <= 10 * len(counts), counts

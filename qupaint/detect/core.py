@@ -99,11 +99,14 @@ class DetectorConfig:
     oxide_prior_sd_nm: float = 20.0  # prior around a calibrated camera's oxide (auto mode)
     substrate_prior_sd_nm: float = 10.0  # ... or around the substrate colour's oxide
     neutral_substrate: float = 0.08  # (max - min) / mean below this: white-balanced image
+    prior_reach: float = 2.5  # the oxide is searched within this many prior sd
     prior_pieces: float = 5.0  # the priors grow with the data beyond this many pieces' weight
     prior_weight: float = 1.0  # and weigh this much (chi-square units per unit of prior)
     noise_contrast: float = 4.0  # the mean |C| floor is also this many times the noise
     oxide_step_nm: float = 5.0
     fit_pieces: int = 80  # the largest pieces that enter the ladder fit
+    fit_dark_only: bool = True  # only pieces darker than the substrate in a channel enter it
+    min_p_fit: float = 0.1  # the thin reading needs the piece on the ladder this often
     min_temper: float = 100.0  # the fit's likelihood is tempered by at least this (see _hypotheses)
     fit_scale: float = 2.0  # score x exp(-fit / fit_scale), fit in standard deviations
     size_um2: float = 40.0  # score x (1 - exp(-area / size_um2))
@@ -542,7 +545,7 @@ def detect(
     prior_nm, prior_sd, prior_source = _oxide_prior(img, cam, oxide_nm, oxide_prior_nm,
                                                     oxide_range, cfg)  # fmt: skip
     if prior_nm is not None:  # search where the prior allows
-        reach = 2.5 * prior_sd
+        reach = cfg.prior_reach * prior_sd
         oxide_spec = (max(oxide_range[0], prior_nm - reach),
                       min(oxide_range[1], prior_nm + reach))  # fmt: skip
         if oxide_spec[0] > oxide_spec[1]:
@@ -597,7 +600,11 @@ def detect(
         elif float(med.max()) > bright_level:
             row["rejected"] = "bright"
         rows.append(row)
-    fit_rows = sorted((r for r in rows if "rejected" not in r), key=lambda r: -r["area"])
+    # the ladder is fitted to pieces darker than the substrate in some channel: bulk crystals
+    # are bright in every channel, and at some other oxide a bright rung would fit them
+    fit_rows = sorted((r for r in rows if "rejected" not in r
+                       and (float(r["med"].min()) < 0 or not cfg.fit_dark_only)),
+                      key=lambda r: -r["area"])  # fmt: skip
     fit_rows = fit_rows[: cfg.fit_pieces]
     ladder = fit_ladder(np.array([r["med"] for r in fit_rows]).reshape(-1, 3), material, cam,
                         cm.noise, oxide_spec,
@@ -636,6 +643,7 @@ def detect(
             "contrast": [round(float(c), 5) for c in med],
             "fit_sigma": fit,
             "p_thin": round(float(p_thin), 4),
+            "p_fit": round(float(_classify.last_p_fit), 4),
             "delta_e": float(np.linalg.norm(lab - sub_lab)),
             "area": area,
         }
@@ -716,8 +724,10 @@ def _classify(med: np.ndarray, noise: np.ndarray, mu: np.ndarray, hyp, cfg: Dete
     lh = d2h.argmin(1)
     ok = d2h[np.arange(len(lh)), lh] <= cfg.max_chi2
     thin = ok & (lh < cfg.thin_layers)
+    p_fit = float(w[ok].sum() / max(w.sum(), 1e-12))  # on the ladder at all
     p_thin = float(w[thin].sum() / max(w[ok].sum(), 1e-12)) if ok.any() else 0.0
-    if nl > cfg.thin_layers and p_thin >= 0.5:
+    _classify.last_p_fit = p_fit  # (inspection)
+    if nl > cfg.thin_layers and p_thin >= 0.5 and p_fit >= cfg.min_p_fit:
         votes = np.bincount(lh[thin], weights=w[thin], minlength=cfg.thin_layers)
         nl = int(np.argmax(votes)) + 1
         return nl, float(d2h[thin][:, nl - 1].min()), p_thin
