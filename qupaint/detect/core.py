@@ -111,6 +111,7 @@ class DetectorConfig:
     fit_scale: float = 2.0  # score x exp(-fit / fit_scale), fit in standard deviations
     size_um2: float = 40.0  # score x (1 - exp(-area / size_um2))
     box_pad_px: int = 3  # a piece's box and mask: grown by up to this much into candidates
+    tail_px: int = 25  # ... after flooding this far through candidates of its own colour
 
     def validate(self) -> None:
         if self.min_area_px < 1 or self.max_layers < 1 or self.block_px < 1:
@@ -580,25 +581,11 @@ def detect(
         row = {"sl": sl, "piece": piece, "area": area, "med": med,
                "box": (sl[1].start + xs.min(), sl[0].start + ys.min(),
                        xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)}  # fmt: skip
-        grown = _grow(piece, sl, cfg.box_pad_px, cand)[0]  # the whole piece, for its shape
-        g_area = int(grown.sum())
-        width = 2.0 * g_area / max(1, int((grown & ~ndimage.binary_erosion(grown)).sum()))
-        aspect = g_area / max(width, 1.0) ** 2  # length over width
-        halo = _halo_share(bright, sl, piece, cfg.halo_px)
-        row["halo"] = halo
-        if area < min_px and g_area < min_px:
-            row["rejected"] = "too_small"  # (with its edge pixels, as its mask is reported)
-        elif float(np.abs(med).mean()) < max(cfg.min_contrast, cfg.noise_contrast * cm.noise.mean()) or not ((flags[sl][piece] & STRONG) > 0).mean() > 0.5:
-            row["rejected"] = "faint"
-        elif (_touches_border(sl, H, W) and float(np.abs(med).mean()) < cfg.shading_contrast
-              and float(np.ptp(med)) < cfg.shading_colour * float(np.abs(med).mean())):
-            row["rejected"] = "shading"
-        elif width < cfg.min_width_px or aspect > cfg.max_aspect:
-            row["rejected"] = "fibre"
-        elif halo > cfg.max_halo:
-            row["rejected"] = "halo"
-        elif float(med.max()) > bright_level:
-            row["rejected"] = "bright"
+        row["halo"] = 0.0
+        row["rejected"] = _first_rule(piece, sl, area, med, min_px, cand, flags, bright,
+                                      bright_level, cm.noise, (H, W), cfg, row)  # fmt: skip
+        if row["rejected"] is None:
+            del row["rejected"]
         rows.append(row)
     # the ladder is fitted to pieces darker than the substrate in some channel: bulk crystals
     # are bright in every channel, and at some other oxide a bright rung would fit them
@@ -615,6 +602,7 @@ def detect(
     sub_lin = cm.substrate  # for delta_e: the mean substrate colour
     sub_lab = linear_srgb_to_lab(sub_lin)
     rows = _split_terraces(rows, cm, mu, cfg, min_px)
+    free = cand & (labels == 0)  # candidates that no piece's core holds (edges, tails)
     hyp = _hypotheses(ladder, cfg)
     dets: list[dict] = []
     for r in rows:
@@ -626,7 +614,8 @@ def detect(
             r["rejected"] = "off_ladder"
             continue
         fit = math.sqrt(d2min / 3.0)
-        grown, gy, gx = _grow(r["piece"], r["sl"], cfg.box_pad_px, cand)  # the whole flake
+        grown, gy, gx = _grow(r["piece"], r["sl"], cfg.box_pad_px, free, cm.C, med, cm.noise,
+                              cfg.tail_px if nl <= cfg.thin_layers else 0)  # the whole flake
         area = int(grown.sum())
         area_um2 = area * um_per_px**2 if um_per_px else area / min_px * cfg.min_area_um2
         score = (math.exp(-fit / cfg.fit_scale) * (1.0 - math.exp(-area_um2 / cfg.size_um2))
@@ -734,20 +723,58 @@ def _classify(med: np.ndarray, noise: np.ndarray, mu: np.ndarray, hyp, cfg: Dete
     return nl, float(d2[nl - 1]), p_thin
 
 
-def _grow(piece: np.ndarray, sl: tuple, pad: int, cand: np.ndarray):
+def _first_rule(piece, sl, area, med, min_px, cand, flags, bright, bright_level, noise, shape,
+                cfg: DetectorConfig, row: dict) -> str | None:  # fmt: skip
+    """The first rule of :data:`REJECT_RULES` (before the ladder's) that rejects a piece, or
+    None; the cheap tests first. Sets ``row["halo"]``."""
+    g_area = None
+    if area < min_px:
+        g_area = int(_grow(piece, sl, cfg.box_pad_px, cand)[0].sum())
+        if g_area < min_px:
+            return "too_small"  # (with its edge pixels, as its mask is reported)
+    strength = float(np.abs(med).mean())
+    if (strength < max(cfg.min_contrast, cfg.noise_contrast * float(noise.mean()))
+            or not ((flags[sl][piece] & STRONG) > 0).mean() > 0.5):  # fmt: skip
+        return "faint"
+    if (_touches_border(sl, *shape) and strength < cfg.shading_contrast
+            and float(np.ptp(med)) < cfg.shading_colour * strength):  # fmt: skip
+        return "shading"
+    grown = _grow(piece, sl, cfg.box_pad_px, cand)[0]  # the whole piece, for its shape
+    g_area = int(grown.sum())
+    width = 2.0 * g_area / max(1, int((grown & ~ndimage.binary_erosion(grown)).sum()))
+    if width < cfg.min_width_px or g_area / max(width, 1.0) ** 2 > cfg.max_aspect:
+        return "fibre"  # too narrow, or longer than max_aspect widths
+    row["halo"] = _halo_share(bright, sl, piece, cfg.halo_px)
+    if row["halo"] > cfg.max_halo:
+        return "halo"
+    if float(med.max()) > bright_level:
+        return "bright"
+    return None
+
+
+def _grow(piece: np.ndarray, sl: tuple, pad: int, cand: np.ndarray, C: np.ndarray | None = None,
+          med: np.ndarray | None = None, sig: np.ndarray | None = None, reach: int = 0):  # fmt: skip
     """A piece grown by up to ``pad`` px into the candidate pixels ``cand`` [H, W] around it
     (its edge pixels, which the colour-edge split took off), as (mask, y0, x0): the mask
-    in a window whose top-left pixel is (y0, x0) of the image. Its box, mask and area are
-    the flake's."""
-    if pad <= 0:
+    in a window whose top-left pixel is (y0, x0) of the image. With ``C``, ``med``, ``sig``
+    and ``reach``, it first floods through connected candidate pixels of its own colour
+    (within 3 ``sig`` of ``med`` in every channel) up to ``reach`` px beyond its box: the
+    narrow tails and tips the colour-edge split cut off. Its box, mask and area are the
+    flake's."""
+    if pad <= 0 and reach <= 0:
         return piece, sl[0].start, sl[1].start
     H, W = cand.shape
-    y0, x0 = max(0, sl[0].start - pad), max(0, sl[1].start - pad)
-    y1, x1 = min(H, sl[0].stop + pad), min(W, sl[1].stop + pad)
+    m = pad + reach
+    y0, x0 = max(0, sl[0].start - m), max(0, sl[1].start - m)
+    y1, x1 = min(H, sl[0].stop + m), min(W, sl[1].stop + m)
     own = np.zeros((y1 - y0, x1 - x0), bool)
     py, px = sl[0].start - y0, sl[1].start - x0
     own[py : py + piece.shape[0], px : px + piece.shape[1]] = piece
-    grown = ndimage.binary_dilation(own, iterations=pad) & (cand[y0:y1, x0:x1] | own)
+    cw = cand[y0:y1, x0:x1]
+    if reach > 0 and C is not None:
+        same = cw & (np.abs(C[y0:y1, x0:x1] - med) <= 3.0 * sig).all(-1)
+        own = ndimage.binary_propagation(own, mask=same | own)  # the window bounds the reach
+    grown = ndimage.binary_dilation(own, iterations=pad) & (cw | own) if pad > 0 else own
     return grown, y0, x0
 
 
