@@ -465,10 +465,9 @@ def pipeline(out: Path, steps: int = 120, log=None) -> list[Path]:
     a few steps of the tiny QuPAINT model -> QF-Bench evaluation (model and the physics
     detector). The tiny model is random and trained for seconds: its AP shows the plumbing
     works, not what a real model achieves."""
-    from qupaint.bench.qfbench import detect_coco
     from qupaint.bench.metrics import evaluate_detection
     from qupaint.bench.model_eval import evaluate_model_detection
-    from qupaint.bench.qfbench import build_qfbench
+    from qupaint.bench.qfbench import build_qfbench, detect_coco
     from qupaint.instruct import build_corpus
     from qupaint.model import QuPAINTProcessor
     from qupaint.model.modeling import QuPAINTForConditionalGeneration

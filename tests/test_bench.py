@@ -13,10 +13,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from qupaint.bench import box_iou_xywh, evaluate_detection, evaluate_grounding, parse_answer
-from qupaint.detect.core import DetectorConfig, detect
 from qupaint.bench.parse import parse_answers
 from qupaint.bench.qfbench import build_qfbench
 from qupaint.cli import app
+from qupaint.detect.core import DetectorConfig, detect
 from qupaint.synthia import SynthiaConfig
 
 runner = CliRunner()
@@ -283,8 +283,8 @@ def test_cli_instruct_eval_detect_bench(synth_dataset, tmp_path):
 
 
 def test_detect_coco_and_per_material_scores(synth_dataset):
-    from qupaint.bench.qfbench import detect_coco
     from qupaint.bench.metrics import evaluate_detection_by
+    from qupaint.bench.qfbench import detect_coco
 
     gt = synth_dataset / "annotations.json"
     preds = detect_coco(gt)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import backend_params
 from PIL import Image
 
-from conftest import backend_params
 from qupaint.bench.metrics import box_iou_xywh
 from qupaint.bench.real import camera_setting, find_masked_images, mask_boxes, score_real
 from qupaint.color import Camera
@@ -204,7 +204,7 @@ def test_whole_real_images_are_found_without_dust(labelled):
 def test_rules_fire_on_real_pixels_and_spare_the_flakes(labelled):
     fired: dict = {}
     for s, material in SETS.items():
-        for name, img, gt, mask in labelled[s]:
+        for name, img, _, mask in labelled[s]:
             info: list = []
             _run(img, material, explain=info)
             info.pop()
@@ -262,7 +262,8 @@ def test_same_chip_under_other_camera_settings_gives_the_same_flakes(labelled, s
     # white-balanced 23 / 3; gamma 16 / 7. A gamma is not a gain: it compresses the contrast,
     # so faint flakes merge with the residue films around them (graphene loses up to 6)
     if s == "WSe2" and setting == "white-balanced":
-        request.applymarker(pytest.mark.xfail(strict=True, reason="white balance removes the substrate colour's oxide information and the "
+        request.applymarker(pytest.mark.xfail(strict=True, reason="white balance removes the "
+                     "substrate colour's oxide information and the "
                      "WSe2 flakes alone pin the oxide poorly (3 of 7 found): give --oxide-nm or "
                      "calibrate the camera (qupaint calibrate --images --masks)"))  # fmt: skip
     base = other = 0

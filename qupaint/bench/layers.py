@@ -383,8 +383,8 @@ def evaluate_detector_on_crops(
     The flakes, their neighbours in the crop and their edges are real; the substrate
     between crops is synthetic (real chips' debris and vignetting are not in it).
     """
-    from qupaint.detect.core import detect
     from qupaint.bench.metrics import box_iou_xywh, evaluate_detection
+    from qupaint.detect.core import detect
 
     cam = Camera.resolve(camera)
     crops = find_layer_crops(root)

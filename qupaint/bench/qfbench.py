@@ -16,11 +16,11 @@ generator streams that training never draws (Synthia streams are keyed by (seed,
 from __future__ import annotations
 
 import json
-
-import numpy as np
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from qupaint._io import atomic_write_bytes, write_json
 from qupaint.categories import CATEGORIES
@@ -115,9 +115,8 @@ def _detect_image(args: tuple) -> list[dict]:
     from PIL import Image
 
     img = np.asarray(Image.open(path).convert("RGB"))
-    from qupaint.detect import detect
-
     from qupaint.color import Camera
+    from qupaint.detect import detect
 
     cam = camera or Camera.srgb(illuminant)
     return detect(img, material, oxide_nm, cfg, image_id=image_id, camera=cam)
@@ -140,9 +139,9 @@ def detect_coco(
     Returns COCO results for :func:`qupaint.bench.evaluate_detection`."""
     from pathlib import Path
 
+    from qupaint._pool import run_tasks
     from qupaint.bench.metrics import load_json
     from qupaint.bench.model_eval import resolve_image
-    from qupaint._pool import run_tasks
 
     gt = load_json(gt_json)
     root = Path(images_dir) if images_dir else Path(gt_json).parent

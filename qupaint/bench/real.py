@@ -129,7 +129,7 @@ def score_real(gt_boxes: Sequence[np.ndarray], detections: Sequence[Sequence[dic
         g = np.asarray(g, float).reshape(-1, 4)
         thin = [d for d in dets if _is_thin(d)]
         images.append({"id": i + 1, "width": 1, "height": 1})
-        for j, b in enumerate(g):
+        for b in g:
             anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": 1,
                          "bbox": [float(v) for v in b], "area": float(b[2] * b[3]),
                          "iscrowd": 0})  # fmt: skip
@@ -182,9 +182,9 @@ def evaluate_real(
     """Run ``detector(image) -> detections`` on every masked image of a folder and
     :func:`score_real` it, grouped by camera setting; per image also its name, setting and
     the detector's time (``seconds_per_image``: their mean)."""
-    from PIL import Image
-
     import time
+
+    from PIL import Image
 
     pairs = find_masked_images(images_dir, masks_dir)
     boxes, dets, settings, seconds = [], [], [], []

@@ -81,8 +81,8 @@ def eval_detector(
     out: Path = typer.Option(None, help="Write metrics per material (and predictions) as JSON"),
 ):
     """Run the physics detector on a COCO set (e.g. QF-Bench) and score it per material."""
-    from qupaint.bench.qfbench import detect_coco
     from qupaint.bench.metrics import evaluate_detection_by
+    from qupaint.bench.qfbench import detect_coco
 
     with user_errors():
         with progress("detect") as report:
@@ -291,8 +291,10 @@ def detect(
 @eval_app.command("real")
 def eval_real(
     images: Path = typer.Option(..., help="Folder of whole micrographs"),
-    masks: Path = typer.Option(None, help="Folder of instance masks <stem>.png (default: "
-                               "the 'masks' folder beside --images)"),
+    masks: Path = typer.Option(
+        None,
+        help="Folder of instance masks <stem>.png (default: the 'masks' folder beside --images)",
+    ),
     material: str = typer.Option(..., help="Material of the flakes, e.g. graphene"),
     camera: str = typer.Option("2dmatgmm", help="Camera JSON or preset (as for detect)"),
     oxide_nm: float = typer.Option(None, help="SiO2 thickness; default fitted per image"),

@@ -58,8 +58,8 @@ def predict(
     from PIL import Image
 
     from qupaint._io import IMAGE_EXTS
-    from qupaint.detect.draw import draw_detections
     from qupaint.bench.parse import parse_answer
+    from qupaint.detect.draw import draw_detections
     from qupaint.model import load_model_and_processor
     from qupaint.model.inference import generate_answers
 

@@ -19,7 +19,6 @@ of the quadrature in one batched kernel call.
 from __future__ import annotations
 
 import functools
-
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field

@@ -33,8 +33,9 @@ from qupaint.detect.core import DetectorConfig, contrast_map, fit_ladder
 __all__ = ["measure_instances", "calibrate_from_masks"]
 
 
-def measure_instances(pairs, camera: Camera, edge_px: int = 2,
-                      progress: Callable[[int, int], None] | None = None) -> list[dict]:  # fmt: skip
+def measure_instances(
+    pairs, camera: Camera, edge_px: int = 2, progress: Callable[[int, int], None] | None = None
+) -> list[dict]:
     """Median contrast of every instance of each (image, mask) pair: ``image`` (stem), ``id``,
     ``area`` (pixels) and ``contrast`` [3]. ``pairs``: objects with ``.image`` and ``.mask``
     paths (:func:`qupaint.bench.real.find_masked_images`) or (image, mask) tuples."""
@@ -57,9 +58,9 @@ def measure_instances(pairs, camera: Camera, edge_px: int = 2,
             core = ndimage.binary_erosion(m, iterations=edge_px) if edge_px else m
             if core.sum() < 10:
                 core = m
-            out.append({"image": os.path.splitext(os.path.basename(img_path))[0], "id": j,
-                        "area": int(m.sum()),
-                        "contrast": np.median(cm.C[sl][core], axis=0).astype(float).tolist()})  # fmt: skip
+            c = np.median(cm.C[sl][core], axis=0).astype(float).tolist()
+            stem = os.path.splitext(os.path.basename(img_path))[0]
+            out.append({"image": stem, "id": j, "area": int(m.sum()), "contrast": c})
         if progress:
             progress(k + 1, len(pairs))
     return out

@@ -130,6 +130,7 @@ class DetectorConfig:
         if len(self.response_center) != 3 or not all(k > 0 for k in self.response_center):
             raise ValueError("response_center: three exponents > 0 (R, G, B)")
 
+
 def _as_uint8(image) -> np.ndarray:
     img = np.asarray(image)
     if img.ndim != 3 or img.shape[-1] != 3:
@@ -362,7 +363,6 @@ def fit_ladder(contrasts, material: str, camera: Camera | None = None, noise=0.0
     ``oxide_prior_sd_nm`` around ``oxide_prior_nm`` when given (a calibrated camera's
     chip). The priors weigh as much as ``prior_pieces`` pieces' worth of data or more.
     """
-    from qupaint.color.calibrate import layer_contrast_grid
 
     cfg = config or DetectorConfig()
     cam = camera or Camera.srgb("D65")
@@ -554,8 +554,10 @@ def detect(
     cm = contrast_map(img, cam, cfg.blur_sigma_px, cfg.saturation, cfg.block_px,
                       cfg.field_sigma, cfg.min_noise, backend)  # fmt: skip
     # the brightest a thin flake of this material can be, over the oxides considered
-    lo, hi = (oxide_spec if isinstance(oxide_spec, tuple)
-              else (oxide_spec - cfg.oxide_window_nm, oxide_spec + cfg.oxide_window_nm))  # fmt: skip
+    if isinstance(oxide_spec, tuple):
+        lo, hi = oxide_spec
+    else:
+        lo, hi = oxide_spec - cfg.oxide_window_nm, oxide_spec + cfg.oxide_window_nm
     if prior_nm is not None:  # the prior's likely range
         lo = max(lo, prior_nm - prior_sd)
         hi = min(hi, prior_nm + prior_sd)
@@ -609,17 +611,26 @@ def detect(
         if "rejected" in r:
             continue
         med = r["med"]
-        nl, d2min, p_thin = _classify(med, cm.noise, mu, hyp, cfg)
+        nl, d2min, p_thin, p_fit = _classify(med, cm.noise, mu, hyp, cfg)
         if d2min > cfg.max_chi2:
             r["rejected"] = "off_ladder"
             continue
         fit = math.sqrt(d2min / 3.0)
-        grown, gy, gx = _grow(r["piece"], r["sl"], cfg.box_pad_px, free, cm.C, med, cm.noise,
-                              cfg.tail_px if nl <= cfg.thin_layers else 0)  # the whole flake
+        grown, gy, gx = _grow(
+            r["piece"],
+            r["sl"],
+            cfg.box_pad_px,
+            free,
+            cm.C,
+            med,
+            cm.noise,
+            cfg.tail_px if nl <= cfg.thin_layers else 0,
+        )  # the whole flake
         area = int(grown.sum())
         area_um2 = area * um_per_px**2 if um_per_px else area / min_px * cfg.min_area_um2
+        p_class = p_thin if nl <= cfg.thin_layers else 1.0 - p_thin
         score = (math.exp(-fit / cfg.fit_scale) * (1.0 - math.exp(-area_um2 / cfg.size_um2))
-                 * (1.0 - r["halo"]) * (p_thin if nl <= cfg.thin_layers else 1.0 - p_thin))  # fmt: skip
+                 * (1.0 - r["halo"]) * p_class)  # fmt: skip
         ys, xs = np.nonzero(grown)
         x0, y0 = gx + int(xs.min()), gy + int(ys.min())
         x1, y1 = gx + int(xs.max()) + 1, gy + int(ys.max()) + 1
@@ -632,7 +643,7 @@ def detect(
             "contrast": [round(float(c), 5) for c in med],
             "fit_sigma": fit,
             "p_thin": round(float(p_thin), 4),
-            "p_fit": round(float(_classify.last_p_fit), 4),
+            "p_fit": round(float(p_fit), 4),
             "delta_e": float(np.linalg.norm(lab - sub_lab)),
             "area": area,
         }
@@ -702,9 +713,10 @@ def _hypotheses(ladder: Ladder, cfg: DetectorConfig, top: int = 4000):
 
 
 def _classify(med: np.ndarray, noise: np.ndarray, mu: np.ndarray, hyp, cfg: DetectorConfig):
-    """(layers, chi-square, probability thin) of a piece of median contrast ``med``: the
+    """(layers, chi-square, P(thin), P(fit)) of a piece of median contrast ``med``: the
     layer count and fit on the best ladder ``mu``, unless the hypotheses ``hyp`` make it
-    thin with probability >= 0.5, when the layer count is the most probable thin one."""
+    thin with probability >= 0.5 among those it fits (P(thin)) while it fits at least
+    ``min_p_fit`` of them (P(fit)), when the layer count is the most probable thin one."""
     sig = np.sqrt(noise**2 + (cfg.rel_sigma * med) ** 2)
     d2 = (((med[None] - mu) / sig) ** 2).sum(-1)
     nl = int(np.argmin(d2)) + 1
@@ -715,12 +727,11 @@ def _classify(med: np.ndarray, noise: np.ndarray, mu: np.ndarray, hyp, cfg: Dete
     thin = ok & (lh < cfg.thin_layers)
     p_fit = float(w[ok].sum() / max(w.sum(), 1e-12))  # on the ladder at all
     p_thin = float(w[thin].sum() / max(w[ok].sum(), 1e-12)) if ok.any() else 0.0
-    _classify.last_p_fit = p_fit  # (inspection)
     if nl > cfg.thin_layers and p_thin >= 0.5 and p_fit >= cfg.min_p_fit:
         votes = np.bincount(lh[thin], weights=w[thin], minlength=cfg.thin_layers)
         nl = int(np.argmax(votes)) + 1
-        return nl, float(d2h[thin][:, nl - 1].min()), p_thin
-    return nl, float(d2[nl - 1]), p_thin
+        return nl, float(d2h[thin][:, nl - 1].min()), p_thin, p_fit
+    return nl, float(d2[nl - 1]), p_thin, p_fit
 
 
 def _first_rule(piece, sl, area, med, min_px, cand, flags, bright, bright_level, noise, shape,
@@ -752,8 +763,8 @@ def _first_rule(piece, sl, area, med, min_px, cand, flags, bright, bright_level,
     return None
 
 
-def _grow(piece: np.ndarray, sl: tuple, pad: int, cand: np.ndarray, C: np.ndarray | None = None,
-          med: np.ndarray | None = None, sig: np.ndarray | None = None, reach: int = 0):  # fmt: skip
+def _grow(piece: np.ndarray, sl: tuple, pad: int, cand: np.ndarray, C=None, med=None, sig=None,
+          reach: int = 0):  # fmt: skip
     """A piece grown by up to ``pad`` px into the candidate pixels ``cand`` [H, W] around it
     (its edge pixels, which the colour-edge split took off), as (mask, y0, x0): the mask
     in a window whose top-left pixel is (y0, x0) of the image. With ``C``, ``med``, ``sig``
@@ -842,9 +853,10 @@ def _split_terraces(rows: list, cm: ContrastMap, mu: np.ndarray, cfg: DetectorCo
     return out
 
 
-def estimate_oxide_from_flakes(image, material: str, camera: Camera | None = None,
-                               candidates: tuple[float, float] = (60.0, 320.0),
-                               config: DetectorConfig | None = None) -> tuple[float | None, int]:  # fmt: skip
+def estimate_oxide_from_flakes(
+    image, material: str, camera: Camera | None = None,
+    candidates: tuple[float, float] = (60.0, 320.0), config: DetectorConfig | None = None,
+) -> tuple[float | None, int]:  # fmt: skip
     """(oxide_nm, pieces fitted) from the image's own flakes: the oxide of the ladder that
     :func:`detect` fits (specks, residue, fibres, halos and crystals excluded first, so dust
     does not pull it). The camera is taken as calibrated (gain held at 1) unless ``config``
