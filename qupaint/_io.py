@@ -3,7 +3,7 @@
 A file under its final name is always complete: :func:`atomic_open` writes to a temporary
 file in the same folder and renames it into place only when the block ends without an
 error (POSIX ``rename`` is atomic within a file system); on an error the temporary file
-is removed. A full disk raises an ``OSError`` that says how to resume.
+is removed. Finished files honour the umask, like any file the process writes. A full disk raises an ``OSError`` that says how to resume.
 
 JSON: orjson parses ~2.5x and writes ~4x faster than the standard library (measured on
 QMat-Instruct's COCO files); :func:`json_loads` / :func:`json_dumps` use it when present and
@@ -55,6 +55,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", **kwargs: Any) -> Ite
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file private (0600); a finished file gets the mode any other
+        # file of this process would: 0666 minus the umask (0644 under umask 022)
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
         os.replace(tmp, path)
@@ -69,6 +72,20 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", **kwargs: Any) -> Ite
     except BaseException:
         _discard(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the system allows (Linux)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read it by setting it, and put it back at once
+    os.umask(mask)
+    return mask
 
 
 def _discard(tmp: str) -> None:

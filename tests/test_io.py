@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 
 from qupaint._io import atomic_open, atomic_write_bytes, json_dumps, json_loads, write_json
@@ -51,3 +54,37 @@ def test_pin_json_records_then_reports_a_mismatch(tmp_path):
     assert p.read_bytes() == before
     assert pin_json(p, {"a": 2, "b": [1, 2]}) == {"a": 1, "b": [1, 2]}
     assert p.read_bytes() == before  # a mismatch never overwrites the record
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_finished_files_honour_the_umask(tmp_path, mask, mode):
+    # before issue 24 every atomically written file was 0600 whatever the umask
+    old = os.umask(mask)
+    try:
+        atomic_write_bytes(tmp_path / "a.bin", b"x")
+        write_json(tmp_path / "b.json", {"k": 1})
+        with atomic_open(tmp_path / "sub" / "c.txt", "w") as fh:
+            fh.write("y")
+    finally:
+        os.umask(old)
+    for name in ("a.bin", "b.json", "sub/c.txt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
+
+
+def test_detect_outputs_are_shareable_under_umask_022(tmp_path):
+    # the files a lab serves or shares (batch detection's report, CSV, JSON, overlays)
+    import numpy as np
+    from PIL import Image
+
+    from qupaint.detect.batch import detect_batch
+
+    img = np.full((64, 64, 3), (130, 115, 155), np.uint8)
+    img[20:40, 20:44] = (112, 98, 140)
+    Image.fromarray(img).save(tmp_path / "chip.png")
+    old = os.umask(0o022)
+    try:
+        detect_batch([tmp_path / "chip.png"], tmp_path / "out", "graphene", 90.0)
+    finally:
+        os.umask(old)
+    files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert files and all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in files), files
