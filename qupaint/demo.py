@@ -401,7 +401,7 @@ def synthia_contact_sheet(path: Path, per_material: int = 4, size: int = 256) ->
             ax.set_xticks([])
             ax.set_yticks([])
             if col == 0:
-                ax.set_ylabel(mat)
+                ax.set_ylabel(get_material(mat).name)  # canonical: hBN, graphene
     legend = ", ".join(f"{colors[i]} {name}" for i, name in CATEGORY_NAMES.items())
     fig.suptitle(f"Synthia samples on 285 nm SiO2/Si, D65 (boxes: {legend})")
     _save_fig(fig, path)
@@ -479,11 +479,11 @@ def pipeline(out: Path, steps: int = 120, log=None) -> list[Path]:
             log(msg)
 
     small = SynthiaConfig(height=160, width=160, radius_px=(8.0, 36.0), flakes_per_image=(2, 4))
-    say("Synthia: 48 training images")
+    say("Synthia: 48 images (36 train, 6 val, 6 test by image)")
     generate(small, out / "synthia", 48, shard_size=16)
     say("QMat-Instruct: counting, localisation, verification")
     build_corpus(out / "synthia" / "annotations.json", out_path=out / "qmat",
-                 tasks=("count", "locate", "verify"), split=(1.0, 0.0, 0.0))  # fmt: skip
+                 tasks=("count", "locate", "verify"), split=(0.75, 0.125, 0.125))  # fmt: skip
     say(f"training the tiny QuPAINT model for {steps} steps")
     run_dir = out / "tiny_model"
     res = train(load_config(None, model="tiny", train_jsonl=str(out / "qmat/llava/train.jsonl"),

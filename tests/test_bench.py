@@ -293,3 +293,17 @@ def test_detect_coco_and_per_material_scores(synth_dataset):
     coco = json.loads(gt.read_text())
     assert set(r) == {"all"} | {im["material"] for im in coco["images"]}
     assert r["all"] == evaluate_detection(gt, preds)
+
+
+def test_malformed_answers_do_not_parse():
+    # issue 24: these returned ok=True; the README says malformed output gives ok=False
+    for text in (
+        "Mono: [0.1, 0.2",
+        "{{{{",
+        "Few: [0.1, 0.2, 0.3, 0.4]]",
+        "<box>[[1, 2, 3, 4]</box>",
+    ):
+        for fmt in ("llava", "internvl", "qwen"):
+            a = parse_answer(text, fmt)
+            assert not a.ok and any("unbalanced" in e for e in a.errors), (text, fmt, a)
+    assert parse_answer("Mono: [0.1, 0.2, 0.3, 0.4]", "llava").ok

@@ -300,3 +300,16 @@ def test_a_camera_runs_through_synthia_instruct_and_the_detector(tmp_path):
     assert truth and truth <= {d["layers"] for d in dets}
     with pytest.raises(ValueError, match="kind"):
         SynthiaConfig(camera={"kind": "bogus"}).validate()
+
+
+def test_camera_repr_is_one_line():
+    # issue 24: the repr printed the whole spectral table of a measured camera
+    from qupaint.color import Camera
+
+    for cam in (
+        Camera.preset("2dmatgmm"),
+        Camera.srgb("A"),
+        Camera.from_colour("Nikon 5100 (NPL)"),
+    ):
+        r = repr(cam)
+        assert "\n" not in r and len(r) < 160 and r.startswith("Camera("), r

@@ -93,8 +93,10 @@ def test_module_init_and_ablation():
     assert torch.allclose(ln(gate(t, a)), ln(t), atol=1e-5)
     off = PIAGate(enabled=False)
     assert off(t, a) is t
-    out = PIAGate(init_w=2.0)(t, a)
-    out.sum().backward()  # gradients reach both parameters
+    g = PIAGate(init_w=2.0)
+    g(t, a).sum().backward()  # gradients reach both parameters
+    assert g.w.grad is not None and g.b.grad is not None
+    assert torch.isfinite(g.w.grad) and g.w.grad != 0 and torch.isfinite(g.b.grad) and g.b.grad != 0
 
 
 def test_bad_input():

@@ -187,6 +187,8 @@ def parse_answer(
     ([[10.0, 40.0, 30.0, 80.0], [50.0, 100.0, 60.0, 140.0]], ['Mono', 'Few'], True)
     >>> parse_answer("<box>[[1, 2", "internvl", expect="boxes").ok
     False
+    >>> parse_answer("Mono: [0.1, 0.2", "llava").ok, parse_answer("{{{{", "llava").ok
+    (False, False)
     """
     if fmt not in PARSE_FORMATS:
         raise ValueError(f"fmt must be one of {PARSE_FORMATS}; got {fmt!r}")
@@ -196,6 +198,9 @@ def parse_answer(
         return Answer(ok=False, errors=[f"answer is {type(text).__name__}, not text"])
     text = text[:_MAX_CHARS]
     errors: list[str] = []
+    for o, c in ("[]", "{}"):  # a cut-off or garbled answer leaves its brackets open
+        if text.count(o) != text.count(c):
+            errors.append(f"unbalanced {o}{c}: {text.count(o)} open, {text.count(c)} closed")
     boxes, labels, rest = _READERS[fmt](text, errors)
     unit = _scale(fmt)
     keep_b, keep_l = [], []

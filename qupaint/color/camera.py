@@ -61,7 +61,7 @@ CAMERA_KINDS = ("srgb", "gaussian", "table")
 _FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Camera:
     """What the pipeline sees through: R, G, B sensitivities, the lamp, the NA, the response.
 
@@ -355,6 +355,10 @@ class Camera:
         """Pixel values the camera writes for linear channel values: I^(1/gamma)."""
         x = np.asarray(linear, dtype=np.float64)
         return x if self.gamma == 1 else np.power(np.clip(x, 0, None), 1.0 / self.gamma)
+
+    def __repr__(self) -> str:
+        """One line (a measured table would fill a screen): ``Camera(<describe()>)``."""
+        return f"Camera({self.describe()}, key {self.key[:8]})"
 
     def describe(self) -> str:
         """One line for tables and reports."""

@@ -126,11 +126,14 @@ def segment(
     threshold: float = 0.5,
     min_area: int = 40,
 ) -> np.ndarray:
-    """Thin-flake instances of a micrograph: ``[H, W, 3]`` uint8 -> ``[H, W]`` int32 labels
+    """Thin-flake instances of a micrograph: ``[H, W, 3]`` uint8 (or float in [0, 1]) ->
+    ``[H, W]`` int32 labels
     (0 background, 1..n flakes, largest first). ``model``: a weights file or a loaded
     :class:`UNet` (default: the shipped model, trained on Synthia only). A flake is a
     region above ``threshold / 2`` holding a pixel above ``threshold``
     (:func:`instances`)."""
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must lie in (0, 1); got {threshold}")
+    if min_area < 0:
+        raise ValueError(f"min_area must be >= 0 pixels; got {min_area}")
     return instances(probability(image, model), threshold, min_area)

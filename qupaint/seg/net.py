@@ -17,13 +17,18 @@ __all__ = ["UNet", "contrast_input"]
 
 
 def contrast_input(image: np.ndarray) -> torch.Tensor:
-    """``[H, W, 3]`` uint8 -> ``[3, H, W]`` float32 contrast ``I / median - 1``, clipped to
-    [-1, 3] (saturated crystals)."""
+    """``[H, W, 3]`` uint8 (or float in [0, 1], the package's image convention) ->
+    ``[3, H, W]`` float32 contrast ``I / median - 1``, clipped to [-1, 3] (saturated
+    crystals)."""
     x = np.asarray(image)
     if x.ndim != 3 or x.shape[-1] != 3:
         raise ValueError(f"image must be [H, W, 3]; got shape {x.shape}")
-    if x.dtype != np.uint8:
-        raise TypeError(f"image must be uint8 pixels; got {x.dtype}")
+    if np.issubdtype(x.dtype, np.floating):
+        if not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1:
+            raise ValueError("image: float pixels must be finite and in [0, 1]")
+        x = (x * 255.0 + 0.5).astype(np.uint8)  # as the weights were trained on 8-bit pixels
+    elif x.dtype != np.uint8:
+        raise TypeError(f"image must be uint8 pixels or float in [0, 1]; got {x.dtype}")
     sub = np.median(x[::4, ::4].reshape(-1, 3), axis=0).astype(np.float32)
     c = x.astype(np.float32) / np.maximum(sub, 1.0) - 1.0
     return torch.from_numpy(np.clip(c, -1.0, 3.0).transpose(2, 0, 1).copy())
