@@ -40,5 +40,5 @@ def main(src: Path) -> None:
 
 
 if __name__ == "__main__":
-    default = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "maskterial-labelled"
+    default = Path(__file__).resolve().parents[2] / "shared/data/real/maskterial-labelled"
     main(Path(sys.argv[1]) if len(sys.argv) > 1 else default)

@@ -31,8 +31,12 @@ def test_unet_any_size_and_contrast_input_is_exposure_free():
     assert abs(float(x.median())) < 0.02  # the substrate is at zero contrast
     brighter = np.clip(img.astype(float) * 1.5, 0, 255).round().astype(np.uint8)
     assert float((contrast_input(brighter) - x).abs().mean()) < 0.02
-    with pytest.raises(TypeError, match="uint8"):
+    # float images in [0, 1] are accepted (the package's convention), out-of-range ones refused
+    np.testing.assert_allclose(contrast_input(img / 255.0), x, atol=1e-6)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
         contrast_input(img.astype(float))
+    with pytest.raises(TypeError, match="uint8"):
+        contrast_input(img.astype(np.int32))
     with pytest.raises(ValueError, match="H, W, 3"):
         contrast_input(img[..., 0])
 

@@ -11,10 +11,12 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+from typer.core import TyperGroup
 
 __all__ = [
     "app",
     "console",
+    "LIMITS",
     "user_errors",
     "fail",
     "camera_field",
@@ -28,12 +30,116 @@ __all__ = [
     "parse_range",
 ]
 
+console = Console(soft_wrap=True)  # an error stays one line, however narrow the terminal
+
+#: the range every numeric option must lie in, by option name: (low, high, what it is);
+#: a bound given as a 1-tuple is exclusive. Physical limits where the quantity is physical.
+LIMITS: dict[str, tuple] = {
+    "layers": (1, 200, "layers"),
+    "oxide_nm": (0, 2000, "nm of SiO2"),
+    "wl_min": (200, 2000, "nm"),
+    "wl_max": (200, 2000, "nm"),
+    "wl_step": ((0,), 100, "nm"),
+    "theta_deg": (0, 89, "degrees"),
+    "um_per_px": ((0,), 100, "um per pixel"),
+    "gamma": ((0,), 10, "the response exponent"),
+    "min_area_um2": (0, 1e6, "um^2"),
+    "min_area": (0, 1e9, "pixels"),
+    "min_score": (0, 1, "a probability"),
+    "threshold": ((0,), (1,), "a probability"),
+    "temperature": (0, 10, "the sampling temperature"),
+    "lr": ((0,), 10, "the learning rate"),
+    "seed": (0, 2**32 - 1, "a 32-bit seed"),
+    "size": (16, 16384, "pixels"),
+    "crop": (16, 16384, "pixels"),
+    "width": (1, 1024, "channels"),
+    "grid": (1, 64, "cells per side"),
+    **{name: (1, 1_000_000_000, "a count") for name in (
+        "num_images", "images", "images_per_material", "max_images", "steps", "batch",
+        "batch_size", "max_new_tokens", "limit", "per_class", "seeds", "shard_size", "chunk",
+    )},
+    **{name: (1, 256, "processes or threads") for name in ("workers", "threads")},
+}  # fmt: skip
+
+
+def _bound_text(b, low: bool) -> str:
+    if isinstance(b, tuple):
+        return f"{'>' if low else '<'} {b[0]:g}"
+    return f"{'>=' if low else '<='} {b:g}"
+
+
+def _check_range(name: str, value):
+    lo, hi, what = LIMITS[name]
+    if value is None:
+        return value
+    ok_lo = value > lo[0] if isinstance(lo, tuple) else value >= lo
+    ok_hi = value < hi[0] if isinstance(hi, tuple) else value <= hi
+    if not (ok_lo and ok_hi):
+        span = f"{_bound_text(lo, True)} and {_bound_text(hi, False)}"
+        raise typer.BadParameter(f"{value:g} is out of range ({what}: {span})")
+    return value
+
+
+def _limit_numeric_options(command) -> None:
+    """Give every numeric option named in :data:`LIMITS` its range check (once)."""
+    import typing
+
+    for p in getattr(command, "params", ()):
+        info = getattr(p, "type_descriptor", None)
+        ann = getattr(info, "annotation", None)
+        kinds = (ann,) + typing.get_args(ann)
+        if p.name in LIMITS and (int in kinds or float in kinds) and not getattr(p, "_ranged", 0):
+            inner = p.callback
+
+            def check(ctx, param, value, _name=p.name, _inner=inner):
+                value = _check_range(_name, value)
+                return _inner(ctx, param, value) if _inner else value
+
+            p.callback = check
+            p._ranged = True
+    for sub in getattr(command, "commands", {}).values():
+        _limit_numeric_options(sub)
+
+
+try:  # typer >= 0.16 vendors its click
+    from typer._click import exceptions as _cx
+except ImportError:  # pragma: no cover
+    from click import exceptions as _cx
+
+
+class OneLineErrors(TyperGroup):
+    """The ``qupaint`` group: every numeric option range-checked (:data:`LIMITS`), and every
+    usage error one line, ``error: <what> (see <command> --help)``, with exit code 2, the
+    same as the errors the commands themselves report."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        import sys
+
+        _limit_numeric_options(self)
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _cx.UsageError as e:
+            sub_path = e.ctx.command_path.partition(" ")[2] if e.ctx is not None else ""
+            where = f"qupaint {sub_path}".strip()
+            console.print(f"[red]error:[/red] {e.format_message()} (see {where} --help)")
+            sys.exit(2)
+        except _cx.ClickException as e:
+            console.print(f"[red]error:[/red] {e.format_message()}")
+            sys.exit(e.exit_code)
+        except _cx.Abort:
+            console.print("[red]error:[/red] aborted")
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     help="qupaint: physics-aware tools for 2D quantum-material discovery.",
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
 
 #: the errors a command reports as a one-line message (exit code 2) rather than a traceback:
 #: bad input (ValueError, TypeError) and files that cannot be read or written (OSError)

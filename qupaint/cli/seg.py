@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from qupaint.cli._common import app, console, progress, user_errors
+from qupaint.cli._common import app, console, fail, progress, user_errors
 
 seg_app = typer.Typer(help="Thin-flake segmentation trained on Synthia only (qupaint.seg).")
 app.add_typer(seg_app, name="seg")
@@ -69,11 +69,16 @@ def seg_predict(
             raise ValueError(f"images: nothing found in {images}")
         net = load_segmenter(model)
         out.mkdir(parents=True, exist_ok=True)
-        result = {}
+        result, skipped = {}, []
         with progress("segment", len(files)) as report:
             for k, f in enumerate(files):
-                with Image.open(f) as im:
-                    img = np.asarray(im.convert("RGB"))
+                report(k + 1)
+                try:
+                    with Image.open(f) as im:
+                        img = np.asarray(im.convert("RGB"))
+                except (OSError, ValueError) as exc:  # one bad file does not stop the batch
+                    skipped.append((f, exc))
+                    continue
                 lab = segment(img, net, threshold, min_area)
                 stem = Path(f).stem
                 atomic_write_bytes(out / f"{stem}.labels.png", _png16(lab))
@@ -81,10 +86,13 @@ def seg_predict(
                 area = np.bincount(lab.ravel())
                 result[str(f)] = [{"id": i, "bbox": box, "area_px": int(area[i])}
                                   for i, box in instance_boxes(lab).items()]  # fmt: skip
-                report(k + 1)
+        for f, exc in skipped:
+            console.print(f"[yellow]skipped[/yellow] {f}: cannot read the image ({exc})")
+        if not result:
+            fail(f"no image could be read ({len(skipped)} tried)")
         write_json(out / "instances.json", result)
     n = sum(len(v) for v in result.values())
-    console.print(f"{n} thin-flake instances in {len(files)} images; wrote {out}")
+    console.print(f"{n} thin-flake instances in {len(result)} images; wrote {out}")
 
 
 def _png16(lab) -> bytes:
