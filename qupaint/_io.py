@@ -3,7 +3,8 @@
 A file under its final name is always complete: :func:`atomic_open` writes to a temporary
 file in the same folder and renames it into place only when the block ends without an
 error (POSIX ``rename`` is atomic within a file system); on an error the temporary file
-is removed. Finished files honour the umask, like any file the process writes. A full disk raises an ``OSError`` that says how to resume.
+is removed. Finished files honour the umask, like any file the process writes. A full
+disk raises an ``OSError`` that says how to resume.
 
 JSON: orjson parses ~2.5x and writes ~4x faster than the standard library (measured on
 QMat-Instruct's COCO files); :func:`json_loads` / :func:`json_dumps` use it when present and
