@@ -19,6 +19,8 @@ if not os.environ.get("QUPAINT_CACHE_DIR"):
 
     os.environ["QUPAINT_CACHE_DIR"] = tempfile.mkdtemp(prefix="qupaint-test-cache-")
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -47,6 +49,20 @@ def backend_params(op: str, device_types=("cpu", "cuda")):
             marks.append(pytest.mark.cuda)
         out.append(pytest.param((b, dev), id=b, marks=marks))
     return out
+
+
+#: the project's shared data (real micrographs, labelled flakes), checked out beside the
+#: repository: ../shared/data/real from the repository root
+SHARED_REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+
+
+def needs_shared(sub: str):
+    """Skip, saying where the data goes, when ``../shared/data/real/<sub>`` is absent."""
+    return pytest.mark.skipif(
+        not (SHARED_REAL / sub).is_dir(),
+        reason=f"needs ../shared/data/real/{sub}: the project's shared data folder, checked "
+        "out beside the repository (e.g. /work/shared next to /work/main)",
+    )
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import needs_shared
 
 from qupaint.color import Camera, channel_contrast, stack_color, tmm_substrate_color
 from qupaint.color.calibrate import estimate_oxide, fit_camera
@@ -204,7 +205,7 @@ CROPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "laye
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not CROPS.is_dir(), reason="shared/data/real/layer-crops not available")
+@needs_shared("layer-crops")
 def test_real_flakes_calibrate_and_classify_near_the_labels_ceiling():
     # 972 expert-labelled real flakes (graphene 1-4 L, WSe2 1-3 L, one real camera):
     # calibrate on 5 flakes of each of 1 L and 2 L, classify every other flake

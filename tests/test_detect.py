@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import backend_params
+from conftest import backend_params, needs_shared
 from PIL import Image
 
 from qupaint.bench.metrics import box_iou_xywh
@@ -19,11 +19,7 @@ from qupaint.detect import DetectorConfig, contrast_map, detect, fit_ladder
 from qupaint.detect.core import REJECT_RULES, _pixel_flags
 
 LABELLED = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "maskterial-labelled"
-needs_labelled = pytest.mark.skipif(
-    not LABELLED.is_dir(),
-    reason="needs ../shared/data/real/maskterial-labelled (the project's shared data folder, "
-    "beside the repository)",
-)
+needs_labelled = needs_shared("maskterial-labelled")
 CAM = Camera.preset("2dmatgmm")
 SETS = {"GrapheneH": "graphene", "WSe2": "WSe2"}
 
@@ -444,8 +440,7 @@ def test_detect_cli_refuses_bad_input_and_leaves_nothing_behind(tmp_path):
 MT = LABELLED.parent / "maskterial"
 
 
-@pytest.mark.skipif(not MT.is_dir(), reason="needs ../shared/data/real/maskterial (the "
-                    "project's shared data folder, beside the repository)")  # fmt: skip
+@needs_shared("maskterial")
 @pytest.mark.slow
 @pytest.mark.parametrize("folder, material", [("WS2", "WS2"), ("hBN_Thin", "hBN"),
                                               ("MoSe2", "MoSe2")])  # fmt: skip

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import needs_shared
 from PIL import Image
 
 from qupaint.color import Camera
@@ -21,7 +22,7 @@ REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 MT = REAL / "maskterial"
 CROPS = REAL / "layer-crops"
 CAM = Camera.preset("2dmatgmm")
-needs_real = pytest.mark.skipif(not MT.is_dir(), reason="shared/data/real not available")
+needs_real = needs_shared("maskterial")
 
 
 def _image(folder: str, k: int = 0) -> np.ndarray:
@@ -63,7 +64,7 @@ def test_substrate_estimate_is_stable_under_flips_and_crops():
 
 
 @needs_real
-@pytest.mark.skipif(not CROPS.is_dir(), reason="layer crops not available")
+@needs_shared("layer-crops")
 def test_a_real_flake_pasted_on_another_chip_is_found_again_with_its_layers():
     # 1-2 layer graphene flakes (real, labelled) cut from their micrographs and pasted on two
     # substrate spots of a real WS2 chip, scaled to its local substrate (contrast preserved)
@@ -136,7 +137,7 @@ def test_batch_rejects_bad_input(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not CROPS.is_dir(), reason="layer crops not available")
+@needs_shared("layer-crops")
 def test_detector_finds_real_labelled_flakes(tmp_path):
     # a subset of the labelled crops (every 4th per layer folder), pasted on canvases; the
     # full set is benchmarks/results/detector-real-crops.json (recall 0.88 / 0.83)
@@ -158,7 +159,7 @@ def test_detector_finds_real_labelled_flakes(tmp_path):
     assert 85 <= r["Graphene"]["oxide_nm"] <= 100 and 60 <= r["WSe2"]["oxide_nm"] <= 78
 
 
-@pytest.mark.skipif(not CROPS.is_dir(), reason="layer crops not available")
+@needs_shared("layer-crops")
 @pytest.mark.parametrize("material, lo, hi", [("Graphene", 85, 100), ("WSe2", 55, 75)])
 def test_oxide_from_the_flakes_of_real_crops(material, lo, hi):
     # 16 real labelled flakes of one material on a flat canvas of their substrate colour: the

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import needs_shared
 from typer.testing import CliRunner
 
 from qupaint.cli import app
@@ -122,7 +123,7 @@ def test_segment_bare_chip_and_bad_threshold():
         segment(chip, threshold=1.5)
 
 
-@pytest.mark.skipif(not CROPS.is_dir(), reason="shared real crops not available")
+@needs_shared("layer-crops")
 def test_real_labelled_flakes_are_found():
     """Real 2DMatGMM flakes (never used in training), pasted on their substrate: a subset
     of 32 graphene crops; the full set is `qupaint eval seg-crops`."""
