@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from qupaint.categories import CATEGORIES, category_of
 from qupaint.color import tmm_substrate_color
+from qupaint.synthia.config import SynthiaConfig
 from qupaint.synthia.flakes import (
     FlakeShape,
     random_flake,
@@ -16,7 +17,7 @@ from qupaint.synthia.flakes import (
     split_terrace,
 )
 from qupaint.synthia.placement import PlacementGrid, substrate_mask
-from qupaint.synthia.render import Sample, Synthia, SynthiaConfig
+from qupaint.synthia.render import Sample, Synthia
 from qupaint.synthia.whitebalance import (
     apply_gain,
     reference_substrate_color,

@@ -25,7 +25,8 @@ import numpy as np
 from qupaint._io import atomic_write_bytes, pin_json
 from qupaint._pool import run_tasks
 from qupaint.categories import CATEGORIES
-from qupaint.synthia.render import Synthia, SynthiaConfig
+from qupaint.synthia.config import SynthiaConfig
+from qupaint.synthia.render import Synthia
 
 __all__ = ["generate", "merge", "parse_shard", "prepare", "render_shard_with", "shard_tasks"]
 
