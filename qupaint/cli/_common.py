@@ -136,6 +136,7 @@ class OneLineErrors(TyperGroup):
 
 app = typer.Typer(
     cls=OneLineErrors,
+    rich_markup_mode=None,  # plain click help: no "<bool>" type column on --help and flags
     help="qupaint: physics-aware tools for 2D quantum-material discovery.",
     no_args_is_help=True,
     add_completion=False,
