@@ -277,6 +277,10 @@ PYBIND11_MODULE(_C, m) {
           qp::detect_flags_cpu(C, img, H, W, noise.data(), saturation, fg_chi2, floor_, bright_level,
                                edge2, out);
         });
+  m.def("detect_open3_cpu", [](std::uintptr_t in, long long H, long long W, int bit, std::uintptr_t out) {
+    py::gil_scoped_release release;
+    qp::detect_open3_cpu(in, H, W, bit, out);
+  });
   m.def(
       "pia_cpu",
       [](std::uintptr_t x, bool is_uint8, long long B, long long S, long long p, const qp::Vec3d& scale,

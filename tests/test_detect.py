@@ -453,3 +453,16 @@ def test_unlabelled_real_chips_give_a_few_candidates_not_hundreds(folder, materi
         img = np.asarray(Image.open(path).convert("RGB"))
         counts.append(sum(d["layers"] <= 5 for d in _run(img, material)))
     assert max(counts) <= 20 and sum(counts) <= 10 * len(counts), counts
+
+
+@pytest.mark.parametrize("backend", backend_params("detect_open", ("cpu",)))
+@pytest.mark.parametrize("shape", [(1, 1), (2, 5), (3, 3), (37, 53), (120, 97)])
+def test_opening_kernel_equals_scipy(backend, shape, rng):
+    from qupaint import _backend
+    from qupaint.detect.core import CORE, _open_reference
+
+    _, fn = _backend.select("detect_open", "cpu", backend[0])
+    for density in (0.3, 0.7, 0.95):
+        flags = (rng.random(shape) < density).astype(np.uint8) * CORE
+        flags |= (rng.random(shape) < 0.5).astype(np.uint8) * 4  # other bits must not matter
+        np.testing.assert_array_equal(fn(flags, CORE), _open_reference(flags, CORE))

@@ -210,3 +210,41 @@ void detect_flags_cpu(std::uintptr_t C_, std::uintptr_t img_, long long H, long 
 }
 
 }  // namespace qp
+
+namespace qp {
+
+// Binary opening of one bit of a uint8 [H, W] image with the 3x3 square, as
+// scipy.ndimage.binary_opening(structure=ones((3, 3))): an erosion that counts pixels outside
+// the image as 0, then a dilation that does too; the result (0/1) goes to out [H, W].
+void detect_open3_cpu(std::uintptr_t in_, long long H, long long W, int bit, std::uintptr_t out_) {
+  const std::uint8_t* in = reinterpret_cast<const std::uint8_t*>(in_);
+  std::uint8_t* out = reinterpret_cast<std::uint8_t*>(out_);
+  const std::uint8_t m = static_cast<std::uint8_t>(bit);
+  std::vector<std::uint8_t> er(static_cast<size_t>(H * W), 0);
+  // erosion: separable (min over 3 along x, then along y); the border rows/columns are 0
+#pragma omp parallel for schedule(static)
+  for (long long y = 1; y < H - 1; ++y) {
+    for (long long x = 1; x < W - 1; ++x) {
+      bool all = true;
+      for (int dy = -1; dy <= 1 && all; ++dy) {
+        const std::uint8_t* r = in + (y + dy) * W;
+        all = (r[x - 1] & m) && (r[x] & m) && (r[x + 1] & m);
+      }
+      er[static_cast<size_t>(y * W + x)] = all ? 1 : 0;
+    }
+  }
+  // dilation of the eroded set (outside the image counts as 0)
+#pragma omp parallel for schedule(static)
+  for (long long y = 0; y < H; ++y) {
+    for (long long x = 0; x < W; ++x) {
+      std::uint8_t any = 0;
+      for (long long yy = std::max(0LL, y - 1); yy <= std::min(H - 1, y + 1) && !any; ++yy) {
+        const std::uint8_t* r = er.data() + yy * W;
+        for (long long xx = std::max(0LL, x - 1); xx <= std::min(W - 1, x + 1); ++xx) any |= r[xx];
+      }
+      out[y * W + x] = any;
+    }
+  }
+}
+
+}  // namespace qp

@@ -38,5 +38,6 @@ void detect_contrast_cpu(std::uintptr_t img, long long H, long long W, std::uint
 void detect_flags_cpu(std::uintptr_t C, std::uintptr_t img, long long H, long long W,
                       const double* noise, int saturation, double fg_chi2, double floor_,
                       double bright_level, double edge2, std::uintptr_t out);
+void detect_open3_cpu(std::uintptr_t in, long long H, long long W, int bit, std::uintptr_t out);
 
 }  // namespace qp

@@ -491,11 +491,28 @@ def _pixel_flags(cm: ContrastMap, img: np.ndarray, cfg: DetectorConfig, bright_l
               cfg.edge_sigma**2)  # fmt: skip
 
 
-def _pieces(flags: np.ndarray) -> tuple[np.ndarray, int]:
-    """Connected pieces of the core pixels (opened, so one-pixel bridges do not join them)."""
-    eight = np.ones((3, 3), bool)
-    core = ndimage.binary_opening((flags & CORE) > 0, structure=eight)
-    return ndimage.label(core, structure=eight)
+@_backend.register("detect_open", "reference")
+def _open_reference(flags: np.ndarray, bit: int) -> np.ndarray:
+    return ndimage.binary_opening((flags & bit) > 0, structure=np.ones((3, 3), bool))
+
+
+@_backend.register("detect_open", "cpu")
+def _open_cpu(flags: np.ndarray, bit: int) -> np.ndarray:
+    from qupaint import _C
+
+    flags = np.ascontiguousarray(flags, dtype=np.uint8)
+    out = np.empty(flags.shape, np.uint8)
+    _C.detect_open3_cpu(
+        flags.ctypes.data, flags.shape[0], flags.shape[1], int(bit), out.ctypes.data
+    )
+    return out.view(bool)
+
+
+def _pieces(flags: np.ndarray, backend: str | None = None) -> tuple[np.ndarray, int]:
+    """Connected pieces of the core pixels (opened with the 3x3 square, so one-pixel bridges
+    do not join them)."""
+    _, fn = _backend.select("detect_open", "cpu", backend)
+    return ndimage.label(fn(flags, CORE), structure=np.ones((3, 3), bool))
 
 
 def detect(
@@ -565,7 +582,7 @@ def detect(
     thin_mu = _ladder_grid(material, cfg.max_layers, probe, cam)[:, : cfg.thin_layers]
     bright_level = max(0.0, float(thin_mu.max())) + cfg.bright
     flags = _pixel_flags(cm, img, cfg, bright_level, backend)
-    labels, n = _pieces(flags)
+    labels, n = _pieces(flags, backend)
     min_px = (cfg.min_area_um2 / um_per_px**2) if um_per_px else cfg.min_area_px
     min_px = max(4.0, min_px)
     bright = (flags & BRIGHT) > 0
