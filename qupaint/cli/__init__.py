@@ -4,16 +4,17 @@
 module                        commands
 ============================  =====================================================
 :mod:`qupaint.cli.optics`     ``optics``, ``materials``, ``backends``, ``calibrate``
+                              (from measured contrasts or from annotated images)
 :mod:`qupaint.cli.data`       ``synthia``, ``instruct``
-:mod:`qupaint.cli.evaluate`   ``eval detection|grounding|detector|model|crops``,
-                              ``bench build``, ``detect``
+:mod:`qupaint.cli.evaluate`   ``detect``, ``eval detection|grounding|detector|model|
+                              real|crops|seg-crops``, ``bench build``
 :mod:`qupaint.cli.model`      ``train``, ``predict``, ``demo``
 :mod:`qupaint.cli.seg`        ``seg train``, ``seg predict``
 ============================  =====================================================
 
-Shared pieces (the app, errors as one line and exit code 2, progress bars) are in
-:mod:`qupaint.cli._common`. Commands import the library lazily, so ``qupaint --help``
-starts without torch.
+Shared pieces (the app, usage and command errors as one line with exit code 2, the range
+of every numeric option, progress bars) are in :mod:`qupaint.cli._common`. Commands import
+the library lazily, so ``qupaint --help`` starts without torch.
 """
 
 from __future__ import annotations
