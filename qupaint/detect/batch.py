@@ -9,7 +9,7 @@ Layout of ``out_dir``::
     overlays/<stem>.png      the image with each flake outlined and labelled
     thumbs/<stem>_<k>.png    a thumbnail per monolayer / few-layer candidate
     flakes.csv               every flake of every image, one row each
-    report.html              monolayer candidates ranked by score, with thumbnails
+    report.html              thin-flake candidates ranked by score, with outlined thumbnails
     summary.json             counts, failed images and why, the settings
 
 Every file is written atomically. Re-running the same command skips images whose
@@ -26,6 +26,7 @@ import html
 import io
 import json
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -91,19 +92,13 @@ def _init(job: dict) -> None:
     _JOB = job
 
 
-def _decode(seg: dict) -> np.ndarray:
-    from pycocotools import mask as mask_utils
-
-    return mask_utils.decode({"size": seg["size"], "counts": seg["counts"]}).astype(np.int32)
-
-
 def _one(task: tuple[int, str, str]) -> dict:
     """Detect in one image and write its files; returns a summary row (an unreadable image
     gives a row with its ``error`` instead of raising)."""
     from PIL import Image, UnidentifiedImageError
 
     from qupaint.detect.core import detect
-    from qupaint.detect.draw import draw_detections, outline_labels
+    from qupaint.detect.draw import decode_rle, draw_detections, outline_labels
 
     image_id, path, stem = task
     job, out = _JOB, Path(_JOB["out_dir"])
@@ -120,9 +115,7 @@ def _one(task: tuple[int, str, str]) -> dict:
                   um_per_px=job["um_per_px"], masks=True, explain=info,
                   oxide_range=job["oxide_range"], oxide_prior_nm=job["oxide_prior_nm"])  # fmt: skip
     ladder = info[-1]["ladder"]
-    rejected: dict[str, int] = {}
-    for r in info[:-1]:
-        rejected[r["rejected"]] = rejected.get(r["rejected"], 0) + 1
+    rejected = dict(Counter(r["rejected"] for r in info[:-1]))
     oxide_info: dict[str, Any] = {
         "nm": ladder.oxide_nm,
         "source": "given" if oxide != "auto" else "flakes",
@@ -140,9 +133,10 @@ def _one(task: tuple[int, str, str]) -> dict:
             m = max(8, (w + h) // 4)
             ys = slice(max(0, y - m), min(H, y + h + m))
             xs = slice(max(0, x - m), min(W, x + w + m))
-            outlined = outline_labels(img, _decode(d["segmentation"]))  # the flake's outline
+            crop = img[ys, xs]
+            outlined = outline_labels(crop, decode_rle(d["segmentation"])[ys, xs])  # its outline
             name = f"thumbs/{stem}_{k}.png"
-            atomic_write_bytes(out / name, _png(np.concatenate([img[ys, xs], outlined[ys, xs]], 1)))
+            atomic_write_bytes(out / name, _png(np.concatenate([crop, outlined], 1)))
             d["thumbnail"] = name
     with atomic_open(out / "overlays" / f"{stem}.png", "wb") as fh:
         draw_detections(img, dets, fh)

@@ -162,15 +162,21 @@ def substrate_field(
     """
     H, W = lin.shape[:2]
     b = _block_size(H, W, block)
-    h, w = H // b, W // b
-    small = lin[: h * b, : w * b].reshape(h, b, w, b, 3).mean(axis=(1, 3))
-    sat = saturated[: h * b, : w * b].reshape(h, b, w, b).any(axis=(1, 3))
-    field, mask = _fit_field(small, sat, sigma, degree)
+    field, mask = _fit_field(*_block_means(lin, saturated, b), sigma, degree)
     return _upsample(field, b, H, W), mask
 
 
 def _block_size(H: int, W: int, block: int) -> int:
     return max(1, min(block, H // 16, W // 16))
+
+
+def _block_means(lin: np.ndarray, saturated: np.ndarray, b: int):
+    """(mean linear colour [h, w, 3], any pixel saturated [h, w]) of the b x b blocks (the
+    ragged right and bottom edge left out); the reference of ``detect_blocks_cpu``."""
+    H, W = lin.shape[:2]
+    h, w = H // b, W // b
+    small = lin[: h * b, : w * b].reshape(h, b, w, b, 3).mean(axis=(1, 3))
+    return small, saturated[: h * b, : w * b].reshape(h, b, w, b).any(axis=(1, 3))
 
 
 def _fit_field(small: np.ndarray, sat: np.ndarray, sigma: float, degree: int
@@ -237,12 +243,8 @@ def _gauss_kernel(sigma: float) -> np.ndarray:
 @_backend.register("detect_contrast", "reference")
 def _contrast_reference(img, lut, b, sigma, degree, blur_sigma_px, saturation):
     H, W = img.shape[:2]
-    sat = (img >= saturation).any(-1)
     lin = lut[img, np.arange(3)]  # per-channel decode
-    h, w = H // b, W // b
-    small = lin[: h * b, : w * b].reshape(h, b, w, b, 3).mean(axis=(1, 3))
-    satb = sat[: h * b, : w * b].reshape(h, b, w, b).any(axis=(1, 3))
-    field, _ = _fit_field(small, satb, sigma, degree)
+    field, _ = _fit_field(*_block_means(lin, (img >= saturation).any(-1), b), sigma, degree)
     if blur_sigma_px > 0:
         # truncated at 2 sigma: the tails add nothing against pixel noise, and cost half
         lin = ndimage.gaussian_filter(lin, (blur_sigma_px, blur_sigma_px, 0), truncate=2.0)
@@ -341,20 +343,15 @@ class Ladder:
     prior: tuple = (None, None, "none")  # (oxide nm, sd nm, source) of the oxide prior
 
 
-def _piece_chi2(C: np.ndarray, sig: np.ndarray, mu: np.ndarray) -> np.ndarray:
-    """[..., P, L] chi-square of pieces C [P, 3] (sigma [P, 3]) to ladders mu [..., L, 3]."""
-    d = (C[:, None, :] - mu[..., None, :, :]) / sig[:, None, :]
-    return (d * d).sum(-1)
-
-
 def fit_ladder(contrasts, material: str, camera: Camera | None = None, noise=0.01,
                oxide_nm: float | tuple[float, float] = (60.0, 320.0), weights=None,
                config: DetectorConfig | None = None, oxide_prior_nm: float | None = None,
                oxide_prior_sd_nm: float | None = None) -> Ladder:  # fmt: skip
-    """Fit the oxide and a per-channel gain so that the median contrasts of an image's
+    """Fit the oxide and a per-channel response so that the median contrasts of an image's
     pieces ``contrasts`` [P, 3] fall on the material's layer ladder.
 
-    The model is ``C = k * C_L(oxide)`` per channel, ``L`` in 1..``max_layers``; each piece
+    The model is ``1 + C = (1 + C_L(oxide))^k`` per channel (``config.response="power"``,
+    the default; ``"gain"``: ``C = k C_L``), ``L`` in 1..``max_layers``; each piece
     costs its chi-square to the nearest rung, capped at ``2 max_chi2`` (a piece that is no
     flake of this material costs the same wherever the ladder is), weighted by
     ``weights``; ``log k`` has a Gaussian prior of ``gain_prior`` around the camera's
@@ -485,10 +482,14 @@ def _pixel_flags(cm: ContrastMap, img: np.ndarray, cfg: DetectorConfig, bright_l
     """Per-pixel bits: CAND (differs from the substrate, not bright), CORE (a candidate off
     any colour edge), STRONG (mean |C| above the floor), BRIGHT (saturated or brighter than
     a thin flake can be)."""
-    floor = max(cfg.min_contrast, cfg.noise_contrast * float(cm.noise.mean()))
     _, fn = _backend.select("detect_flags", "cpu", backend)
-    return fn(cm.C, img, cm.noise, cfg.saturation, cfg.fg_chi2, floor, bright_level,
-              cfg.edge_sigma**2)  # fmt: skip
+    return fn(cm.C, img, cm.noise, cfg.saturation, cfg.fg_chi2, _faint_floor(cfg, cm.noise),
+              bright_level, cfg.edge_sigma**2)  # fmt: skip
+
+
+def _faint_floor(cfg: DetectorConfig, noise: np.ndarray) -> float:
+    """The mean |C| below which a pixel or a piece is faint (residue, not a flake)."""
+    return max(cfg.min_contrast, cfg.noise_contrast * float(noise.mean()))
 
 
 @_backend.register("detect_open", "reference")
@@ -709,9 +710,10 @@ def _hypotheses(ladder: Ladder, cfg: DetectorConfig, top: int = 4000):
 
     The fit's costs are chi-squares of pieces that are not independent and whose spread
     the model does not fully know, so, as in any fit whose reduced chi-square exceeds 1,
-    the likelihood is tempered by it: ``w = exp(-(cost - min) / (2 max(1, min / n)))``
-    with ``n`` the fitted weight of pieces. A piece's probability of being thin is then
-    averaged over these hypotheses rather than read off the best one."""
+    the likelihood is tempered by it: ``w = exp(-(cost - min) / (2 max(T, min / n)))``
+    with ``n`` the fitted weight of pieces and ``T`` the floor ``min_temper``. A piece's
+    probability of being thin is then averaged over these hypotheses rather than read off
+    the best one."""
     g = ladder.grid
     if not g:
         return ladder.contrast[None], np.ones(1)
@@ -761,7 +763,7 @@ def _first_rule(piece, sl, area, med, min_px, cand, flags, bright, bright_level,
         if g_area < min_px:
             return "too_small"  # (with its edge pixels, as its mask is reported)
     strength = float(np.abs(med).mean())
-    if (strength < max(cfg.min_contrast, cfg.noise_contrast * float(noise.mean()))
+    if (strength < _faint_floor(cfg, noise)
             or not ((flags[sl][piece] & STRONG) > 0).mean() > 0.5):  # fmt: skip
         return "faint"
     if (_touches_border(sl, *shape) and strength < cfg.shading_contrast

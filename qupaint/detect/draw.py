@@ -9,17 +9,23 @@ import numpy as np
 
 from qupaint.categories import CATEGORY_NAMES
 
-__all__ = ["draw_detections", "outline_labels", "CATEGORY_COLORS"]
+__all__ = ["draw_detections", "outline_labels", "decode_rle", "CATEGORY_COLORS"]
 
 CATEGORY_COLORS = {1: (255, 40, 40), 2: (40, 200, 255), 3: (255, 220, 0), None: (255, 255, 255)}
 
 
+def decode_rle(seg: dict) -> np.ndarray:
+    """[H, W] bool mask of a COCO RLE (``{"size", "counts"}``)."""
+    from pycocotools import mask as mask_utils
+
+    return mask_utils.decode({"size": seg["size"], "counts": seg["counts"]}).astype(bool)
+
+
 def _outline(seg: dict, shape: tuple[int, int]) -> np.ndarray:
     """Boundary pixels of a COCO RLE mask."""
-    from pycocotools import mask as mask_utils
     from scipy import ndimage
 
-    m = mask_utils.decode({"size": seg["size"], "counts": seg["counts"]}).astype(bool)
+    m = decode_rle(seg)
     return m & ~ndimage.binary_erosion(m) if m.shape == shape else np.zeros(shape, bool)
 
 
