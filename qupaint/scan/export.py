@@ -1,0 +1,318 @@
+"""Query the flake database and export it in the formats labs already use.
+
+- :func:`query_flakes` (``qupaint flakes``): filter by layers, area, probability, aspect,
+  used/favourite; sort by any column.
+- :func:`export_csv`, :func:`export_coco` (frames as COCO images, each flake annotated on
+  the frame it was best seen in, with ``x_mm``, ``y_mm``, ``area_um2``, ``layers`` and
+  ``probability`` as extra fields) and :func:`export_2dmatgmm`: the upload ZIP of
+  2DMatGMM-Website, laid out as 2DMatGMM-System writes a scan folder. Units follow that
+  project's code (``Utils/etc_functions.reformat_flake_dict``, ``Backend/functions.py``):
+  ``position_x``/``position_y`` in mm, ``size`` in um^2, ``max_sidelength`` /
+  ``min_sidelength`` in um (the code multiplies pixels by micrometres per pixel),
+  ``thickness`` the layer count as a string, ``false_positive_probability`` in [0, 1].
+  :func:`read_2dmatgmm` reads such a ZIP back.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from qupaint._io import atomic_open, write_json
+from qupaint.categories import THICK_MIN_LAYERS
+
+__all__ = ["SORT_KEYS", "export", "export_2dmatgmm", "export_coco", "export_csv",
+           "query_flakes", "read_2dmatgmm"]  # fmt: skip
+
+#: what ``--sort`` accepts: (column, descending)
+SORT_KEYS = {"area": ("area_um2", True), "probability": ("probability", True),
+             "layers": ("layers", False), "aspect": ("aspect", False), "id": ("id", False),
+             "x": ("x_mm", False), "y": ("y_mm", False)}  # fmt: skip
+CSV_FIELDS = [
+    "id",
+    "chip",
+    "scan_id",
+    "image",
+    "material",
+    "layers",
+    "category",
+    "probability",
+    "area_um2",
+    "aspect",
+    "max_side_um",
+    "min_side_um",
+    "contrast_r",
+    "contrast_g",
+    "contrast_b",
+    "x_mm",
+    "y_mm",
+    "views",
+    "clipped",
+    "used",
+    "favourite",
+    "note",
+]
+
+
+def query_flakes(db, layers=None, min_area_um2: float = 0.0, max_area_um2: float | None = None,
+                 min_probability: float = 0.0, max_aspect: float | None = None,
+                 thin_only: bool = False, used: bool | None = None,
+                 favourite: bool | None = None, chip: str | None = None,
+                 sort: str = "area", limit: int | None = None) -> list[dict]:  # fmt: skip
+    """Flakes of database ``db`` as dicts (the :data:`CSV_FIELDS`), filtered and sorted.
+    ``layers``: one count or a collection of counts."""
+    from sqlalchemy import select
+
+    from qupaint.scan.db import Chip, Flake, Image, open_db
+
+    if sort not in SORT_KEYS:
+        raise ValueError(f"sort must be one of {', '.join(SORT_KEYS)}; got {sort!r}")
+    col, desc = SORT_KEYS[sort]
+    q = (select(Flake, Chip.name, Image.file).join(Chip, Flake.chip_id == Chip.id)
+         .join(Image, Flake.image_id == Image.id))  # fmt: skip
+    if layers is not None:
+        ls = [int(layers)] if np.isscalar(layers) else [int(v) for v in layers]
+        q = q.where(Flake.layers.in_(ls))
+    if thin_only:
+        q = q.where(Flake.layers < THICK_MIN_LAYERS)
+    q = q.where(Flake.area_um2 >= min_area_um2, Flake.probability >= min_probability)
+    if max_area_um2 is not None:
+        q = q.where(Flake.area_um2 <= max_area_um2)
+    if max_aspect is not None:
+        q = q.where(Flake.aspect <= max_aspect)
+    if used is not None:
+        q = q.where(Flake.used == used)
+    if favourite is not None:
+        q = q.where(Flake.favourite == favourite)
+    if chip is not None:
+        q = q.where(Chip.name == chip)
+    c = getattr(Flake, col)
+    q = q.order_by(c.desc() if desc else c, Flake.id)
+    if limit is not None:
+        q = q.limit(int(limit))
+    Session = open_db(db)
+    with Session() as s:
+        out = [_row(f, name, file) for f, name, file in s.execute(q).all()]
+    Session.kw["bind"].dispose()
+    return out
+
+
+def _row(f, chip: str, file: str) -> dict:
+    return {"id": f.id, "chip": chip, "scan_id": f.scan_id, "image": file,
+            "material": f.material, "layers": f.layers, "category": f.category,
+            "probability": round(f.probability, 4), "area_um2": round(f.area_um2, 2),
+            "aspect": round(f.aspect, 3), "max_side_um": round(f.max_side_um, 2),
+            "min_side_um": round(f.min_side_um, 2), "contrast_r": round(f.contrast_r, 5),
+            "contrast_g": round(f.contrast_g, 5), "contrast_b": round(f.contrast_b, 5),
+            "x_mm": round(f.x_mm, 6), "y_mm": round(f.y_mm, 6), "views": f.views,
+            "clipped": bool(f.clipped), "used": bool(f.used), "favourite": bool(f.favourite),
+            "note": f.note or ""}  # fmt: skip
+
+
+def export_csv(db, path: str | Path, **filters) -> int:
+    rows = query_flakes(db, **filters)
+    with atomic_open(path, "w", newline="") as f:
+        wr = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        wr.writeheader()
+        wr.writerows(rows)
+    return len(rows)
+
+
+def _frames(db, flake_ids: list[int]) -> tuple[dict, dict, dict]:
+    """(flake rows by id, their frames by image id, scan directory and scale by scan id)."""
+    from sqlalchemy import select
+
+    from qupaint.scan.db import Chip, Flake, Image, Scan, open_db
+
+    Session = open_db(db)
+    with Session() as s:
+        flakes = {f.id: f for f in s.scalars(select(Flake).where(Flake.id.in_(flake_ids)))}
+        images = {i.id: i for i in s.scalars(select(Image).where(
+            Image.id.in_({f.image_id for f in flakes.values()})))}  # fmt: skip
+        scans = {}
+        for sc, chip in s.execute(select(Scan, Chip).join(Chip, Scan.chip_id == Chip.id)).all():
+            scans[sc.id] = {"directory": Path(sc.directory), "um": chip.um_per_px,
+                            "chip": chip.name, "oxide_nm": chip.oxide_nm, "user": sc.user,
+                            "started": sc.started, "material": chip.material}  # fmt: skip
+    Session.kw["bind"].dispose()
+    return flakes, images, scans
+
+
+def _frame_mask(f, img, um: float) -> tuple[np.ndarray, int, int]:
+    """The flake's mask on its frame: ([H, W] bool, frame corner x, y on the chip grid)."""
+    from qupaint.scan.ingest import rle_decode
+
+    fx = int(round(img.x_mm * 1000.0 / um - img.width / 2))
+    fy = int(round(img.y_mm * 1000.0 / um - img.height / 2))
+    full = np.zeros((img.height, img.width), bool)
+    m = rle_decode(f.mask_rle, f.mask_h, f.mask_w)
+    x, y = f.mask_x - fx, f.mask_y - fy
+    x0, y0 = max(0, x), max(0, y)
+    x1, y1 = min(img.width, x + f.mask_w), min(img.height, y + f.mask_h)
+    if x1 > x0 and y1 > y0:
+        full[y0:y1, x0:x1] = m[y0 - y : y1 - y, x0 - x : x1 - x]
+    return full, fx, fy
+
+
+def export_coco(db, path: str | Path, **filters) -> dict:
+    from pycocotools import mask as mask_utils
+
+    from qupaint.categories import CATEGORIES
+
+    rows = query_flakes(db, **filters)
+    flakes, images, scans = _frames(db, [r["id"] for r in rows])
+    coco_images, anns, seen = [], [], {}
+    for r in rows:
+        f = flakes[r["id"]]
+        img = images[f.image_id]
+        if img.id not in seen:
+            seen[img.id] = len(coco_images) + 1
+            coco_images.append({"id": seen[img.id], "file_name": img.file, "width": img.width,
+                                "height": img.height, "x_mm": img.x_mm, "y_mm": img.y_mm,
+                                "scan_id": img.scan_id})  # fmt: skip
+        m, _, _ = _frame_mask(f, img, scans[f.scan_id]["um"])
+        rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+        ys, xs = np.nonzero(m)
+        bbox = ([float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1),
+                 float(ys.max() - ys.min() + 1)] if len(xs) else [0.0, 0.0, 0.0, 0.0])  # fmt: skip
+        anns.append({"id": len(anns) + 1, "image_id": seen[img.id], "category_id": f.category,
+                     "bbox": bbox, "area": float(m.sum()), "iscrowd": 0,
+                     "segmentation": {"size": [img.height, img.width],
+                                      "counts": rle["counts"].decode("ascii")},
+                     "score": f.probability, "layers": f.layers, "flake_id": f.id,
+                     "x_mm": f.x_mm, "y_mm": f.y_mm, "area_um2": f.area_um2,
+                     "material": f.material})  # fmt: skip
+    coco = {"info": {"description": "qupaint scan export", "date_created":
+                     time.strftime("%Y-%m-%d %H:%M:%S")},
+            "images": coco_images, "annotations": anns,
+            "categories": [dict(c) for c in CATEGORIES]}  # fmt: skip
+    write_json(path, coco)
+    return coco
+
+
+def _entropy(grey: np.ndarray) -> float:
+    """Shannon entropy (bits) of the 8-bit grey values under a flake's mask."""
+    if grey.size == 0:
+        return 0.0
+    p = np.bincount(grey.ravel(), minlength=256).astype(float)
+    p = p[p > 0] / grey.size
+    return float(-(p * np.log2(p)).sum())
+
+
+def _jpeg(img: np.ndarray, quality: int = 90) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _png(mask: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8) * 255).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def export_2dmatgmm(db, path: str | Path, user: str = "qupaint", magnification: int = 20,
+                    **filters) -> int:  # fmt: skip
+    """The 2DMatGMM-Website upload ZIP of the selected flakes (default: thin ones); see the
+    module doc. Returns the number of flakes written."""
+    from PIL import Image as PILImage
+
+    from qupaint.detect.draw import CATEGORY_COLORS, outline_labels
+
+    filters.setdefault("thin_only", True)
+    filters.setdefault("sort", "id")
+    rows = query_flakes(db, **filters)
+    flakes, images, scans = _frames(db, [r["id"] for r in rows])
+    chips: dict[str, int] = {}
+    count: dict[int, int] = {}
+    first = scans[flakes[rows[0]["id"]].scan_id] if rows else None
+    meta = {
+        "scan_name": Path(path).stem, "scan_user": (first or {}).get("user") or user,
+        "scan_time": (first["started"].timestamp() if first else time.time()),
+        "scan_exfoliated_material": (first or {}).get("material", ""),
+        "chip_thickness": (f"{first['oxide_nm']:.0f}nm" if first and first["oxide_nm"]
+                           else "unknown"),
+        "scan_magnification": magnification, "scan_comment": "exported by qupaint",
+        "size_threshold": filters.get("min_area_um2", 0.0),
+    }  # fmt: skip
+    cache: dict[int, np.ndarray] = {}
+    with atomic_open(path, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("meta.json", json.dumps(meta, indent=4, sort_keys=True))
+        for r in rows:
+            f = flakes[r["id"]]
+            sc = scans[f.scan_id]
+            chip_no = chips.setdefault(sc["chip"], len(chips) + 1)
+            count[chip_no] = count.get(chip_no, 0) + 1
+            folder = f"Chip_{chip_no}/Flake_{count[chip_no]}"
+            img = images[f.image_id]
+            if img.id not in cache:
+                cache.clear()  # flakes come by id: frames are mostly in order
+                with PILImage.open(sc["directory"] / img.file) as im:
+                    cache[img.id] = np.asarray(im.convert("RGB"))
+            rgb = cache[img.id]
+            m, _, _ = _frame_mask(f, img, sc["um"])
+            grey = rgb.mean(axis=2).astype(np.uint8)[m]
+            flake = {
+                "chip_id": chip_no, "position_x": round(f.x_mm, 5),
+                "position_y": round(f.y_mm, 5), "size": round(f.area_um2, 3),
+                "thickness": str(f.layers), "entropy": round(_entropy(grey), 5),
+                "aspect_ratio": round(f.aspect, 3), "max_sidelength": round(f.max_side_um, 3),
+                "min_sidelength": round(f.min_side_um, 3),
+                "mean_contrast_r": round(f.contrast_r, 5),
+                "mean_contrast_g": round(f.contrast_g, 5),
+                "mean_contrast_b": round(f.contrast_b, 5),
+                "false_positive_probability": round(1.0 - f.probability, 5),
+                "path": f"{meta['scan_name']}/{folder}",
+                # qupaint's own (the website ignores unknown keys)
+                "qupaint_id": f.id, "used": bool(f.used), "favorite": bool(f.favourite),
+                "note": f.note or "",
+            }  # fmt: skip
+            z.writestr(
+                f"{folder}/meta.json",
+                json.dumps({"flake": flake, "images": {}}, indent=4, sort_keys=True),
+            )
+            z.writestr(f"{folder}/{magnification}x.jpg", _jpeg(rgb))
+            z.writestr(f"{folder}/flake_mask.png", _png(m))
+            marked = outline_labels(rgb, m.astype(np.int32), CATEGORY_COLORS[f.category])
+            z.writestr(f"{folder}/eval_img.jpg", _jpeg(marked))
+    return len(rows)
+
+
+def read_2dmatgmm(path: str | Path) -> dict:
+    """A 2DMatGMM upload ZIP as ``{"meta": scan meta, "flakes": [flake dicts with their
+    "folder"]}`` (the fields the website's upload reads, and any others)."""
+    with zipfile.ZipFile(path) as z:
+        names = set(z.namelist())
+        if "meta.json" not in names:
+            raise ValueError(f"{path}: no meta.json at the top (not a 2DMatGMM scan ZIP)")
+        meta = json.loads(z.read("meta.json"))
+        flakes = []
+        for n in sorted(names):
+            parts = n.split("/")
+            if len(parts) == 3 and parts[2] == "meta.json" and parts[0].startswith("Chip"):
+                d = json.loads(z.read(n))
+                flakes.append({**d["flake"], "folder": f"{parts[0]}/{parts[1]}",
+                               "images": d.get("images", {})})  # fmt: skip
+    return {"meta": meta, "flakes": flakes}
+
+
+def export(db, fmt: str, out: str | Path, **filters):
+    """``qupaint export``: ``fmt`` is 2dmatgmm, coco or csv."""
+    fmt = fmt.lower()
+    if fmt == "2dmatgmm":
+        return export_2dmatgmm(db, out, **filters)
+    if fmt == "coco":
+        return len(export_coco(db, out, **filters)["annotations"])
+    if fmt == "csv":
+        return export_csv(db, out, **filters)
+    raise ValueError(f"format must be 2dmatgmm, coco or csv; got {fmt!r}")

@@ -1,0 +1,117 @@
+"""Where each frame of a scan was taken: the stage positions of a scan folder.
+
+Two layouts are read:
+
+- ``positions.csv`` with a header ``file,x_mm,y_mm`` (the file relative to the folder; the
+  stage position of the frame's centre, in mm), in acquisition order. Rows may be appended
+  while the scan runs (``qupaint scan --watch``); a row whose file is not there yet waits.
+- the 2DMatGMM-System raw scan folder: ``<mag>x/Pictures/<n>.png`` with
+  ``<mag>x/Meta/<n>.json`` holding ``"motor_pos": [x_mm, y_mm]`` (its ``raster_scan_area_map``
+  writes them; the motor position is the frame's centre there too), ordered by ``n``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Frame", "read_positions"]
+
+
+@dataclass(frozen=True)
+class Frame:
+    seq: int  # acquisition order
+    file: str  # relative to the scan folder, with forward slashes
+    x_mm: float
+    y_mm: float
+
+
+def _number(text: str, what: str, where: str) -> float:
+    try:
+        v = float(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: {what} {text!r} is not a number") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{where}: {what} must be finite; got {text!r}")
+    return v
+
+
+def read_positions(folder: str | Path, partial: bool = False) -> list[Frame]:
+    """The frames of the scan in ``folder``, in acquisition order.
+
+    ``partial=True`` (a scan still running) skips an unfinished last line of
+    ``positions.csv`` instead of failing on it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"scan folder {folder} does not exist")
+    csv_path = folder / "positions.csv"
+    if csv_path.is_file():
+        return _read_csv(csv_path, partial)
+    frames = _read_2dmatgmm(folder)
+    if frames is None:
+        if partial:
+            return []
+        raise ValueError(
+            f"{folder} has no positions.csv (file,x_mm,y_mm) and no 2DMatGMM-System "
+            "<mag>x/Pictures + <mag>x/Meta folders: the stage positions are unknown"
+        )
+    return frames
+
+
+def _read_csv(path: Path, partial: bool) -> list[Frame]:
+    text = path.read_text(encoding="utf-8-sig")
+    if partial and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]  # the writer is still on its last line
+    rows = list(csv.reader(text.splitlines()))
+    if not rows:
+        return []
+    header = [h.strip().lower() for h in rows[0]]
+    need = ("file", "x_mm", "y_mm")
+    if any(h not in header for h in need):
+        raise ValueError(f"{path}: the header must name file,x_mm,y_mm; got {','.join(rows[0])}")
+    ix = [header.index(h) for h in need]
+    frames, seen = [], set()
+    for n, row in enumerate(rows[1:], start=2):
+        if not row or not any(c.strip() for c in row):
+            continue
+        if len(row) < len(header):
+            raise ValueError(f"{path} line {n}: expected {len(header)} fields, got {len(row)}")
+        f = row[ix[0]].strip().replace("\\", "/")
+        if not f or f.startswith("/") or ".." in Path(f).parts:
+            raise ValueError(f"{path} line {n}: file {f!r} must be a path inside the folder")
+        if f in seen:
+            raise ValueError(f"{path} line {n}: {f} is listed twice")
+        seen.add(f)
+        where = f"{path} line {n}"
+        frames.append(Frame(len(frames), f, _number(row[ix[1]], "x_mm", where),
+                            _number(row[ix[2]], "y_mm", where)))  # fmt: skip
+    return frames
+
+
+def _read_2dmatgmm(folder: Path) -> list[Frame] | None:
+    mags = sorted(
+        p for p in folder.glob("*x") if (p / "Pictures").is_dir() and (p / "Meta").is_dir()
+    )
+    if not mags:
+        return None
+    if len(mags) > 1:
+        # a scan's flake search runs at one magnification; the overview is a separate pass
+        mags = [m for m in mags if any((m / "Meta").glob("*.json"))][-1:]
+    mag = mags[0]
+    frames = []
+    metas = sorted((mag / "Meta").glob("*.json"), key=lambda p: (len(p.stem), p.stem))
+    for meta in metas:
+        try:
+            pos = json.loads(meta.read_text())["motor_pos"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise ValueError(f"{meta}: no readable motor_pos ({exc})") from None
+        pics = [p for p in (mag / "Pictures").glob(meta.stem + ".*")]
+        if not pics:
+            continue
+        rel = pics[0].relative_to(folder).as_posix()
+        frames.append(Frame(len(frames), rel, _number(pos[0], "motor_pos x", str(meta)),
+                            _number(pos[1], "motor_pos y", str(meta))))  # fmt: skip
+    return frames
