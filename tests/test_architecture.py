@@ -23,6 +23,7 @@ LAYERS = [
     ("optics", ("qupaint.optics",)),  # materials.py (n,k tables), then tmm.py
     ("color", ("qupaint.color",)),
     ("detect", ("qupaint.detect",)),  # the product: flake hunting on real chips
+    ("scan", ("qupaint.scan",)),  # chip scans into a flake database, maps, exports
     ("pia/gate", ("qupaint.pia", "qupaint.gate", "qupaint.triton")),
     ("synthia", ("qupaint.synthia",)),
     ("seg", ("qupaint.seg",)),

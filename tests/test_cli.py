@@ -58,6 +58,11 @@ def test_demo_writes_csv_and_png(tmp_path):
     assert pipe["train_loss"][-1] < pipe["train_loss"][0]  # the tiny model learned something
     assert pipe["physics_detector"]["AP50"] > 0.5
     assert set(pipe["tiny_model"]) >= {"AP", "Mono", "parse_failures"}
+    chip = json.loads((tmp_path / "chip_scan" / "score.json").read_text())
+    assert chip["truth"]["recall"] >= 0.9 and chip["truth"]["overlapping_rows"] == 0
+    assert chip["stitch_px"]["median_px"] < 2.0
+    assert (tmp_path / "chip_scan" / "map" / "overview.png").is_file()
+    assert (tmp_path / "chip_scan" / "scan_2dmatgmm.zip").stat().st_size > 1000
     rows = list(csv.DictReader(open(tmp_path / "flake_contrast.csv")))
     assert len(rows) == 8 * 10 * 2
     png = (tmp_path / "flake_contrast.png").read_bytes()

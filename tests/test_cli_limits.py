@@ -64,7 +64,8 @@ def test_out_of_range_values_give_one_line_errors(path, cmd, param):
     )
     for bad in (low, high):
         value = str(int(bad)) if is_int else f"{bad:g}"
-        args = [*path, *_required_args(cmd, param), param.opts[0], value]
+        # a pair option (--size-mm W H) takes its values together
+        args = [*path, *_required_args(cmd, param), param.opts[0], *[value] * param.nargs]
         res = CliRunner().invoke(app, args)
         text = res.output.strip()
         assert res.exit_code == 2, (args, text)

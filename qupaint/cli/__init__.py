@@ -24,7 +24,7 @@ import importlib
 from qupaint.cli._common import app
 
 # importing a command module registers its commands; --help lists them in pipeline order
-for _module in ("optics", "data", "evaluate", "model", "seg"):
+for _module in ("optics", "data", "evaluate", "scan", "model", "seg"):
     importlib.import_module(f"qupaint.cli.{_module}")
 
 __all__ = ["app"]

@@ -54,6 +54,18 @@ LIMITS: dict[str, tuple] = {
     "crop": (16, 16384, "pixels"),
     "width": (1, 1024, "channels"),
     "grid": (1, 64, "cells per side"),
+    "size_mm": ((0,), 300, "mm (a chip or wafer)"),
+    "tiles": (1, 10000, "frames"),
+    "overlap": (0, (0.5,), "a share of the frame"),
+    "flakes_per_mm2": (0, 1e5, "flakes per mm^2"),
+    "jitter_um": (0, 1000, "um"),
+    "match_px": (0, 1000, "pixels"),
+    "idle_s": ((0,), 1e6, "seconds"),
+    "max_area_um2": (0, 1e9, "um^2"),
+    "min_probability": (0, 1, "a probability"),
+    "scan_id": (1, 2**62, "a scan's database id"),
+    "overview_px": (64, 65536, "pixels"),
+    "radius_um": ((0,), 1e4, "um"),
     **{name: (1, 1_000_000_000, "a count") for name in (
         "num_images", "images", "images_per_material", "max_images", "steps", "batch",
         "batch_size", "max_new_tokens", "limit", "per_class", "seeds", "shard_size", "chunk",
@@ -71,6 +83,10 @@ def _bound_text(b, low: bool) -> str:
 def _check_range(name: str, value):
     lo, hi, what = LIMITS[name]
     if value is None:
+        return value
+    if isinstance(value, tuple):  # a pair (--size-mm W H): each number in range
+        for v in value:
+            _check_range(name, v)
         return value
     ok_lo = value > lo[0] if isinstance(lo, tuple) else value >= lo
     ok_hi = value < hi[0] if isinstance(hi, tuple) else value <= hi

@@ -264,3 +264,54 @@ def synthia_compare(
         write_json(out / "compare.json", result)
         plot_comparison(result, out / "compare.png")
         console.print(f"wrote {out / 'compare.json'} and {out / 'compare.png'}")
+
+
+@synthia_app.command("chip")
+def synthia_chip(
+    out: Path = typer.Option(..., help="Output folder (tiles/, positions.csv, truth.csv, ...)"),
+    size_mm: tuple[float, float] = typer.Option(
+        None, help="Chip width and height in mm (the scan covers it); or --tiles"
+    ),
+    tiles: tuple[int, int] = typer.Option((4, 3), help="Frames across and down"),
+    tile_px: str = typer.Option("1920x1200", help="Frame size WIDTHxHEIGHT (px)"),
+    um_per_px: float = typer.Option(0.385, help="Image scale"),
+    overlap: float = typer.Option(0.1, help="Share of a frame shared with its neighbour"),
+    material: str = typer.Option("graphene", help="Material of the flakes"),
+    camera: str = typer.Option("2dmatgmm", help="Camera preset or JSON to render through"),
+    oxide_nm: float = typer.Option(None, help="SiO2 thickness (default: the camera's, else 90)"),
+    flakes_per_mm2: float = typer.Option(60.0, help="Flake density"),
+    jitter_um: float = typer.Option(1.0, help="The stage's landing error (std per axis, um)"),
+    seed: int = typer.Option(0, help="Chip seed"),
+    workers: int = typer.Option(2, help="Worker processes"),
+):
+    """A virtual microscope: one continuous synthetic chip scanned in overlapping frames at
+    stage positions (a serpentine, with stage jitter), with the truth of every flake."""
+    from qupaint.synthia.chip import ChipConfig, render_chip
+
+    w, _, h = tile_px.lower().partition("x")
+    try:
+        tile = (int(w), int(h))
+    except ValueError:
+        raise typer.BadParameter(
+            "use WIDTHxHEIGHT, e.g. 1920x1200", param_hint="--tile-px"
+        ) from None
+    if camera in ("2dmatgmm", "srgb"):
+        cam_spec = camera
+    else:
+        cam, _ = load_camera(camera)
+        cam_spec = cam.to_dict()
+    kw = dict(tile_px=tile, um_per_px=um_per_px, overlap=overlap, material=material,
+              camera=cam_spec, oxide_nm=oxide_nm, flakes_per_mm2=flakes_per_mm2,
+              jitter_um=jitter_um, seed=seed)  # fmt: skip
+    with user_errors():
+        cfg = (ChipConfig.from_size(tuple(size_mm), **kw) if size_mm
+               else ChipConfig(tiles=tuple(tiles), **kw))  # fmt: skip
+        cfg.validate()
+    n = cfg.tiles[0] * cfg.tiles[1]
+    t0 = time.perf_counter()
+    with user_errors(), progress("render chip", total=n) as report:
+        meta = render_chip(out, cfg, workers=workers, progress=report)
+    console.print(
+        f"{meta['tiles']} frames ({cfg.tiles[0]}x{cfg.tiles[1]}), {meta['flake_parts']} flake "
+        f"parts, {meta['oxide_nm']:.0f} nm SiO2, in {time.perf_counter() - t0:.1f} s: {out}"
+    )

@@ -411,3 +411,46 @@ def eval_seg_crops(
     if out:
         with user_errors():
             write_json(out, r)
+
+
+@eval_app.command("chip")
+def eval_chip(
+    db: str = typer.Option(..., help="The flake database qupaint scan wrote"),
+    truth: Path = typer.Option(..., help="The virtual chip's folder (truth.csv)"),
+    min_area_um2: float = typer.Option(50.0, help="Thin flakes above this area count"),
+    radius_um: float = typer.Option(5.0, help="A flake is found within this distance"),
+    map_dir: Path = typer.Option(None, help="A `qupaint map` folder: also score its stitching"),
+    out: Path = typer.Option(None, help="Write the figures as JSON here"),
+):
+    """Score a scanned virtual chip: recall of thin flakes, position error, layer accuracy,
+    flakes stored twice, and (with --map-dir) the stitching error against the true frame
+    positions."""
+    import json
+
+    from qupaint.bench.chip import score_chip, stitch_error
+
+    if not radius_um > 0:
+        fail("--radius-um must be > 0")
+    with user_errors():
+        res = score_chip(db, truth, min_area_um2=min_area_um2, radius_um=radius_um)
+        if map_dir is not None:
+            layout = json.loads((map_dir / "layout.json").read_text())
+            fit = {f["file"]: (f["fit_x_mm"], f["fit_y_mm"]) for f in layout["frames"]}
+            nominal = {f["file"]: (f["x_mm"], f["y_mm"]) for f in layout["frames"]}
+            res["stitch"] = stitch_error(fit, truth, layout["um_per_px"])
+            res["stage_only"] = stitch_error(nominal, truth, layout["um_per_px"])
+    table = Table(title=f"virtual chip {truth}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for k, v in res.items():
+        if isinstance(v, dict):
+            v = ", ".join(f"{a} {b:.2f}" if isinstance(b, float) else f"{a} {b}"
+                          for a, b in v.items())  # fmt: skip
+        elif isinstance(v, float):
+            v = f"{v:.3f}"
+        table.add_row(k, str(v))
+    console.print(table)
+    if out is not None:
+        from qupaint._io import write_json
+
+        write_json(out, res)
