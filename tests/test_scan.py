@@ -404,3 +404,76 @@ def test_cli_chip_scan_flakes_map_export(tmp_path):
         r = run(app, args)
         assert r.exit_code == 2 and r.output.strip().startswith("error:"), (args, r.output)
         assert r.output.strip().count("\n") == 0, r.output
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A throw-away PostgreSQL server on a unix socket (skipped where none is installed)."""
+    import shutil
+    import tempfile
+
+    pytest.importorskip("psycopg2")
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) on this machine")
+    d = Path(tempfile.mkdtemp(prefix="qpg"))
+    d.chmod(0o755)
+    (d / "sock").mkdir()
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        import pwd
+
+        try:
+            pw = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no postgres user")
+        for p in (d, d / "sock"):
+            os.chown(p, pw.pw_uid, pw.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    opts = f"-k {d / 'sock'} -c listen_addresses=''"
+    try:
+        subprocess.run(
+            [*as_user, initdb, "-D", str(d / "data"), "-A", "trust", "-U", "qupaint"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        subprocess.run(
+            [
+                *as_user,
+                pg_ctl,
+                "-D",
+                str(d / "data"),
+                "-o",
+                opts,
+                "-w",
+                "-l",
+                str(d / "log"),
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+        shutil.rmtree(d, ignore_errors=True)
+        pytest.skip(f"could not start a PostgreSQL server: {exc}")
+    yield f"postgresql+psycopg2://qupaint@/postgres?host={d / 'sock'}"
+    subprocess.run([*as_user, pg_ctl, "-D", str(d / "data"), "-w", "stop"], capture_output=True)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_postgresql_url_gives_the_same_database(chip, scanned, postgres_url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    stats = scan_folder(chip, postgres_url, "graphene", workers=1)
+    assert stats["frames"] == 12
+    assert _table(postgres_url) == _table(scanned[0])
+    S = open_db(postgres_url)
+    with S.kw["bind"].connect() as c:
+        assert compare_metadata(MigrationContext.configure(c), Base.metadata) == []
+    S.kw["bind"].dispose()
+    rows = query_flakes(postgres_url, thin_only=True, min_area_um2=50, sort="area")
+    assert rows == query_flakes(scanned[0], thin_only=True, min_area_um2=50, sort="area")
