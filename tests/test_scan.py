@@ -234,6 +234,32 @@ def test_watch_takes_frames_as_they_arrive(chip, scanned, tmp_path):
     assert _table(db) == _table(scanned[0])  # live or afterwards: the same database
 
 
+def test_resume_refuses_other_settings_and_watch_reports_missing_frames(chip, tmp_path):
+    from qupaint.detect import DetectorConfig
+    from qupaint.scan.db import Scan
+
+    db = tmp_path / "r.sqlite"
+    part = tmp_path / "part"
+    part.mkdir()
+    (part / "chip.json").write_bytes((chip / "chip.json").read_bytes())
+    rows = (chip / "positions.csv").read_text().splitlines()
+    for r in rows[1:3]:
+        (part / "tiles").mkdir(exist_ok=True)
+        f = r.split(",")[0]
+        (part / f).write_bytes((chip / f).read_bytes())
+    # a third frame is listed but never arrives
+    (part / "positions.csv").write_text("\n".join(rows[:4]) + "\n")
+    stats = scan_folder(part, db, "graphene", workers=1, watch=True, idle_s=1.0, poll_s=0.05)
+    assert stats["frames"] == 2 and stats["not_processed"] == [rows[3].split(",")[0]]
+    S = open_db(db)
+    with S() as s:
+        assert s.scalars(sa.select(Scan.status)).one() == "incomplete"
+    S.kw["bind"].dispose()
+    with pytest.raises(ValueError, match="other settings"):
+        scan_folder(part, db, "graphene", workers=1, watch=True, idle_s=1.0,
+                    config=DetectorConfig(min_area_um2=40.0))  # fmt: skip
+
+
 def test_concurrent_reader_while_scanning(chip, tmp_path):
     db = tmp_path / "busy.sqlite"
     open_db(db)  # schema first
@@ -317,8 +343,17 @@ def test_write_dzi_levels(tmp_path):
 
 
 # -- exports ------------------------------------------------------------------------------
+def _copy_db(src: Path, dst: Path) -> Path:
+    """A copy of a SQLite database (the backup API also takes what is still in the WAL)."""
+    import sqlite3
+
+    with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
+        a.backup(b)
+    return dst
+
+
 def test_2dmatgmm_export_round_trips_field_by_field(scanned, tmp_path):
-    db = scanned[0]
+    db = _copy_db(scanned[0], tmp_path / "marked.sqlite")  # the marks stay in this test
     S = open_db(db)
     with S.begin() as s:  # a lab's marks travel with the flake
         f0 = s.scalars(sa.select(Flake).where(Flake.layers < 6).order_by(Flake.id)).first()

@@ -102,6 +102,12 @@ def scan(
         f"{stats['detections']} detections -> {stats['flakes']} flakes in {db} "
         f"({stats['frames_per_s'] or 0:.2f} frames/s)"
     )
+    missing = stats["not_processed"]
+    if missing:
+        console.print(
+            f"[yellow]warning:[/yellow] {len(missing)} listed frames never arrived (first: "
+            f"{missing[0]}); run the command again when they are there"
+        )
 
 
 def _filters(layers, min_area_um2, max_area_um2, min_probability, thin, used, favourite, chip,

@@ -371,9 +371,16 @@ def scan_folder(
     Session = open_db(db)
     directory = str(folder.resolve())
     chip_name = chip or folder.resolve().name
+    from dataclasses import asdict
+
+    from qupaint.detect import DetectorConfig
+
+    config = config or DetectorConfig()
+    # what decides the rows: a resumed scan must use the same (the camera included)
     settings = {"material": material, "um_per_px": float(um_per_px), "oxide_nm": oxide_nm,
                 "oxide_prior_nm": oxide_prior_nm, "min_score": min_score,
-                "match_px": match_px}  # fmt: skip
+                "match_px": match_px, "detector": asdict(config),
+                "camera": camera.to_dict() if camera is not None else None}  # fmt: skip
     from sqlalchemy import select
 
     with Session.begin() as s:
@@ -478,7 +485,10 @@ def scan_folder(
     elapsed = time.perf_counter() - t0
     with Session.begin() as s:
         sc = s.get(Scan, scan_id)
-        sc.status, sc.finished = "done", utcnow()
+        listed = read_positions(folder, partial=True) if watch else frames
+        stats["not_processed"] = [f.file for f in listed if f.file not in submitted]
+        sc.status = "done" if not stats["not_processed"] else "incomplete"
+        sc.finished = utcnow()
         n_flakes = s.query(Flake).filter(Flake.scan_id == scan_id).count()
     stats.update(
         {
