@@ -489,6 +489,7 @@ def chip_scan(out: Path, log=None) -> list[Path]:
             f"position error {score['median_position_error_um']:.1f} um, "
             f"{score['overlapping_rows']} stored twice; stitching {err['median_px']:.2f} px "
             f"median; {n_zip} flakes in the 2DMatGMM ZIP")  # fmt: skip
+        log(f"browse it: qupaint serve --db {db}  (then open http://127.0.0.1:8000/)")
     return [
         db,
         base / "map" / "overview.png",

@@ -31,7 +31,7 @@ LAYERS = [
     ("model", ("qupaint.model",)),
     ("train", ("qupaint.train",)),
     ("bench", ("qupaint.bench",)),
-    ("app", ("qupaint.cli", "qupaint.demo")),
+    ("app", ("qupaint.cli", "qupaint.demo", "qupaint.web")),
 ]  # fmt: skip
 RANK = {prefix: rank for rank, (_, prefixes) in enumerate(LAYERS) for prefix in prefixes}
 

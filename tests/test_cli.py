@@ -63,6 +63,7 @@ def test_demo_writes_csv_and_png(tmp_path):
     assert chip["stitch_px"]["median_px"] < 2.0
     assert (tmp_path / "chip_scan" / "map" / "overview.png").is_file()
     assert (tmp_path / "chip_scan" / "scan_2dmatgmm.zip").stat().st_size > 1000
+    assert "qupaint serve --db" in res.output  # the command that serves the demo's chip
     rows = list(csv.DictReader(open(tmp_path / "flake_contrast.csv")))
     assert len(rows) == 8 * 10 * 2
     png = (tmp_path / "flake_contrast.png").read_bytes()

@@ -8,6 +8,8 @@ module                        commands
 :mod:`qupaint.cli.data`       ``synthia``, ``instruct``
 :mod:`qupaint.cli.evaluate`   ``detect``, ``eval detection|grounding|detector|model|
                               real|crops|seg-crops``, ``bench build``
+:mod:`qupaint.cli.scan`       ``scan``, ``flakes``, ``map``, ``export``
+:mod:`qupaint.cli.web`        ``serve``
 :mod:`qupaint.cli.model`      ``train``, ``predict``, ``demo``
 :mod:`qupaint.cli.seg`        ``seg train``, ``seg predict``
 ============================  =====================================================
@@ -24,7 +26,7 @@ import importlib
 from qupaint.cli._common import app
 
 # importing a command module registers its commands; --help lists them in pipeline order
-for _module in ("optics", "data", "evaluate", "scan", "model", "seg"):
+for _module in ("optics", "data", "evaluate", "scan", "web", "model", "seg"):
     importlib.import_module(f"qupaint.cli.{_module}")
 
 __all__ = ["app"]

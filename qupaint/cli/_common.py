@@ -66,6 +66,8 @@ LIMITS: dict[str, tuple] = {
     "scan_id": (1, 2**62, "a scan's database id"),
     "overview_px": (64, 65536, "pixels"),
     "radius_um": ((0,), 1e4, "um"),
+    "port": (1, 65535, "a TCP port"),
+    "max_upload_mb": ((0,), 4096, "MB"),
     **{name: (1, 1_000_000_000, "a count") for name in (
         "num_images", "images", "images_per_material", "max_images", "steps", "batch",
         "batch_size", "max_new_tokens", "limit", "per_class", "seeds", "shard_size", "chunk",

@@ -27,8 +27,18 @@ import numpy as np
 from qupaint._io import atomic_open, write_json
 from qupaint.categories import THICK_MIN_LAYERS
 
-__all__ = ["SORT_KEYS", "export", "export_2dmatgmm", "export_coco", "export_csv",
-           "query_flakes", "read_2dmatgmm"]  # fmt: skip
+__all__ = [
+    "SORT_KEYS",
+    "export",
+    "export_2dmatgmm",
+    "export_coco",
+    "export_csv",
+    "flake_conditions",
+    "flake_page",
+    "query_flakes",
+    "read_2dmatgmm",
+    "row_dict",
+]
 
 #: what ``--sort`` accepts: (column, descending)
 SORT_KEYS = {"area": ("area_um2", True), "probability": ("probability", True),
@@ -60,50 +70,74 @@ CSV_FIELDS = [
 ]
 
 
-def query_flakes(db, layers=None, min_area_um2: float = 0.0, max_area_um2: float | None = None,
-                 min_probability: float = 0.0, max_aspect: float | None = None,
-                 thin_only: bool = False, used: bool | None = None,
-                 favourite: bool | None = None, chip: str | None = None,
-                 sort: str = "area", limit: int | None = None) -> list[dict]:  # fmt: skip
-    """Flakes of database ``db`` as dicts (the :data:`CSV_FIELDS`), filtered and sorted.
-    ``layers``: one count or a collection of counts."""
-    from sqlalchemy import select
+def flake_conditions(layers=None, min_area_um2: float = 0.0, max_area_um2: float | None = None,
+                     min_probability: float = 0.0, max_aspect: float | None = None,
+                     thin_only: bool = False, used: bool | None = None,
+                     favourite: bool | None = None, chip: str | None = None,
+                     material: str | None = None) -> list:  # fmt: skip
+    """The SQL conditions of a flake filter (``layers``: one count or a collection)."""
+    from qupaint.scan.db import Chip, Flake
 
-    from qupaint.scan.db import Chip, Flake, Image, open_db
+    conds = [Flake.area_um2 >= min_area_um2, Flake.probability >= min_probability]
+    if layers is not None:
+        ls = [int(layers)] if np.isscalar(layers) else [int(v) for v in layers]
+        conds.append(Flake.layers.in_(ls))
+    if thin_only:
+        conds.append(Flake.layers < THICK_MIN_LAYERS)
+    if max_area_um2 is not None:
+        conds.append(Flake.area_um2 <= max_area_um2)
+    if max_aspect is not None:
+        conds.append(Flake.aspect <= max_aspect)
+    if used is not None:
+        conds.append(Flake.used == used)
+    if favourite is not None:
+        conds.append(Flake.favourite == favourite)
+    if chip is not None:
+        conds.append(Chip.name == chip)
+    if material is not None:
+        conds.append(Flake.material == material)
+    return conds
+
+
+def flake_page(session, sort: str = "area", offset: int = 0, limit: int | None = None,
+               **filters) -> tuple[int, list[dict]]:  # fmt: skip
+    """(number of flakes that pass ``filters``, the rows ``offset`` to ``offset + limit``
+    in ``sort`` order) on an open session."""
+    from sqlalchemy import func, select
+
+    from qupaint.scan.db import Chip, Flake, Image
 
     if sort not in SORT_KEYS:
         raise ValueError(f"sort must be one of {', '.join(SORT_KEYS)}; got {sort!r}")
+    conds = flake_conditions(**filters)
+    count = select(func.count(Flake.id)).select_from(Flake)
+    if filters.get("chip") is not None:
+        count = count.join(Chip, Flake.chip_id == Chip.id)
+    total = int(session.scalar(count.where(*conds)))
     col, desc = SORT_KEYS[sort]
-    q = (select(Flake, Chip.name, Image.file).join(Chip, Flake.chip_id == Chip.id)
-         .join(Image, Flake.image_id == Image.id))  # fmt: skip
-    if layers is not None:
-        ls = [int(layers)] if np.isscalar(layers) else [int(v) for v in layers]
-        q = q.where(Flake.layers.in_(ls))
-    if thin_only:
-        q = q.where(Flake.layers < THICK_MIN_LAYERS)
-    q = q.where(Flake.area_um2 >= min_area_um2, Flake.probability >= min_probability)
-    if max_area_um2 is not None:
-        q = q.where(Flake.area_um2 <= max_area_um2)
-    if max_aspect is not None:
-        q = q.where(Flake.aspect <= max_aspect)
-    if used is not None:
-        q = q.where(Flake.used == used)
-    if favourite is not None:
-        q = q.where(Flake.favourite == favourite)
-    if chip is not None:
-        q = q.where(Chip.name == chip)
     c = getattr(Flake, col)
-    q = q.order_by(c.desc() if desc else c, Flake.id)
+    q = (select(Flake, Chip.name, Image.file).join(Chip, Flake.chip_id == Chip.id)
+         .join(Image, Flake.image_id == Image.id).where(*conds)
+         .order_by(c.desc() if desc else c, Flake.id).offset(int(offset)))  # fmt: skip
     if limit is not None:
         q = q.limit(int(limit))
+    return total, [row_dict(f, name, file) for f, name, file in session.execute(q).all()]
+
+
+def query_flakes(db, sort: str = "area", limit: int | None = None, **filters) -> list[dict]:
+    """Flakes of database ``db`` as dicts (the :data:`CSV_FIELDS`), filtered
+    (:func:`flake_conditions`) and sorted (:data:`SORT_KEYS`)."""
+    from qupaint.scan.db import open_db
+
     Session = open_db(db)
     with Session() as s:
-        out = [_row(f, name, file) for f, name, file in s.execute(q).all()]
+        _, out = flake_page(s, sort=sort, limit=limit, **filters)
     Session.kw["bind"].dispose()
     return out
 
 
-def _row(f, chip: str, file: str) -> dict:
+def row_dict(f, chip: str, file: str) -> dict:
+    """One flake row as the CSV, ``qupaint flakes`` and the web API show it."""
     return {"id": f.id, "chip": chip, "scan_id": f.scan_id, "image": file,
             "material": f.material, "layers": f.layers, "category": f.category,
             "probability": round(f.probability, 4), "area_um2": round(f.area_um2, 2),

@@ -1,0 +1,10 @@
+"""``qupaint serve``: a local web app on the flake database (:func:`create_app`)."""
+
+from __future__ import annotations
+
+from qupaint.web.app import create_app, new_token
+
+__all__ = ["LOCAL_HOSTS", "create_app", "new_token"]
+
+#: hosts that need no token: the app is reachable from this machine only
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")

@@ -1,0 +1,151 @@
+"""``qupaint serve`` in a real browser: Debian's Chromium driven by Playwright, against a
+server on 127.0.0.1 holding a virtual chip's database. Screenshots go to
+``build/test-artifacts/browser/``. Skipped where Chromium or Playwright is missing (`.ci/run`
+installs both)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from qupaint.scan import scan_folder
+from qupaint.scan.export import query_flakes
+from qupaint.scan.stitch import stitch
+from qupaint.synthia.chip import ChipConfig, render_chip
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "build" / "test-artifacts" / "browser"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    import os
+
+    required = os.environ.get("QUPAINT_REQUIRE_BROWSER") == "1"  # .ci/run: never skip
+    if CHROMIUM is None:
+        if required:
+            pytest.fail("QUPAINT_REQUIRE_BROWSER=1 but no Chromium is installed")
+        pytest.skip("no Chromium (Debian package chromium; .ci/run installs it)")
+    if required:
+        import playwright.sync_api  # noqa: F401 - an ImportError fails the test here
+    pytest.importorskip("playwright.sync_api")
+    import uvicorn
+
+    from qupaint.web import create_app
+
+    root = tmp_path_factory.mktemp("served")
+    cfg = ChipConfig(tiles=(3, 3), tile_px=(640, 400), flakes_per_mm2=250.0, seed=8)
+    render_chip(root / "chip", cfg, workers=1)
+    db = root / "flakes.sqlite"
+    scan_folder(root / "chip", db, "graphene", workers=1)
+    stitch(db, root / "map", dzi=True)
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(db), host="127.0.0.1", port=port,
+                                        log_level="warning"))  # fmt: skip
+    th = threading.Thread(target=srv.run, daemon=True)
+    th.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", db, root
+    srv.should_exit = True
+    th.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 900})
+        yield pg
+        browser.close()
+
+
+def test_map_loads_with_flake_markers(server, page):
+    url, _, _ = server
+    page.goto(url + "/")
+    page.wait_for_selector("body[data-map-ready='1']", timeout=30000)
+    markers = page.locator(".marker")
+    assert markers.count() > 5
+    page.wait_for_timeout(1500)  # tiles
+    page.screenshot(path=str(ARTIFACTS / "map.png"))
+    # a marker opens its flake
+    first = markers.first
+    fid = first.get_attribute("id").split("-")[1]
+    first.click(force=True)
+    page.wait_for_url(f"**/flake/{fid}", timeout=15000)
+
+
+def test_filter_monolayers_over_100um2(server, page):
+    url, db, _ = server
+    page.goto(url + "/flakes")
+    page.wait_for_selector("body[data-loaded]")
+    page.fill("input[name=layers]", "1")
+    page.fill("input[name=min_area_um2]", "100")
+    before = page.get_attribute("body", "data-loaded")
+    page.click("#apply")
+    page.wait_for_function(f"document.body.dataset.loaded !== '{before}'")
+    total = int(page.get_attribute("#count", "data-total"))
+    assert total == len(query_flakes(db, layers=[1], min_area_um2=100)) > 0
+    rows = page.locator("#table tbody tr")
+    assert rows.count() == min(total, 50)
+    layers = page.locator("#table tbody tr td:nth-child(3)").all_inner_texts()
+    assert set(layers) == {"1"}
+    page.screenshot(path=str(ARTIFACTS / "flakes.png"), full_page=True)
+
+
+def test_mark_favourite_survives_a_reload(server, page):
+    url, db, _ = server
+    fid = query_flakes(db, thin_only=True, sort="area", limit=1)[0]["id"]
+    page.goto(f"{url}/flake/{fid}")
+    page.wait_for_selector("body[data-loaded='1']")
+    assert not page.is_checked("#favourite")
+    page.check("#favourite")
+    page.wait_for_selector("#saved:has-text('saved')")
+    page.fill("#note", "for the twisted bilayer")
+    page.locator("#note").blur()
+    page.wait_for_selector("#saved:has-text('saved')")
+    page.reload()
+    page.wait_for_selector("body[data-loaded='1']")
+    assert page.is_checked("#favourite")
+    assert page.input_value("#note") == "for the twisted bilayer"
+    assert query_flakes(db, favourite=True)[0]["id"] == fid
+    page.screenshot(path=str(ARTIFACTS / "flake.png"), full_page=True)
+
+
+def test_upload_an_image_and_see_detections(server, page):
+    url, _, root = server
+    page.goto(url + "/try")
+    page.set_input_files("#file", str(root / "chip" / "tiles" / "tile_0004.jpg"))
+    page.click("#run")
+    page.wait_for_selector("#summary[data-count]", timeout=60000)
+    assert int(page.get_attribute("#summary", "data-count")) > 0
+    assert page.get_attribute("#overlay", "src").startswith("data:image/png;base64,")
+    assert page.locator("#dets tr").count() > 1
+    page.screenshot(path=str(ARTIFACTS / "try.png"), full_page=True)
