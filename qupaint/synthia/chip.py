@@ -226,6 +226,16 @@ class VirtualChip:
             t = np.asarray(taken)
             return bool(np.all(np.hypot(t[:, 0] - x, t[:, 1] - y) > t[:, 2] + r + margin))
 
+        def spot(shape):
+            """A free position for a flake or crystal (12 px clear of the others), or None."""
+            x0, y0, x1, y1 = shape.extent()
+            reach = max(-x0, -y0, x1, y1)
+            x, y = rng.uniform(reach, W - reach), rng.uniform(reach, H - reach)
+            if not free(x, y, reach, 12.0):
+                return None
+            taken.append((x, y, reach))
+            return x, y
+
         lim = (4.0, 0.5 * c.max_side_um / c.um_per_px)
         w8 = np.asarray(c.category_weights, float)
         w8 = w8 / w8.sum()
@@ -245,12 +255,10 @@ class VirtualChip:
                     float(rng.uniform(2.0, 5.0)),
                     int(rng.integers(2**31)),
                 )
-            x0, y0, x1, y1 = shape.extent()
-            reach = max(-x0, -y0, x1, y1)
-            x, y = rng.uniform(reach, W - reach), rng.uniform(reach, H - reach)
-            if not free(x, y, reach, 12.0):
+            at = spot(shape)
+            if at is None:
                 continue
-            taken.append((x, y, reach))
+            x, y = at
             parts = [(shape, layers)]
             if rng.random() < c.terrace_prob:
                 thin, thick = split_terrace(rng, shape)
@@ -260,12 +268,10 @@ class VirtualChip:
             fid += 1
         for _ in range(int(rng.poisson(c.crystals_per_mm2 * area_mm2))):
             shape = random_flake(rng, float(rng.uniform(15.0, 80.0)))
-            x0, y0, x1, y1 = shape.extent()
-            reach = max(-x0, -y0, x1, y1)
-            x, y = rng.uniform(reach, W - reach), rng.uniform(reach, H - reach)
-            if not free(x, y, reach, 12.0):
+            at = spot(shape)
+            if at is None:
                 continue
-            taken.append((x, y, reach))
+            x, y = at
             self._add(shape, x, y, int(rng.integers(60, 300)), float(rng.uniform(1.0, 2.5)), -1)
         for _ in range(int(rng.poisson(c.dust_per_mm2 * area_mm2))):
             r_px = rng.uniform(1.0, 4.0) / c.um_per_px / 2 + 1.0
