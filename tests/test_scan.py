@@ -289,7 +289,7 @@ def test_scan_errors(chip, tmp_path):
     with pytest.raises(ValueError, match="um_per_px"):
         scan_folder(tmp_path, tmp_path / "x.sqlite", "graphene")
     with pytest.raises(ValueError, match="unknown|material"):
-        scan_folder(chip, tmp_path / "x.sqlite", "unobtainium")
+        scan_folder(chip, tmp_path / "x.sqlite", "notamaterial")
     with pytest.raises(ValueError, match="folder"):
         scan_folder(chip, tmp_path / "missing" / "x.sqlite", "graphene")
     broken = tmp_path / "broken"

@@ -115,7 +115,7 @@ def test_detect_upload(client, site):
     assert d["detections"] and d["overlay"].startswith("data:image/png;base64,")
     assert all("segmentation" not in x for x in d["detections"])
     bad = client.post("/api/detect", files={"file": ("t.jpg", _jpeg(img), "image/jpeg")},
-                      data={"material": "unobtainium"})  # fmt: skip
+                      data={"material": "notamaterial"})  # fmt: skip
     assert bad.status_code == 422
 
 
