@@ -111,13 +111,25 @@ def eval_model(
     batch_size: int = typer.Option(4, help="Generation batch size"),
     temperature: float = typer.Option(0.2, help="Sampling temperature (0 = greedy)"),
     max_new_tokens: int = typer.Option(512, help="Answer length limit"),
+    constrain: bool = typer.Option(
+        False,
+        "--constrain/--free",
+        help="Hold each answer to its task's format (qupaint.model.constrain)",
+    ),
+    tasks: bool = typer.Option(
+        False,
+        "--tasks",
+        help="Also per task: parse rate, exact count, monolayer present, "
+        "layer class, AP50 / Mono AP50, with the physics detector as the reference row",
+    ),
     out: Path = typer.Option(None, help="Write metrics (and answers) as JSON"),
 ):
     """End to end: model answers on QF-Bench -> parsed -> COCO AP (+ grounding accuracy)."""
     from qupaint.bench.model_eval import evaluate_model_detection, evaluate_model_grounding
     from qupaint.model import load_model_and_processor
 
-    gen = dict(batch_size=batch_size, temperature=temperature, max_new_tokens=max_new_tokens)
+    gen = dict(batch_size=batch_size, temperature=temperature, max_new_tokens=max_new_tokens,
+               constrain=constrain)  # fmt: skip
     with user_errors():
         model, proc = load_model_and_processor(checkpoint)
         r = evaluate_model_detection(model, proc, gt, images_dir, fmt, limit, **gen)
@@ -125,14 +137,32 @@ def eval_model(
         if grounding:
             root = images_dir or gt.parent
             g = evaluate_model_grounding(model, proc, grounding, root, fmt, limit, **gen)
+        per_task = reference = None
+        if tasks:
+            from qupaint.bench.model_eval import detector_task_row, evaluate_model_tasks
+
+            per_task = evaluate_model_tasks(model, proc, gt, images_dir, fmt, limit, **gen)
+            reference = detector_task_row(gt)
     rows = _detection_rows(r)
     if g:
         rows.update({k: v for k, v in g.items() if k.startswith("Acc")})
     title = f"{checkpoint} on {r['images']} images ({r['parse_failures']} unparsable answers)"
     console.print(metric_table(title, rows))
+    if per_task:
+        table = Table(title="per task (model | physics detector)")
+        for col in ("task", "questions", "parse rate", "figure", "model", "detector"):
+            table.add_column(col, justify="left" if col in ("task", "figure") else "right")
+        for task, d in per_task["tasks"].items():
+            for k, v in d.items():
+                if k in ("questions", "parse_rate"):
+                    continue
+                table.add_row(task, str(d["questions"]), pct(d["parse_rate"]), k, pct(v),
+                              pct(reference.get(k)))  # fmt: skip
+        console.print(table)
     if out:
         with user_errors():
-            write_json(out, {"detection": r, "grounding": g})
+            write_json(out, {"detection": r, "grounding": g, "tasks": per_task,
+                             "detector_reference": reference})  # fmt: skip
 
 
 @bench_app.command("build")

@@ -53,6 +53,12 @@ def predict(
     batch_size: int = typer.Option(4, help="Generation batch size"),
     temperature: float = typer.Option(0.2, help="Sampling temperature (0 = greedy)"),
     max_new_tokens: int = typer.Option(512, help="Answer length limit"),
+    constrain: bool = typer.Option(
+        True,
+        "--constrain/--free",
+        help="Hold the answer to its task's format (the task is "
+        "recognised from the question; others are answered freely)",
+    ),
 ):
     """Ask a model about images; writes {image, prompt, response, boxes_px} JSON and PNGs."""
     from PIL import Image
@@ -60,6 +66,7 @@ def predict(
     from qupaint._io import IMAGE_EXTS
     from qupaint.bench.parse import parse_answer
     from qupaint.detect.draw import draw_detections
+    from qupaint.instruct.formats import FORMATS
     from qupaint.model import load_model_and_processor
     from qupaint.model.inference import generate_answers
 
@@ -73,7 +80,8 @@ def predict(
             raise ValueError(f"image: no image file at {image}")
         model, proc = load_model_and_processor(checkpoint)
         answers = generate_answers(model, proc, files, [question] * len(files), batch_size,
-                                   temperature, max_new_tokens)  # fmt: skip
+                                   temperature, max_new_tokens, fmt=fmt,
+                                   constrain=constrain and fmt in FORMATS)  # fmt: skip
     results = []
     for f, text in zip(files, answers, strict=True):
         img = np.asarray(Image.open(f).convert("RGB"))

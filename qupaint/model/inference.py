@@ -20,11 +20,20 @@ def generate_answers(
     max_new_tokens: int = 512,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    constrain: bool = False,
+    tasks: Sequence[str | None] | None = None,
+    fmt: str = "llava",
+    backend: str = "xgrammar",
 ) -> list[str]:
     """Answer ``questions[i]`` about ``images[i]`` (paths, PIL images or uint8 arrays).
 
     Sampling at ``temperature`` (the paper's 0.2); ``temperature=0`` is greedy. Batches are
     left-padded; the model's device and dtype are used.
+
+    ``constrain=True`` holds each answer to its task's format in box dialect ``fmt``
+    (:mod:`qupaint.model.constrain`, with ``backend`` xgrammar or lmfe): the task is
+    ``tasks[i]`` when given, else recognised from the question; a question of no known task
+    (or of ``describe``/``dialogue``) is answered freely.
     """
     if len(images) != len(questions):
         raise ValueError(f"{len(images)} images but {len(questions)} questions")
@@ -39,6 +48,19 @@ def generate_answers(
         gen.update(do_sample=True, temperature=temperature, top_p=1.0, top_k=0)
     else:
         gen.update(do_sample=False)
+    if tasks is not None and len(tasks) != len(questions):
+        raise ValueError(f"{len(tasks)} tasks for {len(questions)} questions")
+    regexes: list[str | None] = [None] * len(questions)
+    if constrain:
+        from qupaint.instruct.formats import FORMATS
+        from qupaint.model.constrain import CONSTRAINED_TASKS, answer_regex, task_of_question
+
+        if fmt not in FORMATS:
+            raise ValueError(f"fmt: constrained answers are written in {FORMATS}; got {fmt!r}")
+
+        for i, q in enumerate(questions):
+            t = tasks[i] if tasks is not None else task_of_question(q)
+            regexes[i] = answer_regex(t, fmt) if t in CONSTRAINED_TASKS else None
     out: list[str] = []
     torch.manual_seed(seed)
     for start in range(0, len(images), batch_size):
@@ -46,7 +68,18 @@ def generate_answers(
                                  questions[start : start + batch_size])  # fmt: skip
         batch = {k: v.to(device) for k, v in batch.items()}
         batch["pixel_values"] = batch["pixel_values"].to(dtype)
-        seq = model.generate(**batch, **gen)
+        extra = {}
+        rows = regexes[start : start + batch_size]
+        if any(r is not None for r in rows):
+            from transformers import LogitsProcessorList
+
+            from qupaint.model.constrain import logits_processor
+
+            proc = logits_processor(processor.tokenizer, model.config.text_config.vocab_size,
+                                    rows, batch["input_ids"].shape[1], backend,
+                                    eos_token_id=processor.im_end_id)  # fmt: skip
+            extra["logits_processor"] = LogitsProcessorList([proc])
+        seq = model.generate(**batch, **gen, **extra)
         n = batch["input_ids"].shape[1]
         out += [processor.decode(s[n:]) for s in seq]
         if progress:
