@@ -204,3 +204,25 @@ def test_format_boxes_round_trip(fmt):
     got = parse_answer(text, fmt, image_size=(640, 480), expect="boxes")
     np.testing.assert_allclose(got.boxes, [[10, 20, 40, 60], [0, 0, 640, 480]], atol=0.5)
     assert got.labels == ["Mono", "Thick"]
+
+
+def test_two_workers_on_realistic_synthia_finish_and_match_one(tmp_path):
+    """Regression: the builder's layer tables run the OpenMP kernels in the parent, and a
+    forked worker hung in its first parallel region (24 realistic 224-px images, --workers 2
+    never finished). Workers now start from a forkserver; the output equals one worker's."""
+    import subprocess
+    import sys
+
+    from qupaint.synthia import SynthiaConfig, generate
+
+    generate(SynthiaConfig.realistic(height=224, width=224, seed=1), tmp_path / "s", 24,
+             shard_size=24)  # fmt: skip
+    outs = []
+    for w in ("2", "1"):
+        cmd = [sys.executable, "-m", "qupaint.cli", "instruct", "--coco",
+               str(tmp_path / "s" / "annotations.json"), "--out", str(tmp_path / f"q{w}"),
+               "--formats", "llava", "--workers", w, "--chunk", "4"]  # fmt: skip
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+        assert res.returncode == 0, res.stderr[-2000:]
+        outs.append((tmp_path / f"q{w}" / "llava" / "train.jsonl").read_bytes())
+    assert outs[0] == outs[1] and len(outs[0]) > 1000

@@ -177,3 +177,16 @@ def test_lab_jitter_moves_colour_by_the_requested_amount(rng):
     assert 0.5 < d < 15
     assert np.array_equal(out, lab_jitter(img, 3.0, 3.0, np.random.default_rng(0)))
     assert np.array_equal(lab_jitter(img, 0.0, 0.0, rng), img)
+
+
+def test_compact_init_is_the_documented_size():
+    """``compact-init``: the compact architecture, random (the start of training from
+    scratch): 224-px images, 64 LLM tokens per image, about 3.5 M parameters."""
+    from qupaint.model import load_model_and_processor
+
+    model, proc = load_model_and_processor("compact-init")
+    n = sum(p.numel() for p in model.parameters())
+    assert 3.0e6 < n < 4.0e6
+    assert proc.image.image_size == 224 and proc.tokens_per_tile == 64
+    no_gate, _ = load_model_and_processor("compact-init", use_pia_gate=False)
+    assert model.config.use_pia_gate and not no_gate.config.use_pia_gate

@@ -223,9 +223,12 @@ def build_corpus(
     counts: dict[str, Counter] = {k: Counter() for k in _COUNTS}
     with contextlib.ExitStack() as stack:
         files = open_outputs(stack, out_dir, formats)
-        # fork: pure-Python workers share the parent's tables; in order, so the output does
-        # not depend on the worker count
-        results = run_tasks(_build_chunk, chunks, workers, _set_job, (job,), start="fork")
+        # forkserver, not fork: the layer tables above ran the OpenMP kernels in this
+        # process, and a forked child hangs in its first parallel region (libgomp is not
+        # fork-safe; seen with --workers 2 on realistic Synthia). In order, so the output
+        # does not depend on the worker count.
+        results = run_tasks(_build_chunk, chunks, workers, _set_job, (job,),
+                            preload=("qupaint.instruct.builder",))  # fmt: skip
         done = 0
         for part, (lines, cnt) in zip(chunks, results, strict=True):
             for key, block in lines.items():
@@ -271,7 +274,7 @@ def _build_shard(job, chunks, head, out_dir, shard, chunk, tasks, workers, progr
     mine = [c for c in ours if not (parts / f"chunk_{c:05d}.json").exists()]
     done = len(ours) - len(mine)
     results = run_tasks(_build_chunk, [chunks[c] for c in mine], workers, _set_job, (job,),
-                        start="fork")  # fmt: skip
+                        preload=("qupaint.instruct.builder",))  # fmt: skip
     for c, (lines, cnt) in zip(mine, results, strict=True):
         rec = {"lines": [[f, sp, block] for (f, sp), block in lines.items()],
                "counts": {k: dict(v) for k, v in cnt.items()}}  # fmt: skip

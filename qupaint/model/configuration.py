@@ -7,7 +7,7 @@ from transformers import InternVLConfig
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-__all__ = ["QuPAINTConfig", "IMAGENET_MEAN", "IMAGENET_STD", "tiny_config"]
+__all__ = ["QuPAINTConfig", "IMAGENET_MEAN", "IMAGENET_STD", "compact_config", "tiny_config"]
 
 
 class QuPAINTConfig(InternVLConfig):
@@ -79,6 +79,27 @@ def tiny_config(vocab_size: int, image_token_id: int, **overrides) -> QuPAINTCon
     kw = dict(
         vision_config=vision, text_config=text, image_token_id=image_token_id,
         image_seq_length=4, downsample_ratio=0.5,
+    )  # fmt: skip
+    kw.update(overrides)
+    return QuPAINTConfig(**kw)
+
+
+def compact_config(vocab_size: int, image_token_id: int, **overrides) -> QuPAINTConfig:
+    """The compact QuPAINT model, trained from scratch on CPU: 224-px images, 14-px patches
+    (256 patch tokens -> 64 LLM tokens after pixel shuffle), a 4-layer ViT of width 128 and
+    a 4-layer Qwen3-style LM of width 256 (about 3.5 M parameters, 14 MB in float32)."""
+    vision = dict(
+        hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=256,
+        image_size=[224, 224], patch_size=[14, 14],
+    )  # fmt: skip
+    text = dict(
+        model_type="qwen3", vocab_size=vocab_size, hidden_size=256, intermediate_size=512,
+        num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2, head_dim=64,
+        max_position_embeddings=2048, tie_word_embeddings=True, rope_theta=10000.0,
+    )  # fmt: skip
+    kw = dict(
+        vision_config=vision, text_config=text, image_token_id=image_token_id,
+        image_seq_length=64, downsample_ratio=0.5,
     )  # fmt: skip
     kw.update(overrides)
     return QuPAINTConfig(**kw)

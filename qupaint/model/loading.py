@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from qupaint.model.configuration import tiny_config
+from qupaint.model.configuration import compact_config, tiny_config
 from qupaint.model.modeling import QuPAINTForConditionalGeneration
 from qupaint.model.processing import (
     IMG_CONTEXT,
@@ -17,7 +17,7 @@ from qupaint.model.processing import (
     build_tiny_tokenizer,
 )
 
-__all__ = ["load_model_and_processor", "tiny_model"]
+__all__ = ["compact_model", "load_model_and_processor", "tiny_model"]
 
 
 @functools.lru_cache(maxsize=2)
@@ -35,12 +35,26 @@ def tiny_model(use_pia_gate: bool = True, seed: int = 0):
     return model, QuPAINTProcessor.for_model(tok, cfg)
 
 
+def compact_model(use_pia_gate: bool = True, seed: int = 0):
+    """A random compact QuPAINT model (:func:`compact_config`) and its processor: the start
+    of training from scratch (``model: compact-init`` in a training config)."""
+    tok = _tiny_tokenizer()
+    cfg = compact_config(len(tok), tok.convert_tokens_to_ids(IMG_CONTEXT),
+                         use_pia_gate=use_pia_gate)  # fmt: skip
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = QuPAINTForConditionalGeneration(cfg)
+    return model, QuPAINTProcessor.for_model(tok, cfg)
+
+
 def load_model_and_processor(spec: str, use_pia_gate: bool | None = None, seed: int = 0,
                              image: ImageConfig | None = None, **model_kw):  # fmt: skip
     """``spec``: ``"tiny"``, a QuPAINT checkpoint folder (``save_pretrained`` output), or a
     local InternVL "-HF" checkpoint folder (the gate is added, see ``from_internvl``)."""
     if spec == "tiny":
         return tiny_model(True if use_pia_gate is None else use_pia_gate, seed)
+    if spec == "compact-init":
+        return compact_model(True if use_pia_gate is None else use_pia_gate, seed)
     path = Path(spec)
     if not (path / "config.json").is_file():
         raise ValueError(
