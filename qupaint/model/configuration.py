@@ -63,43 +63,48 @@ class QuPAINTConfig(InternVLConfig):
         super().__init__(**kwargs)
 
 
+def _small_config(
+    vocab_size: int,
+    image_token_id: int,
+    image_px: int,
+    vit: tuple[int, int],
+    lm: tuple[int, int, int],
+    max_positions: int,
+    overrides: dict,
+) -> QuPAINTConfig:
+    """A from-scratch QuPAINT: 14-px patches and a 0.5 pixel shuffle; ``vit`` = (width,
+    layers) with 4 heads; ``lm`` = (width, layers, head_dim) of a Qwen3-style LM with 4
+    query and 2 key/value heads; MLPs twice as wide."""
+    (vw, vl), (tw, tl, hd) = vit, lm
+    vision = dict(
+        hidden_size=vw,
+        num_hidden_layers=vl,
+        num_attention_heads=4,
+        intermediate_size=2 * vw,
+        image_size=[image_px, image_px],
+        patch_size=[14, 14],
+    )
+    text = dict(model_type="qwen3", vocab_size=vocab_size, hidden_size=tw,
+                intermediate_size=2 * tw, num_hidden_layers=tl, num_attention_heads=4,
+                num_key_value_heads=2, head_dim=hd, max_position_embeddings=max_positions,
+                tie_word_embeddings=True, rope_theta=10000.0)  # fmt: skip
+    tokens = (image_px // 14 // 2) ** 2
+    kw = dict(vision_config=vision, text_config=text, image_token_id=image_token_id,
+              image_seq_length=tokens, downsample_ratio=0.5)  # fmt: skip
+    kw.update(overrides)
+    return QuPAINTConfig(**kw)
+
+
 def tiny_config(vocab_size: int, image_token_id: int, **overrides) -> QuPAINTConfig:
     """A few-MB random model for tests, the demo and CI: 56-px tiles, 14-px patches (16
     patch tokens -> 4 LLM tokens per tile after pixel shuffle), 2-layer ViT, 2-layer
     Qwen3-style LM."""
-    vision = dict(
-        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-        image_size=[56, 56], patch_size=[14, 14],
-    )  # fmt: skip
-    text = dict(
-        model_type="qwen3", vocab_size=vocab_size, hidden_size=64, intermediate_size=128,
-        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-        max_position_embeddings=4096, tie_word_embeddings=True, rope_theta=10000.0,
-    )  # fmt: skip
-    kw = dict(
-        vision_config=vision, text_config=text, image_token_id=image_token_id,
-        image_seq_length=4, downsample_ratio=0.5,
-    )  # fmt: skip
-    kw.update(overrides)
-    return QuPAINTConfig(**kw)
+    return _small_config(vocab_size, image_token_id, 56, (64, 2), (64, 2, 16), 4096, overrides)
 
 
 def compact_config(vocab_size: int, image_token_id: int, **overrides) -> QuPAINTConfig:
     """The compact QuPAINT model, trained from scratch on CPU: 224-px images, 14-px patches
     (256 patch tokens -> 64 LLM tokens after pixel shuffle), a 4-layer ViT of width 128 and
     a 4-layer Qwen3-style LM of width 256 (about 3.5 M parameters, 14 MB in float32)."""
-    vision = dict(
-        hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=256,
-        image_size=[224, 224], patch_size=[14, 14],
-    )  # fmt: skip
-    text = dict(
-        model_type="qwen3", vocab_size=vocab_size, hidden_size=256, intermediate_size=512,
-        num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2, head_dim=64,
-        max_position_embeddings=2048, tie_word_embeddings=True, rope_theta=10000.0,
-    )  # fmt: skip
-    kw = dict(
-        vision_config=vision, text_config=text, image_token_id=image_token_id,
-        image_seq_length=64, downsample_ratio=0.5,
-    )  # fmt: skip
-    kw.update(overrides)
-    return QuPAINTConfig(**kw)
+    return _small_config(vocab_size, image_token_id, 224, (128, 4), (256, 4, 64), 2048,
+                         overrides)  # fmt: skip
