@@ -309,12 +309,13 @@ def real_micrographs(out: Path, log=None) -> list[Path]:
     from qupaint.bench.metrics import box_iou_xywh
     from qupaint.bench.real import mask_boxes, score_real
     from qupaint.color import Camera
+    from qupaint.color.camera import preset_file
     from qupaint.detect import detect
     from qupaint.detect.batch import detect_batch
     from qupaint.detect.draw import outline_labels
 
     cam = Camera.preset("2dmatgmm")
-    spec = json.loads((Path(__file__).parent / "color" / "cameras" / "2dmatgmm.json").read_text())
+    spec = json.loads(preset_file("2dmatgmm").read_text())
     prior, scale = spec["oxide_nm"], spec["um_per_px"]
     paths = []
     for mat in ("WS2", "MoSe2"):

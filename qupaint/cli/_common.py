@@ -250,11 +250,10 @@ def camera_field(spec: str | Path | None, key: str):
         return None
     import json
 
-    from qupaint.color.camera import PRESETS
+    from qupaint.color.camera import PRESETS, preset_file
 
-    path = (Path(__file__).parents[1] / "color" / "cameras" / f"{spec}.json"
-            if str(spec) in PRESETS else Path(spec))  # fmt: skip
-    try:
+    try:  # srgb is a preset without a file: it states nothing
+        path = preset_file(str(spec)) if str(spec) in PRESETS else Path(spec)
         v = json.loads(path.read_text()).get(key)
     except (OSError, ValueError):
         return None

@@ -47,7 +47,7 @@ from qupaint._io import write_json
 from qupaint.color.convert import XYZ_TO_SRGB
 from qupaint.color.data import illuminant_on, xyz_weights
 
-__all__ = ["Camera", "CAMERA_KINDS", "PRESETS"]
+__all__ = ["Camera", "CAMERA_KINDS", "PRESETS", "preset_file"]
 
 #: named cameras: ``Camera.preset(name)`` (and ``--camera NAME`` on the command line)
 PRESETS = {
@@ -59,6 +59,14 @@ PRESETS = {
 CAMERA_KINDS = ("srgb", "gaussian", "table")
 #: FWHM = 2 sqrt(2 ln 2) sigma
 _FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+
+
+def preset_file(name: str) -> Path:
+    """The shipped JSON of a calibrated preset (``qupaint/color/cameras/<name>.json``): the
+    camera and what was measured beside it (``oxide_nm``, ``um_per_px``, ...)."""
+    if name not in PRESETS or name == "srgb":
+        raise ValueError(f"camera: unknown preset {name!r}; choose from {sorted(PRESETS)}")
+    return Path(__file__).with_name("cameras") / f"{name}.json"
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -208,9 +216,7 @@ class Camera:
         ``qupaint/color/cameras/<name>.json`` with their provenance."""
         if name == "srgb":
             return cls.srgb("D65")
-        if name not in PRESETS:
-            raise ValueError(f"camera: unknown preset {name!r}; choose from {sorted(PRESETS)}")
-        return cls.load(Path(__file__).with_name("cameras") / f"{name}.json")
+        return cls.load(preset_file(name))
 
     @classmethod
     def resolve(cls, spec: Any) -> Camera:

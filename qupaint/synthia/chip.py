@@ -42,6 +42,7 @@ import numpy as np
 from qupaint._io import atomic_open, atomic_write_bytes, write_json
 from qupaint.categories import THICK_MIN_LAYERS
 from qupaint.color import Camera, flake_color_table, tmm_substrate_color
+from qupaint.color.camera import PRESETS, preset_file
 from qupaint.optics import get_material
 from qupaint.synthia.finish import finish_image
 from qupaint.synthia.flakes import FlakeShape, random_flake, rasterize, split_terrace
@@ -181,9 +182,12 @@ class VirtualChip:
         chip.camera = cam
         chip.gamma = None if cam.kind == "srgb" else cam.gamma
         oxide = c.oxide_nm
-        if oxide is None:
-            oxide = float(getattr(cam, "oxide_nm", None) or _camera_oxide(c.camera) or 90.0)
-        chip.oxide_nm = float(oxide)
+        if oxide is None and isinstance(c.camera, str) and c.camera in PRESETS:
+            import json
+
+            if c.camera != "srgb":  # a calibrated preset states the chip it was measured on
+                oxide = json.loads(preset_file(c.camera).read_text()).get("oxide_nm")
+        chip.oxide_nm = float(oxide if oxide is not None else 90.0)
         mat = get_material(c.material).name
         chip.material = mat
         c0 = np.asarray(tmm_substrate_color(chip.oxide_nm, c.illuminant, camera=cam))
@@ -368,18 +372,6 @@ class VirtualChip:
         for ch in range(3):
             np.multiply(field_, np.float32(self.c0[ch]), out=img[..., ch])
         return img
-
-
-def _camera_oxide(spec) -> float | None:
-    if not isinstance(spec, str):
-        return spec.get("oxide_nm") if isinstance(spec, dict) else None
-    import json
-
-    path = Path(__file__).parents[1] / "color" / "cameras" / f"{spec}.json"
-    try:
-        return json.loads(path.read_text()).get("oxide_nm")
-    except (OSError, ValueError):
-        return None
 
 
 def _encode(img: np.ndarray, quality: int) -> bytes:
