@@ -33,7 +33,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
 __all__ = ["Base", "Chip", "Flake", "Image", "Scan", "SCHEMA_VERSION", "database_url",
-           "open_db", "upgrade", "utcnow"]  # fmt: skip
+           "frame_corner", "open_db", "upgrade", "utcnow"]  # fmt: skip
 
 #: the newest migration (qupaint/scan/migrations/versions)
 SCHEMA_VERSION = "0001"
@@ -41,6 +41,13 @@ SCHEMA_VERSION = "0001"
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def frame_corner(x_mm: float, y_mm: float, width: int, height: int, um_per_px: float):
+    """The top-left pixel, on the chip's pixel grid, of a frame whose centre the stage put
+    at (``x_mm``, ``y_mm``)."""
+    return (int(round(x_mm * 1000.0 / um_per_px - width / 2)),
+            int(round(y_mm * 1000.0 / um_per_px - height / 2)))  # fmt: skip
 
 
 class Base(DeclarativeBase):

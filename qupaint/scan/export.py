@@ -178,12 +178,13 @@ def _frames(db, flake_ids: list[int]) -> tuple[dict, dict, dict]:
     return flakes, images, scans
 
 
-def _frame_mask(f, img, um: float) -> tuple[np.ndarray, int, int]:
-    """The flake's mask on its frame: ([H, W] bool, frame corner x, y on the chip grid)."""
+def frame_mask(f, img, um: float) -> tuple[np.ndarray, int, int]:
+    """Flake row ``f``'s mask on its frame ``img`` (an image row): ([H, W] bool, the
+    frame's corner x, y on the chip grid); the part outside the frame is cut off."""
+    from qupaint.scan.db import frame_corner
     from qupaint.scan.ingest import rle_decode
 
-    fx = int(round(img.x_mm * 1000.0 / um - img.width / 2))
-    fy = int(round(img.y_mm * 1000.0 / um - img.height / 2))
+    fx, fy = frame_corner(img.x_mm, img.y_mm, img.width, img.height, um)
     full = np.zeros((img.height, img.width), bool)
     m = rle_decode(f.mask_rle, f.mask_h, f.mask_w)
     x, y = f.mask_x - fx, f.mask_y - fy
@@ -210,7 +211,7 @@ def export_coco(db, path: str | Path, **filters) -> dict:
             coco_images.append({"id": seen[img.id], "file_name": img.file, "width": img.width,
                                 "height": img.height, "x_mm": img.x_mm, "y_mm": img.y_mm,
                                 "scan_id": img.scan_id})  # fmt: skip
-        m, _, _ = _frame_mask(f, img, scans[f.scan_id]["um"])
+        m, _, _ = frame_mask(f, img, scans[f.scan_id]["um"])
         rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
         ys, xs = np.nonzero(m)
         bbox = ([float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1),
@@ -294,7 +295,7 @@ def export_2dmatgmm(db, path: str | Path, user: str = "qupaint", magnification: 
                 with PILImage.open(sc["directory"] / img.file) as im:
                     cache[img.id] = np.asarray(im.convert("RGB"))
             rgb = cache[img.id]
-            m, _, _ = _frame_mask(f, img, sc["um"])
+            m, _, _ = frame_mask(f, img, sc["um"])
             grey = rgb.mean(axis=2).astype(np.uint8)[m]
             flake = {
                 "chip_id": chip_no, "position_x": round(f.x_mm, 5),

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qupaint.scan.db import Chip, Flake, Image, Scan, open_db, utcnow
+from qupaint.scan.db import Chip, Flake, Image, Scan, frame_corner, open_db, utcnow
 from qupaint.scan.positions import Frame, read_positions
 
 __all__ = ["Observation", "scan_folder", "shape_stats", "rle_encode", "rle_decode"]
@@ -242,8 +242,7 @@ class _Writer:
 
         um = self.um
         W, H = res["width"], res["height"]
-        fx = int(round(frame.x_mm * 1000.0 / um - W / 2))  # the frame's corner on the grid
-        fy = int(round(frame.y_mm * 1000.0 / um - H / 2))
+        fx, fy = frame_corner(frame.x_mm, frame.y_mm, W, H, um)
         tol = (self.match_px + 1) * um / 1000.0
         with self.Session.begin() as s:
             img = Image(

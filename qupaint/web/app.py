@@ -261,7 +261,7 @@ def create_app(db, map_dir: str | Path | None = None, token: str | None = None,
         from PIL import Image as PILImage
 
         from qupaint.detect.draw import CATEGORY_COLORS, outline_labels
-        from qupaint.scan.ingest import rle_decode
+        from qupaint.scan.export import frame_mask
 
         def run(s):
             f = _get(s, flake_id)
@@ -277,16 +277,10 @@ def create_app(db, map_dir: str | Path | None = None, token: str | None = None,
                 rgb = np.asarray(im.convert("RGB"))
         except OSError:
             raise HTTPException(404, f"the frame {img.file} is no longer on disk") from None
-        fx = int(round(img.x_mm * 1000.0 / um - img.width / 2))
-        fy = int(round(img.y_mm * 1000.0 / um - img.height / 2))
+        mask, fx, fy = frame_mask(f, img, um)
         x0, y0 = f.mask_x - fx, f.mask_y - fy
-        lab = np.zeros(rgb.shape[:2], np.int32)
-        m = rle_decode(f.mask_rle, f.mask_h, f.mask_w)
-        ys, xs = np.nonzero(m)
-        ys, xs = ys + y0, xs + x0
-        ok = (ys >= 0) & (xs >= 0) & (ys < rgb.shape[0]) & (xs < rgb.shape[1])
-        lab[ys[ok], xs[ok]] = 1
-        out = outline_labels(rgb, lab, CATEGORY_COLORS.get(f.category, (255, 255, 255)))
+        color = CATEGORY_COLORS.get(f.category, (255, 255, 255))
+        out = outline_labels(rgb, mask.astype(np.int32), color)
         H, W = rgb.shape[:2]
         crop = out[max(0, y0 - pad): min(H, y0 + f.mask_h + pad),
                    max(0, x0 - pad): min(W, x0 + f.mask_w + pad)]  # fmt: skip
