@@ -29,7 +29,7 @@ import numpy as np
 from qupaint._io import atomic_open, atomic_write_bytes, write_json
 from qupaint.categories import THICK_MIN_LAYERS
 
-__all__ = ["fit_layout", "pair_offsets", "stitch", "write_dzi"]
+__all__ = ["fit_layout", "mosaic_xy", "pair_offsets", "stitch", "write_dzi"]
 
 CATEGORY_RGB = {1: (255, 40, 40), 2: (40, 200, 255), 3: (255, 220, 0)}
 
@@ -112,6 +112,22 @@ def fit_layout(nominal: np.ndarray, pairs: list[tuple], prior_weight: float = 0.
     return pos, len(keep)
 
 
+def mosaic_xy(points_mm, centres_mm, fitted_mm, origin_mm, um_per_px: float) -> np.ndarray:
+    """Mosaic pixel positions [m, 2] of stage positions ``points_mm`` [m, 2] (flakes): the
+    stage placed each frame at ``centres_mm`` [n, 2], the fit at ``fitted_mm``, so a point
+    moves with the correction of the frame whose reported centre is nearest; the mosaic's
+    pixel (0, 0) is at ``origin_mm``."""
+    from scipy.spatial import cKDTree
+
+    points = np.asarray(points_mm, float).reshape(-1, 2)
+    centres = np.asarray(centres_mm, float).reshape(-1, 2)
+    if not len(points):
+        return points
+    near = cKDTree(centres).query(points)[1]
+    shift = (np.asarray(fitted_mm, float).reshape(-1, 2) - centres)[near]
+    return (points + shift - np.asarray(origin_mm, float)) * (1000.0 / um_per_px)
+
+
 def _read(path: Path) -> np.ndarray:
     from PIL import Image
 
@@ -185,13 +201,10 @@ def stitch(db, out: str | Path, scan_id: int | None = None, overview_px: int = 4
     draw = ImageDraw.Draw(ov)
     # flakes: their database position is where the stage said; the map is fitted, so each
     # flake moves with its frame's correction (the nearest frame centre's)
-    shift = {im.file: (pos[k] - nominal[k]) for k, im in enumerate(imgs)}
-    centres_px = np.array([(im.x_mm * px, im.y_mm * px) for im in imgs])
-    files = [im.file for im in imgs]
-    for fid, xm, ym, cat, layers, side in flakes:
-        p = np.array([xm * px, ym * px])
-        near = int(np.argmin(np.hypot(*(centres_px - p).T)))
-        q = (p + shift[files[near]] - origin) * scale
+    at = mosaic_xy([(f[1], f[2]) for f in flakes], [(im.x_mm, im.y_mm) for im in imgs],
+                   [centres[im.file] for im in imgs], origin / px, um)  # fmt: skip
+    for (fid, _, _, cat, layers, side), xy in zip(flakes, at, strict=True):
+        q = xy * scale
         r = max(3.0, 0.5 * side / 1000.0 * px * scale + 3)  # side in um, px per mm
         col = CATEGORY_RGB.get(int(cat), (255, 255, 255))
         draw.ellipse([q[0] - r, q[1] - r, q[0] + r, q[1] + r], outline=col, width=2)

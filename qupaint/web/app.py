@@ -303,27 +303,24 @@ def create_app(db, map_dir: str | Path | None = None, token: str | None = None,
                 "markers": [],
                 "hint": "run `qupaint map --db DB --out DIR --dzi` and serve with --map DIR",
             }
+        from qupaint.scan.stitch import mosaic_xy
+
         layout = json.loads((map_dir / "layout.json").read_text())
-        px = 1000.0 / layout["um_per_px"]
         frames = layout["frames"]
-        cx = np.array([f["x_mm"] for f in frames]) * px
-        cy = np.array([f["y_mm"] for f in frames]) * px
-        shift = {f["file"]: (f["fit_x_mm"] - f["x_mm"], f["fit_y_mm"] - f["y_mm"]) for f in frames}
-        ox, oy = (v * px for v in layout["origin_mm"])
 
         def run(s):
             _, rows = flake_page(s, sort="area", limit=limit, thin_only=thin,
                                  min_area_um2=min_area_um2)  # fmt: skip
             return rows
 
-        markers = []
-        for r in _session_retry(run):
-            x, y = r["x_mm"] * px, r["y_mm"] * px
-            k = int(np.argmin((cx - x) ** 2 + (cy - y) ** 2))
-            dx, dy = shift[frames[k]["file"]]
-            markers.append({"id": r["id"], "x": x + dx * px - ox, "y": y + dy * px - oy,
-                            "layers": r["layers"], "area_um2": r["area_um2"],
-                            "r": 0.5 * r["max_side_um"] / layout["um_per_px"]})  # fmt: skip
+        rows = _session_retry(run)
+        at = mosaic_xy([(r["x_mm"], r["y_mm"]) for r in rows],
+                       [(f["x_mm"], f["y_mm"]) for f in frames],
+                       [(f["fit_x_mm"], f["fit_y_mm"]) for f in frames], layout["origin_mm"],
+                       layout["um_per_px"])  # fmt: skip
+        markers = [{"id": r["id"], "x": float(x), "y": float(y), "layers": r["layers"],
+                    "area_um2": r["area_um2"], "r": 0.5 * r["max_side_um"] / layout["um_per_px"]}
+                   for r, (x, y) in zip(rows, at, strict=True)]  # fmt: skip
         dzi = "/map/mosaic.dzi" if (map_dir / "mosaic.dzi").is_file() else None
         return {"dzi": dzi, "width": layout["mosaic_px"][0], "height": layout["mosaic_px"][1],
                 "markers": markers}  # fmt: skip
