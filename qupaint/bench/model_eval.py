@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from qupaint.bench.metrics import evaluate_detection, evaluate_grounding, load_json
 from qupaint.bench.parse import parse_answer
+from qupaint.categories import CATEGORY_PHRASES
 from qupaint.instruct.templates import DETECT_Q
 
 __all__ = [
@@ -98,31 +100,25 @@ def evaluate_model_grounding(model, processor, corpus_jsonl, images_dir, fmt: st
     return {**res, "parse_failures": failed}
 
 
-_CLASS = None  # compiled on first use
+#: a description's opening: "This is a monolayer graphene flake ..." -> its layer class
+_CLASS = re.compile(
+    r"^\s*This is an? (" + "|".join(re.escape(p) for p in CATEGORY_PHRASES.values()) + r")\b"
+)
+_CLASS_IDS = {p: c for c, p in CATEGORY_PHRASES.items()}
 
 
 def _class_of_description(text: str) -> int | None:
     """The layer class a description opens with ("This is a monolayer ... flake"), or None."""
-    import re
-
-    from qupaint.categories import CATEGORY_PHRASES
-
-    global _CLASS
-    if _CLASS is None:
-        words = "|".join(re.escape(p) for p in CATEGORY_PHRASES.values())
-        _CLASS = re.compile(rf"^\s*This is an? ({words})\b")
     m = _CLASS.match(text) if isinstance(text, str) else None
-    if m is None:
-        return None
-    return {p: c for c, p in CATEGORY_PHRASES.items()}[m.group(1)]
+    return None if m is None else _CLASS_IDS[m.group(1)]
 
 
 def task_questions(gt: dict, images: list, fmt: str = "llava", describe_per_image: int = 2):
     """The per-task questions of :func:`evaluate_model_tasks` for ``images`` of QF-Bench
     ``gt``: (task, image, question, truth) in a fixed order. Per image: a count for each
-    layer class, "is there a monolayer?", a description of its largest and smallest flakes
-    (their layer class), and "detect all flakes"."""
-    from qupaint.categories import CATEGORY_PHRASES, MONO
+    layer class (truth: class, count), "is there a monolayer?" (truth: bool), a description
+    of its largest and smallest flakes (truth: class, box) and "detect all flakes" (None)."""
+    from qupaint.categories import MONO
     from qupaint.instruct import templates as T
     from qupaint.instruct.formats import format_boxes
 

@@ -66,14 +66,20 @@ def _lit(text: str) -> str:
     return re.escape(text).replace("\\ ", " ")
 
 
-def _template(t: str, fmt: str, box: str) -> str:
+def _fill(t: str, slot) -> str:
+    """Template ``t`` as a regular expression: its text literal, each ``{name}`` replaced by
+    ``slot(name)``."""
     out, pos = [], 0
     for m in re.finditer(r"\{(\w+)\}", t):
         out.append(_lit(t[pos : m.start()]))
-        out.append({"n": _N, "cat": _CAT, "material": _MATERIAL, "box": box}[m.group(1)])
+        out.append(slot(m.group(1)))
         pos = m.end()
     out.append(_lit(t[pos:]))
     return "".join(out)
+
+
+def _template(t: str, fmt: str, box: str) -> str:
+    return _fill(t, {"n": _N, "cat": _CAT, "material": _MATERIAL, "box": box}.__getitem__)
 
 
 @functools.lru_cache(maxsize=32)
@@ -103,13 +109,7 @@ def answer_regex(task: str, fmt: str = "llava") -> str:
 
 
 def _question_regex(t: str) -> str:
-    out, pos = [], 0
-    for m in re.finditer(r"\{(\w+)\}", t):
-        out.append(re.escape(t[pos : m.start()]))
-        out.append(".{1,200}?")
-        pos = m.end()
-    out.append(re.escape(t[pos:]))
-    return "".join(out)
+    return _fill(t, lambda _: ".{1,200}?")
 
 
 @functools.lru_cache(maxsize=1)
