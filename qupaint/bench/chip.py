@@ -35,17 +35,15 @@ def score_chip(db, folder: str | Path, min_area_um2: float = 50.0, radius_um: fl
     """Recall, position error, layer accuracy and double counts of a scan (see the module)."""
     from sqlalchemy import select
 
-    from qupaint.scan.db import Flake, open_db
+    from qupaint.scan.db import Flake, reading
 
     truth = [t for t in read_truth(folder)
              if t["layers"] < THICK_MIN_LAYERS and t["area_um2"] > min_area_um2]  # fmt: skip
-    Session = open_db(db)
-    with Session() as s:
+    with reading(db) as s:
         q = select(Flake.x_mm, Flake.y_mm, Flake.layers, Flake.area_um2)
         if scan_id is not None:
             q = q.where(Flake.scan_id == scan_id)
         rows = np.array(s.execute(q).all(), float).reshape(-1, 4)
-    Session.kw["bind"].dispose()
     found, errors, layers_ok, doubles = 0, [], 0, 0
     for t in truth:
         if len(rows) == 0:
@@ -80,27 +78,24 @@ def overlapping_rows(db, scan_id: int | None = None, share: float = 0.3) -> int:
     overlap by at least ``share`` of the smaller: one flake stored twice."""
     from sqlalchemy import select
 
-    from qupaint.scan.db import Flake, open_db
+    from qupaint.scan.db import Flake, reading
     from qupaint.scan.ingest import rle_decode
 
-    Session = open_db(db)
-    with Session() as s:
+    with reading(db) as s:
         q = select(Flake.image_id, Flake.mask_x, Flake.mask_y, Flake.mask_w, Flake.mask_h,
                    Flake.mask_rle)  # fmt: skip
         if scan_id is not None:
             q = q.where(Flake.scan_id == scan_id)
         rows = s.execute(q).all()
-    Session.kw["bind"].dispose()
     box = np.array([(r[1], r[2], r[1] + r[3], r[2] + r[4]) for r in rows]).reshape(-1, 4)
     n = 0
     for i in range(len(rows)):
         hit = ((box[:, 0] < box[i, 2]) & (box[:, 2] > box[i, 0]) & (box[:, 1] < box[i, 3])
                & (box[:, 3] > box[i, 1]))  # fmt: skip
         hit[: i + 1] = False
-        for j in np.nonzero(hit)[0]:
-            if rows[j][0] == rows[i][0]:
-                continue
-            a = rle_decode(rows[i][5], rows[i][4], rows[i][3])
+        others = [j for j in np.nonzero(hit)[0] if rows[j][0] != rows[i][0]]
+        a = rle_decode(rows[i][5], rows[i][4], rows[i][3]) if others else None
+        for j in others:
             b = rle_decode(rows[j][5], rows[j][4], rows[j][3])
             x0, y0 = max(box[i, 0], box[j, 0]), max(box[i, 1], box[j, 1])
             x1, y1 = min(box[i, 2], box[j, 2]), min(box[i, 3], box[j, 3])

@@ -13,6 +13,7 @@ on the chip's pixel grid (``mask_x``, ``mask_y``: the top-left pixel of its box,
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
 __all__ = ["Base", "Chip", "Flake", "Image", "Scan", "SCHEMA_VERSION", "database_url",
-           "frame_corner", "open_db", "upgrade", "utcnow"]  # fmt: skip
+           "frame_corner", "open_db", "reading", "upgrade", "utcnow"]  # fmt: skip
 
 #: the newest migration (qupaint/scan/migrations/versions)
 SCHEMA_VERSION = "0001"
@@ -179,3 +180,15 @@ def open_db(db: str | Path, migrate: bool = True) -> sessionmaker:
     if migrate:
         upgrade(engine)
     return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextlib.contextmanager
+def reading(db: str | Path):
+    """A session on ``db`` for one short read; its engine is closed afterwards, also when
+    the read fails."""
+    Session = open_db(db)
+    try:
+        with Session() as s:
+            yield s
+    finally:
+        Session.kw["bind"].dispose()

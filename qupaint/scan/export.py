@@ -127,12 +127,10 @@ def flake_page(session, sort: str = "area", offset: int = 0, limit: int | None =
 def query_flakes(db, sort: str = "area", limit: int | None = None, **filters) -> list[dict]:
     """Flakes of database ``db`` as dicts (the :data:`CSV_FIELDS`), filtered
     (:func:`flake_conditions`) and sorted (:data:`SORT_KEYS`)."""
-    from qupaint.scan.db import open_db
+    from qupaint.scan.db import reading
 
-    Session = open_db(db)
-    with Session() as s:
+    with reading(db) as s:
         _, out = flake_page(s, sort=sort, limit=limit, **filters)
-    Session.kw["bind"].dispose()
     return out
 
 
@@ -162,10 +160,9 @@ def _frames(db, flake_ids: list[int]) -> tuple[dict, dict, dict]:
     """(flake rows by id, their frames by image id, scan directory and scale by scan id)."""
     from sqlalchemy import select
 
-    from qupaint.scan.db import Chip, Flake, Image, Scan, open_db
+    from qupaint.scan.db import Chip, Flake, Image, Scan, reading
 
-    Session = open_db(db)
-    with Session() as s:
+    with reading(db) as s:
         flakes = {f.id: f for f in s.scalars(select(Flake).where(Flake.id.in_(flake_ids)))}
         images = {i.id: i for i in s.scalars(select(Image).where(
             Image.id.in_({f.image_id for f in flakes.values()})))}  # fmt: skip
@@ -174,7 +171,6 @@ def _frames(db, flake_ids: list[int]) -> tuple[dict, dict, dict]:
             scans[sc.id] = {"directory": Path(sc.directory), "um": chip.um_per_px,
                             "chip": chip.name, "oxide_nm": chip.oxide_nm, "user": sc.user,
                             "started": sc.started, "material": chip.material}  # fmt: skip
-    Session.kw["bind"].dispose()
     return flakes, images, scans
 
 
