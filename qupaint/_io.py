@@ -24,6 +24,7 @@ from typing import IO, Any
 
 __all__ = [
     "IMAGE_EXTS",
+    "image_bytes",
     "atomic_open",
     "atomic_write_bytes",
     "write_json",
@@ -98,6 +99,19 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file and rename (see :func:`atomic_open`)."""
     with atomic_open(path, "wb") as fh:
         fh.write(data)
+
+
+def image_bytes(image: Any, format: str = "PNG", **save: Any) -> bytes:
+    """``image`` (a uint8 array [H, W(, 3)] or a PIL image) encoded in memory as ``format``
+    (PNG, JPEG, ...); ``save`` goes to PIL's ``Image.save`` (``quality=90``, ...)."""
+    import io
+
+    from PIL import Image
+
+    im = image if hasattr(image, "save") else Image.fromarray(image)
+    buf = io.BytesIO()
+    im.save(buf, format=format, **save)
+    return buf.getvalue()
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -23,7 +23,6 @@ import csv
 import glob
 import hashlib
 import html
-import io
 import json
 import os
 from collections import Counter
@@ -33,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from qupaint._io import IMAGE_EXTS, atomic_open, atomic_write_bytes, write_json
+from qupaint._io import IMAGE_EXTS, atomic_open, atomic_write_bytes, image_bytes, write_json
 from qupaint._pool import run_tasks
 from qupaint.categories import CATEGORY_NAMES, MONO, THICK_MIN_LAYERS
 
@@ -71,14 +70,6 @@ def _stem(path: Path, taken: dict) -> str:
         s = f"{s}-{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:6]}"
     taken[s] = path
     return s
-
-
-def _png(img: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 _JOB: dict = {}
@@ -136,7 +127,7 @@ def _one(task: tuple[int, str, str]) -> dict:
             crop = img[ys, xs]
             outlined = outline_labels(crop, decode_rle(d["segmentation"])[ys, xs])  # its outline
             name = f"thumbs/{stem}_{k}.png"
-            atomic_write_bytes(out / name, _png(np.concatenate([crop, outlined], 1)))
+            atomic_write_bytes(out / name, image_bytes(np.concatenate([crop, outlined], 1)))
             d["thumbnail"] = name
     with atomic_open(out / "overlays" / f"{stem}.png", "wb") as fh:
         draw_detections(img, dets, fh)

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import time
 import zipfile
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qupaint._io import atomic_open, write_json
+from qupaint._io import atomic_open, image_bytes, write_json
 from qupaint.categories import THICK_MIN_LAYERS
 
 __all__ = [
@@ -236,22 +235,6 @@ def _entropy(grey: np.ndarray) -> float:
     return float(-(p * np.log2(p)).sum())
 
 
-def _jpeg(img: np.ndarray, quality: int = 90) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()
-
-
-def _png(mask: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(mask.astype(np.uint8) * 255).save(buf, format="PNG", optimize=True)
-    return buf.getvalue()
-
-
 def export_2dmatgmm(db, path: str | Path, user: str = "qupaint", magnification: int = 20,
                     **filters) -> int:  # fmt: skip
     """The 2DMatGMM-Website upload ZIP of the selected flakes (default: thin ones); see the
@@ -312,10 +295,13 @@ def export_2dmatgmm(db, path: str | Path, user: str = "qupaint", magnification: 
                 f"{folder}/meta.json",
                 json.dumps({"flake": flake, "images": {}}, indent=4, sort_keys=True),
             )
-            z.writestr(f"{folder}/{magnification}x.jpg", _jpeg(rgb))
-            z.writestr(f"{folder}/flake_mask.png", _png(m))
+            z.writestr(f"{folder}/{magnification}x.jpg", image_bytes(rgb, "JPEG", quality=90))
+            z.writestr(
+                f"{folder}/flake_mask.png",
+                image_bytes(m.astype(np.uint8) * 255, "PNG", optimize=True),
+            )
             marked = outline_labels(rgb, m.astype(np.int32), CATEGORY_COLORS[f.category])
-            z.writestr(f"{folder}/eval_img.jpg", _jpeg(marked))
+            z.writestr(f"{folder}/eval_img.jpg", image_bytes(marked, "JPEG", quality=90))
     return len(rows)
 
 

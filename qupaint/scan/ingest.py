@@ -20,7 +20,6 @@ stage coordinates and writes it to the database (:mod:`qupaint.scan.db`).
 from __future__ import annotations
 
 import concurrent.futures as cf
-import io
 import json
 import math
 import multiprocessing as mp
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qupaint._io import image_bytes
 from qupaint.scan.db import Chip, Flake, Image, Scan, frame_corner, open_db, utcnow
 from qupaint.scan.positions import Frame, read_positions
 
@@ -123,9 +123,7 @@ def _thumb(img: np.ndarray, x0: int, y0: int, w: int, h: int, side: int = 160) -
     crop = img[max(0, y0 - pad) : min(H, y0 + h + pad), max(0, x0 - pad) : min(W, x0 + w + pad)]
     im = PILImage.fromarray(crop)
     im.thumbnail((side, side))
-    buf = io.BytesIO()
-    im.save(buf, format="JPEG", quality=85)
-    return buf.getvalue()
+    return image_bytes(im, "JPEG", quality=85)
 
 
 def _detect_frame(path: str) -> dict:

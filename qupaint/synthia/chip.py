@@ -32,14 +32,13 @@ Written files (all atomically; a rerun renders only missing tiles):
 from __future__ import annotations
 
 import csv
-import io
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from qupaint._io import atomic_open, atomic_write_bytes, write_json
+from qupaint._io import atomic_open, atomic_write_bytes, image_bytes, write_json
 from qupaint.categories import THICK_MIN_LAYERS
 from qupaint.color import Camera, flake_color_table, tmm_substrate_color
 from qupaint.color.camera import PRESETS, preset_file
@@ -374,17 +373,6 @@ class VirtualChip:
         return img
 
 
-def _encode(img: np.ndarray, quality: int) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    if quality > 0:
-        Image.fromarray(img).save(buf, format="JPEG", quality=int(quality), subsampling=0)
-    else:
-        Image.fromarray(img).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
-
-
 def _write_csv(path: Path, header: list[str], rows: list) -> None:
     with atomic_open(path, "w", newline="") as f:
         wr = csv.writer(f)
@@ -406,7 +394,11 @@ def _tuples(d: dict) -> dict:
 
 def _render_one(task: tuple[int, str]) -> int:
     k, path = task
-    atomic_write_bytes(path, _encode(_CHIP.tile(k), _CHIP.config.jpeg_quality))
+    q = _CHIP.config.jpeg_quality
+    img = _CHIP.tile(k)
+    data = (image_bytes(img, "JPEG", quality=q, subsampling=0) if q > 0
+            else image_bytes(img, "PNG", compress_level=1))  # fmt: skip
+    atomic_write_bytes(path, data)
     return k
 
 

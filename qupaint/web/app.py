@@ -37,6 +37,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
+from qupaint._io import image_bytes
+
 __all__ = ["create_app", "new_token"]
 
 STATIC = Path(__file__).parent / "static"
@@ -70,14 +72,6 @@ def _image_from_upload(data: bytes) -> np.ndarray:
         raise HTTPException(
             415, "the upload is not an image PIL can read (PNG, JPEG, TIFF, ...)"
         ) from None
-
-
-def _png(img: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def create_app(db, map_dir: str | Path | None = None, token: str | None = None,
@@ -284,7 +278,7 @@ def create_app(db, map_dir: str | Path | None = None, token: str | None = None,
         H, W = rgb.shape[:2]
         crop = out[max(0, y0 - pad): min(H, y0 + f.mask_h + pad),
                    max(0, x0 - pad): min(W, x0 + f.mask_w + pad)]  # fmt: skip
-        return Response(_png(crop), media_type="image/png")
+        return Response(image_bytes(crop), media_type="image/png")
 
     @app.get("/api/flakes/{flake_id}/thumbnail.jpg")
     def flake_thumbnail(flake_id: int):
@@ -362,7 +356,7 @@ def create_app(db, map_dir: str | Path | None = None, token: str | None = None,
         for d in dets:
             lab = decode_rle(d.pop("segmentation")).astype(np.int32)
             out = outline_labels(out, lab, CATEGORY_COLORS.get(d["category_id"], (255,) * 3))
-        png = base64.b64encode(_png(out)).decode("ascii")
+        png = base64.b64encode(image_bytes(out)).decode("ascii")
         return {"width": int(img.shape[1]), "height": int(img.shape[0]), "material": material,
                 "detections": dets, "overlay": f"data:image/png;base64,{png}"}  # fmt: skip
 
