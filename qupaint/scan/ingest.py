@@ -34,7 +34,7 @@ from qupaint._io import image_bytes
 from qupaint.scan.db import Chip, Flake, Image, Scan, frame_corner, open_db, utcnow
 from qupaint.scan.positions import Frame, read_positions
 
-__all__ = ["Observation", "scan_folder", "shape_stats", "rle_encode", "rle_decode"]
+__all__ = ["Observation", "read_frame", "rle_decode", "rle_encode", "scan_folder", "shape_stats"]
 
 DONE_MARKER = "scan_done"
 
@@ -105,7 +105,8 @@ def _init(job: dict) -> None:
     _JOB["camera"] = Camera.from_dict(job["camera"]) if job["camera"] else None
 
 
-def _read_image(path: str) -> np.ndarray:
+def read_frame(path) -> np.ndarray:
+    """A frame as [H, W, 3] uint8 RGB; an unreadable file is a ValueError naming it."""
     from PIL import Image as PILImage
 
     try:
@@ -131,7 +132,7 @@ def _detect_frame(path: str) -> dict:
     from qupaint.detect.draw import decode_rle
 
     job = _JOB
-    img = _read_image(path)
+    img = read_frame(path)
     H, W = img.shape[:2]
     dets = detect(img, job["material"], job["oxide_nm"], job["config"], camera=job["camera"],
                   um_per_px=job["um_per_px"], masks=True,

@@ -128,13 +128,6 @@ def mosaic_xy(points_mm, centres_mm, fitted_mm, origin_mm, um_per_px: float) -> 
     return (points + shift - np.asarray(origin_mm, float)) * (1000.0 / um_per_px)
 
 
-def _read(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
-
-
 def stitch(db, out: str | Path, scan_id: int | None = None, overview_px: int = 4000,
            dzi: bool = False, progress=None) -> dict:  # fmt: skip
     """Stitch the frames of scan ``scan_id`` (default: the newest) of database ``db``; see
@@ -144,6 +137,7 @@ def stitch(db, out: str | Path, scan_id: int | None = None, overview_px: int = 4
     from sqlalchemy import select
 
     from qupaint.scan.db import Chip, Flake, Image, Scan, open_db
+    from qupaint.scan.ingest import read_frame
 
     Session = open_db(db)
     with Session() as s:
@@ -167,7 +161,7 @@ def stitch(db, out: str | Path, scan_id: int | None = None, overview_px: int = 4
                         for im in imgs])  # fmt: skip
     frames = []
     for k, im in enumerate(imgs):
-        frames.append((_grey(_read(directory / im.file)), nominal[k, 0], nominal[k, 1]))
+        frames.append((_grey(read_frame(directory / im.file)), nominal[k, 0], nominal[k, 1]))
         if progress is not None:
             progress(k + 1, 2 * len(imgs))
     pairs = pair_offsets(frames)
@@ -188,7 +182,7 @@ def stitch(db, out: str | Path, scan_id: int | None = None, overview_px: int = 4
     out.mkdir(parents=True, exist_ok=True)
     full = _Mosaic(W, H) if dzi else None
     for k, im in enumerate(imgs):
-        rgb = _read(directory / im.file)
+        rgb = read_frame(directory / im.file)
         x, y = pos[k] - origin
         small = PILImage.fromarray(rgb).resize(
             (max(1, round(im.width * scale)), max(1, round(im.height * scale))), PILImage.BILINEAR

@@ -252,10 +252,10 @@ def create_app(db, map_dir: str | Path | None = None, token: str | None = None,
 
     @app.get("/api/flakes/{flake_id}/image.png")
     def flake_image(flake_id: int, pad: int = Query(60, ge=0, le=2000)):
-        from PIL import Image as PILImage
 
         from qupaint.detect.draw import CATEGORY_COLORS, outline_labels
         from qupaint.scan.export import frame_mask
+        from qupaint.scan.ingest import read_frame
 
         def run(s):
             f = _get(s, flake_id)
@@ -265,12 +265,10 @@ def create_app(db, map_dir: str | Path | None = None, token: str | None = None,
             return f, img, Path(sc.directory), um
 
         f, img, directory, um = _session_retry(run)
-        path = directory / img.file
         try:
-            with PILImage.open(path) as im:
-                rgb = np.asarray(im.convert("RGB"))
-        except OSError:
-            raise HTTPException(404, f"the frame {img.file} is no longer on disk") from None
+            rgb = read_frame(directory / img.file)
+        except ValueError:
+            raise HTTPException(404, f"the frame {img.file} is no longer readable") from None
         mask, fx, fy = frame_mask(f, img, um)
         x0, y0 = f.mask_x - fx, f.mask_y - fy
         color = CATEGORY_COLORS.get(f.category, (255, 255, 255))
