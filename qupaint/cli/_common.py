@@ -123,6 +123,11 @@ try:  # typer >= 0.16 vendors its click
     from typer._click import exceptions as _cx
 except ImportError:  # pragma: no cover
     from click import exceptions as _cx
+# typer's vendored click keeps Abort in typer.exceptions; without this the except clause
+# below raised AttributeError and hid the real traceback of any uncaught error
+_Abort = getattr(_cx, "Abort", None)
+if _Abort is None:
+    from typer.exceptions import Abort as _Abort
 
 
 class OneLineErrors(TyperGroup):
@@ -146,7 +151,7 @@ class OneLineErrors(TyperGroup):
         except _cx.ClickException as e:
             console.print(f"[red]error:[/red] {e.format_message()}")
             sys.exit(e.exit_code)
-        except _cx.Abort:
+        except _Abort:
             console.print("[red]error:[/red] aborted")
             sys.exit(1)
         sys.exit(rv if isinstance(rv, int) else 0)
