@@ -190,3 +190,98 @@ def test_compact_init_is_the_documented_size():
     assert proc.image.image_size == 224 and proc.tokens_per_tile == 64
     no_gate, _ = load_model_and_processor("compact-init", use_pia_gate=False)
     assert model.config.use_pia_gate and not no_gate.config.use_pia_gate
+
+
+def test_dense_head_adds_its_loss_and_trains_the_vit(rng):
+    """``dense_classes``: a per-patch classifier on the gated ViT tokens. Its labels add
+    ``dense_weight`` x their cross-entropy (computed here by hand from ``dense_logits``);
+    all-ignored labels leave the language loss alone; the gradient reaches the ViT."""
+    from qupaint.model import load_model_and_processor
+
+    model, proc = load_model_and_processor("compact-init", seed=1)
+    assert model.config.dense_classes == 4
+    model.config.dense_weight = 0.5
+    img = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    pv = proc.pixel_values(img)
+    enc = proc.encode([("<image>\nHow many monolayer flakes are in the image?", "I count 1.")], 1)
+    labels = torch.as_tensor(rng.integers(0, 4, (1, 256)))
+    batch = proc.collate([{**enc, "pixel_values": pv, "dense_labels": labels}])
+    assert batch["dense_labels"].shape == (1, 256)
+    lm_only = model(**{k: v for k, v in batch.items() if k != "dense_labels"}).loss
+    ignored = model(**batch | {"dense_labels": torch.full((1, 256), -100)}).loss
+    out = model(**batch)
+    want = torch.nn.functional.cross_entropy(model.dense_logits()[0], labels[0]) * 0.5 + lm_only
+    assert torch.allclose(out.loss, want, rtol=1e-5)
+    assert torch.allclose(ignored, lm_only)
+    out.loss.backward()
+    vit = model.model.vision_tower.embeddings.patch_embeddings.projection.weight.grad
+    assert vit is not None and vit.abs().sum() > 0
+    assert model.model.dense_head.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="dense_classes"):
+        QuPAINTForConditionalGeneration.config_class(dense_classes=-1)
+
+
+def test_patch_class_grids_from_coco_masks(tmp_path):
+    """Patch classes of a hand-made COCO: a Mono square filling patches exactly, a Few
+    flake covering a third of one patch (kept, >= 0.3), a Thick sliver under the cover
+    threshold (substrate), and a Thick flake painted over part of the Mono one."""
+    from pycocotools import mask as mask_utils
+
+    from qupaint.train.data import patch_class_grids
+
+    h = w = 64  # a 4 x 4 grid of 16-px patches
+    masks = []
+    m = np.zeros((h, w), np.uint8)
+    m[0:32, 0:32] = 1  # Mono: patches (0,0) (0,1) (1,0) (1,1)
+    masks.append((1, m))
+    m = np.zeros((h, w), np.uint8)
+    m[48:64, 48:54] = 1  # Few: 6/16 of patch (3,3)
+    masks.append((2, m))
+    m = np.zeros((h, w), np.uint8)
+    m[48:64, 0:3] = 1  # Thick: 3/16 of patch (3,0) -> substrate
+    masks.append((3, m))
+    m = np.zeros((h, w), np.uint8)
+    m[0:16, 16:32] = 1  # Thick over the Mono in patch (0,1)
+    masks.append((3, m))
+    anns = []
+    for k, (cat, mk) in enumerate(masks):
+        rle = mask_utils.encode(np.asfortranarray(mk))
+        rle["counts"] = rle["counts"].decode()
+        anns.append({"id": k + 1, "image_id": 0, "category_id": cat, "segmentation": rle,
+                     "bbox": [0, 0, 1, 1], "area": int(mk.sum()), "iscrowd": 0})  # fmt: skip
+    coco = {"images": [{"id": 0, "file_name": "a.png", "height": h, "width": w}],
+            "annotations": anns, "categories": []}  # fmt: skip
+    (tmp_path / "c.json").write_text(__import__("json").dumps(coco))
+    grid = patch_class_grids(tmp_path / "c.json", 4)["a.png"].reshape(4, 4)
+    want = np.zeros((4, 4), int)
+    want[0, 0], want[0, 1], want[1, 0], want[1, 1], want[3, 3] = 1, 3, 1, 1, 2
+    np.testing.assert_array_equal(grid, want)
+    with pytest.raises(ValueError, match="grid"):
+        patch_class_grids(tmp_path / "c.json", 0)
+
+
+def test_dense_tokens_summary_is_consistent_through_cached_generation(rng):
+    """``dense_tokens``: the class-map summary is added to every LM input, also in the
+    cached steps of ``generate``: greedy tokens equal the argmax of one uncached forward
+    over prompt + answer; a text-only forward after an image forward carries no summary;
+    different images give different logits."""
+    from qupaint.model import load_model_and_processor
+
+    model, proc = load_model_and_processor("compact-init", seed=2)
+    model.eval()
+    with torch.no_grad():  # make the summary matter at random init
+        model.model.dense_summary.weight.mul_(50)
+    imgs = [rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for _ in range(2)]
+    batch = proc.prompt(imgs, ["How many monolayer flakes are in the image?"] * 2)
+    with torch.no_grad():
+        seq = model.generate(**batch, max_new_tokens=6, do_sample=False, min_new_tokens=6,
+                             pad_token_id=proc.pad_id, eos_token_id=None)  # fmt: skip
+        n = batch["input_ids"].shape[1]
+        att = torch.cat([batch["attention_mask"], torch.ones_like(seq[:, n:])], 1)
+        full = model(input_ids=seq, attention_mask=att, pixel_values=batch["pixel_values"])
+        want = full.logits[:, n - 1 : -1].argmax(-1)
+        assert torch.equal(want, seq[:, n:])
+        assert (full.logits[0, -1] - full.logits[1, -1]).abs().max() > 1e-3
+        assert model.model._summary is not None
+        model(input_ids=seq[:, :3], attention_mask=att[:, :3])
+        assert model.model._summary is None

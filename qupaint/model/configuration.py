@@ -30,6 +30,20 @@ class QuPAINTConfig(InternVLConfig):
     template : name of the chat template (``"chatml"``, or the release's ``"qmllm"``).
     base_model, qfbench : what the model was fine-tuned from, and its QF-Bench results
         (``{"AP": ..., "AP50": ...}`` in %); both go into the model card.
+    dense_classes : > 0 adds ``model.dense_head`` (Linear(vit_hidden, dense_classes)), a
+        per-patch layer-class classifier on the gated ViT patch tokens. Training with
+        ``dense_labels`` adds ``dense_weight`` x its cross-entropy to the language loss, so
+        the image tokens carry the layer classes before the LM reads them (the compact
+        model, trained from scratch, otherwise learns the answers' language prior and
+        ignores the image). 0 (default): no head, exactly InternVL + gate.
+    dense_tokens : with a dense head, each LLM image token also gets (added after the
+        projector) a linear embedding of the dense head's class probabilities of its
+        patches and a learned embedding of its position in the token grid, and every LM
+        input embedding of the sequence gets a linear embedding of the whole class map
+        pooled to the token grid (single-tile images). The LM then reads the image's layer
+        classes at every position without first having to learn where to attend: trained
+        from scratch without it, the compact model learned the answers' language prior and
+        gave every image the same answers.
     """
 
     model_type = "qupaint"
@@ -46,8 +60,16 @@ class QuPAINTConfig(InternVLConfig):
         template: str = "chatml",
         base_model: str | None = None,
         qfbench: dict | None = None,
+        dense_classes: int = 0,
+        dense_weight: float = 1.0,
+        dense_tokens: bool = False,
         **kwargs,
     ):
+        if int(dense_classes) < 0 or float(dense_weight) < 0:
+            raise ValueError("dense_classes and dense_weight must be >= 0")
+        self.dense_classes = int(dense_classes)
+        self.dense_weight = float(dense_weight)
+        self.dense_tokens = bool(dense_tokens) and self.dense_classes > 0
         if ps_version not in ("v1", "v2"):
             raise ValueError(f"ps_version must be 'v1' or 'v2'; got {ps_version!r}")
         self.ps_version = ps_version
@@ -105,6 +127,10 @@ def tiny_config(vocab_size: int, image_token_id: int, **overrides) -> QuPAINTCon
 def compact_config(vocab_size: int, image_token_id: int, **overrides) -> QuPAINTConfig:
     """The compact QuPAINT model, trained from scratch on CPU: 224-px images, 14-px patches
     (256 patch tokens -> 64 LLM tokens after pixel shuffle), a 4-layer ViT of width 128 and
-    a 4-layer Qwen3-style LM of width 256 (about 3.5 M parameters, 14 MB in float32)."""
+    a 4-layer Qwen3-style LM of width 256 (3.48 M parameters, 14 MB in float32), a dense
+    head of the 4 layer classes (substrate, Mono, Few, Thick) on the ViT patches, and dense
+    tokens (its class probabilities and the token's grid position added to each image
+    token)."""
+    overrides = {"dense_classes": 4, "dense_tokens": True, **overrides}
     return _small_config(vocab_size, image_token_id, 224, (128, 4), (256, 4, 64), 2048,
                          overrides)  # fmt: skip

@@ -17,6 +17,8 @@ outputs.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText
@@ -53,6 +55,23 @@ class QuPAINTModel(QuPAINTPreTrainedModel, InternVLModel):
             config.pia_gate_init_w, config.pia_gate_init_b, enabled=config.use_pia_gate
         )
         self._alpha: torch.Tensor | None = None
+        if config.dense_classes:
+            hidden = config.vision_config.hidden_size
+            self.dense_head = nn.Linear(hidden, config.dense_classes)
+        if config.dense_tokens:
+            per_token = round(config.dense_classes / config.downsample_ratio**2)
+            lm = config.text_config.hidden_size
+            self.dense_embed = nn.Linear(per_token, lm)
+            pos = 0.02 * torch.randn(config.image_seq_length, lm)
+            self.image_pos_embed = nn.Parameter(pos)
+            side = int(round(config.image_seq_length**0.5))
+            self.dense_summary = nn.Linear(config.dense_classes * side * side, lm)
+            self.language_model.register_forward_pre_hook(self._add_summary, with_kwargs=True)
+        #: per sequence, the image's class-map summary added to every LM input embedding
+        #: (kept through generation's cached steps; reset by a new sequence without image)
+        self._summary: torch.Tensor | None = None
+        #: the gated patch tokens [N, h, w, C] of the last forward (dense head only)
+        self.patch_tokens: torch.Tensor | None = None
 
     def pia_alpha(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """PIA scores [N, k] of the ViT patches of ``pixel_values`` [N, 3, S, S] (no grad)."""
@@ -68,13 +87,48 @@ class QuPAINTModel(QuPAINTPreTrainedModel, InternVLModel):
             )
 
     def get_image_features(self, pixel_values: torch.Tensor, *args, **kwargs):
-        if not self.config.use_pia_gate:
-            return super().get_image_features(pixel_values, *args, **kwargs)
-        self._alpha = self.pia_alpha(pixel_values)
+        if self.config.use_pia_gate:
+            self._alpha = self.pia_alpha(pixel_values)
         try:
-            return super().get_image_features(pixel_values, *args, **kwargs)
+            out = super().get_image_features(pixel_values, *args, **kwargs)
         finally:
             self._alpha = None
+        if self.config.dense_tokens:
+            feats = out.pooler_output  # [N, tokens, lm hidden]
+            probs = self.dense_head(self.patch_tokens).softmax(-1)  # [N, h, w, classes]
+            probs = self._shuffle(probs, self.config.downsample_ratio)
+            probs = probs.reshape(feats.shape[0], feats.shape[1], -1).to(feats.dtype)
+            out.pooler_output = feats + self.dense_embed(probs) + self.image_pos_embed
+            # the class map pooled to the token grid: [N, side * side * classes]
+            classes = self.config.dense_classes
+            grid = probs.reshape(feats.shape[0], feats.shape[1], -1, classes).mean(2)
+            self._summary = self.dense_summary(grid.flatten(1))
+        return out
+
+    def _add_summary(self, module, args, kwargs):
+        emb = kwargs.get("inputs_embeds")
+        if self._summary is None or emb is None:
+            return None
+        if self._summary.shape[0] != emb.shape[0]:  # several tiles per sample: no summary
+            return None
+        kwargs["inputs_embeds"] = emb + self._summary[:, None, :].to(emb.dtype)
+        return args, kwargs
+
+    def forward(self, *args, **kwargs):
+        if self.config.dense_tokens:
+            image = kwargs.get("pixel_values") is not None or kwargs.get("mm_encoder_outputs")
+            cache = kwargs.get("cache", kwargs.get("past_key_values"))
+            if kwargs.get("pixel_values") is not None:
+                self._summary = None  # recomputed by get_image_features
+            elif not image and (cache is None or cache.get_seq_length() == 0):
+                self._summary = None  # a new sequence without an image
+        return super().forward(*args, **kwargs)
+
+    def _shuffle(self, x: torch.Tensor, scale_factor: float) -> torch.Tensor:
+        out = InternVLModel.pixel_shuffle(self, x, scale_factor)
+        if self.config.ps_version == "v1":  # v1 skips the final swap back of height/width
+            out = out.permute(0, 2, 1, 3).contiguous()
+        return out
 
     def pixel_shuffle(self, vision_features: torch.Tensor, scale_factor: float = 0.5):
         # called by InternVL between the CLS drop and the projector: the gate point
@@ -88,10 +142,9 @@ class QuPAINTModel(QuPAINTPreTrainedModel, InternVLModel):
                 )
             vision_features = self.pia_gate(vision_features.reshape(B, h * w, C), alpha)
             vision_features = vision_features.reshape(B, h, w, C)
-        out = super().pixel_shuffle(vision_features, scale_factor)
-        if self.config.ps_version == "v1":  # v1 skips the final swap back of height/width
-            out = out.permute(0, 2, 1, 3).contiguous()
-        return out
+        if self.config.dense_classes:
+            self.patch_tokens = vision_features
+        return self._shuffle(vision_features, scale_factor)
 
 
 class QuPAINTForConditionalGeneration(QuPAINTPreTrainedModel, InternVLForConditionalGeneration):
@@ -114,6 +167,33 @@ class QuPAINTForConditionalGeneration(QuPAINTPreTrainedModel, InternVLForConditi
     @property
     def pia_gate(self) -> PIAGate:
         return self.model.pia_gate
+
+    def dense_logits(self) -> torch.Tensor:
+        """Per-patch class logits [N_tiles, h * w, dense_classes] of the last forward's
+        image (needs ``config.dense_classes``)."""
+        feats = self.model.patch_tokens
+        if not self.config.dense_classes or feats is None:
+            raise ValueError("dense_logits: the model has no dense head or saw no image yet")
+        return self.model.dense_head(feats.flatten(1, 2))
+
+    def forward(self, *args, dense_labels: torch.Tensor | None = None, **kwargs):
+        """InternVL's forward; with ``dense_labels`` [N_tiles, h * w] (class per ViT patch,
+        -100 ignored) the loss gains ``config.dense_weight`` x the dense head's
+        cross-entropy."""
+        self.model.patch_tokens = None
+        out = super().forward(*args, **kwargs)
+        if dense_labels is not None and self.model.patch_tokens is not None:
+            logits = self.dense_logits()
+            target = dense_labels.to(logits.device).reshape(-1)
+            dense = nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]).float(),
+                target,
+                ignore_index=-100,
+                reduction="sum",
+            ) / (target != -100).sum().clamp(min=1)  # all ignored: 0, not NaN
+            w = self.config.dense_weight
+            out["loss"] = dense * w if out.loss is None else out.loss + w * dense
+        return out
 
     def save_pretrained(self, save_directory, *args, model_card: bool = True, **kwargs):
         """transformers' ``save_pretrained`` (with ``auto_map`` in ``config.json``), plus a
@@ -139,6 +219,18 @@ class QuPAINTForConditionalGeneration(QuPAINTPreTrainedModel, InternVLForConditi
         cfg = QuPAINTConfig(use_pia_gate=use_pia_gate, **d)
         return cls.from_pretrained(path, config=cfg, **kwargs)
 
+
+def _forward_signature():
+    """InternVL's forward signature plus ``dense_labels``: ``generate`` checks its keyword
+    arguments against the named parameters of ``forward``."""
+    sig = inspect.signature(InternVLForConditionalGeneration.forward)
+    params = list(sig.parameters.values())
+    extra = inspect.Parameter("dense_labels", inspect.Parameter.KEYWORD_ONLY, default=None)
+    k = next(i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD)
+    return sig.replace(parameters=[*params[:k], extra, *params[k:]])
+
+
+QuPAINTForConditionalGeneration.forward.__signature__ = _forward_signature()
 
 AutoConfig.register("qupaint", QuPAINTConfig, exist_ok=True)
 AutoModel.register(QuPAINTConfig, QuPAINTModel, exist_ok=True)

@@ -337,6 +337,8 @@ class QuPAINTProcessor(ProcessorMixin):
                "pixel_values": torch.cat([it["pixel_values"] for it in items])}  # fmt: skip
         if any("labels" in it for it in items):
             out["labels"] = lab
+        if all("dense_labels" in it for it in items):
+            out["dense_labels"] = torch.cat([torch.as_tensor(it["dense_labels"]) for it in items])
         return out
 
     def prompt(self, images: Sequence, questions: Sequence[str]) -> dict:

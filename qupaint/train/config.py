@@ -54,6 +54,10 @@ class TrainConfig:
     #: LoRA through peft, e.g. {r: 16, alpha: 32, target_modules: [q_proj, v_proj]}: only the
     #: adapters and the PIA gate train; the merged model is saved at the end (None: off)
     lora: dict | None = None
+    #: Synthia COCO of the training images: per-patch layer classes for the dense head
+    #: (``patch_class_grids``); the model needs ``dense_classes`` (compact-init has it)
+    dense_coco: str = ""
+    dense_weight: float | None = None  # None: the model config's dense_weight
 
     def validate(self) -> None:
         if not self.train_jsonl:
@@ -64,6 +68,8 @@ class TrainConfig:
             raise ValueError("per_device_batch_size >= 1 and learning_rate > 0 required")
         if self.bf16 not in ("auto", "true", "false", True, False):
             raise ValueError("bf16 must be auto, true or false")
+        if self.dense_coco and not Path(self.dense_coco).is_file():
+            raise ValueError(f"dense_coco: no such file {self.dense_coco!r}")
         if self.lora is not None:
             unknown = sorted(set(self.lora) - set(LORA_KEYS))
             if unknown:
@@ -86,7 +92,8 @@ def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
             raise ValueError(f"config: no such file {str(p)!r}")
         data = yaml.safe_load(p.read_text()) or {}
         base = p.parent
-        for key in ("train_jsonl", "image_root", "deepspeed"):  # relative to the YAML file
+        # paths relative to the YAML file
+        for key in ("train_jsonl", "image_root", "deepspeed", "dense_coco"):
             if data.get(key) and not Path(data[key]).is_absolute() and (base / data[key]).exists():
                 data[key] = str(base / data[key])
     data.update({k: v for k, v in overrides.items() if v is not None})

@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 from qupaint.model.processing import QuPAINTProcessor, lab_jitter
 
-__all__ = ["InstructDataset", "read_jsonl"]
+__all__ = ["InstructDataset", "patch_class_grids", "read_jsonl"]
 
 
 def read_jsonl(path, limit: int | None = None) -> list[dict]:
@@ -28,16 +28,58 @@ def read_jsonl(path, limit: int | None = None) -> list[dict]:
     return out
 
 
+def patch_class_grids(coco_json, grid: int, min_cover: float = 0.3) -> dict[str, np.ndarray]:
+    """Per image of a Synthia COCO file, the layer class of each of its ``grid x grid``
+    patches (row-major, int64): the category (1 Mono, 2 Few, 3 Thick) that covers the most
+    of the patch when it covers at least ``min_cover`` of it, else 0 (substrate). Flakes are
+    painted in annotation order, a later one over an earlier one. Keys are ``file_name``.
+    The targets of the compact model's dense head (``QuPAINTConfig.dense_classes = 4``)."""
+    from pycocotools import mask as mask_utils
+
+    if grid < 1 or not 0 < min_cover <= 1:
+        raise ValueError("grid must be >= 1 and min_cover in (0, 1]")
+    gt = json.loads(Path(coco_json).read_text())
+    by_img: dict = {}
+    for a in gt["annotations"]:
+        by_img.setdefault(a["image_id"], []).append(a)
+    out = {}
+    for im in gt["images"]:
+        h, w = int(im["height"]), int(im["width"])
+        label = np.zeros((h, w), np.int64)
+        for a in by_img.get(im["id"], []):
+            seg = a["segmentation"]
+            if isinstance(seg, list):  # polygons
+                seg = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
+            elif isinstance(seg.get("counts"), list):  # uncompressed RLE
+                seg = mask_utils.frPyObjects(seg, h, w)
+            label[mask_utils.decode(seg).astype(bool)] = int(a["category_id"])
+        # fraction of each class in each patch (patch edges by rounding: any image size)
+        ys = np.minimum((np.arange(h) * grid) // h, grid - 1)
+        xs = np.minimum((np.arange(w) * grid) // w, grid - 1)
+        cell = (ys[:, None] * grid + xs[None, :]).ravel()
+        counts = np.zeros((grid * grid, 4))
+        np.add.at(counts, (cell, np.clip(label.ravel(), 0, 3)), 1.0)
+        frac = counts / counts.sum(1, keepdims=True)
+        best = 1 + np.argmax(frac[:, 1:], axis=1)
+        out[im["file_name"]] = np.where(frac[:, 1:].max(1) >= min_cover, best, 0)
+    return out
+
+
 class InstructDataset(Dataset):
     """Records (llava / internvl / qwen) -> {input_ids, labels, pixel_values}.
 
     CIELAB colour jitter, when on, draws from a generator seeded by (seed, index): the same
     sample gets the same augmentation in every run, so a resumed run is identical.
+
+    ``dense``: ``{file_name: patch classes}`` (:func:`patch_class_grids`); each sample then
+    carries ``dense_labels`` for the dense head (single-tile images only).
     """
 
     def __init__(self, records: list[dict], image_root, processor: QuPAINTProcessor,
-                 jitter: tuple[float, float] = (0.0, 0.0), seed: int = 0):  # fmt: skip
+                 jitter: tuple[float, float] = (0.0, 0.0), seed: int = 0,
+                 dense: dict[str, np.ndarray] | None = None):  # fmt: skip
         self.records = records
+        self.dense = dense
         self.root = Path(image_root) if image_root else Path(".")
         self.processor = processor
         self.jitter = jitter
@@ -62,4 +104,12 @@ class InstructDataset(Dataset):
         pv = self.processor.pixel_values(img)
         enc = self.processor.encode(self.processor.turns_of(rec), len(pv))
         enc["pixel_values"] = pv
+        if self.dense is not None:
+            name = rec.get("image") or rec["images"][0]
+            if name not in self.dense:
+                raise ValueError(f"dense_coco: no annotations for image {name!r}")
+            if len(pv) != 1:
+                raise ValueError("dense_coco: dense labels need single-tile images "
+                                 "(dynamic_tiles: false)")  # fmt: skip
+            enc["dense_labels"] = self.dense[name][None]
         return enc
