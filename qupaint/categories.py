@@ -21,12 +21,14 @@ __all__ = [
     "CATEGORY_IDS",
     "CATEGORY_NAMES",
     "CATEGORY_PHRASES",
+    "FEW",
     "MONO",
     "THICK_MIN_LAYERS",
     "category_of",
 ]
 
 MONO = 1
+FEW = 2
 #: the first layer count of the Thick category
 THICK_MIN_LAYERS = 6
 #: COCO ``categories`` entries, as Synthia and QF-Bench write them

@@ -307,3 +307,74 @@ def test_malformed_answers_do_not_parse():
             a = parse_answer(text, fmt)
             assert not a.ok and any("unbalanced" in e for e in a.errors), (text, fmt, a)
     assert parse_answer("Mono: [0.1, 0.2, 0.3, 0.4]", "llava").ok
+
+
+def test_real_window_truth_and_model_scoring(tmp_path, monkeypatch):
+    """``evaluate_model_real``: windows cut from a masked micrograph get their thin-flake
+    count from the mask (a flake counts in the window holding >= half of it); an oracle
+    that answers from the mask scores 1 on count, presence and grounding recall, and one
+    that always says "none" scores the empty windows only and finds nothing."""
+    from qupaint.bench import model_eval
+    from qupaint.bench.model_eval import _tile_starts, real_tile_questions
+    from qupaint.bench.real import mask_boxes
+    from qupaint.instruct.formats import format_boxes
+
+    assert _tile_starts(100, 224) == [0]
+    assert _tile_starts(448, 224) == [0, 224]
+    assert _tile_starts(500, 224) == [0, 138, 276]
+    img = np.random.default_rng(0).integers(0, 256, (300, 460, 3), dtype=np.uint8)
+    mask = np.zeros((300, 460), np.uint8)
+    mask[10:40, 10:50] = 1  # inside window (0, 0)
+    mask[100:140, 200:260] = 2  # split between windows; most of it in x0 = 0
+    mask[250:290, 400:450] = 3  # bottom-right window only
+    wins = real_tile_questions(img, mask, 224)
+    starts = [(x0, y0) for _, (x0, y0), _ in wins]
+    assert starts == [(0, 0), (118, 0), (236, 0), (0, 76), (118, 76), (236, 76)]
+    counts = {s: n for _, s, n in wins}
+    # flake 2 spans x 200-260: windows x0=0 and x0=236 hold 24/60 of it (< half), x0=118
+    # all of it, in both rows; flake 3 lies in the bottom-right window only
+    assert counts == {(0, 0): 1, (118, 0): 1, (236, 0): 0, (0, 76): 0, (118, 76): 1,
+                      (236, 76): 1}  # fmt: skip
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(img).save(tmp_path / "images" / "a.png")
+    Image.fromarray(mask).save(tmp_path / "masks" / "a.png")
+    truth = {np.asarray(c).tobytes(): (s, n) for c, s, n in wins}
+    boxes = mask_boxes(mask)
+
+    def oracle(model, proc, images, questions, fmt="llava", tasks=None, **kw):
+        out = []
+        for crop, q in zip(images, questions, strict=True):
+            (x0, y0), n = truth[np.asarray(crop).tobytes()]
+            inside = [[b[0] - x0, b[1] - y0, b[2], b[3]] for b in boxes
+                      if b[0] >= x0 and b[1] >= y0 and b[0] + b[2] <= x0 + 224
+                      and b[1] + b[3] <= y0 + 224]  # fmt: skip
+            if "monolayer flakes" in q:
+                out.append(f"I count {n} monolayer flakes.")
+            elif "few-layer" in q:
+                out.append("I count 0 few-layer flakes.")
+            elif q.startswith("Is there"):
+                out.append("Yes, for example the flake at [0.1, 0.1, 0.2, 0.2] is monolayer."
+                           if n else "No, there is no monolayer flake here.")  # fmt: skip
+            else:
+                out.append("Found: " + format_boxes("llava", inside, ["Mono"] * len(inside),
+                                                    224, 224) if inside else
+                           "There are no flakes in this image.")  # fmt: skip
+        return out
+
+    monkeypatch.setattr("qupaint.model.inference.generate_answers", oracle)
+    r = model_eval.evaluate_model_real(None, None, tmp_path / "images")
+    assert r["windows"] == 6 and r["flakes"] == 3 and r["windows_with_thin_flakes"] == 4
+    assert r["exact_thin_count_accuracy"] == 1.0 and r["thin_present_accuracy"] == 1.0
+    assert r["grounding_recall"] == 1.0
+
+    def none(model, proc, images, questions, **kw):
+        return ["I count 0 monolayer flakes." if "monolayer flakes" in q else
+                "I count 0 few-layer flakes." if "few-layer" in q else
+                "No, there is no monolayer flake here." if q.startswith("Is there") else
+                "There are no flakes in this image." for q in questions]  # fmt: skip
+
+    monkeypatch.setattr("qupaint.model.inference.generate_answers", none)
+    r = model_eval.evaluate_model_real(None, None, tmp_path / "images")
+    assert r["exact_thin_count_accuracy"] == r["thin_present_accuracy"] == 2 / 6
+    assert r["grounding_recall"] == 0.0

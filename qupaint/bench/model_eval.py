@@ -12,7 +12,9 @@ from qupaint.instruct.templates import DETECT_Q
 
 __all__ = [
     "answers_to_detections",
+    "description_class",
     "detector_task_row",
+    "evaluate_model_real",
     "evaluate_model_detection",
     "evaluate_model_grounding",
     "evaluate_model_tasks",
@@ -107,7 +109,7 @@ _CLASS = re.compile(
 _CLASS_IDS = {p: c for c, p in CATEGORY_PHRASES.items()}
 
 
-def _class_of_description(text: str) -> int | None:
+def description_class(text: str) -> int | None:
     """The layer class a description opens with ("This is a monolayer ... flake"), or None."""
     m = _CLASS.match(text) if isinstance(text, str) else None
     return None if m is None else _CLASS_IDS[m.group(1)]
@@ -174,7 +176,7 @@ def evaluate_model_tasks(model, processor, gt_json, images_dir=None, fmt: str = 
             d["parsed"] += a.ok
             d["right"] += bool(a.ok and a.yes == truth)
         elif task == "describe":
-            c = _class_of_description(text)
+            c = description_class(text)
             d["parsed"] += c is not None
             d["right"] += c == truth[0]
         else:
@@ -238,3 +240,109 @@ def detector_task_row(gt_json, min_score: float = 0.3) -> dict:
     return {"exact_count_accuracy": row["count"], "monolayer_present_accuracy": row["verify"],
             "layer_class_accuracy": row["describe"], "AP50": r["AP50"],
             "Mono_AP50": r["Mono"]["AP50"]}  # fmt: skip
+
+
+def _tile_starts(length: int, tile: int) -> list[int]:
+    """Starts of windows of ``tile`` covering ``length`` evenly (the last flush with the end)."""
+    if length <= tile:
+        return [0]
+    n = -(-length // tile)
+    return [round(k * (length - tile) / (n - 1)) for k in range(n)]
+
+
+def real_tile_questions(image, mask, tile: int = 224, min_inside: float = 0.5):
+    """The questions of :func:`evaluate_model_real` for one masked micrograph: it is cut
+    into ``tile``-px windows at its own scale (the compact model's training scale is the
+    same 0.385 um/px), and each window gets its truth from the mask: the thin flakes
+    (instances) with at least ``min_inside`` of their area in it. Returns
+    [(crop, (x0, y0), thin count)]."""
+    import numpy as np
+
+    img, m = np.asarray(image), np.asarray(mask)
+    if img.shape[:2] != m.shape:
+        raise ValueError(f"mask {m.shape} does not match image {img.shape[:2]}")
+    ids, area = np.unique(m[m > 0], return_counts=True)
+    total = dict(zip(ids.tolist(), area.tolist(), strict=True))
+    out = []
+    for y0 in _tile_starts(m.shape[0], tile):
+        for x0 in _tile_starts(m.shape[1], tile):
+            win = m[y0 : y0 + tile, x0 : x0 + tile]
+            k, a = np.unique(win[win > 0], return_counts=True)
+            n = sum(c >= min_inside * total[i] for i, c in zip(k.tolist(), a.tolist(),
+                                                               strict=True))  # fmt: skip
+            out.append((img[y0 : y0 + tile, x0 : x0 + tile], (x0, y0), int(n)))
+    return out
+
+
+def evaluate_model_real(model, processor, images_dir, masks_dir=None, tile: int = 224,
+                        fmt: str = "llava", **gen) -> dict:  # fmt: skip
+    """A model on whole expert-masked real micrographs (``../shared/data/real/
+    maskterial-labelled/<set>/images``; layer numbers are not given, so every masked
+    flake is "thin"). Each image is cut into ``tile``-px windows (:func:`real_tile_questions`)
+    and each window is asked:
+
+    - how many monolayer and how many few-layer flakes it holds; the sum is the thin count,
+      right when it equals the mask's (exact thin-count accuracy);
+    - whether it holds a monolayer (a yes, or a few-layer count above 0, says "thin flake
+      present"; thin-present accuracy against the mask);
+    - to detect all flakes: the Mono and Few boxes, moved to the whole image, find a masked
+      flake when their IoU with its box is >= 0.5 (grounding recall; thin-flake AP50 and
+      unmatched boxes per image as in :func:`~qupaint.bench.real.score_real`).
+    """
+    import numpy as np
+    from PIL import Image
+
+    from qupaint.bench.real import find_masked_images, mask_boxes, score_real
+    from qupaint.categories import FEW, MONO
+    from qupaint.instruct import templates as T
+    from qupaint.model.inference import generate_answers
+
+    pairs = find_masked_images(images_dir, masks_dir)
+    qs = {"mono": T.COUNT_Q[0].format(cat=CATEGORY_PHRASES[MONO], material="flake"),
+          "few": T.COUNT_Q[0].format(cat=CATEGORY_PHRASES[FEW], material="flake"),
+          "verify": T.VERIFY_Q[1].format(cat=CATEGORY_PHRASES[MONO], material="2D"),
+          "locate": DETECT_Q[0]}  # fmt: skip
+    task = {"mono": "count", "few": "count", "verify": "verify", "locate": "locate"}
+    tiles, gt_boxes = [], []
+    for k, p in enumerate(pairs):
+        img = np.asarray(Image.open(p.image).convert("RGB"))
+        mask = np.asarray(Image.open(p.mask))
+        gt_boxes.append(mask_boxes(mask))
+        tiles += [(k, *t) for t in real_tile_questions(img, mask, tile)]
+    items = [(key, t) for t in tiles for key in qs]
+    answers = generate_answers(model, processor, [t[1] for _, t in items],
+                               [qs[key] for key, _ in items], fmt=fmt,
+                               tasks=[task[key] for key, _ in items], **gen)  # fmt: skip
+    by_tile: dict = {}
+    for (key, t), text in zip(items, answers, strict=True):
+        by_tile.setdefault(id(t), {"tile": t})[key] = text
+    count_right = present_right = parsed = asked = 0
+    dets: list[list[dict]] = [[] for _ in pairs]
+    for rec in by_tile.values():
+        k, crop, (x0, y0), truth = rec["tile"]
+        a_mono = parse_answer(rec["mono"], fmt, expect="count")
+        a_few = parse_answer(rec["few"], fmt, expect="count")
+        a_yes = parse_answer(rec["verify"], fmt, expect="yesno")
+        a_box = parse_answer(rec["locate"], fmt, image_size=(crop.shape[1], crop.shape[0]),
+                             expect="boxes")  # fmt: skip
+        parsed += a_mono.ok + a_few.ok + a_yes.ok + a_box.ok
+        asked += 4
+        if a_mono.ok and a_few.ok:
+            count_right += a_mono.count + a_few.count == truth
+        present = bool(a_yes.ok and a_yes.yes) or bool(a_few.ok and a_few.count)
+        present_right += present == (truth > 0)
+        for j, (box, cat) in enumerate(zip(a_box.boxes, a_box.category_ids, strict=True)):
+            x1, y1, x2, y2 = (float(v) for v in box)
+            dets[k].append({"bbox": [x0 + x1, y0 + y1, x2 - x1, y2 - y1],
+                            "category_id": cat or MONO, "score": 1.0 / (1 + j)})  # fmt: skip
+    n = len(by_tile)
+    score = score_real(gt_boxes, dets)
+    return {
+        "images": len(pairs), "windows": n, "tile_px": tile,
+        "windows_with_thin_flakes": sum(r["tile"][3] > 0 for r in by_tile.values()),
+        "parse_rate": parsed / asked,
+        "exact_thin_count_accuracy": count_right / n,
+        "thin_present_accuracy": present_right / n,
+        "grounding_recall": score["recall"], "flakes": score["flakes"], "found": score["found"],
+        "AP50": score["AP50"], "unmatched_per_image": score["unmatched_per_image"],
+    }  # fmt: skip

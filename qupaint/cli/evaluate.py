@@ -102,7 +102,9 @@ def eval_detector(
 
 @eval_app.command("model")
 def eval_model(
-    checkpoint: str = typer.Option(..., help="Model folder (or 'tiny')"),
+    checkpoint: str = typer.Option(
+        ..., help="Model folder, 'compact' (the shipped model) or 'tiny'"
+    ),
     gt: Path = typer.Option(..., help="QF-Bench COCO JSON"),
     images_dir: Path = typer.Option(None, help="Folder file_name is relative to"),
     fmt: str = typer.Option("llava", "--format", help="Answer format the model was trained on"),
@@ -121,6 +123,13 @@ def eval_model(
         "--tasks",
         help="Also per task: parse rate, exact count, monolayer present, "
         "layer class, AP50 / Mono AP50, with the physics detector as the reference row",
+    ),
+    real: list[Path] = typer.Option(
+        None,
+        "--real",
+        help="Also on expert-masked real micrographs: a folder of images with masks/ beside "
+        "(e.g. maskterial-labelled/WSe2/images; repeatable): thin-flake count and presence "
+        "per 224-px window, grounding recall",
     ),
     out: Path = typer.Option(None, help="Write metrics (and answers) as JSON"),
 ):
@@ -143,6 +152,12 @@ def eval_model(
 
             per_task = evaluate_model_tasks(model, proc, gt, images_dir, fmt, limit, **gen)
             reference = detector_task_row(gt)
+        real_rows = {}
+        for folder in real or []:
+            from qupaint.bench.model_eval import evaluate_model_real
+
+            name = folder.parent.name if folder.name == "images" else folder.name
+            real_rows[name] = evaluate_model_real(model, proc, folder, fmt=fmt, **gen)
     rows = _detection_rows(r)
     if g:
         rows.update({k: v for k, v in g.items() if k.startswith("Acc")})
@@ -159,10 +174,21 @@ def eval_model(
                 table.add_row(task, str(d["questions"]), pct(d["parse_rate"]), k, pct(v),
                               pct(reference.get(k)))  # fmt: skip
         console.print(table)
+    if real_rows:
+        table = Table(title="expert-masked real micrographs (224-px windows)")
+        cols = ("parse_rate", "exact_thin_count_accuracy", "thin_present_accuracy",
+                "grounding_recall", "AP50")  # fmt: skip
+        for col in ("set", "images", "windows", "flakes", *cols):
+            table.add_column(col, justify="left" if col == "set" else "right")
+        for name, d in real_rows.items():
+            table.add_row(name, str(d["images"]), str(d["windows"]), str(d["flakes"]),
+                          *(pct(d[c]) for c in cols))  # fmt: skip
+        console.print(table)
     if out:
         with user_errors():
             write_json(out, {"detection": r, "grounding": g, "tasks": per_task,
-                             "detector_reference": reference})  # fmt: skip
+                             "detector_reference": reference,
+                             "real": real_rows or None})  # fmt: skip
 
 
 @bench_app.command("build")
