@@ -260,28 +260,36 @@ def test_patch_class_grids_from_coco_masks(tmp_path):
         patch_class_grids(tmp_path / "c.json", 0)
 
 
-def test_dense_tokens_summary_is_consistent_through_cached_generation(rng):
-    """``dense_tokens``: the class-map summary is added to every LM input, also in the
-    cached steps of ``generate``: greedy tokens equal the argmax of one uncached forward
-    over prompt + answer; a text-only forward after an image forward carries no summary;
-    different images give different logits."""
+def test_dense_tokens_are_class_words_and_generation_is_consistent(rng):
+    """``dense_tokens``: an image token whose patches are all one class carries that
+    class's word embedding; greedy cached generation equals the argmax of one uncached
+    forward over prompt + answer, and different images give different logits."""
     from qupaint.model import load_model_and_processor
 
     model, proc = load_model_and_processor("compact-init", seed=2)
     model.eval()
-    with torch.no_grad():  # make the summary matter at random init
-        model.model.dense_summary.weight.mul_(50)
     imgs = [rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for _ in range(2)]
     batch = proc.prompt(imgs, ["How many monolayer flakes are in the image?"] * 2)
+    mm = model.model
     with torch.no_grad():
-        seq = model.generate(**batch, max_new_tokens=6, do_sample=False, min_new_tokens=6,
-                             pad_token_id=proc.pad_id, eos_token_id=None)  # fmt: skip
+        mm.dense_head.weight.zero_()
+        mm.dense_head.bias.copy_(torch.tensor([0.0, 30.0, 0.0, 0.0]))  # every patch Mono
+        mm.feature_scale.zero_()
+        mm.dense_embed.weight.zero_()
+        mm.dense_embed.bias.zero_()
+        tokens = mm.get_image_features(batch["pixel_values"]).pooler_output
+        mono = mm.get_input_embeddings().weight[model.config.dense_word_ids[1]]
+        torch.testing.assert_close(tokens[0], mono + mm.image_pos_embed, atol=1e-5, rtol=0)
+    model2, _ = load_model_and_processor("compact-init", seed=2)
+    model2.eval()
+    with torch.no_grad():
+        model2.model.dense_head.weight.mul_(20)  # sharp class probabilities
+        seq = model2.generate(**batch, max_new_tokens=6, do_sample=False, min_new_tokens=6,
+                              pad_token_id=proc.pad_id, eos_token_id=None)  # fmt: skip
         n = batch["input_ids"].shape[1]
         att = torch.cat([batch["attention_mask"], torch.ones_like(seq[:, n:])], 1)
-        full = model(input_ids=seq, attention_mask=att, pixel_values=batch["pixel_values"])
-        want = full.logits[:, n - 1 : -1].argmax(-1)
-        assert torch.equal(want, seq[:, n:])
-        assert (full.logits[0, -1] - full.logits[1, -1]).abs().max() > 1e-3
-        assert model.model._summary is not None
-        model(input_ids=seq[:, :3], attention_mask=att[:, :3])
-        assert model.model._summary is None
+        full = model2(input_ids=seq, attention_mask=att, pixel_values=batch["pixel_values"])
+        assert torch.equal(full.logits[:, n - 1 : -1].argmax(-1), seq[:, n:])
+        assert (full.logits[0, -1] - full.logits[1, -1]).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="dense_word_ids"):
+        QuPAINTForConditionalGeneration.config_class(dense_classes=4, dense_tokens=True)

@@ -36,14 +36,16 @@ class QuPAINTConfig(InternVLConfig):
         the image tokens carry the layer classes before the LM reads them (the compact
         model, trained from scratch, otherwise learns the answers' language prior and
         ignores the image). 0 (default): no head, exactly InternVL + gate.
-    dense_tokens : with a dense head, each LLM image token also gets (added after the
-        projector) a linear embedding of the dense head's class probabilities of its
-        patches and a learned embedding of its position in the token grid, and every LM
-        input embedding of the sequence gets a linear embedding of the whole class map
-        pooled to the token grid (single-tile images). The LM then reads the image's layer
-        classes at every position without first having to learn where to attend: trained
-        from scratch without it, the compact model learned the answers' language prior and
-        gave every image the same answers.
+    dense_tokens : with a dense head, each LLM image token is (after the projector) the
+        mixture of the LM's own word embeddings of its patches' classes ("substrate",
+        "monolayer", "few", "thick": ``dense_word_ids``), weighted by the dense head's
+        probabilities, plus a linear embedding of those probabilities, a learned embedding
+        of its place in the token grid, and the projected ViT features at a learned scale
+        (0.02 at start, about a word embedding's size). The image then reads to the LM as
+        words it already uses in the answers: trained from scratch with plain image
+        tokens, the compact model learned the answers' language prior and gave every
+        image the same answers.
+    dense_word_ids : the token ids of those class words (one per dense class).
     """
 
     model_type = "qupaint"
@@ -63,6 +65,7 @@ class QuPAINTConfig(InternVLConfig):
         dense_classes: int = 0,
         dense_weight: float = 1.0,
         dense_tokens: bool = False,
+        dense_word_ids: tuple | list | None = None,
         **kwargs,
     ):
         if int(dense_classes) < 0 or float(dense_weight) < 0:
@@ -70,6 +73,10 @@ class QuPAINTConfig(InternVLConfig):
         self.dense_classes = int(dense_classes)
         self.dense_weight = float(dense_weight)
         self.dense_tokens = bool(dense_tokens) and self.dense_classes > 0
+        self.dense_word_ids = [int(i) for i in dense_word_ids] if dense_word_ids else None
+        if self.dense_tokens and (self.dense_word_ids is None
+                                  or len(self.dense_word_ids) != self.dense_classes):  # fmt: skip
+            raise ValueError("dense_tokens needs dense_word_ids, one token id per dense class")
         if ps_version not in ("v1", "v2"):
             raise ValueError(f"ps_version must be 'v1' or 'v2'; got {ps_version!r}")
         self.ps_version = ps_version

@@ -64,12 +64,8 @@ class QuPAINTModel(QuPAINTPreTrainedModel, InternVLModel):
             self.dense_embed = nn.Linear(per_token, lm)
             pos = 0.02 * torch.randn(config.image_seq_length, lm)
             self.image_pos_embed = nn.Parameter(pos)
-            side = int(round(config.image_seq_length**0.5))
-            self.dense_summary = nn.Linear(config.dense_classes * side * side, lm)
-            self.language_model.register_forward_pre_hook(self._add_summary, with_kwargs=True)
-        #: per sequence, the image's class-map summary added to every LM input embedding
-        #: (kept through generation's cached steps; reset by a new sequence without image)
-        self._summary: torch.Tensor | None = None
+            # the ViT's own features enter at about the scale of a word embedding
+            self.feature_scale = nn.Parameter(torch.tensor(0.02))
         #: the gated patch tokens [N, h, w, C] of the last forward (dense head only)
         self.patch_tokens: torch.Tensor | None = None
 
@@ -95,34 +91,18 @@ class QuPAINTModel(QuPAINTPreTrainedModel, InternVLModel):
             self._alpha = None
         if self.config.dense_tokens:
             feats = out.pooler_output  # [N, tokens, lm hidden]
+            n, t = feats.shape[:2]
             probs = self.dense_head(self.patch_tokens).softmax(-1)  # [N, h, w, classes]
-            probs = self._shuffle(probs, self.config.downsample_ratio)
-            probs = probs.reshape(feats.shape[0], feats.shape[1], -1).to(feats.dtype)
-            out.pooler_output = feats + self.dense_embed(probs) + self.image_pos_embed
-            # the class map pooled to the token grid: [N, side * side * classes]
+            probs = self._shuffle(probs, self.config.downsample_ratio).reshape(n, t, -1)
+            probs = probs.to(feats.dtype)
+            # each token as its patches' class words ("substrate", "monolayer", "few",
+            # "thick") in the LM's own embedding space, weighted by their probabilities
+            words = self.get_input_embeddings().weight[list(self.config.dense_word_ids)]
             classes = self.config.dense_classes
-            grid = probs.reshape(feats.shape[0], feats.shape[1], -1, classes).mean(2)
-            self._summary = self.dense_summary(grid.flatten(1))
+            mix = probs.reshape(n, t, -1, classes).mean(2) @ words
+            out.pooler_output = (self.feature_scale * feats + mix + self.dense_embed(probs)
+                                 + self.image_pos_embed)  # fmt: skip
         return out
-
-    def _add_summary(self, module, args, kwargs):
-        emb = kwargs.get("inputs_embeds")
-        if self._summary is None or emb is None:
-            return None
-        if self._summary.shape[0] != emb.shape[0]:  # several tiles per sample: no summary
-            return None
-        kwargs["inputs_embeds"] = emb + self._summary[:, None, :].to(emb.dtype)
-        return args, kwargs
-
-    def forward(self, *args, **kwargs):
-        if self.config.dense_tokens:
-            image = kwargs.get("pixel_values") is not None or kwargs.get("mm_encoder_outputs")
-            cache = kwargs.get("cache", kwargs.get("past_key_values"))
-            if kwargs.get("pixel_values") is not None:
-                self._summary = None  # recomputed by get_image_features
-            elif not image and (cache is None or cache.get_seq_length() == 0):
-                self._summary = None  # a new sequence without an image
-        return super().forward(*args, **kwargs)
 
     def _shuffle(self, x: torch.Tensor, scale_factor: float) -> torch.Tensor:
         out = InternVLModel.pixel_shuffle(self, x, scale_factor)
