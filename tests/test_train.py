@@ -96,7 +96,7 @@ def test_bad_configs(short_corpus, tmp_path):
         load_config(None, learning_rat=1.0)
     with pytest.raises(ValueError, match="train_jsonl"):
         train(load_config(None, model="tiny"))
-    with pytest.raises(ValueError, match="neither 'tiny'"):
+    with pytest.raises(ValueError, match="is not 'compact', 'tiny'"):
         train(load_config(None, **_cfg(short_corpus, tmp_path, model=str(tmp_path / "none"))))
     with pytest.raises(ValueError, match="no such file"):
         load_config(tmp_path / "missing.yaml")

@@ -68,9 +68,13 @@ LIMITS: dict[str, tuple] = {
     "radius_um": ((0,), 1e4, "um"),
     "port": (1, 65535, "a TCP port"),
     "max_upload_mb": ((0,), 4096, "MB"),
+    "dense_weight": (0, 1000, "a loss weight"),
+    "tile": (16, 16384, "pixels"),
+    "rank": (1, 4096, "a LoRA rank"),
     **{name: (1, 1_000_000_000, "a count") for name in (
         "num_images", "images", "images_per_material", "max_images", "steps", "batch",
         "batch_size", "max_new_tokens", "limit", "per_class", "seeds", "shard_size", "chunk",
+        "bench_images",
     )},
     **{name: (1, 256, "processes or threads") for name in ("workers", "threads")},
 }  # fmt: skip

@@ -103,7 +103,7 @@ def eval_detector(
 @eval_app.command("model")
 def eval_model(
     checkpoint: str = typer.Option(
-        ..., help="Model folder, 'compact' (the shipped model) or 'tiny'"
+        ..., help="Model folder, 'compact' (once trained: qupaint train-compact) or 'tiny'"
     ),
     gt: Path = typer.Option(..., help="QF-Bench COCO JSON"),
     images_dir: Path = typer.Option(None, help="Folder file_name is relative to"),

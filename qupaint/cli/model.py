@@ -41,9 +41,102 @@ def train(
     )
 
 
+@app.command("train-compact")
+def train_compact_cmd(
+    work: Path = typer.Option(
+        Path("runs/compact"), help="Work folder (data, corpus, run; each stage resumes)"
+    ),
+    out: Path = typer.Option(None, help="Model folder to write (default WORK/model)"),
+    images: int = typer.Option(10000, help="Realistic Synthia images rendered (224 px)"),
+    steps: int = typer.Option(2000, help="Optimiser steps"),
+    batch: int = typer.Option(16, help="Samples per step"),
+    lr: float = typer.Option(2e-3, help="Peak learning rate (cosine)"),
+    seed: int = typer.Option(0, help="Synthia, corpus and training seed"),
+    pia: bool = typer.Option(
+        True, "--pia/--no-pia", help="With the PIA gate (--no-pia: the ablation)"
+    ),
+    dense_weight: float = typer.Option(1.0, help="Weight of the dense layer-class loss"),
+    bench_images: int = typer.Option(4, help="Held-out QF-Bench images per material"),
+    workers: int = typer.Option(2, help="Rendering and corpus processes"),
+    threads: int = typer.Option(2, help="Torch threads for training"),
+):
+    """Train the compact QuPAINT model from scratch on CPU (qupaint.bench.compact), score it
+    on a held-out QF-Bench, and save it with metrics.json. With --out set to
+    qupaint/model/weights/compact it becomes the `compact` checkpoint."""
+    import sys
+
+    from qupaint.bench.compact import train_compact
+    from qupaint.cli._common import progress
+
+    command = "qupaint train-compact " + " ".join(sys.argv[sys.argv.index("train-compact") + 1 :]) \
+        if "train-compact" in sys.argv else None  # fmt: skip
+    with user_errors(), progress("render") as report:
+        meta = train_compact(work, out, images=images, steps=steps, batch=batch, lr=lr,
+                             seed=seed, use_pia_gate=pia, dense_weight=dense_weight,
+                             bench_images_per_material=bench_images, workers=workers,
+                             threads=threads, command=command,
+                             progress=lambda stage, d, t: report(d, t, stage))  # fmt: skip
+    figures = meta["qfbench"]["tasks"]
+    console.print(
+        "held-out QF-Bench: "
+        + ", ".join(
+            f"{t} {k} {v:.3f}"
+            for t, d in figures.items()
+            for k, v in d.items()
+            if k not in ("questions",)
+        )  # fmt: skip
+    )
+    console.print(f"wrote {out or work / 'model'} in {meta['times']['total_s']:.0f} s")
+
+
+@app.command("tune-compact")
+def tune_compact_cmd(
+    material: str = typer.Option(..., help="The new material (one of qupaint materials)"),
+    work: Path = typer.Option(..., help="Work folder: data, corpus, model/, finetune.json"),
+    base: str = typer.Option("compact", help="Model to adapt: 'compact' or a folder"),
+    images: int = typer.Option(1000, help="Synthia images of the material rendered"),
+    steps: int = typer.Option(200, help="Optimiser steps"),
+    batch: int = typer.Option(16, help="Samples per step"),
+    lr: float = typer.Option(2e-3, help="Peak learning rate (cosine)"),
+    rank: int = typer.Option(16, help="LoRA rank"),
+    seed: int = typer.Option(1, help="Synthia, corpus and training seed"),
+    bench_images: int = typer.Option(8, help="Held-out QF-Bench images of the material"),
+    workers: int = typer.Option(2, help="Rendering and corpus processes"),
+    threads: int = typer.Option(2, help="Torch threads for training"),
+):
+    """LoRA-tune the compact model on a new material (qupaint.bench.compact): render its
+    Synthia, build its corpus, train adapters, merge, and score before and after on a
+    held-out QF-Bench of that material. The merged model is WORK/model."""
+    import sys
+
+    from qupaint.bench.compact import finetune_compact
+    from qupaint.cli._common import pct, progress
+
+    command = "qupaint tune-compact " + " ".join(sys.argv[sys.argv.index("tune-compact") + 1 :]) \
+        if "tune-compact" in sys.argv else None  # fmt: skip
+    with user_errors(), progress("render") as report:
+        meta = finetune_compact(material, work, base, images, steps, batch, lr, rank, seed,
+                                bench_images, workers, threads, command,
+                                lambda stage, d, t: report(d, t, stage))  # fmt: skip
+    for when in ("before", "after"):
+        figures = meta[when]["tasks"]
+        console.print(
+            f"{material} {when}: "
+            + ", ".join(
+                f"{t} {k} {pct(v)}"
+                for t, d in figures.items()
+                for k, v in d.items()
+                if k not in ("questions", "parse_rate")
+            )  # fmt: skip
+        )
+    console.print(f"wrote {work / 'model'} in {meta['times']['total_s']:.0f} s")
+
+
 @app.command()
 def predict(
-    checkpoint: str = typer.Option(..., help="Model folder (or 'tiny')"),
+    checkpoint: str = typer.Option(
+        ..., help="Model folder, 'compact' (once trained: qupaint train-compact) or 'tiny'"
+    ),
     image: Path = typer.Option(..., help="Image file or folder of images"),
     question: str = typer.Option(
         "Detect all flakes and classify each one as Mono, Few or Thick.", help="Prompt"

@@ -17,7 +17,13 @@ from qupaint.model.processing import (
     build_tiny_tokenizer,
 )
 
-__all__ = ["compact_model", "load_model_and_processor", "tiny_model"]
+__all__ = ["COMPACT_DIR", "compact_model", "load_model_and_processor", "tiny_model"]
+
+#: the words whose embeddings carry the compact model's patch classes (first token each)
+COMPACT_CLASS_WORDS = (" substrate", " monolayer", " few", " thick")
+#: where ``"compact"`` is looked up (config, safetensors, processor, metrics.json), as
+#: ``qupaint train-compact --out`` writes it (:mod:`qupaint.bench.compact`)
+COMPACT_DIR = Path(__file__).resolve().parent / "weights" / "compact"
 
 
 @functools.lru_cache(maxsize=2)
@@ -39,8 +45,9 @@ def compact_model(use_pia_gate: bool = True, seed: int = 0):
     """A random compact QuPAINT model (:func:`compact_config`) and its processor: the start
     of training from scratch (``model: compact-init`` in a training config)."""
     tok = _tiny_tokenizer()
+    words = [tok(w, add_special_tokens=False)["input_ids"][0] for w in COMPACT_CLASS_WORDS]
     cfg = compact_config(len(tok), tok.convert_tokens_to_ids(IMG_CONTEXT),
-                         use_pia_gate=use_pia_gate)  # fmt: skip
+                         use_pia_gate=use_pia_gate, dense_word_ids=words)  # fmt: skip
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = QuPAINTForConditionalGeneration(cfg)
@@ -49,8 +56,18 @@ def compact_model(use_pia_gate: bool = True, seed: int = 0):
 
 def load_model_and_processor(spec: str, use_pia_gate: bool | None = None, seed: int = 0,
                              image: ImageConfig | None = None, **model_kw):  # fmt: skip
-    """``spec``: ``"tiny"``, a QuPAINT checkpoint folder (``save_pretrained`` output), or a
-    local InternVL "-HF" checkpoint folder (the gate is added, see ``from_internvl``)."""
+    """``spec``: ``"compact"`` (the compact model in :data:`COMPACT_DIR`, see
+    :mod:`qupaint.bench.compact`),
+    ``"tiny"`` (random), ``"compact-init"`` (random compact), a QuPAINT checkpoint folder
+    (``save_pretrained`` output), or a local InternVL "-HF" checkpoint folder (the gate is
+    added, see ``from_internvl``)."""
+    if spec == "compact":
+        if not (COMPACT_DIR / "config.json").is_file():
+            raise ValueError(
+                f"model: no compact weights in {COMPACT_DIR}; train them with `qupaint "
+                f"train-compact --out {COMPACT_DIR}` (or pass the folder it wrote)"
+            )
+        spec = str(COMPACT_DIR)
     if spec == "tiny":
         return tiny_model(True if use_pia_gate is None else use_pia_gate, seed)
     if spec == "compact-init":
@@ -58,7 +75,8 @@ def load_model_and_processor(spec: str, use_pia_gate: bool | None = None, seed: 
     path = Path(spec)
     if not (path / "config.json").is_file():
         raise ValueError(
-            f"model: {spec!r} is neither 'tiny' nor a folder with config.json; models are "
+            f"model: {spec!r} is not 'compact', 'tiny', 'compact-init' or a folder with "
+            "config.json; models are "
             "not downloaded here, point to a local checkpoint"
         )
     model_type = json.loads((path / "config.json").read_text()).get("model_type")

@@ -1,0 +1,280 @@
+"""The compact QuPAINT model: trained from scratch on CPU.
+
+:func:`train_compact` is the whole recipe, and ``qupaint train-compact`` runs it:
+
+1. render realistic Synthia at 224 px (:func:`compact_synthia_config`, training seed);
+2. build QMat-Instruct from it (llava boxes; count, locate, verify, describe, ground);
+3. train ``compact-init`` (:func:`~qupaint.model.configuration.compact_config`) on it,
+   with the dense head's per-patch layer classes from the same masks added to the loss;
+4. score it on a held-out QF-Bench of the same style (QF-Bench seeds) with
+   :func:`~qupaint.bench.model_eval.evaluate_model_tasks`, the physics detector beside it.
+
+Everything is written under one work folder and each stage resumes: rendered shards, the
+corpus, and the trainer's checkpoints are reused by a rerun with the same arguments.
+``load_model_and_processor("compact")`` loads the result once it is written to
+:data:`~qupaint.model.loading.COMPACT_DIR` (``--out``). No trained weights ship yet: the
+runs so far learned the answers' language prior and ignore the image (README, issue 27).
+The recipe lives in the bench layer because it spans every stage below it (Synthia,
+QMat-Instruct, model, trainer, QF-Bench).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from qupaint._io import write_json
+from qupaint.model.loading import COMPACT_DIR, load_model_and_processor
+
+__all__ = ["COMPACT_DIR", "COMPACT_TASKS", "HELD_OUT_MATERIAL", "compact_materials",
+           "compact_synthia_config", "evaluate_compact", "finetune_compact",
+           "short_descriptions", "train_compact"]  # fmt: skip
+
+#: the QMat-Instruct tasks it is trained on (dialogue's long turns are left out)
+COMPACT_TASKS = ("count", "locate", "verify", "describe", "ground")
+#: the QF-Bench material left out of its training, for the LoRA demonstration
+HELD_OUT_MATERIAL = "WTe2"
+
+
+def compact_materials() -> tuple[str, ...]:
+    """The materials the compact model is trained and scored on: QF-Bench's eight
+    less :data:`HELD_OUT_MATERIAL`."""
+    from qupaint.optics import FLAKE_MATERIALS
+
+    return tuple(m for m in FLAKE_MATERIALS if m != HELD_OUT_MATERIAL)
+
+
+def compact_synthia_config(**overrides):
+    """Realistic Synthia (every realism effect, the ``2dmatgmm`` camera) at the compact
+    model's 224 px, with 1-4 flakes per image so that a 224-px view is not crowded."""
+    from qupaint.synthia import SynthiaConfig
+
+    kw = dict(height=224, width=224, flakes_per_image=(1, 4))
+    kw.update(overrides)
+    return SynthiaConfig.realistic(**kw)
+
+
+def short_descriptions(src, dst) -> int:
+    """Copy QMat-Instruct JSONL ``src`` to ``dst`` with each description answer cut to its
+    first sentence (the layer class and number: "This is a thick MoS2 flake (139
+    layers)."). The physics explanation that follows is most of a description's tokens
+    and, at this model's size, drowns the answer tokens of every task in the loss.
+    Returns the number of answers cut."""
+    import json
+
+    from qupaint._io import atomic_write_bytes
+
+    lines, cut = [], 0
+    for line in Path(src).read_text().splitlines():
+        if not line.strip():
+            continue
+        rec = json.loads(line)
+        if rec.get("meta", {}).get("task") == "describe":
+            turn = rec["conversations"][1]
+            head, sep, _ = turn["value"].partition(". ")
+            if sep:
+                turn["value"], cut = head + ".", cut + 1
+        lines.append(json.dumps(rec))
+    atomic_write_bytes(Path(dst), ("\n".join(lines) + "\n").encode())
+    return cut
+
+
+def _stage(progress, name: str, done: int, total: int) -> None:
+    if progress is not None:
+        progress(name, done, total)
+
+
+def evaluate_compact(model, processor, bench_dir, images_per_material: int = 4,
+                     workers: int = 2, progress=None, materials=None, **gen) -> dict:  # fmt: skip
+    """Build (or reuse) the compact model's held-out QF-Bench in ``bench_dir`` (of
+    ``materials``, default :func:`compact_materials`) and score ``model`` on it per task,
+    with the physics detector's row as reference."""
+    from qupaint.bench.model_eval import detector_task_row, evaluate_model_tasks
+    from qupaint.bench.qfbench import build_qfbench
+
+    bench_dir = Path(bench_dir)
+    mats = tuple(materials or compact_materials())
+    build_qfbench(bench_dir, images_per_material, mats, config=compact_synthia_config(),
+                  workers=workers)  # fmt: skip
+    gt = bench_dir / "annotations.json"
+    _stage(progress, "evaluate", 0, 1)
+    gen = {"temperature": 0.0, "max_new_tokens": 160, "constrain": True, **gen}
+    res = evaluate_model_tasks(model, processor, gt, **gen)
+    res["detector_reference"] = detector_task_row(gt)
+    _stage(progress, "evaluate", 1, 1)
+    return res
+
+
+def _prepare_data(work: Path, materials, images: int, seed: int, workers: int, progress,
+                  times: dict) -> tuple[Path, Path]:  # fmt: skip
+    """Render (or resume) the compact style's Synthia of ``materials`` in ``work/synthia``
+    and build its corpus in ``work/qmat``; returns (image folder, training JSONL with short
+    descriptions)."""
+    from qupaint.instruct.builder import build_corpus
+    from qupaint.synthia import generate
+
+    t0 = time.perf_counter()
+    syn = work / "synthia"
+    cfg = replace(compact_synthia_config(), seed=seed, materials=tuple(materials))
+    generate(cfg, syn, images, workers=workers,
+             progress=lambda d, n: _stage(progress, "render", d, n))  # fmt: skip
+    times["render_s"] = round(time.perf_counter() - t0, 1)
+    t1 = time.perf_counter()
+    corpus = work / "qmat"
+    if not (corpus / "llava" / "train.jsonl").is_file():
+        build_corpus(syn / "annotations.json", syn, corpus, ("llava",), seed, COMPACT_TASKS,
+                     workers=workers,
+                     progress=lambda d, n: _stage(progress, "corpus", d, n))  # fmt: skip
+    train_jsonl = corpus / "llava" / "train_short.jsonl"
+    if not train_jsonl.is_file():
+        short_descriptions(corpus / "llava" / "train.jsonl", train_jsonl)
+    times["corpus_s"] = round(time.perf_counter() - t1, 1)
+    return syn, train_jsonl
+
+
+def train_compact(work_dir, out_dir=None, images: int = 10000, steps: int = 2000,
+                  batch: int = 16, lr: float = 2e-3, seed: int = 0, use_pia_gate: bool = True,
+                  dense_weight: float = 1.0, bench_images_per_material: int = 4,
+                  workers: int = 2, threads: int = 2, command: str | None = None,
+                  materials=None,
+                  progress: Callable[[str, int, int], None] | None = None) -> dict:  # fmt: skip
+    """Run the compact recipe in ``work_dir`` and save the model to ``out_dir`` (default
+    ``work_dir/model``); returns the metadata written to ``out_dir/metrics.json``: the
+    arguments, the command, stage times and the held-out per-task figures."""
+    import torch
+
+    from qupaint.train import load_config
+    from qupaint.train import train as run_train
+
+    if images < 10 or steps < 1 or batch < 1 or lr <= 0:
+        raise ValueError("images >= 10, steps >= 1, batch >= 1 and lr > 0 required")
+    work = Path(work_dir)
+    out = Path(out_dir) if out_dir else work / "model"
+    torch.set_num_threads(threads)
+    times: dict = {}
+    t0 = time.perf_counter()
+    mats = tuple(materials or compact_materials())
+    syn, train_jsonl = _prepare_data(work, mats, images, seed, workers, progress, times)
+    t2 = time.perf_counter()
+    cfg = load_config(
+        None, model="compact-init", use_pia_gate=use_pia_gate,
+        train_jsonl=str(train_jsonl), image_root=str(syn),
+        dense_coco=str(syn / "annotations.json"), dense_weight=dense_weight,
+        output_dir=str(work / "run"), per_device_batch_size=batch, max_steps=steps,
+        learning_rate=lr, weight_decay=0.01, warmup_ratio=0.05, save_steps=200,
+        save_total_limit=1, logging_steps=20, seed=seed, max_length=2048,
+    )  # fmt: skip
+    res = run_train(cfg)
+    times["train_s"] = round(time.perf_counter() - t2, 1)
+    times["total_s"] = round(time.perf_counter() - t0, 1)
+    model, proc = load_model_and_processor(str(work / "run"))
+    model.eval()
+    t3 = time.perf_counter()
+    figures = evaluate_compact(model, proc, work / "qfbench", bench_images_per_material,
+                               workers, progress, mats)  # fmt: skip
+    times["evaluate_s"] = round(time.perf_counter() - t3, 1)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    proc.save_pretrained(out)
+    meta = {
+        "command": command,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "threads": threads,
+        "arguments": {
+            "images": images,
+            "steps": steps,
+            "batch": batch,
+            "lr": lr,
+            "seed": seed,
+            "use_pia_gate": use_pia_gate,
+            "dense_weight": dense_weight,
+            "tasks": list(COMPACT_TASKS),
+            "materials": list(mats),
+        },  # fmt: skip
+        "final_loss": next(
+            (h["loss"] for h in reversed(res["log_history"]) if "loss" in h), None
+        ),  # fmt: skip
+        "times": times,
+        "qfbench": {k: v for k, v in figures.items() if k != "answers"},
+    }
+    write_json(out / "metrics.json", meta)
+    write_json(work / "answers.json", figures["answers"])
+    return meta
+
+
+#: LoRA targets for a new material: the ViT's attention and MLP (a material changes the
+#: colours the ViT must read) and the LM's attention projections
+FINETUNE_TARGETS = (r".*(vision_tower.*\.(q_proj|k_proj|v_proj|projection_layer|fc1|fc2)"
+                    r"|language_model.*\.(q_proj|k_proj|v_proj|o_proj))")  # fmt: skip
+
+
+def finetune_compact(material: str, work_dir, base: str = "compact", images: int = 1000,
+                     steps: int = 200, batch: int = 16, lr: float = 2e-3, rank: int = 16,
+                     seed: int = 1, bench_images: int = 8, workers: int = 2,
+                     threads: int = 2, command: str | None = None,
+                     progress: Callable[[str, int, int], None] | None = None) -> dict:  # fmt: skip
+    """LoRA-tune a compact model (``base``: ``"compact"`` or a folder) on one new material:
+    render the compact style's Synthia of ``material`` (``images``, training ``seed``),
+    build its corpus, train rank-``rank`` adapters (:data:`FINETUNE_TARGETS`, the PIA gate
+    in full) for ``steps``, merge them, and score the model before and after on a held-out
+    QF-Bench of that material (``bench_images``). Writes ``work_dir/model`` and
+    ``work_dir/finetune.json``; returns the latter's content."""
+    import torch
+
+    from qupaint.optics import FLAKE_MATERIALS
+    from qupaint.train import load_config
+    from qupaint.train import train as run_train
+
+    if material not in FLAKE_MATERIALS:
+        raise ValueError(f"material: {material!r} is not one of {list(FLAKE_MATERIALS)}")
+    if images < 10 or steps < 1 or batch < 1 or lr <= 0 or rank < 1:
+        raise ValueError("images >= 10, steps >= 1, batch >= 1, lr > 0, rank >= 1 required")
+    work = Path(work_dir)
+    torch.set_num_threads(threads)
+    times: dict = {}
+    t0 = time.perf_counter()
+    syn, train_jsonl = _prepare_data(work, (material,), images, seed, workers, progress, times)
+    model, proc = load_model_and_processor(base)
+    before = evaluate_compact(model, proc, work / "qfbench", bench_images, workers, progress,
+                              (material,))  # fmt: skip
+    del model
+    t1 = time.perf_counter()
+    cfg = load_config(
+        None, model=str(base), train_jsonl=str(train_jsonl), image_root=str(syn),
+        dense_coco=str(syn / "annotations.json"), output_dir=str(work / "model"),
+        per_device_batch_size=batch, max_steps=steps, learning_rate=lr, weight_decay=0.0,
+        warmup_ratio=0.05, save_steps=10_000, logging_steps=20, seed=seed, max_length=2048,
+        resume="no", lora={"r": rank, "alpha": 2 * rank, "target_modules": FINETUNE_TARGETS},
+    )  # fmt: skip
+    res = run_train(cfg)
+    times["train_s"] = round(time.perf_counter() - t1, 1)
+    model, proc = load_model_and_processor(str(work / "model"))
+    after = evaluate_compact(model, proc, work / "qfbench", bench_images, workers, progress,
+                             (material,))  # fmt: skip
+    times["total_s"] = round(time.perf_counter() - t0, 1)
+    meta = {
+        "command": command,
+        "material": material,
+        "base": base,
+        "arguments": {
+            "images": images,
+            "steps": steps,
+            "batch": batch,
+            "lr": lr,
+            "rank": rank,
+            "seed": seed,
+            "bench_images": bench_images,
+        },  # fmt: skip
+        "final_loss": next(
+            (h["loss"] for h in reversed(res["log_history"]) if "loss" in h), None
+        ),  # fmt: skip
+        "times": times,
+        "before": {k: v for k, v in before.items() if k != "answers"},
+        "after": {k: v for k, v in after.items() if k != "answers"},
+    }
+    write_json(work / "finetune.json", meta)
+    return meta

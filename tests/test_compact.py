@@ -1,0 +1,69 @@
+"""The compact QuPAINT model: its recipe (render -> corpus -> train with the dense head ->
+held-out QF-Bench), the LoRA tuning on a new material, and the shipped weights."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from qupaint.bench.compact import HELD_OUT_MATERIAL, compact_materials
+from qupaint.cli import app
+
+
+def test_short_descriptions_cut_only_descriptions(tmp_path):
+    from qupaint.bench.compact import short_descriptions
+
+    recs = [
+        {"id": "a", "meta": {"task": "describe"}, "conversations": [
+            {"from": "human", "value": "<image>\nDescribe the flake at [0.1, 0.2, 0.3, 0.4]."},
+            {"from": "gpt", "value": "This is a thick MoS2 flake (12 layers). Its colour "
+                                     "differs by Delta-E = 4.5 (CIE76). More."}]},
+        {"id": "b", "meta": {"task": "count"}, "conversations": [
+            {"from": "human", "value": "<image>\nHow many?"},
+            {"from": "gpt", "value": "I count 2 thick flakes. Really."}]},
+    ]  # fmt: skip
+    src, dst = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    assert short_descriptions(src, dst) == 1
+    out = [json.loads(line) for line in dst.read_text().splitlines()]
+    assert out[0]["conversations"][1]["value"] == "This is a thick MoS2 flake (12 layers)."
+    assert out[1] == recs[1]  # other tasks untouched
+    assert out[0]["conversations"][0] == recs[0]["conversations"][0]
+
+
+def test_held_out_material_is_not_trained_on():
+    assert HELD_OUT_MATERIAL not in compact_materials() and len(compact_materials()) == 7
+
+
+def test_recipe_and_lora_tuning_end_to_end(tmp_path):
+    """``train_compact`` at toy size (12 images, 3 steps, one material): every stage runs,
+    the model loads, the held-out figures are there for every task with parse rate 1
+    (constrained), and ``qupaint tune-compact`` adapts it to another material and scores
+    it before and after."""
+    from qupaint.bench.compact import train_compact
+    from qupaint.model import load_model_and_processor
+
+    meta = train_compact(tmp_path / "w", images=12, steps=3, batch=4,
+                         bench_images_per_material=1, workers=1, materials=("MoS2",))  # fmt: skip
+    tasks = meta["qfbench"]["tasks"]
+    assert set(tasks) == {"count", "verify", "describe", "locate"}
+    for t in ("count", "verify", "describe"):
+        assert tasks[t]["parse_rate"] == 1.0, (t, tasks[t])
+    assert meta["arguments"]["materials"] == ["MoS2"] and meta["times"]["train_s"] > 0
+    model, proc = load_model_and_processor(str(tmp_path / "w" / "model"))
+    assert model.config.dense_tokens and proc.image.image_size == 224
+    # resumable: a rerun reuses the rendered images and the corpus
+    assert (tmp_path / "w" / "qmat" / "llava" / "train_short.jsonl").is_file()
+    res = CliRunner().invoke(app, ["tune-compact", "--material", "WSe2",
+                                   "--work", str(tmp_path / "t"),
+                                   "--base", str(tmp_path / "w" / "model"), "--images", "12",
+                                   "--steps", "2", "--batch", "4", "--bench-images", "1",
+                                   "--workers", "1"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    tuned = json.loads((tmp_path / "t" / "finetune.json").read_text())
+    assert tuned["material"] == "WSe2" and set(tuned["before"]["tasks"]) == set(tasks)
+    assert (tmp_path / "t" / "model" / "adapter").is_dir()
+    bad = CliRunner().invoke(app, ["tune-compact", "--material", "Unobtainium",
+                                   "--work", str(tmp_path / "u")])  # fmt: skip
+    assert bad.exit_code != 0 and "material" in bad.output
