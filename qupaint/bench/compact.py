@@ -82,6 +82,16 @@ def short_descriptions(src, dst) -> int:
     return cut
 
 
+def _final_loss(res: dict) -> float | None:
+    """The last logged training loss of a :func:`qupaint.train.train` result."""
+    return next((h["loss"] for h in reversed(res["log_history"]) if "loss" in h), None)
+
+
+def _figures(res: dict) -> dict:
+    """Evaluation figures without the per-question answers."""
+    return {k: v for k, v in res.items() if k != "answers"}
+
+
 def _stage(progress, name: str, done: int, total: int) -> None:
     if progress is not None:
         progress(name, done, total)
@@ -195,11 +205,9 @@ def train_compact(work_dir, out_dir=None, images: int = 10000, steps: int = 2000
             "tasks": list(COMPACT_TASKS),
             "materials": list(mats),
         },  # fmt: skip
-        "final_loss": next(
-            (h["loss"] for h in reversed(res["log_history"]) if "loss" in h), None
-        ),  # fmt: skip
+        "final_loss": _final_loss(res),
         "times": times,
-        "qfbench": {k: v for k, v in figures.items() if k != "answers"},
+        "qfbench": _figures(figures),
     }
     write_json(out / "metrics.json", meta)
     write_json(work / "answers.json", figures["answers"])
@@ -269,12 +277,10 @@ def finetune_compact(material: str, work_dir, base: str = "compact", images: int
             "seed": seed,
             "bench_images": bench_images,
         },  # fmt: skip
-        "final_loss": next(
-            (h["loss"] for h in reversed(res["log_history"]) if "loss" in h), None
-        ),  # fmt: skip
+        "final_loss": _final_loss(res),
         "times": times,
-        "before": {k: v for k, v in before.items() if k != "answers"},
-        "after": {k: v for k, v in after.items() if k != "answers"},
+        "before": _figures(before),
+        "after": _figures(after),
     }
     write_json(work / "finetune.json", meta)
     return meta
