@@ -17,6 +17,7 @@ __all__ = [
     "app",
     "console",
     "LIMITS",
+    "invoked_command",
     "user_errors",
     "fail",
     "camera_field",
@@ -201,6 +202,18 @@ def progress(description: str, total: int | None = None) -> Iterator[Callable[..
             bar.update(task, completed=done, total=total, description=description)
 
         yield report
+
+
+def invoked_command(name: str) -> str | None:
+    """The command line as typed, for the record of how a result was made:
+    ``"qupaint <name> <its arguments>"``, with ``name`` the (sub)command, e.g. ``"seg
+    train"``; None when the process was not started by that command (e.g. in tests)."""
+    import sys
+
+    last = name.split()[-1]
+    if last not in sys.argv:
+        return None
+    return f"qupaint {name} " + " ".join(sys.argv[sys.argv.index(last) + 1 :])
 
 
 def split_list(text: str) -> list[str]:

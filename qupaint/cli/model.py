@@ -63,13 +63,10 @@ def train_compact_cmd(
     """Train the compact QuPAINT model from scratch on CPU (qupaint.bench.compact), score it
     on a held-out QF-Bench, and save it with metrics.json. With --out set to
     qupaint/model/weights/compact it becomes the `compact` checkpoint."""
-    import sys
-
     from qupaint.bench.compact import train_compact
-    from qupaint.cli._common import progress
+    from qupaint.cli._common import invoked_command, progress
 
-    command = "qupaint train-compact " + " ".join(sys.argv[sys.argv.index("train-compact") + 1 :]) \
-        if "train-compact" in sys.argv else None  # fmt: skip
+    command = invoked_command("train-compact")
     with user_errors(), progress("render") as report:
         meta = train_compact(work, out, images=images, steps=steps, batch=batch, lr=lr,
                              seed=seed, use_pia_gate=pia, dense_weight=dense_weight,
@@ -107,13 +104,10 @@ def tune_compact_cmd(
     """LoRA-tune the compact model on a new material (qupaint.bench.compact): render its
     Synthia, build its corpus, train adapters, merge, and score before and after on a
     held-out QF-Bench of that material. The merged model is WORK/model."""
-    import sys
-
     from qupaint.bench.compact import finetune_compact
-    from qupaint.cli._common import pct, progress
+    from qupaint.cli._common import invoked_command, pct, progress
 
-    command = "qupaint tune-compact " + " ".join(sys.argv[sys.argv.index("tune-compact") + 1 :]) \
-        if "tune-compact" in sys.argv else None  # fmt: skip
+    command = invoked_command("tune-compact")
     with user_errors(), progress("render") as report:
         meta = finetune_compact(material, work, base, images, steps, batch, lr, rank, seed,
                                 bench_images, workers, threads, command,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
 
-from qupaint.cli._common import app, console, fail, progress, user_errors
+from qupaint.cli._common import app, console, fail, invoked_command, progress, user_errors
 
 seg_app = typer.Typer(help="Thin-flake segmentation trained on Synthia only (qupaint.seg).")
 app.add_typer(seg_app, name="seg")
@@ -30,8 +29,7 @@ def seg_train(
     """Train the segmenter on realistic Synthia images (no real labels) and save it."""
     from qupaint.seg.train import train_segmenter
 
-    command = "qupaint seg train " + " ".join(sys.argv[sys.argv.index("train") + 1 :]) \
-        if "train" in sys.argv else None  # fmt: skip
+    command = invoked_command("seg train")
     with user_errors(), progress("render") as report:
         meta = train_segmenter(
             out, images=images, steps=steps, batch=batch, crop=crop, width=width, lr=lr,
