@@ -298,28 +298,26 @@ def evaluate_model_real(model, processor, images_dir, masks_dir=None, tile: int 
     from qupaint.model.inference import generate_answers
 
     pairs = find_masked_images(images_dir, masks_dir)
-    qs = {"mono": T.COUNT_Q[0].format(cat=CATEGORY_PHRASES[MONO], material="flake"),
-          "few": T.COUNT_Q[0].format(cat=CATEGORY_PHRASES[FEW], material="flake"),
-          "verify": T.VERIFY_Q[1].format(cat=CATEGORY_PHRASES[MONO], material="2D"),
-          "locate": DETECT_Q[0]}  # fmt: skip
-    task = {"mono": "count", "few": "count", "verify": "verify", "locate": "locate"}
+    # per window: name -> (task, question)
+    qs = {"mono": ("count", T.COUNT_Q[0].format(cat=CATEGORY_PHRASES[MONO], material="flake")),
+          "few": ("count", T.COUNT_Q[0].format(cat=CATEGORY_PHRASES[FEW], material="flake")),
+          "verify": ("verify",
+                     T.VERIFY_Q[1].format(cat=CATEGORY_PHRASES[MONO], material="2D")),
+          "locate": ("locate", DETECT_Q[0])}  # fmt: skip
     tiles, gt_boxes = [], []
     for k, p in enumerate(pairs):
         img = np.asarray(Image.open(p.image).convert("RGB"))
         mask = np.asarray(Image.open(p.mask))
         gt_boxes.append(mask_boxes(mask))
         tiles += [(k, *t) for t in real_tile_questions(img, mask, tile)]
-    items = [(key, t) for t in tiles for key in qs]
-    answers = generate_answers(model, processor, [t[1] for _, t in items],
-                               [qs[key] for key, _ in items], fmt=fmt,
-                               tasks=[task[key] for key, _ in items], **gen)  # fmt: skip
-    by_tile: dict = {}
-    for (key, t), text in zip(items, answers, strict=True):
-        by_tile.setdefault(id(t), {"tile": t})[key] = text
+    # every window asks each question of qs, in qs's order
+    answers = generate_answers(model, processor, [t[1] for t in tiles for _ in qs],
+                               [q for _ in tiles for _, q in qs.values()], fmt=fmt,
+                               tasks=[t for _ in tiles for t, _ in qs.values()], **gen)  # fmt: skip
     count_right = present_right = parsed = asked = 0
     dets: list[list[dict]] = [[] for _ in pairs]
-    for rec in by_tile.values():
-        k, crop, (x0, y0), truth = rec["tile"]
+    for w, (k, crop, (x0, y0), truth) in enumerate(tiles):
+        rec = dict(zip(qs, answers[w * len(qs) : (w + 1) * len(qs)], strict=True))
         a_mono = parse_answer(rec["mono"], fmt, expect="count")
         a_few = parse_answer(rec["few"], fmt, expect="count")
         a_yes = parse_answer(rec["verify"], fmt, expect="yesno")
@@ -335,11 +333,11 @@ def evaluate_model_real(model, processor, images_dir, masks_dir=None, tile: int 
             x1, y1, x2, y2 = (float(v) for v in box)
             dets[k].append({"bbox": [x0 + x1, y0 + y1, x2 - x1, y2 - y1],
                             "category_id": cat or MONO, "score": 1.0 / (1 + j)})  # fmt: skip
-    n = len(by_tile)
+    n = len(tiles)
     score = score_real(gt_boxes, dets)
     return {
         "images": len(pairs), "windows": n, "tile_px": tile,
-        "windows_with_thin_flakes": sum(r["tile"][3] > 0 for r in by_tile.values()),
+        "windows_with_thin_flakes": sum(t[3] > 0 for t in tiles),
         "parse_rate": parsed / asked,
         "exact_thin_count_accuracy": count_right / n,
         "thin_present_accuracy": present_right / n,
