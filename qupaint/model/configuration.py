@@ -136,8 +136,7 @@ def compact_config(vocab_size: int, image_token_id: int, **overrides) -> QuPAINT
     (256 patch tokens -> 64 LLM tokens after pixel shuffle), a 4-layer ViT of width 128 and
     a 4-layer Qwen3-style LM of width 256 (3.48 M parameters, 14 MB in float32), a dense
     head of the 4 layer classes (substrate, Mono, Few, Thick) on the ViT patches, and dense
-    tokens (its class probabilities and the token's grid position added to each image
-    token)."""
+    tokens (each image token as its patches' class words; see ``QuPAINTConfig``)."""
     overrides = {"dense_classes": 4, "dense_tokens": True, **overrides}
     return _small_config(vocab_size, image_token_id, 224, (128, 4), (256, 4, 64), 2048,
                          overrides)  # fmt: skip
