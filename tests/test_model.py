@@ -10,7 +10,7 @@ from PIL import Image
 from transformers import InternVLForConditionalGeneration
 
 from qupaint.model import QuPAINTForConditionalGeneration, QuPAINTProcessor, tiny_model
-from qupaint.model.processing import IGNORE, dynamic_tiles, lab_jitter, tile_grid
+from qupaint.model.processing import IGNORE, dynamic_tiles, lab_jitter, region_ids, tile_grid
 from qupaint.pia import pia_scores
 
 
@@ -181,13 +181,13 @@ def test_lab_jitter_moves_colour_by_the_requested_amount(rng):
 
 def test_compact_init_is_the_documented_size():
     """``compact-init``: the compact architecture, random (the start of training from
-    scratch): 224-px images, 64 LLM tokens per image, about 3.5 M parameters."""
+    scratch): 224-px images, 192 region-token slots per image, about 3.5 M parameters."""
     from qupaint.model import load_model_and_processor
 
     model, proc = load_model_and_processor("compact-init")
     n = sum(p.numel() for p in model.parameters())
     assert 3.0e6 < n < 4.0e6
-    assert proc.image.image_size == 224 and proc.tokens_per_tile == 64
+    assert proc.image.image_size == 224 and proc.tokens_per_tile == 192
     no_gate, _ = load_model_and_processor("compact-init", use_pia_gate=False)
     assert model.config.use_pia_gate and not no_gate.config.use_pia_gate
 
@@ -204,11 +204,15 @@ def test_dense_head_adds_its_loss_and_trains_the_vit(rng):
     img = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)
     pv = proc.pixel_values(img)
     enc = proc.encode([("<image>\nHow many monolayer flakes are in the image?", "I count 1.")], 1)
-    labels = torch.as_tensor(rng.integers(0, 4, (1, 256)))
-    batch = proc.collate([{**enc, "pixel_values": pv, "dense_labels": labels}])
-    assert batch["dense_labels"].shape == (1, 256)
+    cells = 256 * model.config.dense_sub**2  # 16 x 16 patches, 4 x 4 cells each
+    labels = torch.as_tensor(rng.integers(0, 4, (1, cells)))
+    regions = torch.as_tensor([region_ids(proc.tokenizer, [(0.1, 0.1, 0.4, 0.3)], [1], 192,
+                                          proc.image_token_id)])  # fmt: skip
+    batch = proc.collate([{**enc, "pixel_values": pv, "dense_labels": labels,
+                           "region_ids": regions}])  # fmt: skip
+    assert batch["dense_labels"].shape == (1, cells)
     lm_only = model(**{k: v for k, v in batch.items() if k != "dense_labels"}).loss
-    ignored = model(**batch | {"dense_labels": torch.full((1, 256), -100)}).loss
+    ignored = model(**batch | {"dense_labels": torch.full((1, cells), -100)}).loss
     out = model(**batch)
     want = torch.nn.functional.cross_entropy(model.dense_logits()[0], labels[0]) * 0.5 + lm_only
     assert torch.allclose(out.loss, want, rtol=1e-5)
@@ -260,30 +264,83 @@ def test_patch_class_grids_from_coco_masks(tmp_path):
         patch_class_grids(tmp_path / "c.json", 0)
 
 
-def test_dense_tokens_are_class_words_and_generation_is_consistent(rng):
-    """``dense_tokens``: an image token whose patches are all one class carries that
-    class's word embedding; greedy cached generation equals the argmax of one uncached
-    forward over prompt + answer, and different images give different logits."""
+def test_coco_regions_in_annotation_order(tmp_path):
+    from qupaint.train.data import coco_regions
+
+    coco = {"images": [{"id": 3, "file_name": "a.png", "height": 100, "width": 200},
+                       {"id": 4, "file_name": "b.png", "height": 50, "width": 50}],
+            "annotations": [{"id": 1, "image_id": 3, "category_id": 3, "bbox": [20, 10, 40, 30]},
+                            {"id": 2, "image_id": 3, "category_id": 1, "bbox": [0, 0, 10, 10]}],
+            "categories": []}  # fmt: skip
+    (tmp_path / "c.json").write_text(__import__("json").dumps(coco))
+    got = coco_regions(tmp_path / "c.json")
+    assert got["b.png"] == ([], [])
+    boxes, cats = got["a.png"]
+    assert cats == [3, 1]
+    np.testing.assert_allclose(boxes, [(0.1, 0.1, 0.3, 0.4), (0.0, 0.0, 0.05, 0.1)])
+
+
+def test_region_ids_keep_whole_regions_and_fill():
+    """Region tokens hold as many whole regions as fit; the rest is the fill id; no regions
+    read " none"."""
+    from qupaint.model.processing import region_text
+
+    _, proc = tiny_model(seed=0)
+    tok, fill = proc.tokenizer, proc.image_token_id
+    boxes = [(0.1, 0.1, 0.2, 0.2), (0.3, 0.3, 0.5, 0.6), (0.0, 0.7, 0.4, 0.9)]
+    one = tok(region_text(boxes[:1], [1]), add_special_tokens=False)["input_ids"]
+    two = tok(region_text(boxes[:2], [1, 3]), add_special_tokens=False)["input_ids"]
+    ids = region_ids(tok, boxes, [1, 3, 2], len(two) + 2, fill)
+    assert ids == two + [fill, fill]
+    assert region_ids(tok, boxes, [1, 3, 2], len(one), fill) == one
+    none = tok(" none", add_special_tokens=False)["input_ids"]
+    assert region_ids(tok, [], [], 8, fill) == (none + [fill] * 8)[:8]
+    assert tok.decode(two).strip() == ("Mono: [0.100, 0.100, 0.200, 0.200]; "
+                                       "Thick: [0.300, 0.300, 0.500, 0.600]")  # fmt: skip
+
+
+def test_region_tokens_read_the_dense_map_and_generation_is_consistent(rng):
+    """``region_tokens``: the dense head's map, cut into connected regions per class, is
+    what the LM reads (as the word embeddings of its region text); a map set by hand gives
+    exactly its boxes; greedy cached generation equals the argmax of one uncached forward;
+    different images give different logits."""
     from qupaint.model import load_model_and_processor
+    from qupaint.model.processing import region_text
 
     model, proc = load_model_and_processor("compact-init", seed=2)
     model.eval()
     imgs = [rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for _ in range(2)]
     batch = proc.prompt(imgs, ["How many monolayer flakes are in the image?"] * 2)
-    mm = model.model
+    mm, cfg = model.model, model.config
+    s, c = cfg.dense_sub, cfg.dense_classes
     with torch.no_grad():
         mm.dense_head.weight.zero_()
-        mm.dense_head.bias.copy_(torch.tensor([0.0, 30.0, 0.0, 0.0]))  # every patch Mono
-        mm.feature_scale.zero_()
-        mm.dense_embed.weight.zero_()
-        mm.dense_embed.bias.zero_()
-        tokens = mm.get_image_features(batch["pixel_values"]).pooler_output
-        mono = mm.get_input_embeddings().weight[model.config.dense_word_ids[1]]
-        torch.testing.assert_close(tokens[0], mono + mm.image_pos_embed, atol=1e-5, rtol=0)
+        bias = torch.zeros(s, s, c)
+        bias[..., 0] = 30.0  # every cell substrate ...
+        mm.dense_head.bias.copy_(bias.flatten())
+        feats = mm.get_image_features(batch["pixel_values"]).pooler_output
+        assert model.model.regions() == [([], []), ([], [])]
+        # ... then a Mono block of 2 x 3 patches (8 x 12 cells) and a Thick one, by hand
+        logits = torch.zeros(2, 64, 64, c)
+        logits[..., 0] = 1.0
+        logits[:, 8:16, 4:16, 1] = 5.0
+        logits[:, 40:64, 32:48, 3] = 5.0
+        logits[:, 0, 0, 2] = 5.0  # one cell: under region_min_cells, dropped
+        model.model.dense_grid_logits = lambda: logits
+        regions = model.model.regions()
+        assert regions[0] == ([(32 / 64, 40 / 64, 48 / 64, 1.0), (4 / 64, 8 / 64, 16 / 64, 16 / 64)],
+                              [3, 1])  # fmt: skip
+        ids = mm.predicted_region_ids()
+        text = proc.tokenizer.decode([i for i in ids[0].tolist() if i != proc.image_token_id])
+        (thick, mono), _ = regions[0]  # written top to bottom: Mono first
+        assert text == region_text([mono, thick], [1, 3])
+        want = mm.get_input_embeddings()(ids)
+        del model.model.dense_grid_logits
+    assert feats.shape == (2, cfg.region_tokens, cfg.text_config.hidden_size)
     model2, _ = load_model_and_processor("compact-init", seed=2)
     model2.eval()
     with torch.no_grad():
-        model2.model.dense_head.weight.mul_(20)  # sharp class probabilities
+        model2.model.dense_head.weight.mul_(20)  # a noisy map with regions of every class
         seq = model2.generate(**batch, max_new_tokens=6, do_sample=False, min_new_tokens=6,
                               pad_token_id=proc.pad_id, eos_token_id=None)  # fmt: skip
         n = batch["input_ids"].shape[1]
@@ -291,5 +348,11 @@ def test_dense_tokens_are_class_words_and_generation_is_consistent(rng):
         full = model2(input_ids=seq, attention_mask=att, pixel_values=batch["pixel_values"])
         assert torch.equal(full.logits[:, n - 1 : -1].argmax(-1), seq[:, n:])
         assert (full.logits[0, -1] - full.logits[1, -1]).abs().max() > 1e-4
-    with pytest.raises(ValueError, match="dense_word_ids"):
-        QuPAINTForConditionalGeneration.config_class(dense_classes=4, dense_tokens=True)
+        # true regions passed in replace the predicted ones
+        forced = model2(**batch, region_ids=ids).logits
+        assert (forced - model2(**batch).logits).abs().max() > 1e-4
+        torch.testing.assert_close(model2.model.get_input_embeddings()(ids), want)
+    with pytest.raises(ValueError, match="dense head"):
+        QuPAINTForConditionalGeneration.config_class(region_tokens=8)
+    with pytest.raises(ValueError, match="dense_sub"):
+        QuPAINTForConditionalGeneration.config_class(dense_classes=4, dense_sub=0)

@@ -30,22 +30,22 @@ class QuPAINTConfig(InternVLConfig):
     template : name of the chat template (``"chatml"``, or the release's ``"qmllm"``).
     base_model, qfbench : what the model was fine-tuned from, and its QF-Bench results
         (``{"AP": ..., "AP50": ...}`` in %); both go into the model card.
-    dense_classes : > 0 adds ``model.dense_head`` (Linear(vit_hidden, dense_classes)), a
-        per-patch layer-class classifier on the gated ViT patch tokens. Training with
-        ``dense_labels`` adds ``dense_weight`` x its cross-entropy to the language loss, so
-        the image tokens carry the layer classes before the LM reads them (the compact
-        model, trained from scratch, otherwise learns the answers' language prior and
-        ignores the image). 0 (default): no head, exactly InternVL + gate.
-    dense_tokens : with a dense head, each LLM image token is (after the projector) the
-        mixture of the LM's own word embeddings of its patches' classes ("substrate",
-        "monolayer", "few", "thick": ``dense_word_ids``), weighted by the dense head's
-        probabilities, plus a linear embedding of those probabilities, a learned embedding
-        of its place in the token grid, and the projected ViT features at a learned scale
-        (0.02 at start, about a word embedding's size). The image then reads to the LM as
-        words it already uses in the answers: trained from scratch with plain image
-        tokens, the compact model learned the answers' language prior and gave every
-        image the same answers.
-    dense_word_ids : the token ids of those class words (one per dense class).
+    dense_classes : > 0 adds ``model.dense_head``, a layer-class classifier on the gated
+        ViT patch tokens (``dense_sub`` x ``dense_sub`` cells per patch). Training with
+        ``dense_labels`` adds ``dense_weight`` x its cross-entropy to the language loss.
+        0 (default): no head, exactly InternVL + gate.
+    dense_sub : the dense head's cells per patch side (each 14-px patch predicts the
+        classes of a ``dense_sub`` x ``dense_sub`` grid of cells: finer region boxes).
+    region_tokens : > 0 (needs a dense head) makes the LLM read the image as *region
+        tokens*: the dense head's map is cut into connected regions per layer class
+        (at least ``region_min_cells`` cells), written as text ("Mono: [x1, y1, x2, y2];
+        Thick: [...]", the corpus' own box dialect) and embedded with the LM's word
+        embeddings in ``region_tokens`` image-token slots (unused slots hold the image
+        token). Training passes the true regions (``region_ids``) instead. The compact
+        model, trained from scratch on CPU with continuous image tokens (plain, with the
+        dense head, or as class-word mixtures), learned the answers' language prior and
+        gave every image the same answers; through region tokens it has to read them.
+        A region-token image uses ``region_tokens`` as its ``image_seq_length``.
     """
 
     model_type = "qupaint"
@@ -64,19 +64,23 @@ class QuPAINTConfig(InternVLConfig):
         qfbench: dict | None = None,
         dense_classes: int = 0,
         dense_weight: float = 1.0,
-        dense_tokens: bool = False,
-        dense_word_ids: tuple | list | None = None,
+        dense_sub: int = 1,
+        region_tokens: int = 0,
+        region_min_cells: int = 3,
         **kwargs,
     ):
         if int(dense_classes) < 0 or float(dense_weight) < 0:
             raise ValueError("dense_classes and dense_weight must be >= 0")
         self.dense_classes = int(dense_classes)
         self.dense_weight = float(dense_weight)
-        self.dense_tokens = bool(dense_tokens) and self.dense_classes > 0
-        self.dense_word_ids = [int(i) for i in dense_word_ids] if dense_word_ids else None
-        if self.dense_tokens and (self.dense_word_ids is None
-                                  or len(self.dense_word_ids) != self.dense_classes):  # fmt: skip
-            raise ValueError("dense_tokens needs dense_word_ids, one token id per dense class")
+        if int(dense_sub) < 1 or int(region_tokens) < 0 or int(region_min_cells) < 1:
+            raise ValueError("dense_sub >= 1, region_tokens >= 0 and region_min_cells >= 1 "
+                             "required")  # fmt: skip
+        if int(region_tokens) and not self.dense_classes:
+            raise ValueError("region_tokens needs a dense head (dense_classes > 0)")
+        self.dense_sub = int(dense_sub)
+        self.region_tokens = int(region_tokens)
+        self.region_min_cells = int(region_min_cells)
         if ps_version not in ("v1", "v2"):
             raise ValueError(f"ps_version must be 'v1' or 'v2'; got {ps_version!r}")
         self.ps_version = ps_version
@@ -132,11 +136,11 @@ def tiny_config(vocab_size: int, image_token_id: int, **overrides) -> QuPAINTCon
 
 
 def compact_config(vocab_size: int, image_token_id: int, **overrides) -> QuPAINTConfig:
-    """The compact QuPAINT model, trained from scratch on CPU: 224-px images, 14-px patches
-    (256 patch tokens -> 64 LLM tokens after pixel shuffle), a 4-layer ViT of width 128 and
-    a 4-layer Qwen3-style LM of width 256 (3.48 M parameters, 14 MB in float32), a dense
-    head of the 4 layer classes (substrate, Mono, Few, Thick) on the ViT patches, and dense
-    tokens (each image token as its patches' class words; see ``QuPAINTConfig``)."""
-    overrides = {"dense_classes": 4, "dense_tokens": True, **overrides}
+    """The compact QuPAINT model, trained from scratch on CPU: 224-px images, 14-px patches,
+    a 4-layer ViT of width 128 and a 4-layer Qwen3-style LM of width 256, a dense head of
+    the 4 layer classes (substrate, Mono, Few, Thick) on 4 x 4 cells of each patch (3.5-px
+    cells), and the image read by the LM as 192 region tokens (see ``QuPAINTConfig``)."""
+    overrides = {"dense_classes": 4, "dense_sub": 4, "region_tokens": 192,
+                 "image_seq_length": 192, **overrides}  # fmt: skip
     return _small_config(vocab_size, image_token_id, 224, (128, 4), (256, 4, 64), 2048,
                          overrides)  # fmt: skip

@@ -19,8 +19,6 @@ from qupaint.model.processing import (
 
 __all__ = ["COMPACT_DIR", "compact_model", "load_model_and_processor", "tiny_model"]
 
-#: the words whose embeddings carry the compact model's patch classes (first token each)
-COMPACT_CLASS_WORDS = (" substrate", " monolayer", " few", " thick")
 #: where ``"compact"`` is looked up (config, safetensors, processor, metrics.json), as
 #: ``qupaint train-compact --out`` writes it (:mod:`qupaint.bench.compact`)
 COMPACT_DIR = Path(__file__).resolve().parent / "weights" / "compact"
@@ -45,12 +43,12 @@ def compact_model(use_pia_gate: bool = True, seed: int = 0):
     """A random compact QuPAINT model (:func:`compact_config`) and its processor: the start
     of training from scratch (``model: compact-init`` in a training config)."""
     tok = _tiny_tokenizer()
-    words = [tok(w, add_special_tokens=False)["input_ids"][0] for w in COMPACT_CLASS_WORDS]
     cfg = compact_config(len(tok), tok.convert_tokens_to_ids(IMG_CONTEXT),
-                         use_pia_gate=use_pia_gate, dense_word_ids=words)  # fmt: skip
+                         use_pia_gate=use_pia_gate)  # fmt: skip
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = QuPAINTForConditionalGeneration(cfg)
+    model.attach_tokenizer(tok)
     return model, QuPAINTProcessor.for_model(tok, cfg)
 
 
@@ -99,4 +97,5 @@ def load_model_and_processor(spec: str, use_pia_gate: bool | None = None, seed: 
 
         proc = QuPAINTProcessor.for_model(AutoTokenizer.from_pretrained(path), model.config,
                                           image=image)  # fmt: skip
+    model.attach_tokenizer(proc.tokenizer)
     return model, proc

@@ -57,17 +57,12 @@ class QuPAINTModel(QuPAINTPreTrainedModel, InternVLModel):
         self._alpha: torch.Tensor | None = None
         if config.dense_classes:
             hidden = config.vision_config.hidden_size
-            self.dense_head = nn.Linear(hidden, config.dense_classes)
-        if config.dense_tokens:
-            per_token = round(config.dense_classes / config.downsample_ratio**2)
-            lm = config.text_config.hidden_size
-            self.dense_embed = nn.Linear(per_token, lm)
-            pos = 0.02 * torch.randn(config.image_seq_length, lm)
-            self.image_pos_embed = nn.Parameter(pos)
-            # the ViT's own features enter at about the scale of a word embedding
-            self.feature_scale = nn.Parameter(torch.tensor(0.02))
+            self.dense_head = nn.Linear(hidden, config.dense_classes * config.dense_sub**2)
         #: the gated patch tokens [N, h, w, C] of the last forward (dense head only)
         self.patch_tokens: torch.Tensor | None = None
+        #: the tokenizer that writes region tokens (``attach_tokenizer``)
+        self.region_tokenizer = None
+        self._region_ids: torch.Tensor | None = None
 
     def pia_alpha(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """PIA scores [N, k] of the ViT patches of ``pixel_values`` [N, 3, S, S] (no grad)."""
@@ -89,20 +84,73 @@ class QuPAINTModel(QuPAINTPreTrainedModel, InternVLModel):
             out = super().get_image_features(pixel_values, *args, **kwargs)
         finally:
             self._alpha = None
-        if self.config.dense_tokens:
-            feats = out.pooler_output  # [N, tokens, lm hidden]
-            n, t = feats.shape[:2]
-            probs = self.dense_head(self.patch_tokens).softmax(-1)  # [N, h, w, classes]
-            probs = self._shuffle(probs, self.config.downsample_ratio).reshape(n, t, -1)
-            probs = probs.to(feats.dtype)
-            # each token as its patches' class words ("substrate", "monolayer", "few",
-            # "thick") in the LM's own embedding space, weighted by their probabilities
-            words = self.get_input_embeddings().weight[list(self.config.dense_word_ids)]
-            classes = self.config.dense_classes
-            mix = probs.reshape(n, t, -1, classes).mean(2) @ words
-            out.pooler_output = (self.feature_scale * feats + mix + self.dense_embed(probs)
-                                 + self.image_pos_embed)  # fmt: skip
+        if self.config.region_tokens:
+            ids = self._region_ids
+            if ids is None:
+                ids = self.predicted_region_ids()
+            ids = ids.to(out.pooler_output.device)
+            want = (out.pooler_output.shape[0], self.config.region_tokens)
+            if tuple(ids.shape) != want:
+                raise ValueError(f"region_ids: shape {tuple(ids.shape)}; expected {want} "
+                                 "(tiles, region_tokens)")  # fmt: skip
+            out.pooler_output = self.get_input_embeddings()(ids).to(out.pooler_output.dtype)
         return out
+
+    def dense_grid_logits(self) -> torch.Tensor:
+        """The dense head's logits [N, h * sub, w * sub, classes] of the last image: each
+        patch token predicts its ``dense_sub`` x ``dense_sub`` cells."""
+        feats = self.patch_tokens
+        if not self.config.dense_classes or feats is None:
+            raise ValueError("dense_logits: the model has no dense head or saw no image yet")
+        n, h, w, _ = feats.shape
+        s, c = self.config.dense_sub, self.config.dense_classes
+        x = self.dense_head(feats).reshape(n, h, w, s, s, c).permute(0, 1, 3, 2, 4, 5)
+        return x.reshape(n, h * s, w * s, c)
+
+    def regions(self) -> list[tuple[list, list]]:
+        """The regions of the last image's dense map, per tile: (boxes, classes), boxes
+        (x1, y1, x2, y2) as fractions of the tile, largest region first. A region is a
+        connected set (4-neighbour) of at least ``region_min_cells`` cells whose most likely
+        class is the same layer class."""
+        from scipy import ndimage
+
+        with torch.no_grad():
+            cls = self.dense_grid_logits().argmax(-1).cpu().numpy()
+        out = []
+        for lab in cls:
+            gh, gw = lab.shape
+            found = []
+            for c in range(1, self.config.dense_classes):
+                comp, n = ndimage.label(lab == c)
+                for k, sl in enumerate(ndimage.find_objects(comp), start=1):
+                    area = int((comp[sl] == k).sum())
+                    if area >= self.config.region_min_cells:
+                        ys, xs = sl
+                        box = (xs.start / gw, ys.start / gh, xs.stop / gw, ys.stop / gh)
+                        found.append((area, box, c))
+            found.sort(key=lambda r: -r[0])
+            out.append(([b for _, b, _ in found], [c for _, _, c in found]))
+        return out
+
+    def predicted_region_ids(self) -> torch.Tensor:
+        """Region token ids [N, region_tokens] of the last image's :meth:`regions` (the
+        largest that fit, written top to bottom)."""
+        from qupaint.model.processing import region_ids, region_text
+
+        if self.region_tokenizer is None:
+            raise ValueError("region tokens need the tokenizer: call "
+                             "model.attach_tokenizer(processor.tokenizer) "
+                             "(load_model_and_processor does)")  # fmt: skip
+        tok, length = self.region_tokenizer, self.config.region_tokens
+        rows = []
+        for boxes, cats in self.regions():
+            k = len(boxes)
+            while k > 1 and len(tok(region_text(boxes[:k], cats[:k]),
+                                    add_special_tokens=False)["input_ids"]) > length:  # fmt: skip
+                k -= 1
+            keep = _fit_order(boxes[:k], cats[:k])
+            rows.append(region_ids(tok, *keep, length, self.config.image_token_id))
+        return torch.tensor(rows, dtype=torch.long)
 
     def _shuffle(self, x: torch.Tensor, scale_factor: float) -> torch.Tensor:
         out = InternVLModel.pixel_shuffle(self, x, scale_factor)
@@ -149,19 +197,27 @@ class QuPAINTForConditionalGeneration(QuPAINTPreTrainedModel, InternVLForConditi
         return self.model.pia_gate
 
     def dense_logits(self) -> torch.Tensor:
-        """Per-patch class logits [N_tiles, h * w, dense_classes] of the last forward's
-        image (needs ``config.dense_classes``)."""
-        feats = self.model.patch_tokens
-        if not self.config.dense_classes or feats is None:
-            raise ValueError("dense_logits: the model has no dense head or saw no image yet")
-        return self.model.dense_head(feats.flatten(1, 2))
+        """Per-cell class logits [N_tiles, cells, dense_classes] of the last forward's image,
+        cells row-major over the ``(h * dense_sub) x (w * dense_sub)`` grid (needs
+        ``config.dense_classes``)."""
+        return self.model.dense_grid_logits().flatten(1, 2)
 
-    def forward(self, *args, dense_labels: torch.Tensor | None = None, **kwargs):
-        """InternVL's forward; with ``dense_labels`` [N_tiles, h * w] (class per ViT patch,
-        -100 ignored) the loss gains ``config.dense_weight`` x the dense head's
-        cross-entropy."""
+    def attach_tokenizer(self, tokenizer) -> None:
+        """Give the model the tokenizer that writes its region tokens (``region_tokens``)."""
+        self.model.region_tokenizer = tokenizer
+
+    def forward(self, *args, dense_labels: torch.Tensor | None = None,
+                region_ids: torch.Tensor | None = None, **kwargs):  # fmt: skip
+        """InternVL's forward; with ``dense_labels`` [N_tiles, cells] (class per dense-head
+        cell, -100 ignored) the loss gains ``config.dense_weight`` x the dense head's
+        cross-entropy. ``region_ids`` [N_tiles, region_tokens] replace the predicted
+        region tokens (training on the true regions)."""
         self.model.patch_tokens = None
-        out = super().forward(*args, **kwargs)
+        self.model._region_ids = region_ids
+        try:
+            out = super().forward(*args, **kwargs)
+        finally:
+            self.model._region_ids = None
         if dense_labels is not None and self.model.patch_tokens is not None:
             logits = self.dense_logits()
             target = dense_labels.to(logits.device).reshape(-1)
@@ -200,14 +256,21 @@ class QuPAINTForConditionalGeneration(QuPAINTPreTrainedModel, InternVLForConditi
         return cls.from_pretrained(path, config=cfg, **kwargs)
 
 
+def _fit_order(boxes, cats) -> tuple[list, list]:
+    """Regions read top to bottom, then left to right (the order they are written in)."""
+    order = sorted(range(len(boxes)), key=lambda i: (boxes[i][1], boxes[i][0]))
+    return [boxes[i] for i in order], [cats[i] for i in order]
+
+
 def _forward_signature():
-    """InternVL's forward signature plus ``dense_labels``: ``generate`` checks its keyword
+    """InternVL's forward signature plus ``dense_labels`` and ``region_ids``: ``generate`` checks its keyword
     arguments against the named parameters of ``forward``."""
     sig = inspect.signature(InternVLForConditionalGeneration.forward)
     params = list(sig.parameters.values())
-    extra = inspect.Parameter("dense_labels", inspect.Parameter.KEYWORD_ONLY, default=None)
+    extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None)
+             for n in ("dense_labels", "region_ids")]  # fmt: skip
     k = next(i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD)
-    return sig.replace(parameters=[*params[:k], extra, *params[k:]])
+    return sig.replace(parameters=[*params[:k], *extra, *params[k:]])
 
 
 QuPAINTForConditionalGeneration.forward.__signature__ = _forward_signature()

@@ -44,8 +44,38 @@ __all__ = [
     "build_tiny_tokenizer",
     "dynamic_tiles",
     "lab_jitter",
+    "region_ids",
+    "region_text",
     "tile_grid",
 ]
+
+
+def region_text(boxes, categories) -> str:
+    """Region tokens' text: boxes (x1, y1, x2, y2, as fractions of the image) with their
+    layer classes (1 Mono, 2 Few, 3 Thick) in the corpus' llava dialect, after a space:
+    ``" Mono: [0.482, 0.080, 0.589, 0.210]; Thick: [...]"``; ``" none"`` without regions.
+
+    >>> region_text([(0.1, 0.2, 0.3, 0.5)], [1])
+    ' Mono: [0.100, 0.200, 0.300, 0.500]'
+    """
+    from qupaint.categories import CATEGORY_NAMES
+    from qupaint.instruct.formats import box_coords, join_boxes
+
+    coords = [box_coords("llava", (x1, y1, x2 - x1, y2 - y1), 1, 1) for x1, y1, x2, y2 in boxes]
+    labels = [CATEGORY_NAMES[int(c)] for c in categories]
+    return " " + (join_boxes("llava", coords, labels) if coords else "none")
+
+
+def region_ids(tokenizer, boxes, categories, length: int, fill_id: int) -> list[int]:
+    """The ``length`` token ids of :func:`region_text` for the regions in the order given,
+    keeping as many of them as fit whole; the slots left hold ``fill_id``."""
+    ids = tokenizer(region_text([], []), add_special_tokens=False)["input_ids"]
+    for k in range(1, len(boxes) + 1):
+        t = tokenizer(region_text(boxes[:k], categories[:k]), add_special_tokens=False)
+        if len(t["input_ids"]) > length:
+            break
+        ids = t["input_ids"]
+    return (ids + [fill_id] * length)[:length]
 
 
 def build_tiny_tokenizer(vocab_size: int = 1024, extra_texts: Sequence[str] = ()):
@@ -244,6 +274,8 @@ class QuPAINTProcessor(ProcessorMixin):
         vc = config.vision_config
         grid = int(vc.image_size[0]) // int(vc.patch_size[0])
         per_tile = int(grid * config.downsample_ratio) ** 2
+        if getattr(config, "region_tokens", 0):
+            per_tile = int(config.region_tokens)
         img = kw.pop("image", None) or ImageConfig(image_size=int(vc.image_size[0]))
         img.mean, img.std = list(config.image_mean), list(config.image_std)
         return cls(tokenizer, per_tile, img, **kw)
@@ -339,6 +371,8 @@ class QuPAINTProcessor(ProcessorMixin):
             out["labels"] = lab
         if all("dense_labels" in it for it in items):
             out["dense_labels"] = torch.cat([torch.as_tensor(it["dense_labels"]) for it in items])
+        if all("region_ids" in it for it in items):
+            out["region_ids"] = torch.cat([torch.as_tensor(it["region_ids"]) for it in items])
         return out
 
     def prompt(self, images: Sequence, questions: Sequence[str]) -> dict:

@@ -65,6 +65,28 @@ def patch_class_grids(coco_json, grid: int, min_cover: float = 0.3) -> dict[str,
     return out
 
 
+def coco_regions(coco_json) -> dict[str, tuple[list, list]]:
+    """Per image of a COCO file (keyed by ``file_name``), its flakes as regions in
+    annotation order: (boxes (x1, y1, x2, y2) as fractions of the image, categories). The
+    true region tokens of a compact model in training (``QuPAINTConfig.region_tokens``)."""
+    gt = json.loads(Path(coco_json).read_text())
+    size = {im["id"]: (float(im["width"]), float(im["height"])) for im in gt["images"]}
+    out: dict = {im["file_name"]: ([], []) for im in gt["images"]}
+    names = {im["id"]: im["file_name"] for im in gt["images"]}
+    for a in gt["annotations"]:
+        w, h = size[a["image_id"]]
+        x, y, bw, bh = a["bbox"]
+        boxes, cats = out[names[a["image_id"]]]
+        boxes.append((x / w, y / h, (x + bw) / w, (y + bh) / h))
+        cats.append(int(a["category_id"]))
+    return out
+
+
+#: the spread (fraction of the image) of the noise added to true region boxes in training,
+#: about the dense head's cell (3.5 px of 224): the model learns to match boxes that differ
+REGION_JITTER = 0.01
+
+
 class InstructDataset(Dataset):
     """Records (llava / internvl / qwen) -> {input_ids, labels, pixel_values}.
 
@@ -73,13 +95,19 @@ class InstructDataset(Dataset):
 
     ``dense``: ``{file_name: patch classes}`` (:func:`patch_class_grids`); each sample then
     carries ``dense_labels`` for the dense head (single-tile images only).
+    ``regions``: ``{file_name: (boxes, categories)}`` (:func:`coco_regions`); each sample
+    then carries ``region_ids``, its true regions as region tokens (boxes moved by
+    :data:`REGION_JITTER`, seeded by (seed, index)) with ``region_length`` slots.
     """
 
     def __init__(self, records: list[dict], image_root, processor: QuPAINTProcessor,
                  jitter: tuple[float, float] = (0.0, 0.0), seed: int = 0,
-                 dense: dict[str, np.ndarray] | None = None):  # fmt: skip
+                 dense: dict[str, np.ndarray] | None = None, regions: dict | None = None,
+                 region_length: int = 0):  # fmt: skip
         self.records = records
         self.dense = dense
+        self.regions = regions
+        self.region_length = region_length
         self.root = Path(image_root) if image_root else Path(".")
         self.processor = processor
         self.jitter = jitter
@@ -112,4 +140,20 @@ class InstructDataset(Dataset):
                 raise ValueError("dense_coco: dense labels need single-tile images "
                                  "(dynamic_tiles: false)")  # fmt: skip
             enc["dense_labels"] = self.dense[name][None]
+        if self.regions is not None:
+            enc["region_ids"] = [self._region_ids(rec, idx)]
         return enc
+
+    def _region_ids(self, rec: dict, idx: int) -> list[int]:
+        from qupaint.model.processing import region_ids
+
+        name = rec.get("image") or rec["images"][0]
+        if name not in self.regions:
+            raise ValueError(f"dense_coco: no annotations for image {name!r}")
+        boxes, cats = self.regions[name]
+        rng = np.random.default_rng([self.seed, idx, 1])
+        moved = np.clip(np.asarray(boxes, float).reshape(-1, 4)
+                        + rng.normal(0.0, REGION_JITTER, (len(boxes), 4)), 0.0, 1.0)  # fmt: skip
+        moved = [tuple(b) for b in moved]
+        return region_ids(self.processor.tokenizer, moved, cats, self.region_length,
+                          self.processor.image_token_id)  # fmt: skip

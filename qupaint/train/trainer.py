@@ -18,7 +18,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from qupaint.model.loading import load_model_and_processor
 from qupaint.model.processing import ImageConfig
 from qupaint.train.config import TrainConfig
-from qupaint.train.data import InstructDataset, patch_class_grids, read_jsonl
+from qupaint.train.data import InstructDataset, coco_regions, patch_class_grids, read_jsonl
 
 __all__ = ["train", "build_trainer", "apply_lora"]
 
@@ -98,16 +98,20 @@ def build_trainer(cfg: TrainConfig) -> tuple[Trainer, object]:
     records = read_jsonl(cfg.train_jsonl, cfg.max_samples)
     if not records:
         raise ValueError(f"train_jsonl: {cfg.train_jsonl} holds no records")
-    dense = None
+    dense = regions = None
     if cfg.dense_coco:
         if not getattr(model.config, "dense_classes", 0):
             raise ValueError("dense_coco: the model has no dense head (dense_classes = 0)")
         if cfg.dense_weight is not None:
             model.config.dense_weight = float(cfg.dense_weight)
         vc = model.config.vision_config
-        dense = patch_class_grids(cfg.dense_coco, int(vc.image_size[0]) // int(vc.patch_size[0]))
+        grid = int(vc.image_size[0]) // int(vc.patch_size[0]) * model.config.dense_sub
+        dense = patch_class_grids(cfg.dense_coco, grid)
+        if model.config.region_tokens:
+            regions = coco_regions(cfg.dense_coco)
     ds = InstructDataset(records, cfg.image_root or Path(cfg.train_jsonl).parent, proc,
-                         (cfg.lab_jitter_l, cfg.lab_jitter_ab), cfg.seed, dense)  # fmt: skip
+                         (cfg.lab_jitter_l, cfg.lab_jitter_ab), cfg.seed, dense, regions,
+                         getattr(model.config, "region_tokens", 0))  # fmt: skip
     cuda = torch.cuda.is_available()
     bf16 = _flag(cfg.bf16, cuda and torch.cuda.is_bf16_supported())
     args = TrainingArguments(
