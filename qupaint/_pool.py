@@ -35,7 +35,9 @@ def run_tasks(
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1; got {workers}")
-    if workers == 1 or len(tasks) <= 1:
+    if not tasks:  # nothing to do: the initializer (which may set this process's thread
+        return  # counts for a worker) must not run in the caller
+    if workers == 1 or len(tasks) == 1:
         if initializer is not None:
             initializer(*initargs)
         yield from map(fn, tasks)
