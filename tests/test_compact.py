@@ -52,7 +52,7 @@ def test_recipe_and_lora_tuning_end_to_end(tmp_path):
         assert tasks[t]["parse_rate"] == 1.0, (t, tasks[t])
     assert meta["arguments"]["materials"] == ["MoS2"] and meta["times"]["train_s"] > 0
     model, proc = load_model_and_processor(str(tmp_path / "w" / "model"))
-    assert model.config.dense_tokens and proc.image.image_size == 224
+    assert model.config.region_tokens == 192 and proc.image.image_size == 224
     # resumable: a rerun reuses the rendered images and the corpus
     assert (tmp_path / "w" / "qmat" / "llava" / "train_short.jsonl").is_file()
     res = CliRunner().invoke(app, ["tune-compact", "--material", "WSe2",
@@ -67,3 +67,22 @@ def test_recipe_and_lora_tuning_end_to_end(tmp_path):
     bad = CliRunner().invoke(app, ["tune-compact", "--material", "Unobtainium",
                                    "--work", str(tmp_path / "u")])  # fmt: skip
     assert bad.exit_code != 0 and "material" in bad.output
+
+
+def test_ablation_runs_both_arms_on_one_data_set(tmp_path):
+    """``ablate_compact`` at toy size: the gated and ungated runs share one rendered data
+    set, differ only in the gate, and the table holds each figure's values, mean and
+    spread."""
+    from qupaint.bench.compact import ablate_compact
+
+    meta = ablate_compact(tmp_path, seeds=(0,), images=12, steps=2, batch=4,
+                          bench_images_per_material=1, workers=1, materials=("MoS2",))  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ablation.json", "data",
+                                                          "no_pia-s0", "pia-s0"]  # fmt: skip
+    assert not (tmp_path / "pia-s0" / "synthia").exists()
+    gated = json.loads((tmp_path / "pia-s0" / "model" / "metrics.json").read_text())
+    plain = json.loads((tmp_path / "no_pia-s0" / "model" / "metrics.json").read_text())
+    assert gated["arguments"]["use_pia_gate"] and not plain["arguments"]["use_pia_gate"]
+    row = meta["table"]["pia"]["count/exact_count_accuracy"]
+    assert len(row["values"]) == 1 and row["mean"] == row["values"][0] and row["spread"] == 0
+    assert meta["table"]["no_pia"].keys() == meta["table"]["pia"].keys()

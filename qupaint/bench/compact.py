@@ -4,16 +4,20 @@
 
 1. render realistic Synthia at 224 px (:func:`compact_synthia_config`, training seed);
 2. build QMat-Instruct from it (llava boxes; count, locate, verify, describe, ground);
-3. train ``compact-init`` (:func:`~qupaint.model.configuration.compact_config`) on it,
-   with the dense head's per-patch layer classes from the same masks added to the loss;
+3. train ``compact-init`` (:func:`~qupaint.model.configuration.compact_config`) on it:
+   the dense head learns the per-cell layer classes of the same masks, and the language
+   model learns to answer from the true regions written as region tokens
+   (``QuPAINTConfig.region_tokens``);
 4. score it on a held-out QF-Bench of the same style (QF-Bench seeds) with
-   :func:`~qupaint.bench.model_eval.evaluate_model_tasks`, the physics detector beside it.
+   :func:`~qupaint.bench.model_eval.evaluate_model_tasks`, the physics detector beside it;
+   there the language model reads the regions of the dense head's own map.
 
 Everything is written under one work folder and each stage resumes: rendered shards, the
 corpus, and the trainer's checkpoints are reused by a rerun with the same arguments.
-``load_model_and_processor("compact")`` loads the result once it is written to
-:data:`~qupaint.model.loading.COMPACT_DIR` (``--out``). No trained weights ship yet: the
-runs so far learned the answers' language prior and ignore the image (README, issue 27).
+``load_model_and_processor("compact")`` loads the result from
+:data:`~qupaint.model.loading.COMPACT_DIR`, where ``--out`` writes it.
+:func:`ablate_compact` runs the PIA ablation and :func:`finetune_compact` the LoRA tuning
+on a new material.
 The recipe lives in the bench layer because it spans every stage below it (Synthia,
 QMat-Instruct, model, trainer, QF-Bench).
 """
@@ -29,9 +33,9 @@ from pathlib import Path
 from qupaint._io import write_json
 from qupaint.model.loading import COMPACT_DIR, load_model_and_processor
 
-__all__ = ["COMPACT_DIR", "COMPACT_TASKS", "HELD_OUT_MATERIAL", "compact_materials",
-           "compact_synthia_config", "evaluate_compact", "finetune_compact",
-           "short_descriptions", "train_compact"]  # fmt: skip
+__all__ = ["COMPACT_DIR", "COMPACT_TASKS", "HELD_OUT_MATERIAL", "ablate_compact",
+           "compact_materials", "compact_synthia_config", "evaluate_compact",
+           "finetune_compact", "flat_figures", "short_descriptions", "train_compact"]  # fmt: skip
 
 #: the QMat-Instruct tasks it is trained on (dialogue's long turns are left out)
 COMPACT_TASKS = ("count", "locate", "verify", "describe", "ground")
@@ -111,7 +115,7 @@ def evaluate_compact(model, processor, bench_dir, images_per_material: int = 4,
                   workers=workers)  # fmt: skip
     gt = bench_dir / "annotations.json"
     _stage(progress, "evaluate", 0, 1)
-    gen = {"temperature": 0.0, "max_new_tokens": 160, "constrain": True, **gen}
+    gen = {"temperature": 0.0, "max_new_tokens": 320, "constrain": True, **gen}
     res = evaluate_model_tasks(model, processor, gt, **gen)
     res["detector_reference"] = detector_task_row(gt)
     _stage(progress, "evaluate", 1, 1)
@@ -145,15 +149,19 @@ def _prepare_data(work: Path, materials, images: int, seed: int, workers: int, p
     return syn, train_jsonl
 
 
-def train_compact(work_dir, out_dir=None, images: int = 10000, steps: int = 2000,
+def train_compact(work_dir, out_dir=None, images: int = 10000, steps: int = 1500,
                   batch: int = 16, lr: float = 2e-3, seed: int = 0, use_pia_gate: bool = True,
                   dense_weight: float = 1.0, bench_images_per_material: int = 4,
                   workers: int = 2, threads: int = 2, command: str | None = None,
-                  materials=None,
+                  materials=None, data_dir=None, data_seed: int | None = None,
                   progress: Callable[[str, int, int], None] | None = None) -> dict:  # fmt: skip
     """Run the compact recipe in ``work_dir`` and save the model to ``out_dir`` (default
     ``work_dir/model``); returns the metadata written to ``out_dir/metrics.json``: the
-    arguments, the command, stage times and the held-out per-task figures."""
+    arguments, the command, stage times and the held-out per-task figures.
+
+    ``seed`` seeds the rendering, the corpus, the model's initialisation and the data
+    order. ``data_dir`` (default ``work_dir``) and ``data_seed`` (default ``seed``) let
+    several runs share one rendered data set (:func:`ablate_compact`)."""
     import torch
 
     from qupaint.train import load_config
@@ -167,7 +175,10 @@ def train_compact(work_dir, out_dir=None, images: int = 10000, steps: int = 2000
     times: dict = {}
     t0 = time.perf_counter()
     mats = tuple(materials or compact_materials())
-    syn, train_jsonl = _prepare_data(work, mats, images, seed, workers, progress, times)
+    data_seed = seed if data_seed is None else int(data_seed)
+    syn, train_jsonl = _prepare_data(Path(data_dir) if data_dir else work, mats, images,
+                                     data_seed, workers, progress, times)  # fmt: skip
+    torch.set_num_threads(threads)  # after rendering, whose in-process path may set 1
     t2 = time.perf_counter()
     cfg = load_config(
         None, model="compact-init", use_pia_gate=use_pia_gate,
@@ -200,6 +211,7 @@ def train_compact(work_dir, out_dir=None, images: int = 10000, steps: int = 2000
             "batch": batch,
             "lr": lr,
             "seed": seed,
+            "data_seed": data_seed,
             "use_pia_gate": use_pia_gate,
             "dense_weight": dense_weight,
             "tasks": list(COMPACT_TASKS),
@@ -212,6 +224,52 @@ def train_compact(work_dir, out_dir=None, images: int = 10000, steps: int = 2000
     write_json(out / "metrics.json", meta)
     write_json(work / "answers.json", figures["answers"])
     return meta
+
+
+def ablate_compact(work_dir, seeds=(0, 1, 2), images: int = 10000, steps: int = 1500,
+                   batch: int = 16, lr: float = 2e-3, bench_images_per_material: int = 4,
+                   workers: int = 2, threads: int = 2, command: str | None = None,
+                   materials=None,
+                   progress: Callable[[str, int, int], None] | None = None) -> dict:  # fmt: skip
+    """The PIA ablation (issue 27): the compact recipe with and without the PIA gate, at the
+    same budget, for each training seed of ``seeds``, all on one rendered data set
+    (``work_dir/data``, data seed 0) and one held-out QF-Bench. Each run lives in
+    ``work_dir/{pia,no_pia}-s{seed}`` and resumes. Writes and returns
+    ``work_dir/ablation.json``: per arm and figure the values per seed, their mean and
+    spread (half the max - min range)."""
+    import numpy as np
+
+    work = Path(work_dir)
+    runs: dict = {"pia": [], "no_pia": []}
+    for seed in seeds:
+        for arm, gate in (("pia", True), ("no_pia", False)):
+            meta = train_compact(work / f"{arm}-s{seed}", images=images, steps=steps,
+                                 batch=batch, lr=lr, seed=seed, use_pia_gate=gate,
+                                 bench_images_per_material=bench_images_per_material,
+                                 workers=workers, threads=threads, materials=materials,
+                                 data_dir=work / "data", data_seed=0,
+                                 progress=progress)  # fmt: skip
+            runs[arm].append({"seed": seed, "train_s": meta["times"]["train_s"],
+                              **flat_figures(meta["qfbench"])})  # fmt: skip
+    table: dict = {}
+    for arm, rows in runs.items():
+        keys = [k for k in rows[0] if k not in ("seed", "train_s")]
+        table[arm] = {}
+        for k in keys:
+            v = np.array([r[k] for r in rows], float)
+            table[arm][k] = {"values": v.tolist(), "mean": float(v.mean()),
+                             "spread": float((v.max() - v.min()) / 2)}  # fmt: skip
+    meta = {"command": command, "seeds": list(seeds), "steps": steps, "images": images,
+            "batch": batch, "lr": lr, "runs": runs, "table": table}  # fmt: skip
+    write_json(work / "ablation.json", meta)
+    return meta
+
+
+def flat_figures(figures: dict) -> dict[str, float]:
+    """``{"count/exact_count_accuracy": 0.6, "locate/AP50": ...}`` from per-task figures
+    (:func:`~qupaint.bench.model_eval.evaluate_model_tasks`), questions counts left out."""
+    return {f"{t}/{k}": float(v) for t, d in figures["tasks"].items() for k, v in d.items()
+            if k != "questions"}  # fmt: skip
 
 
 #: LoRA targets for a new material: the ViT's attention and MLP (a material changes the
@@ -246,6 +304,7 @@ def finetune_compact(material: str, work_dir, base: str = "compact", images: int
     times: dict = {}
     t0 = time.perf_counter()
     syn, train_jsonl = _prepare_data(work, (material,), images, seed, workers, progress, times)
+    torch.set_num_threads(threads)  # after rendering, whose in-process path may set 1
     model, proc = load_model_and_processor(base)
     before = evaluate_compact(model, proc, work / "qfbench", bench_images, workers, progress,
                               (material,))  # fmt: skip

@@ -48,7 +48,7 @@ def train_compact_cmd(
     ),
     out: Path = typer.Option(None, help="Model folder to write (default WORK/model)"),
     images: int = typer.Option(10000, help="Realistic Synthia images rendered (224 px)"),
-    steps: int = typer.Option(2000, help="Optimiser steps"),
+    steps: int = typer.Option(1500, help="Optimiser steps"),
     batch: int = typer.Option(16, help="Samples per step"),
     lr: float = typer.Option(2e-3, help="Peak learning rate (cosine)"),
     seed: int = typer.Option(0, help="Synthia, corpus and training seed"),
@@ -84,6 +84,34 @@ def train_compact_cmd(
         )  # fmt: skip
     )
     console.print(f"wrote {out or work / 'model'} in {meta['times']['total_s']:.0f} s")
+
+
+@app.command("ablate-compact")
+def ablate_compact_cmd(
+    work: Path = typer.Option(Path("runs/ablation"), help="Work folder (every run resumes)"),
+    seeds: list[int] = typer.Option([0, 1, 2], "--seed", help="Training seeds (repeatable)"),
+    images: int = typer.Option(10000, help="Realistic Synthia images rendered, shared"),
+    steps: int = typer.Option(1500, help="Optimiser steps of every run"),
+    batch: int = typer.Option(16, help="Samples per step"),
+    bench_images: int = typer.Option(4, help="Held-out QF-Bench images per material"),
+    workers: int = typer.Option(2, help="Rendering and corpus processes"),
+    threads: int = typer.Option(2, help="Torch threads for training"),
+):
+    """The PIA ablation: the compact recipe with and without the PIA gate for each seed,
+    same data and budget; writes WORK/ablation.json (mean and spread per figure)."""
+    from qupaint.bench.compact import ablate_compact
+    from qupaint.cli._common import invoked_command, progress
+
+    command = invoked_command("ablate-compact")
+    with user_errors(), progress("render") as report:
+        meta = ablate_compact(work, tuple(seeds), images, steps, batch,
+                              bench_images_per_material=bench_images, workers=workers,
+                              threads=threads, command=command,
+                              progress=lambda stage, d, t: report(d, t, stage))  # fmt: skip
+    for arm, figs in meta["table"].items():
+        console.print(f"{arm}: " + ", ".join(f"{k} {v['mean']:.3f} ± {v['spread']:.3f}"
+                                             for k, v in figs.items()))  # fmt: skip
+    console.print(f"wrote {work / 'ablation.json'}")
 
 
 @app.command("tune-compact")
@@ -129,7 +157,7 @@ def tune_compact_cmd(
 @app.command()
 def predict(
     checkpoint: str = typer.Option(
-        ..., help="Model folder, 'compact' (once trained: qupaint train-compact) or 'tiny'"
+        "compact", help="Model folder, 'compact' (the shipped model) or 'tiny'"
     ),
     image: Path = typer.Option(..., help="Image file or folder of images"),
     question: str = typer.Option(
