@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from qupaint._io import atomic_open, write_json
-from qupaint.categories import CATEGORY_NAMES
+from qupaint.categories import CATEGORY_IDS, CATEGORY_NAMES
 from qupaint.optics import (
     DEFAULT_WAVELENGTHS_NM,
     FLAKE_MATERIALS,
@@ -549,6 +549,94 @@ def pipeline(out: Path, steps: int = 120, log=None) -> list[Path]:
     return [path, run_dir / "model.safetensors"]
 
 
+def compact_answers(out: Path, materials=("MoS2", "graphene", "WSe2", "hBN"),
+                    log=None) -> list[Path]:
+    """The shipped compact QuPAINT model (``compact``) on one held-out QF-Bench image of each
+    of ``materials`` (the compact style: realistic Synthia at 224 px, seeds no training
+    image used): its constrained answers to the count, "is there a monolayer?" and "detect
+    all flakes" questions next to the truth (``compact_answers.json``), and its boxes beside
+    the true ones (``compact_answers.png``). Without shipped weights it says so and skips."""
+    from qupaint.bench.compact import compact_synthia_config
+    from qupaint.bench.model_eval import resolve_image, task_questions
+    from qupaint.bench.parse import parse_answer
+    from qupaint.bench.qfbench import build_qfbench
+    from qupaint.model import load_model_and_processor
+    from qupaint.model.inference import generate_answers
+    from qupaint.model.loading import COMPACT_DIR
+
+    if not (COMPACT_DIR / "config.json").is_file():
+        if log:
+            log(f"compact model: no weights in {COMPACT_DIR} (qupaint train-compact); skipped")
+        return []
+    bench = out / "qfbench"
+    build_qfbench(bench, 1, materials, config=compact_synthia_config())
+    gt = json.loads((bench / "annotations.json").read_text())
+    items = [it for it in task_questions(gt, gt["images"]) if it[0] != "describe"]
+    model, proc = load_model_and_processor("compact")
+    model.eval()
+    answers = generate_answers(model, proc, [resolve_image(bench, im) for _, im, _, _ in items],
+                               [q for _, _, q, _ in items], temperature=0.0,
+                               max_new_tokens=192, constrain=True,
+                               tasks=[t for t, _, _, _ in items])  # fmt: skip
+    rows, right, asked = [], 0, 0
+    for (task, im, q, truth), text in zip(items, answers, strict=True):
+        anns = [a for a in gt["annotations"] if a["image_id"] == im["id"]]
+        if task == "count":
+            a = parse_answer(text, "llava", expect="count")
+            want, ok = truth[1], a.ok and a.count == truth[1]
+        elif task == "verify":
+            a = parse_answer(text, "llava", expect="yesno")
+            want, ok = truth, a.ok and a.yes == truth
+        else:
+            want = [{"category": CATEGORY_NAMES[x["category_id"]],
+                     "bbox": [round(v, 1) for v in x["bbox"]]} for x in anns]  # fmt: skip
+            ok = None
+        if ok is not None:
+            right, asked = right + bool(ok), asked + 1
+        rows.append({"image": im["file_name"], "task": task, "question": q, "answer": text,
+                     "truth": want, "right": ok})  # fmt: skip
+    write_json(out / "compact_answers.json", {"right": right, "asked": asked, "answers": rows})
+    _plot_compact(bench, gt, [r for r in rows if r["task"] == "locate"],
+                  out / "compact_answers.png")  # fmt: skip
+    if log:
+        log(f"compact model on {len(gt['images'])} held-out images: {right}/{asked} count and "
+            "monolayer answers right; e.g.")  # fmt: skip
+        for r in rows[:4] + [r for r in rows if r["task"] == "locate"][:1]:
+            log(f"  Q: {r['question']}\n  A: {r['answer'][:160]}\n  truth: {r['truth']}")
+    return [out / "compact_answers.json", out / "compact_answers.png"]
+
+
+def _plot_compact(bench: Path, gt: dict, located: list[dict], path: Path) -> None:
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from qupaint.bench.model_eval import resolve_image
+    from qupaint.bench.parse import parse_answer
+
+    colors = {1: "red", 2: "orange", 3: "deepskyblue"}
+    ims = {im["file_name"]: im for im in gt["images"]}
+    fig, axes = plt.subplots(2, len(located), figsize=(3.2 * len(located), 6.6), squeeze=False)
+    for k, r in enumerate(located):
+        im = ims[r["image"]]
+        img = np.asarray(Image.open(resolve_image(bench, im)).convert("RGB"))
+        pred = parse_answer(r["answer"], "llava", image_size=(img.shape[1], img.shape[0]))
+        truth = [(t["bbox"], CATEGORY_IDS[t["category"]]) for t in r["truth"]]
+        boxes = [([b[0], b[1], b[2] - b[0], b[3] - b[1]], c)
+                 for b, c in zip(pred.boxes, pred.category_ids, strict=True)]  # fmt: skip
+        for row, (title, dets) in enumerate((("truth", truth), ("compact model", boxes))):
+            ax = axes[row, k]
+            ax.imshow(img)
+            for (x, y, w, h), c in dets:
+                ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, color=colors.get(c, "w"),
+                                           lw=1.5))  # fmt: skip
+                ax.text(x, y - 2, CATEGORY_NAMES.get(c, "?"), color=colors.get(c, "w"),
+                        fontsize=7)  # fmt: skip
+            ax.set_title(f"{title}: {im.get('material', '')}", fontsize=9)
+            ax.axis("off")
+    fig.tight_layout()
+    _save_fig(fig, path)
+
+
 def run(
     out_dir: str | Path = "demo_out",
     backend: str | None = None,
@@ -573,6 +661,7 @@ def run(
     camera_contrast(paths[-2], paths[-1])
     paths += real_micrographs(out, log)
     paths += chip_scan(out, log)
+    paths += compact_answers(out / "compact", log=log)
     if pipeline_steps:
         paths += pipeline(out / "pipeline", pipeline_steps, log)
     return paths

@@ -45,7 +45,8 @@ def test_recipe_and_lora_tuning_end_to_end(tmp_path):
     from qupaint.model import load_model_and_processor
 
     meta = train_compact(tmp_path / "w", images=12, steps=3, batch=4,
-                         bench_images_per_material=1, workers=1, materials=("MoS2",))  # fmt: skip
+                         bench_images_per_material=1, workers=1, materials=("MoS2",),
+                         validation_images=8)  # fmt: skip
     tasks = meta["qfbench"]["tasks"]
     assert set(tasks) == {"count", "verify", "describe", "locate"}
     for t in ("count", "verify", "describe"):
@@ -76,7 +77,8 @@ def test_ablation_runs_both_arms_on_one_data_set(tmp_path):
     from qupaint.bench.compact import ablate_compact
 
     meta = ablate_compact(tmp_path, seeds=(0,), images=12, steps=2, batch=4,
-                          bench_images_per_material=1, workers=1, materials=("MoS2",))  # fmt: skip
+                          bench_images_per_material=1, workers=1, materials=("MoS2",),
+                          validation_images=8)  # fmt: skip
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ablation.json", "data",
                                                           "no_pia-s0", "pia-s0"]  # fmt: skip
     assert not (tmp_path / "pia-s0" / "synthia").exists()
@@ -86,3 +88,23 @@ def test_ablation_runs_both_arms_on_one_data_set(tmp_path):
     row = meta["table"]["pia"]["count/exact_count_accuracy"]
     assert len(row["values"]) == 1 and row["mean"] == row["values"][0] and row["spread"] == 0
     assert meta["table"]["no_pia"].keys() == meta["table"]["pia"].keys()
+
+
+def test_region_scores_count_and_match_regions():
+    """One image, 16 x 16 map over 64 x 64 px: a Thick flake with a Few edge and a Mono
+    flake. Without absorbing the edge, the Few count is wrong and the edge is an unmatched
+    region (F1 = 2 * 2 / (3 + 2)); absorbed, both are right."""
+    import numpy as np
+
+    from qupaint.bench.compact import region_scores
+
+    lab = np.zeros((16, 16), int)
+    lab[2:10, 2:10] = 3
+    lab[9, 2:5] = 2
+    lab[12:16, 12:16] = 1
+    gt = {"images": [{"id": 5, "width": 64, "height": 64}],
+          "annotations": [{"image_id": 5, "category_id": 3, "bbox": [8, 8, 32, 32]},
+                          {"image_id": 5, "category_id": 1, "bbox": [48, 48, 16, 16]}]}  # fmt: skip
+    plain, absorbed = region_scores({5: lab}, gt, grid=((3, 0), (3, 12)))
+    assert plain["count_accuracy"] == 2 / 3 and plain["region_f1"] == 0.8
+    assert absorbed["count_accuracy"] == 1.0 and absorbed["region_f1"] == 1.0

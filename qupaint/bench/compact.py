@@ -30,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from qupaint._io import write_json
 from qupaint.model.loading import COMPACT_DIR, load_model_and_processor
 
@@ -154,13 +156,15 @@ def train_compact(work_dir, out_dir=None, images: int = 10000, steps: int = 1500
                   dense_weight: float = 1.0, bench_images_per_material: int = 4,
                   workers: int = 2, threads: int = 2, command: str | None = None,
                   materials=None, data_dir=None, data_seed: int | None = None,
+                  validation_images: int = 200,
                   progress: Callable[[str, int, int], None] | None = None) -> dict:  # fmt: skip
     """Run the compact recipe in ``work_dir`` and save the model to ``out_dir`` (default
     ``work_dir/model``); returns the metadata written to ``out_dir/metrics.json``: the
     arguments, the command, stage times and the held-out per-task figures.
 
-    ``seed`` seeds the rendering, the corpus, the model's initialisation and the data
-    order. ``data_dir`` (default ``work_dir``) and ``data_seed`` (default ``seed``) let
+    Before scoring, :func:`tune_regions` sets how the dense map is cut into regions on
+    ``validation_images`` images of a validation render. ``seed`` seeds the rendering, the
+    corpus, the model's initialisation and the data order. ``data_dir`` (default ``work_dir``) and ``data_seed`` (default ``seed``) let
     several runs share one rendered data set (:func:`ablate_compact`)."""
     import torch
 
@@ -194,6 +198,9 @@ def train_compact(work_dir, out_dir=None, images: int = 10000, steps: int = 1500
     model, proc = load_model_and_processor(str(work / "run"))
     model.eval()
     t3 = time.perf_counter()
+    regions = tune_regions(model, proc, work, validation_images, workers, mats)
+    times["regions_s"] = round(time.perf_counter() - t3, 1)
+    t3 = time.perf_counter()
     figures = evaluate_compact(model, proc, work / "qfbench", bench_images_per_material,
                                workers, progress, mats)  # fmt: skip
     times["evaluate_s"] = round(time.perf_counter() - t3, 1)
@@ -219,6 +226,7 @@ def train_compact(work_dir, out_dir=None, images: int = 10000, steps: int = 1500
         },  # fmt: skip
         "final_loss": _final_loss(res),
         "times": times,
+        "regions": regions,
         "qfbench": _figures(figures),
     }
     write_json(out / "metrics.json", meta)
@@ -226,10 +234,95 @@ def train_compact(work_dir, out_dir=None, images: int = 10000, steps: int = 1500
     return meta
 
 
+#: the seed of the validation render that sets how the dense map is cut into regions
+#: (neither the training seeds nor QF-Bench's)
+VALIDATION_SEED = 2_000_003
+#: the (region_min_cells, region_absorb_cells) tried by :func:`tune_regions`
+REGION_GRID = tuple((m, a) for m in (3, 6, 12) for a in (0, 12, 24, 48, 96))
+
+
+def region_scores(maps, gt: dict, grid=REGION_GRID, classes: int = 4) -> list[dict]:
+    """How well the regions of dense class maps match the truth, per setting of ``grid``:
+    exact per-class count accuracy (each image and class: as many regions as flakes) and
+    the F1 of regions against flakes (box IoU >= 0.5, same class, one-to-one, greedy by
+    IoU). ``maps``: ``{image_id: class map [h, w]}``; ``gt``: a COCO dict."""
+    from qupaint.bench.metrics import box_iou_xywh
+    from qupaint.model.modeling import map_regions
+
+    by_img: dict = {im["id"]: [] for im in gt["images"]}
+    for a in gt["annotations"]:
+        by_img[a["image_id"]].append(a)
+    size = {im["id"]: (im["width"], im["height"]) for im in gt["images"]}
+    out = []
+    for min_cells, absorb in grid:
+        right = total = tp = n_pred = n_true = 0
+        for iid, lab in maps.items():
+            w, h = size[iid]
+            boxes, cats = map_regions(lab, classes, min_cells, absorb)
+            pred = np.array([[x1 * w, y1 * h, (x2 - x1) * w, (y2 - y1) * h]
+                             for x1, y1, x2, y2 in boxes]).reshape(-1, 4)  # fmt: skip
+            anns = by_img[iid]
+            for c in range(1, classes):
+                right += sum(k == c for k in cats) == sum(a["category_id"] == c for a in anns)
+                total += 1
+            n_pred, n_true = n_pred + len(cats), n_true + len(anns)
+            if len(cats) and anns:
+                iou = box_iou_xywh(pred[:, None], np.array([a["bbox"] for a in anns])[None])
+                iou[np.array(cats)[:, None] != np.array([a["category_id"] for a in anns])] = 0
+                while iou.size and iou.max() >= 0.5:
+                    i, j = np.unravel_index(iou.argmax(), iou.shape)
+                    tp, iou[i, :], iou[:, j] = tp + 1, 0, 0
+        f1 = 2 * tp / max(n_pred + n_true, 1)
+        out.append({"region_min_cells": min_cells, "region_absorb_cells": absorb,
+                    "count_accuracy": right / max(total, 1), "region_f1": f1})  # fmt: skip
+    return out
+
+
+def dense_maps(model, processor, image_dir, gt: dict, batch: int = 16) -> dict:
+    """The dense head's class map [h, w] of every image of COCO ``gt`` in ``image_dir``."""
+    import torch
+
+    from qupaint.bench.model_eval import resolve_image
+
+    out = {}
+    ims = gt["images"]
+    for k in range(0, len(ims), batch):
+        part = ims[k : k + batch]
+        pv = torch.cat([processor.pixel_values(resolve_image(Path(image_dir), im)) for im in part])
+        with torch.no_grad():
+            model.model.get_image_features(pv.to(model.dtype))
+            cls = model.model.dense_grid_logits().argmax(-1).cpu().numpy()
+        out.update({im["id"]: c for im, c in zip(part, cls, strict=True)})
+    return out
+
+
+def tune_regions(model, processor, work_dir, images: int = 200, workers: int = 2,
+                 materials=None) -> dict:  # fmt: skip
+    """Choose how the dense map is cut into regions (``region_min_cells``,
+    ``region_absorb_cells``) on a validation render of the compact style
+    (:data:`VALIDATION_SEED`, ``work_dir/validation``): the setting of :data:`REGION_GRID`
+    with the best mean of count accuracy and region F1 (:func:`region_scores`). Sets it in
+    ``model.config`` and returns ``{"chosen": ..., "grid": [...]}``."""
+    import json
+
+    from qupaint.synthia import generate
+
+    val = Path(work_dir) / "validation"
+    cfg = replace(compact_synthia_config(), seed=VALIDATION_SEED,
+                  materials=tuple(materials or compact_materials()))  # fmt: skip
+    generate(cfg, val, images, workers=workers)
+    gt = json.loads((val / "annotations.json").read_text())
+    rows = region_scores(dense_maps(model, processor, val, gt), gt)
+    best = max(rows, key=lambda r: (r["count_accuracy"] + r["region_f1"]) / 2)
+    model.config.region_min_cells = best["region_min_cells"]
+    model.config.region_absorb_cells = best["region_absorb_cells"]
+    return {"images": images, "seed": VALIDATION_SEED, "chosen": best, "grid": rows}
+
+
 def ablate_compact(work_dir, seeds=(0, 1, 2), images: int = 10000, steps: int = 1500,
                    batch: int = 16, lr: float = 2e-3, bench_images_per_material: int = 4,
                    workers: int = 2, threads: int = 2, command: str | None = None,
-                   materials=None,
+                   materials=None, validation_images: int = 200,
                    progress: Callable[[str, int, int], None] | None = None) -> dict:  # fmt: skip
     """The PIA ablation (issue 27): the compact recipe with and without the PIA gate, at the
     same budget, for each training seed of ``seeds``, all on one rendered data set
@@ -237,8 +330,6 @@ def ablate_compact(work_dir, seeds=(0, 1, 2), images: int = 10000, steps: int = 
     ``work_dir/{pia,no_pia}-s{seed}`` and resumes. Writes and returns
     ``work_dir/ablation.json``: per arm and figure the values per seed, their mean and
     spread (half the max - min range)."""
-    import numpy as np
-
     work = Path(work_dir)
     runs: dict = {"pia": [], "no_pia": []}
     for seed in seeds:
@@ -248,6 +339,7 @@ def ablate_compact(work_dir, seeds=(0, 1, 2), images: int = 10000, steps: int = 
                                  bench_images_per_material=bench_images_per_material,
                                  workers=workers, threads=threads, materials=materials,
                                  data_dir=work / "data", data_seed=0,
+                                 validation_images=validation_images,
                                  progress=progress)  # fmt: skip
             runs[arm].append({"seed": seed, "train_s": meta["times"]["train_s"],
                               **flat_figures(meta["qfbench"])})  # fmt: skip

@@ -46,6 +46,8 @@ class QuPAINTConfig(InternVLConfig):
         dense head, or as class-word mixtures), learned the answers' language prior and
         gave every image the same answers; through region tokens it has to read them.
         A region-token image uses ``region_tokens`` as its ``image_seq_length``.
+    region_min_cells, region_absorb_cells : how the dense map is cut into regions
+        (:func:`~qupaint.model.modeling.map_regions`); used at inference only.
     """
 
     model_type = "qupaint"
@@ -67,6 +69,7 @@ class QuPAINTConfig(InternVLConfig):
         dense_sub: int = 1,
         region_tokens: int = 0,
         region_min_cells: int = 3,
+        region_absorb_cells: int = 0,
         **kwargs,
     ):
         if int(dense_classes) < 0 or float(dense_weight) < 0:
@@ -81,6 +84,7 @@ class QuPAINTConfig(InternVLConfig):
         self.dense_sub = int(dense_sub)
         self.region_tokens = int(region_tokens)
         self.region_min_cells = int(region_min_cells)
+        self.region_absorb_cells = int(region_absorb_cells)
         if ps_version not in ("v1", "v2"):
             raise ValueError(f"ps_version must be 'v1' or 'v2'; got {ps_version!r}")
         self.ps_version = ps_version

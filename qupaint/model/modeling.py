@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 
+import numpy as np
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText
@@ -32,7 +33,8 @@ from qupaint.gate import PIAGate
 from qupaint.model.configuration import QuPAINTConfig
 from qupaint.pia import pia_scores
 
-__all__ = ["QuPAINTModel", "QuPAINTForConditionalGeneration", "QuPAINTPreTrainedModel"]
+__all__ = ["QuPAINTModel", "QuPAINTForConditionalGeneration", "QuPAINTPreTrainedModel",
+           "map_regions"]
 
 
 class QuPAINTPreTrainedModel(InternVLPreTrainedModel):
@@ -109,28 +111,14 @@ class QuPAINTModel(QuPAINTPreTrainedModel, InternVLModel):
 
     def regions(self) -> list[tuple[list, list]]:
         """The regions of the last image's dense map, per tile: (boxes, classes), boxes
-        (x1, y1, x2, y2) as fractions of the tile, largest region first. A region is a
-        connected set (4-neighbour) of at least ``region_min_cells`` cells whose most likely
-        class is the same layer class."""
-        from scipy import ndimage
-
+        (x1, y1, x2, y2) as fractions of the tile, largest region first
+        (:func:`map_regions` with the config's ``region_min_cells`` and
+        ``region_absorb_cells``)."""
         with torch.no_grad():
             cls = self.dense_grid_logits().argmax(-1).cpu().numpy()
-        out = []
-        for lab in cls:
-            gh, gw = lab.shape
-            found = []
-            for c in range(1, self.config.dense_classes):
-                comp, n = ndimage.label(lab == c)
-                for k, sl in enumerate(ndimage.find_objects(comp), start=1):
-                    area = int((comp[sl] == k).sum())
-                    if area >= self.config.region_min_cells:
-                        ys, xs = sl
-                        box = (xs.start / gw, ys.start / gh, xs.stop / gw, ys.stop / gh)
-                        found.append((area, box, c))
-            found.sort(key=lambda r: -r[0])
-            out.append(([b for _, b, _ in found], [c for _, _, c in found]))
-        return out
+        cfg = self.config
+        return [map_regions(lab, cfg.dense_classes, cfg.region_min_cells,
+                            cfg.region_absorb_cells) for lab in cls]  # fmt: skip
 
     def predicted_region_ids(self) -> torch.Tensor:
         """Region token ids [N, region_tokens] of the last image's :meth:`regions` (the
@@ -254,6 +242,43 @@ class QuPAINTForConditionalGeneration(QuPAINTPreTrainedModel, InternVLForConditi
         d.pop("architectures", None)
         cfg = QuPAINTConfig(use_pia_gate=use_pia_gate, **d)
         return cls.from_pretrained(path, config=cfg, **kwargs)
+
+
+def map_regions(labels, classes: int, min_cells: int = 3, absorb_cells: int = 0):
+    """Regions of a class map ``labels`` [h, w] (0 substrate, 1 .. classes - 1 layer
+    classes): (boxes, classes), boxes (x1, y1, x2, y2) as fractions of the map, largest
+    first. A region is a connected set (4-neighbour) of at least ``min_cells`` cells of one
+    class. A region under ``absorb_cells`` cells that is the minority of its flake (the
+    connected set of non-substrate cells around it is at least twice its size) is part of
+    that flake's edge, not a flake of its own, and is dropped: the flake's own region
+    already covers it.
+
+    >>> lab = np.zeros((8, 8), int); lab[1:5, 1:5] = 3; lab[4, 1:3] = 2; lab[6:8, 6:8] = 1
+    >>> map_regions(lab, 4, min_cells=2)  # a Thick flake, its Few edge, a Mono flake
+    ([(0.125, 0.125, 0.625, 0.625), (0.75, 0.75, 1.0, 1.0), (0.125, 0.5, 0.375, 0.625)], [3, 1, 2])
+    >>> map_regions(lab, 4, min_cells=2, absorb_cells=3)  # the edge is part of its flake
+    ([(0.125, 0.125, 0.625, 0.625), (0.75, 0.75, 1.0, 1.0)], [3, 1])
+    """
+    from scipy import ndimage
+
+    labels = np.asarray(labels)
+    gh, gw = labels.shape
+    blobs, _ = ndimage.label(labels > 0)
+    blob_size = np.bincount(blobs.ravel())
+    found = []
+    for c in range(1, classes):
+        comp, _ = ndimage.label(labels == c)
+        for k, sl in enumerate(ndimage.find_objects(comp), start=1):
+            piece = comp[sl] == k
+            area = int(piece.sum())
+            if area < min_cells:
+                continue
+            if area < absorb_cells and blob_size[blobs[sl][piece][0]] >= 2 * area:
+                continue
+            ys, xs = sl
+            found.append((area, (xs.start / gw, ys.start / gh, xs.stop / gw, ys.stop / gh), c))
+    found.sort(key=lambda r: -r[0])
+    return [b for _, b, _ in found], [c for _, _, c in found]
 
 
 def _fit_order(boxes, cats) -> tuple[list, list]:
