@@ -36,7 +36,7 @@ def test_held_out_material_is_not_trained_on():
     assert HELD_OUT_MATERIAL not in compact_materials() and len(compact_materials()) == 7
 
 
-def test_recipe_and_lora_tuning_end_to_end(tmp_path):
+def test_recipe_and_lora_tuning_end_to_end(tmp_path, monkeypatch):
     """``train_compact`` at toy size (12 images, 3 steps, one material): every stage runs,
     the model loads, the held-out figures are there for every task with parse rate 1
     (constrained), and ``qupaint tune-compact`` adapts it to another material and scores
@@ -52,8 +52,21 @@ def test_recipe_and_lora_tuning_end_to_end(tmp_path):
     for t in ("count", "verify", "describe"):
         assert tasks[t]["parse_rate"] == 1.0, (t, tasks[t])
     assert meta["arguments"]["materials"] == ["MoS2"] and meta["times"]["train_s"] > 0
+    dense = meta["qfbench"]["dense_regions_reference"]  # the vision side's own row
+    assert set(dense) == set(meta["qfbench"]["detector_reference"])
+    assert all(0.0 <= v <= 1.0 for v in dense.values())
     model, proc = load_model_and_processor(str(tmp_path / "w" / "model"))
     assert model.config.region_tokens == 192 and proc.image.image_size == 224
+    assert meta["regions"]["chosen"]["region_min_cells"] == model.config.region_min_cells
+    # the demo's section on the compact model, with this model in COMPACT_DIR's place
+    import qupaint.model.loading as loading
+    from qupaint.demo import compact_answers
+
+    monkeypatch.setattr(loading, "COMPACT_DIR", tmp_path / "w" / "model")
+    paths = compact_answers(tmp_path / "demo", materials=("MoS2",))
+    shown = json.loads(paths[0].read_text())
+    assert shown["asked"] == 4 and len(shown["answers"]) == 5 and paths[1].is_file()
+    assert all("truth" in r and r["answer"] for r in shown["answers"])
     # resumable: a rerun reuses the rendered images and the corpus
     assert (tmp_path / "w" / "qmat" / "llava" / "train_short.jsonl").is_file()
     res = CliRunner().invoke(app, ["tune-compact", "--material", "WSe2",

@@ -36,7 +36,7 @@ from qupaint._io import write_json
 from qupaint.model.loading import COMPACT_DIR, load_model_and_processor
 
 __all__ = ["COMPACT_DIR", "COMPACT_TASKS", "HELD_OUT_MATERIAL", "ablate_compact",
-           "compact_materials", "compact_synthia_config", "evaluate_compact",
+           "compact_materials", "compact_synthia_config", "dense_region_row", "evaluate_compact",
            "finetune_compact", "flat_figures", "short_descriptions", "train_compact"]  # fmt: skip
 
 #: the QMat-Instruct tasks it is trained on (dialogue's long turns are left out)
@@ -120,6 +120,8 @@ def evaluate_compact(model, processor, bench_dir, images_per_material: int = 4,
     gen = {"temperature": 0.0, "max_new_tokens": 320, "constrain": True, **gen}
     res = evaluate_model_tasks(model, processor, gt, **gen)
     res["detector_reference"] = detector_task_row(gt)
+    if getattr(model.config, "region_tokens", 0):
+        res["dense_regions_reference"] = dense_region_row(model, processor, gt)
     _stage(progress, "evaluate", 1, 1)
     return res
 
@@ -294,6 +296,50 @@ def dense_maps(model, processor, image_dir, gt: dict, batch: int = 16) -> dict:
             cls = model.model.dense_grid_logits().argmax(-1).cpu().numpy()
         out.update({im["id"]: c for im, c in zip(part, cls, strict=True)})
     return out
+
+
+def dense_region_row(model, processor, gt_json, images_dir=None) -> dict:
+    """The compact model's vision side alone on a QF-Bench: its dense head's regions
+    (:meth:`~qupaint.model.modeling.QuPAINTModel.regions`, the text its LM reads) scored
+    as answers to :func:`~qupaint.bench.model_eval.evaluate_model_tasks`' questions, like
+    the physics detector's reference row: exact count per class, monolayer present, the
+    class of the region that best overlaps each described flake (its largest and
+    smallest), and AP50 / Mono AP50 of the regions as detections (larger first)."""
+    from qupaint.bench.metrics import box_iou_xywh, evaluate_detection, load_json
+    from qupaint.categories import MONO
+    from qupaint.model.modeling import map_regions
+
+    gt = load_json(gt_json)
+    root = Path(images_dir) if images_dir else Path(gt_json).parent
+    cfg = model.config
+    maps = dense_maps(model, processor, root, gt)
+    by_img: dict = {im["id"]: [] for im in gt["images"]}
+    for a in gt["annotations"]:
+        by_img[a["image_id"]].append(a)
+    count = verify = layer = described = 0
+    dets = []
+    for im in gt["images"]:
+        w, h, anns = im["width"], im["height"], by_img[im["id"]]
+        boxes, cats = map_regions(maps[im["id"]], cfg.dense_classes, cfg.region_min_cells,
+                                  cfg.region_absorb_cells)  # fmt: skip
+        xywh = np.array([[x1 * w, y1 * h, (x2 - x1) * w, (y2 - y1) * h]
+                         for x1, y1, x2, y2 in boxes]).reshape(-1, 4)  # fmt: skip
+        for c in range(1, cfg.dense_classes):
+            count += cats.count(c) == sum(a["category_id"] == c for a in anns)
+        verify += (MONO in cats) == any(a["category_id"] == MONO for a in anns)
+        ranked = sorted(anns, key=lambda a: a["area"])
+        for a in ([ranked[-1], ranked[0]] if len(ranked) > 1 else ranked):
+            described += 1
+            iou = box_iou_xywh(xywh, np.asarray(a["bbox"], float)[None]) if len(cats) else []
+            layer += bool(len(cats)) and iou.max() > 0 and cats[int(iou.argmax())] == a["category_id"]
+        dets += [{"image_id": im["id"], "category_id": c, "bbox": b.tolist(),
+                  "score": 1.0 / (1 + k)} for k, (b, c) in enumerate(zip(xywh, cats))]  # fmt: skip
+    r = evaluate_detection(gt, dets)
+    n = len(gt["images"])
+    return {"exact_count_accuracy": count / max(n * (cfg.dense_classes - 1), 1),
+            "monolayer_present_accuracy": verify / max(n, 1),
+            "layer_class_accuracy": layer / max(described, 1),
+            "AP50": r["AP50"], "Mono_AP50": r["Mono"]["AP50"]}  # fmt: skip
 
 
 def tune_regions(model, processor, work_dir, images: int = 200, workers: int = 2,

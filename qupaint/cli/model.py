@@ -157,7 +157,7 @@ def tune_compact_cmd(
 @app.command()
 def predict(
     checkpoint: str = typer.Option(
-        "compact", help="Model folder, 'compact' (the shipped model) or 'tiny'"
+        ..., help="Model folder, 'compact' (once trained: qupaint train-compact) or 'tiny'"
     ),
     image: Path = typer.Option(..., help="Image file or folder of images"),
     question: str = typer.Option(
