@@ -89,7 +89,7 @@ def train_compact_cmd(
 @app.command("ablate-compact")
 def ablate_compact_cmd(
     work: Path = typer.Option(Path("runs/ablation"), help="Work folder (every run resumes)"),
-    seeds: list[int] = typer.Option([0, 1, 2], "--seed", help="Training seeds (repeatable)"),
+    seeds: int = typer.Option(3, help="Training seeds: 0, 1, ..., SEEDS - 1"),
     images: int = typer.Option(10000, help="Realistic Synthia images rendered, shared"),
     steps: int = typer.Option(1500, help="Optimiser steps of every run"),
     batch: int = typer.Option(16, help="Samples per step"),
@@ -104,7 +104,7 @@ def ablate_compact_cmd(
 
     command = invoked_command("ablate-compact")
     with user_errors(), progress("render") as report:
-        meta = ablate_compact(work, tuple(seeds), images, steps, batch,
+        meta = ablate_compact(work, tuple(range(seeds)), images, steps, batch,
                               bench_images_per_material=bench_images, workers=workers,
                               threads=threads, command=command,
                               progress=lambda stage, d, t: report(d, t, stage))  # fmt: skip
