@@ -557,6 +557,7 @@ def compact_answers(out: Path, materials=("MoS2", "graphene", "WSe2", "hBN"),
     all flakes" questions next to the truth (``compact_answers.json``), and its boxes beside
     the true ones (``compact_answers.png``). Without shipped weights it says so and skips."""
     from qupaint.bench.compact import compact_synthia_config
+    from qupaint.bench.metrics import by_image
     from qupaint.bench.model_eval import resolve_image, task_questions
     from qupaint.bench.parse import parse_answer
     from qupaint.bench.qfbench import build_qfbench
@@ -578,9 +579,9 @@ def compact_answers(out: Path, materials=("MoS2", "graphene", "WSe2", "hBN"),
                                [q for _, _, q, _ in items], temperature=0.0,
                                max_new_tokens=192, constrain=True,
                                tasks=[t for t, _, _, _ in items])  # fmt: skip
+    truths = by_image(gt["annotations"], gt["images"])
     rows, right, asked = [], 0, 0
     for (task, im, q, truth), text in zip(items, answers, strict=True):
-        anns = [a for a in gt["annotations"] if a["image_id"] == im["id"]]
         if task == "count":
             a = parse_answer(text, "llava", expect="count")
             want, ok = truth[1], a.ok and a.count == truth[1]
@@ -589,7 +590,7 @@ def compact_answers(out: Path, materials=("MoS2", "graphene", "WSe2", "hBN"),
             want, ok = truth, a.ok and a.yes == truth
         else:
             want = [{"category": CATEGORY_NAMES[x["category_id"]],
-                     "bbox": [round(v, 1) for v in x["bbox"]]} for x in anns]  # fmt: skip
+                     "bbox": [round(v, 1) for v in x["bbox"]]} for x in truths[im["id"]]]  # fmt: skip
             ok = None
         if ok is not None:
             right, asked = right + bool(ok), asked + 1

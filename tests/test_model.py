@@ -320,6 +320,9 @@ def test_region_tokens_read_the_dense_map_and_generation_is_consistent(rng):
         mm.dense_head.bias.copy_(bias.flatten())
         feats = mm.get_image_features(batch["pixel_values"]).pooler_output
         assert model.model.regions() == [([], []), ([], [])]
+        # the vision side alone gives the same map without writing region tokens
+        np.testing.assert_array_equal(mm.dense_map(batch["pixel_values"]),
+                                      np.zeros((2, 64, 64), int))  # fmt: skip
         # ... then a Mono block of 2 x 3 patches (8 x 12 cells) and a Thick one, by hand
         logits = torch.zeros(2, 64, 64, c)
         logits[..., 0] = 1.0

@@ -37,6 +37,7 @@ from qupaint.model.loading import COMPACT_DIR, load_model_and_processor
 
 __all__ = ["COMPACT_DIR", "COMPACT_TASKS", "HELD_OUT_MATERIAL", "ablate_compact",
            "compact_materials", "compact_synthia_config", "dense_region_row", "evaluate_compact",
+           "region_detections", "region_scores", "tune_regions",
            "finetune_compact", "flat_figures", "short_descriptions", "train_compact"]  # fmt: skip
 
 #: the QMat-Instruct tasks it is trained on (dialogue's long turns are left out)
@@ -243,35 +244,50 @@ VALIDATION_SEED = 2_000_003
 REGION_GRID = tuple((m, a) for m in (3, 6, 12) for a in (0, 12, 24, 48, 96))
 
 
+def region_detections(maps, gt: dict, classes: int, min_cells: int,
+                      absorb_cells: int) -> list[dict]:  # fmt: skip
+    """COCO detections (pixel ``bbox``, score by rank: larger regions first) of the regions
+    (:func:`~qupaint.model.modeling.map_regions`) of dense class maps ``maps``
+    (``{image_id: class map [h, w]}``) of the images of COCO ``gt``."""
+    from qupaint.model.modeling import map_regions
+
+    size = {im["id"]: (im["width"], im["height"]) for im in gt["images"]}
+    dets = []
+    for iid, lab in maps.items():
+        w, h = size[iid]
+        boxes, cats = map_regions(lab, classes, min_cells, absorb_cells)
+        dets += [{"image_id": iid, "category_id": c, "score": 1.0 / (1 + k),
+                  "bbox": [x1 * w, y1 * h, (x2 - x1) * w, (y2 - y1) * h]}
+                 for k, ((x1, y1, x2, y2), c) in enumerate(zip(boxes, cats, strict=True))]  # fmt: skip
+    return dets
+
+
 def region_scores(maps, gt: dict, grid=REGION_GRID, classes: int = 4) -> list[dict]:
     """How well the regions of dense class maps match the truth, per setting of ``grid``:
     exact per-class count accuracy (each image and class: as many regions as flakes) and
     the F1 of regions against flakes (box IoU >= 0.5, same class, one-to-one, greedy by
     IoU). ``maps``: ``{image_id: class map [h, w]}``; ``gt``: a COCO dict."""
-    from qupaint.bench.metrics import box_iou_xywh
-    from qupaint.model.modeling import map_regions
+    from qupaint.bench.metrics import box_iou_xywh, by_image
 
-    by_img: dict = {im["id"]: [] for im in gt["images"]}
-    for a in gt["annotations"]:
-        by_img[a["image_id"]].append(a)
-    size = {im["id"]: (im["width"], im["height"]) for im in gt["images"]}
+    truth = by_image(gt["annotations"], gt["images"])
     out = []
     for min_cells, absorb in grid:
+        found = by_image(region_detections(maps, gt, classes, min_cells, absorb))
         right = total = tp = n_pred = n_true = 0
-        for iid, lab in maps.items():
-            w, h = size[iid]
-            boxes, cats = map_regions(lab, classes, min_cells, absorb)
-            pred = np.array([[x1 * w, y1 * h, (x2 - x1) * w, (y2 - y1) * h]
-                             for x1, y1, x2, y2 in boxes]).reshape(-1, 4)  # fmt: skip
-            anns = by_img[iid]
+        for iid in maps:
+            dets, anns = found.get(iid, []), truth[iid]
             for c in range(1, classes):
-                right += sum(k == c for k in cats) == sum(a["category_id"] == c for a in anns)
+                right += (sum(d["category_id"] == c for d in dets)
+                          == sum(a["category_id"] == c for a in anns))  # fmt: skip
                 total += 1
-            n_pred, n_true = n_pred + len(cats), n_true + len(anns)
-            if len(cats) and anns:
-                iou = box_iou_xywh(pred[:, None], np.array([a["bbox"] for a in anns])[None])
-                iou[np.array(cats)[:, None] != np.array([a["category_id"] for a in anns])] = 0
-                while iou.size and iou.max() >= 0.5:
+            n_pred, n_true = n_pred + len(dets), n_true + len(anns)
+            if dets and anns:
+                iou = box_iou_xywh(np.array([d["bbox"] for d in dets])[:, None],
+                                   np.array([a["bbox"] for a in anns])[None])  # fmt: skip
+                same = (np.array([d["category_id"] for d in dets])[:, None]
+                        == np.array([a["category_id"] for a in anns]))  # fmt: skip
+                iou[~same] = 0
+                while iou.max() >= 0.5:
                     i, j = np.unravel_index(iou.argmax(), iou.shape)
                     tp, iou[i, :], iou[:, j] = tp + 1, 0, 0
         f1 = 2 * tp / max(n_pred + n_true, 1)
@@ -281,7 +297,8 @@ def region_scores(maps, gt: dict, grid=REGION_GRID, classes: int = 4) -> list[di
 
 
 def dense_maps(model, processor, image_dir, gt: dict, batch: int = 16) -> dict:
-    """The dense head's class map [h, w] of every image of COCO ``gt`` in ``image_dir``."""
+    """The dense head's class map [h, w] of every image of COCO ``gt`` in ``image_dir``
+    (:meth:`~qupaint.model.modeling.QuPAINTModel.dense_map`: the vision side only)."""
     import torch
 
     from qupaint.bench.model_eval import resolve_image
@@ -291,55 +308,25 @@ def dense_maps(model, processor, image_dir, gt: dict, batch: int = 16) -> dict:
     for k in range(0, len(ims), batch):
         part = ims[k : k + batch]
         pv = torch.cat([processor.pixel_values(resolve_image(Path(image_dir), im)) for im in part])
-        with torch.no_grad():
-            model.model.get_image_features(pv.to(model.dtype))
-            cls = model.model.dense_grid_logits().argmax(-1).cpu().numpy()
+        cls = model.model.dense_map(pv.to(model.dtype))
         out.update({im["id"]: c for im, c in zip(part, cls, strict=True)})
     return out
 
 
 def dense_region_row(model, processor, gt_json, images_dir=None) -> dict:
     """The compact model's vision side alone on a QF-Bench: its dense head's regions
-    (:meth:`~qupaint.model.modeling.QuPAINTModel.regions`, the text its LM reads) scored
-    as answers to :func:`~qupaint.bench.model_eval.evaluate_model_tasks`' questions, like
-    the physics detector's reference row: exact count per class, monolayer present, the
-    class of the region that best overlaps each described flake (its largest and
-    smallest), and AP50 / Mono AP50 of the regions as detections (larger first)."""
-    from qupaint.bench.metrics import box_iou_xywh, evaluate_detection, load_json
-    from qupaint.categories import MONO
-    from qupaint.model.modeling import map_regions
+    (:meth:`~qupaint.model.modeling.QuPAINTModel.regions`, the text its LM reads) as
+    detections, scored like the physics detector's reference row
+    (:func:`~qupaint.bench.model_eval.detections_task_row`)."""
+    from qupaint.bench.metrics import load_json
+    from qupaint.bench.model_eval import detections_task_row
 
     gt = load_json(gt_json)
     root = Path(images_dir) if images_dir else Path(gt_json).parent
     cfg = model.config
-    maps = dense_maps(model, processor, root, gt)
-    by_img: dict = {im["id"]: [] for im in gt["images"]}
-    for a in gt["annotations"]:
-        by_img[a["image_id"]].append(a)
-    count = verify = layer = described = 0
-    dets = []
-    for im in gt["images"]:
-        w, h, anns = im["width"], im["height"], by_img[im["id"]]
-        boxes, cats = map_regions(maps[im["id"]], cfg.dense_classes, cfg.region_min_cells,
-                                  cfg.region_absorb_cells)  # fmt: skip
-        xywh = np.array([[x1 * w, y1 * h, (x2 - x1) * w, (y2 - y1) * h]
-                         for x1, y1, x2, y2 in boxes]).reshape(-1, 4)  # fmt: skip
-        for c in range(1, cfg.dense_classes):
-            count += cats.count(c) == sum(a["category_id"] == c for a in anns)
-        verify += (MONO in cats) == any(a["category_id"] == MONO for a in anns)
-        ranked = sorted(anns, key=lambda a: a["area"])
-        for a in ([ranked[-1], ranked[0]] if len(ranked) > 1 else ranked):
-            described += 1
-            iou = box_iou_xywh(xywh, np.asarray(a["bbox"], float)[None]) if len(cats) else []
-            layer += bool(len(cats)) and iou.max() > 0 and cats[int(iou.argmax())] == a["category_id"]
-        dets += [{"image_id": im["id"], "category_id": c, "bbox": b.tolist(),
-                  "score": 1.0 / (1 + k)} for k, (b, c) in enumerate(zip(xywh, cats))]  # fmt: skip
-    r = evaluate_detection(gt, dets)
-    n = len(gt["images"])
-    return {"exact_count_accuracy": count / max(n * (cfg.dense_classes - 1), 1),
-            "monolayer_present_accuracy": verify / max(n, 1),
-            "layer_class_accuracy": layer / max(described, 1),
-            "AP50": r["AP50"], "Mono_AP50": r["Mono"]["AP50"]}  # fmt: skip
+    dets = region_detections(dense_maps(model, processor, root, gt), gt, cfg.dense_classes,
+                             cfg.region_min_cells, cfg.region_absorb_cells)  # fmt: skip
+    return detections_task_row(gt, dets)
 
 
 def tune_regions(model, processor, work_dir, images: int = 200, workers: int = 2,

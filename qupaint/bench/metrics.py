@@ -20,12 +20,22 @@ import numpy as np
 from qupaint.categories import MONO
 
 __all__ = [
+    "by_image",
     "evaluate_detection",
     "evaluate_detection_by",
     "evaluate_grounding",
     "box_iou_xywh",
     "load_json",
 ]
+
+
+def by_image(rows, images=()) -> dict[int, list[dict]]:
+    """COCO annotations or detections grouped by ``image_id``, in their order; every image
+    of ``images`` (COCO image dicts) has an entry, if only an empty one."""
+    out: dict = {im["id"]: [] for im in images}
+    for r in rows:
+        out.setdefault(r["image_id"], []).append(r)
+    return out
 
 
 def load_json(obj):

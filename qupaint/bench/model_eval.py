@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from qupaint.bench.metrics import evaluate_detection, evaluate_grounding, load_json
+from qupaint.bench.metrics import by_image, evaluate_detection, evaluate_grounding, load_json
 from qupaint.bench.parse import parse_answer
 from qupaint.categories import CATEGORY_PHRASES
 from qupaint.instruct.templates import DETECT_Q
@@ -13,6 +13,7 @@ from qupaint.instruct.templates import DETECT_Q
 __all__ = [
     "answers_to_detections",
     "description_class",
+    "detections_task_row",
     "detector_task_row",
     "evaluate_model_real",
     "evaluate_model_detection",
@@ -124,9 +125,7 @@ def task_questions(gt: dict, images: list, fmt: str = "llava", describe_per_imag
     from qupaint.instruct import templates as T
     from qupaint.instruct.formats import format_boxes
 
-    by_img: dict = {}
-    for a in gt["annotations"]:
-        by_img.setdefault(a["image_id"], []).append(a)
+    by_img = by_image(gt["annotations"])
     out = []
     for im in images:
         anns = by_img.get(im["id"], [])
@@ -204,19 +203,24 @@ def evaluate_model_tasks(model, processor, gt_json, images_dir=None, fmt: str = 
 
 
 def detector_task_row(gt_json, min_score: float = 0.3) -> dict:
-    """The physics detector as the reference row of :func:`evaluate_model_tasks`: its counts
-    (detections scoring ``min_score`` or more), monolayer presence, the layer class of the
-    detection that best overlaps each described flake, and AP50 / Mono AP50."""
+    """The physics detector as the reference row of :func:`evaluate_model_tasks`
+    (:func:`detections_task_row` of its detections scoring ``min_score`` or more)."""
+    from qupaint.bench.qfbench import detect_coco
+
+    return detections_task_row(gt_json, detect_coco(gt_json), min_score)
+
+
+def detections_task_row(gt_json, dets: list[dict], min_score: float = 0.0) -> dict:
+    """COCO detections ``dets`` scored as answers to :func:`evaluate_model_tasks`'
+    questions, a reference row: their counts (detections scoring ``min_score`` or more),
+    monolayer presence, the layer class of the detection that best overlaps each
+    described flake (IoU >= 0.5), and AP50 / Mono AP50 (of all of ``dets``)."""
     import numpy as np
 
     from qupaint.bench.metrics import box_iou_xywh
-    from qupaint.bench.qfbench import detect_coco
 
     gt = load_json(gt_json)
-    dets = detect_coco(gt_json)
-    by_img: dict = {}
-    for d in dets:
-        by_img.setdefault(d["image_id"], []).append(d)
+    by_img = by_image(dets)
     items = task_questions(gt, gt["images"])
     right: dict = {"count": [0, 0], "verify": [0, 0], "describe": [0, 0]}
     for task, im, _, truth in items:

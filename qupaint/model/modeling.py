@@ -79,13 +79,18 @@ class QuPAINTModel(QuPAINTPreTrainedModel, InternVLModel):
                 std=self.config.image_std,
             )
 
-    def get_image_features(self, pixel_values: torch.Tensor, *args, **kwargs):
+    def _gated_image_features(self, pixel_values: torch.Tensor, *args, **kwargs):
+        """InternVL's image features with the PIA gate on the ViT patches (and, with a
+        dense head, ``patch_tokens`` kept for it)."""
         if self.config.use_pia_gate:
             self._alpha = self.pia_alpha(pixel_values)
         try:
-            out = super().get_image_features(pixel_values, *args, **kwargs)
+            return super().get_image_features(pixel_values, *args, **kwargs)
         finally:
             self._alpha = None
+
+    def get_image_features(self, pixel_values: torch.Tensor, *args, **kwargs):
+        out = self._gated_image_features(pixel_values, *args, **kwargs)
         if self.config.region_tokens:
             ids = self._region_ids
             if ids is None:
@@ -109,21 +114,31 @@ class QuPAINTModel(QuPAINTPreTrainedModel, InternVLModel):
         x = self.dense_head(feats).reshape(n, h, w, s, s, c).permute(0, 1, 3, 2, 4, 5)
         return x.reshape(n, h * s, w * s, c)
 
+    def _class_maps(self) -> np.ndarray:
+        """The most likely class of every dense-head cell of the last image [N, H, W]."""
+        with torch.no_grad():
+            return self.dense_grid_logits().argmax(-1).cpu().numpy()
+
+    def dense_map(self, pixel_values: torch.Tensor) -> np.ndarray:
+        """The dense head's class map [N, H, W] of ``pixel_values`` [N, 3, S, S]: the vision
+        side alone (no region tokens are written, the LM is not run)."""
+        with torch.no_grad():
+            self._gated_image_features(pixel_values)
+        return self._class_maps()
+
     def regions(self) -> list[tuple[list, list]]:
         """The regions of the last image's dense map, per tile: (boxes, classes), boxes
         (x1, y1, x2, y2) as fractions of the tile, largest region first
         (:func:`map_regions` with the config's ``region_min_cells`` and
         ``region_absorb_cells``)."""
-        with torch.no_grad():
-            cls = self.dense_grid_logits().argmax(-1).cpu().numpy()
         cfg = self.config
         return [map_regions(lab, cfg.dense_classes, cfg.region_min_cells,
-                            cfg.region_absorb_cells) for lab in cls]  # fmt: skip
+                            cfg.region_absorb_cells) for lab in self._class_maps()]  # fmt: skip
 
     def predicted_region_ids(self) -> torch.Tensor:
         """Region token ids [N, region_tokens] of the last image's :meth:`regions` (the
         largest that fit, written top to bottom)."""
-        from qupaint.model.processing import region_ids, region_text
+        from qupaint.model.processing import region_ids, regions_that_fit
 
         if self.region_tokenizer is None:
             raise ValueError("region tokens need the tokenizer: call "
@@ -132,10 +147,7 @@ class QuPAINTModel(QuPAINTPreTrainedModel, InternVLModel):
         tok, length = self.region_tokenizer, self.config.region_tokens
         rows = []
         for boxes, cats in self.regions():
-            k = len(boxes)
-            while k > 1 and len(tok(region_text(boxes[:k], cats[:k]),
-                                    add_special_tokens=False)["input_ids"]) > length:  # fmt: skip
-                k -= 1
+            k = regions_that_fit(tok, boxes, cats, length)
             keep = _fit_order(boxes[:k], cats[:k])
             rows.append(region_ids(tok, *keep, length, self.config.image_token_id))
         return torch.tensor(rows, dtype=torch.long)

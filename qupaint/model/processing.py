@@ -46,6 +46,7 @@ __all__ = [
     "lab_jitter",
     "region_ids",
     "region_text",
+    "regions_that_fit",
     "tile_grid",
 ]
 
@@ -66,15 +67,25 @@ def region_text(boxes, categories) -> str:
     return " " + (join_boxes("llava", coords, labels) if coords else "none")
 
 
+def _region_tokens(tokenizer, boxes, categories) -> list[int]:
+    return tokenizer(region_text(boxes, categories), add_special_tokens=False)["input_ids"]
+
+
+def regions_that_fit(tokenizer, boxes, categories, length: int) -> int:
+    """How many of the regions, taken in the order given, :func:`region_text` writes in at
+    most ``length`` tokens."""
+    k = 0
+    while k < len(boxes) and len(_region_tokens(tokenizer, boxes[:k + 1],
+                                                categories[:k + 1])) <= length:  # fmt: skip
+        k += 1
+    return k
+
+
 def region_ids(tokenizer, boxes, categories, length: int, fill_id: int) -> list[int]:
     """The ``length`` token ids of :func:`region_text` for the regions in the order given,
     keeping as many of them as fit whole; the slots left hold ``fill_id``."""
-    ids = tokenizer(region_text([], []), add_special_tokens=False)["input_ids"]
-    for k in range(1, len(boxes) + 1):
-        t = tokenizer(region_text(boxes[:k], categories[:k]), add_special_tokens=False)
-        if len(t["input_ids"]) > length:
-            break
-        ids = t["input_ids"]
+    k = regions_that_fit(tokenizer, boxes, categories, length)
+    ids = _region_tokens(tokenizer, boxes[:k], categories[:k])
     return (ids + [fill_id] * length)[:length]
 
 
