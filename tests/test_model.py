@@ -181,12 +181,13 @@ def test_lab_jitter_moves_colour_by_the_requested_amount(rng):
 
 def test_compact_init_is_the_documented_size():
     """``compact-init``: the compact architecture, random (the start of training from
-    scratch): 224-px images, 192 region-token slots per image, about 3.5 M parameters."""
+    scratch): 224-px images, 192 region-token slots per image read through a pointer,
+    about 4 M parameters."""
     from qupaint.model import load_model_and_processor
 
     model, proc = load_model_and_processor("compact-init")
     n = sum(p.numel() for p in model.parameters())
-    assert 3.0e6 < n < 4.0e6
+    assert 3.5e6 < n < 4.5e6
     assert proc.image.image_size == 224 and proc.tokens_per_tile == 192
     no_gate, _ = load_model_and_processor("compact-init", use_pia_gate=False)
     assert model.config.use_pia_gate and not no_gate.config.use_pia_gate
@@ -281,22 +282,32 @@ def test_coco_regions_in_annotation_order(tmp_path):
 
 
 def test_region_ids_keep_whole_regions_and_fill():
-    """Region tokens hold as many whole regions as fit; the rest is the fill id; no regions
-    read " none"."""
+    """Region tokens: a tally of every region, then as many whole regions as fit, the
+    largest first, written top to bottom; the rest is the fill id; no regions read
+    "none"."""
     from qupaint.model.processing import region_text
 
     _, proc = tiny_model(seed=0)
     tok, fill = proc.tokenizer, proc.image_token_id
+    # areas 0.01, 0.06, 0.08: the last is the largest, the first the smallest
     boxes = [(0.1, 0.1, 0.2, 0.2), (0.3, 0.3, 0.5, 0.6), (0.0, 0.7, 0.4, 0.9)]
-    one = tok(region_text(boxes[:1], [1]), add_special_tokens=False)["input_ids"]
-    two = tok(region_text(boxes[:2], [1, 3]), add_special_tokens=False)["input_ids"]
-    ids = region_ids(tok, boxes, [1, 3, 2], len(two) + 2, fill)
-    assert ids == two + [fill, fill]
-    assert region_ids(tok, boxes, [1, 3, 2], len(one), fill) == one
-    none = tok(" none", add_special_tokens=False)["input_ids"]
-    assert region_ids(tok, [], [], 8, fill) == (none + [fill] * 8)[:8]
-    assert tok.decode(two).strip() == ("Mono: [0.100, 0.100, 0.200, 0.200]; "
-                                       "Thick: [0.300, 0.300, 0.500, 0.600]")  # fmt: skip
+    cats = [1, 3, 2]
+    totals = [3, 1, 1, 1]
+
+    def ids_of(k_boxes, k_cats):
+        return tok(region_text(k_boxes, k_cats, totals), add_special_tokens=False)["input_ids"]
+
+    one = ids_of(boxes[2:], [2])
+    two = ids_of([boxes[1], boxes[2]], [3, 2])  # the two largest, top to bottom
+    assert region_ids(tok, boxes, cats, len(two) + 2, fill) == two + [fill, fill]
+    assert region_ids(tok, boxes, cats, len(two) - 1, fill) == one + [fill] * (len(two) - 1 - len(one))
+    assert region_ids(tok, boxes, cats, len(one), fill) == one
+    empty = tok(region_text([], []), add_special_tokens=False)["input_ids"]
+    assert region_ids(tok, [], [], len(empty) + 8, fill) == empty + [fill] * 8
+    assert tok.decode(empty).strip() == "flakes 0, Mono 0, Few 0, Thick 0; none"
+    assert tok.decode(two).strip() == ("flakes 3, Mono 1, Few 1, Thick 1; "
+                                       "Thick: [0.300, 0.300, 0.500, 0.600]; "
+                                       "Few: [0.000, 0.700, 0.400, 0.900]")  # fmt: skip
 
 
 def test_region_tokens_read_the_dense_map_and_generation_is_consistent(rng):
@@ -337,6 +348,7 @@ def test_region_tokens_read_the_dense_map_and_generation_is_consistent(rng):
         text = proc.tokenizer.decode([i for i in ids[0].tolist() if i != proc.image_token_id])
         (thick, mono), _ = regions[0]  # written top to bottom: Mono first
         assert text == region_text([mono, thick], [1, 3])
+        assert text.startswith(" flakes 2, Mono 1, Few 0, Thick 1; Mono: [")
         want = mm.get_input_embeddings()(ids)
         del model.model.dense_grid_logits
     assert feats.shape == (2, cfg.region_tokens, cfg.text_config.hidden_size)
@@ -359,3 +371,40 @@ def test_region_tokens_read_the_dense_map_and_generation_is_consistent(rng):
         QuPAINTForConditionalGeneration.config_class(region_tokens=8)
     with pytest.raises(ValueError, match="dense_sub"):
         QuPAINTForConditionalGeneration.config_class(dense_classes=4, dense_sub=0)
+
+
+def test_region_pointer_copies_and_its_training_loss_is_the_full_forwards(rng):
+    """``region_pointer``: the logits are log-probabilities of the pointer-generator
+    mixture; a gate forced open puts the next token's probability on the region tokens'
+    ids in proportion to the attention; the training loss (mixture at labelled positions
+    only) equals the loss of the full forward; the gradient reaches the pointer."""
+    from qupaint.model import load_model_and_processor
+
+    model, proc = load_model_and_processor("compact-init", seed=3)
+    assert model.config.region_pointer
+    img = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    enc = proc.encode([("<image>\nHow many monolayer flakes are in the image?",
+                        "There are 2 monolayer flakes in the image.")], 1)  # fmt: skip
+    regions = torch.as_tensor([region_ids(proc.tokenizer, [(0.1, 0.1, 0.4, 0.3),
+                                                            (0.5, 0.5, 0.7, 0.9)], [1, 1], 192,
+                                          proc.image_token_id)])  # fmt: skip
+    batch = proc.collate([{**enc, "pixel_values": proc.pixel_values(img),
+                           "region_ids": regions}])  # fmt: skip
+    model.train()
+    loss = model(**batch).loss  # grad enabled: the labelled positions only
+    with torch.no_grad():
+        full = model(**batch)
+    torch.testing.assert_close(full.loss, loss.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(full.logits.exp().sum(-1), torch.ones(full.logits.shape[:2]),
+                               rtol=1e-4, atol=1e-4)  # fmt: skip
+    loss.backward()
+    assert model.region_pointer.key.weight.grad.abs().sum() > 0
+    assert model.region_pointer.gate.weight.grad.abs().sum() > 0
+    with torch.no_grad():  # gate open: all probability on the region tokens read
+        model.region_pointer.gate.bias.fill_(50.0)
+        model.region_pointer.gate.weight.zero_()
+        p = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[0, -1].exp()
+    read = set(regions[0][regions[0] != proc.image_token_id].tolist())
+    assert abs(float(p[sorted(read)].sum()) - 1.0) < 1e-4
+    with pytest.raises(ValueError, match="region_pointer"):
+        QuPAINTForConditionalGeneration.config_class(region_pointer=True)

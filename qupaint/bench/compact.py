@@ -37,6 +37,7 @@ from qupaint.model.loading import COMPACT_DIR, load_model_and_processor
 
 __all__ = ["COMPACT_DIR", "COMPACT_TASKS", "HELD_OUT_MATERIAL", "ablate_compact",
            "compact_materials", "compact_synthia_config", "dense_region_row", "evaluate_compact",
+           "image_dialogues",
            "region_detections", "region_scores", "tune_regions",
            "finetune_compact", "flat_figures", "short_descriptions", "train_compact"]  # fmt: skip
 
@@ -89,6 +90,53 @@ def short_descriptions(src, dst) -> int:
     return cut
 
 
+def image_dialogues(src, dst, seed: int = 0) -> int:
+    """Copy QMat-Instruct JSONL ``src`` (llava) to ``dst`` with the records of each image
+    joined into one multi-turn record, its turns in a seeded random order per image. The
+    image and its region tokens are then read once for all of its questions: a sample's
+    tokens are mostly the image and the prompt (about 270 of 335 in the compact corpus,
+    with 25 answer tokens), so this trains on about three times the answers per second.
+    Returns the number of records written.
+
+    >>> import json, tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> rec = lambda i, q: {"id": f"{i}-{q}", "image": f"{i}.png", "meta": {"task": q},
+    ...     "conversations": [{"from": "human", "value": "<image>\\n" + q + "?"},
+    ...                       {"from": "gpt", "value": q + "."}]}
+    >>> _ = (d / "a.jsonl").write_text("\\n".join(json.dumps(rec(i, q))
+    ...                                 for i in (0, 1) for q in ("count", "verify")))
+    >>> image_dialogues(d / "a.jsonl", d / "b.jsonl")
+    2
+    >>> r = json.loads((d / "b.jsonl").read_text().splitlines()[0])
+    >>> sorted(r["meta"]["tasks"]), [t["value"].startswith("<image>") for t in r["conversations"]]
+    (['count', 'verify'], [True, False, False, False])
+    """
+    import json
+
+    from qupaint._io import atomic_write_bytes
+
+    groups: dict = {}
+    for line in Path(src).read_text().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            groups.setdefault(rec["image"], []).append(rec)
+    rng = np.random.default_rng(seed)
+    lines = []
+    for image, recs in groups.items():
+        turns = []
+        for k in rng.permutation(len(recs)):
+            conv = recs[k]["conversations"]
+            turns += [{"from": "human", "value": conv[0]["value"].replace("<image>\n", "")},
+                      *conv[1:]]  # fmt: skip
+        turns[0] = {"from": "human", "value": "<image>\n" + turns[0]["value"]}
+        meta = {**recs[0].get("meta", {}), "task": "multi",
+                "tasks": [r.get("meta", {}).get("task") for r in recs]}  # fmt: skip
+        lines.append(json.dumps({"id": f"{recs[0]['id']}-all", "image": image,
+                                 "conversations": turns, "meta": meta}))  # fmt: skip
+    atomic_write_bytes(Path(dst), ("\n".join(lines) + "\n").encode())
+    return len(lines)
+
+
 def _final_loss(res: dict) -> float | None:
     """The last logged training loss of a :func:`qupaint.train.train` result."""
     return next((h["loss"] for h in reversed(res["log_history"]) if "loss" in h), None)
@@ -130,8 +178,8 @@ def evaluate_compact(model, processor, bench_dir, images_per_material: int = 4,
 def _prepare_data(work: Path, materials, images: int, seed: int, workers: int, progress,
                   times: dict) -> tuple[Path, Path]:  # fmt: skip
     """Render (or resume) the compact style's Synthia of ``materials`` in ``work/synthia``
-    and build its corpus in ``work/qmat``; returns (image folder, training JSONL with short
-    descriptions)."""
+    and build its corpus in ``work/qmat``; returns (image folder, training JSONL: short
+    descriptions, one multi-turn record per image)."""
     from qupaint.instruct.builder import build_corpus
     from qupaint.synthia import generate
 
@@ -147,9 +195,12 @@ def _prepare_data(work: Path, materials, images: int, seed: int, workers: int, p
         build_corpus(syn / "annotations.json", syn, corpus, ("llava",), seed, COMPACT_TASKS,
                      workers=workers,
                      progress=lambda d, n: _stage(progress, "corpus", d, n))  # fmt: skip
-    train_jsonl = corpus / "llava" / "train_short.jsonl"
+    short = corpus / "llava" / "train_short.jsonl"
+    if not short.is_file():
+        short_descriptions(corpus / "llava" / "train.jsonl", short)
+    train_jsonl = corpus / "llava" / "train_dialogues.jsonl"
     if not train_jsonl.is_file():
-        short_descriptions(corpus / "llava" / "train.jsonl", train_jsonl)
+        image_dialogues(short, train_jsonl, seed)
     times["corpus_s"] = round(time.perf_counter() - t1, 1)
     return syn, train_jsonl
 

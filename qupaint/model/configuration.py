@@ -46,6 +46,9 @@ class QuPAINTConfig(InternVLConfig):
         dense head, or as class-word mixtures), learned the answers' language prior and
         gave every image the same answers; through region tokens it has to read them.
         A region-token image uses ``region_tokens`` as its ``image_seq_length``.
+    region_pointer : with region tokens, a pointer-generator readout over them
+        (:class:`~qupaint.model.pointer.RegionPointer`): the answer can copy a region
+        token and reads a context vector of them; ``logits`` are then log-probabilities.
     region_min_cells, region_absorb_cells : how the dense map is cut into regions
         (:func:`~qupaint.model.modeling.map_regions`); used at inference only.
     """
@@ -70,6 +73,7 @@ class QuPAINTConfig(InternVLConfig):
         region_tokens: int = 0,
         region_min_cells: int = 3,
         region_absorb_cells: int = 0,
+        region_pointer: bool = False,
         **kwargs,
     ):
         if int(dense_classes) < 0 or float(dense_weight) < 0:
@@ -81,6 +85,9 @@ class QuPAINTConfig(InternVLConfig):
                              "required")  # fmt: skip
         if int(region_tokens) and not self.dense_classes:
             raise ValueError("region_tokens needs a dense head (dense_classes > 0)")
+        if region_pointer and not int(region_tokens):
+            raise ValueError("region_pointer needs region tokens (region_tokens > 0)")
+        self.region_pointer = bool(region_pointer)
         self.dense_sub = int(dense_sub)
         self.region_tokens = int(region_tokens)
         self.region_min_cells = int(region_min_cells)
@@ -145,6 +152,6 @@ def compact_config(vocab_size: int, image_token_id: int, **overrides) -> QuPAINT
     the 4 layer classes (substrate, Mono, Few, Thick) on 4 x 4 cells of each patch (3.5-px
     cells), and the image read by the LM as 192 region tokens (see ``QuPAINTConfig``)."""
     overrides = {"dense_classes": 4, "dense_sub": 4, "region_tokens": 192,
-                 "image_seq_length": 192, **overrides}  # fmt: skip
+                 "region_pointer": True, "image_seq_length": 192, **overrides}  # fmt: skip
     return _small_config(vocab_size, image_token_id, 224, (128, 4), (256, 4, 64), 2048,
                          overrides)  # fmt: skip

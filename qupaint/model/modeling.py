@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText
 from transformers.models.internvl.modeling_internvl import (
+    InternVLCausalLMOutputWithPast,
     InternVLForConditionalGeneration,
     InternVLModel,
     InternVLPreTrainedModel,
@@ -31,6 +32,7 @@ from transformers.models.internvl.modeling_internvl import (
 
 from qupaint.gate import PIAGate
 from qupaint.model.configuration import QuPAINTConfig
+from qupaint.model.pointer import NGRAMS, RegionPointer, continuations, mix_copy
 from qupaint.pia import pia_scores
 
 __all__ = ["QuPAINTModel", "QuPAINTForConditionalGeneration", "QuPAINTPreTrainedModel",
@@ -65,6 +67,8 @@ class QuPAINTModel(QuPAINTPreTrainedModel, InternVLModel):
         #: the tokenizer that writes region tokens (``attach_tokenizer``)
         self.region_tokenizer = None
         self._region_ids: torch.Tensor | None = None
+        #: the region token ids [N, region_tokens] the LM read in the last forward
+        self.read_region_ids: torch.Tensor | None = None
 
     def pia_alpha(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """PIA scores [N, k] of the ViT patches of ``pixel_values`` [N, 3, S, S] (no grad)."""
@@ -101,6 +105,7 @@ class QuPAINTModel(QuPAINTPreTrainedModel, InternVLModel):
                 raise ValueError(f"region_ids: shape {tuple(ids.shape)}; expected {want} "
                                  "(tiles, region_tokens)")  # fmt: skip
             out.pooler_output = self.get_input_embeddings()(ids).to(out.pooler_output.dtype)
+            self.read_region_ids = ids
         return out
 
     def dense_grid_logits(self) -> torch.Tensor:
@@ -136,20 +141,18 @@ class QuPAINTModel(QuPAINTPreTrainedModel, InternVLModel):
                             cfg.region_absorb_cells) for lab in self._class_maps()]  # fmt: skip
 
     def predicted_region_ids(self) -> torch.Tensor:
-        """Region token ids [N, region_tokens] of the last image's :meth:`regions` (the
-        largest that fit, written top to bottom)."""
-        from qupaint.model.processing import region_ids, regions_that_fit
+        """Region token ids [N, region_tokens] of the last image's :meth:`regions`
+        (:func:`~qupaint.model.processing.region_ids`: a tally, then the largest regions
+        that fit, written top to bottom)."""
+        from qupaint.model.processing import region_ids
 
         if self.region_tokenizer is None:
             raise ValueError("region tokens need the tokenizer: call "
                              "model.attach_tokenizer(processor.tokenizer) "
                              "(load_model_and_processor does)")  # fmt: skip
         tok, length = self.region_tokenizer, self.config.region_tokens
-        rows = []
-        for boxes, cats in self.regions():
-            k = regions_that_fit(tok, boxes, cats, length)
-            keep = _fit_order(boxes[:k], cats[:k])
-            rows.append(region_ids(tok, *keep, length, self.config.image_token_id))
+        rows = [region_ids(tok, boxes, cats, length, self.config.image_token_id)
+                for boxes, cats in self.regions()]  # fmt: skip
         return torch.tensor(rows, dtype=torch.long)
 
     def _shuffle(self, x: torch.Tensor, scale_factor: float) -> torch.Tensor:
@@ -190,6 +193,11 @@ class QuPAINTForConditionalGeneration(QuPAINTPreTrainedModel, InternVLForConditi
         )
         if config.bbox_head:
             self.bbox_head = nn.Linear(config.text_config.hidden_size, 4)
+        if config.region_pointer:
+            self.region_pointer = RegionPointer(config.text_config.hidden_size)
+        #: the pointer's region tokens (keys and values, ids, mask) kept over a cached
+        #: generation: later steps carry no image
+        self._pointer_src = None
         self.post_init()
 
     @property
@@ -215,7 +223,12 @@ class QuPAINTForConditionalGeneration(QuPAINTPreTrainedModel, InternVLForConditi
         self.model.patch_tokens = None
         self.model._region_ids = region_ids
         try:
-            out = super().forward(*args, **kwargs)
+            if self.config.region_pointer:
+                if args:
+                    raise TypeError("region_pointer: pass the forward's inputs by keyword")
+                out = self._pointer_forward(**kwargs)
+            else:
+                out = super().forward(*args, **kwargs)
         finally:
             self.model._region_ids = None
         if dense_labels is not None and self.model.patch_tokens is not None:
@@ -230,6 +243,67 @@ class QuPAINTForConditionalGeneration(QuPAINTPreTrainedModel, InternVLForConditi
             w = self.config.dense_weight
             out["loss"] = dense * w if out.loss is None else out.loss + w * dense
         return out
+
+    def _pointer_forward(self, input_ids=None, pixel_values=None, cache=None, labels=None,
+                         logits_to_keep=0, inputs_embeds=None, **kwargs):  # fmt: skip
+        """InternVL's forward with the :class:`~qupaint.model.pointer.RegionPointer`
+        readout: ``logits`` are the mixture's log-probabilities (none while training with
+        labels: the loss is formed at the labelled positions only). The region tokens read
+        at the first step of a cached generation, and the last tokens for the continuation
+        prior, serve its later steps."""
+        from transformers.modeling_utils import slice_logits_to_keep
+
+        if input_ids is None or inputs_embeds is not None:
+            raise ValueError("region_pointer: the forward needs input_ids (not inputs_embeds), "
+                             "to find the region tokens")  # fmt: skip
+        fresh = cache is None or cache.get_seq_length() == 0
+        out = self.model(input_ids=input_ids, pixel_values=pixel_values, cache=cache, **kwargs)
+        h = out[0]
+        ptr = self.region_pointer
+        src = None if fresh else self._pointer_src
+        slots = input_ids == self.config.image_token_id
+        if bool(slots.any()):  # the image is in this call (generate encodes it beforehand)
+            b = input_ids.shape[0]
+            per_row = slots.sum(1)
+            ids = self.model.read_region_ids.to(input_ids.device).reshape(b, -1)
+            if not bool((per_row == ids.shape[1]).all()):
+                raise ValueError(f"region_pointer: rows hold {per_row.tolist()} image tokens; "
+                                 f"each needs {ids.shape[1]} (its tiles' region tokens)")  # fmt: skip
+            src = {"kv": ptr.source(h[slots].reshape(b, ids.shape[1], -1)), "ids": ids,
+                   "mask": ids != self.config.image_token_id,
+                   "recent": input_ids.new_full((b, NGRAMS - 1), -2)}  # no tokens before
+        loss = logits = None
+        if src is not None:
+            recent = torch.cat([src["recent"], input_ids], 1)
+            follow = continuations(src["ids"], recent)
+            src = {**src, "recent": recent[:, -(NGRAMS - 1):]}
+            h2, attn, gate = ptr(h, src["kv"], src["mask"], follow)
+        # kept for the next steps of a generation (which may start without a cache object);
+        # not while training, where it would hold the graph
+        self._pointer_src = src if (cache is not None or not torch.is_grad_enabled()) else None
+        if src is not None and labels is not None and torch.is_grad_enabled():
+            # training: the mixture only where a label follows, not over [B, T, vocab]
+            target = labels[:, 1:].to(h.device)
+            keep = target != -100
+            rows = keep.nonzero()[:, 0]
+            logp = mix_copy(self.lm_head(h2[:, :-1][keep])[:, None], attn[:, :-1][keep][:, None],
+                            gate[:, :-1][keep][:, None], src["ids"][rows])[:, 0]  # fmt: skip
+            n = kwargs.get("num_items_in_batch")
+            n = keep.sum() if n is None else n
+            loss = -logp.gather(1, target[keep][:, None]).sum() / torch.as_tensor(
+                n, device=h.device).clamp(min=1)  # fmt: skip
+        elif src is None:
+            logits = self.lm_head(slice_logits_to_keep(h, logits_to_keep)).float().log_softmax(-1)
+        else:
+            h2, attn, gate = (slice_logits_to_keep(x, logits_to_keep) for x in (h2, attn, gate))
+            logits = mix_copy(self.lm_head(h2), attn, gate, src["ids"])
+        if labels is not None and logits is not None:  # cross-entropy of log-probs: their NLL
+            loss = self.loss_function(logits=logits, labels=labels,
+                                      vocab_size=self.config.text_config.vocab_size, **kwargs)  # fmt: skip
+        return InternVLCausalLMOutputWithPast(loss=loss, logits=logits, cache=out.cache,
+                                              hidden_states=out.hidden_states,
+                                              attentions=out.attentions,
+                                              image_outputs=out.image_outputs)  # fmt: skip
 
     def save_pretrained(self, save_directory, *args, model_card: bool = True, **kwargs):
         """transformers' ``save_pretrained`` (with ``auto_map`` in ``config.json``), plus a
@@ -291,12 +365,6 @@ def map_regions(labels, classes: int, min_cells: int = 3, absorb_cells: int = 0)
             found.append((area, (xs.start / gw, ys.start / gh, xs.stop / gw, ys.stop / gh), c))
     found.sort(key=lambda r: -r[0])
     return [b for _, b, _ in found], [c for _, _, c in found]
-
-
-def _fit_order(boxes, cats) -> tuple[list, list]:
-    """Regions read top to bottom, then left to right (the order they are written in)."""
-    order = sorted(range(len(boxes)), key=lambda i: (boxes[i][1], boxes[i][0]))
-    return [boxes[i] for i in order], [cats[i] for i in order]
 
 
 def _forward_signature():

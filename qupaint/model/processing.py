@@ -51,41 +51,62 @@ __all__ = [
 ]
 
 
-def region_text(boxes, categories) -> str:
-    """Region tokens' text: boxes (x1, y1, x2, y2, as fractions of the image) with their
-    layer classes (1 Mono, 2 Few, 3 Thick) in the corpus' llava dialect, after a space:
-    ``" Mono: [0.482, 0.080, 0.589, 0.210]; Thick: [...]"``; ``" none"`` without regions.
+def region_text(boxes, categories, totals=None) -> str:
+    """Region tokens' text: first a tally of the regions per layer class (``totals``
+    [all, Mono, Few, Thick], default counted from ``categories``), then the boxes (x1, y1,
+    x2, y2, as fractions of the image) with their layer classes (1 Mono, 2 Few, 3 Thick)
+    in the corpus' llava dialect: ``" flakes 2, Mono 1, Few 0, Thick 1; Mono: [0.482,
+    0.080, 0.589, 0.210]; Thick: [...]"``, ``"...; none"`` without regions. The tally puts
+    each count the questions ask for right after its class name, where a pointer
+    (:class:`~qupaint.model.pointer.RegionPointer`) can copy it.
 
     >>> region_text([(0.1, 0.2, 0.3, 0.5)], [1])
-    ' Mono: [0.100, 0.200, 0.300, 0.500]'
+    ' flakes 1, Mono 1, Few 0, Thick 0; Mono: [0.100, 0.200, 0.300, 0.500]'
     """
     from qupaint.categories import CATEGORY_NAMES
     from qupaint.instruct.formats import box_coords, join_boxes
 
+    cats = [int(c) for c in categories]
+    if totals is None:
+        totals = [len(cats)] + [cats.count(c) for c in sorted(CATEGORY_NAMES)]
+    tally = ", ".join(f"{name} {int(n)}" for name, n in
+                      zip(["flakes", *(CATEGORY_NAMES[c] for c in sorted(CATEGORY_NAMES))],
+                          totals, strict=True))  # fmt: skip
     coords = [box_coords("llava", (x1, y1, x2 - x1, y2 - y1), 1, 1) for x1, y1, x2, y2 in boxes]
-    labels = [CATEGORY_NAMES[int(c)] for c in categories]
-    return " " + (join_boxes("llava", coords, labels) if coords else "none")
+    labels = [CATEGORY_NAMES[c] for c in cats]
+    return f" {tally}; " + (join_boxes("llava", coords, labels) if coords else "none")
 
 
-def _region_tokens(tokenizer, boxes, categories) -> list[int]:
-    return tokenizer(region_text(boxes, categories), add_special_tokens=False)["input_ids"]
+def _region_tokens(tokenizer, boxes, categories, totals=None) -> list[int]:
+    return tokenizer(region_text(boxes, categories, totals),
+                     add_special_tokens=False)["input_ids"]  # fmt: skip
 
 
-def regions_that_fit(tokenizer, boxes, categories, length: int) -> int:
-    """How many of the regions, taken in the order given, :func:`region_text` writes in at
-    most ``length`` tokens."""
+def regions_that_fit(tokenizer, boxes, categories, length: int, totals=None) -> int:
+    """How many of the regions, taken in the order given, :func:`region_text` (with
+    ``totals``) writes in at most ``length`` tokens."""
     k = 0
-    while k < len(boxes) and len(_region_tokens(tokenizer, boxes[:k + 1],
-                                                categories[:k + 1])) <= length:  # fmt: skip
+    while k < len(boxes) and len(_region_tokens(tokenizer, boxes[:k + 1], categories[:k + 1],
+                                                totals)) <= length:  # fmt: skip
         k += 1
     return k
 
 
 def region_ids(tokenizer, boxes, categories, length: int, fill_id: int) -> list[int]:
-    """The ``length`` token ids of :func:`region_text` for the regions in the order given,
-    keeping as many of them as fit whole; the slots left hold ``fill_id``."""
-    k = regions_that_fit(tokenizer, boxes, categories, length)
-    ids = _region_tokens(tokenizer, boxes[:k], categories[:k])
+    """The ``length`` token ids of :func:`region_text` for regions (boxes (x1, y1, x2, y2)
+    as fractions, layer classes): the tally counts all of them; the largest that fit whole
+    are written, top to bottom then left to right; the slots left hold ``fill_id``. One
+    rule for the true regions in training and the dense head's at inference."""
+    from qupaint.categories import CATEGORY_NAMES
+
+    cats = [int(c) for c in categories]
+    totals = [len(cats)] + [cats.count(c) for c in sorted(CATEGORY_NAMES)]
+    big = sorted(range(len(boxes)), key=lambda i: -(boxes[i][2] - boxes[i][0])
+                 * (boxes[i][3] - boxes[i][1]))  # fmt: skip
+    boxes, cats = [boxes[i] for i in big], [cats[i] for i in big]
+    k = regions_that_fit(tokenizer, boxes, cats, length, totals)
+    keep = sorted(range(k), key=lambda i: (boxes[i][1], boxes[i][0]))
+    ids = _region_tokens(tokenizer, [boxes[i] for i in keep], [cats[i] for i in keep], totals)
     return (ids + [fill_id] * length)[:length]
 
 
