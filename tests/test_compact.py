@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from typer.testing import CliRunner
 
 from qupaint.bench.compact import HELD_OUT_MATERIAL, compact_materials
@@ -101,6 +103,29 @@ def test_ablation_runs_both_arms_on_one_data_set(tmp_path):
     row = meta["table"]["pia"]["count/exact_count_accuracy"]
     assert len(row["values"]) == 1 and row["mean"] == row["values"][0] and row["spread"] == 0
     assert meta["table"]["no_pia"].keys() == meta["table"]["pia"].keys()
+    # the vision side alone: each arm reads with the LM of a trained model, unchanged
+    import torch
+
+    from qupaint.bench.compact import VISION_PREFIXES
+    from qupaint.model import load_model_and_processor
+
+    base = tmp_path / "pia-s0" / "model"
+    with pytest.raises(ValueError, match="data_dir"):
+        ablate_compact(tmp_path / "v", seeds=(0,), lm_from=base)
+    vis = ablate_compact(tmp_path / "v", seeds=(0,), steps=2, batch=4,
+                         bench_images_per_material=1, workers=1, materials=("MoS2",),
+                         validation_images=8, lm_from=base, data_dir=tmp_path / "data")  # fmt: skip
+    assert vis["lm_from"] == str(base) and vis["table"]["pia"].keys() == meta["table"]["pia"].keys()
+    lm = load_model_and_processor(str(base))[0].state_dict()
+    arms = [load_model_and_processor(str(tmp_path / "v" / f"{a}-s0" / "model"))[0]
+            for a in ("pia", "no_pia")]  # fmt: skip
+    assert arms[0].config.use_pia_gate and not arms[1].config.use_pia_gate
+    for arm in arms:
+        for k, v in arm.state_dict().items():
+            if not k.startswith(VISION_PREFIXES):
+                assert torch.equal(v, lm[k]), k
+    k = "model.dense_head.weight"
+    assert not torch.equal(arms[0].state_dict()[k], lm[k])
 
 
 def test_region_scores_count_and_match_regions():

@@ -39,7 +39,8 @@ __all__ = ["COMPACT_DIR", "COMPACT_TASKS", "HELD_OUT_MATERIAL", "ablate_compact"
            "compact_materials", "compact_synthia_config", "dense_region_row", "evaluate_compact",
            "image_dialogues",
            "region_detections", "region_scores", "tune_regions",
-           "finetune_compact", "flat_figures", "short_descriptions", "train_compact"]  # fmt: skip
+           "finetune_compact", "flat_figures", "short_descriptions", "train_compact",
+           "train_vision_side"]  # fmt: skip
 
 #: the QMat-Instruct tasks it is trained on (dialogue's long turns are left out)
 COMPACT_TASKS = ("count", "locate", "verify", "describe", "ground")
@@ -403,28 +404,152 @@ def tune_regions(model, processor, work_dir, images: int = 200, workers: int = 2
     return {"images": images, "seed": VALIDATION_SEED, "chosen": best, "grid": rows}
 
 
+#: the parts of a compact model that the PIA gate can change: it gates the ViT's patch
+#: tokens, which only the dense head reads (the LM reads region tokens, discrete text)
+VISION_PREFIXES = ("model.vision_tower.", "model.pia_gate.", "model.dense_head.")
+
+
+def _vision_side_loss(model, pixel_values, dense_labels):
+    """The dense head's cross-entropy of ``pixel_values`` against ``dense_labels``: the
+    only loss that reaches the vision side of a region-token model."""
+    import torch
+
+    model.model._gated_image_features(pixel_values)
+    logits = model.dense_logits()
+    return torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), dense_labels.reshape(-1).to(logits.device),
+        ignore_index=-100)  # fmt: skip
+
+
+def train_vision_side(model, processor, data_dir, out_dir, steps: int, batch: int = 16,
+                      lr: float = 2e-3, seed: int = 0, threads: int = 2) -> dict:  # fmt: skip
+    """Train only the vision side (:data:`VISION_PREFIXES`) of ``model`` on the dense
+    labels of the images of ``data_dir``'s training corpus, with the compact recipe's
+    optimiser settings (the transformers Trainer, AdamW, cosine, 5 % warmup, weight decay
+    0.01, ``seed`` for the data order) and its steps and batch. In the joint recipe no
+    gradient passes between the LM and the vision side (the LM reads the true regions),
+    so this is the vision half of it at the same budget, for :func:`ablate_compact`'s
+    ``lm_from``. Returns ``{"train_s", "final_loss"}``."""
+    import torch
+    from torch.utils.data import Dataset
+    from transformers import Trainer, TrainingArguments
+
+    from qupaint.train.data import patch_class_grids, read_jsonl
+
+    data = Path(data_dir)
+    names = sorted({r["image"] for r in read_jsonl(data / "qmat" / "llava" /
+                                                   "train_dialogues.jsonl")})  # fmt: skip
+    vc = model.config.vision_config
+    grids = patch_class_grids(data / "synthia" / "annotations.json",
+                              int(vc.image_size[0]) // int(vc.patch_size[0]) * model.config.dense_sub)  # fmt: skip
+
+    class Images(Dataset):
+        def __len__(self):
+            return len(names)
+
+        def __getitem__(self, i):
+            pv = processor.pixel_values(data / "synthia" / names[i])
+            return {"pixel_values": pv, "dense_labels": torch.as_tensor(grids[names[i]])[None]}
+
+    class VisionSide(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+
+        def forward(self, pixel_values, dense_labels):
+            return {"loss": _vision_side_loss(self.inner, pixel_values, dense_labels)}
+
+    for name, prm in model.named_parameters():
+        prm.requires_grad_(name.startswith(VISION_PREFIXES))
+    torch.set_num_threads(threads)
+    args = TrainingArguments(
+        output_dir=str(out_dir), per_device_train_batch_size=batch, learning_rate=lr,
+        weight_decay=0.01, max_steps=steps, warmup_steps=0.05, lr_scheduler_type="cosine",
+        optim="adamw_torch", save_strategy="no", logging_steps=20, seed=seed, data_seed=seed,
+        use_cpu=not torch.cuda.is_available(), report_to="none", remove_unused_columns=False,
+    )  # fmt: skip
+    collate = lambda items: {k: torch.cat([it[k] for it in items]) for k in items[0]}  # noqa: E731
+    t0 = time.perf_counter()
+    res = Trainer(model=VisionSide(), args=args, train_dataset=Images(),
+                  data_collator=collate).train()  # fmt: skip
+    for prm in model.parameters():
+        prm.requires_grad_(True)
+    return {"train_s": round(time.perf_counter() - t0, 1), "final_loss": res.training_loss}
+
+
+def _vision_arm(work: Path, lm_from, data_dir, seed: int, gate: bool, steps: int, batch: int,
+                lr: float, workers: int, threads: int, bench_images_per_material: int,
+                materials, validation_images: int, progress) -> dict:  # fmt: skip
+    """One arm of the vision-side ablation: a fresh vision side (gate on or off, init
+    ``seed``) trained by :func:`train_vision_side`, read by the LM of ``lm_from``, regions
+    tuned and the model scored as :func:`train_compact` does. Resumes from
+    ``work/model/metrics.json``."""
+    import json
+
+    done = work / "model" / "metrics.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    lm, proc = load_model_and_processor(str(lm_from))
+    model, _ = load_model_and_processor("compact-init", use_pia_gate=gate, seed=seed)
+    own = {k: v for k, v in lm.state_dict().items() if not k.startswith(VISION_PREFIXES)}
+    missing = set(model.state_dict()) - set(own)
+    if any(not k.startswith(VISION_PREFIXES) for k in missing):
+        raise ValueError(f"lm_from: {lm_from} is not a compact model like compact-init")
+    model.load_state_dict(own, strict=False)
+    model.attach_tokenizer(proc.tokenizer)
+    trained = train_vision_side(model, proc, data_dir, work / "run", steps, batch, lr, seed,
+                                threads)  # fmt: skip
+    model.eval()
+    regions = tune_regions(model, proc, work.parent, validation_images, workers, materials)
+    figures = evaluate_compact(model, proc, work.parent / "qfbench", bench_images_per_material,
+                               workers, progress, materials)  # fmt: skip
+    (work / "model").mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(work / "model")
+    proc.save_pretrained(work / "model")
+    meta = {"arguments": {"seed": seed, "use_pia_gate": gate, "steps": steps, "batch": batch,
+                          "lr": lr, "lm_from": str(lm_from), "data_dir": str(data_dir)},
+            "times": trained, "regions": regions, "qfbench": _figures(figures)}  # fmt: skip
+    write_json(done, meta)
+    return meta
+
+
 def ablate_compact(work_dir, seeds=(0, 1, 2), images: int = 10000, steps: int = 1500,
                    batch: int = 16, lr: float = 2e-3, bench_images_per_material: int = 4,
                    workers: int = 2, threads: int = 2, command: str | None = None,
-                   materials=None, validation_images: int = 200,
+                   materials=None, validation_images: int = 200, lm_from=None,
+                   data_dir=None,
                    progress: Callable[[str, int, int], None] | None = None) -> dict:  # fmt: skip
     """The PIA ablation (issue 27): the compact recipe with and without the PIA gate, at the
     same budget, for each training seed of ``seeds``, all on one rendered data set
     (``work_dir/data``, data seed 0) and one held-out QF-Bench. Each run lives in
     ``work_dir/{pia,no_pia}-s{seed}`` and resumes. Writes and returns
     ``work_dir/ablation.json``: per arm and figure the values per seed, their mean and
-    spread (half the max - min range)."""
+    spread (half the max - min range).
+
+    ``lm_from`` (a trained compact model's folder) ablates the vision side alone, which is
+    all the gate touches: each arm trains a fresh vision side (:func:`train_vision_side`,
+    ``steps`` x ``batch`` images of ``data_dir``, the work folder of the run that trained
+    ``lm_from``) and reads it with ``lm_from``'s language model. About a tenth of the full
+    runs' time; the seed spread is then the vision side's alone."""
     work = Path(work_dir)
     runs: dict = {"pia": [], "no_pia": []}
+    if lm_from is not None and data_dir is None:
+        raise ValueError("lm_from: pass data_dir too (the work folder of the run that trained it)")
     for seed in seeds:
         for arm, gate in (("pia", True), ("no_pia", False)):
-            meta = train_compact(work / f"{arm}-s{seed}", images=images, steps=steps,
-                                 batch=batch, lr=lr, seed=seed, use_pia_gate=gate,
-                                 bench_images_per_material=bench_images_per_material,
-                                 workers=workers, threads=threads, materials=materials,
-                                 data_dir=work / "data", data_seed=0,
-                                 validation_images=validation_images,
-                                 progress=progress)  # fmt: skip
+            if lm_from is not None:
+                meta = _vision_arm(work / f"{arm}-s{seed}", lm_from, Path(data_dir), seed, gate,
+                                   steps, batch, lr, workers, threads,
+                                   bench_images_per_material, materials, validation_images,
+                                   progress)  # fmt: skip
+            else:
+                meta = train_compact(work / f"{arm}-s{seed}", images=images, steps=steps,
+                                     batch=batch, lr=lr, seed=seed, use_pia_gate=gate,
+                                     bench_images_per_material=bench_images_per_material,
+                                     workers=workers, threads=threads, materials=materials,
+                                     data_dir=work / "data", data_seed=0,
+                                     validation_images=validation_images,
+                                     progress=progress)  # fmt: skip
             runs[arm].append({"seed": seed, "train_s": meta["times"]["train_s"],
                               **flat_figures(meta["qfbench"])})  # fmt: skip
     table: dict = {}
@@ -436,7 +561,8 @@ def ablate_compact(work_dir, seeds=(0, 1, 2), images: int = 10000, steps: int = 
             table[arm][k] = {"values": v.tolist(), "mean": float(v.mean()),
                              "spread": float((v.max() - v.min()) / 2)}  # fmt: skip
     meta = {"command": command, "seeds": list(seeds), "steps": steps, "images": images,
-            "batch": batch, "lr": lr, "runs": runs, "table": table}  # fmt: skip
+            "batch": batch, "lr": lr, "lm_from": None if lm_from is None else str(lm_from),
+            "runs": runs, "table": table}  # fmt: skip
     write_json(work / "ablation.json", meta)
     return meta
 

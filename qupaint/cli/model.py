@@ -96,6 +96,11 @@ def ablate_compact_cmd(
     bench_images: int = typer.Option(4, help="Held-out QF-Bench images per material"),
     workers: int = typer.Option(2, help="Rendering and corpus processes"),
     threads: int = typer.Option(2, help="Torch threads for training"),
+    lm_from: Path = typer.Option(
+        None, help="A trained compact model: ablate only the vision side (all the gate "
+        "touches), each arm read by this model's LM"),
+    data_dir: Path = typer.Option(
+        None, help="With --lm-from: the work folder of the run that trained it (its data)"),
 ):
     """The PIA ablation: the compact recipe with and without the PIA gate for each seed,
     same data and budget; writes WORK/ablation.json (mean and spread per figure)."""
@@ -106,7 +111,8 @@ def ablate_compact_cmd(
     with user_errors(), progress("render") as report:
         meta = ablate_compact(work, tuple(range(seeds)), images, steps, batch,
                               bench_images_per_material=bench_images, workers=workers,
-                              threads=threads, command=command,
+                              threads=threads, command=command, lm_from=lm_from,
+                              data_dir=data_dir,
                               progress=lambda stage, d, t: report(d, t, stage))  # fmt: skip
     for arm, figs in meta["table"].items():
         console.print(f"{arm}: " + ", ".join(f"{k} {v['mean']:.3f} ± {v['spread']:.3f}"

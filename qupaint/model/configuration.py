@@ -38,8 +38,9 @@ class QuPAINTConfig(InternVLConfig):
         classes of a ``dense_sub`` x ``dense_sub`` grid of cells: finer region boxes).
     region_tokens : > 0 (needs a dense head) makes the LLM read the image as *region
         tokens*: the dense head's map is cut into connected regions per layer class
-        (at least ``region_min_cells`` cells), written as text ("Mono: [x1, y1, x2, y2];
-        Thick: [...]", the corpus' own box dialect) and embedded with the LM's word
+        (at least ``region_min_cells`` cells), written as text (a tally, then the boxes:
+        "flakes 2, Mono 1, Few 0, Thick 1; Mono: [x1, y1, x2, y2]; Thick: [...]", the
+        corpus' own box dialect) and embedded with the LM's word
         embeddings in ``region_tokens`` image-token slots (unused slots hold the image
         token). Training passes the true regions (``region_ids``) instead. The compact
         model, trained from scratch on CPU with continuous image tokens (plain, with the
