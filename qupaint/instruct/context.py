@@ -91,7 +91,10 @@ class ImageContext:
         return [i for i, a in enumerate(self.anns) if cat is None or a["category_id"] == cat]
 
     def boxes(self, idx: list[int], labelled: bool = True) -> Boxes:
-        return Boxes(self, idx, labelled)
+        """Boxes of annotations ``idx`` in reading order (top to bottom, then left to
+        right): one order for every answer, the one region tokens are written in."""
+        order = sorted(idx, key=lambda i: (self.anns[i]["bbox"][1], self.anns[i]["bbox"][0]))
+        return Boxes(self, order, labelled)
 
     def render_boxes(self, b: Boxes, fmt: str) -> str:
         """Box text in ``fmt``; each box's coordinates are formatted once per format."""
