@@ -163,7 +163,7 @@ def tune_compact_cmd(
 @app.command()
 def predict(
     checkpoint: str = typer.Option(
-        ..., help="Model folder, 'compact' (once trained: qupaint train-compact) or 'tiny'"
+        "compact", help="'compact' (the shipped model), a model folder, or 'tiny'"
     ),
     image: Path = typer.Option(..., help="Image file or folder of images"),
     question: str = typer.Option(
