@@ -52,6 +52,13 @@ class QuPAINTConfig(InternVLConfig):
         token and reads a context vector of them; ``logits`` are then log-probabilities.
     region_min_cells, region_absorb_cells : how the dense map is cut into regions
         (:func:`~qupaint.model.modeling.map_regions`); used at inference only.
+    region_refer : with region tokens, a question about one flake (``describe``: "Describe
+        the flake at [x1, y1, x2, y2].") is answered from that box: the region text opens
+        with " asked <layer class>;", the class whose dense-head probability summed over
+        the box's cells is largest (:func:`~qupaint.model.modeling.box_class`), as
+        GPT4RoI and Ferret pool a referred box's features. The box comes in as
+        ``ref_boxes`` (:func:`~qupaint.model.inference.generate_answers` reads it off the
+        question); training writes the true class of the box.
     """
 
     model_type = "qupaint"
@@ -75,6 +82,7 @@ class QuPAINTConfig(InternVLConfig):
         region_min_cells: int = 3,
         region_absorb_cells: int = 0,
         region_pointer: bool = False,
+        region_refer: bool = False,
         **kwargs,
     ):
         if int(dense_classes) < 0 or float(dense_weight) < 0:
@@ -88,7 +96,10 @@ class QuPAINTConfig(InternVLConfig):
             raise ValueError("region_tokens needs a dense head (dense_classes > 0)")
         if region_pointer and not int(region_tokens):
             raise ValueError("region_pointer needs region tokens (region_tokens > 0)")
+        if region_refer and not int(region_tokens):
+            raise ValueError("region_refer needs region tokens (region_tokens > 0)")
         self.region_pointer = bool(region_pointer)
+        self.region_refer = bool(region_refer)
         self.dense_sub = int(dense_sub)
         self.region_tokens = int(region_tokens)
         self.region_min_cells = int(region_min_cells)
@@ -151,8 +162,10 @@ def compact_config(vocab_size: int, image_token_id: int, **overrides) -> QuPAINT
     """The compact QuPAINT model, trained from scratch on CPU: 224-px images, 14-px patches,
     a 4-layer ViT of width 128 and a 4-layer Qwen3-style LM of width 256, a dense head of
     the 4 layer classes (substrate, Mono, Few, Thick) on 4 x 4 cells of each patch (3.5-px
-    cells), and the image read by the LM as 192 region tokens (see ``QuPAINTConfig``)."""
+    cells), and the image read by the LM as 192 region tokens, with a referred box's class
+    for questions about one flake (see ``QuPAINTConfig``)."""
     overrides = {"dense_classes": 4, "dense_sub": 4, "region_tokens": 192,
-                 "region_pointer": True, "image_seq_length": 192, **overrides}  # fmt: skip
+                 "region_pointer": True, "region_refer": True, "image_seq_length": 192,
+                 **overrides}  # fmt: skip
     return _small_config(vocab_size, image_token_id, 224, (128, 4), (256, 4, 64), 2048,
                          overrides)  # fmt: skip

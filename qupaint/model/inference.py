@@ -34,6 +34,10 @@ def generate_answers(
     (:mod:`qupaint.model.constrain`, with ``backend`` xgrammar or lmfe): the task is
     ``tasks[i]`` when given, else recognised from the question; a question of no known task
     (or of ``describe``/``dialogue``) is answered freely.
+
+    A model that reads referred boxes (``config.region_refer``) gets the box of each
+    question about one flake (:func:`~qupaint.model.processing.referred_box`, in dialect
+    ``fmt``) as ``ref_boxes``.
     """
     if len(images) != len(questions):
         raise ValueError(f"{len(images)} images but {len(questions)} questions")
@@ -61,6 +65,8 @@ def generate_answers(
         for i, q in enumerate(questions):
             t = tasks[i] if tasks is not None else task_of_question(q)
             regexes[i] = answer_regex(t, fmt) if t in CONSTRAINED_TASKS else None
+    refs = _ref_boxes(images, questions, fmt) if getattr(model.config, "region_refer", False) \
+        else None
     out: list[str] = []
     torch.manual_seed(seed)
     for start in range(0, len(images), batch_size):
@@ -79,9 +85,36 @@ def generate_answers(
                                     rows, batch["input_ids"].shape[1], backend,
                                     eos_token_id=processor.im_end_id)  # fmt: skip
             extra["logits_processor"] = LogitsProcessorList([proc])
+        if refs is not None:
+            extra["ref_boxes"] = refs[start : start + batch_size].to(device)
         seq = model.generate(**batch, **gen, **extra)
         n = batch["input_ids"].shape[1]
         out += [processor.decode(s[n:]) for s in seq]
         if progress:
             progress(len(out), len(images))
+    return out
+
+
+def _ref_boxes(images: Sequence, questions: Sequence[str], fmt: str) -> torch.Tensor:
+    """[N, 4] boxes (fractions) the questions refer to, NaN rows for the others."""
+    import numpy as np
+    from PIL import Image
+
+    from qupaint.model.constrain import task_of_question
+    from qupaint.model.processing import referred_box
+
+    out = torch.full((len(questions), 4), float("nan"))
+    for i, (img, q) in enumerate(zip(images, questions, strict=True)):
+        if task_of_question(q) != "describe":
+            continue
+        if isinstance(img, np.ndarray):
+            size = (img.shape[1], img.shape[0])
+        elif isinstance(img, Image.Image):
+            size = img.size
+        else:
+            with Image.open(img) as im:
+                size = im.size
+        box = referred_box(q, fmt, size)
+        if box is not None:
+            out[i] = torch.tensor(box)
     return out

@@ -36,7 +36,7 @@ from qupaint.model.pointer import NGRAMS, RegionPointer, continuations, mix_copy
 from qupaint.pia import pia_scores
 
 __all__ = ["QuPAINTModel", "QuPAINTForConditionalGeneration", "QuPAINTPreTrainedModel",
-           "map_regions"]
+           "box_class", "map_regions"]
 
 
 class QuPAINTPreTrainedModel(InternVLPreTrainedModel):
@@ -67,6 +67,11 @@ class QuPAINTModel(QuPAINTPreTrainedModel, InternVLModel):
         #: the tokenizer that writes region tokens (``attach_tokenizer``)
         self.region_tokenizer = None
         self._region_ids: torch.Tensor | None = None
+        #: the boxes [N, 4] questions refer to in this forward (``region_refer``; NaN: none)
+        self._ref_boxes: torch.Tensor | None = None
+        #: ``region_ids`` and ``ref_boxes`` given to ``generate``, which encodes the image
+        #: before its first forward (transformers' ``mm_encoder_outputs``)
+        self._generate_inputs: tuple = (None, None)
         #: the region token ids [N, region_tokens] the LM read in the last forward
         self.read_region_ids: torch.Tensor | None = None
 
@@ -97,6 +102,8 @@ class QuPAINTModel(QuPAINTPreTrainedModel, InternVLModel):
         out = self._gated_image_features(pixel_values, *args, **kwargs)
         if self.config.region_tokens:
             ids = self._region_ids
+            if ids is None:
+                ids = self._generate_inputs[0]
             if ids is None:
                 ids = self.predicted_region_ids()
             ids = ids.to(out.pooler_output.device)
@@ -140,10 +147,28 @@ class QuPAINTModel(QuPAINTPreTrainedModel, InternVLModel):
         return [map_regions(lab, cfg.dense_classes, cfg.region_min_cells,
                             cfg.region_absorb_cells) for lab in self._class_maps()]  # fmt: skip
 
+    def asked_classes(self) -> list[int | None]:
+        """Per tile of the last image, the layer class of the box its question refers to
+        (``ref_boxes`` of the forward, :func:`box_class` of the dense head's
+        probabilities), or None (no box, or ``config.region_refer`` off)."""
+        boxes = self._ref_boxes if self._ref_boxes is not None else self._generate_inputs[1]
+        n = self.patch_tokens.shape[0] if self.patch_tokens is not None else 0
+        if not self.config.region_refer or boxes is None:
+            return [None] * n
+        boxes = torch.as_tensor(boxes, dtype=torch.float32).cpu()
+        if tuple(boxes.shape) != (n, 4):
+            raise ValueError(f"ref_boxes: shape {tuple(boxes.shape)}; expected ({n}, 4) "
+                             "(one box per tile, NaN for none)")  # fmt: skip
+        with torch.no_grad():
+            probs = self.dense_grid_logits().float().softmax(-1).cpu().numpy()
+        return [None if bool(torch.isnan(b).any()) else box_class(p, b.tolist())
+                for p, b in zip(probs, boxes, strict=True)]  # fmt: skip
+
     def predicted_region_ids(self) -> torch.Tensor:
         """Region token ids [N, region_tokens] of the last image's :meth:`regions`
         (:func:`~qupaint.model.processing.region_ids`: a tally, then the largest regions
-        that fit, written top to bottom)."""
+        that fit, written top to bottom; opened by the referred box's class,
+        :meth:`asked_classes`)."""
         from qupaint.model.processing import region_ids
 
         if self.region_tokenizer is None:
@@ -151,8 +176,9 @@ class QuPAINTModel(QuPAINTPreTrainedModel, InternVLModel):
                              "model.attach_tokenizer(processor.tokenizer) "
                              "(load_model_and_processor does)")  # fmt: skip
         tok, length = self.region_tokenizer, self.config.region_tokens
-        rows = [region_ids(tok, boxes, cats, length, self.config.image_token_id)
-                for boxes, cats in self.regions()]  # fmt: skip
+        rows = [region_ids(tok, boxes, cats, length, self.config.image_token_id, asked)
+                for (boxes, cats), asked in zip(self.regions(), self.asked_classes(),
+                                                strict=True)]  # fmt: skip
         return torch.tensor(rows, dtype=torch.long)
 
     def _shuffle(self, x: torch.Tensor, scale_factor: float) -> torch.Tensor:
@@ -215,13 +241,17 @@ class QuPAINTForConditionalGeneration(QuPAINTPreTrainedModel, InternVLForConditi
         self.model.region_tokenizer = tokenizer
 
     def forward(self, *args, dense_labels: torch.Tensor | None = None,
-                region_ids: torch.Tensor | None = None, **kwargs):  # fmt: skip
+                region_ids: torch.Tensor | None = None, ref_boxes: torch.Tensor | None = None,
+                **kwargs):  # fmt: skip
         """InternVL's forward; with ``dense_labels`` [N_tiles, cells] (class per dense-head
         cell, -100 ignored) the loss gains ``config.dense_weight`` x the dense head's
         cross-entropy. ``region_ids`` [N_tiles, region_tokens] replace the predicted
-        region tokens (training on the true regions)."""
+        region tokens (training on the true regions). ``ref_boxes`` [N_tiles, 4] (x1, y1,
+        x2, y2 as fractions; NaN rows: none) are the boxes the questions refer to
+        (``config.region_refer``)."""
         self.model.patch_tokens = None
         self.model._region_ids = region_ids
+        self.model._ref_boxes = ref_boxes
         try:
             if self.config.region_pointer:
                 if args:
@@ -231,6 +261,7 @@ class QuPAINTForConditionalGeneration(QuPAINTPreTrainedModel, InternVLForConditi
                 out = super().forward(*args, **kwargs)
         finally:
             self.model._region_ids = None
+            self.model._ref_boxes = None
         if dense_labels is not None and self.model.patch_tokens is not None:
             logits = self.dense_logits()
             target = dense_labels.to(logits.device).reshape(-1)
@@ -243,6 +274,17 @@ class QuPAINTForConditionalGeneration(QuPAINTPreTrainedModel, InternVLForConditi
             w = self.config.dense_weight
             out["loss"] = dense * w if out.loss is None else out.loss + w * dense
         return out
+
+    def generate(self, *args, region_ids: torch.Tensor | None = None,
+                 ref_boxes: torch.Tensor | None = None, **kwargs):  # fmt: skip
+        """transformers' ``generate``; ``region_ids`` and ``ref_boxes`` as in :meth:`forward`
+        (generate encodes the image before the first forward, so they are handed to the
+        vision side here)."""
+        self.model._generate_inputs = (region_ids, ref_boxes)
+        try:
+            return super().generate(*args, **kwargs)
+        finally:
+            self.model._generate_inputs = (None, None)
 
     def _pointer_forward(self, input_ids=None, pixel_values=None, cache=None, labels=None,
                          logits_to_keep=0, inputs_embeds=None, **kwargs):  # fmt: skip
@@ -330,6 +372,25 @@ class QuPAINTForConditionalGeneration(QuPAINTPreTrainedModel, InternVLForConditi
         return cls.from_pretrained(path, config=cfg, **kwargs)
 
 
+def box_class(probs, box) -> int:
+    """The layer class of a box on a dense map: the class (1 .. C - 1) whose probability,
+    summed over the cells the box (x1, y1, x2, y2, fractions of the map) touches, is
+    largest. ``probs`` [h, w, C] are per-cell class probabilities, class 0 the substrate.
+    The sum, not a vote of each cell's best class, still names the class of a flake the
+    substrate outweighs in every cell (a small or faint one).
+
+    >>> p = np.zeros((4, 4, 4)); p[..., 0] = 0.7; p[..., 2] = 0.3; p[0, 0] = [0, 1, 0, 0]
+    >>> box_class(p, (0.0, 0.0, 1.0, 1.0)), box_class(p, (0.0, 0.0, 0.25, 0.25))
+    (2, 1)
+    """
+    probs = np.asarray(probs)
+    h, w = probs.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box)
+    c0, r0 = min(max(int(np.floor(x1 * w)), 0), w - 1), min(max(int(np.floor(y1 * h)), 0), h - 1)
+    c1, r1 = max(int(np.ceil(x2 * w)), c0 + 1), max(int(np.ceil(y2 * h)), r0 + 1)
+    return int(np.argmax(probs[r0:r1, c0:c1, 1:].sum((0, 1)))) + 1
+
+
 def map_regions(labels, classes: int, min_cells: int = 3, absorb_cells: int = 0):
     """Regions of a class map ``labels`` [h, w] (0 substrate, 1 .. classes - 1 layer
     classes): (boxes, classes), boxes (x1, y1, x2, y2) as fractions of the map, largest
@@ -373,7 +434,7 @@ def _forward_signature():
     sig = inspect.signature(InternVLForConditionalGeneration.forward)
     params = list(sig.parameters.values())
     extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None)
-             for n in ("dense_labels", "region_ids")]  # fmt: skip
+             for n in ("dense_labels", "region_ids", "ref_boxes")]  # fmt: skip
     k = next(i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD)
     return sig.replace(parameters=[*params[:k], *extra, *params[k:]])
 

@@ -44,6 +44,7 @@ __all__ = [
     "build_tiny_tokenizer",
     "dynamic_tiles",
     "lab_jitter",
+    "referred_box",
     "region_ids",
     "region_text",
     "regions_that_fit",
@@ -51,63 +52,101 @@ __all__ = [
 ]
 
 
-def region_text(boxes, categories, totals=None) -> str:
+def region_text(boxes, categories, totals=None, asked: int | None = None) -> str:
     """Region tokens' text: first a tally of the regions per layer class (``totals``
     [all, Mono, Few, Thick], default counted from ``categories``), then the boxes (x1, y1,
     x2, y2, as fractions of the image) with their layer classes (1 Mono, 2 Few, 3 Thick)
     in the corpus' llava dialect: ``" flakes 2, Mono 1, Few 0, Thick 1; Mono: [0.482,
     0.080, 0.589, 0.210]; Thick: [...]"``, ``"...; none"`` without regions. The tally puts
     each count the questions ask for right after its class name, where a pointer
-    (:class:`~qupaint.model.pointer.RegionPointer`) can copy it.
+    (:class:`~qupaint.model.pointer.RegionPointer`) can copy it. ``asked`` (a layer class:
+    that of the box a question refers to, ``QuPAINTConfig.region_refer``) opens the text
+    with " asked <phrase>;", the words a description begins with.
 
     >>> region_text([(0.1, 0.2, 0.3, 0.5)], [1])
     ' flakes 1, Mono 1, Few 0, Thick 0; Mono: [0.100, 0.200, 0.300, 0.500]'
+    >>> region_text([], [], asked=2)
+    ' asked few-layer; flakes 0, Mono 0, Few 0, Thick 0; none'
     """
-    from qupaint.categories import CATEGORY_NAMES
+    from qupaint.categories import CATEGORY_NAMES, CATEGORY_PHRASES
     from qupaint.instruct.formats import box_coords, join_boxes
 
     cats = [int(c) for c in categories]
     if totals is None:
-        totals = [len(cats)] + [cats.count(c) for c in sorted(CATEGORY_NAMES)]
+        totals = _tally(cats)
     tally = ", ".join(f"{name} {int(n)}" for name, n in
                       zip(["flakes", *(CATEGORY_NAMES[c] for c in sorted(CATEGORY_NAMES))],
                           totals, strict=True))  # fmt: skip
     coords = [box_coords("llava", (x1, y1, x2 - x1, y2 - y1), 1, 1) for x1, y1, x2, y2 in boxes]
     labels = [CATEGORY_NAMES[c] for c in cats]
-    return f" {tally}; " + (join_boxes("llava", coords, labels) if coords else "none")
+    head = "" if asked is None else f" asked {CATEGORY_PHRASES[int(asked)]};"
+    return f"{head} {tally}; " + (join_boxes("llava", coords, labels) if coords else "none")
 
 
-def _region_tokens(tokenizer, boxes, categories, totals=None) -> list[int]:
-    return tokenizer(region_text(boxes, categories, totals),
+def _tally(cats: list[int]) -> list[int]:
+    """[all, Mono, Few, Thick] counts of layer classes ``cats``."""
+    from qupaint.categories import CATEGORY_NAMES
+
+    return [len(cats)] + [cats.count(c) for c in sorted(CATEGORY_NAMES)]
+
+
+def _region_tokens(tokenizer, boxes, categories, totals=None, asked=None) -> list[int]:
+    return tokenizer(region_text(boxes, categories, totals, asked),
                      add_special_tokens=False)["input_ids"]  # fmt: skip
 
 
-def regions_that_fit(tokenizer, boxes, categories, length: int, totals=None) -> int:
+def regions_that_fit(tokenizer, boxes, categories, length: int, totals=None,
+                     asked: int | None = None) -> int:  # fmt: skip
     """How many of the regions, taken in the order given, :func:`region_text` (with
-    ``totals``) writes in at most ``length`` tokens."""
+    ``totals`` and ``asked``) writes in at most ``length`` tokens."""
     k = 0
     while k < len(boxes) and len(_region_tokens(tokenizer, boxes[:k + 1], categories[:k + 1],
-                                                totals)) <= length:  # fmt: skip
+                                                totals, asked)) <= length:  # fmt: skip
         k += 1
     return k
 
 
-def region_ids(tokenizer, boxes, categories, length: int, fill_id: int) -> list[int]:
+def region_ids(tokenizer, boxes, categories, length: int, fill_id: int,
+               asked: int | None = None) -> list[int]:  # fmt: skip
     """The ``length`` token ids of :func:`region_text` for regions (boxes (x1, y1, x2, y2)
     as fractions, layer classes): the tally counts all of them; the largest that fit whole
     are written, top to bottom then left to right; the slots left hold ``fill_id``. One
-    rule for the true regions in training and the dense head's at inference."""
-    from qupaint.categories import CATEGORY_NAMES
-
+    rule for the true regions in training and the dense head's at inference. ``asked``:
+    the referred box's layer class, or None."""
     cats = [int(c) for c in categories]
-    totals = [len(cats)] + [cats.count(c) for c in sorted(CATEGORY_NAMES)]
+    totals = _tally(cats)
     big = sorted(range(len(boxes)), key=lambda i: -(boxes[i][2] - boxes[i][0])
                  * (boxes[i][3] - boxes[i][1]))  # fmt: skip
     boxes, cats = [boxes[i] for i in big], [cats[i] for i in big]
-    k = regions_that_fit(tokenizer, boxes, cats, length, totals)
+    k = regions_that_fit(tokenizer, boxes, cats, length, totals, asked)
     keep = sorted(range(k), key=lambda i: (boxes[i][1], boxes[i][0]))
-    ids = _region_tokens(tokenizer, [boxes[i] for i in keep], [cats[i] for i in keep], totals)
+    ids = _region_tokens(tokenizer, [boxes[i] for i in keep], [cats[i] for i in keep], totals,
+                         asked)  # fmt: skip
     return (ids + [fill_id] * length)[:length]
+
+
+def referred_box(question: str, fmt: str, image_size: tuple[int, int]):
+    """The box (x1, y1, x2, y2, fractions of the image) that a question about one flake
+    refers to (a ``describe`` question: "Describe the flake at [0.1, 0.2, 0.3, 0.4]."),
+    written in box dialect ``fmt`` for an image of ``image_size`` (width, height); None
+    for any other question or one without exactly one box.
+
+    >>> referred_box("Describe the flake at [0.100, 0.200, 0.300, 0.500].", "llava", (224, 224))
+    (0.1, 0.2, 0.3, 0.5)
+    >>> referred_box("How many monolayer flakes are in the image?", "llava", (224, 224)) is None
+    True
+    """
+    from qupaint.bench.parse import parse_answer
+    from qupaint.model.constrain import task_of_question
+
+    if task_of_question(question) != "describe":
+        return None
+    w, h = image_size
+    a = parse_answer(question, fmt, image_size=(w, h), expect="boxes")
+    if not a.ok or len(a.boxes) != 1:
+        return None
+    x1, y1, x2, y2 = (float(v) for v in a.boxes[0])
+    return (round(x1 / w, 6), round(y1 / h, 6), round(x2 / w, 6), round(y2 / h, 6))
 
 
 def build_tiny_tokenizer(vocab_size: int = 1024, extra_texts: Sequence[str] = ()):

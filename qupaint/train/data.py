@@ -87,6 +87,10 @@ def coco_regions(coco_json) -> dict[str, tuple[list, list]]:
 #: the region text, and moved regions made every copied digit wrong (at 0.01, step 200 of
 #: a run: its locate loss was the same with another image's regions)
 REGION_JITTER = 0.0
+#: the share of training samples whose region text leaves out the referred box's class
+#: (``QuPAINTConfig.region_refer``): at inference only questions about one flake get it,
+#: so the language model must also see region text without it on images with flakes
+REFER_DROP = 0.25
 
 
 class InstructDataset(Dataset):
@@ -100,13 +104,17 @@ class InstructDataset(Dataset):
     ``regions``: ``{file_name: (boxes, categories)}`` (:func:`coco_regions`); each sample
     then carries ``region_ids``, its true regions as region tokens (boxes moved by
     :data:`REGION_JITTER`, seeded by (seed, index)) with ``region_length`` slots.
+    ``refer``: the model reads the class of the box a question refers to
+    (``QuPAINTConfig.region_refer``); the region text then opens with the true class of
+    the flake a ``describe`` turn asks about (left out of :data:`REFER_DROP` of samples).
     """
 
     def __init__(self, records: list[dict], image_root, processor: QuPAINTProcessor,
                  jitter: tuple[float, float] = (0.0, 0.0), seed: int = 0,
                  dense: dict[str, np.ndarray] | None = None, regions: dict | None = None,
-                 region_length: int = 0):  # fmt: skip
+                 region_length: int = 0, refer: bool = False):  # fmt: skip
         self.records = records
+        self.refer = refer
         self.dense = dense
         self.regions = regions
         self.region_length = region_length
@@ -143,10 +151,30 @@ class InstructDataset(Dataset):
                                  "(dynamic_tiles: false)")  # fmt: skip
             enc["dense_labels"] = self.dense[name][None]
         if self.regions is not None:
-            enc["region_ids"] = [self._region_ids(rec, idx)]
+            enc["region_ids"] = [self._region_ids(rec, idx, (img.shape[1], img.shape[0]))]
         return enc
 
-    def _region_ids(self, rec: dict, idx: int) -> list[int]:
+    def _asked(self, rec: dict, idx: int, size, boxes, cats) -> int | None:
+        """The true layer class of the flake that ``rec``'s describe turn asks about (the
+        region whose box overlaps the question's most), or None (no such turn, or left
+        out for :data:`REFER_DROP` of samples)."""
+        from qupaint.bench.metrics import box_iou_xywh
+        from qupaint.instruct.formats import FORMATS
+        from qupaint.model.processing import referred_box
+
+        if not self.refer or not boxes:
+            return None
+        if np.random.default_rng([self.seed, idx, 2]).random() < REFER_DROP:
+            return None
+        for q, _ in self.processor.turns_of(rec):
+            box = next((b for f in FORMATS if (b := referred_box(q, f, size)) is not None), None)
+            if box is not None:
+                xywh = lambda b: [b[0], b[1], b[2] - b[0], b[3] - b[1]]  # noqa: E731
+                iou = box_iou_xywh(np.asarray([xywh(box)]), np.asarray([xywh(b) for b in boxes]))
+                return int(cats[int(np.argmax(iou))])
+        return None
+
+    def _region_ids(self, rec: dict, idx: int, size=(1, 1)) -> list[int]:
         from qupaint.model.processing import region_ids
 
         name = rec.get("image") or rec["images"][0]
@@ -158,4 +186,5 @@ class InstructDataset(Dataset):
                         + rng.normal(0.0, REGION_JITTER, (len(boxes), 4)), 0.0, 1.0)  # fmt: skip
         moved = [tuple(b) for b in moved]
         return region_ids(self.processor.tokenizer, moved, cats, self.region_length,
-                          self.processor.image_token_id)  # fmt: skip
+                          self.processor.image_token_id,
+                          self._asked(rec, idx, size, boxes, cats))  # fmt: skip

@@ -111,7 +111,8 @@ def build_trainer(cfg: TrainConfig) -> tuple[Trainer, object]:
             regions = coco_regions(cfg.dense_coco)
     ds = InstructDataset(records, cfg.image_root or Path(cfg.train_jsonl).parent, proc,
                          (cfg.lab_jitter_l, cfg.lab_jitter_ab), cfg.seed, dense, regions,
-                         getattr(model.config, "region_tokens", 0))  # fmt: skip
+                         getattr(model.config, "region_tokens", 0),
+                         bool(getattr(model.config, "region_refer", False)))  # fmt: skip
     cuda = torch.cuda.is_available()
     bf16 = _flag(cfg.bf16, cuda and torch.cuda.is_bf16_supported())
     args = TrainingArguments(
