@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from qupaint._io import atomic_open, write_json
-from qupaint.categories import CATEGORY_IDS, CATEGORY_NAMES
+from qupaint.categories import CATEGORY_IDS, CATEGORY_NAMES, CATEGORY_PHRASES
 from qupaint.optics import (
     DEFAULT_WAVELENGTHS_NM,
     FLAKE_MATERIALS,
@@ -553,12 +553,13 @@ def compact_answers(out: Path, materials=("MoS2", "graphene", "WSe2", "hBN"),
                     log=None) -> list[Path]:
     """The shipped compact QuPAINT model (``compact``) on one held-out QF-Bench image of each
     of ``materials`` (the compact style: realistic Synthia at 224 px, seeds no training
-    image used): its constrained answers to the count, "is there a monolayer?" and "detect
-    all flakes" questions next to the truth (``compact_answers.json``), and its boxes beside
-    the true ones (``compact_answers.png``). Without shipped weights it says so and skips."""
+    image used): its constrained answers to the count, "is there a monolayer?", "describe
+    the flake at <box>" (its layer class) and "detect all flakes" questions next to the
+    truth (``compact_answers.json``), and its boxes beside the true ones
+    (``compact_answers.png``). Without shipped weights it says so and skips."""
     from qupaint.bench.compact import compact_synthia_config
     from qupaint.bench.metrics import by_image
-    from qupaint.bench.model_eval import resolve_image, task_questions
+    from qupaint.bench.model_eval import description_class, resolve_image, task_questions
     from qupaint.bench.parse import parse_answer
     from qupaint.bench.qfbench import build_qfbench
     from qupaint.model import load_model_and_processor
@@ -572,7 +573,7 @@ def compact_answers(out: Path, materials=("MoS2", "graphene", "WSe2", "hBN"),
     bench = out / "qfbench"
     build_qfbench(bench, 1, materials, config=compact_synthia_config())
     gt = json.loads((bench / "annotations.json").read_text())
-    items = [it for it in task_questions(gt, gt["images"]) if it[0] != "describe"]
+    items = task_questions(gt, gt["images"])
     model, proc = load_model_and_processor("compact")
     model.eval()
     answers = generate_answers(model, proc, [resolve_image(bench, im) for _, im, _, _ in items],
@@ -588,6 +589,9 @@ def compact_answers(out: Path, materials=("MoS2", "graphene", "WSe2", "hBN"),
         elif task == "verify":
             a = parse_answer(text, "llava", expect="yesno")
             want, ok = truth, a.ok and a.yes == truth
+        elif task == "describe":
+            want = CATEGORY_PHRASES[truth[0]]
+            ok = description_class(text) == truth[0]
         else:
             want = [{"category": CATEGORY_NAMES[x["category_id"]],
                      "bbox": [round(v, 1) for v in x["bbox"]]} for x in truths[im["id"]]]  # fmt: skip
@@ -600,9 +604,11 @@ def compact_answers(out: Path, materials=("MoS2", "graphene", "WSe2", "hBN"),
     _plot_compact(bench, gt, [r for r in rows if r["task"] == "locate"],
                   out / "compact_answers.png")  # fmt: skip
     if log:
-        log(f"compact model on {len(gt['images'])} held-out images: {right}/{asked} count and "
-            "monolayer answers right; e.g.")  # fmt: skip
-        for r in rows[:4] + [r for r in rows if r["task"] == "locate"][:1]:
+        log(f"compact model on {len(gt['images'])} held-out images: {right}/{asked} count, "
+            "monolayer and layer-class answers right; e.g.")  # fmt: skip
+        shown = rows[:4] + [next(r for r in rows if r["task"] == t) for t in ("describe", "locate")
+                            if any(r["task"] == t for r in rows)]  # fmt: skip
+        for r in shown:
             log(f"  Q: {r['question']}\n  A: {r['answer'][:160]}\n  truth: {r['truth']}")
     return [out / "compact_answers.json", out / "compact_answers.png"]
 

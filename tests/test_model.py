@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from transformers import InternVLForConditionalGeneration
 
+from qupaint.categories import CATEGORY_PHRASES
 from qupaint.model import QuPAINTForConditionalGeneration, QuPAINTProcessor, tiny_model
 from qupaint.model.processing import IGNORE, dynamic_tiles, lab_jitter, region_ids, tile_grid
 from qupaint.pia import pia_scores
@@ -408,3 +409,128 @@ def test_region_pointer_copies_and_its_training_loss_is_the_full_forwards(rng):
     assert abs(float(p[sorted(read)].sum()) - 1.0) < 1e-4
     with pytest.raises(ValueError, match="region_pointer"):
         QuPAINTForConditionalGeneration.config_class(region_pointer=True)
+
+
+def test_referred_box_reads_describe_questions_in_every_dialect():
+    """``referred_box``: the one box of a describe question, as fractions of the image, in
+    each box dialect; None for other questions and for a describe question without one."""
+    from qupaint.instruct.formats import format_boxes
+    from qupaint.instruct.templates import DESCRIBE_Q
+    from qupaint.model.processing import referred_box
+
+    w, h = 300, 200
+    bbox = [30.0, 40.0, 90.0, 60.0]  # x, y, w, h in pixels -> (0.1, 0.2, 0.4, 0.5)
+    for fmt in ("llava", "internvl", "qwen"):
+        for t in DESCRIBE_Q:
+            q = t.format(box=format_boxes(fmt, [bbox], None, w, h))
+            got = referred_box(q, fmt, (w, h))
+            np.testing.assert_allclose(got, (0.1, 0.2, 0.4, 0.5), atol=2e-3, err_msg=(fmt, q))
+    assert referred_box("How many monolayer flakes are in the image?", "llava", (w, h)) is None
+    assert referred_box("Locate all flakes in the image with their layer category.", "llava",
+                        (w, h)) is None  # fmt: skip
+    assert referred_box("Describe the flake at the centre.", "llava", (w, h)) is None
+
+
+def test_box_class_sums_probabilities_over_the_box(rng):
+    """``box_class`` against a direct reference: the non-substrate class with the largest
+    probability summed over every cell the box touches (edges rounded outwards); a box
+    thinner than a cell still reads the cell it lies in."""
+    from qupaint.model.modeling import box_class
+
+    probs = rng.dirichlet(np.ones(4), size=(16, 12))  # h 16, w 12
+    for _ in range(50):
+        x1, x2 = np.sort(rng.random(2))
+        y1, y2 = np.sort(rng.random(2))
+        c0, c1 = int(np.floor(x1 * 12)), max(int(np.ceil(x2 * 12)), int(np.floor(x1 * 12)) + 1)
+        r0, r1 = int(np.floor(y1 * 16)), max(int(np.ceil(y2 * 16)), int(np.floor(y1 * 16)) + 1)
+        want = 1 + int(np.argmax(sum(probs[r, c, 1:] for r in range(r0, r1)
+                                     for c in range(c0, min(c1, 12)))))  # fmt: skip
+        assert box_class(probs, (x1, y1, x2, y2)) == want
+    one = np.zeros((16, 12, 4))
+    one[..., 0] = 1.0
+    one[5, 7] = [0.4, 0.1, 0.1, 0.4]
+    assert box_class(one, (7.2 / 12, 5.5 / 16, 7.3 / 12, 5.6 / 16)) == 3
+
+
+def test_generate_hands_region_ids_and_referred_boxes_to_the_vision_side(rng):
+    """transformers' ``generate`` encodes the image before the first forward: the
+    ``region_ids`` and ``ref_boxes`` given to it must still reach the region tokens.
+    ``generate_answers`` gives a describe question its box: the region text then opens with
+    the box's class (``box_class`` of the dense head); a count question gets none."""
+    from qupaint.model import load_model_and_processor
+    from qupaint.model.inference import generate_answers
+    from qupaint.model.modeling import box_class
+
+    model, proc = load_model_and_processor("compact-init", seed=4)
+    model.eval()
+    assert model.config.region_refer
+    img = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    batch = proc.prompt([img], ["How many monolayer flakes are in the image?"])
+    ids = torch.as_tensor([region_ids(proc.tokenizer, [(0.1, 0.1, 0.4, 0.3)], [2], 192,
+                                      proc.image_token_id)])  # fmt: skip
+    model.generate(**batch, region_ids=ids, max_new_tokens=1, do_sample=False)
+    assert torch.equal(model.model.read_region_ids, ids)
+    questions = ["Describe the flake at [0.100, 0.200, 0.300, 0.500].",
+                 "How many monolayer flakes are in the image?"]  # fmt: skip
+    generate_answers(model, proc, [img, img], questions, batch_size=2, temperature=0,
+                     max_new_tokens=1)  # fmt: skip
+    read = [proc.tokenizer.decode([i for i in r.tolist() if i != proc.image_token_id])
+            for r in model.model.read_region_ids]  # fmt: skip
+    model.model.dense_map(proc.pixel_values(img))  # the vision side alone, on the same image
+    with torch.no_grad():
+        probs = model.model.dense_grid_logits().softmax(-1).numpy()
+    [(boxes, cats)] = model.model.regions()
+    asked = box_class(probs[0], (0.1, 0.2, 0.3, 0.5))
+    want = region_ids(proc.tokenizer, boxes, cats, 192, proc.image_token_id, asked)
+    assert model.model.read_region_ids[0].tolist() == want
+    assert read[0].startswith(f" asked {CATEGORY_PHRASES[asked]}; flakes {len(cats)},")
+    assert read[1].startswith(f" flakes {len(cats)},")
+    with pytest.raises(ValueError, match="ref_boxes"):
+        model(**batch, ref_boxes=torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="region_refer"):
+        QuPAINTForConditionalGeneration.config_class(region_refer=True)
+
+
+def test_training_regions_name_the_described_flakes_true_class(tmp_path, rng):
+    """Training with ``refer``: the region text of a dialogue with a describe turn opens
+    with the true class of the flake at the question's box (most overlapping region), left
+    out in about :data:`REFER_DROP` of samples; without a describe turn, never."""
+    import json
+
+    from qupaint.instruct.formats import format_boxes
+    from qupaint.model import load_model_and_processor
+    from qupaint.train.data import REFER_DROP, InstructDataset, coco_regions
+
+    _, proc = load_model_and_processor("compact-init")
+    Image.fromarray(rng.integers(0, 256, (100, 200, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    anns = [([10, 10, 50, 40], 3), ([120, 50, 30, 20], 1), ([70, 60, 20, 30], 2)]
+    coco = {"images": [{"id": 1, "file_name": "a.png", "height": 100, "width": 200}],
+            "annotations": [{"id": k, "image_id": 1, "category_id": c, "bbox": b}
+                            for k, (b, c) in enumerate(anns)], "categories": []}  # fmt: skip
+    (tmp_path / "c.json").write_text(json.dumps(coco))
+
+    def rec(k):
+        box = format_boxes("llava", [anns[k][0]], None, 200, 100)
+        return {"image": "a.png", "conversations": [
+            {"from": "human", "value": "<image>\nHow many thick flakes are in the image?"},
+            {"from": "gpt", "value": "There is 1 thick flake in the image."},
+            {"from": "human", "value": f"Describe the flake at {box}."},
+            {"from": "gpt", "value": "This is a flake."}]}  # fmt: skip
+
+    records = [rec(k % 3) for k in range(60)]
+    plain = {"image": "a.png", "conversations": records[0]["conversations"][:2]}
+    regions = coco_regions(tmp_path / "c.json")
+    ds = InstructDataset([*records, plain], tmp_path, proc, regions=regions, region_length=192,
+                         refer=True)  # fmt: skip
+    decode = lambda i: proc.tokenizer.decode(ds[i]["region_ids"][0])  # noqa: E731
+    dropped = 0
+    for i in range(60):
+        text = decode(i)
+        if text.startswith(" asked"):
+            assert text.startswith(f" asked {CATEGORY_PHRASES[anns[i % 3][1]]};"), text
+        else:
+            dropped += 1
+    assert 0.05 < dropped / 60 < 2.5 * REFER_DROP
+    assert decode(60).startswith(" flakes 3,")
+    off = InstructDataset(records, tmp_path, proc, regions=regions, region_length=192)
+    assert proc.tokenizer.decode(off[0]["region_ids"][0]).startswith(" flakes 3,")

@@ -348,9 +348,11 @@ def region_scores(maps, gt: dict, grid=REGION_GRID, classes: int = 4) -> list[di
     return out
 
 
-def dense_maps(model, processor, image_dir, gt: dict, batch: int = 16) -> dict:
+def dense_maps(model, processor, image_dir, gt: dict, batch: int = 16,
+               probs: bool = False) -> dict:  # fmt: skip
     """The dense head's class map [h, w] of every image of COCO ``gt`` in ``image_dir``
-    (:meth:`~qupaint.model.modeling.QuPAINTModel.dense_map`: the vision side only)."""
+    (:meth:`~qupaint.model.modeling.QuPAINTModel.dense_map`: the vision side only);
+    ``probs=True``: its class probabilities [h, w, classes] instead."""
     import torch
 
     from qupaint.bench.model_eval import resolve_image
@@ -361,6 +363,9 @@ def dense_maps(model, processor, image_dir, gt: dict, batch: int = 16) -> dict:
         part = ims[k : k + batch]
         pv = torch.cat([processor.pixel_values(resolve_image(Path(image_dir), im)) for im in part])
         cls = model.model.dense_map(pv.to(model.dtype))
+        if probs:
+            with torch.no_grad():
+                cls = model.model.dense_grid_logits().float().softmax(-1).cpu().numpy()
         out.update({im["id"]: c for im, c in zip(part, cls, strict=True)})
     return out
 
@@ -369,16 +374,30 @@ def dense_region_row(model, processor, gt_json, images_dir=None) -> dict:
     """The compact model's vision side alone on a QF-Bench: its dense head's regions
     (:meth:`~qupaint.model.modeling.QuPAINTModel.regions`, the text its LM reads) as
     detections, scored like the physics detector's reference row
-    (:func:`~qupaint.bench.model_eval.detections_task_row`)."""
+    (:func:`~qupaint.bench.model_eval.detections_task_row`), and
+    ``layer_class_accuracy_referred``: the described flakes' class read off the dense map
+    at their boxes (:func:`~qupaint.model.modeling.box_class`, what a ``region_refer``
+    model's LM is given)."""
     from qupaint.bench.metrics import load_json
-    from qupaint.bench.model_eval import detections_task_row
+    from qupaint.bench.model_eval import detections_task_row, task_questions
+    from qupaint.model.modeling import box_class
 
     gt = load_json(gt_json)
     root = Path(images_dir) if images_dir else Path(gt_json).parent
     cfg = model.config
-    dets = region_detections(dense_maps(model, processor, root, gt), gt, cfg.dense_classes,
-                             cfg.region_min_cells, cfg.region_absorb_cells)  # fmt: skip
-    return detections_task_row(gt, dets)
+    probs = dense_maps(model, processor, root, gt, probs=True)
+    maps = {k: p.argmax(-1) for k, p in probs.items()}
+    dets = region_detections(maps, gt, cfg.dense_classes, cfg.region_min_cells,
+                             cfg.region_absorb_cells)  # fmt: skip
+    row = detections_task_row(gt, dets)
+    right = []
+    for task, im, _, truth in task_questions(gt, gt["images"]):
+        if task == "describe":
+            (cat, (x, y, w, h)), size = truth, (im["width"], im["height"])
+            box = (x / size[0], y / size[1], (x + w) / size[0], (y + h) / size[1])
+            right.append(box_class(probs[im["id"]], box) == cat)
+    row["layer_class_accuracy_referred"] = float(np.mean(right)) if right else None
+    return row
 
 
 def tune_regions(model, processor, work_dir, images: int = 200, workers: int = 2,
