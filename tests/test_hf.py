@@ -79,6 +79,40 @@ def test_pipeline_image_text_to_text_offline(saved):
     assert isinstance(res[0]["generated_text"][-1]["content"], str)
 
 
+def test_pipeline_runs_a_region_token_model_and_gives_it_the_referred_box(tmp_path):
+    """A compact (region-token, ``region_refer``) checkpoint through ``AutoProcessor`` and
+    ``pipeline``: the model finds its tokenizer beside its weights, the processor's
+    ``ref_boxes`` carry a describe question's box (NaN rows for other questions), and the
+    region text the model reads opens with that box's class."""
+    from qupaint.model import load_model_and_processor
+
+    model, proc = load_model_and_processor("compact-init", seed=5)
+    model.save_pretrained(tmp_path)
+    proc.save_pretrained(tmp_path)
+    img = tmp_path / "chip.png"
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)).save(img)
+    auto = AutoProcessor.from_pretrained(tmp_path)
+    assert auto.refer
+
+    def messages(q):
+        return [{"role": "user", "content": [{"type": "image", "image": str(img)},
+                                             {"type": "text", "text": q}]}]  # fmt: skip
+
+    describe = "Describe the flake at [0.100, 0.200, 0.300, 0.500]."
+    text = auto.apply_chat_template(messages(describe), add_generation_prompt=True,
+                                    tokenize=False)  # fmt: skip
+    torch.testing.assert_close(auto(images=str(img), text=text)["ref_boxes"],
+                               torch.tensor([[0.1, 0.2, 0.3, 0.5]]))  # fmt: skip
+    text = auto.apply_chat_template(messages(QUESTION), add_generation_prompt=True,
+                                    tokenize=False)  # fmt: skip
+    assert torch.isnan(auto(images=str(img), text=text)["ref_boxes"]).all()
+    pipe = pipeline("image-text-to-text", model=str(tmp_path))
+    pipe(text=messages(describe), max_new_tokens=2)
+    read = pipe.model.model.read_region_ids[0]
+    assert auto.tokenizer.decode(read[:6]).startswith(" asked ")
+
+
 def test_model_card_yaml(saved):
     out = saved[0]
     text = (out / "README.md").read_text()

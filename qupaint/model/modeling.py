@@ -172,6 +172,8 @@ class QuPAINTModel(QuPAINTPreTrainedModel, InternVLModel):
         from qupaint.model.processing import region_ids
 
         if self.region_tokenizer is None:
+            self.region_tokenizer = _checkpoint_tokenizer(self.config)
+        if self.region_tokenizer is None:
             raise ValueError("region tokens need the tokenizer: call "
                              "model.attach_tokenizer(processor.tokenizer) "
                              "(load_model_and_processor does)")  # fmt: skip
@@ -370,6 +372,19 @@ class QuPAINTForConditionalGeneration(QuPAINTPreTrainedModel, InternVLForConditi
         d.pop("architectures", None)
         cfg = QuPAINTConfig(use_pia_gate=use_pia_gate, **d)
         return cls.from_pretrained(path, config=cfg, **kwargs)
+
+
+def _checkpoint_tokenizer(config):
+    """The tokenizer saved beside a checkpoint loaded from a local folder (``from_pretrained``
+    and ``pipeline`` load the model without it), or None."""
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    path = Path(getattr(config, "name_or_path", "") or "")
+    if not (path / "tokenizer.json").is_file():
+        return None
+    return AutoTokenizer.from_pretrained(str(path))
 
 
 def box_class(probs, box) -> int:

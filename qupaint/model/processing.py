@@ -125,11 +125,12 @@ def region_ids(tokenizer, boxes, categories, length: int, fill_id: int,
     return (ids + [fill_id] * length)[:length]
 
 
-def referred_box(question: str, fmt: str, image_size: tuple[int, int]):
+def referred_box(question: str, fmt: str | None, image_size: tuple[int, int]):
     """The box (x1, y1, x2, y2, fractions of the image) that a question about one flake
     refers to (a ``describe`` question: "Describe the flake at [0.1, 0.2, 0.3, 0.4]."),
-    written in box dialect ``fmt`` for an image of ``image_size`` (width, height); None
-    for any other question or one without exactly one box.
+    written in box dialect ``fmt`` (None: the first of llava, internvl, qwen that reads
+    one) for an image of ``image_size`` (width, height); None for any other question or
+    one without exactly one box.
 
     >>> referred_box("Describe the flake at [0.100, 0.200, 0.300, 0.500].", "llava", (224, 224))
     (0.1, 0.2, 0.3, 0.5)
@@ -137,10 +138,13 @@ def referred_box(question: str, fmt: str, image_size: tuple[int, int]):
     True
     """
     from qupaint.bench.parse import parse_answer
+    from qupaint.instruct.formats import FORMATS
     from qupaint.model.constrain import task_of_question
 
     if task_of_question(question) != "describe":
         return None
+    if fmt is None:
+        return next((b for f in FORMATS if (b := referred_box(question, f, image_size))), None)
     w, h = image_size
     a = parse_answer(question, fmt, image_size=(w, h), expect="boxes")
     if not a.ok or len(a.boxes) != 1:
@@ -286,8 +290,11 @@ class QuPAINTProcessor(ProcessorMixin):
 
     def __init__(self, tokenizer, tokens_per_tile: int = 256,
                  image: ImageConfig | dict | None = None, system: str = DEFAULT_SYSTEM,
-                 max_length: int = 4096, chat_template: str | None = None):  # fmt: skip
+                 max_length: int = 4096, chat_template: str | None = None,
+                 refer: bool = False):  # fmt: skip
         super().__init__(tokenizer, chat_template=chat_template or build_chat_template(system))
+        #: ``__call__`` adds ``ref_boxes`` (the model reads referred boxes: region_refer)
+        self.refer = bool(refer)
         self.tokens_per_tile = int(tokens_per_tile)
         self.image = ImageConfig(**image) if isinstance(image, dict) else (image or ImageConfig())
         self.system = system
@@ -309,7 +316,10 @@ class QuPAINTProcessor(ProcessorMixin):
     def __call__(self, images=None, text=None, return_tensors: str | None = "pt", **kwargs):
         """Model inputs for generation: ``text`` (a string or a list, e.g. from
         :meth:`apply_chat_template`) with one ``<image>`` per image of ``images`` (one per
-        text, or a list per text). Left-padded; ``pixel_values`` holds every tile."""
+        text, or a list per text). Left-padded; ``pixel_values`` holds every tile. With
+        ``refer`` (a ``region_refer`` model's processor), ``ref_boxes`` [tiles, 4] holds the
+        box that each text's last question refers to (:func:`referred_box`; NaN rows for
+        none, and for images of more than one tile)."""
         from transformers import BatchFeature
 
         texts = [text] if isinstance(text, str) else list(text or [])
@@ -323,21 +333,29 @@ class QuPAINTProcessor(ProcessorMixin):
             texts = [f"{IM_START}user\n<image>\n{IM_END}\n{IM_START}assistant\n"] * len(per_text)
         if len(per_text) != len(texts):
             raise ValueError(f"images: {len(per_text)} image groups for {len(texts)} texts")
-        ids, tiles = [], []
+        ids, tiles, refs = [], [], []
         for t, ims in zip(texts, per_text, strict=True):
             if t.count("<image>") != len(ims):
                 raise ValueError(
                     f"text: {t.count('<image>')} '<image>' placeholders for {len(ims)} images"
                 )
+            question = t.rpartition(f"{IM_START}user\n")[2].partition(IM_END)[0]
             for im in ims:
                 pv = self.pixel_values(im)
                 tiles.append(pv)
+                if self.refer:
+                    box = referred_box(question.replace("<image>", "").strip(), None,
+                                       self._open(im).size) if len(pv) == 1 else None  # fmt: skip
+                    refs.append(torch.full((len(pv), 4), float("nan")) if box is None
+                                else torch.tensor([box], dtype=torch.float32))  # fmt: skip
                 t = t.replace("<image>\n", self._image_text(len(pv)), 1).replace(
                     "<image>", self._image_text(len(pv)), 1)  # fmt: skip
             ids.append(self._ids(t))
         data = self._left_pad(ids)
         if tiles:
             data["pixel_values"] = torch.cat(tiles)
+        if refs:
+            data["ref_boxes"] = torch.cat(refs)
         return BatchFeature(data, tensor_type=return_tensors)
 
     @classmethod
@@ -349,18 +367,24 @@ class QuPAINTProcessor(ProcessorMixin):
             per_tile = int(config.region_tokens)
         img = kw.pop("image", None) or ImageConfig(image_size=int(vc.image_size[0]))
         img.mean, img.std = list(config.image_mean), list(config.image_std)
+        kw.setdefault("refer", bool(getattr(config, "region_refer", False)))
         return cls(tokenizer, per_tile, img, **kw)
 
     # -- images
-    def pixel_values(self, image) -> torch.Tensor:
-        """[N_tiles, 3, S, S] float32, normalised, from a PIL image / uint8 array / path."""
+    @staticmethod
+    def _open(image):
+        """A PIL image of a PIL image, uint8 array or path."""
         from PIL import Image
 
         if isinstance(image, str | os.PathLike):
             image = Image.open(image)
         if isinstance(image, np.ndarray):
             image = Image.fromarray(image)
-        image = image.convert("RGB")
+        return image
+
+    def pixel_values(self, image) -> torch.Tensor:
+        """[N_tiles, 3, S, S] float32, normalised, from a PIL image / uint8 array / path."""
+        image = self._open(image).convert("RGB")
         c = self.image
         if c.dynamic or c.canvas:
             tiles = dynamic_tiles(image, c.image_size, c.max_tiles, 1, c.use_thumbnail,

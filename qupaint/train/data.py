@@ -159,7 +159,6 @@ class InstructDataset(Dataset):
         region whose box overlaps the question's most), or None (no such turn, or left
         out for :data:`REFER_DROP` of samples)."""
         from qupaint.bench.metrics import box_iou_xywh
-        from qupaint.instruct.formats import FORMATS
         from qupaint.model.processing import referred_box
 
         if not self.refer or not boxes:
@@ -167,7 +166,7 @@ class InstructDataset(Dataset):
         if np.random.default_rng([self.seed, idx, 2]).random() < REFER_DROP:
             return None
         for q, _ in self.processor.turns_of(rec):
-            box = next((b for f in FORMATS if (b := referred_box(q, f, size)) is not None), None)
+            box = referred_box(q, None, size)
             if box is not None:
                 xywh = lambda b: [b[0], b[1], b[2] - b[0], b[3] - b[1]]  # noqa: E731
                 iou = box_iou_xywh(np.asarray([xywh(box)]), np.asarray([xywh(b) for b in boxes]))
