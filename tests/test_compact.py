@@ -46,7 +46,7 @@ def test_recipe_and_lora_tuning_end_to_end(tmp_path, monkeypatch):
     from qupaint.bench.compact import train_compact
     from qupaint.model import load_model_and_processor
 
-    meta = train_compact(tmp_path / "w", images=12, steps=3, batch=4,
+    meta = train_compact(tmp_path / "w", images=12, steps=3, batch=4, vision_steps=2,
                          bench_images_per_material=1, workers=1, materials=("MoS2",),
                          validation_images=8)  # fmt: skip
     tasks = meta["qfbench"]["tasks"]
@@ -98,7 +98,7 @@ def test_ablation_runs_both_arms_on_one_data_set(tmp_path):
     spread."""
     from qupaint.bench.compact import ablate_compact
 
-    meta = ablate_compact(tmp_path, seeds=(0,), images=12, steps=2, batch=4,
+    meta = ablate_compact(tmp_path, seeds=(0,), images=12, steps=2, batch=4, vision_steps=1,
                           bench_images_per_material=1, workers=1, materials=("MoS2",),
                           validation_images=8)  # fmt: skip
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ablation.json", "data",

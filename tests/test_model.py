@@ -433,23 +433,35 @@ def test_referred_box_reads_describe_questions_in_every_dialect():
 
 def test_box_class_sums_probabilities_over_the_box(rng):
     """``box_class`` against a direct reference: the non-substrate class with the largest
-    probability summed over every cell the box touches (edges rounded outwards); a box
-    thinner than a cell still reads the cell it lies in."""
-    from qupaint.model.modeling import box_class
+    probability summed over every cell the box touches (edges rounded outwards), each cell
+    weighted by a Gaussian of its offset from the box's centre in units of the box's size
+    (a huge ``sigma``: the plain sum); a box thinner than a cell still reads its cell."""
+    from qupaint.model.modeling import BOX_SIGMA, box_class
 
     probs = rng.dirichlet(np.ones(4), size=(16, 12))  # h 16, w 12
-    for _ in range(50):
+    for k in range(60):
+        sigma = (BOX_SIGMA, 0.3, 1e6)[k % 3]
         x1, x2 = np.sort(rng.random(2))
         y1, y2 = np.sort(rng.random(2))
         c0, c1 = int(np.floor(x1 * 12)), max(int(np.ceil(x2 * 12)), int(np.floor(x1 * 12)) + 1)
         r0, r1 = int(np.floor(y1 * 16)), max(int(np.ceil(y2 * 16)), int(np.floor(y1 * 16)) + 1)
-        want = 1 + int(np.argmax(sum(probs[r, c, 1:] for r in range(r0, r1)
-                                     for c in range(c0, min(c1, 12)))))  # fmt: skip
-        assert box_class(probs, (x1, y1, x2, y2)) == want
+        c1, r1 = min(c1, 12), min(r1, 16)
+        total = np.zeros(3)
+        for r in range(r0, r1):
+            for c in range(c0, c1):
+                dy = (r - r0 + 0.5) / (r1 - r0) - 0.5
+                dx = (c - c0 + 0.5) / (c1 - c0) - 0.5
+                total += probs[r, c, 1:] * np.exp(-(dx * dx + dy * dy) / (2 * sigma * sigma))
+        assert box_class(probs, (x1, y1, x2, y2), sigma) == 1 + int(np.argmax(total))
     one = np.zeros((16, 12, 4))
     one[..., 0] = 1.0
     one[5, 7] = [0.4, 0.1, 0.1, 0.4]
     assert box_class(one, (7.2 / 12, 5.5 / 16, 7.3 / 12, 5.6 / 16)) == 3
+    # a Thick flake with a Few rim: the plain sum reads the rim, the centre the flake
+    rim = np.zeros((10, 10, 4))
+    rim[..., 2] = 1.0
+    rim[3:7, 3:7] = [0, 0, 0, 1]
+    assert box_class(rim, (0, 0, 1, 1), 1e6) == 2 and box_class(rim, (0, 0, 1, 1)) == 3
 
 
 def test_generate_hands_region_ids_and_referred_boxes_to_the_vision_side(rng):

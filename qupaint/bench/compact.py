@@ -8,7 +8,10 @@
    the dense head learns the per-cell layer classes of the same masks, and the language
    model learns to answer from the true regions written as region tokens
    (``QuPAINTConfig.region_tokens``);
-4. score it on a held-out QF-Bench of the same style (QF-Bench seeds) with
+4. train the vision side alone for ``vision_steps`` more (:func:`train_vision_side`): it
+   costs about a tenth of a joint step, and the layer class of a described flake is read
+   off its dense map (``region_refer``);
+5. score it on a held-out QF-Bench of the same style (QF-Bench seeds) with
    :func:`~qupaint.bench.model_eval.evaluate_model_tasks`, the physics detector beside it;
    there the language model reads the regions of the dense head's own map.
 
@@ -206,16 +209,21 @@ def _prepare_data(work: Path, materials, images: int, seed: int, workers: int, p
     return syn, train_jsonl
 
 
-def train_compact(work_dir, out_dir=None, images: int = 10000, steps: int = 1500,
+def train_compact(work_dir, out_dir=None, images: int = 10000, steps: int = 650,
                   batch: int = 16, lr: float = 2e-3, seed: int = 0, use_pia_gate: bool = True,
                   dense_weight: float = 1.0, bench_images_per_material: int = 4,
                   workers: int = 2, threads: int = 2, command: str | None = None,
                   materials=None, data_dir=None, data_seed: int | None = None,
-                  validation_images: int = 200,
+                  validation_images: int = 200, vision_steps: int = 1000,
+                  vision_lr: float = 1e-3,
                   progress: Callable[[str, int, int], None] | None = None) -> dict:  # fmt: skip
     """Run the compact recipe in ``work_dir`` and save the model to ``out_dir`` (default
     ``work_dir/model``); returns the metadata written to ``out_dir/metrics.json``: the
     arguments, the command, stage times and the held-out per-task figures.
+
+    After the joint training, the vision side trains alone for ``vision_steps`` at peak
+    rate ``vision_lr`` (:func:`train_vision_side`, same data and batch; the result is kept
+    in ``work_dir/vision`` and reused by a rerun).
 
     Before scoring, :func:`tune_regions` sets how the dense map is cut into regions on
     ``validation_images`` images of a validation render. ``seed`` seeds the rendering, the
@@ -226,8 +234,9 @@ def train_compact(work_dir, out_dir=None, images: int = 10000, steps: int = 1500
     from qupaint.train import load_config
     from qupaint.train import train as run_train
 
-    if images < 10 or steps < 1 or batch < 1 or lr <= 0:
-        raise ValueError("images >= 10, steps >= 1, batch >= 1 and lr > 0 required")
+    if images < 10 or steps < 1 or batch < 1 or lr <= 0 or vision_steps < 0 or vision_lr <= 0:
+        raise ValueError("images >= 10, steps >= 1, batch >= 1, lr > 0, vision_steps >= 0 "
+                         "and vision_lr > 0 required")  # fmt: skip
     work = Path(work_dir)
     out = Path(out_dir) if out_dir else work / "model"
     torch.set_num_threads(threads)
@@ -249,8 +258,11 @@ def train_compact(work_dir, out_dir=None, images: int = 10000, steps: int = 1500
     )  # fmt: skip
     res = run_train(cfg)
     times["train_s"] = round(time.perf_counter() - t2, 1)
+    t2 = time.perf_counter()
+    model, proc = _vision_stage(work, Path(data_dir) if data_dir else work, vision_steps, batch,
+                                vision_lr, seed, threads)  # fmt: skip
+    times["vision_s"] = round(time.perf_counter() - t2, 1)
     times["total_s"] = round(time.perf_counter() - t0, 1)
-    model, proc = load_model_and_processor(str(work / "run"))
     model.eval()
     t3 = time.perf_counter()
     regions = tune_regions(model, proc, work, validation_images, workers, mats)
@@ -276,6 +288,8 @@ def train_compact(work_dir, out_dir=None, images: int = 10000, steps: int = 1500
             "data_seed": data_seed,
             "use_pia_gate": use_pia_gate,
             "dense_weight": dense_weight,
+            "vision_steps": vision_steps,
+            "vision_lr": vision_lr,
             "tasks": list(COMPACT_TASKS),
             "materials": list(mats),
         },  # fmt: skip
@@ -287,6 +301,22 @@ def train_compact(work_dir, out_dir=None, images: int = 10000, steps: int = 1500
     write_json(out / "metrics.json", meta)
     write_json(work / "answers.json", figures["answers"])
     return meta
+
+
+def _vision_stage(work: Path, data: Path, steps: int, batch: int, lr: float, seed: int,
+                  threads: int):  # fmt: skip
+    """The jointly trained model of ``work/run`` with its vision side trained alone for
+    ``steps`` more (:func:`train_vision_side`), saved in (and, on a rerun, loaded from)
+    ``work/vision``; ``steps=0``: the joint model as it is. Returns (model, processor)."""
+    done = work / "vision"
+    if steps and (done / "config.json").is_file():
+        return load_model_and_processor(str(done))
+    model, proc = load_model_and_processor(str(work / "run"))
+    if steps:
+        train_vision_side(model, proc, data, work / "vision-run", steps, batch, lr, seed, threads)
+        model.save_pretrained(done)
+        proc.save_pretrained(done)
+    return model, proc
 
 
 #: the seed of the validation render that sets how the dense map is cut into regions
@@ -536,7 +566,7 @@ def ablate_compact(work_dir, seeds=(0, 1, 2), images: int = 10000, steps: int = 
                    batch: int = 16, lr: float = 2e-3, bench_images_per_material: int = 4,
                    workers: int = 2, threads: int = 2, command: str | None = None,
                    materials=None, validation_images: int = 200, lm_from=None,
-                   data_dir=None,
+                   data_dir=None, vision_steps: int = 1000,
                    progress: Callable[[str, int, int], None] | None = None) -> dict:  # fmt: skip
     """The PIA ablation (issue 27): the compact recipe with and without the PIA gate, at the
     same budget, for each training seed of ``seeds``, all on one rendered data set
@@ -549,7 +579,8 @@ def ablate_compact(work_dir, seeds=(0, 1, 2), images: int = 10000, steps: int = 
     all the gate touches: each arm trains a fresh vision side (:func:`train_vision_side`,
     ``steps`` x ``batch`` images of ``data_dir``, the work folder of the run that trained
     ``lm_from``) and reads it with ``lm_from``'s language model. About a tenth of the full
-    runs' time; the seed spread is then the vision side's alone."""
+    runs' time; the seed spread is then the vision side's alone. Without it, each run is
+    :func:`train_compact` with ``vision_steps`` after its joint steps."""
     work = Path(work_dir)
     runs: dict = {"pia": [], "no_pia": []}
     if lm_from is not None and data_dir is None:
@@ -568,6 +599,7 @@ def ablate_compact(work_dir, seeds=(0, 1, 2), images: int = 10000, steps: int = 
                                      workers=workers, threads=threads, materials=materials,
                                      data_dir=work / "data", data_seed=0,
                                      validation_images=validation_images,
+                                     vision_steps=vision_steps,
                                      progress=progress)  # fmt: skip
             runs[arm].append({"seed": seed, "train_s": meta["times"]["train_s"],
                               **flat_figures(meta["qfbench"])})  # fmt: skip

@@ -48,9 +48,13 @@ def train_compact_cmd(
     ),
     out: Path = typer.Option(None, help="Model folder to write (default WORK/model)"),
     images: int = typer.Option(10000, help="Realistic Synthia images rendered (224 px)"),
-    steps: int = typer.Option(1500, help="Optimiser steps"),
+    steps: int = typer.Option(650, help="Optimiser steps"),
     batch: int = typer.Option(16, help="Samples per step"),
     lr: float = typer.Option(2e-3, help="Peak learning rate (cosine)"),
+    vision_steps: int = typer.Option(
+        1000, help="Then steps of the vision side alone (dense head; a tenth of a joint step)"
+    ),
+    vision_lr: float = typer.Option(1e-3, help="Peak learning rate of those steps"),
     seed: int = typer.Option(0, help="Synthia, corpus and training seed"),
     pia: bool = typer.Option(
         True, "--pia/--no-pia", help="With the PIA gate (--no-pia: the ablation)"
@@ -69,6 +73,7 @@ def train_compact_cmd(
     command = invoked_command("train-compact")
     with user_errors(), progress("render") as report:
         meta = train_compact(work, out, images=images, steps=steps, batch=batch, lr=lr,
+                             vision_steps=vision_steps, vision_lr=vision_lr,
                              seed=seed, use_pia_gate=pia, dense_weight=dense_weight,
                              bench_images_per_material=bench_images, workers=workers,
                              threads=threads, command=command,

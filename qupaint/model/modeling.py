@@ -387,12 +387,20 @@ def _checkpoint_tokenizer(config):
     return AutoTokenizer.from_pretrained(str(path))
 
 
-def box_class(probs, box) -> int:
+#: the spread of :func:`box_class`'s weights, a fraction of the box's width and height
+#: (chosen on the compact model's validation render: the class read at a flake's centre
+#: beats the plain sum over its box, 0.85 vs 0.83 of 376 described flakes, because a
+#: blurred edge reads as a thinner class)
+BOX_SIGMA = 0.15
+
+
+def box_class(probs, box, sigma: float = BOX_SIGMA) -> int:
     """The layer class of a box on a dense map: the class (1 .. C - 1) whose probability,
-    summed over the cells the box (x1, y1, x2, y2, fractions of the map) touches, is
-    largest. ``probs`` [h, w, C] are per-cell class probabilities, class 0 the substrate.
-    The sum, not a vote of each cell's best class, still names the class of a flake the
-    substrate outweighs in every cell (a small or faint one).
+    summed over the cells the box (x1, y1, x2, y2, fractions of the map) touches, each
+    weighted by a Gaussian around the box's centre (``sigma`` of its size), is largest.
+    ``probs`` [h, w, C] are per-cell class probabilities, class 0 the substrate. The
+    weighted sum, not a vote of each cell's best class, still names the class of a flake
+    the substrate outweighs in every cell (a small or faint one).
 
     >>> p = np.zeros((4, 4, 4)); p[..., 0] = 0.7; p[..., 2] = 0.3; p[0, 0] = [0, 1, 0, 0]
     >>> box_class(p, (0.0, 0.0, 1.0, 1.0)), box_class(p, (0.0, 0.0, 0.25, 0.25))
@@ -403,7 +411,11 @@ def box_class(probs, box) -> int:
     x1, y1, x2, y2 = (float(v) for v in box)
     c0, r0 = min(max(int(np.floor(x1 * w)), 0), w - 1), min(max(int(np.floor(y1 * h)), 0), h - 1)
     c1, r1 = max(int(np.ceil(x2 * w)), c0 + 1), max(int(np.ceil(y2 * h)), r0 + 1)
-    return int(np.argmax(probs[r0:r1, c0:c1, 1:].sum((0, 1)))) + 1
+    cells = probs[r0:r1, c0:c1, 1:]
+    ys = (np.arange(cells.shape[0]) + 0.5) / cells.shape[0] - 0.5
+    xs = (np.arange(cells.shape[1]) + 0.5) / cells.shape[1] - 0.5
+    weight = np.exp(-(ys[:, None] ** 2 + xs[None, :] ** 2) / (2 * sigma**2))
+    return int(np.argmax((cells * weight[..., None]).sum((0, 1)))) + 1
 
 
 def map_regions(labels, classes: int, min_cells: int = 3, absorb_cells: int = 0):
