@@ -157,3 +157,39 @@ def test_per_task_evaluation_constrained_and_free(tmp_path):
     assert set(ref) == {"exact_count_accuracy", "monolayer_present_accuracy",
                         "layer_class_accuracy", "AP50", "Mono_AP50"}  # fmt: skip
     assert ref["AP50"] > 0.3  # the physics detector on its own synthetic images
+
+
+def test_answers_the_strict_parser_rejects_are_drawn_again(monkeypatch):
+    """What a format cannot hold (a box with y2 < y1) the strict parser rejects: such a
+    constrained answer is drawn again by sampling, up to ``retries`` times; answers that
+    parse, free answers and answers cut at the token limit are not."""
+    import qupaint.model.inference as inf
+    from qupaint.model import tiny_model
+
+    model, proc = tiny_model(seed=0)
+    bad = "Found 1 flake: Thick: [0.781, 0.719, 0.969, 0.672]"
+    good = "Found 1 flake: Thick: [0.781, 0.672, 0.969, 0.719]"
+    calls = []
+
+    def fake(model, processor, images, questions, rows, regexes, refs, gen, *rest):
+        calls.append((list(rows), gen["do_sample"]))
+        first = len(calls) == 1
+        texts = [bad if (first or questions[i] == "cut") else good for i in rows]
+        return texts, [questions[i] != "cut" for i in rows]
+
+    monkeypatch.setattr(inf, "_generate", fake)
+    img = np.zeros((56, 56, 3), np.uint8)
+    qs = ["Locate all flakes in the image with their layer category."] * 2 + ["cut"]
+    out = inf.generate_answers(model, proc, [img] * 3, qs, constrain=True, temperature=0,
+                               tasks=["locate", "locate", "locate"], batch_size=4)  # fmt: skip
+    assert out == [good, good, bad]  # the cut answer is kept as it is
+    assert calls == [([0, 1, 2], False), ([0, 1], True)]
+    calls.clear()
+    out = inf.generate_answers(model, proc, [img] * 2, qs[:2], constrain=True, temperature=0,
+                               tasks=["locate"] * 2, retries=0)  # fmt: skip
+    assert out == [bad, bad] and len(calls) == 1
+    calls.clear()
+    assert inf.generate_answers(model, proc, [img] * 2, qs[:2], temperature=0) == [bad, bad]
+    assert len(calls) == 1  # free answers are never drawn again
+    with pytest.raises(ValueError, match="retries"):
+        inf.generate_answers(model, proc, [img], qs[:1], retries=-1)

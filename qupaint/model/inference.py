@@ -24,6 +24,7 @@ def generate_answers(
     tasks: Sequence[str | None] | None = None,
     fmt: str = "llava",
     backend: str = "xgrammar",
+    retries: int = 3,
 ) -> list[str]:
     """Answer ``questions[i]`` about ``images[i]`` (paths, PIL images or uint8 arrays).
 
@@ -33,7 +34,11 @@ def generate_answers(
     ``constrain=True`` holds each answer to its task's format in box dialect ``fmt``
     (:mod:`qupaint.model.constrain`, with ``backend`` xgrammar or lmfe): the task is
     ``tasks[i]`` when given, else recognised from the question; a question of no known task
-    (or of ``describe``/``dialogue``) is answered freely.
+    (or of ``dialogue``) is answered freely. What a regular expression cannot hold, a
+    box's x2 > x1 and y2 > y1, is checked by the strict parser
+    (:func:`~qupaint.bench.parse.parse_answer`): an answer it rejects is drawn again by
+    sampling (temperature 0.7, seeded), up to ``retries`` times, and the last draw is kept
+    (an answer cut at ``max_new_tokens`` is not drawn again: it would be cut again).
 
     A model that reads referred boxes (``config.region_refer``) gets the box of each
     question about one flake (:func:`~qupaint.model.processing.referred_box`, in dialect
@@ -43,6 +48,8 @@ def generate_answers(
         raise ValueError(f"{len(images)} images but {len(questions)} questions")
     if temperature < 0:
         raise ValueError("temperature must be >= 0")
+    if retries < 0:
+        raise ValueError("retries must be >= 0")
     model.eval()
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
@@ -55,6 +62,7 @@ def generate_answers(
     if tasks is not None and len(tasks) != len(questions):
         raise ValueError(f"{len(tasks)} tasks for {len(questions)} questions")
     regexes: list[str | None] = [None] * len(questions)
+    expects: list[str | None] = [None] * len(questions)
     if constrain:
         from qupaint.instruct.formats import FORMATS
         from qupaint.model.constrain import CONSTRAINED_TASKS, answer_regex, task_of_question
@@ -65,34 +73,75 @@ def generate_answers(
         for i, q in enumerate(questions):
             t = tasks[i] if tasks is not None else task_of_question(q)
             regexes[i] = answer_regex(t, fmt) if t in CONSTRAINED_TASKS else None
+            expects[i] = _EXPECT.get(t)
     refs = _ref_boxes(images, questions, fmt) if getattr(model.config, "region_refer", False) \
         else None
     out: list[str] = []
+    ended: list[bool] = []
     torch.manual_seed(seed)
     for start in range(0, len(images), batch_size):
-        batch = processor.prompt(images[start : start + batch_size],
-                                 questions[start : start + batch_size])  # fmt: skip
-        batch = {k: v.to(device) for k, v in batch.items()}
-        batch["pixel_values"] = batch["pixel_values"].to(dtype)
-        extra = {}
-        rows = regexes[start : start + batch_size]
-        if any(r is not None for r in rows):
-            from transformers import LogitsProcessorList
-
-            from qupaint.model.constrain import logits_processor
-
-            proc = logits_processor(processor.tokenizer, model.config.text_config.vocab_size,
-                                    rows, batch["input_ids"].shape[1], backend,
-                                    eos_token_id=processor.im_end_id)  # fmt: skip
-            extra["logits_processor"] = LogitsProcessorList([proc])
-        if refs is not None:
-            extra["ref_boxes"] = refs[start : start + batch_size].to(device)
-        seq = model.generate(**batch, **gen, **extra)
-        n = batch["input_ids"].shape[1]
-        out += [processor.decode(s[n:]) for s in seq]
+        rows = list(range(start, min(start + batch_size, len(images))))
+        texts, done = _generate(model, processor, images, questions, rows, regexes, refs, gen,
+                                backend, device, dtype)  # fmt: skip
+        out, ended = out + texts, ended + done
         if progress:
             progress(len(out), len(images))
+    redo = [i for i, e in enumerate(expects) if e and ended[i] and not _parses(out[i], fmt, e)]
+    for attempt in range(retries):
+        if not redo:
+            break
+        torch.manual_seed(seed + 1 + attempt)
+        sampled = {**gen, "do_sample": True, "temperature": 0.7, "top_p": 1.0, "top_k": 0}
+        for start in range(0, len(redo), batch_size):
+            rows = redo[start : start + batch_size]
+            texts, _ = _generate(model, processor, images, questions, rows, regexes, refs,
+                                 sampled, backend, device, dtype)  # fmt: skip
+            for i, text in zip(rows, texts, strict=True):
+                out[i] = text
+        redo = [i for i in redo if not _parses(out[i], fmt, expects[i])]
     return out
+
+
+#: the strict parser's check of each constrained task's answers (describe: its class)
+_EXPECT = {"count": "count", "verify": "yesno", "locate": "boxes", "ground": "boxes",
+           "describe": "class"}  # fmt: skip
+
+
+def _parses(text: str, fmt: str, expect: str) -> bool:
+    """Whether the strict parser reads ``text`` as an answer of kind ``expect``."""
+    if expect == "class":
+        from qupaint.bench.model_eval import description_class
+
+        return description_class(text) is not None
+    from qupaint.bench.parse import parse_answer
+
+    return parse_answer(text, fmt, image_size=(1000, 1000), expect=expect).ok
+
+
+def _generate(model, processor, images, questions, rows, regexes, refs, gen, backend, device,
+              dtype) -> tuple[list[str], list[bool]]:  # fmt: skip
+    """Answers to questions ``rows`` (indices), as one left-padded batch, and whether each
+    ended (rather than being cut at the token limit)."""
+    batch = processor.prompt([images[i] for i in rows], [questions[i] for i in rows])
+    batch = {k: v.to(device) for k, v in batch.items()}
+    batch["pixel_values"] = batch["pixel_values"].to(dtype)
+    extra = {}
+    row_regexes = [regexes[i] for i in rows]
+    if any(r is not None for r in row_regexes):
+        from transformers import LogitsProcessorList
+
+        from qupaint.model.constrain import logits_processor
+
+        proc = logits_processor(processor.tokenizer, model.config.text_config.vocab_size,
+                                row_regexes, batch["input_ids"].shape[1], backend,
+                                eos_token_id=processor.im_end_id)  # fmt: skip
+        extra["logits_processor"] = LogitsProcessorList([proc])
+    if refs is not None:
+        extra["ref_boxes"] = refs[rows].to(device)
+    seq = model.generate(**batch, **gen, **extra)
+    n = batch["input_ids"].shape[1]
+    ended = [bool((s[n:] == processor.im_end_id).any()) for s in seq]
+    return [processor.decode(s[n:]) for s in seq], ended
 
 
 def _ref_boxes(images: Sequence, questions: Sequence[str], fmt: str) -> torch.Tensor:
