@@ -102,18 +102,14 @@ def generate_answers(
     return out
 
 
-#: the strict parser's check of each constrained task's answers (describe: its class)
-_EXPECT = {"count": "count", "verify": "yesno", "locate": "boxes", "ground": "boxes",
-           "describe": "class"}  # fmt: skip
+#: the strict parser's check of each constrained task's answers (a description's format
+#: names its class; nothing more to check)
+_EXPECT = {"count": "count", "verify": "yesno", "locate": "boxes", "ground": "boxes"}
 
 
 def _parses(text: str, fmt: str, expect: str) -> bool:
     """Whether the strict parser reads ``text`` as an answer of kind ``expect``."""
-    if expect == "class":
-        from qupaint.bench.model_eval import description_class
-
-        return description_class(text) is not None
-    from qupaint.bench.parse import parse_answer
+    from qupaint.instruct.parse import parse_answer
 
     return parse_answer(text, fmt, image_size=(1000, 1000), expect=expect).ok
 

@@ -137,8 +137,8 @@ def referred_box(question: str, fmt: str | None, image_size: tuple[int, int]):
     >>> referred_box("How many monolayer flakes are in the image?", "llava", (224, 224)) is None
     True
     """
-    from qupaint.bench.parse import parse_answer
     from qupaint.instruct.formats import FORMATS
+    from qupaint.instruct.parse import parse_answer
     from qupaint.model.constrain import task_of_question
 
     if task_of_question(question) != "describe":

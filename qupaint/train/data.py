@@ -156,9 +156,8 @@ class InstructDataset(Dataset):
 
     def _asked(self, rec: dict, idx: int, size, boxes, cats) -> int | None:
         """The true layer class of the flake that ``rec``'s describe turn asks about (the
-        region whose box overlaps the question's most), or None (no such turn, or left
-        out for :data:`REFER_DROP` of samples)."""
-        from qupaint.bench.metrics import box_iou_xywh
+        region whose box is nearest the question's: the question writes a true box), or
+        None (no such turn, or left out for :data:`REFER_DROP` of samples)."""
         from qupaint.model.processing import referred_box
 
         if not self.refer or not boxes:
@@ -168,9 +167,8 @@ class InstructDataset(Dataset):
         for q, _ in self.processor.turns_of(rec):
             box = referred_box(q, None, size)
             if box is not None:
-                xywh = lambda b: [b[0], b[1], b[2] - b[0], b[3] - b[1]]  # noqa: E731
-                iou = box_iou_xywh(np.asarray([xywh(box)]), np.asarray([xywh(b) for b in boxes]))
-                return int(cats[int(np.argmax(iou))])
+                gap = np.abs(np.asarray(boxes, float) - np.asarray(box, float)).max(1)
+                return int(cats[int(np.argmin(gap))])
         return None
 
     def _region_ids(self, rec: dict, idx: int, size=(1, 1)) -> list[int]:
