@@ -50,6 +50,8 @@ LIMITS: dict[str, tuple] = {
     "threshold": ((0,), (1,), "a probability"),
     "temperature": (0, 10, "the sampling temperature"),
     "lr": ((0,), 10, "the learning rate"),
+    "vision_lr": ((0,), 10, "the learning rate"),
+    "vision_steps": (0, 1_000_000_000, "a count (0: none)"),
     "seed": (0, 2**32 - 1, "a 32-bit seed"),
     "size": (16, 16384, "pixels"),
     "crop": (16, 16384, "pixels"),
