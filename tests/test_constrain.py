@@ -172,7 +172,7 @@ def test_answers_the_strict_parser_rejects_are_drawn_again(monkeypatch):
     good = "Found 1 flake: Thick: [0.781, 0.672, 0.969, 0.719]"
     calls = []
 
-    def fake(model, processor, images, questions, rows, regexes, refs, gen, *rest):
+    def fake(model, processor, images, questions, rows, regexes, gen, *rest):
         calls.append((list(rows), gen["do_sample"]))
         first = len(calls) == 1
         texts = [bad if (first or questions[i] == "cut") else good for i in rows]

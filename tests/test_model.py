@@ -498,7 +498,7 @@ def test_generate_hands_region_ids_and_referred_boxes_to_the_vision_side(rng):
     assert read[0].startswith(f" asked {CATEGORY_PHRASES[asked]}; flakes {len(cats)},")
     assert read[1].startswith(f" flakes {len(cats)},")
     with pytest.raises(ValueError, match="ref_boxes"):
-        model(**batch, ref_boxes=torch.zeros(2, 4))
+        model(**{**batch, "ref_boxes": torch.zeros(2, 4)})
     with pytest.raises(ValueError, match="region_refer"):
         QuPAINTForConditionalGeneration.config_class(region_refer=True)
 

@@ -54,11 +54,11 @@ class QuPAINTConfig(InternVLConfig):
         (:func:`~qupaint.model.modeling.map_regions`); used at inference only.
     region_refer : with region tokens, a question about one flake (``describe``: "Describe
         the flake at [x1, y1, x2, y2].") is answered from that box: the region text opens
-        with " asked <layer class>;", the class whose dense-head probability summed over
-        the box's cells is largest (:func:`~qupaint.model.modeling.box_class`), as
-        GPT4RoI and Ferret pool a referred box's features. The box comes in as
-        ``ref_boxes`` (:func:`~qupaint.model.inference.generate_answers` reads it off the
-        question); training writes the true class of the box.
+        with " asked <layer class>;", the class whose dense-head probability, summed over
+        the box's cells weighted towards its centre, is largest
+        (:func:`~qupaint.model.modeling.box_class`), as GPT4RoI and Ferret pool a
+        referred box's features. The box comes in as ``ref_boxes`` (the processor reads it
+        off the question); training writes the true class of the box.
     """
 
     model_type = "qupaint"

@@ -36,13 +36,13 @@ def generate_answers(
     ``tasks[i]`` when given, else recognised from the question; a question of no known task
     (or of ``dialogue``) is answered freely. What a regular expression cannot hold, a
     box's x2 > x1 and y2 > y1, is checked by the strict parser
-    (:func:`~qupaint.bench.parse.parse_answer`): an answer it rejects is drawn again by
+    (:func:`~qupaint.instruct.parse.parse_answer`): an answer it rejects is drawn again by
     sampling (temperature 0.7, seeded), up to ``retries`` times, and the last draw is kept
     (an answer cut at ``max_new_tokens`` is not drawn again: it would be cut again).
 
     A model that reads referred boxes (``config.region_refer``) gets the box of each
-    question about one flake (:func:`~qupaint.model.processing.referred_box`, in dialect
-    ``fmt``) as ``ref_boxes``.
+    question about one flake as ``ref_boxes`` from its processor
+    (:meth:`~qupaint.model.processing.QuPAINTProcessor.prompt`, ``refer``).
     """
     if len(images) != len(questions):
         raise ValueError(f"{len(images)} images but {len(questions)} questions")
@@ -74,15 +74,13 @@ def generate_answers(
             t = tasks[i] if tasks is not None else task_of_question(q)
             regexes[i] = answer_regex(t, fmt) if t in CONSTRAINED_TASKS else None
             expects[i] = _EXPECT.get(t)
-    refs = _ref_boxes(images, questions, fmt) if getattr(model.config, "region_refer", False) \
-        else None
     out: list[str] = []
     ended: list[bool] = []
     torch.manual_seed(seed)
     for start in range(0, len(images), batch_size):
         rows = list(range(start, min(start + batch_size, len(images))))
-        texts, done = _generate(model, processor, images, questions, rows, regexes, refs, gen,
-                                backend, device, dtype)  # fmt: skip
+        texts, done = _generate(model, processor, images, questions, rows, regexes, gen, backend,
+                                device, dtype)  # fmt: skip
         out, ended = out + texts, ended + done
         if progress:
             progress(len(out), len(images))
@@ -94,8 +92,8 @@ def generate_answers(
         sampled = {**gen, "do_sample": True, "temperature": 0.7, "top_p": 1.0, "top_k": 0}
         for start in range(0, len(redo), batch_size):
             rows = redo[start : start + batch_size]
-            texts, _ = _generate(model, processor, images, questions, rows, regexes, refs,
-                                 sampled, backend, device, dtype)  # fmt: skip
+            texts, _ = _generate(model, processor, images, questions, rows, regexes, sampled,
+                                 backend, device, dtype)  # fmt: skip
             for i, text in zip(rows, texts, strict=True):
                 out[i] = text
         redo = [i for i in redo if not _parses(out[i], fmt, expects[i])]
@@ -114,7 +112,7 @@ def _parses(text: str, fmt: str, expect: str) -> bool:
     return parse_answer(text, fmt, image_size=(1000, 1000), expect=expect).ok
 
 
-def _generate(model, processor, images, questions, rows, regexes, refs, gen, backend, device,
+def _generate(model, processor, images, questions, rows, regexes, gen, backend, device,
               dtype) -> tuple[list[str], list[bool]]:  # fmt: skip
     """Answers to questions ``rows`` (indices), as one left-padded batch, and whether each
     ended (rather than being cut at the token limit)."""
@@ -132,34 +130,7 @@ def _generate(model, processor, images, questions, rows, regexes, refs, gen, bac
                                 row_regexes, batch["input_ids"].shape[1], backend,
                                 eos_token_id=processor.im_end_id)  # fmt: skip
         extra["logits_processor"] = LogitsProcessorList([proc])
-    if refs is not None:
-        extra["ref_boxes"] = refs[rows].to(device)
     seq = model.generate(**batch, **gen, **extra)
     n = batch["input_ids"].shape[1]
     ended = [bool((s[n:] == processor.im_end_id).any()) for s in seq]
     return [processor.decode(s[n:]) for s in seq], ended
-
-
-def _ref_boxes(images: Sequence, questions: Sequence[str], fmt: str) -> torch.Tensor:
-    """[N, 4] boxes (fractions) the questions refer to, NaN rows for the others."""
-    import numpy as np
-    from PIL import Image
-
-    from qupaint.model.constrain import task_of_question
-    from qupaint.model.processing import referred_box
-
-    out = torch.full((len(questions), 4), float("nan"))
-    for i, (img, q) in enumerate(zip(images, questions, strict=True)):
-        if task_of_question(q) != "describe":
-            continue
-        if isinstance(img, np.ndarray):
-            size = (img.shape[1], img.shape[0])
-        elif isinstance(img, Image.Image):
-            size = img.size
-        else:
-            with Image.open(img) as im:
-                size = im.size
-        box = referred_box(q, fmt, size)
-        if box is not None:
-            out[i] = torch.tensor(box)
-    return out

@@ -341,13 +341,11 @@ class QuPAINTProcessor(ProcessorMixin):
                 )
             question = t.rpartition(f"{IM_START}user\n")[2].partition(IM_END)[0]
             for im in ims:
+                im = self._open(im)
                 pv = self.pixel_values(im)
                 tiles.append(pv)
                 if self.refer:
-                    box = referred_box(question.replace("<image>", "").strip(), None,
-                                       self._open(im).size) if len(pv) == 1 else None  # fmt: skip
-                    refs.append(torch.full((len(pv), 4), float("nan")) if box is None
-                                else torch.tensor([box], dtype=torch.float32))  # fmt: skip
+                    refs.append(self._ref_rows(question.replace("<image>", ""), im, len(pv)))
                 t = t.replace("<image>\n", self._image_text(len(pv)), 1).replace(
                     "<image>", self._image_text(len(pv)), 1)  # fmt: skip
             ids.append(self._ids(t))
@@ -471,13 +469,29 @@ class QuPAINTProcessor(ProcessorMixin):
         return out
 
     def prompt(self, images: Sequence, questions: Sequence[str]) -> dict:
-        """A left-padded generation batch: one question per image."""
-        ids, tiles = [], []
+        """A left-padded generation batch: one question per image (with ``refer``, also
+        ``ref_boxes`` as :meth:`__call__` gives them)."""
+        ids, tiles, refs = [], [], []
         for img, q in zip(images, questions, strict=True):
+            img = self._open(img)
             pv = self.pixel_values(img)
             ids.append(self.encode([(q, None)], len(pv))["input_ids"])
             tiles.append(pv)
-        return {**self._left_pad(ids), "pixel_values": torch.cat(tiles)}
+            if self.refer:
+                refs.append(self._ref_rows(q, img, len(pv)))
+        out = {**self._left_pad(ids), "pixel_values": torch.cat(tiles)}
+        if refs:
+            out["ref_boxes"] = torch.cat(refs)
+        return out
+
+    @staticmethod
+    def _ref_rows(question: str, image, n_tiles: int) -> torch.Tensor:
+        """``ref_boxes`` rows [n_tiles, 4] of one image: the box ``question`` refers to
+        (:func:`referred_box`, any dialect), or NaN (none, or an image of several tiles)."""
+        box = referred_box(question.strip(), None, image.size) if n_tiles == 1 else None
+        if box is None:
+            return torch.full((n_tiles, 4), float("nan"))
+        return torch.tensor([box], dtype=torch.float32)
 
     def _left_pad(self, ids: Sequence[list[int]]) -> dict:
         """``input_ids`` and ``attention_mask`` [B, max length] of token lists, padded on
