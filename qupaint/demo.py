@@ -557,14 +557,15 @@ def compact_answers(out: Path, materials=("MoS2", "graphene", "WSe2", "hBN"),
     the flake at <box>" (its layer class) and "detect all flakes" questions next to the
     truth (``compact_answers.json``), and its boxes beside the true ones
     (``compact_answers.png``). Without shipped weights it says so and skips."""
-    from qupaint.bench.compact import compact_synthia_config
+    from qupaint.bench.dataset import resolve_image
     from qupaint.bench.metrics import by_image
-    from qupaint.bench.model_eval import description_class, resolve_image, task_questions
-    from qupaint.bench.parse import parse_answer
+    from qupaint.bench.model_eval import description_class, task_questions
     from qupaint.bench.qfbench import build_qfbench
+    from qupaint.instruct.parse import parse_answer
     from qupaint.model import load_model_and_processor
     from qupaint.model.inference import generate_answers
     from qupaint.model.loading import COMPACT_DIR
+    from qupaint.recipes.compact import compact_synthia_config
 
     if not (COMPACT_DIR / "config.json").is_file():
         if log:
@@ -617,8 +618,8 @@ def _plot_compact(bench: Path, gt: dict, located: list[dict], path: Path) -> Non
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    from qupaint.bench.model_eval import resolve_image
-    from qupaint.bench.parse import parse_answer
+    from qupaint.bench.dataset import resolve_image
+    from qupaint.instruct.parse import parse_answer
 
     colors = {1: "red", 2: "orange", 3: "deepskyblue"}
     ims = {im["file_name"]: im for im in gt["images"]}

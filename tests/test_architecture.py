@@ -19,7 +19,7 @@ ROOT = Path(qupaint.__file__).parent
 # Longest prefix wins. Private base modules (qupaint._io, ...) are shared infrastructure.
 LAYERS = [
     ("base", ("qupaint", "qupaint._arrays", "qupaint._backend", "qupaint._C", "qupaint._io",
-              "qupaint._pool", "qupaint.categories")),
+              "qupaint._pool", "qupaint.categories", "qupaint.constants")),
     ("optics", ("qupaint.optics",)),  # materials.py (n,k tables), then tmm.py
     ("color", ("qupaint.color",)),
     ("detect", ("qupaint.detect",)),  # the product: flake hunting on real chips
@@ -30,7 +30,8 @@ LAYERS = [
     ("instruct", ("qupaint.instruct",)),
     ("model", ("qupaint.model",)),
     ("train", ("qupaint.train",)),
-    ("bench", ("qupaint.bench",)),
+    ("bench", ("qupaint.bench",)),  # scoring only: no training loop, no optimiser
+    ("recipes", ("qupaint.recipes",)),  # whole runs: train (train/) then score (bench/)
     ("app", ("qupaint.cli", "qupaint.demo", "qupaint.web")),
 ]  # fmt: skip
 RANK = {prefix: rank for rank, (_, prefixes) in enumerate(LAYERS) for prefix in prefixes}
@@ -106,6 +107,61 @@ def test_no_module_imports_a_later_layer_or_a_private_name():
             if private and target != module:
                 bad.append(f"{where}: {module} imports the private name {target}.{name}")
     assert not bad, "import-direction violations:\n" + "\n".join(bad)
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Every qupaint module's qupaint imports (lazy ones included), as a graph of modules."""
+    return {m: {t for _, t, _ in imports_of(m, p) if t in MODULES and t != m}
+            for m, p in MODULES.items()}  # fmt: skip
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of ``graph`` with more than one module (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_import_graph_has_no_cycle():
+    assert import_cycles(module_graph()) == []
+    # the finder is not vacuous: a planted two-module cycle is found
+    assert import_cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
+
+
+def test_bench_scores_and_never_trains():
+    # a training loop (the HF Trainer, an optimiser, qupaint.train) belongs to a recipe
+    banned = ("torch.optim", "Trainer", "TrainingArguments", "qupaint.train", "qupaint.recipes")
+    bad = []
+    for module, path in MODULES.items():
+        if module.startswith("qupaint.bench"):
+            text = path.read_text()
+            bad += [f"{module}: {b}" for b in banned if b in text]
+    assert not bad, bad
+    assert "qupaint.bench.parse" not in MODULES  # the parser has one home: qupaint.instruct.parse
 
 
 def test_materials_precede_the_transfer_matrix():

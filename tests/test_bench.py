@@ -13,10 +13,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from qupaint.bench import box_iou_xywh, evaluate_detection, evaluate_grounding, parse_answer
-from qupaint.bench.parse import parse_answers
 from qupaint.bench.qfbench import build_qfbench
 from qupaint.cli import app
 from qupaint.detect.core import DetectorConfig, detect
+from qupaint.instruct.parse import parse_answers
 from qupaint.synthia import SynthiaConfig
 
 runner = CliRunner()

@@ -6,15 +6,14 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from typer.testing import CliRunner
 
-from qupaint.bench.compact import HELD_OUT_MATERIAL, compact_materials
 from qupaint.cli import app
+from qupaint.recipes.compact import HELD_OUT_MATERIAL, compact_materials
 
 
 def test_short_descriptions_cut_only_descriptions(tmp_path):
-    from qupaint.bench.compact import short_descriptions
+    from qupaint.recipes.compact import short_descriptions
 
     recs = [
         {"id": "a", "meta": {"task": "describe"}, "conversations": [
@@ -41,14 +40,18 @@ def test_held_out_material_is_not_trained_on():
 def test_recipe_and_lora_tuning_end_to_end(tmp_path, monkeypatch):
     """``train_compact`` at toy size (12 images, 3 steps, one material): every stage runs,
     the model loads, the held-out figures are there for every task, count and describe
-    answers parse (constrained), and ``qupaint tune-compact`` adapts it to another material and scores
-    it before and after."""
-    from qupaint.bench.compact import train_compact
+    answers parse (constrained), and ``qupaint tune-compact`` adapts it to another material
+    and scores it before and after."""
     from qupaint.model import load_model_and_processor
+    from qupaint.recipes.compact import CompactRecipe, train_compact
 
-    meta = train_compact(tmp_path / "w", images=12, steps=3, batch=4, vision_steps=2,
-                         bench_images_per_material=1, workers=1, materials=("MoS2",),
-                         validation_images=8)  # fmt: skip
+    with pytest.raises(TypeError, match="CompactRecipe"):
+        train_compact(tmp_path / "w")
+    with pytest.raises(ValueError, match="steps >= 1"):
+        CompactRecipe(tmp_path / "w", steps=0)
+    meta = train_compact(CompactRecipe(tmp_path / "w", images=12, steps=3, batch=4,
+                                       vision_steps=2, bench_images_per_material=1, workers=1,
+                                       materials=("MoS2",), validation_images=8))  # fmt: skip
     tasks = meta["qfbench"]["tasks"]
     assert set(tasks) == {"count", "verify", "describe", "locate"}
     for t in ("count", "describe"):
@@ -96,7 +99,7 @@ def test_ablation_runs_both_arms_on_one_data_set(tmp_path):
     """``ablate_compact`` at toy size: the gated and ungated runs share one rendered data
     set, differ only in the gate, and the table holds each figure's values, mean and
     spread."""
-    from qupaint.bench.compact import ablate_compact
+    from qupaint.recipes.compact import ablate_compact
 
     meta = ablate_compact(tmp_path, seeds=(0,), images=12, steps=2, batch=4, vision_steps=1,
                           bench_images_per_material=1, workers=1, materials=("MoS2",),
@@ -113,8 +116,8 @@ def test_ablation_runs_both_arms_on_one_data_set(tmp_path):
     # the vision side alone: each arm reads with the LM of a trained model, unchanged
     import torch
 
-    from qupaint.bench.compact import VISION_PREFIXES
     from qupaint.model import load_model_and_processor
+    from qupaint.recipes.compact import VISION_PREFIXES
 
     base = tmp_path / "pia-s0" / "model"
     with pytest.raises(ValueError, match="data_dir"):
@@ -141,7 +144,7 @@ def test_region_scores_count_and_match_regions():
     region (F1 = 2 * 2 / (3 + 2)); absorbed, both are right."""
     import numpy as np
 
-    from qupaint.bench.compact import region_scores
+    from qupaint.bench.dense import region_scores
 
     lab = np.zeros((16, 16), int)
     lab[2:10, 2:10] = 3

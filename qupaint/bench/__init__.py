@@ -4,7 +4,7 @@ training-free physics detector."""
 from __future__ import annotations
 
 from qupaint.bench.metrics import box_iou_xywh, evaluate_detection, evaluate_grounding
-from qupaint.bench.parse import Answer, parse_answer, parse_answers
+from qupaint.instruct.parse import Answer, parse_answer, parse_answers
 
 __all__ = [
     "Answer",

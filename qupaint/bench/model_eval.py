@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from qupaint.bench.dataset import resolve_image
 from qupaint.bench.metrics import by_image, evaluate_detection, evaluate_grounding, load_json
-from qupaint.bench.parse import parse_answer
 from qupaint.categories import CATEGORY_PHRASES
+from qupaint.instruct.parse import parse_answer
 from qupaint.instruct.templates import DETECT_Q
 
 __all__ = [
@@ -21,23 +22,6 @@ __all__ = [
     "evaluate_model_tasks",
     "task_questions",
 ]
-
-
-def resolve_image(root: Path, im: dict) -> Path:
-    """Path of a COCO image: ``root/file_name``, else the released QF-Bench layout
-    ``root/materials/<material>/<file_name>``, else a unique match under ``root/materials``."""
-    p = root / im["file_name"]
-    if p.is_file():
-        return p
-    name = Path(im["file_name"]).name
-    if im.get("material"):
-        q = root / "materials" / im["material"] / name
-        if q.is_file():
-            return q
-    hits = sorted((root / "materials").glob(f"*/{name}")) if (root / "materials").is_dir() else []
-    if len(hits) == 1:
-        return hits[0]
-    raise ValueError(f"image {im['file_name']!r} not found under {root} (nor materials/*/)")
 
 
 def answers_to_detections(answers, images, fmt: str) -> tuple[list[dict], int]:

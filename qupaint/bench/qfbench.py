@@ -140,8 +140,8 @@ def detect_coco(
     from pathlib import Path
 
     from qupaint._pool import run_tasks
+    from qupaint.bench.dataset import resolve_image
     from qupaint.bench.metrics import load_json
-    from qupaint.bench.model_eval import resolve_image
 
     gt = load_json(gt_json)
     root = Path(images_dir) if images_dir else Path(gt_json).parent

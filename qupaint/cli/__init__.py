@@ -6,8 +6,9 @@ module                        commands
 :mod:`qupaint.cli.optics`     ``optics``, ``materials``, ``backends``, ``calibrate``
                               (from measured contrasts or from annotated images)
 :mod:`qupaint.cli.data`       ``synthia``, ``instruct``
-:mod:`qupaint.cli.evaluate`   ``detect``, ``eval detection|grounding|detector|model|
-                              real|crops|seg-crops``, ``bench build``
+:mod:`qupaint.cli.detect`     ``detect`` (flake hunting on whole micrographs)
+:mod:`qupaint.cli.evaluate`   ``eval detection|grounding|detector|model|real|crops|
+                              seg-crops``, ``bench build``
 :mod:`qupaint.cli.scan`       ``scan``, ``flakes``, ``map``, ``export``
 :mod:`qupaint.cli.web`        ``serve``
 :mod:`qupaint.cli.model`      ``train``, ``predict``, ``demo``
@@ -26,7 +27,7 @@ import importlib
 from qupaint.cli._common import app
 
 # importing a command module registers its commands; --help lists them in pipeline order
-for _module in ("optics", "data", "evaluate", "scan", "web", "model", "seg"):
+for _module in ("optics", "data", "detect", "evaluate", "scan", "web", "model", "seg"):
     importlib.import_module(f"qupaint.cli.{_module}")
 
 __all__ = ["app"]

@@ -20,14 +20,13 @@ __all__ = [
     "invoked_command",
     "user_errors",
     "fail",
-    "camera_field",
     "detector_config",
     "progress",
     "split_list",
     "metric_table",
     "pct",
-    "load_camera",
-    "oxide_or",
+    "load_microscope",
+    "parse_oxide_option",
     "parse_range",
 ]
 
@@ -246,58 +245,31 @@ def metric_table(title: str, rows: dict) -> Table:
     return table
 
 
-def load_camera(spec: str | Path | None):
-    """(camera, calibrated oxide in nm or None) from a ``--camera`` value: a preset name
-    (``srgb``, ``2dmatgmm``) or a JSON file written by ``qupaint calibrate`` or
-    ``Camera.save``; (None, None) without one. A preset's oxide is not used (it was its own
-    calibration chip's)."""
-    if spec is None:
-        return None, None
-    import json
-
-    from qupaint.color import Camera
-    from qupaint.color.camera import PRESETS
+def load_microscope(spec: str | Path | None):
+    """The :class:`~qupaint.color.Microscope` of a ``--camera`` value (a preset name or a
+    camera JSON), read once; ``Microscope()`` without one. A bad value exits with its error."""
+    from qupaint.color import Microscope
 
     with user_errors():
-        if str(spec) in PRESETS:
-            return Camera.preset(str(spec)), None
-        cam = Camera.load(spec)
-        oxide = json.loads(Path(spec).read_text()).get("oxide_nm")
-    return cam, (float(oxide) if oxide is not None else None)
+        return Microscope.load(spec)
 
 
-def camera_field(spec: str | Path | None, key: str):
-    """What a ``--camera`` preset or file states beside the camera: ``um_per_px`` (the image
-    scale), ``oxide_nm`` (the chip it was calibrated on) or ``response`` (the per-channel
-    response exponents of its settings, from ``qupaint calibrate --images``); None without."""
-    if spec is None:
-        return None
-    import json
-
-    from qupaint.color.camera import PRESETS, preset_file
-
-    try:  # srgb is a preset without a file: it states nothing
-        path = preset_file(str(spec)) if str(spec) in PRESETS else Path(spec)
-        v = json.loads(path.read_text()).get(key)
-    except (OSError, ValueError):
-        return None
-    if v is None:
-        return None
-    return [float(x) for x in v] if isinstance(v, list) else float(v)
-
-
-def detector_config(camera: str | Path | None, **changes):
-    """The detector's settings for a ``--camera``: its calibrated response as the prior."""
+def detector_config(microscope, **changes):
+    """The detector's settings for a :class:`~qupaint.color.Microscope`: its calibrated
+    response as the prior."""
     from qupaint.detect import DetectorConfig
 
-    resp = camera_field(camera, "response")
-    if resp is not None:
-        changes["response_center"] = tuple(resp)
+    if microscope.response is not None:
+        changes["response_center"] = tuple(microscope.response)
     return DetectorConfig(**changes)
 
 
-def oxide_or(oxide_nm: float | None, calibrated: float | None, default: float = 285.0) -> float:
-    """An explicit ``--oxide-nm``, else the camera file's calibrated oxide, else ``default``."""
-    if oxide_nm is not None:
-        return float(oxide_nm)
-    return calibrated if calibrated is not None else default
+def parse_oxide_option(text: str | None, option: str = "--oxide-nm"):
+    """A ``--oxide-nm`` value: None (not given), ``"auto"`` or a thickness in nm; a bad value
+    exits naming the option (:func:`qupaint.constants.parse_oxide`)."""
+    from qupaint.constants import parse_oxide
+
+    try:
+        return parse_oxide(text, option)
+    except ValueError as exc:
+        fail(str(exc))

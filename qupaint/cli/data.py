@@ -11,8 +11,7 @@ from rich.table import Table
 from qupaint.cli._common import (
     app,
     console,
-    load_camera,
-    oxide_or,
+    load_microscope,
     progress,
     split_list,
     user_errors,
@@ -74,7 +73,8 @@ def synthia(
     if style not in ("realistic", "classic"):
         console.print(f"[red]error:[/red] --style must be realistic or classic; got {style!r}")
         raise typer.Exit(2)
-    cam, cal_oxide = load_camera(camera)
+    mic = load_microscope(camera)
+    cam, cal_oxide = mic.camera, mic.oxide_nm
     t0 = time.perf_counter()
     with user_errors():
         kw = dict(
@@ -87,7 +87,7 @@ def synthia(
         if cam is not None:
             kw["camera"] = cam.to_dict()
         if style == "classic" or oxide_nm is not None or cal_oxide is not None:
-            kw["oxide_nm"] = oxide_or(oxide_nm, cal_oxide)
+            kw["oxide_nm"] = mic.oxide_or(oxide_nm)
         if style == "realistic":
             if oxide_nm is not None or cal_oxide is not None:
                 kw["oxide_choices_nm"] = ()  # a known oxide: every image on it
@@ -158,7 +158,7 @@ def instruct(
     from qupaint.instruct import TASKS, build_corpus
     from qupaint.synthia import parse_shard
 
-    cam, _ = load_camera(camera)
+    cam = load_microscope(camera).camera
     t0 = time.perf_counter()
     with user_errors(), progress("images") as report:
         part = parse_shard(shard_from_env() if shard == "slurm" else shard) if shard else None
@@ -298,8 +298,7 @@ def synthia_chip(
     if camera in ("2dmatgmm", "srgb"):
         cam_spec = camera
     else:
-        cam, _ = load_camera(camera)
-        cam_spec = cam.to_dict()
+        cam_spec = load_microscope(camera).camera.to_dict()
     kw = dict(tile_px=tile, um_per_px=um_per_px, overlap=overlap, material=material,
               camera=cam_spec, oxide_nm=oxide_nm, flakes_per_mm2=flakes_per_mm2,
               jitter_um=jitter_um, seed=seed)  # fmt: skip

@@ -1,5 +1,5 @@
-"""``qupaint eval ...``, ``qupaint bench build`` and ``qupaint detect``: QF-Bench and the
-training-free physics detector."""
+"""``qupaint eval ...`` and ``qupaint bench build``: QF-Bench and the scores of the physics
+detector and the model."""
 
 from __future__ import annotations
 
@@ -12,11 +12,10 @@ from rich.table import Table
 from qupaint._io import write_json
 from qupaint.cli._common import (
     app,
-    camera_field,
     console,
     detector_config,
     fail,
-    load_camera,
+    load_microscope,
     metric_table,
     parse_range,
     pct,
@@ -228,122 +227,6 @@ def bench_build(
     console.print(table)
 
 
-@app.command()
-def detect(
-    inputs: list[str] = typer.Argument(..., help="Micrographs: files, folders or globs"),
-    material: str = typer.Option(..., help="Material of the flakes, e.g. graphene"),
-    oxide_nm: str = typer.Option(
-        None,
-        help="SiO2 thickness in nm (0-2000), or 'auto': fitted per image from its flakes "
-        "(around the --camera's calibration chip); default: the --camera file's "
-        "calibrated oxide, else auto",
-    ),
-    camera: str = typer.Option(
-        "2dmatgmm",
-        help="Camera JSON (qupaint calibrate) or preset: 2dmatgmm (a calibrated "
-        "flake-hunting microscope), srgb (for Synthia images)",
-    ),
-    um_per_px: float = typer.Option(
-        None, help="Image scale; default the --camera's (2dmatgmm: 0.385 um/px)"
-    ),
-    min_area_um2: float = typer.Option(15.0, help="Physical minimum flake area (um^2)"),
-    out: Path = typer.Option(None, help="Output folder (batch mode; see below)"),
-    workers: int = typer.Option(2, help="Worker processes (batch mode)"),
-    min_score: float = typer.Option(0.05, help="Drop detections scoring below this (0-1)"),
-):
-    """Find and classify thin flakes on whole micrographs.
-
-    Per image, the oxide and the camera settings' per-channel gain are fitted so that the
-    pieces' contrasts fall on the material's layer ladder; dust specks, residue, fibres,
-    crystal halos and bulk crystals are rejected by named rules (counted per image in the
-    JSON). One image without --out: a table and <image>_detections.png. With --out (or
-    several images): per-image COCO JSON with masks, overlays, flakes.csv and report.html
-    ranking thin-flake candidates; resumable and parallel.
-    """
-    from qupaint.categories import CATEGORY_NAMES
-    from qupaint.detect.batch import detect_batch, find_images
-
-    cam, cal_oxide = load_camera(camera)
-    prior = camera_field(camera, "oxide_nm") if cal_oxide is None else None
-    if um_per_px is None:
-        um_per_px = camera_field(camera, "um_per_px")
-    if um_per_px is not None and not um_per_px > 0:
-        fail("--um-per-px must be > 0 (the image scale in um per pixel)")
-    if not min_area_um2 >= 0:
-        fail("--min-area-um2 must be >= 0")
-    if not 0 <= min_score <= 1:
-        fail("--min-score must be in [0, 1] (a probability)")
-    if oxide_nm is None:
-        oxide = cal_oxide if cal_oxide is not None else "auto"
-    elif oxide_nm.strip().lower() == "auto":
-        oxide = "auto"
-    else:
-        try:
-            oxide = float(oxide_nm)
-        except ValueError:
-            fail("--oxide-nm: a thickness in nm or 'auto'")
-        if not 0 <= oxide <= 2000:
-            fail(f"--oxide-nm {oxide_nm} is outside 0-2000 nm")
-    with user_errors():
-        config = detector_config(camera, min_area_um2=min_area_um2)
-    with user_errors():
-        files = find_images(inputs)
-    folder = out or Path(files[0]).with_name(Path(files[0]).stem + "_detections")
-    existed = folder.exists()
-    with user_errors(), progress("detect", total=len(files)) as report:
-        summary = detect_batch(files, folder, material, oxide, cam, um_per_px, workers,
-                               min_score, config=config, progress=report,
-                               oxide_prior_nm=prior)  # fmt: skip
-    if summary["done"] == 0:  # nothing could be processed: say why, leave nothing behind
-        if not existed:
-            import shutil
-
-            shutil.rmtree(folder, ignore_errors=True)
-        why = summary["failed"][0]["error"] if summary["failed"] else "no image processed"
-        fail(f"{summary['failed'][0]['image'] if summary['failed'] else folder}: {why}")
-    if out is None and len(files) == 1:  # one image: show its flakes and the overlay beside it
-        import json
-        import shutil
-
-        rec = json.loads(next((folder / "detections").glob("*.json")).read_text())
-        dets = rec["annotations"]
-        ox = rec["oxide"]
-        title = f"{len(dets)} flakes in {files[0].name} ({material}, {ox['nm']:.1f} nm SiO2)"
-        table = Table(title=title)
-        for col in (
-            "#",
-            "class",
-            "layers",
-            "score",
-            "contrast R,G,B",
-            "fit (sigma)",
-            "bbox x,y,w,h",
-        ):
-            table.add_column(col)
-        for k, d in enumerate(dets):
-            contrast = ", ".join(f"{c:+.3f}" for c in d["contrast"])
-            box = ",".join(f"{v:.0f}" for v in d["bbox"])
-            table.add_row(str(k), CATEGORY_NAMES[d["category_id"]], str(d["layers"]),
-                          f"{d['score']:.2f}", contrast, f"{d['fit_sigma']:.1f}", box)  # fmt: skip
-        console.print(table)
-        overlay = files[0].with_name(files[0].stem + "_detections.png")
-        shutil.copyfile(next((folder / "overlays").glob("*.png")), overlay)
-        console.print(f"wrote {overlay} (and COCO JSON, CSV, report in {folder}/)")
-    else:
-        console.print(
-            f"{summary['done']} of {summary['images']} images, {summary['flakes']} flakes, "
-            f"{summary['monolayer_candidates']} monolayer candidates; report: {folder}/report.html"
-        )
-    for f in summary["failed"]:
-        console.print(f"[yellow]skipped[/yellow] {f['image']}: {f['error']}")
-    if summary["oxide_ambiguous"]:
-        console.print(
-            f"[yellow]warning:[/yellow] the oxide is ambiguous in "
-            f"{len(summary['oxide_ambiguous'])} image(s) (interference colours repeat); "
-            "give --oxide-nm or a calibrated --camera (qupaint calibrate)"
-        )
-
-
 @eval_app.command("real")
 def eval_real(
     images: Path = typer.Option(..., help="Folder of whole micrographs"),
@@ -364,15 +247,14 @@ def eval_real(
     from qupaint.bench.real import evaluate_real
     from qupaint.detect import detect as run_detect
 
-    cam, cal_oxide = load_camera(camera)
-    prior = camera_field(camera, "oxide_nm") if cal_oxide is None else None
-    scale = um_per_px if um_per_px is not None else camera_field(camera, "um_per_px")
-    ox = oxide_nm if oxide_nm is not None else cal_oxide
+    mic = load_microscope(camera)
+    cam, prior, scale = mic.camera, mic.oxide_prior_nm, mic.scale_or(um_per_px)
+    ox = oxide_nm if oxide_nm is not None else mic.oxide_nm
     if not 0 <= min_score <= 1:
         fail("--min-score must be in [0, 1]")
 
     with user_errors():
-        config = detector_config(camera)
+        config = detector_config(mic)
 
     def detector(img):
         dets = run_detect(img, material, ox, config, camera=cam, um_per_px=scale,

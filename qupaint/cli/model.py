@@ -64,20 +64,20 @@ def train_compact_cmd(
     workers: int = typer.Option(2, help="Rendering and corpus processes"),
     threads: int = typer.Option(2, help="Torch threads for training"),
 ):
-    """Train the compact QuPAINT model from scratch on CPU (qupaint.bench.compact), score it
+    """Train the compact QuPAINT model from scratch on CPU (qupaint.recipes.compact), score it
     on a held-out QF-Bench, and save it with metrics.json. With --out set to
     qupaint/model/weights/compact it becomes the `compact` checkpoint."""
-    from qupaint.bench.compact import train_compact
     from qupaint.cli._common import invoked_command, progress
+    from qupaint.recipes.compact import CompactRecipe, train_compact
 
     command = invoked_command("train-compact")
     with user_errors(), progress("render") as report:
-        meta = train_compact(work, out, images=images, steps=steps, batch=batch, lr=lr,
-                             vision_steps=vision_steps, vision_lr=vision_lr,
-                             seed=seed, use_pia_gate=pia, dense_weight=dense_weight,
-                             bench_images_per_material=bench_images, workers=workers,
-                             threads=threads, command=command,
-                             progress=lambda stage, d, t: report(d, t, stage))  # fmt: skip
+        recipe = CompactRecipe(work, out, images=images, steps=steps, batch=batch, lr=lr,
+                               vision_steps=vision_steps, vision_lr=vision_lr, seed=seed,
+                               use_pia_gate=pia, dense_weight=dense_weight,
+                               bench_images_per_material=bench_images, workers=workers,
+                               threads=threads, command=command)  # fmt: skip
+        meta = train_compact(recipe, progress=lambda stage, d, t: report(d, t, stage))
     figures = meta["qfbench"]["tasks"]
     console.print(
         "held-out QF-Bench: "
@@ -109,8 +109,8 @@ def ablate_compact_cmd(
 ):
     """The PIA ablation: the compact recipe with and without the PIA gate for each seed,
     same data and budget; writes WORK/ablation.json (mean and spread per figure)."""
-    from qupaint.bench.compact import ablate_compact
     from qupaint.cli._common import invoked_command, progress
+    from qupaint.recipes.compact import ablate_compact
 
     command = invoked_command("ablate-compact")
     with user_errors(), progress("render") as report:
@@ -140,11 +140,11 @@ def tune_compact_cmd(
     workers: int = typer.Option(2, help="Rendering and corpus processes"),
     threads: int = typer.Option(2, help="Torch threads for training"),
 ):
-    """LoRA-tune the compact model on a new material (qupaint.bench.compact): render its
+    """LoRA-tune the compact model on a new material (qupaint.recipes.compact): render its
     Synthia, build its corpus, train adapters, merge, and score before and after on a
     held-out QF-Bench of that material. The merged model is WORK/model."""
-    from qupaint.bench.compact import finetune_compact
     from qupaint.cli._common import invoked_command, pct, progress
+    from qupaint.recipes.compact import finetune_compact
 
     command = invoked_command("tune-compact")
     with user_errors(), progress("render") as report:
@@ -190,9 +190,9 @@ def predict(
     from PIL import Image
 
     from qupaint._io import IMAGE_EXTS
-    from qupaint.bench.parse import parse_answer
     from qupaint.detect.draw import draw_detections
     from qupaint.instruct.formats import FORMATS
+    from qupaint.instruct.parse import parse_answer
     from qupaint.model import load_model_and_processor
     from qupaint.model.inference import generate_answers
 

@@ -13,11 +13,9 @@ from rich.table import Table
 from qupaint._io import atomic_open, write_json
 from qupaint.cli._common import (
     app,
-    camera_field,
     console,
     fail,
-    load_camera,
-    oxide_or,
+    load_microscope,
     parse_range,
     progress,
     user_errors,
@@ -74,8 +72,9 @@ def optics(
     also the stack's colour through that camera and (for --flake) its contrast."""
     from qupaint.optics import flake_layers, stack_reflectance
 
-    cam, cal_oxide = load_camera(camera)
-    oxide_nm = oxide_or(oxide_nm, cal_oxide)
+    mic = load_microscope(camera)
+    cam = mic.camera
+    oxide_nm = mic.oxide_or(oxide_nm)
     if (stack is None) == (flake is None):
         raise typer.BadParameter("give exactly one of --stack or --flake")
     if wl_step <= 0 or wl_max < wl_min:
@@ -277,8 +276,8 @@ def _calibrate_images(material, images, masks, layers_csv, camera, um_per_px, ox
     from qupaint.bench.real import find_masked_images
     from qupaint.detect.calibrate import calibrate_from_masks
 
-    cam, _ = load_camera(camera)
-    scale = um_per_px if um_per_px is not None else camera_field(camera, "um_per_px")
+    mic = load_microscope(camera)
+    cam, scale = mic.camera, mic.scale_or(um_per_px)
     with user_errors():
         pairs = find_masked_images(images, masks)
         known = _read_layers(layers_csv) if layers_csv else None

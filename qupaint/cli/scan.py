@@ -9,30 +9,16 @@ from rich.table import Table
 
 from qupaint.cli._common import (
     app,
-    camera_field,
     console,
     detector_config,
     fail,
-    load_camera,
+    load_microscope,
+    parse_oxide_option,
     progress,
     user_errors,
 )
 
 DB_HELP = "The flake database: a SQLite file (created if missing) or a SQLAlchemy URL"
-
-
-def _oxide(oxide_nm: str | None, cal_oxide: float | None):
-    if oxide_nm is None:
-        return cal_oxide  # None: auto, around the camera's or the chip's oxide
-    if oxide_nm.strip().lower() == "auto":
-        return None
-    try:
-        v = float(oxide_nm)
-    except ValueError:
-        fail("--oxide-nm: a thickness in nm or 'auto'")
-    if not 0 <= v <= 2000:
-        fail(f"--oxide-nm {oxide_nm} is outside 0-2000 nm")
-    return v
 
 
 @app.command()
@@ -80,22 +66,24 @@ def scan(
 
     if camera is None and not (folder / "chip.json").is_file():
         camera = "2dmatgmm"
-    cam, cal_oxide = load_camera(camera)
-    prior = camera_field(camera, "oxide_nm") if cal_oxide is None else None
-    if um_per_px is None and camera is not None:
-        um_per_px = camera_field(camera, "um_per_px")
+    mic = load_microscope(camera)
+    um_per_px = mic.scale_or(um_per_px)
     if not 0 <= min_score <= 1:
         fail("--min-score must be in [0, 1] (a probability)")
     if not idle_s > 0:
         fail("--idle-s must be > 0 (seconds)")
-    oxide = _oxide(oxide_nm, cal_oxide)
+    oxide = parse_oxide_option(oxide_nm)
+    if oxide is None:
+        oxide = mic.oxide_nm  # None: auto, around the camera's or the chip's oxide
+    elif oxide == "auto":
+        oxide = None
     with user_errors():
-        config = detector_config(camera, min_area_um2=min_area_um2)
+        config = detector_config(mic, min_area_um2=min_area_um2)
     db = db or str(folder / "flakes.sqlite")
     with user_errors(), progress("scan" + (" (watching)" if watch else "")) as report:
-        stats = scan_folder(folder, db, material, camera=cam, um_per_px=um_per_px,
-                            oxide_nm=oxide, oxide_prior_nm=prior, config=config, chip=chip,
-                            user=user, workers=workers, min_score=min_score, match_px=match_px,
+        stats = scan_folder(folder, db, material, camera=mic.camera, um_per_px=um_per_px,
+                            oxide_nm=oxide, oxide_prior_nm=mic.oxide_prior_nm, config=config,
+                            chip=chip, user=user, workers=workers, min_score=min_score, match_px=match_px,
                             watch=watch, idle_s=idle_s, progress=report)  # fmt: skip
     console.print(
         f"{stats['frames']} frames ({stats['skipped']} already stored), "

@@ -30,11 +30,13 @@ from qupaint.color.layers import (
     layer_model,
     tmm_substrate_color,
 )
+from qupaint.color.microscope import Microscope
 from qupaint.color.stack import stack_color
 
 __all__ = [
     "Camera",
     "LayerModel",
+    "Microscope",
     "SRGB_TO_XYZ",
     "XYZ_TO_SRGB",
     "channel_contrast",

@@ -1,6 +1,6 @@
 """How boxes and conversations are written in each instruction format.
 
-One place defines the three on-disk dialects (and ``qupaint.bench.parse`` inverts them):
+One place defines the three on-disk dialects (and ``qupaint.instruct.parse`` inverts them):
 
 ``llava``
     ``{"id", "image", "conversations": [{"from": "human", "value": "<image>\\n..."},

@@ -6,7 +6,7 @@ count, ``{cat}`` a layer class, ``{material}`` a material name and ``{box}`` box
 dialect. A kept library turns the expression into a token mask at every generation step
 (``backend``): xgrammar (default; compiled grammars, a C++ matcher) or lm-format-enforcer
 (pure Python). Whatever the model's weights, a constrained answer parses
-(:func:`qupaint.bench.parse.parse_answer` stays strict for everything else).
+(:func:`qupaint.instruct.parse.parse_answer` stays strict for everything else).
 
 :func:`task_of_question` recognises the task from the question (the question templates),
 so ``qupaint predict`` can constrain free questions too; an unknown question is not

@@ -20,7 +20,7 @@ from qupaint.model.processing import (
 __all__ = ["COMPACT_DIR", "compact_model", "load_model_and_processor", "tiny_model"]
 
 #: where ``"compact"`` is looked up (config, safetensors, processor, metrics.json), as
-#: ``qupaint train-compact --out`` writes it (:mod:`qupaint.bench.compact`)
+#: ``qupaint train-compact --out`` writes it (:mod:`qupaint.recipes.compact`)
 COMPACT_DIR = Path(__file__).resolve().parent / "weights" / "compact"
 
 
@@ -60,7 +60,7 @@ def compact_model(use_pia_gate: bool = True, seed: int = 0):
 def load_model_and_processor(spec: str, use_pia_gate: bool | None = None, seed: int = 0,
                              image: ImageConfig | None = None, **model_kw):  # fmt: skip
     """``spec``: ``"compact"`` (the compact model in :data:`COMPACT_DIR`, see
-    :mod:`qupaint.bench.compact`),
+    :mod:`qupaint.recipes.compact`),
     ``"tiny"`` (random), ``"compact-init"`` (random compact), a QuPAINT checkpoint folder
     (``save_pretrained`` output), or a local InternVL "-HF" checkpoint folder (the gate is
     added, see ``from_internvl``)."""

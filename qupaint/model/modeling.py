@@ -238,6 +238,18 @@ class QuPAINTForConditionalGeneration(QuPAINTPreTrainedModel, InternVLForConditi
         ``config.dense_classes``)."""
         return self.model.dense_grid_logits().flatten(1, 2)
 
+    def vision_loss(self, pixel_values: torch.Tensor, dense_labels: torch.Tensor) -> torch.Tensor:
+        """The dense head's cross-entropy of ``pixel_values`` [N, 3, S, S] against
+        ``dense_labels`` [N, cells] (class per dense-head cell, -100 ignored): the only loss
+        that reaches the vision side (ViT, PIA gate, dense head) of a region-token model,
+        computed without running the language model."""
+        self.model._gated_image_features(pixel_values)
+        logits = self.dense_logits()
+        target = dense_labels.reshape(-1).to(logits.device)
+        return nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(), target, ignore_index=-100
+        )
+
     def attach_tokenizer(self, tokenizer) -> None:
         """Give the model the tokenizer that writes its region tokens (``region_tokens``)."""
         self.model.region_tokenizer = tokenizer

@@ -1,0 +1,52 @@
+"""Named limits and defaults used across the library, each defined once.
+
+>>> OXIDE_RANGE_NM
+(60.0, 320.0)
+>>> parse_oxide("auto"), parse_oxide(" 90 "), parse_oxide(None)
+('auto', 90.0, None)
+"""
+
+from __future__ import annotations
+
+__all__ = ["MAX_OXIDE_NM", "MIN_SCORE", "OXIDE_RANGE_NM", "check_oxide", "parse_oxide"]
+
+#: SiO2 thicknesses (nm) searched when the oxide is fitted ("auto"): the range of the
+#: commercial thermal-oxide wafers flakes are hunted on (90 and 285 nm the most common)
+OXIDE_RANGE_NM: tuple[float, float] = (60.0, 320.0)
+#: the largest SiO2 thickness (nm) accepted anywhere
+MAX_OXIDE_NM = 2000.0
+#: detections scoring below this (a probability) are dropped by default
+MIN_SCORE = 0.05
+
+
+def check_oxide(nm: float, name: str = "oxide_nm") -> float:
+    """``nm`` as a float, or ValueError naming ``name`` when it is not in 0-:data:`MAX_OXIDE_NM`.
+
+    >>> check_oxide(285)
+    285.0
+    """
+    import math
+
+    try:
+        v = float(nm)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: a thickness in nm; got {nm!r}") from None
+    if not (math.isfinite(v) and 0 <= v <= MAX_OXIDE_NM):
+        raise ValueError(f"{name} must be in 0-{MAX_OXIDE_NM:.0f} nm; got {nm}")
+    return v
+
+
+def parse_oxide(value, name: str = "oxide_nm") -> float | str | None:
+    """An oxide as users write it: a thickness in nm (``"90"``, ``90.0``), ``"auto"`` (fit it
+    per image), or None (not given). Raises ValueError naming ``name`` otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "auto":
+            return "auto"
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{name}: a thickness in nm or 'auto'; got {value!r}") from None
+    return check_oxide(value, name)
