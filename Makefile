@@ -19,7 +19,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python $(SOURCES)
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.12" ninja
-	$(BIN)/python -m pip install -q --no-build-isolation -e ".[test,bench,dev,dask,lora,postgres]"
+	$(BIN)/python -m pip install -q --no-build-isolation -e ".[all,docs,test,bench,dev,dask,lora,postgres]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -22,6 +22,7 @@ import numpy as np
 
 from qupaint._io import atomic_open, write_json
 from qupaint.categories import CATEGORY_IDS, CATEGORY_NAMES, CATEGORY_PHRASES
+from qupaint.constants import MIN_SCORE
 from qupaint.optics import (
     DEFAULT_WAVELENGTHS_NM,
     FLAKE_MATERIALS,
@@ -308,19 +309,17 @@ def real_micrographs(out: Path, log=None) -> list[Path]:
 
     from qupaint.bench.metrics import box_iou_xywh
     from qupaint.bench.real import mask_boxes, score_real
-    from qupaint.color import Camera
-    from qupaint.color.camera import preset_file
+    from qupaint.color import Microscope
     from qupaint.detect import detect
     from qupaint.detect.batch import detect_batch
     from qupaint.detect.draw import outline_labels
 
-    cam = Camera.preset("2dmatgmm")
-    spec = json.loads(preset_file("2dmatgmm").read_text())
-    prior, scale = spec["oxide_nm"], spec["um_per_px"]
+    mic = Microscope.load("2dmatgmm")
+    cam, prior, scale = mic.camera, mic.oxide_prior_nm, mic.um_per_px
     paths = []
     for mat in ("WS2", "MoSe2"):
         s = detect_batch([REAL_DIR / f"{mat}_chip.jpg"], out / "real" / "chips" / mat, mat,
-                         "auto", camera=cam, um_per_px=scale, min_score=0.05,
+                         "auto", camera=cam, um_per_px=scale, min_score=MIN_SCORE,
                          oxide_prior_nm=prior)  # fmt: skip
         if log:
             log(f"real {mat} chip: {s['flakes']} flakes, {s['monolayer_candidates']} monolayer")
@@ -332,7 +331,7 @@ def real_micrographs(out: Path, log=None) -> list[Path]:
         gt = mask_boxes(mask)
         dets = [d for d in detect(img, "graphene", None, camera=cam, um_per_px=scale,
                                   oxide_prior_nm=prior, masks=True)
-                if d["score"] >= 0.05 and d["layers"] <= 5]  # fmt: skip
+                if d["score"] >= MIN_SCORE and d["layers"] <= 5]  # fmt: skip
         gts.append(gt)
         all_dets.append(dets)
         panel = outline_labels(img, mask, (40, 220, 40))
@@ -476,7 +475,7 @@ def chip_scan(out: Path, log=None) -> list[Path]:
     chip = base / "virtual_chip"
     render_chip(chip, ChipConfig(tiles=(3, 3), tile_px=(960, 600), seed=5), workers=2)
     db = base / "flakes.sqlite"
-    stats = scan_folder(chip, db, "graphene", workers=2, min_score=0.05)
+    stats = scan_folder(chip, db, "graphene", workers=2, min_score=MIN_SCORE)
     layout = stitch(db, base / "map", dzi=True)
     fit = {f["file"]: (f["fit_x_mm"], f["fit_y_mm"]) for f in layout["frames"]}
     err = stitch_error(fit, chip, layout["um_per_px"])

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from qupaint.bench.metrics import rank_score
+
 __all__ = ["REGION_GRID", "dense_maps", "dense_region_row", "region_detections",
            "region_scores"]  # fmt: skip
 
@@ -27,9 +29,9 @@ def region_detections(maps, gt: dict, classes: int, min_cells: int,
     for iid, lab in maps.items():
         w, h = size[iid]
         boxes, cats = map_regions(lab, classes, min_cells, absorb_cells)
-        dets += [{"image_id": iid, "category_id": c, "score": 1.0 / (1 + k),
+        dets += [{"image_id": iid, "category_id": c, "score": rank_score(k),
                   "bbox": [x1 * w, y1 * h, (x2 - x1) * w, (y2 - y1) * h]}
-                 for k, ((x1, y1, x2, y2), c) in enumerate(zip(boxes, cats, strict=True))]  # fmt: skip
+                 for k, ((x1, y1, x2, y2), c) in enumerate(zip(boxes, cats, strict=True))]
     return dets
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from qupaint.color import Camera, channel_contrast
 from qupaint.color.calibrate import fit_camera
+from qupaint.constants import MIN_SCORE
 
 __all__ = [
     "LayerCrop",
@@ -368,7 +369,7 @@ def evaluate_detector_on_crops(
     grid: int = 4,
     seed: int = 0,
     oxide_range: tuple[float, float] = (50.0, 110.0),
-    min_score: float = 0.05,
+    min_score: float = MIN_SCORE,
     progress=None,
 ) -> dict:
     """The physics detector on real labelled flakes: every crop is pasted, scaled so its

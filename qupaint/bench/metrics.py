@@ -26,7 +26,19 @@ __all__ = [
     "evaluate_grounding",
     "box_iou_xywh",
     "load_json",
+    "rank_score",
 ]
+
+
+def rank_score(rank: int) -> float:
+    """The COCO score of the box at position ``rank`` (0 first) of an answer that gives no
+    scores (a model's, a region list's): ``1 / (1 + rank)``, so AP ranks boxes in the order
+    they were given.
+
+    >>> [rank_score(k) for k in range(3)]
+    [1.0, 0.5, 0.3333333333333333]
+    """
+    return 1.0 / (1 + rank)
 
 
 def by_image(rows, images=()) -> dict[int, list[dict]]:

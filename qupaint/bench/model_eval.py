@@ -6,7 +6,13 @@ import re
 from pathlib import Path
 
 from qupaint.bench.dataset import resolve_image
-from qupaint.bench.metrics import by_image, evaluate_detection, evaluate_grounding, load_json
+from qupaint.bench.metrics import (
+    by_image,
+    evaluate_detection,
+    evaluate_grounding,
+    load_json,
+    rank_score,
+)
 from qupaint.categories import CATEGORY_PHRASES
 from qupaint.instruct.parse import parse_answer
 from qupaint.instruct.templates import DETECT_Q
@@ -34,7 +40,7 @@ def answers_to_detections(answers, images, fmt: str) -> tuple[list[dict], int]:
         for k, (box, cat) in enumerate(zip(a.boxes, a.category_ids, strict=True)):
             x1, y1, x2, y2 = (float(v) for v in box)
             dets.append({"image_id": im["id"], "category_id": cat or 1,
-                         "bbox": [x1, y1, x2 - x1, y2 - y1], "score": 1.0 / (1 + k)})  # fmt: skip
+                         "bbox": [x1, y1, x2 - x1, y2 - y1], "score": rank_score(k)})  # fmt: skip
     return dets, failed
 
 
@@ -320,7 +326,7 @@ def evaluate_model_real(model, processor, images_dir, masks_dir=None, tile: int 
         for j, (box, cat) in enumerate(zip(a_box.boxes, a_box.category_ids, strict=True)):
             x1, y1, x2, y2 = (float(v) for v in box)
             dets[k].append({"bbox": [x0 + x1, y0 + y1, x2 - x1, y2 - y1],
-                            "category_id": cat or MONO, "score": 1.0 / (1 + j)})  # fmt: skip
+                            "category_id": cat or MONO, "score": rank_score(j)})  # fmt: skip
     n = len(tiles)
     score = score_real(gt_boxes, dets)
     return {

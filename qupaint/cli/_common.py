@@ -13,6 +13,8 @@ from rich.progress import Progress
 from rich.table import Table
 from typer.core import TyperGroup
 
+from qupaint.constants import MAX_OXIDE_NM
+
 __all__ = [
     "app",
     "console",
@@ -36,7 +38,7 @@ console = Console(soft_wrap=True)  # an error stays one line, however narrow the
 #: a bound given as a 1-tuple is exclusive. Physical limits where the quantity is physical.
 LIMITS: dict[str, tuple] = {
     "layers": (1, 200, "layers"),
-    "oxide_nm": (0, 2000, "nm of SiO2"),
+    "oxide_nm": (0, MAX_OXIDE_NM, "nm of SiO2"),
     "wl_min": (200, 2000, "nm"),
     "wl_max": (200, 2000, "nm"),
     "wl_step": ((0,), 100, "nm"),
@@ -160,6 +162,16 @@ class OneLineErrors(TyperGroup):
         except _Abort:
             console.print("[red]error:[/red] aborted")
             sys.exit(1)
+        except ModuleNotFoundError as e:  # an optional part not installed: name its extra
+            from rich.markup import escape
+
+            from qupaint._extras import hint
+
+            line = hint(e)
+            if line is None:
+                raise
+            console.print(f"[red]error:[/red] {escape(line)}")
+            sys.exit(2)
         sys.exit(rv if isinstance(rv, int) else 0)
 
 

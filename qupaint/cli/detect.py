@@ -17,6 +17,7 @@ from qupaint.cli._common import (
     progress,
     user_errors,
 )
+from qupaint.constants import MAX_OXIDE_NM, MIN_SCORE
 
 
 @app.command()
@@ -25,7 +26,8 @@ def detect(
     material: str = typer.Option(..., help="Material of the flakes, e.g. graphene"),
     oxide_nm: str = typer.Option(
         None,
-        help="SiO2 thickness in nm (0-2000), or 'auto': fitted per image from its flakes "
+        help=f"SiO2 thickness in nm (0-{MAX_OXIDE_NM:.0f}), or 'auto': fitted per image from "
+        "its flakes "
         "(around the --camera's calibration chip); default: the --camera file's "
         "calibrated oxide, else auto",
     ),
@@ -40,7 +42,7 @@ def detect(
     min_area_um2: float = typer.Option(15.0, help="Physical minimum flake area (um^2)"),
     out: Path = typer.Option(None, help="Output folder (batch mode; see below)"),
     workers: int = typer.Option(2, help="Worker processes (batch mode)"),
-    min_score: float = typer.Option(0.05, help="Drop detections scoring below this (0-1)"),
+    min_score: float = typer.Option(MIN_SCORE, help="Drop detections scoring below this (0-1)"),
 ):
     """Find and classify thin flakes on whole micrographs.
 

@@ -23,6 +23,7 @@ from qupaint.cli._common import (
     split_list,
     user_errors,
 )
+from qupaint.constants import MIN_SCORE
 
 eval_app = typer.Typer(help="QF-Bench evaluation: COCO AP and grounding accuracy.")
 app.add_typer(eval_app, name="eval")
@@ -238,7 +239,7 @@ def eval_real(
     camera: str = typer.Option("2dmatgmm", help="Camera JSON or preset (as for detect)"),
     oxide_nm: float = typer.Option(None, help="SiO2 thickness; default fitted per image"),
     um_per_px: float = typer.Option(None, help="Image scale; default the --camera's"),
-    min_score: float = typer.Option(0.05, help="Drop detections scoring below this"),
+    min_score: float = typer.Option(MIN_SCORE, help="Drop detections scoring below this"),
     out: Path = typer.Option(None, help="Write the figures as JSON here"),
 ):
     """Score `qupaint detect` (its defaults) on whole expert-masked micrographs: recall at

@@ -17,6 +17,7 @@ from qupaint.cli._common import (
     progress,
     user_errors,
 )
+from qupaint.constants import MIN_SCORE
 
 DB_HELP = "The flake database: a SQLite file (created if missing) or a SQLAlchemy URL"
 
@@ -42,7 +43,7 @@ def scan(
         "camera file's calibrated oxide, else auto)",
     ),
     min_area_um2: float = typer.Option(15.0, help="Physical minimum flake area (um^2)"),
-    min_score: float = typer.Option(0.05, help="Drop detections scoring below this (0-1)"),
+    min_score: float = typer.Option(MIN_SCORE, help="Drop detections scoring below this (0-1)"),
     chip: str = typer.Option(None, help="Chip name in the database (default: the folder's)"),
     user: str = typer.Option(None, help="Who scanned (stored with the scan)"),
     workers: int = typer.Option(2, help="Worker processes"),
@@ -83,8 +84,9 @@ def scan(
     with user_errors(), progress("scan" + (" (watching)" if watch else "")) as report:
         stats = scan_folder(folder, db, material, camera=mic.camera, um_per_px=um_per_px,
                             oxide_nm=oxide, oxide_prior_nm=mic.oxide_prior_nm, config=config,
-                            chip=chip, user=user, workers=workers, min_score=min_score, match_px=match_px,
-                            watch=watch, idle_s=idle_s, progress=report)  # fmt: skip
+                            chip=chip, user=user, workers=workers, min_score=min_score,
+                            match_px=match_px, watch=watch, idle_s=idle_s,
+                            progress=report)  # fmt: skip
     console.print(
         f"{stats['frames']} frames ({stats['skipped']} already stored), "
         f"{stats['detections']} detections -> {stats['flakes']} flakes in {db} "

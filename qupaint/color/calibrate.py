@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from qupaint.color.camera import Camera
+from qupaint.constants import OXIDE_RANGE_NM
 from qupaint.optics import (
     DEFAULT_WAVELENGTHS_NM,
     get_material,
@@ -187,7 +188,7 @@ def _check_range(oxide_nm) -> tuple[float, float]:
 
 def fit_camera(
     observations: Sequence[tuple[str, int, Sequence[float]]],
-    oxide_nm: tuple[float, float] = (60.0, 320.0),
+    oxide_nm: tuple[float, float] = OXIDE_RANGE_NM,
     illuminant: str = "A",
     sigma: float = 0.02,
     sigma_rel: float = 0.1,
@@ -354,7 +355,7 @@ def _substrate_chroma(camera: Camera, lo: float, hi: float, step_nm: float):
 def estimate_oxide(
     substrate: Any,
     camera: Camera | None = None,
-    candidates: tuple[float, float] = (60.0, 320.0),
+    candidates: tuple[float, float] = OXIDE_RANGE_NM,
     tolerance: float = 0.01,
     step_nm: float = 0.5,
 ) -> OxideEstimate:

@@ -35,6 +35,7 @@ import numpy as np
 from qupaint._io import IMAGE_EXTS, atomic_open, atomic_write_bytes, image_bytes, write_json
 from qupaint._pool import run_tasks
 from qupaint.categories import CATEGORY_NAMES, MONO, THICK_MIN_LAYERS
+from qupaint.constants import OXIDE_RANGE_NM, parse_oxide
 
 __all__ = ["find_images", "detect_batch"]
 
@@ -157,7 +158,7 @@ def detect_batch(
     um_per_px: float | None = None,
     workers: int = 1,
     min_score: float = 0.0,
-    oxide_range: tuple[float, float] = (60.0, 320.0),
+    oxide_range: tuple[float, float] = OXIDE_RANGE_NM,
     config=None,
     progress: Callable[[int, int], None] | None = None,
     oxide_prior_nm: float | None = None,
@@ -176,10 +177,7 @@ def detect_batch(
 
     files = find_images(inputs)
     get_material(material)  # unknown material: fail before any work
-    if oxide_nm != "auto":
-        oxide_nm = float(oxide_nm)
-        if not (np.isfinite(oxide_nm) and 0 <= oxide_nm <= 2000):
-            raise ValueError(f"oxide_nm must be in 0-2000 nm or 'auto'; got {oxide_nm}")
+    oxide_nm = parse_oxide("auto" if oxide_nm is None else oxide_nm)
     if not 0 <= min_score <= 1:
         raise ValueError(f"min_score must be in [0, 1]; got {min_score}")
     if um_per_px is not None and not um_per_px > 0:

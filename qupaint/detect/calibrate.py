@@ -28,6 +28,7 @@ from scipy import ndimage
 
 from qupaint.categories import THICK_MIN_LAYERS
 from qupaint.color import Camera
+from qupaint.constants import OXIDE_RANGE_NM
 from qupaint.detect.core import DetectorConfig, contrast_map, fit_ladder
 
 __all__ = ["measure_instances", "calibrate_from_masks"]
@@ -71,7 +72,7 @@ def calibrate_from_masks(
     material: str,
     camera: Camera | None = None,
     layers: Mapping[tuple[str, int], int] | None = None,
-    oxide_range: tuple[float, float] = (60.0, 320.0),
+    oxide_range: tuple[float, float] = OXIDE_RANGE_NM,
     um_per_px: float | None = None,
     config: DetectorConfig | None = None,
     progress: Callable[[int, int], None] | None = None,

@@ -47,6 +47,7 @@ from scipy import ndimage
 from qupaint import _backend
 from qupaint.categories import THICK_MIN_LAYERS, category_of
 from qupaint.color import Camera, linear_srgb_to_lab
+from qupaint.constants import OXIDE_RANGE_NM, parse_oxide
 
 __all__ = [
     "ContrastMap",
@@ -344,7 +345,7 @@ class Ladder:
 
 
 def fit_ladder(contrasts, material: str, camera: Camera | None = None, noise=0.01,
-               oxide_nm: float | tuple[float, float] = (60.0, 320.0), weights=None,
+               oxide_nm: float | tuple[float, float] = OXIDE_RANGE_NM, weights=None,
                config: DetectorConfig | None = None, oxide_prior_nm: float | None = None,
                oxide_prior_sd_nm: float | None = None) -> Ladder:  # fmt: skip
     """Fit the oxide and a per-channel response so that the median contrasts of an image's
@@ -526,7 +527,7 @@ def detect(
     um_per_px: float | None = None,
     masks: bool = False,
     explain: list | None = None,
-    oxide_range: tuple[float, float] = (60.0, 320.0),
+    oxide_range: tuple[float, float] = OXIDE_RANGE_NM,
     oxide_prior_nm: float | None = None,
     backend: str | None = None,
 ) -> list[dict]:
@@ -554,12 +555,9 @@ def detect(
     img = _as_uint8(image)
     cam = camera or Camera.srgb("D65")
     H, W = img.shape[:2]
-    if isinstance(oxide_nm, str):
-        if oxide_nm.strip().lower() != "auto":
-            raise ValueError(f"oxide_nm: a thickness in nm or 'auto'; got {oxide_nm!r}")
+    oxide_nm = parse_oxide(oxide_nm)
+    if oxide_nm == "auto":
         oxide_nm = None
-    if oxide_nm is not None and not (np.isfinite(oxide_nm) and 0 <= oxide_nm <= 2000):
-        raise ValueError(f"oxide_nm must be in 0-2000 nm; got {oxide_nm}")
     oxide_spec = tuple(oxide_range) if oxide_nm is None else float(oxide_nm)
     prior_nm, prior_sd, prior_source = _oxide_prior(img, cam, oxide_nm, oxide_prior_nm,
                                                     oxide_range, cfg)  # fmt: skip
@@ -874,7 +872,7 @@ def _split_terraces(rows: list, cm: ContrastMap, mu: np.ndarray, cfg: DetectorCo
 
 def estimate_oxide_from_flakes(
     image, material: str, camera: Camera | None = None,
-    candidates: tuple[float, float] = (60.0, 320.0), config: DetectorConfig | None = None,
+    candidates: tuple[float, float] = OXIDE_RANGE_NM, config: DetectorConfig | None = None,
 ) -> tuple[float | None, int]:  # fmt: skip
     """(oxide_nm, pieces fitted) from the image's own flakes: the oxide of the ladder that
     :func:`detect` fits (specks, residue, fibres, halos and crystals excluded first, so dust

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from qupaint._extras import require
+
+require("model", "qupaint.model")  # a missing extra: one line naming it
+
 from qupaint.model.configuration import QuPAINTConfig, tiny_config
 from qupaint.model.loading import load_model_and_processor, tiny_model
 from qupaint.model.modeling import (

@@ -11,6 +11,10 @@
 
 from __future__ import annotations
 
+from qupaint._extras import require
+
+require("scan", "qupaint.scan")  # a missing extra: one line naming it
+
 from qupaint.scan.db import SCHEMA_VERSION, open_db
 from qupaint.scan.ingest import scan_folder
 from qupaint.scan.positions import Frame, read_positions

@@ -345,23 +345,23 @@ def scan_folder(
     SQLAlchemy URL); see the module doc. ``camera`` (a :class:`~qupaint.color.Camera`) and
     ``um_per_px`` default to the folder's ``chip.json`` (a virtual chip) when it has one.
     ``progress(done, total)`` is called after each frame. Returns a summary."""
-    from qupaint.color import Camera
+    from qupaint.color import Microscope
     from qupaint.optics import get_material
 
     folder = Path(folder)
     material = get_material(material).name
-    meta = {}
-    if (folder / "chip.json").is_file():
-        meta = json.loads((folder / "chip.json").read_text())
-    if camera is None and meta.get("camera"):
-        camera = Camera.from_dict(meta["camera"])
+    # a virtual chip's chip.json states its microscope (camera, oxide, scale)
+    chip_json = folder / "chip.json"
+    mic = Microscope.load(chip_json) if chip_json.is_file() else Microscope()
+    if camera is None:
+        camera = mic.camera
     if um_per_px is None:
-        um_per_px = meta.get("um_per_px")
+        um_per_px = mic.um_per_px
     if um_per_px is None or not (math.isfinite(um_per_px) and um_per_px > 0):
         raise ValueError("um_per_px: give the image scale (--um-per-px, or a --camera file "
                          "that states um_per_px); stage coordinates need it")  # fmt: skip
-    if oxide_prior_nm is None and meta.get("oxide_nm") is not None and oxide_nm is None:
-        oxide_prior_nm = float(meta["oxide_nm"])
+    if oxide_prior_nm is None and mic.oxide_nm is not None and oxide_nm is None:
+        oxide_prior_nm = mic.oxide_nm
     if workers < 1:
         raise ValueError(f"workers must be >= 1; got {workers}")
     if match_px < 0:

@@ -41,7 +41,7 @@ import numpy as np
 from qupaint._io import atomic_open, atomic_write_bytes, image_bytes, write_json
 from qupaint.categories import THICK_MIN_LAYERS
 from qupaint.color import Camera, flake_color_table, tmm_substrate_color
-from qupaint.color.camera import PRESETS, preset_file
+from qupaint.color.microscope import Microscope
 from qupaint.optics import get_material
 from qupaint.synthia.finish import finish_image
 from qupaint.synthia.flakes import FlakeShape, random_flake, rasterize, split_terrace
@@ -176,16 +176,14 @@ class VirtualChip:
         config.validate()
         c = config
         chip = cls(c)
-        cam = (Camera.preset(c.camera) if isinstance(c.camera, str)
-               else Camera.from_dict(c.camera))  # fmt: skip
+        mic = (Microscope.load(c.camera) if isinstance(c.camera, str)
+               else Microscope(camera=Camera.from_dict(c.camera)))  # fmt: skip
+        cam = mic.camera
         chip.camera = cam
         chip.gamma = None if cam.kind == "srgb" else cam.gamma
         oxide = c.oxide_nm
-        if oxide is None and isinstance(c.camera, str) and c.camera in PRESETS:
-            import json
-
-            if c.camera != "srgb":  # a calibrated preset states the chip it was measured on
-                oxide = json.loads(preset_file(c.camera).read_text()).get("oxide_nm")
+        if oxide is None:  # a calibrated preset states the chip it was measured on
+            oxide = mic.oxide_prior_nm
         chip.oxide_nm = float(oxide if oxide is not None else 90.0)
         mat = get_material(c.material).name
         chip.material = mat
@@ -434,8 +432,10 @@ def render_chip(out: str | Path, config: ChipConfig | None = None, workers: int 
         "config": cfg.to_dict(), "material": chip.material, "oxide_nm": chip.oxide_nm,
         "um_per_px": cfg.um_per_px, "tiles": len(names), "grid": list(cfg.tiles),
         "chip_px": list(chip.size_px), "flake_parts": len(truth),
-        "camera": chip.camera.to_dict(),
     }  # fmt: skip
+    # the microscope (camera, oxide, scale) in the layout Microscope.load reads back
+    meta.update(Microscope(camera=chip.camera, oxide_nm=chip.oxide_nm,
+                           um_per_px=cfg.um_per_px).to_dict())  # fmt: skip
     write_json(out / "chip.json", meta)
     # last: a scanner watching the folder sees the positions once every tile is written
     _write_csv(out / "positions.csv", ["file", "x_mm", "y_mm"], pos)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from qupaint._extras import require
+
+require("web", "qupaint.web")  # a missing extra: one line naming it
+
 from qupaint.web.app import create_app, new_token
 
 __all__ = ["LOCAL_HOSTS", "create_app", "new_token"]

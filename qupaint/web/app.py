@@ -38,6 +38,7 @@ from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
 from qupaint._io import image_bytes
+from qupaint.constants import MAX_OXIDE_NM, MIN_SCORE, OXIDE_RANGE_NM
 
 __all__ = ["create_app", "new_token"]
 
@@ -324,13 +325,13 @@ def create_app(db, map_dir: str | Path | None = None, token: str | None = None,
             raise HTTPException(413, f"upload larger than {max_upload_mb:g} MB")
         return _image_from_upload(data)
 
-    def _camera(name: str):
-        from qupaint.color import Camera
+    def _microscope(name: str):
+        from qupaint.color import Microscope
         from qupaint.color.camera import PRESETS
 
-        if name not in PRESETS:
+        if name not in PRESETS:  # presets only: an upload never names a server-side file
             raise HTTPException(422, f"camera: one of {', '.join(sorted(PRESETS))}")
-        return Camera.preset(name)
+        return Microscope.load(name)
 
     @app.post("/api/detect")
     async def detect_upload(file: UploadFile = File(...), material: str = Form(...),
@@ -345,11 +346,10 @@ def create_app(db, map_dir: str | Path | None = None, token: str | None = None,
         except (KeyError, ValueError) as exc:
             raise HTTPException(422, f"material: {exc}") from None
         img = await _read_upload(file)
-        cam = _camera(camera)
-        if um_per_px is None and camera == "2dmatgmm":
-            um_per_px = 0.385
-        dets = detect(img, material, None, camera=cam, um_per_px=um_per_px, masks=True)
-        dets = [d for d in dets if d["score"] >= 0.05]
+        mic = _microscope(camera)
+        dets = detect(img, material, None, camera=mic.camera, um_per_px=mic.scale_or(um_per_px),
+                      masks=True)  # fmt: skip
+        dets = [d for d in dets if d["score"] >= MIN_SCORE]
         out = img.copy()
         for d in dets:
             lab = decode_rle(d.pop("segmentation")).astype(np.int32)
@@ -358,12 +358,14 @@ def create_app(db, map_dir: str | Path | None = None, token: str | None = None,
         return {"width": int(img.shape[1]), "height": int(img.shape[0]), "material": material,
                 "detections": dets, "overlay": f"data:image/png;base64,{png}"}  # fmt: skip
 
+    LO, HI = OXIDE_RANGE_NM
+
     @app.post("/api/calibrate")
     async def calibrate_upload(file: UploadFile = File(...), material: str = Form(...),
                                points: str = Form(..., description='[{"x","y","layers"}]'),
                                camera: str = Form("srgb"), radius_px: int = Form(4, ge=1, le=50),
-                               oxide_lo: float = Form(60.0, ge=0, le=2000),
-                               oxide_hi: float = Form(320.0, ge=0, le=2000)):  # fmt: skip
+                               oxide_lo: float = Form(LO, ge=0, le=MAX_OXIDE_NM),
+                               oxide_hi: float = Form(HI, ge=0, le=MAX_OXIDE_NM)):  # fmt: skip
         from qupaint.color.calibrate import fit_camera
         from qupaint.detect import contrast_map
         from qupaint.optics import get_material
@@ -379,7 +381,7 @@ def create_app(db, map_dir: str | Path | None = None, token: str | None = None,
         if not oxide_lo < oxide_hi:
             raise HTTPException(422, "oxide_lo must be below oxide_hi")
         img = await _read_upload(file)
-        cm = contrast_map(img, _camera(camera))
+        cm = contrast_map(img, _microscope(camera).camera)
         H, W = img.shape[:2]
         yy, xx = np.mgrid[0:H, 0:W]
         obs = []

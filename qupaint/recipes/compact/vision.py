@@ -25,7 +25,8 @@ def train_vision_side(model, processor, data_dir, out_dir, steps: int, batch: in
     0.01, ``seed`` for the data order) and its steps and batch. In the joint recipe no
     gradient passes between the LM and the vision side (the LM reads the true regions),
     so this is the vision half of it at the same budget, for
-    :func:`~qupaint.recipes.compact.ablate_compact`'s ``lm_from``. Returns ``{"train_s", "final_loss"}``."""
+    :func:`~qupaint.recipes.compact.ablate_compact`'s ``lm_from``. Returns
+    ``{"train_s", "final_loss"}``."""
     import torch
     from torch.utils.data import Dataset
     from transformers import Trainer, TrainingArguments
