@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from qupaint.color import Camera
-from qupaint.detect.core import DetectorConfig, _pixel_flags, contrast_map, detect
+from qupaint.detect import DetectorConfig, contrast_map, detect
+from qupaint.detect.pieces import pixel_flags as _pixel_flags
 from qupaint.synthia import Synthia, SynthiaConfig
 
 N = 8

@@ -594,7 +594,8 @@ def compact_answers(out: Path, materials=("MoS2", "graphene", "WSe2", "hBN"),
             ok = description_class(text) == truth[0]
         else:
             want = [{"category": CATEGORY_NAMES[x["category_id"]],
-                     "bbox": [round(v, 1) for v in x["bbox"]]} for x in truths[im["id"]]]  # fmt: skip
+                     "bbox": [round(v, 1) for v in x["bbox"]]}
+                    for x in truths[im["id"]]]  # fmt: skip
             ok = None
         if ok is not None:
             right, asked = right + bool(ok), asked + 1

@@ -19,7 +19,8 @@ ROOT = Path(qupaint.__file__).parent
 # Longest prefix wins. Private base modules (qupaint._io, ...) are shared infrastructure.
 LAYERS = [
     ("base", ("qupaint", "qupaint._arrays", "qupaint._backend", "qupaint._C", "qupaint._io",
-              "qupaint._pool", "qupaint.categories", "qupaint.constants")),
+              "qupaint._pool", "qupaint.categories", "qupaint.constants",
+              "qupaint.rle", "qupaint._extras")),
     ("optics", ("qupaint.optics",)),  # materials.py (n,k tables), then tmm.py
     ("color", ("qupaint.color",)),
     ("detect", ("qupaint.detect",)),  # the product: flake hunting on real chips

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from qupaint.bench import box_iou_xywh, evaluate_detection, evaluate_grounding, parse_answer
 from qupaint.bench.qfbench import build_qfbench
 from qupaint.cli import app
-from qupaint.detect.core import DetectorConfig, detect
+from qupaint.detect import DetectorConfig, detect
 from qupaint.instruct.parse import parse_answers
 from qupaint.synthia import SynthiaConfig
 
@@ -199,7 +199,7 @@ def test_detector_finds_synthia_flakes(synth_dataset):
     preds = []
     # Synthia's camera is known exactly (sRGB), so the per-image gain is held at 1; its
     # flakes are smaller than the physical minimum of real chips
-    cfg = DetectorConfig(gains=(1.0, 1.0), min_area_px=24, max_layers=30, bright=10.0)
+    cfg = DetectorConfig(response_range=(1.0, 1.0), min_area_px=24, max_layers=30, bright=10.0)
     for im in gt["images"]:
         img = np.asarray(Image.open(synth_dataset / im["file_name"]))
         preds += detect(img, im["material"], 285.0, cfg, image_id=im["id"])

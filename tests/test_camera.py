@@ -265,7 +265,7 @@ def test_calibrate_cli_writes_a_camera_the_other_commands_take(tmp_path):
 def test_a_camera_runs_through_synthia_instruct_and_the_detector(tmp_path):
     # Synthia renders through the camera (and records it), QMat-Instruct reads it from the
     # manifest, and the detector classifies the camera's images with the same camera
-    from qupaint.detect.core import DetectorConfig, detect
+    from qupaint.detect import DetectorConfig, detect
     from qupaint.instruct import build_corpus
     from qupaint.synthia import Synthia, SynthiaConfig, generate
 
@@ -295,8 +295,8 @@ def test_a_camera_runs_through_synthia_instruct_and_the_detector(tmp_path):
     s = syn.sample(1)
     # the camera is exact here, so the per-image gain is held at 1; Synthia's flakes are
     # smaller than a real chip's physical minimum
-    dets = detect(s.image, "graphene", 90.0, DetectorConfig(gains=(1.0, 1.0), min_area_px=24),
-                  camera=cam)  # fmt: skip
+    cfg = DetectorConfig(response_range=(1.0, 1.0), min_area_px=24)
+    dets = detect(s.image, "graphene", 90.0, cfg, camera=cam)
     truth = {x["layers"] for x in s.annotations if x["layers"] <= 3}
     assert truth and truth <= {d["layers"] for d in dets}
     with pytest.raises(ValueError, match="kind"):

@@ -16,7 +16,8 @@ from qupaint.bench.metrics import box_iou_xywh
 from qupaint.bench.real import camera_setting, find_masked_images, mask_boxes, score_real
 from qupaint.color import Camera
 from qupaint.detect import DetectorConfig, contrast_map, detect, fit_ladder
-from qupaint.detect.core import REJECT_RULES, _pixel_flags
+from qupaint.detect.pieces import pixel_flags as _pixel_flags
+from qupaint.detect.rules import REJECT_RULES
 
 LABELLED = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "maskterial-labelled"
 needs_labelled = needs_shared("maskterial-labelled")
@@ -87,7 +88,7 @@ def test_fit_ladder_recovers_oxide_and_response():
     seen = (1 + mu) ** k - 1
     lad = fit_ladder(seen, "graphene", CAM, 0.005, (70.0, 130.0), config=DetectorConfig())
     assert abs(lad.oxide_nm - 95.0) <= 5.0, lad
-    np.testing.assert_allclose(lad.gain, k, rtol=0.1)
+    np.testing.assert_allclose(lad.response, k, rtol=0.1)
     assert np.abs(lad.contrast[:4] - seen).max() < 0.02
 
 
@@ -100,9 +101,9 @@ def test_detect_validates_its_input(rng):
     with pytest.raises(ValueError, match="um_per_px"):
         detect(img, "graphene", 90.0, camera=CAM, um_per_px=-1.0)
     with pytest.raises(ValueError, match="response"):
-        detect(img, "graphene", 90.0, DetectorConfig(response="log"), camera=CAM)
-    with pytest.raises(ValueError, match="gains"):
-        detect(img, "graphene", 90.0, DetectorConfig(gains=(1.2, 2.0)), camera=CAM)
+        detect(img, "graphene", 90.0, DetectorConfig(response_model="log"), camera=CAM)
+    with pytest.raises(ValueError, match="response_range"):
+        detect(img, "graphene", 90.0, DetectorConfig(response_range=(1.2, 2.0)), camera=CAM)
 
 
 def test_synthetic_chip_rules_name_what_they_reject(rng):
@@ -459,7 +460,7 @@ def test_unlabelled_real_chips_give_a_few_candidates_not_hundreds(folder, materi
 @pytest.mark.parametrize("shape", [(1, 1), (2, 5), (3, 3), (37, 53), (120, 97)])
 def test_opening_kernel_equals_scipy(backend, shape, rng):
     from qupaint import _backend
-    from qupaint.detect.core import CORE, _open_reference
+    from qupaint.detect.pieces import CORE, _open_reference
 
     _, fn = _backend.select("detect_open", "cpu", backend[0])
     for density in (0.3, 0.7, 0.95):

@@ -15,8 +15,8 @@ from conftest import needs_shared
 from PIL import Image
 
 from qupaint.color import Camera
+from qupaint.detect import detect, linear_pixels, substrate_field
 from qupaint.detect.batch import detect_batch
-from qupaint.detect.core import detect, linear_pixels, substrate_field
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 MT = REAL / "maskterial"
@@ -165,7 +165,7 @@ def test_oxide_from_the_flakes_of_real_crops(material, lo, hi):
     # 16 real labelled flakes of one material on a flat canvas of their substrate colour: the
     # oxide that makes most flake pixels fit a layer is the chip's (calibration: 93 / 68 nm)
     from qupaint.bench.layers import find_layer_crops, measure_crop
-    from qupaint.detect.core import estimate_oxide_from_flakes
+    from qupaint.detect import estimate_oxide_from_flakes
 
     crops = [c for c in find_layer_crops(CROPS) if c.material == material][::5][:16]
     imgs = [np.asarray(Image.open(c.path).convert("RGB"), float) for c in crops]

@@ -301,7 +301,8 @@ def test_region_ids_keep_whole_regions_and_fill():
     one = ids_of(boxes[2:], [2])
     two = ids_of([boxes[1], boxes[2]], [3, 2])  # the two largest, top to bottom
     assert region_ids(tok, boxes, cats, len(two) + 2, fill) == two + [fill, fill]
-    assert region_ids(tok, boxes, cats, len(two) - 1, fill) == one + [fill] * (len(two) - 1 - len(one))
+    pad = [fill] * (len(two) - 1 - len(one))
+    assert region_ids(tok, boxes, cats, len(two) - 1, fill) == one + pad
     assert region_ids(tok, boxes, cats, len(one), fill) == one
     empty = tok(region_text([], []), add_special_tokens=False)["input_ids"]
     assert region_ids(tok, [], [], len(empty) + 8, fill) == empty + [fill] * 8
@@ -343,8 +344,8 @@ def test_region_tokens_read_the_dense_map_and_generation_is_consistent(rng):
         logits[:, 0, 0, 2] = 5.0  # one cell: under region_min_cells, dropped
         model.model.dense_grid_logits = lambda: logits
         regions = model.model.regions()
-        assert regions[0] == ([(32 / 64, 40 / 64, 48 / 64, 1.0), (4 / 64, 8 / 64, 16 / 64, 16 / 64)],
-                              [3, 1])  # fmt: skip
+        want = [(32 / 64, 40 / 64, 48 / 64, 1.0), (4 / 64, 8 / 64, 16 / 64, 16 / 64)]
+        assert regions[0] == (want, [3, 1])
         ids = mm.predicted_region_ids()
         text = proc.tokenizer.decode([i for i in ids[0].tolist() if i != proc.image_token_id])
         (thick, mono), _ = regions[0]  # written top to bottom: Mono first

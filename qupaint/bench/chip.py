@@ -78,8 +78,8 @@ def overlapping_rows(db, scan_id: int | None = None, share: float = 0.3) -> int:
     overlap by at least ``share`` of the smaller: one flake stored twice."""
     from sqlalchemy import select
 
+    from qupaint.rle import from_counts
     from qupaint.scan.db import Flake, reading
-    from qupaint.scan.ingest import rle_decode
 
     with reading(db) as s:
         q = select(Flake.image_id, Flake.mask_x, Flake.mask_y, Flake.mask_w, Flake.mask_h,
@@ -94,9 +94,9 @@ def overlapping_rows(db, scan_id: int | None = None, share: float = 0.3) -> int:
                & (box[:, 3] > box[i, 1]))  # fmt: skip
         hit[: i + 1] = False
         others = [j for j in np.nonzero(hit)[0] if rows[j][0] != rows[i][0]]
-        a = rle_decode(rows[i][5], rows[i][4], rows[i][3]) if others else None
+        a = from_counts(rows[i][5], rows[i][4], rows[i][3]) if others else None
         for j in others:
-            b = rle_decode(rows[j][5], rows[j][4], rows[j][3])
+            b = from_counts(rows[j][5], rows[j][4], rows[j][3])
             x0, y0 = max(box[i, 0], box[j, 0]), max(box[i, 1], box[j, 1])
             x1, y1 = min(box[i, 2], box[j, 2]), min(box[i, 3], box[j, 3])
             sa = a[y0 - box[i, 1] : y1 - box[i, 1], x0 - box[i, 0] : x1 - box[i, 0]]

@@ -250,8 +250,8 @@ def paste_flake(
     its top-left corner at ``at`` = (y, x). In the camera's linear values the crop is scaled
     so that its substrate (``flake_substrate``, pixel values as :func:`measure_crop` gives
     them) matches the chip's substrate ``field`` there, so its contrast is kept. ``field``
-    defaults to the chip's :func:`~qupaint.detect.core.substrate_field`."""
-    from qupaint.detect.core import linear_pixels, substrate_field
+    defaults to the chip's :func:`~qupaint.detect.contrast.substrate_field`."""
+    from qupaint.detect.contrast import linear_pixels, substrate_field
 
     if field is None:
         field = substrate_field(linear_pixels(chip, camera), (chip >= 250).any(-1))[0]
@@ -385,7 +385,7 @@ def evaluate_detector_on_crops(
     between crops is synthetic (real chips' debris and vignetting are not in it).
     """
     from qupaint.bench.metrics import box_iou_xywh, evaluate_detection
-    from qupaint.detect.core import detect
+    from qupaint.detect import detect
 
     cam = Camera.resolve(camera)
     crops = find_layer_crops(root)

@@ -107,7 +107,7 @@ def _synthia_detector():
     # a rendered set's camera is known exactly (no per-image response to fit), its flakes
     # may be smaller than a real chip's physical minimum, and its Thick flakes (bright at
     # 285 nm) are a category of the benchmark, not bulk crystals to reject
-    return DetectorConfig(gains=(1.0, 1.0), min_area_px=24, max_layers=30, bright=10.0)
+    return DetectorConfig(response_range=(1.0, 1.0), min_area_px=24, max_layers=30, bright=10.0)
 
 
 def _detect_image(args: tuple) -> list[dict]:

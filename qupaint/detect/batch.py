@@ -89,8 +89,9 @@ def _one(task: tuple[int, str, str]) -> dict:
     gives a row with its ``error`` instead of raising)."""
     from PIL import Image, UnidentifiedImageError
 
-    from qupaint.detect.core import detect
-    from qupaint.detect.draw import decode_rle, draw_detections, outline_labels
+    from qupaint.detect.detector import detect
+    from qupaint.detect.draw import draw_detections, outline_labels
+    from qupaint.rle import decode as decode_rle
 
     image_id, path, stem = task
     job, out = _JOB, Path(_JOB["out_dir"])
@@ -111,7 +112,7 @@ def _one(task: tuple[int, str, str]) -> dict:
     oxide_info: dict[str, Any] = {
         "nm": ladder.oxide_nm,
         "source": "given" if oxide != "auto" else "flakes",
-        "gain": [round(float(g), 3) for g in ladder.gain],
+        "response": [round(float(g), 3) for g in ladder.response],
         "pieces_fitted": ladder.pieces,
         "ambiguous": bool(oxide == "auto" and ladder.pieces == 0),
     }
@@ -166,9 +167,9 @@ def detect_batch(
     """Run the detector on every image of ``inputs`` and write the layout above.
 
     ``oxide_nm`` is a thickness (refined per image within a few nm) or ``"auto"``: fitted
-    per image from its flakes together with the per-channel gain of the camera settings
-    (:func:`qupaint.detect.core.fit_ladder`), around ``oxide_prior_nm`` when given (a
-    calibrated camera's chip); the fitted oxide and gain are recorded per image.
+    per image from its flakes together with the per-channel response of the camera settings
+    (:func:`qupaint.detect.ladder.fit_ladder`), around ``oxide_prior_nm`` when given (a
+    calibrated camera's chip); the fitted oxide and response are recorded per image.
     ``camera`` a :class:`~qupaint.color.Camera`, preset name or JSON path (default sRGB
     under D65). Returns the summary (also written to ``summary.json``).
     """

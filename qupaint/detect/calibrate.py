@@ -9,11 +9,11 @@ file for ``qupaint detect --camera``:
   (:func:`qupaint.color.calibrate.fit_camera`, the same fit as ``qupaint calibrate
   --contrast``);
 - without them, the layer ladder is fitted to the flakes' contrasts
-  (:func:`qupaint.detect.core.fit_ladder`): the oxide and the per-channel response of these
+  (:func:`qupaint.detect.ladder.fit_ladder`): the oxide and the per-channel response of these
   camera settings, which become the detector's prior (``response`` in the file), and every
   flake gets its inferred layer count.
 
-The contrast is measured with the detector's own :func:`~qupaint.detect.core.contrast_map`
+The contrast is measured with the detector's own :func:`~qupaint.detect.contrast.contrast_map`
 on each flake's mask, its edge pixels left out.
 """
 
@@ -29,7 +29,9 @@ from scipy import ndimage
 from qupaint.categories import THICK_MIN_LAYERS
 from qupaint.color import Camera
 from qupaint.constants import OXIDE_RANGE_NM
-from qupaint.detect.core import DetectorConfig, contrast_map, fit_ladder
+from qupaint.detect.config import DetectorConfig
+from qupaint.detect.contrast import contrast_map
+from qupaint.detect.ladder import fit_ladder
 
 __all__ = ["measure_instances", "calibrate_from_masks"]
 
@@ -129,7 +131,7 @@ def calibrate_from_masks(
         out.update({
             "camera": cam.to_dict(),
             "oxide_nm": lad.oxide_nm,
-            "response": [round(float(k), 4) for k in lad.gain],
+            "response": [round(float(k), 4) for k in lad.response],
             "method": "ladder fit (oxide and per-channel response) to the flakes' contrasts, "
                       f"each taken as 1-{max_layers} layers (the masks mark thin flakes); "
                       "layer counts inferred",

@@ -8,17 +8,11 @@ from typing import IO
 import numpy as np
 
 from qupaint.categories import CATEGORY_NAMES
+from qupaint.rle import decode as decode_rle
 
-__all__ = ["draw_detections", "outline_labels", "decode_rle", "CATEGORY_COLORS"]
+__all__ = ["draw_detections", "outline_labels", "CATEGORY_COLORS"]
 
 CATEGORY_COLORS = {1: (255, 40, 40), 2: (40, 200, 255), 3: (255, 220, 0), None: (255, 255, 255)}
-
-
-def decode_rle(seg: dict) -> np.ndarray:
-    """[H, W] bool mask of a COCO RLE (``{"size", "counts"}``)."""
-    from pycocotools import mask as mask_utils
-
-    return mask_utils.decode({"size": seg["size"], "counts": seg["counts"]}).astype(bool)
 
 
 def _outline(seg: dict, shape: tuple[int, int]) -> np.ndarray:

@@ -323,8 +323,9 @@ class QuPAINTForConditionalGeneration(QuPAINTPreTrainedModel, InternVLForConditi
             per_row = slots.sum(1)
             ids = self.model.read_region_ids.to(input_ids.device).reshape(b, -1)
             if not bool((per_row == ids.shape[1]).all()):
-                raise ValueError(f"region_pointer: rows hold {per_row.tolist()} image tokens; "
-                                 f"each needs {ids.shape[1]} (its tiles' region tokens)")  # fmt: skip
+                raise ValueError(
+                    f"region_pointer: rows hold {per_row.tolist()} image tokens; "
+                    f"each needs {ids.shape[1]} (its tiles' region tokens)")  # fmt: skip
             src = {"kv": ptr.source(h[slots].reshape(b, ids.shape[1], -1)), "ids": ids,
                    "mask": ids != self.config.image_token_id,
                    "recent": input_ids.new_full((b, NGRAMS - 1), -2)}  # no tokens before
@@ -354,8 +355,8 @@ class QuPAINTForConditionalGeneration(QuPAINTPreTrainedModel, InternVLForConditi
             h2, attn, gate = (slice_logits_to_keep(x, logits_to_keep) for x in (h2, attn, gate))
             logits = mix_copy(self.lm_head(h2), attn, gate, src["ids"])
         if labels is not None and logits is not None:  # cross-entropy of log-probs: their NLL
-            loss = self.loss_function(logits=logits, labels=labels,
-                                      vocab_size=self.config.text_config.vocab_size, **kwargs)  # fmt: skip
+            vocab = self.config.text_config.vocab_size
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=vocab, **kwargs)
         return InternVLCausalLMOutputWithPast(loss=loss, logits=logits, cache=out.cache,
                                               hidden_states=out.hidden_states,
                                               attentions=out.attentions,
@@ -468,8 +469,8 @@ def map_regions(labels, classes: int, min_cells: int = 3, absorb_cells: int = 0)
 
 
 def _forward_signature():
-    """InternVL's forward signature plus ``dense_labels`` and ``region_ids``: ``generate`` checks its keyword
-    arguments against the named parameters of ``forward``."""
+    """InternVL's forward signature plus ``dense_labels`` and ``region_ids``: ``generate``
+    checks its keyword arguments against the named parameters of ``forward``."""
     sig = inspect.signature(InternVLForConditionalGeneration.forward)
     params = list(sig.parameters.values())
     extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qupaint import rle
 from qupaint._io import atomic_open, image_bytes, write_json
 from qupaint.categories import THICK_MIN_LAYERS
 
@@ -177,11 +178,10 @@ def frame_mask(f, img, um: float) -> tuple[np.ndarray, int, int]:
     """Flake row ``f``'s mask on its frame ``img`` (an image row): ([H, W] bool, the
     frame's corner x, y on the chip grid); the part outside the frame is cut off."""
     from qupaint.scan.db import frame_corner
-    from qupaint.scan.ingest import rle_decode
 
     fx, fy = frame_corner(img.x_mm, img.y_mm, img.width, img.height, um)
     full = np.zeros((img.height, img.width), bool)
-    m = rle_decode(f.mask_rle, f.mask_h, f.mask_w)
+    m = rle.from_counts(f.mask_rle, f.mask_h, f.mask_w)
     x, y = f.mask_x - fx, f.mask_y - fy
     x0, y0 = max(0, x), max(0, y)
     x1, y1 = min(img.width, x + f.mask_w), min(img.height, y + f.mask_h)
@@ -191,8 +191,6 @@ def frame_mask(f, img, um: float) -> tuple[np.ndarray, int, int]:
 
 
 def export_coco(db, path: str | Path, **filters) -> dict:
-    from pycocotools import mask as mask_utils
-
     from qupaint.categories import CATEGORIES
 
     rows = query_flakes(db, **filters)
@@ -207,14 +205,14 @@ def export_coco(db, path: str | Path, **filters) -> dict:
                                 "height": img.height, "x_mm": img.x_mm, "y_mm": img.y_mm,
                                 "scan_id": img.scan_id})  # fmt: skip
         m, _, _ = frame_mask(f, img, scans[f.scan_id]["um"])
-        rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+        seg = rle.encode(m)
         ys, xs = np.nonzero(m)
         bbox = ([float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1),
                  float(ys.max() - ys.min() + 1)] if len(xs) else [0.0, 0.0, 0.0, 0.0])  # fmt: skip
         anns.append({"id": len(anns) + 1, "image_id": seen[img.id], "category_id": f.category,
                      "bbox": bbox, "area": float(m.sum()), "iscrowd": 0,
                      "segmentation": {"size": [img.height, img.width],
-                                      "counts": rle["counts"].decode("ascii")},
+                                      "counts": seg["counts"]},
                      "score": f.probability, "layers": f.layers, "flake_id": f.id,
                      "x_mm": f.x_mm, "y_mm": f.y_mm, "area_um2": f.area_um2,
                      "material": f.material})  # fmt: skip

@@ -30,30 +30,17 @@ from pathlib import Path
 
 import numpy as np
 
+from qupaint import rle
 from qupaint._io import image_bytes
 from qupaint.scan.db import Chip, Flake, Image, Scan, frame_corner, open_db, utcnow
 from qupaint.scan.positions import Frame, read_positions
 
-__all__ = ["Observation", "read_frame", "rle_decode", "rle_encode", "scan_folder", "shape_stats"]
+__all__ = ["Observation", "read_frame", "scan_folder", "shape_stats"]
 
 DONE_MARKER = "scan_done"
 
 
 # -- masks ------------------------------------------------------------------------------
-def rle_encode(mask: np.ndarray) -> str:
-    """COCO RLE counts (string) of a 2-D bool mask."""
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return rle["counts"].decode("ascii")
-
-
-def rle_decode(counts: str, h: int, w: int) -> np.ndarray:
-    from pycocotools import mask as mask_utils
-
-    return mask_utils.decode({"size": [h, w], "counts": counts.encode("ascii")}).astype(bool)
-
-
 def shape_stats(mask: np.ndarray) -> tuple[int, float, float, float, float]:
     """(area px, centroid x, centroid y (pixel centres at +0.5), longest and shortest side
     px of the mask's box along its principal axes)."""
@@ -129,7 +116,6 @@ def _thumb(img: np.ndarray, x0: int, y0: int, w: int, h: int, side: int = 160) -
 
 def _detect_frame(path: str) -> dict:
     from qupaint.detect import detect
-    from qupaint.detect.draw import decode_rle
 
     job = _JOB
     img = read_frame(path)
@@ -142,7 +128,7 @@ def _detect_frame(path: str) -> dict:
         if d["score"] < job["min_score"]:
             continue
         x, y, w, h = (int(round(v)) for v in d["bbox"])
-        m = decode_rle(d["segmentation"])[y : y + h, x : x + w]
+        m = rle.decode(d["segmentation"])[y : y + h, x : x + w]
         if not m.any():
             continue
         out.append({
@@ -158,7 +144,7 @@ def _detect_frame(path: str) -> dict:
 # -- merging ----------------------------------------------------------------------------
 def _obs_of(flake: Flake) -> Observation:
     return Observation(flake.mask_x, flake.mask_y,
-                       rle_decode(flake.mask_rle, flake.mask_h, flake.mask_w), flake.layers,
+                       rle.from_counts(flake.mask_rle, flake.mask_h, flake.mask_w), flake.layers,
                        flake.category, flake.probability,
                        (flake.contrast_r, flake.contrast_g, flake.contrast_b), flake.clipped,
                        flake.thumbnail)  # fmt: skip
@@ -178,7 +164,7 @@ def _apply(flake: Flake, o: Observation, um: float) -> None:
     flake.x0_mm, flake.y0_mm = o.gx * mm, o.gy * mm
     flake.x1_mm, flake.y1_mm = (o.gx + w) * mm, (o.gy + h) * mm
     flake.mask_x, flake.mask_y, flake.mask_w, flake.mask_h = o.gx, o.gy, w, h
-    flake.mask_rle = rle_encode(o.mask)
+    flake.mask_rle = rle.counts(o.mask)
     flake.clipped = o.clipped
     flake.thumbnail = o.thumbnail
 

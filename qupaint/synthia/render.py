@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from qupaint import rle
 from qupaint.categories import THICK_MIN_LAYERS, category_of
 from qupaint.color import (
     Camera,
@@ -458,7 +459,7 @@ class Synthia:
             else [float(x0), float(y0), 0.0, 0.0]
         )
         if shape.rough_px > 0:  # the outline is the raster's, not the smooth polygon's
-            segmentation = _rle(inside, x0, y0, H, W)
+            segmentation = rle.encode_window(inside, y0, x0, H, W)
         else:
             verts = shape.vertices() + np.array([px, py])
             segmentation = [np.round(verts.reshape(-1), 2).tolist()]
@@ -489,13 +490,3 @@ class _Frame:
     ids: np.ndarray | None
     anns: list
     gain: np.ndarray | None = None
-
-
-def _rle(inside: np.ndarray, x0: int, y0: int, H: int, W: int) -> dict:
-    """COCO compressed RLE of a local mask placed at (x0, y0) in an H x W image."""
-    from pycocotools import mask as mask_utils
-
-    full = np.zeros((H, W), np.uint8, order="F")
-    full[y0 : y0 + inside.shape[0], x0 : x0 + inside.shape[1]] = inside
-    rle = mask_utils.encode(full)
-    return {"size": [H, W], "counts": rle["counts"].decode("ascii")}

@@ -34,7 +34,7 @@ def patch_class_grids(coco_json, grid: int, min_cover: float = 0.3) -> dict[str,
     of the patch when it covers at least ``min_cover`` of it, else 0 (substrate). Flakes are
     painted in annotation order, a later one over an earlier one. Keys are ``file_name``.
     The targets of the compact model's dense head (``QuPAINTConfig.dense_classes = 4``)."""
-    from pycocotools import mask as mask_utils
+    from qupaint import rle
 
     if grid < 1 or not 0 < min_cover <= 1:
         raise ValueError("grid must be >= 1 and min_cover in (0, 1]")
@@ -47,12 +47,7 @@ def patch_class_grids(coco_json, grid: int, min_cover: float = 0.3) -> dict[str,
         h, w = int(im["height"]), int(im["width"])
         label = np.zeros((h, w), np.int64)
         for a in by_img.get(im["id"], []):
-            seg = a["segmentation"]
-            if isinstance(seg, list):  # polygons
-                seg = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
-            elif isinstance(seg.get("counts"), list):  # uncompressed RLE
-                seg = mask_utils.frPyObjects(seg, h, w)
-            label[mask_utils.decode(seg).astype(bool)] = int(a["category_id"])
+            label[rle.decode(a["segmentation"], h, w)] = int(a["category_id"])
         # fraction of each class in each patch (patch edges by rounding: any image size)
         ys = np.minimum((np.arange(h) * grid) // h, grid - 1)
         xs = np.minimum((np.arange(w) * grid) // w, grid - 1)

@@ -338,8 +338,9 @@ def create_app(db, map_dir: str | Path | None = None, token: str | None = None,
                             camera: str = Form("2dmatgmm"),
                             um_per_px: float | None = Form(None, gt=0, le=100)):  # fmt: skip
         from qupaint.detect import detect
-        from qupaint.detect.draw import CATEGORY_COLORS, decode_rle, outline_labels
+        from qupaint.detect.draw import CATEGORY_COLORS, outline_labels
         from qupaint.optics import get_material
+        from qupaint.rle import decode as decode_rle
 
         try:
             material = get_material(material).name

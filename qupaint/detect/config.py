@@ -1,0 +1,79 @@
+"""The detector's settings (:class:`DetectorConfig`), every field with its unit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qupaint.categories import THICK_MIN_LAYERS
+
+__all__ = ["DetectorConfig"]
+
+
+@dataclass
+class DetectorConfig:
+    """Settings of :func:`~qupaint.detect.detect`; the defaults are those measured on whole
+    real images. Units are in each field's comment: px (pixels), um^2, nm, C (contrast
+    ``I / I_sub - 1``, dimensionless), sigma (standard deviations of the substrate noise)."""
+
+    blur_sigma_px: float = 1.0  # denoising before the per-pixel contrast
+    min_noise: float = 0.01  # floor of the per-channel contrast noise
+    fg_chi2: float = 25.0  # chi-square vs the substrate above which a pixel is a candidate
+    min_contrast: float = 0.05  # mean |C| over the channels below this: residue, vignetting
+    edge_sigma: float = 3.0  # a colour gradient above this (noise units) splits pieces
+    min_area_um2: float = 15.0  # physical minimum size (dust specks are smaller)
+    min_area_px: int = 100  # the minimum size when the image scale is not known
+    min_width_px: float = 3.0  # mean width 2 area / perimeter below this: fibre, scratch
+    max_aspect: float = 20.0  # ... or length / width above this (flake slivers reach ~7)
+    shading_contrast: float = 0.12  # a faint (mean |C| below this) ...
+    shading_colour: float = 0.3  # ... colourless (channel spread below this share of it) piece
+    # at the image border is the lamp's fall-off the substrate field did not follow
+    halo_px: int = 4  # a piece within this distance of a bright crystal ...
+    max_halo: float = 0.35  # ... for more than this share of its area is its halo
+    bright: float = 0.12  # brighter than the thin ladder's brightest channel by this: crystal
+    saturation: int = 250  # 8-bit value at which a channel counts as saturated
+    block_px: int = 16  # block size of the substrate field
+    field_sigma: float = 0.12  # smoothing of the field, as a fraction of the image size
+    max_layers: int = 12  # the ladder the pieces are fitted to
+    thin_layers: int = THICK_MIN_LAYERS - 1  # a thin flake has at most this many layers
+    rel_sigma: float = 0.1  # model/calibration uncertainty, relative to |C|
+    max_chi2: float = 25.0  # a piece farther than this from every layer is off the ladder
+    response_range: tuple[float, float] = (0.5, 2.0)  # per-channel response exponent k: fit range
+    response_steps: int = 9  # exponents tried per channel (log-spaced over response_range)
+    response_prior_sd: float = 0.35  # standard deviation of log(k) around the camera (k = 1)
+    response_model: str = "power"  # per channel: "power" 1+C -> (1+C)^k, or "gain" C -> kC
+    response_center: tuple[float, float, float] = (1.0, 1.0, 1.0)  # a calibration's k (prior)
+    oxide_window_nm: float = 15.0  # a given oxide is refined within +- this
+    oxide_prior_sd_nm: float = 20.0  # prior around a calibrated camera's oxide (auto mode)
+    substrate_prior_sd_nm: float = 10.0  # ... or around the substrate colour's oxide
+    neutral_substrate: float = 0.08  # (max - min) / mean below this: white-balanced image
+    prior_reach: float = 2.5  # the oxide is searched within this many prior sd
+    prior_pieces: float = 5.0  # the priors grow with the data beyond this many pieces' weight
+    prior_weight: float = 1.0  # and weigh this much (chi-square units per unit of prior)
+    noise_contrast: float = 4.0  # the mean |C| floor is also this many times the noise
+    oxide_step_nm: float = 5.0
+    fit_pieces: int = 80  # the largest pieces that enter the ladder fit
+    fit_dark_only: bool = True  # only pieces darker than the substrate in a channel enter it
+    min_p_fit: float = 0.1  # the thin reading needs the piece on the ladder this often
+    min_temper: float = 100.0  # the fit's likelihood is tempered by at least this (hypotheses)
+    fit_scale: float = 2.0  # score x exp(-fit / fit_scale), fit in standard deviations
+    size_um2: float = 40.0  # score x (1 - exp(-area / size_um2))
+    box_pad_px: int = 3  # a piece's box and mask: grown by up to this much into candidates
+    tail_px: int = 25  # ... after flooding this far through candidates of its own colour
+
+    def validate(self) -> None:
+        if self.min_area_px < 1 or self.max_layers < 1 or self.block_px < 1:
+            raise ValueError("min_area_px, max_layers and block_px must be >= 1")
+        if not 1 <= self.thin_layers <= self.max_layers:
+            raise ValueError("thin_layers must be in [1, max_layers]")
+        if self.fg_chi2 <= 0 or self.max_chi2 <= 0 or self.min_noise <= 0:
+            raise ValueError("fg_chi2, max_chi2 and min_noise must be > 0")
+        if self.min_area_um2 < 0 or self.min_contrast < 0:
+            raise ValueError("min_area_um2 and min_contrast must be >= 0")
+        lo, hi = self.response_range
+        if not 0 < lo <= 1 <= hi:
+            raise ValueError("response_range: (low, high) with 0 < low <= 1 <= high")
+        if self.response_model not in ("power", "gain"):
+            raise ValueError("response_model must be 'power' or 'gain'; "
+                             f"got {self.response_model!r}")  # fmt: skip
+        if len(self.response_center) != 3 or not all(k > 0 for k in self.response_center):
+            raise ValueError("response_center: three exponents > 0 (R, G, B)")

@@ -1,0 +1,224 @@
+"""The contrast ``C = I / I_sub - 1`` of every pixel to the substrate around it
+(:func:`contrast_map`): the one definition the detector, :mod:`qupaint.seg` and the crop
+measurements share.
+
+Pixels are decoded through the camera's response, the substrate's colour is followed across
+the field (vignetting, an uneven lamp) by :func:`substrate_field`, and the ratio is taken per
+channel (the MaskTerial / 2DMatGMM definition; independent of white-balance gains and
+exposure). The per-pixel work is a C++ kernel (``detect_contrast``, backend ``cpu``) with
+its numpy reference beside it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+
+import numpy as np
+from scipy import ndimage
+
+from qupaint import _backend
+from qupaint.color import Camera
+
+__all__ = ["ContrastMap", "as_uint8", "contrast_map", "linear_pixels", "substrate_field"]
+
+
+def as_uint8(image) -> np.ndarray:
+    """``image`` [H, W, 3] as uint8 sRGB: uint8 as it is, float in [0, 1] scaled (clipped);
+    anything else a TypeError / ValueError naming the problem."""
+    img = np.asarray(image)
+    if img.ndim != 3 or img.shape[-1] != 3:
+        raise ValueError(f"image must be [H, W, 3] sRGB; got shape {img.shape}")
+    if img.dtype == np.uint8:
+        return img
+    if not np.issubdtype(img.dtype, np.floating):
+        raise TypeError(f"image: uint8 or float in [0, 1]; got {img.dtype}")
+    if not np.all(np.isfinite(img)):
+        raise ValueError("image contains NaN or inf")
+    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def linear_pixels(img: np.ndarray, camera: Camera) -> np.ndarray:
+    """uint8 pixels -> the camera's linear values, float32 (:meth:`Camera.decode_table`)."""
+    return camera.decode_table().astype(np.float32)[img]
+
+
+def substrate_field(
+    lin: np.ndarray, saturated: np.ndarray, block: int = 8, sigma: float = 0.12, degree: int = 4
+) -> tuple[np.ndarray, np.ndarray]:
+    """(field [H, W, 3], substrate blocks [h, w] bool): the substrate's colour at every pixel.
+
+    Block means of the image (``block`` px, saturated blocks excluded) that lie within a
+    tolerance of the current field are fitted by a polynomial of ``degree`` in x, y (the
+    lamp's fall-off, per channel in log intensity) times their smoothed residual
+    (normalised Gaussian convolution, ``sigma`` times the image's smaller side); three
+    rounds, starting from the median block colour. Bilinear back to full resolution.
+    """
+    H, W = lin.shape[:2]
+    b = _block_size(H, W, block)
+    field, mask = _fit_field(*_block_means(lin, saturated, b), sigma, degree)
+    return _upsample(field, b, H, W), mask
+
+
+def _block_size(H: int, W: int, block: int) -> int:
+    return max(1, min(block, H // 16, W // 16))
+
+
+def _block_means(lin: np.ndarray, saturated: np.ndarray, b: int):
+    """(mean linear colour [h, w, 3], any pixel saturated [h, w]) of the b x b blocks (the
+    ragged right and bottom edge left out); the reference of ``detect_blocks_cpu``."""
+    H, W = lin.shape[:2]
+    h, w = H // b, W // b
+    small = lin[: h * b, : w * b].reshape(h, b, w, b, 3).mean(axis=(1, 3))
+    return small, saturated[: h * b, : w * b].reshape(h, b, w, b).any(axis=(1, 3))
+
+
+def _fit_field(small: np.ndarray, sat: np.ndarray, sigma: float, degree: int
+               ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The substrate field [h, w, 3] float32 on the block grid, and the blocks it used."""
+    h, w = small.shape[:2]
+    dark = small.sum(-1) <= 1e-4
+    ok = ~sat & ~dark
+    if not ok.any():
+        ok = ~dark if (~dark).any() else np.ones((h, w), bool)
+    s = max(1.0, sigma * min(h, w))
+    field = np.broadcast_to(np.median(small[ok], axis=0), small.shape)
+    mask = ok
+    # the lamp's fall-off (vignetting) as a smooth polynomial in x, y (log intensity, per
+    # channel), times a smoothed residual for what a polynomial does not follow
+    yy, xx = np.mgrid[0:h, 0:w]
+    u, v = (xx.ravel() + 0.5) / w * 2 - 1, (yy.ravel() + 0.5) / h * 2 - 1
+    basis = np.stack([u**i * v**j for i in range(degree + 1) for j in range(degree + 1 - i)], 1)
+    logs = np.log(np.maximum(small, 1e-6)).reshape(-1, 3)
+    for tol in (0.15, 0.08, 0.05):
+        rel = np.abs(small / np.maximum(field, 1e-6) - 1.0).max(-1)
+        cand = ok & (rel < max(tol, 3.0 * float(np.median(rel[ok]))))
+        if cand.sum() >= 4:
+            mask = cand
+        flat = mask.ravel()
+        if degree > 0 and flat.sum() > 4 * basis.shape[1]:
+            coef = np.linalg.lstsq(basis[flat], logs[flat], rcond=None)[0]
+            base = np.exp(basis @ coef).reshape(h, w, 3)
+        else:
+            base = np.broadcast_to(np.median(small[mask], axis=0), small.shape)
+        m = mask.astype(np.float32)
+        num = ndimage.gaussian_filter(small / base * m[..., None], (s, s, 0), mode="nearest")
+        den = ndimage.gaussian_filter(m, s, mode="nearest")[..., None]
+        field = base * np.where(den > 1e-3, num / np.maximum(den, 1e-6), 1.0)
+    return np.ascontiguousarray(field, dtype=np.float32), mask
+
+
+def _upsample(field: np.ndarray, b: int, H: int, W: int) -> np.ndarray:
+    """Bilinear from the block grid to [H, W, 3] (block centres, edges held), separably: along
+    x on the block rows, then along y by blending whole rows (thread-count independent)."""
+    h, w = field.shape[:2]
+    xs = np.clip((np.arange(W) + 0.5) / b - 0.5, 0, w - 1)
+    x0 = xs.astype(np.int64)
+    x1 = np.minimum(x0 + 1, w - 1)
+    fx = (xs - x0).astype(np.float32)[None, :, None]
+    rows = field[:, x0] * (1 - fx) + field[:, x1] * fx  # [h, W, 3]
+    ys = np.clip((np.arange(H) + 0.5) / b - 0.5, 0, h - 1)
+    y0 = ys.astype(np.int64)
+    y1 = np.minimum(y0 + 1, h - 1)
+    fy = (ys - y0).astype(np.float32)[:, None, None]
+    out = rows[y0]
+    out += (rows[y1] - out) * fy
+    return out
+
+
+def _gauss_kernel(sigma: float) -> np.ndarray:
+    """scipy.ndimage's Gaussian weights, truncated at 2 sigma (float32, normalised)."""
+    r = int(2.0 * sigma + 0.5)
+    x = np.arange(-r, r + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (x / sigma) ** 2)
+    return (k / k.sum()).astype(np.float32)
+
+
+@_backend.register("detect_contrast", "reference")
+def _contrast_reference(img, lut, b, sigma, degree, blur_sigma_px, saturation):
+    H, W = img.shape[:2]
+    lin = lut[img, np.arange(3)]  # per-channel decode
+    field, _ = _fit_field(*_block_means(lin, (img >= saturation).any(-1), b), sigma, degree)
+    if blur_sigma_px > 0:
+        # truncated at 2 sigma: the tails add nothing against pixel noise, and cost half
+        lin = ndimage.gaussian_filter(lin, (blur_sigma_px, blur_sigma_px, 0), truncate=2.0)
+    return lin / np.maximum(_upsample(field, b, H, W), 1e-6) - 1.0, field
+
+
+@_backend.register("detect_contrast", "cpu")
+def _contrast_cpu(img, lut, b, sigma, degree, blur_sigma_px, saturation):
+    from qupaint import _C
+
+    H, W = img.shape[:2]
+    h, w = H // b, W // b
+    img = np.ascontiguousarray(img)
+    small = np.empty((h, w, 3), np.float32)
+    satb = np.empty((h, w), np.uint8)
+    _C.detect_blocks_cpu(img.ctypes.data, H, W, lut.ctypes.data, int(saturation), b, h, w,
+                         small.ctypes.data, satb.ctypes.data)  # fmt: skip
+    field, _ = _fit_field(small, satb.astype(bool), sigma, degree)
+    k = _gauss_kernel(blur_sigma_px) if blur_sigma_px > 0 else np.ones(1, np.float32)
+    C = np.empty((H, W, 3), np.float32)
+    _C.detect_contrast_cpu(img.ctypes.data, H, W, lut.ctypes.data, field.ctypes.data, b, h, w,
+                           k.ctypes.data, (len(k) - 1) // 2, C.ctypes.data)  # fmt: skip
+    return C, field
+
+
+@dataclass
+class ContrastMap:
+    """Per-pixel contrast of an image to its substrate (:func:`contrast_map`)."""
+
+    C: np.ndarray  # [H, W, 3] float32, I / I_sub - 1
+    noise: np.ndarray  # [3] robust standard deviation of C on the substrate
+    field: np.ndarray  # [h, w, 3] the substrate's linear colour on a grid of blocks
+    block: int  # the grid's block size in pixels
+    image: np.ndarray = dc_field(repr=False, default=None)  # the uint8 image
+    saturation: int = 250
+
+    @property
+    def substrate(self) -> np.ndarray:
+        """The substrate's mean linear colour [3]."""
+        return self.field.reshape(-1, 3).mean(0)
+
+    @property
+    def saturated(self) -> np.ndarray:
+        """[H, W] bool: a channel at the saturation value."""
+        return (self.image >= self.saturation).any(-1)
+
+
+def contrast_map(image, camera: Camera | None = None, blur_sigma_px: float = 1.0,
+                 saturation: int = 250, block_px: int = 16, field_sigma: float = 0.12,
+                 min_noise: float = 0.01, backend: str | None = None) -> ContrastMap:  # fmt: skip
+    """The contrast ``C = I / I_sub - 1`` of every pixel of ``image`` [H, W, 3] (uint8 or
+    float in [0, 1]) to the substrate around it, in the camera's linear values.
+
+    The substrate field follows vignetting and an uneven lamp (:func:`substrate_field`).
+    ``blur_sigma_px`` denoises against sensor and JPEG noise (0: none). ``noise`` is the
+    per-channel scatter of C on the substrate (median absolute deviation, floored at
+    ``min_noise``). ``backend``: ``"cpu"`` (the C++ kernel, default when built) or
+    ``"reference"`` (numpy).
+
+    >>> import numpy as np
+    >>> img = np.full((64, 64, 3), 200, np.uint8); img[20:40, 20:40] = 150
+    >>> cm = contrast_map(img, Camera.srgb("D65"), blur_sigma_px=0)
+    >>> round(float(cm.C[30, 30, 0]), 3), round(float(cm.C[5, 5, 0]), 3)  # sRGB-decoded ratio
+    (-0.472, 0.0)
+    """
+    img = as_uint8(image)
+    cam = camera or Camera.srgb("D65")
+    if not (math.isfinite(blur_sigma_px) and blur_sigma_px >= 0):
+        raise ValueError(f"blur_sigma_px must be >= 0; got {blur_sigma_px}")
+    table = np.asarray(cam.decode_table(), dtype=np.float32)  # [256] or per channel [256, 3]
+    lut = np.ascontiguousarray(np.broadcast_to(table.reshape(256, -1), (256, 3)))
+    b = _block_size(*img.shape[:2], block_px)
+    _, fn = _backend.select("detect_contrast", "cpu", backend)
+    C, field = fn(img, lut, b, field_sigma, 4, blur_sigma_px, saturation)
+    sat = (img[::4, ::4] >= saturation).any(-1)
+    sub_c = C[::4, ::4][~sat].reshape(-1, 3)
+    if len(sub_c) == 0:
+        noise = np.full(3, min_noise)
+    else:
+        mad = 1.4826 * np.median(np.abs(sub_c - np.median(sub_c, 0)), 0)
+        noise = np.maximum(mad, min_noise)
+    return ContrastMap(C, noise.astype(np.float64), field, b, img, saturation)

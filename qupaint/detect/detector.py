@@ -1,0 +1,273 @@
+"""Find and classify thin flakes on a whole micrograph: :func:`find_flakes` (a
+:class:`DetectionResult`) and :func:`detect` (its detections, as COCO dicts).
+
+For one micrograph of a known material, seen through a camera (default sRGB under D65):
+
+1. the contrast of every pixel to its substrate (:mod:`qupaint.detect.contrast`);
+2. pieces, the regions that differ from the substrate, split along colour edges
+   (:mod:`qupaint.detect.pieces`);
+3. the named rules that reject pieces (:mod:`qupaint.detect.rules`);
+4. the layer ladder fitted to the image's own pieces (:mod:`qupaint.detect.ladder`);
+5. the score of each remaining piece: the probability-like ``exp(-fit / fit_scale)`` (fit
+   in standard deviations) times a size term ``1 - exp(-area / size_um2)`` times the share
+   not in a halo times its probability of being thin (or thick); the report ranks by it.
+   The category comes from the layer count (:mod:`qupaint.categories`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from qupaint.categories import category_of
+from qupaint.color import Camera, linear_srgb_to_lab
+from qupaint.constants import OXIDE_RANGE_NM, parse_oxide
+from qupaint.detect.config import DetectorConfig
+from qupaint.detect.contrast import as_uint8, contrast_map
+from qupaint.detect.ladder import Ladder, classify, fit_ladder, hypotheses, ladder_grid, oxide_prior
+from qupaint.detect.pieces import (
+    BRIGHT,
+    CAND,
+    grow,
+    label_pieces,
+    measure_pieces,
+    pixel_flags,
+    split_terraces,
+)
+from qupaint.detect.rules import RuleContext, first_rule, off_ladder, thick
+from qupaint.rle import encode_window
+
+__all__ = ["DetectionResult", "detect", "estimate_oxide_from_flakes", "find_flakes"]
+
+
+@dataclass
+class DetectionResult:
+    """What :func:`find_flakes` found on one image.
+
+    Attributes
+    ----------
+    detections : list of dict
+        COCO detections sorted by score (see :func:`detect`).
+    rejected : list of dict
+        One per piece not reported as a thin flake: ``bbox`` [x, y, w, h] px, ``area`` px,
+        ``contrast`` (median C per channel) and ``rejected``, the rule of
+        :data:`~qupaint.detect.rules.REJECT_RULES` (thick pieces are also detections).
+    ladder : Ladder
+        The layer ladder fitted to the image (oxide, per-channel response, prior).
+    """
+
+    detections: list[dict]
+    rejected: list[dict] = field(default_factory=list)
+    ladder: Ladder | None = None
+
+    def rejected_by(self) -> dict[str, int]:
+        """How many pieces each rule rejected."""
+        out: dict[str, int] = {}
+        for r in self.rejected:
+            out[r["rejected"]] = out.get(r["rejected"], 0) + 1
+        return out
+
+
+def find_flakes(
+    image,
+    material: str,
+    oxide_nm: float | str | None = None,
+    config: DetectorConfig | None = None,
+    image_id: int | None = None,
+    camera: Camera | None = None,
+    um_per_px: float | None = None,
+    masks: bool = False,
+    oxide_range: tuple[float, float] = OXIDE_RANGE_NM,
+    oxide_prior_nm: float | None = None,
+    backend: str | None = None,
+) -> DetectionResult:
+    """Detect thin flakes in a whole micrograph; the detections, the rejected pieces with
+    their rule, and the fitted ladder. The parameters are those of :func:`detect`."""
+    cfg = config or DetectorConfig()
+    cfg.validate()
+    if um_per_px is not None and not (np.isfinite(um_per_px) and um_per_px > 0):
+        raise ValueError(f"um_per_px must be > 0; got {um_per_px}")
+    img = as_uint8(image)
+    cam = camera or Camera.srgb("D65")
+    H, W = img.shape[:2]
+    oxide_nm = parse_oxide(oxide_nm)
+    if oxide_nm == "auto":
+        oxide_nm = None
+    oxide_spec = tuple(oxide_range) if oxide_nm is None else float(oxide_nm)
+    prior_nm, prior_sd, prior_source = oxide_prior(img, cam, oxide_nm, oxide_prior_nm,
+                                                   oxide_range, cfg)  # fmt: skip
+    if prior_nm is not None:  # search where the prior allows
+        reach = cfg.prior_reach * prior_sd
+        oxide_spec = (max(oxide_range[0], prior_nm - reach),
+                      min(oxide_range[1], prior_nm + reach))  # fmt: skip
+        if oxide_spec[0] > oxide_spec[1]:
+            oxide_spec = tuple(oxide_range)
+    cm = contrast_map(img, cam, cfg.blur_sigma_px, cfg.saturation, cfg.block_px,
+                      cfg.field_sigma, cfg.min_noise, backend)  # fmt: skip
+    bright_level = _bright_level(material, cam, oxide_spec, prior_nm, prior_sd, cfg)
+    flags = pixel_flags(cm, img, cfg, bright_level, backend)
+    labels, _ = label_pieces(flags, backend)
+    min_px = max(4.0, (cfg.min_area_um2 / um_per_px**2) if um_per_px else cfg.min_area_px)
+    ctx = RuleContext(cfg, min_px, (flags & CAND) > 0, flags, (flags & BRIGHT) > 0,
+                      bright_level, cm.noise, (H, W))  # fmt: skip
+    pieces = measure_pieces(labels, cm.C, min_px)
+    for p in pieces:
+        p.rejected = first_rule(p, ctx)
+    # the ladder is fitted to pieces darker than the substrate in some channel: bulk crystals
+    # are bright in every channel, and at some other oxide a bright rung would fit them
+    fit_rows = sorted((p for p in pieces if p.rejected is None
+                       and (float(p.contrast.min()) < 0 or not cfg.fit_dark_only)),
+                      key=lambda p: -p.area)[: cfg.fit_pieces]  # fmt: skip
+    ladder = fit_ladder(np.array([p.contrast for p in fit_rows]).reshape(-1, 3), material, cam,
+                        cm.noise, oxide_spec, np.log1p([p.area / min_px for p in fit_rows]),
+                        cfg, prior_nm, prior_sd)  # fmt: skip
+    ladder.prior = (prior_nm, prior_sd, prior_source)
+    pieces = split_terraces(pieces, cm, ladder.contrast, cfg, min_px)
+    free = ctx.cand & (labels == 0)  # candidates that no piece's core holds (edges, tails)
+    hyp = hypotheses(ladder, cfg)
+    sub_lin = cm.substrate  # for delta_e: the mean substrate colour
+    sub_lab = linear_srgb_to_lab(sub_lin)
+    dets: list[dict] = []
+    for p in pieces:
+        if p.rejected is not None:
+            continue
+        med = p.contrast
+        nl, d2min, p_thin, p_fit = classify(med, cm.noise, ladder.contrast, hyp, cfg)
+        if off_ladder(d2min, cfg):
+            p.rejected = "off_ladder"
+            continue
+        fit = math.sqrt(d2min / 3.0)
+        reach = cfg.tail_px if not thick(nl, cfg) else 0
+        grown, gy, gx = grow(p.mask, p.sl, cfg.box_pad_px, free, cm.C, med, cm.noise,
+                             reach)  # the whole flake  # fmt: skip
+        area = int(grown.sum())
+        area_um2 = area * um_per_px**2 if um_per_px else area / min_px * cfg.min_area_um2
+        p_class = p_thin if not thick(nl, cfg) else 1.0 - p_thin
+        score = (math.exp(-fit / cfg.fit_scale) * (1.0 - math.exp(-area_um2 / cfg.size_um2))
+                 * (1.0 - p.halo) * p_class)  # fmt: skip
+        ys, xs = np.nonzero(grown)
+        x0, y0 = gx + int(xs.min()), gy + int(ys.min())
+        x1, y1 = gx + int(xs.max()) + 1, gy + int(ys.max()) + 1
+        lab = linear_srgb_to_lab(sub_lin * (1.0 + med))
+        d = {
+            "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+            "score": float(score),
+            "category_id": category_of(nl),
+            "layers": nl,
+            "contrast": [round(float(c), 5) for c in med],
+            "fit_sigma": fit,
+            "p_thin": round(float(p_thin), 4),
+            "p_fit": round(float(p_fit), 4),
+            "delta_e": float(np.linalg.norm(lab - sub_lab)),
+            "area": area,
+        }
+        if thick(nl, cfg):
+            p.rejected = "thick"
+        if um_per_px:
+            d["area_um2"] = float(area * um_per_px**2)
+        if masks:
+            d["segmentation"] = encode_window(grown, gy, gx, H, W)
+        if image_id is not None:
+            d["image_id"] = image_id
+        dets.append(d)
+    dets.sort(key=lambda d: -d["score"])
+    rejected = [{"bbox": [float(v) for v in p.box], "area": p.area,
+                 "contrast": [round(float(c), 4) for c in p.contrast],
+                 "rejected": p.rejected} for p in pieces if p.rejected is not None]  # fmt: skip
+    return DetectionResult(dets, rejected, ladder)
+
+
+def _bright_level(material: str, cam: Camera, oxide_spec, prior_nm, prior_sd,
+                  cfg: DetectorConfig) -> float:  # fmt: skip
+    """The brightest contrast a thin flake of ``material`` can have over the oxides
+    considered (the prior's likely range when there is one), plus ``cfg.bright``."""
+    if isinstance(oxide_spec, tuple):
+        lo, hi = oxide_spec
+    else:
+        lo, hi = oxide_spec - cfg.oxide_window_nm, oxide_spec + cfg.oxide_window_nm
+    if prior_nm is not None:
+        lo = max(lo, prior_nm - prior_sd)
+        hi = min(hi, prior_nm + prior_sd)
+    probe = tuple(np.round(np.linspace(max(0.0, lo), max(lo, hi), 9), 3))
+    thin_mu = ladder_grid(material, cfg.max_layers, probe, cam)[:, : cfg.thin_layers]
+    return max(0.0, float(thin_mu.max())) + cfg.bright
+
+
+def detect(
+    image,
+    material: str,
+    oxide_nm: float | str | None = None,
+    config: DetectorConfig | None = None,
+    image_id: int | None = None,
+    camera: Camera | None = None,
+    um_per_px: float | None = None,
+    masks: bool = False,
+    explain: list | None = None,
+    oxide_range: tuple[float, float] = OXIDE_RANGE_NM,
+    oxide_prior_nm: float | None = None,
+    backend: str | None = None,
+) -> list[dict]:
+    """Detect thin flakes in a whole micrograph ``image`` [H, W, 3] (uint8 or float in [0, 1]).
+
+    Parameters
+    ----------
+    image : array, shape [H, W, 3]
+        sRGB, uint8 or float in [0, 1].
+    material : str
+        The flakes' material (:func:`qupaint.optics.get_material` names it).
+    oxide_nm : float, "auto" or None
+        SiO2 thickness in nm, refined within ``config.oxide_window_nm``; None or ``"auto"``
+        fits it per image within ``oxide_range`` (nm).
+    config : DetectorConfig, optional
+        The detector's settings.
+    image_id : int, optional
+        Written into every detection.
+    camera : Camera, optional
+        What the image was taken through (default sRGB under D65).
+    um_per_px : float, optional
+        Image scale in µm per pixel: the physical minimum size (``config.min_area_um2``) and
+        areas in µm²; without it the minimum is ``config.min_area_px``.
+    masks : bool
+        Add each detection's ``segmentation`` (COCO RLE).
+    explain : list, optional
+        Receives one dict per piece that was not reported (:attr:`DetectionResult.rejected`)
+        and, last, ``{"ladder": Ladder}``.
+    oxide_range : (float, float)
+        The oxides searched in auto mode, nm.
+    oxide_prior_nm : float, optional
+        A calibrated camera's chip, nm: the prior of the fitted oxide.
+    backend : str, optional
+        ``"cpu"`` (C++ kernels) or ``"reference"`` (numpy).
+
+    Returns
+    -------
+    list of dict
+        COCO detections sorted by score: ``bbox`` [x, y, w, h] px, ``score``,
+        ``category_id`` (1 Mono, 2 Few, 3 Thick), ``layers``, ``contrast`` (median C per
+        channel), ``fit_sigma`` (distance to the fitted ladder, in standard deviations),
+        ``p_thin``, ``p_fit``, ``delta_e``, ``area`` px, ``area_um2`` when the scale is
+        known, ``image_id`` when given and ``segmentation`` when ``masks``. Thick pieces that
+        fit the ladder are returned as Thick. :func:`find_flakes` returns the rejected
+        pieces and the ladder beside them.
+    """
+    res = find_flakes(image, material, oxide_nm, config, image_id, camera, um_per_px, masks,
+                      oxide_range, oxide_prior_nm, backend)  # fmt: skip
+    if explain is not None:
+        explain += res.rejected
+        explain.append({"ladder": res.ladder})
+    return res.detections
+
+
+def estimate_oxide_from_flakes(
+    image, material: str, camera: Camera | None = None,
+    candidates: tuple[float, float] = OXIDE_RANGE_NM, config: DetectorConfig | None = None,
+) -> tuple[float | None, int]:  # fmt: skip
+    """(oxide_nm, pieces fitted) from the image's own flakes: the oxide of the ladder that
+    :func:`detect` fits (specks, residue, fibres, halos and crystals excluded first, so dust
+    does not pull it). The camera is taken as calibrated (response held at 1) unless
+    ``config`` says otherwise. (None, 0) when no piece is left to fit."""
+    cfg = config or DetectorConfig(response_range=(1.0, 1.0))
+    ladder = find_flakes(image, material, None, cfg, camera=camera, oxide_range=candidates).ladder
+    return (ladder.oxide_nm if ladder.pieces else None), ladder.pieces

@@ -1,0 +1,212 @@
+"""The layer ladder of one image: the contrast of 1..N layers of the material, adapted to the
+image by fitting the oxide and a per-channel response (:func:`fit_ladder`), and how a piece
+is read off it (:func:`classify`).
+
+Camera settings change the measured contrast (a white-balanced, gamma-encoded or offset
+image compresses it per channel), and the oxide varies from chip to chip. Without labels,
+per image, the oxide and a per-channel response exponent ``k`` are fitted so that the
+pieces' contrasts fall on the ladder ``1 + C = (1 + C_L(oxide))^k`` of the material (TMM
+through the camera), with the calibrated camera (``k = 1``) as the prior. A piece's
+probability of being thin is averaged over the fit's hypotheses (:func:`hypotheses`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+
+import numpy as np
+
+from qupaint.color import Camera
+from qupaint.constants import OXIDE_RANGE_NM
+from qupaint.detect.config import DetectorConfig
+
+__all__ = ["Ladder", "classify", "fit_ladder", "hypotheses", "ladder_grid", "oxide_prior",
+           "respond"]  # fmt: skip
+
+
+@dataclass
+class Ladder:
+    """The layer ladder fitted to one image (:func:`fit_ladder`)."""
+
+    oxide_nm: float
+    response: np.ndarray  # [3] per-channel response exponent k (1: the camera as calibrated)
+    contrast: np.ndarray  # [max_layers, 3] predicted C of 1..max_layers layers, response applied
+    cost: float
+    pieces: int  # how many pieces entered the fit
+    alternatives: list = dc_field(default_factory=list)  # (oxide, response, cost) runners-up
+    grid: dict = dc_field(default_factory=dict, repr=False)  # every hypothesis's cost
+    prior: tuple = (None, None, "none")  # (oxide nm, sd nm, source) of the oxide prior
+
+
+def fit_ladder(contrasts, material: str, camera: Camera | None = None, noise=0.01,
+               oxide_nm: float | tuple[float, float] = OXIDE_RANGE_NM, weights=None,
+               config: DetectorConfig | None = None, oxide_prior_nm: float | None = None,
+               oxide_prior_sd_nm: float | None = None) -> Ladder:  # fmt: skip
+    """Fit the oxide and a per-channel response so that the median contrasts of an image's
+    pieces ``contrasts`` [P, 3] fall on the material's layer ladder.
+
+    The model is ``1 + C = (1 + C_L(oxide))^k`` per channel (``config.response_model="power"``,
+    the default; ``"gain"``: ``C = k C_L``), ``L`` in 1..``max_layers``; each piece
+    costs its chi-square to the nearest rung, capped at ``2 max_chi2`` (a piece that is no
+    flake of this material costs the same wherever the ladder is), weighted by
+    ``weights``; ``log k`` has a Gaussian prior of ``response_prior_sd`` around the camera's
+    calibration. ``oxide_nm`` is a thickness (refined within ``oxide_window_nm``) or a
+    (low, high) range searched in ``oxide_step_nm`` steps, with a Gaussian prior of
+    ``oxide_prior_sd_nm`` around ``oxide_prior_nm`` when given (a calibrated camera's
+    chip). The priors weigh as much as ``prior_pieces`` pieces' worth of data or more.
+    """
+
+    cfg = config or DetectorConfig()
+    cam = camera or Camera.srgb("D65")
+    C = np.asarray(contrasts, np.float64).reshape(-1, 3)
+    w = np.ones(len(C)) if weights is None else np.asarray(weights, np.float64)
+    if isinstance(oxide_nm, tuple):
+        lo, hi = oxide_nm
+    else:
+        lo, hi = max(0.0, oxide_nm - cfg.oxide_window_nm), oxide_nm + cfg.oxide_window_nm
+    step = cfg.oxide_step_nm  # on multiples of the step, so that images share grid points
+    oxides = np.arange(math.ceil(lo / step) * step, math.floor(hi / step) * step + 0.5 * step,
+                       step)  # fmt: skip
+    if len(oxides) == 0:
+        oxides = np.array([0.5 * (lo + hi)])
+    mu = ladder_grid(material, cfg.max_layers, tuple(np.round(oxides, 3)), cam)  # [T, L, 3]
+    lo_k, hi_k = cfg.response_range
+    ks = np.exp(np.linspace(np.log(lo_k), np.log(hi_k), cfg.response_steps))
+    ks = np.unique(np.concatenate([ks, [1.0]]))  # relative to the camera's calibrated response
+    kc = np.asarray(cfg.response_center, np.float64)[:, None] * ks[None]  # [3, G] per channel
+    # priors count like the data grows: per piece of weight, at least prior_pieces
+    scale = cfg.prior_weight * max(1.0, float(w.sum()) / cfg.prior_pieces)
+    prior = scale * (np.log(ks) / cfg.response_prior_sd) ** 2  # [G]
+    ox_prior = (np.zeros(len(oxides)) if oxide_prior_nm is None
+                else scale * ((oxides - oxide_prior_nm)
+                              / (oxide_prior_sd_nm or cfg.oxide_prior_sd_nm)) ** 2)  # fmt: skip
+    noise = np.broadcast_to(np.asarray(noise, np.float64), (3,))
+    sig = np.sqrt(noise**2 + (cfg.rel_sigma * C) ** 2)  # [P, 3], measurement-based
+    cap = 2.0 * cfg.max_chi2
+    if len(C) == 0:
+        t = int(np.argmin(np.abs(oxides - 0.5 * (lo + hi))))
+        return Ladder(float(oxides[t]), np.ones(3), mu[t], 0.0, 0)
+    # separable in the channels: F[c][t, g, p, l] = ((C_pc - k_g mu_tlc) / sig_pc)^2
+    F = [((C[None, None, :, None, c] - respond(mu[:, None, None, :, c], kc[c][None, :, None, None],
+                                                  cfg.response_model))
+          / sig[None, None, :, None, c]) ** 2 for c in range(3)]  # fmt: skip
+    best = (np.inf, 0, (0, 0, 0))
+    costs = []
+    table = np.empty((len(oxides), len(ks), len(ks), len(ks)))
+    for t in range(len(oxides)):
+        tot = (F[0][t][:, None, None] + F[1][t][None, :, None]
+               + F[2][t][None, None, :])  # [G, G, G, P, L]  # fmt: skip
+        per = np.minimum(tot.min(-1), cap) @ w  # [G, G, G]
+        per = per + prior[:, None, None] + prior[None, :, None] + prior[None, None, :] + ox_prior[t]
+        table[t] = per
+        g = np.unravel_index(int(np.argmin(per)), per.shape)
+        costs.append((float(per[g]), t, g))
+        if per[g] < best[0]:
+            best = (float(per[g]), t, g)
+    cost, t, g = best
+    k = kc[[0, 1, 2], list(g)]
+    alts = sorted(costs)[1:4]
+    return Ladder(float(oxides[t]), k, respond(mu[t], k, cfg.response_model), cost, len(C),
+                  [(float(oxides[a[1]]), kc[[0, 1, 2], list(a[2])], a[0]) for a in alts],
+                  {"cost": table, "oxides": oxides, "ks": kc, "mu": mu,
+                   "n": float(w.sum())})  # fmt: skip
+
+
+def respond(mu: np.ndarray, k, response: str) -> np.ndarray:
+    """The contrast the camera settings show for a model contrast ``mu``: per channel,
+    ``(1 + mu)^k - 1`` (a power-law response, e.g. a gamma or contrast setting) or ``k mu``
+    (a linear response with an offset)."""
+    if response == "power":
+        return np.power(np.maximum(1.0 + mu, 1e-6), k) - 1.0
+    return k * mu
+
+
+_LADDER_CACHE: dict = {}
+
+
+def ladder_grid(material, max_layers, oxides, camera) -> np.ndarray:
+    """[T, L, 3] model contrast of 1..``max_layers`` layers at each oxide, through the TMM,
+    cached per single oxide value (fits of different images share their grid points)."""
+    from qupaint.color.calibrate import layer_contrast_grid
+
+    keys = [(material, max_layers, round(float(o), 3), camera.key) for o in oxides]
+    missing = sorted({k[2] for k in keys if k not in _LADDER_CACHE})
+    if missing:
+        if len(_LADDER_CACHE) > 4096:
+            _LADDER_CACHE.clear()
+        grid = layer_contrast_grid(material, range(1, max_layers + 1), missing, camera)
+        for o, g in zip(missing, grid, strict=True):
+            _LADDER_CACHE[(material, max_layers, o, camera.key)] = g
+    return np.stack([_LADDER_CACHE[k] for k in keys])
+
+
+def oxide_prior(img: np.ndarray, cam: Camera, oxide_nm, camera_oxide, oxide_range,
+                 cfg: DetectorConfig) -> tuple[float | None, float, str]:  # fmt: skip
+    """(centre, sd, source) of the oxide prior in auto mode: the substrate's own colour
+    through the calibrated camera when the image is not white-balanced (a neutral substrate
+    carries no oxide information), else the chip the camera was calibrated on, else none."""
+    if oxide_nm is not None:
+        return None, cfg.oxide_prior_sd_nm, "given"
+    from qupaint.color.calibrate import estimate_oxide
+
+    sub = np.median(img[::8, ::8].reshape(-1, 3).astype(np.float64), axis=0)
+    neutral = (sub.max() - sub.min()) / max(sub.mean(), 1e-6) < cfg.neutral_substrate
+    if camera_oxide is not None and not neutral and sub.min() > 0:
+        lo, hi = oxide_range
+        est = estimate_oxide(sub, cam, candidates=(lo, hi))
+        dist = est.candidates[0][1]
+        if lo < est.oxide_nm < hi and dist <= 3 * est.tolerance and not est.ambiguous:
+            return est.oxide_nm, cfg.substrate_prior_sd_nm, "substrate"
+    if camera_oxide is not None:
+        return float(camera_oxide), cfg.oxide_prior_sd_nm, "camera"
+    return None, cfg.oxide_prior_sd_nm, "none"
+
+
+def hypotheses(ladder: Ladder, cfg: DetectorConfig, top: int = 4000):
+    """(ladders [K, L, 3], weights [K]) of the most probable (oxide, response) hypotheses.
+
+    The fit's costs are chi-squares of pieces that are not independent and whose spread
+    the model does not fully know, so, as in any fit whose reduced chi-square exceeds 1,
+    the likelihood is tempered by it: ``w = exp(-(cost - min) / (2 max(T, min / n)))``
+    with ``n`` the fitted weight of pieces and ``T`` the floor ``min_temper``. A piece's
+    probability of being thin is then averaged over these hypotheses rather than read off
+    the best one."""
+    g = ladder.grid
+    if not g:
+        return ladder.contrast[None], np.ones(1)
+    cost = g["cost"].reshape(-1)
+    tau = 2.0 * max(cfg.min_temper, float(cost.min()) / max(1.0, g["n"]))
+    idx = np.argsort(cost)[:top]
+    w = np.exp(-(cost[idx] - cost[idx[0]]) / tau)
+    keep = w > 1e-3
+    idx, w = idx[keep], w[keep]
+    T, G = g["cost"].shape[:2]
+    t, g1, g2, g3 = np.unravel_index(idx, g["cost"].shape)
+    kc = g["ks"]  # [3, G]
+    k = np.stack([kc[0][g1], kc[1][g2], kc[2][g3]], -1)  # [K, 3]
+    mus = respond(g["mu"][t], k[:, None, :], cfg.response_model)  # [K, L, 3]
+    return mus, w / w.sum()
+
+
+def classify(med: np.ndarray, noise: np.ndarray, mu: np.ndarray, hyp, cfg: DetectorConfig):
+    """(layers, chi-square, P(thin), P(fit)) of a piece of median contrast ``med``: the
+    layer count and fit on the best ladder ``mu``, unless the hypotheses ``hyp`` make it
+    thin with probability >= 0.5 among those it fits (P(thin)) while it fits at least
+    ``min_p_fit`` of them (P(fit)), when the layer count is the most probable thin one."""
+    sig = np.sqrt(noise**2 + (cfg.rel_sigma * med) ** 2)
+    d2 = (((med[None] - mu) / sig) ** 2).sum(-1)
+    nl = int(np.argmin(d2)) + 1
+    mus, w = hyp
+    d2h = (((med[None, None] - mus) / sig) ** 2).sum(-1)  # [K, L]
+    lh = d2h.argmin(1)
+    ok = d2h[np.arange(len(lh)), lh] <= cfg.max_chi2
+    thin = ok & (lh < cfg.thin_layers)
+    p_fit = float(w[ok].sum() / max(w.sum(), 1e-12))  # on the ladder at all
+    p_thin = float(w[thin].sum() / max(w[ok].sum(), 1e-12)) if ok.any() else 0.0
+    if nl > cfg.thin_layers and p_thin >= 0.5 and p_fit >= cfg.min_p_fit:
+        votes = np.bincount(lh[thin], weights=w[thin], minlength=cfg.thin_layers)
+        nl = int(np.argmax(votes)) + 1
+        return nl, float(d2h[thin][:, nl - 1].min()), p_thin, p_fit
+    return nl, float(d2[nl - 1]), p_thin, p_fit

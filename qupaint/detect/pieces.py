@@ -1,0 +1,239 @@
+"""Pieces: the connected regions of an image that differ from its substrate, each a
+candidate flake (:class:`Piece`).
+
+Per pixel (:func:`pixel_flags`, a C++ kernel with its numpy reference): CAND (differs from
+the substrate by chi-square, not bright), CORE (a candidate off any colour edge), STRONG
+(mean |C| above the faint floor) and BRIGHT (saturated, or brighter than a thin flake can
+be). The cores, opened with a 3x3 square, are labelled into pieces (:func:`label_pieces`),
+so that the terraces of one flake, separated by colour edges, are separate pieces. A piece
+is grown back over its edge pixels for its box and mask (:func:`grow`) and, once the ladder
+is known, split into its terraces (:func:`split_terraces`). Which pieces are rejected, and
+why, is :mod:`qupaint.detect.rules`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from qupaint import _backend
+from qupaint.detect.config import DetectorConfig
+from qupaint.detect.contrast import ContrastMap
+
+__all__ = ["BRIGHT", "CAND", "CORE", "STRONG", "Piece", "faint_floor", "grow", "halo_share",
+           "label_pieces", "measure_pieces", "pixel_flags", "split_terraces",
+           "touches_border"]  # fmt: skip
+
+
+@dataclass
+class Piece:
+    """One candidate flake of an image.
+
+    Attributes
+    ----------
+    sl : tuple of 2 slices
+        Its window in the image (rows, columns).
+    mask : ndarray of bool, shape [h, w]
+        Its pixels within the window.
+    area : int
+        Pixels in ``mask``.
+    contrast : ndarray, shape [3]
+        Median contrast C (R, G, B) of its pixels, dimensionless.
+    box : tuple of 4 ints
+        (x, y, w, h) of its pixels in the image, px.
+    halo : float
+        Share of it within ``halo_px`` of a bright crystal, 0-1 (measured by the ``halo``
+        rule; 0 before).
+    rejected : str or None
+        The rule of :data:`~qupaint.detect.rules.REJECT_RULES` that rejected it, or None.
+    """
+
+    sl: tuple
+    mask: np.ndarray
+    area: int
+    contrast: np.ndarray
+    box: tuple
+    halo: float = 0.0
+    rejected: str | None = None
+
+    @classmethod
+    def of(cls, sl: tuple, mask: np.ndarray, contrast: np.ndarray, halo: float = 0.0) -> Piece:
+        """A piece of window ``sl`` and pixels ``mask``; its area and box are measured."""
+        ys, xs = np.nonzero(mask)
+        box = (sl[1].start + xs.min(), sl[0].start + ys.min(),
+               xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)  # fmt: skip
+        return cls(sl, mask, int(mask.sum()), contrast, box, halo)
+
+
+#: bits of the per-pixel flags (:func:`pixel_flags`)
+CAND, CORE, STRONG, BRIGHT = 1, 2, 4, 8
+
+
+@_backend.register("detect_flags", "reference")
+def _flags_reference(C, img, noise, saturation, fg_chi2, floor, bright_level, edge2):
+    chi_sub = ((C / noise) ** 2).sum(-1)
+    strong = np.abs(C).mean(-1) >= floor
+    bright = (img >= saturation).any(-1) | (C.max(-1) > bright_level)
+    cand = (chi_sub > fg_chi2) & ~bright
+    g2 = np.zeros(C.shape[:2], np.float32)
+    for c in range(3):
+        gx = ndimage.sobel(C[..., c], 1)
+        gy = ndimage.sobel(C[..., c], 0)
+        g2 += (gx * gx + gy * gy) / np.float32((8.0 * noise[c]) ** 2)
+    core = cand & (g2 < edge2)
+    return (cand * CAND | core * CORE | strong * STRONG | bright * BRIGHT).astype(np.uint8)
+
+
+@_backend.register("detect_flags", "cpu")
+def _flags_cpu(C, img, noise, saturation, fg_chi2, floor, bright_level, edge2):
+    from qupaint import _C
+
+    H, W = C.shape[:2]
+    C = np.ascontiguousarray(C, dtype=np.float32)
+    img = np.ascontiguousarray(img)
+    out = np.empty((H, W), np.uint8)
+    _C.detect_flags_cpu(C.ctypes.data, img.ctypes.data, H, W, [float(v) for v in noise],
+                        int(saturation), float(fg_chi2), float(floor), float(bright_level),
+                        float(edge2), out.ctypes.data)  # fmt: skip
+    return out
+
+
+def pixel_flags(cm: ContrastMap, img: np.ndarray, cfg: DetectorConfig, bright_level: float,
+                 backend: str | None = None) -> np.ndarray:  # fmt: skip
+    """Per-pixel bits: CAND (differs from the substrate, not bright), CORE (a candidate off
+    any colour edge), STRONG (mean |C| above the floor), BRIGHT (saturated or brighter than
+    a thin flake can be)."""
+    _, fn = _backend.select("detect_flags", "cpu", backend)
+    return fn(cm.C, img, cm.noise, cfg.saturation, cfg.fg_chi2, faint_floor(cfg, cm.noise),
+              bright_level, cfg.edge_sigma**2)  # fmt: skip
+
+
+def faint_floor(cfg: DetectorConfig, noise: np.ndarray) -> float:
+    """The mean |C| below which a pixel or a piece is faint (residue, not a flake)."""
+    return max(cfg.min_contrast, cfg.noise_contrast * float(noise.mean()))
+
+
+@_backend.register("detect_open", "reference")
+def _open_reference(flags: np.ndarray, bit: int) -> np.ndarray:
+    return ndimage.binary_opening((flags & bit) > 0, structure=np.ones((3, 3), bool))
+
+
+@_backend.register("detect_open", "cpu")
+def _open_cpu(flags: np.ndarray, bit: int) -> np.ndarray:
+    from qupaint import _C
+
+    flags = np.ascontiguousarray(flags, dtype=np.uint8)
+    out = np.empty(flags.shape, np.uint8)
+    _C.detect_open3_cpu(
+        flags.ctypes.data, flags.shape[0], flags.shape[1], int(bit), out.ctypes.data
+    )
+    return out.view(bool)
+
+
+def label_pieces(flags: np.ndarray, backend: str | None = None) -> tuple[np.ndarray, int]:
+    """Connected pieces of the core pixels (opened with the 3x3 square, so one-pixel bridges
+    do not join them)."""
+    _, fn = _backend.select("detect_open", "cpu", backend)
+    return ndimage.label(fn(flags, CORE), structure=np.ones((3, 3), bool))
+
+
+def measure_pieces(labels: np.ndarray, C: np.ndarray, min_px: float) -> list[Piece]:
+    """The :class:`Piece` of each label of ``labels`` [H, W] with its median contrast of
+    ``C`` [H, W, 3]; specks under half of ``min_px`` pixels are not even worth explaining."""
+    out = []
+    for k, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        mask = labels[sl] == k
+        if int(mask.sum()) < 0.5 * min_px:
+            continue
+        out.append(Piece.of(sl, mask, np.median(C[sl][mask], axis=0)))
+    return out
+
+
+def grow(piece: np.ndarray, sl: tuple, pad: int, cand: np.ndarray, C=None, med=None, sig=None,
+          reach: int = 0):  # fmt: skip
+    """A piece grown by up to ``pad`` px into the candidate pixels ``cand`` [H, W] around it
+    (its edge pixels, which the colour-edge split took off), as (mask, y0, x0): the mask
+    in a window whose top-left pixel is (y0, x0) of the image. With ``C``, ``med``, ``sig``
+    and ``reach``, it first floods through connected candidate pixels of its own colour
+    (within 3 ``sig`` of ``med`` in every channel) up to ``reach`` px beyond its box: the
+    narrow tails and tips the colour-edge split cut off. Its box, mask and area are the
+    flake's."""
+    if pad <= 0 and reach <= 0:
+        return piece, sl[0].start, sl[1].start
+    H, W = cand.shape
+    m = pad + reach
+    y0, x0 = max(0, sl[0].start - m), max(0, sl[1].start - m)
+    y1, x1 = min(H, sl[0].stop + m), min(W, sl[1].stop + m)
+    own = np.zeros((y1 - y0, x1 - x0), bool)
+    py, px = sl[0].start - y0, sl[1].start - x0
+    own[py : py + piece.shape[0], px : px + piece.shape[1]] = piece
+    cw = cand[y0:y1, x0:x1]
+    if reach > 0 and C is not None:
+        same = cw & (np.abs(C[y0:y1, x0:x1] - med) <= 3.0 * sig).all(-1)
+        own = ndimage.binary_propagation(own, mask=same | own)  # the window bounds the reach
+    grown = ndimage.binary_dilation(own, iterations=pad) & (cw | own) if pad > 0 else own
+    return grown, y0, x0
+
+
+def halo_share(bright: np.ndarray, sl: tuple, piece: np.ndarray, halo_px: int) -> float:
+    """The share of a piece within ``halo_px`` of a bright pixel (its own window only)."""
+    H, W = bright.shape
+    y0, x0 = max(0, sl[0].start - halo_px), max(0, sl[1].start - halo_px)
+    y1, x1 = min(H, sl[0].stop + halo_px), min(W, sl[1].stop + halo_px)
+    win = bright[y0:y1, x0:x1]
+    if not win.any():
+        return 0.0
+    near = ndimage.binary_dilation(win, iterations=halo_px)
+    py, px = sl[0].start - y0, sl[1].start - x0
+    return float(near[py : py + piece.shape[0], px : px + piece.shape[1]][piece].mean())
+
+
+def touches_border(sl: tuple, H: int, W: int) -> bool:
+    """Whether the window ``sl`` reaches an edge of an [H, W] image."""
+    return sl[0].start == 0 or sl[1].start == 0 or sl[0].stop == H or sl[1].stop == W
+
+
+def split_terraces(rows: list[Piece], cm: ContrastMap, mu: np.ndarray, cfg: DetectorConfig,
+                   min_px: float) -> list[Piece]:  # fmt: skip
+    """Split each piece into its terraces: every pixel takes the nearest rung of the fitted
+    ladder ``mu``; a rung that covers at least ``min_px`` connected pixels of the piece
+    becomes a piece of its own (the rest stays with the largest)."""
+    out = []
+    for r in rows:
+        if r.rejected is not None or r.area < 2 * min_px:
+            out.append(r)
+            continue
+        sl, piece = r.sl, r.mask
+        px = cm.C[sl][piece]
+        # only the rungs within the piece's colour range (5-95 %, widened by the noise) can
+        # be one of its terraces; one such rung: nothing to split
+        lo, hi = np.percentile(px, [5, 95], axis=0)
+        pad = 3.0 * np.sqrt(cm.noise**2 + (cfg.rel_sigma * r.contrast) ** 2)
+        rungs = np.nonzero(np.all((mu >= lo - pad) & (mu <= hi + pad), axis=1))[0]
+        if len(rungs) <= 1:
+            out.append(r)
+            continue
+        sig = np.sqrt(cm.noise**2 + (cfg.rel_sigma * px) ** 2)
+        d2 = (((px[:, None, :] - mu[None, rungs]) / sig[:, None, :]) ** 2).sum(-1)
+        cls = np.zeros(piece.shape, np.int32)
+        cls[piece] = rungs[d2.argmin(1)] + 1
+        cls = ndimage.median_filter(cls, size=5) * piece  # blends at the steps go to a side
+        parts = []
+        for v in np.unique(cls[cls > 0]):
+            lab, n = ndimage.label(cls == v, structure=np.ones((3, 3), bool))
+            for j, sj in enumerate(ndimage.find_objects(lab), start=1):
+                sub = lab[sj] == j
+                if sub.sum() >= min_px:
+                    parts.append((sj, sub))
+        if len(parts) <= 1:
+            out.append(r)
+            continue
+        for sj, sub in parts:
+            full = np.zeros(piece.shape, bool)
+            full[sj] = sub
+            out.append(Piece.of(sl, full, np.median(cm.C[sl][full], axis=0), halo=r.halo))
+    return out

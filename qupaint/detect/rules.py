@@ -1,0 +1,134 @@
+"""The named rules by which a piece is not reported as a thin flake: one predicate per rule.
+
+Each rule is a function ``rule(piece, ctx) -> bool`` (True: the rule rejects the piece),
+tried in the order of :data:`REJECT_RULES` by :func:`first_rule`; the cheap tests come
+first. The last two need the image's fitted ladder and are applied by the detector:
+
+- :func:`too_small`: under the physical minimum area (``min_area_um2``): dust specks;
+- :func:`faint`: mean |C| below ``min_contrast`` or ``noise_contrast`` times the noise, or
+  mostly weak pixels: residue films;
+- :func:`shading`: a faint, colourless piece at the image border: vignetting the substrate
+  field did not follow;
+- :func:`fibre`: mean width under ``min_width_px``, or longer than ``max_aspect`` widths:
+  fibres and scratches;
+- :func:`halo`: mostly within ``halo_px`` of a saturated or bright crystal: its rim and
+  shadow;
+- :func:`bright`: brighter than any thin flake of the material can be: bulk and saturated
+  crystals;
+- :func:`off_ladder`: its colour fits no layer of the material (chi-square above
+  ``max_chi2``);
+- :func:`thick`: it fits, but with more than ``thin_layers`` layers (reported as Thick).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from qupaint.detect.config import DetectorConfig
+from qupaint.detect.pieces import STRONG, Piece, faint_floor, grow, halo_share, touches_border
+
+__all__ = ["PIECE_RULES", "REJECT_RULES", "RuleContext", "bright", "faint", "fibre",
+           "first_rule", "halo", "off_ladder", "shading", "thick", "too_small"]  # fmt: skip
+
+
+@dataclass
+class RuleContext:
+    """What the rules know of the image besides the piece.
+
+    Attributes
+    ----------
+    cfg : DetectorConfig
+    min_px : float
+        The minimum flake area, px (``min_area_um2`` at the image scale).
+    cand, bright : ndarray of bool, shape [H, W]
+        Candidate pixels (differ from the substrate) and bright pixels (saturated, or
+        brighter than a thin flake).
+    flags : ndarray of uint8, shape [H, W]
+        The per-pixel bits (:func:`~qupaint.detect.pieces.pixel_flags`).
+    bright_level : float
+        The brightest contrast a thin flake of the material can have (C).
+    noise : ndarray, shape [3]
+        The substrate's contrast noise per channel (C).
+    shape : tuple of 2 ints
+        The image's (H, W), px.
+    """
+
+    cfg: DetectorConfig
+    min_px: float
+    cand: np.ndarray
+    flags: np.ndarray
+    bright: np.ndarray
+    bright_level: float
+    noise: np.ndarray
+    shape: tuple[int, int]
+
+
+def too_small(p: Piece, ctx: RuleContext) -> bool:
+    """Under ``min_px`` pixels, even with its edge pixels (as its mask is reported)."""
+    if p.area >= ctx.min_px:
+        return False
+    return int(grow(p.mask, p.sl, ctx.cfg.box_pad_px, ctx.cand)[0].sum()) < ctx.min_px
+
+
+def faint(p: Piece, ctx: RuleContext) -> bool:
+    """Mean |C| below the faint floor, or at most half of its pixels strong."""
+    strength = float(np.abs(p.contrast).mean())
+    return (strength < faint_floor(ctx.cfg, ctx.noise)
+            or not ((ctx.flags[p.sl][p.mask] & STRONG) > 0).mean() > 0.5)  # fmt: skip
+
+
+def shading(p: Piece, ctx: RuleContext) -> bool:
+    """At the image border, faint (mean |C| under ``shading_contrast``) and colourless
+    (channel spread under ``shading_colour`` of its strength)."""
+    strength = float(np.abs(p.contrast).mean())
+    return (touches_border(p.sl, *ctx.shape) and strength < ctx.cfg.shading_contrast
+            and float(np.ptp(p.contrast)) < ctx.cfg.shading_colour * strength)  # fmt: skip
+
+
+def fibre(p: Piece, ctx: RuleContext) -> bool:
+    """Mean width ``2 area / perimeter`` of the whole piece (edge pixels included) under
+    ``min_width_px``, or longer than ``max_aspect`` widths."""
+    grown = grow(p.mask, p.sl, ctx.cfg.box_pad_px, ctx.cand)[0]
+    g_area = int(grown.sum())
+    width = 2.0 * g_area / max(1, int((grown & ~ndimage.binary_erosion(grown)).sum()))
+    return width < ctx.cfg.min_width_px or g_area / max(width, 1.0) ** 2 > ctx.cfg.max_aspect
+
+
+def halo(p: Piece, ctx: RuleContext) -> bool:
+    """More than ``max_halo`` of it within ``halo_px`` of a bright pixel. Records the share
+    in ``p.halo`` (the score uses it)."""
+    p.halo = halo_share(ctx.bright, p.sl, p.mask, ctx.cfg.halo_px)
+    return p.halo > ctx.cfg.max_halo
+
+
+def bright(p: Piece, ctx: RuleContext) -> bool:
+    """A channel's median contrast above the brightest a thin flake can be."""
+    return float(p.contrast.max()) > ctx.bright_level
+
+
+def off_ladder(chi2: float, cfg: DetectorConfig) -> bool:
+    """The piece's chi-square to the nearest rung of the fitted ladder exceeds ``max_chi2``."""
+    return chi2 > cfg.max_chi2
+
+
+def thick(layers: int, cfg: DetectorConfig) -> bool:
+    """More than ``thin_layers`` layers (kept, and reported as Thick)."""
+    return layers > cfg.thin_layers
+
+
+#: the rules tried on a piece before the ladder is fitted, in order
+PIECE_RULES: tuple[tuple[str, Callable[[Piece, RuleContext], bool]], ...] = (
+    ("too_small", too_small), ("faint", faint), ("shading", shading), ("fibre", fibre),
+    ("halo", halo), ("bright", bright),
+)  # fmt: skip
+#: every rule by which a piece is not reported as a thin flake, in the order they are tried
+REJECT_RULES = (*(name for name, _ in PIECE_RULES), "off_ladder", "thick")
+
+
+def first_rule(p: Piece, ctx: RuleContext) -> str | None:
+    """The name of the first rule of :data:`PIECE_RULES` that rejects ``p``, or None."""
+    return next((name for name, rule in PIECE_RULES if rule(p, ctx)), None)
