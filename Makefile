@@ -8,7 +8,7 @@ STAMP := $(VENV)/.qupaint-installed
 SOURCES := pyproject.toml CMakeLists.txt $(shell find csrc -type f 2>/dev/null)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench bench-check lint clean check-nocuda gpu-check wheelhouse
+.PHONY: install demo test bench bench-check lint clean check-nocuda gpu-check wheelhouse docs tiny-data
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	@$(BIN)/python -m pytest tests qupaint --doctest-modules $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "WARNING: pytest collected no tests"; exit 0; fi; exit $$rc
+
+# The documentation site (MkDocs, Material theme; the API pages from the docstrings by
+# mkdocstrings), built with --strict so a broken link or reference fails; CI builds it.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir build/site
+
+# The data configs/tiny.yaml trains on: 64 Synthia images and their QMat-Instruct corpus.
+tiny-data: $(STAMP)
+	$(BIN)/qupaint synthia --out data/synthia --num-images 64 --size 256
+	$(BIN)/qupaint instruct --coco data/synthia/annotations.json --out data/qmat
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-columns=min,median,mean,rounds \

@@ -8,6 +8,8 @@ id     name     layers     phrase
 3      Thick    >= 6       thick
 =====  =======  =========  ===========
 
+Examples
+--------
 >>> [category_of(n) for n in (1, 2, 5, 6, 30)]
 [1, 2, 2, 3, 3]
 >>> CATEGORY_NAMES[category_of(3)], CATEGORY_IDS["Mono"]

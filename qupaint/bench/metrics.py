@@ -35,6 +35,8 @@ def rank_score(rank: int) -> float:
     scores (a model's, a region list's): ``1 / (1 + rank)``, so AP ranks boxes in the order
     they were given.
 
+    Examples
+    --------
     >>> [rank_score(k) for k in range(3)]
     [1.0, 0.5, 0.3333333333333333]
     """

@@ -370,6 +370,8 @@ def estimate_oxide(
     candidates : (lo, hi) oxide range searched.
     tolerance : largest chromaticity distance (r, g, b summing to 1) of a candidate.
 
+    Notes
+    -----
     Only the chromaticity is compared, so exposure does not matter, but the camera's white
     balance does: an image balanced to make the substrate grey carries no oxide information.
     Interference colours repeat, so several thicknesses can match; all local minima within

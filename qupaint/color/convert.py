@@ -300,6 +300,8 @@ def linear_srgb_to_lab(rgb: Any, white: Any = "D65") -> Any:
     """Linear sRGB -> CIELAB relative to ``white`` (D65 by default), [..., 3] -> [..., 3]:
     ``xyz_to_lab(linear_srgb_to_xyz(rgb), white)`` in one call.
 
+    Examples
+    --------
     >>> [round(float(v), 2) for v in linear_srgb_to_lab([0.2, 0.2, 0.2])]
     [51.84, 0.0, 0.0]
     """

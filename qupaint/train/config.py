@@ -63,7 +63,9 @@ class TrainConfig:
         if not self.train_jsonl:
             raise ValueError("train_jsonl: set the QMat-Instruct JSONL to train on")
         if not Path(self.train_jsonl).is_file():
-            raise ValueError(f"train_jsonl: no such file {self.train_jsonl!r}")
+            raise ValueError(f"train_jsonl: no such file {self.train_jsonl!r}; build a corpus "
+                             "with qupaint synthia + qupaint instruct (for configs/tiny.yaml: "
+                             "make tiny-data)")  # fmt: skip
         if self.per_device_batch_size < 1 or self.learning_rate <= 0:
             raise ValueError("per_device_batch_size >= 1 and learning_rate > 0 required")
         if self.bf16 not in ("auto", "true", "false", True, False):

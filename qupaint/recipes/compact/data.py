@@ -53,6 +53,8 @@ def image_dialogues(src, dst, seed: int = 0) -> int:
     with 25 answer tokens), so this trains on about three times the answers per second.
     Returns the number of records written.
 
+    Examples
+    --------
     >>> import json, tempfile
     >>> d = Path(tempfile.mkdtemp())
     >>> rec = lambda i, q: {"id": f"{i}-{q}", "image": f"{i}.png", "meta": {"task": q},
