@@ -1,4 +1,8 @@
-"""Crash-safe file output and fast JSON, shared by every stage that writes files.
+"""File I/O shared by every stage: crash-safe output, fast JSON, and image readers.
+
+Images are read by :func:`read_rgb` (a micrograph as [H, W, 3] uint8 RGB) and
+:func:`read_mask` (a mask's pixel values as stored); both close the file before they
+return, and an unreadable file is a ``ValueError`` that names it.
 
 A file under its final name is always complete: :func:`atomic_open` writes to a temporary
 file in the same folder and renames it into place only when the block ends without an
@@ -24,6 +28,9 @@ from typing import IO, Any
 
 __all__ = [
     "IMAGE_EXTS",
+    "image_size",
+    "read_mask",
+    "read_rgb",
     "image_bytes",
     "atomic_open",
     "atomic_write_bytes",
@@ -99,6 +106,45 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file and rename (see :func:`atomic_open`)."""
     with atomic_open(path, "wb") as fh:
         fh.write(data)
+
+
+def _open_image(path):
+    from PIL import Image
+
+    try:
+        return Image.open(path)
+    except Exception as exc:  # PIL raises many kinds (OSError, UnidentifiedImageError, ...)
+        raise ValueError(f"{path}: not a readable image ({exc})") from None
+
+
+def read_rgb(path: str | os.PathLike) -> Any:
+    """The image at ``path`` as a [H, W, 3] uint8 RGB array (any mode converted), the file
+    closed after reading; an unreadable file is a ValueError naming it."""
+    import numpy as np
+
+    with _open_image(path) as im:
+        try:
+            return np.asarray(im.convert("RGB"))
+        except Exception as exc:  # a truncated or corrupt file fails while decoding
+            raise ValueError(f"{path}: not a readable image ({exc})") from None
+
+
+def read_mask(path: str | os.PathLike) -> Any:
+    """The pixel values of a mask image at ``path`` as stored (instance ids, 0 background),
+    [H, W], the file closed after reading; an unreadable file is a ValueError naming it."""
+    import numpy as np
+
+    with _open_image(path) as im:
+        try:
+            return np.array(im)
+        except Exception as exc:
+            raise ValueError(f"{path}: not a readable mask ({exc})") from None
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of the image at ``path`` from its header, the file closed."""
+    with _open_image(path) as im:
+        return im.size
 
 
 def image_bytes(image: Any, format: str = "PNG", **save: Any) -> bytes:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qupaint._io import atomic_open, write_json
+from qupaint._io import atomic_open, read_mask, read_rgb, write_json
 from qupaint.categories import CATEGORY_IDS, CATEGORY_NAMES, CATEGORY_PHRASES
 from qupaint.constants import MIN_SCORE
 from qupaint.optics import (
@@ -305,7 +305,6 @@ def real_micrographs(out: Path, log=None) -> list[Path]:
        (red: thin, with rank and area), ``real_flakes.csv`` lists every thin detection with
        whether it is an expert's flake.
     """
-    from PIL import Image
 
     from qupaint.bench.metrics import box_iou_xywh
     from qupaint.bench.real import mask_boxes, score_real
@@ -326,8 +325,8 @@ def real_micrographs(out: Path, log=None) -> list[Path]:
     paths.append(out / "real" / "chips")
     panels, rows, gts, all_dets = [], [], [], []
     for name in ("GrapheneH_grey", "GrapheneH_purple"):
-        img = np.asarray(Image.open(REAL_DIR / "whole" / f"{name}.jpg").convert("RGB"))
-        mask = np.asarray(Image.open(REAL_DIR / "whole" / f"{name}_mask.png"))
+        img = read_rgb(REAL_DIR / "whole" / f"{name}.jpg")
+        mask = read_mask(REAL_DIR / "whole" / f"{name}_mask.png")
         gt = mask_boxes(mask)
         dets = [d for d in detect(img, "graphene", None, camera=cam, um_per_px=scale,
                                   oxide_prior_nm=prior, masks=True)
@@ -415,7 +414,6 @@ def synthia_vs_real(path: Path, per_row: int = 4, size: int = 256) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from PIL import Image
 
     from qupaint.detect.draw import outline_labels
     from qupaint.seg import segment
@@ -425,8 +423,7 @@ def synthia_vs_real(path: Path, per_row: int = 4, size: int = 256) -> None:
     real_dir = Path(str(resources.files("qupaint") / "data" / "real"))
     chips = []
     for name in ("MoSe2_chip.jpg", "WS2_chip.jpg"):
-        with Image.open(real_dir / name) as im:
-            chips.append(np.asarray(im.convert("RGB")))
+        chips.append(read_rgb(real_dir / name))
     real = []
     for k in range(per_row):  # the busiest windows (most pixel variance), chips alternating
         c = chips[k % len(chips)]
@@ -616,7 +613,6 @@ def compact_answers(out: Path, materials=("MoS2", "graphene", "WSe2", "hBN"),
 
 def _plot_compact(bench: Path, gt: dict, located: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
-    from PIL import Image
 
     from qupaint.bench.dataset import resolve_image
     from qupaint.instruct.parse import parse_answer
@@ -626,7 +622,7 @@ def _plot_compact(bench: Path, gt: dict, located: list[dict], path: Path) -> Non
     fig, axes = plt.subplots(2, len(located), figsize=(3.2 * len(located), 6.6), squeeze=False)
     for k, r in enumerate(located):
         im = ims[r["image"]]
-        img = np.asarray(Image.open(resolve_image(bench, im)).convert("RGB"))
+        img = read_rgb(resolve_image(bench, im))
         pred = parse_answer(r["answer"], "llava", image_size=(img.shape[1], img.shape[0]))
         truth = [(t["bbox"], CATEGORY_IDS[t["category"]]) for t in r["truth"]]
         boxes = [([b[0], b[1], b[2] - b[0], b[3] - b[1]], c)

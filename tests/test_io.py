@@ -88,3 +88,47 @@ def test_detect_outputs_are_shareable_under_umask_022(tmp_path):
         os.umask(old)
     files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
     assert files and all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in files), files
+
+
+def test_image_readers_return_pixels_and_close_the_file(tmp_path):
+    import gc
+
+    import numpy as np
+    from PIL import Image
+
+    from qupaint._io import image_size, read_mask, read_rgb
+
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    Image.fromarray(rgb[..., 0]).convert("L").save(tmp_path / "grey.png")
+    mask = np.zeros((5, 7), np.uint8)
+    mask[1:3, 2:5] = 2
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc to count open files")
+
+    def open_files():
+        return {os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                if os.path.exists(f"/proc/self/fd/{fd}")}  # fmt: skip
+
+    gc.disable()  # a leaked file must stay open until it is counted, not be collected
+    try:
+        got = read_rgb(tmp_path / "a.png")
+        grey = read_rgb(tmp_path / "grey.png")  # any mode comes back as RGB
+        m = read_mask(tmp_path / "m.png")
+        size = image_size(tmp_path / "a.png")
+        still_open = {f for f in open_files() if f.startswith(str(tmp_path))}
+        leaked = Image.open(tmp_path / "a.png")  # the bare call the readers replace
+        assert any(f.startswith(str(tmp_path)) for f in open_files())  # the check can fail
+        leaked.close()
+    finally:
+        gc.enable()
+    assert not still_open, still_open
+    assert got.dtype == np.uint8 and np.array_equal(got, rgb)
+    assert grey.shape == (5, 7, 3) and np.array_equal(grey[..., 1], rgb[..., 0])
+    assert np.array_equal(m, mask) and size == (7, 5)
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="bad.png"):
+        read_rgb(tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="missing.png"):
+        read_mask(tmp_path / "missing.png")

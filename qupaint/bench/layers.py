@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qupaint._io import read_rgb
 from qupaint.color import Camera, channel_contrast
 from qupaint.color.calibrate import fit_camera
 from qupaint.constants import MIN_SCORE
@@ -125,12 +126,10 @@ def measure_crop(image, k: int = 4) -> tuple[np.ndarray, np.ndarray]:
 
 def measure_crops(crops: Sequence[LayerCrop], k: int = 4) -> np.ndarray:
     """[N, 3] contrast of each crop, the substrate shared by crops of one micrograph."""
-    from PIL import Image
 
     flakes, subs = [], []
     for c in crops:
-        with Image.open(c.path) as im:
-            f, s = measure_crop(np.asarray(im.convert("RGB")), k)
+        f, s = measure_crop(read_rgb(c.path), k)
         flakes.append(f)
         subs.append(s)
     flakes, subs = np.asarray(flakes), np.asarray(subs)
@@ -279,12 +278,10 @@ def crop_canvases(crops: Sequence[LayerCrop], rng: np.random.Generator, grid: in
     substrate (:func:`measure_crop`) matches the median substrate, on a flat canvas of that
     colour with the crops' own pixel noise (the median absolute difference of neighbouring
     border pixels, over sqrt(2))."""
-    from PIL import Image
 
     images, subs, noises = [], [], []
     for c in crops:
-        with Image.open(c.path) as im:
-            a = np.asarray(im.convert("RGB"), dtype=np.float64)
+        a = np.asarray(read_rgb(c.path), dtype=np.float64)
         _, s = measure_crop(a)
         images.append(a)
         subs.append(s)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from qupaint._io import image_size, read_mask, read_rgb
 from qupaint.bench.dataset import resolve_image
 from qupaint.bench.metrics import (
     by_image,
@@ -67,7 +68,6 @@ def evaluate_model_detection(model, processor, gt_json, images_dir=None, fmt: st
 def evaluate_model_grounding(model, processor, corpus_jsonl, images_dir, fmt: str = "llava",
                              limit: int | None = None, **gen) -> dict:  # fmt: skip
     """Grounding accuracy of the model on the ``ground`` records of a QMat-Instruct file."""
-    from PIL import Image
 
     from qupaint.model.inference import generate_answers
 
@@ -82,8 +82,7 @@ def evaluate_model_grounding(model, processor, corpus_jsonl, images_dir, fmt: st
                                tasks=["ground"] * len(turns), **gen)  # fmt: skip
     preds, failed = {}, 0
     for r, p, text in zip(recs, paths, answers, strict=True):
-        with Image.open(p) as im:
-            size = im.size
+        size = image_size(p)
         a = parse_answer(text, fmt, image_size=size, expect="boxes")
         failed += not a.ok
         if len(a.boxes):
@@ -283,8 +282,6 @@ def evaluate_model_real(model, processor, images_dir, masks_dir=None, tile: int 
       flake when their IoU with its box is >= 0.5 (grounding recall; thin-flake AP50 and
       unmatched boxes per image as in :func:`~qupaint.bench.real.score_real`).
     """
-    import numpy as np
-    from PIL import Image
 
     from qupaint.bench.real import find_masked_images, mask_boxes, score_real
     from qupaint.categories import FEW, MONO
@@ -300,8 +297,7 @@ def evaluate_model_real(model, processor, images_dir, masks_dir=None, tile: int 
           "locate": ("locate", DETECT_Q[0])}  # fmt: skip
     tiles, gt_boxes = [], []
     for k, p in enumerate(pairs):
-        img = np.asarray(Image.open(p.image).convert("RGB"))
-        mask = np.asarray(Image.open(p.mask))
+        img, mask = read_rgb(p.image), read_mask(p.mask)
         gt_boxes.append(mask_boxes(mask))
         tiles += [(k, *t) for t in real_tile_questions(img, mask, tile)]
     # every window asks each question of qs, in qs's order

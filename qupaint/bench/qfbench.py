@@ -20,9 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
-from qupaint._io import atomic_write_bytes, write_json
+from qupaint._io import atomic_write_bytes, read_rgb, write_json
 from qupaint.categories import CATEGORIES
 from qupaint.optics import FLAKE_MATERIALS
 from qupaint.synthia import SynthiaConfig, generate
@@ -112,9 +110,8 @@ def _synthia_detector():
 
 def _detect_image(args: tuple) -> list[dict]:
     path, image_id, material, oxide_nm, illuminant, cfg, camera = args
-    from PIL import Image
 
-    img = np.asarray(Image.open(path).convert("RGB"))
+    img = read_rgb(path)
     from qupaint.color import Camera
     from qupaint.detect import detect
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qupaint._io import IMAGE_EXTS
+from qupaint._io import IMAGE_EXTS, read_mask, read_rgb
 from qupaint.bench.metrics import box_iou_xywh, evaluate_detection
 from qupaint.categories import THICK_MIN_LAYERS
 
@@ -184,15 +184,12 @@ def evaluate_real(
     the detector's time (``seconds_per_image``: their mean)."""
     import time
 
-    from PIL import Image
 
     pairs = find_masked_images(images_dir, masks_dir)
     boxes, dets, settings, seconds = [], [], [], []
     for k, p in enumerate(pairs):
-        with Image.open(p.image) as im:
-            img = np.asarray(im.convert("RGB"))
-        with Image.open(p.mask) as im:
-            boxes.append(mask_boxes(np.asarray(im)))
+        img = read_rgb(p.image)
+        boxes.append(mask_boxes(read_mask(p.mask)))
         settings.append(camera_setting(img))
         t0 = time.perf_counter()
         dets.append(detector(img))

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from qupaint._io import read_rgb
+
 __all__ = ["image_statistics", "compare_sets", "plot_comparison"]
 
 _BINS = {
@@ -160,7 +162,6 @@ def compare_sets(
     Returns ``{"summary": {statistic: {"synthetic": str, "real": str, "distance": float}},
     "histograms": {...}, "bins": {...}, "images": {"synthetic": n, "real": n}}``.
     """
-    from PIL import Image
 
     if size < 64:
         raise ValueError(f"size must be >= 64 px; got {size}")
@@ -168,8 +169,7 @@ def compare_sets(
     for name, folder in (("synthetic", synthetic), ("real", real)):
         stats = []
         for f in _images(folder, max_images):
-            with Image.open(f) as im:
-                stats.append(image_statistics(np.asarray(im.convert("RGB")), size))
+            stats.append(image_statistics(read_rgb(f), size))
         sets[name] = (_pool(stats), len(stats))
     a, b = sets["synthetic"][0], sets["real"][0]
     summary = {}

@@ -5,10 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import typer
 
-from qupaint._io import write_json
+from qupaint._io import read_rgb, write_json
 from qupaint.cli._common import app, console, user_errors
 
 
@@ -187,7 +186,6 @@ def predict(
     ),
 ):
     """Ask a model about images; writes {image, prompt, response, boxes_px} JSON and PNGs."""
-    from PIL import Image
 
     from qupaint._io import IMAGE_EXTS
     from qupaint.detect.draw import draw_detections
@@ -210,7 +208,7 @@ def predict(
                                    constrain=constrain and fmt in FORMATS)  # fmt: skip
     results = []
     for f, text in zip(files, answers, strict=True):
-        img = np.asarray(Image.open(f).convert("RGB"))
+        img = read_rgb(f)
         a = parse_answer(text, fmt, image_size=(img.shape[1], img.shape[0]))
         boxes = [[round(float(v), 1) for v in b] for b in a.boxes]
         results.append({"image": str(f), "prompt": question, "response": text,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from qupaint._io import read_rgb
 from qupaint.cli._common import app, console, fail, invoked_command, progress, user_errors
 
 seg_app = typer.Typer(help="Thin-flake segmentation trained on Synthia only (qupaint.seg).")
@@ -54,7 +55,6 @@ def seg_predict(
     """Segment thin flakes: per image a 16-bit label PNG (0 background, 1..n flakes), an
     outline overlay and the instances' boxes and areas in instances.json."""
     import numpy as np
-    from PIL import Image
 
     from qupaint._io import atomic_write_bytes, write_json
     from qupaint.detect.batch import find_images
@@ -72,8 +72,7 @@ def seg_predict(
             for k, f in enumerate(files):
                 report(k + 1)
                 try:
-                    with Image.open(f) as im:
-                        img = np.asarray(im.convert("RGB"))
+                    img = read_rgb(f)
                 except (OSError, ValueError) as exc:  # one bad file does not stop the batch
                     skipped.append((f, exc))
                     continue

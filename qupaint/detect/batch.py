@@ -32,7 +32,14 @@ from typing import Any
 
 import numpy as np
 
-from qupaint._io import IMAGE_EXTS, atomic_open, atomic_write_bytes, image_bytes, write_json
+from qupaint._io import (
+    IMAGE_EXTS,
+    atomic_open,
+    atomic_write_bytes,
+    image_bytes,
+    read_rgb,
+    write_json,
+)
 from qupaint._pool import run_tasks
 from qupaint.categories import CATEGORY_NAMES, MONO, THICK_MIN_LAYERS
 from qupaint.constants import OXIDE_RANGE_NM, parse_oxide
@@ -87,7 +94,6 @@ def _init(job: dict) -> None:
 def _one(task: tuple[int, str, str]) -> dict:
     """Detect in one image and write its files; returns a summary row (an unreadable image
     gives a row with its ``error`` instead of raising)."""
-    from PIL import Image, UnidentifiedImageError
 
     from qupaint.detect.detector import detect
     from qupaint.detect.draw import draw_detections, outline_labels
@@ -96,9 +102,8 @@ def _one(task: tuple[int, str, str]) -> dict:
     image_id, path, stem = task
     job, out = _JOB, Path(_JOB["out_dir"])
     try:
-        with Image.open(path) as im:
-            img = np.asarray(im.convert("RGB"))
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        img = read_rgb(path)
+    except (OSError, ValueError) as exc:
         return {"image": path, "error": f"cannot read the image: {exc}"}
     camera = job["camera"]
     oxide = job["oxide_nm"]

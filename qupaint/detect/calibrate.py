@@ -26,6 +26,7 @@ from dataclasses import replace
 import numpy as np
 from scipy import ndimage
 
+from qupaint._io import read_mask, read_rgb
 from qupaint.categories import THICK_MIN_LAYERS
 from qupaint.color import Camera
 from qupaint.constants import OXIDE_RANGE_NM
@@ -42,15 +43,11 @@ def measure_instances(
     """Median contrast of every instance of each (image, mask) pair: ``image`` (stem), ``id``,
     ``area`` (pixels) and ``contrast`` [3]. ``pairs``: objects with ``.image`` and ``.mask``
     paths (:func:`qupaint.bench.real.find_masked_images`) or (image, mask) tuples."""
-    from PIL import Image
 
     out = []
     for k, p in enumerate(pairs):
         img_path, mask_path = (p.image, p.mask) if hasattr(p, "image") else p
-        with Image.open(img_path) as im:
-            img = np.asarray(im.convert("RGB"))
-        with Image.open(mask_path) as im:
-            mask = np.asarray(im)
+        img, mask = read_rgb(img_path), read_mask(mask_path)
         if mask.shape != img.shape[:2]:
             raise ValueError(f"masks: {mask_path} is {mask.shape}, its image {img.shape[:2]}")
         cm = contrast_map(img, camera)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from transformers import ProcessorMixin
 
+from qupaint._io import read_rgb
 from qupaint.model.configuration import IMAGENET_MEAN, IMAGENET_STD
 
 IMG_START, IMG_END, IMG_CONTEXT = "<img>", "</img>", "<IMG_CONTEXT>"
@@ -375,7 +376,7 @@ class QuPAINTProcessor(ProcessorMixin):
         from PIL import Image
 
         if isinstance(image, str | os.PathLike):
-            image = Image.open(image)
+            image = Image.fromarray(read_rgb(image))  # read and closed
         if isinstance(image, np.ndarray):
             image = Image.fromarray(image)
         return image

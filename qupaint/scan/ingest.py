@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from qupaint import rle
-from qupaint._io import image_bytes
+from qupaint._io import image_bytes, read_rgb
 from qupaint.scan.db import Chip, Flake, Image, Scan, frame_corner, open_db, utcnow
 from qupaint.scan.positions import Frame, read_positions
 
@@ -94,13 +94,7 @@ def _init(job: dict) -> None:
 
 def read_frame(path) -> np.ndarray:
     """A frame as [H, W, 3] uint8 RGB; an unreadable file is a ValueError naming it."""
-    from PIL import Image as PILImage
-
-    try:
-        with PILImage.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except Exception as exc:  # PIL raises many kinds
-        raise ValueError(f"{path}: not a readable image ({exc})") from None
+    return read_rgb(path)
 
 
 def _thumb(img: np.ndarray, x0: int, y0: int, w: int, h: int, side: int = 160) -> bytes:

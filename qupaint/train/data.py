@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
+from qupaint._io import read_rgb
 from qupaint.model.processing import QuPAINTProcessor, lab_jitter
 
 __all__ = ["InstructDataset", "patch_class_grids", "read_jsonl"]
@@ -128,10 +129,9 @@ class InstructDataset(Dataset):
         return self.root / name
 
     def __getitem__(self, idx: int) -> dict:
-        from PIL import Image
 
         rec = self.records[idx]
-        img = np.asarray(Image.open(self.image_path(rec)).convert("RGB"))
+        img = read_rgb(self.image_path(rec))
         if any(self.jitter):
             img = lab_jitter(img, *self.jitter, np.random.default_rng([self.seed, idx]))
         pv = self.processor.pixel_values(img)
