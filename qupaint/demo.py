@@ -555,9 +555,9 @@ def compact_answers(out: Path, materials=("MoS2", "graphene", "WSe2", "hBN"),
     (``compact_answers.png``). Without shipped weights it says so and skips."""
     from qupaint.bench.dataset import resolve_image
     from qupaint.bench.metrics import by_image
-    from qupaint.bench.model_eval import description_class, task_questions
+    from qupaint.bench.model_eval import task_questions
     from qupaint.bench.qfbench import build_qfbench
-    from qupaint.instruct.parse import parse_answer
+    from qupaint.bench.scoring import score_answer
     from qupaint.model import load_model_and_processor
     from qupaint.model.inference import generate_answers
     from qupaint.model.loading import COMPACT_DIR
@@ -580,15 +580,14 @@ def compact_answers(out: Path, materials=("MoS2", "graphene", "WSe2", "hBN"),
     truths = by_image(gt["annotations"], gt["images"])
     rows, right, asked = [], 0, 0
     for (task, im, q, truth), text in zip(items, answers, strict=True):
-        if task == "count":
-            a = parse_answer(text, "llava", expect="count")
-            want, ok = truth[1], a.ok and a.count == truth[1]
-        elif task == "verify":
-            a = parse_answer(text, "llava", expect="yesno")
-            want, ok = truth, a.ok and a.yes == truth
-        elif task == "describe":
-            want = CATEGORY_PHRASES[truth[0]]
-            ok = description_class(text) == truth[0]
+        if task in ("count", "verify", "describe"):
+            ok = score_answer(task, text, truth)[1]
+            if task == "count":
+                want = truth[1]
+            elif task == "verify":
+                want = truth
+            else:
+                want = CATEGORY_PHRASES[truth[0]]
         else:
             want = [{"category": CATEGORY_NAMES[x["category_id"]],
                      "bbox": [round(v, 1) for v in x["bbox"]]}

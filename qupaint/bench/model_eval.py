@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from qupaint._io import image_size, read_mask, read_rgb
@@ -14,13 +13,14 @@ from qupaint.bench.metrics import (
     load_json,
     rank_score,
 )
-from qupaint.categories import CATEGORY_PHRASES
+from qupaint.bench.scoring import Reading, score_answer
+from qupaint.categories import CATEGORY_PHRASES, MONO
 from qupaint.instruct.parse import parse_answer
 from qupaint.instruct.templates import DETECT_Q
 
 __all__ = [
     "answers_to_detections",
-    "description_class",
+    "detections_reading",
     "detections_task_row",
     "detector_task_row",
     "evaluate_model_real",
@@ -92,19 +92,6 @@ def evaluate_model_grounding(model, processor, corpus_jsonl, images_dir, fmt: st
     return {**res, "parse_failures": failed}
 
 
-#: a description's opening: "This is a monolayer graphene flake ..." -> its layer class
-_CLASS = re.compile(
-    r"^\s*This is an? (" + "|".join(re.escape(p) for p in CATEGORY_PHRASES.values()) + r")\b"
-)
-_CLASS_IDS = {p: c for c, p in CATEGORY_PHRASES.items()}
-
-
-def description_class(text: str) -> int | None:
-    """The layer class a description opens with ("This is a monolayer ... flake"), or None."""
-    m = _CLASS.match(text) if isinstance(text, str) else None
-    return None if m is None else _CLASS_IDS[m.group(1)]
-
-
 def task_questions(gt: dict, images: list, fmt: str = "llava", describe_per_image: int = 2):
     """The per-task questions of :func:`evaluate_model_tasks` for ``images`` of QF-Bench
     ``gt``: (task, image, question, truth) in a fixed order. Per image: a count for each
@@ -155,20 +142,12 @@ def evaluate_model_tasks(model, processor, gt_json, images_dir=None, fmt: str = 
     for (task, im, _, truth), text in zip(items, answers, strict=True):
         d = per.setdefault(task, {"n": 0, "parsed": 0, "right": 0})
         d["n"] += 1
-        if task == "count":
-            a = parse_answer(text, fmt, expect="count")
-            d["parsed"] += a.ok
-            d["right"] += bool(a.ok and a.count == truth[1])
-        elif task == "verify":
-            a = parse_answer(text, fmt, expect="yesno")
-            d["parsed"] += a.ok
-            d["right"] += bool(a.ok and a.yes == truth)
-        elif task == "describe":
-            c = description_class(text)
-            d["parsed"] += c is not None
-            d["right"] += c == truth[0]
-        else:
+        if task == "locate":  # scored by AP over the set, below
             locate.append((text, im))
+            continue
+        parsed, right = score_answer(task, text, truth, fmt)
+        d["parsed"] += parsed
+        d["right"] += right
     names = {"count": "exact_count_accuracy", "verify": "monolayer_present_accuracy",
              "describe": "layer_class_accuracy"}  # fmt: skip
     for task, d in per.items():
@@ -204,35 +183,46 @@ def detections_task_row(gt_json, dets: list[dict], min_score: float = 0.0) -> di
     questions, a reference row: their counts (detections scoring ``min_score`` or more),
     monolayer presence, the layer class of the detection that best overlaps each
     described flake (IoU >= 0.5), and AP50 / Mono AP50 (of all of ``dets``)."""
-    import numpy as np
 
-    from qupaint.bench.metrics import box_iou_xywh
 
     gt = load_json(gt_json)
     by_img = by_image(dets)
     items = task_questions(gt, gt["images"])
     right: dict = {"count": [0, 0], "verify": [0, 0], "describe": [0, 0]}
     for task, im, _, truth in items:
+        if task not in right:
+            continue
         mine = [d for d in by_img.get(im["id"], []) if d["score"] >= min_score]
-        if task == "count":
-            cat, n = truth
-            right["count"][0] += sum(d["category_id"] == cat for d in mine) == n
-        elif task == "verify":
-            right["verify"][0] += any(d["category_id"] == 1 for d in mine) == truth
-        elif task == "describe":  # the class of the detection that best overlaps the flake
-            cat, box = truth
-            if mine:
-                iou = box_iou_xywh(np.asarray([box], float),
-                                   np.asarray([d["bbox"] for d in mine], float))  # fmt: skip
-                k = int(np.argmax(iou))
-                right["describe"][0] += bool(iou[k] >= 0.5 and mine[k]["category_id"] == cat)
-        if task in right:
-            right[task][1] += 1
+        right[task][0] += score_answer(task, detections_reading(task, mine, truth), truth)[1]
+        right[task][1] += 1
     r = evaluate_detection(gt, dets)
     row = {k: (v[0] / v[1] if v[1] else None) for k, v in right.items()}
     return {"exact_count_accuracy": row["count"], "monolayer_present_accuracy": row["verify"],
             "layer_class_accuracy": row["describe"], "AP50": r["AP50"],
             "Mono_AP50": r["Mono"]["AP50"]}  # fmt: skip
+
+
+def detections_reading(task: str, dets: list[dict], truth) -> Reading:
+    """What detections ``dets`` of one image answer to a ``task`` question (a
+    :class:`~qupaint.bench.scoring.Reading`): their count of the asked class, whether any
+    is a monolayer, or the class of the one that best overlaps the described flake (box IoU
+    at least 0.5; none below)."""
+    import numpy as np
+
+    from qupaint.bench.metrics import box_iou_xywh
+
+    if task == "count":
+        return Reading(True, count=sum(d["category_id"] == truth[0] for d in dets))
+    if task == "verify":
+        return Reading(True, yes=any(d["category_id"] == MONO for d in dets))
+    if task == "describe":
+        if not dets:
+            return Reading(False)
+        iou = box_iou_xywh(np.asarray([truth[1]], float),
+                           np.asarray([d["bbox"] for d in dets], float))  # fmt: skip
+        k = int(np.argmax(iou))
+        return Reading(True, layer_class=dets[k]["category_id"] if iou[k] >= 0.5 else None)
+    raise ValueError(f"task: count, verify or describe; got {task!r}")
 
 
 def _tile_starts(length: int, tile: int) -> list[int]:

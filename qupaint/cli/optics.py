@@ -29,6 +29,8 @@ OP_MODULES = (
     "qupaint.pia",
     "qupaint.gate",
     "qupaint.synthia.finish",
+    "qupaint.detect.contrast",
+    "qupaint.detect.pieces",
 )
 
 

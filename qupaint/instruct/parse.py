@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qupaint.categories import CATEGORY_IDS, CATEGORY_PHRASES
+from qupaint.instruct.templates import DESCRIBE_A
 
 __all__ = [
     "Answer",
+    "description_class",
     "PARSE_FORMATS",
     "parse_answer",
     "parse_answers",
@@ -248,3 +250,30 @@ def parse_answers(
     sizes = image_sizes if image_sizes is not None else [None] * len(texts)
     out = [parse_answer(t, fmt, s, expect) for t, s in zip(texts, sizes, strict=True)]
     return out, sum(not a.ok for a in out)
+
+
+def _description_head() -> re.Pattern:
+    """The opening of :data:`~qupaint.instruct.templates.DESCRIBE_A` up to its class, as a
+    pattern: its words literal (the article "a" also as "an"), the class one of
+    :data:`~qupaint.categories.CATEGORY_PHRASES`."""
+    head = DESCRIBE_A.split("{cat}")[0]  # "This is a "
+    words = [r"an?" if w == "a" else re.escape(w) for w in head.split()]
+    phrases = "|".join(re.escape(p) for p in CATEGORY_PHRASES.values())
+    return re.compile(r"^\s*" + " ".join(words) + " (" + phrases + r")\b")
+
+
+_DESCRIPTION_HEAD = _description_head()
+_PHRASE_IDS = {p: c for c, p in CATEGORY_PHRASES.items()}
+
+
+def description_class(text) -> int | None:
+    """The layer class a description opens with (its sentence is
+    :data:`~qupaint.instruct.templates.DESCRIBE_A`), or None when it does not open so.
+
+    >>> description_class("This is a monolayer graphene flake (a monolayer). Its ...")
+    1
+    >>> description_class("I think it is thick.") is None
+    True
+    """
+    m = _DESCRIPTION_HEAD.match(text) if isinstance(text, str) else None
+    return None if m is None else _PHRASE_IDS[m.group(1)]

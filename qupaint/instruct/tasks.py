@@ -115,10 +115,8 @@ def _describe(ctx: ImageContext, rng: random.Random):
     i = rng.choice(mono) if mono and rng.random() < 0.5 else rng.randrange(len(ctx.anns))
     head, _, tail = rng.choice(T.DESCRIBE_Q).partition("{box}")
     a = ctx.anns[i]
-    intro = (
-        f"This is a {CATEGORY_PHRASES[a['category_id']]} {ctx.material} flake "
-        f"({layers_words(int(a['layers']))}). "
-    )
+    intro = T.DESCRIBE_A.format(cat=CATEGORY_PHRASES[a["category_id"]], material=ctx.material,
+                                layers=layers_words(int(a["layers"]))) + " "
     return [([head, ctx.boxes([i], False), tail], [intro + ctx.explain(i)])], {"ann_index": i}
 
 

@@ -75,6 +75,12 @@ DESCRIBE_Q = (
     "Analyse the colour and contrast of the flake at {box}.",
 )
 
+#: the opening sentence of every description: its layer class, material and layer count
+#: (``layers``: "a monolayer" or "N layers", :func:`qupaint.instruct.context.layers_words`).
+#: The corpus writes it, constrained decoding holds answers to it, and
+#: :func:`qupaint.instruct.parse.description_class` reads the class back from it.
+DESCRIBE_A = "This is a {cat} {material} flake ({layers})."
+
 GROUND_Q = (
     "Locate {ref}.",
     "Where is {ref}?",

@@ -34,6 +34,8 @@ _CAT = "(?:" + "|".join(re.escape(p) for p in CATEGORY_PHRASES.values()) + ")"
 _LABEL = "(?:" + "|".join(CATEGORY_IDS) + ")"
 _MATERIAL = "[A-Za-z0-9-]{1,12}"
 _N = "(?:0|[1-9][0-9]?)"
+#: a layer count as a description writes it (:func:`qupaint.instruct.context.layers_words`)
+_LAYERS = "(?:a monolayer|[1-9][0-9]{0,2} layers)"
 
 
 def _box(fmt: str) -> str:
@@ -79,7 +81,8 @@ def _fill(t: str, slot) -> str:
 
 
 def _template(t: str, fmt: str, box: str) -> str:
-    return _fill(t, {"n": _N, "cat": _CAT, "material": _MATERIAL, "box": box}.__getitem__)
+    return _fill(t, {"n": _N, "cat": _CAT, "material": _MATERIAL, "box": box,
+                     "layers": _LAYERS}.__getitem__)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=32)
@@ -101,8 +104,7 @@ def answer_regex(task: str, fmt: str = "llava") -> str:
         alts = [_template(t, fmt, one) for t in T.VERIFY_YES_A]
         alts += [_template(t, fmt, "") for t in T.VERIFY_NO_A]
     elif task == "describe":  # "This is a monolayer graphene flake (a monolayer). ..."
-        alts = [rf"This is a {_CAT} {_MATERIAL} flake \((?:a monolayer|[1-9][0-9]{{0,2}} layers)"
-                r"\)\.(?: [^\n]*)?"]  # fmt: skip
+        alts = [_template(T.DESCRIBE_A, fmt, "") + r"(?: [^\n]*)?"]
     else:  # ground: one bare box
         alts = [_boxes(fmt, False, False)]
     return "(?:" + "|".join(alts) + ")"
