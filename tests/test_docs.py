@@ -21,7 +21,7 @@ def snippets() -> list[tuple[str, str]]:
     out = []
     for page in PAGES:
         text = page.read_text()
-        for k, m in enumerate(FENCE.finditer(text)):
+        for m in FENCE.finditer(text):
             line = text[: m.start()].count("\n") + 1
             out.append((f"{page.relative_to(ROOT)}:{line}", m.group(1)))
     return out

@@ -1,0 +1,32 @@
+"""The HTML pages (plain HTML and JavaScript shipped in ``qupaint/web/static``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse
+
+__all__ = ["PAGES", "STATIC", "router"]
+
+STATIC = Path(__file__).resolve().parents[1] / "static"
+PAGES = {"/": "map.html", "/flakes": "flakes.html", "/try": "try.html",
+         "/calibrate": "calibrate.html"}  # fmt: skip
+
+router = APIRouter(include_in_schema=False)
+
+
+def _page(name: str):
+    def serve_page():
+        return FileResponse(STATIC / name, media_type="text/html")
+
+    return serve_page
+
+
+for _route, _name in PAGES.items():
+    router.add_api_route(_route, _page(_name))
+
+
+@router.get("/flake/{flake_id}")
+def flake_page_html(flake_id: int):
+    return FileResponse(STATIC / "flake.html", media_type="text/html")

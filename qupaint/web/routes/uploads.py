@@ -1,0 +1,125 @@
+"""Uploads: detect flakes on a micrograph (``/api/detect``) and fit a camera from clicked
+flakes of known layer number (``/api/calibrate``). Uploads stay in memory, are limited in
+size (413) and must decode as an image (415)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
+
+from qupaint._io import image_bytes
+from qupaint.constants import MAX_OXIDE_NM, MIN_SCORE, OXIDE_RANGE_NM
+from qupaint.web.state import AppState, app_state
+
+__all__ = ["image_from_upload", "router"]
+
+router = APIRouter()
+LO, HI = OXIDE_RANGE_NM
+
+
+def image_from_upload(data: bytes) -> np.ndarray:
+    """Decode an upload (any PIL format); anything else is a 415."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.width * im.height > 60_000_000:
+                raise HTTPException(413, "image too large (more than 60 megapixels)")
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        raise HTTPException(
+            415, "the upload is not an image PIL can read (PNG, JPEG, TIFF, ...)"
+        ) from None
+
+
+async def _read_upload(file: UploadFile, state: AppState) -> np.ndarray:
+    data = await file.read(state.upload_limit + 1)
+    if len(data) > state.upload_limit:
+        raise HTTPException(413, f"upload larger than {state.max_upload_mb:g} MB")
+    return image_from_upload(data)
+
+
+def _microscope(name: str):
+    from qupaint.color import Microscope
+    from qupaint.color.camera import PRESETS
+
+    if name not in PRESETS:  # presets only: an upload never names a server-side file
+        raise HTTPException(422, f"camera: one of {', '.join(sorted(PRESETS))}")
+    return Microscope.load(name)
+
+
+def _material(name: str) -> str:
+    from qupaint.optics import get_material
+
+    try:
+        return get_material(name).name
+    except (KeyError, ValueError) as exc:
+        raise HTTPException(422, f"material: {exc}") from None
+
+
+@router.post("/api/detect")
+async def detect_upload(file: UploadFile = File(...), material: str = Form(...),
+                        camera: str = Form("2dmatgmm"),
+                        um_per_px: float | None = Form(None, gt=0, le=100),
+                        state: AppState = Depends(app_state)):  # fmt: skip
+    from qupaint.detect import detect
+    from qupaint.detect.draw import CATEGORY_COLORS, outline_labels
+    from qupaint.rle import decode as decode_rle
+
+    material = _material(material)
+    img = await _read_upload(file, state)
+    mic = _microscope(camera)
+    dets = detect(img, material, None, camera=mic.camera, um_per_px=mic.scale_or(um_per_px),
+                  masks=True)  # fmt: skip
+    dets = [d for d in dets if d["score"] >= MIN_SCORE]
+    out = img.copy()
+    for d in dets:
+        lab = decode_rle(d.pop("segmentation")).astype(np.int32)
+        out = outline_labels(out, lab, CATEGORY_COLORS.get(d["category_id"], (255,) * 3))
+    png = base64.b64encode(image_bytes(out)).decode("ascii")
+    return {"width": int(img.shape[1]), "height": int(img.shape[0]), "material": material,
+            "detections": dets, "overlay": f"data:image/png;base64,{png}"}  # fmt: skip
+
+
+@router.post("/api/calibrate")
+async def calibrate_upload(file: UploadFile = File(...), material: str = Form(...),
+                           points: str = Form(..., description='[{"x","y","layers"}]'),
+                           camera: str = Form("srgb"), radius_px: int = Form(4, ge=1, le=50),
+                           oxide_lo: float = Form(LO, ge=0, le=MAX_OXIDE_NM),
+                           oxide_hi: float = Form(HI, ge=0, le=MAX_OXIDE_NM),
+                           state: AppState = Depends(app_state)):  # fmt: skip
+    from qupaint.color.calibrate import fit_camera
+    from qupaint.detect import contrast_map
+    from qupaint.optics import get_material
+
+    try:
+        material = get_material(material).name
+        pts = json.loads(points)
+        pts = [(float(p["x"]), float(p["y"]), int(p["layers"])) for p in pts]
+    except (KeyError, ValueError, TypeError) as exc:
+        raise HTTPException(422, f"points / material: {exc}") from None
+    if not 1 <= len(pts) <= 20 or any(n < 1 or n > 50 for *_, n in pts):
+        raise HTTPException(422, "points: 1-20 clicks, each with 1-50 layers")
+    if not oxide_lo < oxide_hi:
+        raise HTTPException(422, "oxide_lo must be below oxide_hi")
+    img = await _read_upload(file, state)
+    cm = contrast_map(img, _microscope(camera).camera)
+    H, W = img.shape[:2]
+    yy, xx = np.mgrid[0:H, 0:W]
+    obs = []
+    for x, y, n in pts:
+        if not (0 <= x < W and 0 <= y < H):
+            raise HTTPException(422, f"point ({x:g}, {y:g}) is outside the image")
+        disc = (xx - x) ** 2 + (yy - y) ** 2 <= radius_px**2
+        obs.append((material, n, np.median(cm.C[disc], axis=0).tolist()))
+    try:
+        fit = fit_camera(obs, oxide_nm=(oxide_lo, oxide_hi), illuminant="A")
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return {**fit.to_dict(), "material": material,
+            "observations": [{"layers": n, "contrast": c} for _, n, c in obs],
+            "predicted": np.round(fit.predicted, 4).tolist()}  # fmt: skip

@@ -1,0 +1,71 @@
+"""What every route of the web app shares: the database, the map folder and the upload
+limit (:class:`AppState`), and the FastAPI dependencies that hand them to a route."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import HTTPException, Request
+
+__all__ = ["AppState", "app_state", "store"]
+
+
+@dataclass
+class AppState:
+    """One app's settings and its database.
+
+    Attributes
+    ----------
+    db : str or path
+        The flake database (a SQLite path or a SQLAlchemy URL).
+    Session : sessionmaker
+        Sessions on it (:func:`qupaint.scan.db.open_db`).
+    map_dir : Path or None
+        A ``qupaint map --dzi`` folder, served under ``/map``.
+    max_upload_mb : float
+        The largest upload accepted, MB.
+    token : str or None
+        The token every request needs, when set.
+    """
+
+    db: Any
+    Session: Any
+    map_dir: Path | None
+    max_upload_mb: float
+    token: str | None = None
+    #: the model's contrast per layer of each chip (``/api/flakes/{id}``), computed once
+    ladders: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def upload_limit(self) -> int:
+        """The largest upload accepted, bytes."""
+        return int(self.max_upload_mb * 2**20)
+
+    def run(self, fn: Callable, tries: int = 5):
+        """``fn(session)`` in one transaction; a locked database is retried, never shown (a
+        503 when it stays locked)."""
+        from sqlalchemy.exc import OperationalError
+
+        for k in range(tries):
+            try:
+                with self.Session.begin() as s:
+                    return fn(s)
+            except OperationalError as exc:
+                if "locked" not in str(exc).lower() or k == tries - 1:
+                    raise HTTPException(503, "the database is busy; try again") from None
+                time.sleep(0.05 * (k + 1))
+
+
+def app_state(request: Request) -> AppState:
+    """The dependency that gives a route its app's :class:`AppState`."""
+    return request.app.state.qupaint
+
+
+def store(request: Request) -> Callable:
+    """The session dependency: a function that runs ``fn(session)`` in one retried
+    transaction (:meth:`AppState.run`)."""
+    return request.app.state.qupaint.run
