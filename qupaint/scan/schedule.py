@@ -1,0 +1,210 @@
+"""The frame scheduler of a scan: which frames to detect next, in acquisition order, in
+worker processes, and when a scan is over (:class:`FrameScheduler`).
+
+A batch scan takes every listed frame. A live scan (``watch=True``) takes frames as they
+appear (a row in ``positions.csv`` and a complete image file: :func:`frame_ready`), until
+``scan_done`` appears in the folder or nothing new came for ``idle_s`` seconds. Results
+come out in acquisition order, so the writer stores whole frames in that order.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import time
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from qupaint import rle
+from qupaint._io import image_bytes, read_rgb
+from qupaint.scan.positions import Frame, read_positions
+
+__all__ = ["DONE_MARKER", "FrameScheduler", "detect_frame", "detector_job", "frame_ready",
+           "init_worker", "read_frame"]  # fmt: skip
+
+#: the file a microscope writes into the scan folder when the scan is over
+DONE_MARKER = "scan_done"
+
+# -- the worker: one frame --------------------------------------------------------------
+_JOB: dict | None = None
+
+
+def init_worker(job: dict) -> None:
+    """Set a worker process up for :func:`detect_frame` with the scan's ``job``."""
+    global _JOB
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from qupaint.color import Camera
+
+    _JOB = dict(job)
+    _JOB["camera"] = Camera.from_dict(job["camera"]) if job["camera"] else None
+
+
+def read_frame(path) -> np.ndarray:
+    """A frame as [H, W, 3] uint8 RGB; an unreadable file is a ValueError naming it."""
+    return read_rgb(path)
+
+
+def _thumb(img: np.ndarray, x0: int, y0: int, w: int, h: int, side: int = 160) -> bytes:
+    from PIL import Image as PILImage
+
+    pad = max(8, int(0.3 * max(w, h)))
+    H, W = img.shape[:2]
+    crop = img[max(0, y0 - pad) : min(H, y0 + h + pad), max(0, x0 - pad) : min(W, x0 + w + pad)]
+    im = PILImage.fromarray(crop)
+    im.thumbnail((side, side))
+    return image_bytes(im, "JPEG", quality=85)
+
+
+def detect_frame(path: str) -> dict:
+    """One frame's detections above the minimum score, each with its mask (bit-packed), its
+    box in the frame, whether the frame's border cuts it, and a JPEG thumbnail."""
+    from qupaint.detect import detect
+
+    job = _JOB
+    img = read_frame(path)
+    H, W = img.shape[:2]
+    dets = detect(img, job["material"], job["oxide_nm"], job["config"], camera=job["camera"],
+                  um_per_px=job["um_per_px"], masks=True,
+                  oxide_prior_nm=job["oxide_prior_nm"])  # fmt: skip
+    out = []
+    for d in dets:
+        if d["score"] < job["min_score"]:
+            continue
+        x, y, w, h = (int(round(v)) for v in d["bbox"])
+        m = rle.decode(d["segmentation"])[y : y + h, x : x + w]
+        if not m.any():
+            continue
+        out.append({
+            "x": x, "y": y, "mask": np.packbits(m), "shape": m.shape,
+            "layers": int(d["layers"]), "category": int(d["category_id"]),
+            "score": float(d["score"]), "contrast": [float(c) for c in d["contrast"]],
+            "clipped": bool(x <= 0 or y <= 0 or x + w >= W or y + h >= H),
+            "thumb": _thumb(img, x, y, w, h),
+        })  # fmt: skip
+    return {"width": W, "height": H, "dets": out}
+
+
+def detector_job(material, camera, um_per_px, oxide_nm, oxide_prior_nm, config, min_score
+                 ) -> dict:  # fmt: skip
+    """What each worker needs to detect a frame (picklable: the camera as its dict)."""
+    from qupaint.detect import DetectorConfig
+
+    return {"material": material, "camera": camera.to_dict() if camera is not None else None,
+            "um_per_px": float(um_per_px), "oxide_nm": oxide_nm,
+            "oxide_prior_nm": oxide_prior_nm, "config": config or DetectorConfig(),
+            "min_score": float(min_score)}  # fmt: skip
+
+
+def frame_ready(path: Path, sizes: dict) -> bool:
+    """A file a microscope may still be writing counts once its size held for one poll."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    if st.st_size == 0:
+        return False
+    prev = sizes.get(path)
+    sizes[path] = st.st_size
+    return prev == st.st_size or time.time() - st.st_mtime > 1.0
+
+
+class FrameScheduler:
+    """Detect the frames of ``folder`` not in ``done``, in worker processes, and yield
+    ``(frame, result)`` in acquisition order (:func:`detect_frame`'s result).
+
+    At most ``2 * workers`` frames are in flight. After the iteration, ``submitted`` holds
+    every frame taken and ``frames`` the last listing of the folder.
+    """
+
+    def __init__(self, folder: Path, job: dict, done: set[str], workers: int = 2,
+                 watch: bool = False, idle_s: float = 60.0, poll_s: float = 0.2):  # fmt: skip
+        self.folder, self.job, self.workers = Path(folder), job, workers
+        self.watch, self.idle_s, self.poll_s = watch, idle_s, poll_s
+        self.submitted: set[str] = set(done)
+        self.frames: list[Frame] = read_positions(self.folder, partial=watch)
+        if not watch:
+            missing = [f.file for f in self.frames if not (self.folder / f.file).is_file()]
+            if missing:
+                raise ValueError(
+                    f"{len(missing)} listed frames are missing from {self.folder} "
+                    f"(first: {missing[0]}); use --watch for a scan still running"
+                )
+
+    def __iter__(self) -> Iterator[tuple[Frame, dict]]:
+        folder, workers, watch = self.folder, self.workers, self.watch
+        submitted = self.submitted
+        pending: deque = deque()
+        sizes: dict = {}
+        last_new = time.time()
+        ctx = mp.get_context("forkserver")
+        pool = (cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker,
+                                       initargs=(self.job,)) if workers > 1 else None)  # fmt: skip
+        if pool is None:
+            init_worker(self.job)
+        try:
+            while True:
+                if watch:
+                    self.frames = read_positions(folder, partial=True)
+                frames = self.frames
+                new = []
+                for f in frames:  # in acquisition order; a frame not yet on disk holds the rest
+                    if f.file in submitted:
+                        continue
+                    if watch and not frame_ready(folder / f.file, sizes):
+                        break
+                    new.append(f)
+                    if len(pending) + len(new) >= 2 * workers:
+                        break
+                for f in new:
+                    submitted.add(f.file)
+                    path = str(folder / f.file)
+                    fut = pool.submit(detect_frame, path) if pool else _Done(detect_frame, path)
+                    pending.append((f, fut))
+                if new:
+                    last_new = time.time()
+                more = any(f.file not in submitted for f in frames)
+                while pending and (
+                    pending[0][1].done() or len(pending) >= 2 * workers or not (watch or more)
+                ):
+                    f, fut = pending.popleft()
+                    yield f, fut.result()
+                if pending:
+                    cf.wait([pending[0][1]], timeout=self.poll_s)
+                    continue
+                if not watch:
+                    if all(f.file in submitted for f in frames):
+                        break
+                    continue
+                if (folder / DONE_MARKER).exists():
+                    self.frames = read_positions(folder, partial=True)
+                    if all(f.file in submitted for f in self.frames):
+                        break
+                if time.time() - last_new > self.idle_s:
+                    break
+                time.sleep(self.poll_s)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def not_processed(self) -> list[str]:
+        """The listed frames never taken (a live scan that stopped early)."""
+        listed = read_positions(self.folder, partial=True) if self.watch else self.frames
+        return [f.file for f in listed if f.file not in self.submitted]
+
+
+class _Done:
+    """A finished 'future' for the in-process path."""
+
+    def __init__(self, fn, *args):
+        self._value = fn(*args)
+
+    def done(self) -> bool:
+        return True
+
+    def result(self):
+        return self._value
