@@ -11,7 +11,9 @@ from transformers import InternVLForConditionalGeneration
 
 from qupaint.categories import CATEGORY_PHRASES
 from qupaint.model import QuPAINTForConditionalGeneration, QuPAINTProcessor, tiny_model
-from qupaint.model.processing import IGNORE, dynamic_tiles, lab_jitter, region_ids, tile_grid
+from qupaint.model.image_processing import dynamic_tiles, lab_jitter, tile_grid
+from qupaint.model.processing import IGNORE
+from qupaint.model.regions import region_ids
 from qupaint.pia import pia_scores
 
 
@@ -286,7 +288,7 @@ def test_region_ids_keep_whole_regions_and_fill():
     """Region tokens: a tally of every region, then as many whole regions as fit, the
     largest first, written top to bottom; the rest is the fill id; no regions read
     "none"."""
-    from qupaint.model.processing import region_text
+    from qupaint.model.regions import region_text
 
     _, proc = tiny_model(seed=0)
     tok, fill = proc.tokenizer, proc.image_token_id
@@ -318,12 +320,12 @@ def test_region_tokens_read_the_dense_map_and_generation_is_consistent(rng):
     exactly its boxes; greedy cached generation equals the argmax of one uncached forward;
     different images give different logits."""
     from qupaint.model import load_model_and_processor
-    from qupaint.model.processing import region_text
+    from qupaint.model.regions import region_text
 
     model, proc = load_model_and_processor("compact-init", seed=2)
     model.eval()
     imgs = [rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for _ in range(2)]
-    batch = proc.prompt(imgs, ["How many monolayer flakes are in the image?"] * 2)
+    batch = proc(imgs, questions=["How many monolayer flakes are in the image?"] * 2)
     mm, cfg = model.model, model.config
     s, c = cfg.dense_sub, cfg.dense_classes
     with torch.no_grad():
@@ -417,7 +419,7 @@ def test_referred_box_reads_describe_questions_in_every_dialect():
     each box dialect; None for other questions and for a describe question without one."""
     from qupaint.instruct.formats import format_boxes
     from qupaint.instruct.templates import DESCRIBE_Q
-    from qupaint.model.processing import referred_box
+    from qupaint.model.regions import referred_box
 
     w, h = 300, 200
     bbox = [30.0, 40.0, 90.0, 60.0]  # x, y, w, h in pixels -> (0.1, 0.2, 0.4, 0.5)
@@ -437,7 +439,7 @@ def test_box_class_sums_probabilities_over_the_box(rng):
     probability summed over every cell the box touches (edges rounded outwards), each cell
     weighted by a Gaussian of its offset from the box's centre in units of the box's size
     (a huge ``sigma``: the plain sum); a box thinner than a cell still reads its cell."""
-    from qupaint.model.modeling import BOX_SIGMA, box_class
+    from qupaint.model.regions import BOX_SIGMA, box_class
 
     probs = rng.dirichlet(np.ones(4), size=(16, 12))  # h 16, w 12
     for k in range(60):
@@ -472,13 +474,13 @@ def test_generate_hands_region_ids_and_referred_boxes_to_the_vision_side(rng):
     the box's class (``box_class`` of the dense head); a count question gets none."""
     from qupaint.model import load_model_and_processor
     from qupaint.model.inference import generate_answers
-    from qupaint.model.modeling import box_class
+    from qupaint.model.regions import box_class
 
     model, proc = load_model_and_processor("compact-init", seed=4)
     model.eval()
     assert model.config.region_refer
     img = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)
-    batch = proc.prompt([img], ["How many monolayer flakes are in the image?"])
+    batch = proc([img], questions=["How many monolayer flakes are in the image?"])
     ids = torch.as_tensor([region_ids(proc.tokenizer, [(0.1, 0.1, 0.4, 0.3)], [2], 192,
                                       proc.image_token_id)])  # fmt: skip
     model.generate(**batch, region_ids=ids, max_new_tokens=1, do_sample=False)

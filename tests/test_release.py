@@ -134,7 +134,7 @@ def test_release_checkpoint_matches_the_release_forward(tmp_path, ps_version, qk
     model, proc = load_release(tmp_path, use_pia_gate=False)
     assert model.config.ps_version == ps_version and hasattr(model, "bbox_head")
     img = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
-    batch = proc.prompt([img], ["How many monolayer flakes are in the image?"])
+    batch = proc([img], questions=["How many monolayer flakes are in the image?"])
     with torch.no_grad():
         ours = model(**batch).logits
         img_id = tok.convert_tokens_to_ids(IMG_CONTEXT)
@@ -151,7 +151,7 @@ def test_release_generates_round_trips_and_uses_their_template(tmp_path):
     model, proc = load_model_and_processor(str(tmp_path / "rel"))
     assert proc.system == RELEASE_SYSTEM
     img = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    batch = proc.prompt([img], ["Locate the monolayer flakes."])
+    batch = proc([img], questions=["Locate the monolayer flakes."])
     text = proc.tokenizer.decode(batch["input_ids"][0])
     assert text.startswith(
         "<|im_start|>system\n" + RELEASE_SYSTEM + "<|im_end|>\n<|im_start|>user\n<img>"

@@ -20,9 +20,9 @@ REGION_GRID = tuple((m, a) for m in (3, 6, 12) for a in (0, 12, 24, 48, 96))
 def region_detections(maps, gt: dict, classes: int, min_cells: int,
                       absorb_cells: int) -> list[dict]:  # fmt: skip
     """COCO detections (pixel ``bbox``, score by rank: larger regions first) of the regions
-    (:func:`~qupaint.model.modeling.map_regions`) of dense class maps ``maps``
+    (:func:`~qupaint.model.regions.map_regions`) of dense class maps ``maps``
     (``{image_id: class map [h, w]}``) of the images of COCO ``gt``."""
-    from qupaint.model.modeling import map_regions
+    from qupaint.model.regions import map_regions
 
     size = {im["id"]: (im["width"], im["height"]) for im in gt["images"]}
     dets = []
@@ -97,11 +97,11 @@ def dense_region_row(model, processor, gt_json, images_dir=None) -> dict:
     detections, scored like the physics detector's reference row
     (:func:`~qupaint.bench.model_eval.detections_task_row`), and
     ``layer_class_accuracy_referred``: the described flakes' class read off the dense map
-    at their boxes (:func:`~qupaint.model.modeling.box_class`, what a ``region_refer``
+    at their boxes (:func:`~qupaint.model.regions.box_class`, what a ``region_refer``
     model's LM is given)."""
     from qupaint.bench.metrics import load_json
     from qupaint.bench.model_eval import detections_task_row, task_questions
-    from qupaint.model.modeling import box_class
+    from qupaint.model.regions import box_class
 
     gt = load_json(gt_json)
     root = Path(images_dir) if images_dir else Path(gt_json).parent

@@ -7,13 +7,14 @@ from qupaint._extras import require
 require("model", "qupaint.model")  # a missing extra: one line naming it
 
 from qupaint.model.configuration import QuPAINTConfig, tiny_config
+from qupaint.model.image_processing import ImageConfig
 from qupaint.model.loading import load_model_and_processor, tiny_model
 from qupaint.model.modeling import (
     QuPAINTForConditionalGeneration,
     QuPAINTModel,
     QuPAINTPreTrainedModel,
 )
-from qupaint.model.processing import ImageConfig, QuPAINTProcessor, build_tiny_tokenizer
+from qupaint.model.processing import QuPAINTProcessor, build_tiny_tokenizer
 
 __all__ = [
     "ImageConfig",

@@ -51,12 +51,12 @@ class QuPAINTConfig(InternVLConfig):
         (:class:`~qupaint.model.pointer.RegionPointer`): the answer can copy a region
         token and reads a context vector of them; ``logits`` are then log-probabilities.
     region_min_cells, region_absorb_cells : how the dense map is cut into regions
-        (:func:`~qupaint.model.modeling.map_regions`); used at inference only.
+        (:func:`~qupaint.model.regions.map_regions`); used at inference only.
     region_refer : with region tokens, a question about one flake (``describe``: "Describe
         the flake at [x1, y1, x2, y2].") is answered from that box: the region text opens
         with " asked <layer class>;", the class whose dense-head probability, summed over
         the box's cells weighted towards its centre, is largest
-        (:func:`~qupaint.model.modeling.box_class`), as GPT4RoI and Ferret pool a
+        (:func:`~qupaint.model.regions.box_class`), as GPT4RoI and Ferret pool a
         referred box's features. The box comes in as ``ref_boxes`` (the processor reads it
         off the question); training writes the true class of the box.
     """

@@ -116,7 +116,7 @@ def _generate(model, processor, images, questions, rows, regexes, gen, backend, 
               dtype) -> tuple[list[str], list[bool]]:  # fmt: skip
     """Answers to questions ``rows`` (indices), as one left-padded batch, and whether each
     ended (rather than being cut at the token limit)."""
-    batch = processor.prompt([images[i] for i in rows], [questions[i] for i in rows])
+    batch = processor([images[i] for i in rows], questions=[questions[i] for i in rows])
     batch = {k: v.to(device) for k, v in batch.items()}
     batch["pixel_values"] = batch["pixel_values"].to(dtype)
     extra = {}

@@ -9,13 +9,9 @@ from pathlib import Path
 import torch
 
 from qupaint.model.configuration import compact_config, tiny_config
+from qupaint.model.image_processing import ImageConfig
 from qupaint.model.modeling import QuPAINTForConditionalGeneration
-from qupaint.model.processing import (
-    IMG_CONTEXT,
-    ImageConfig,
-    QuPAINTProcessor,
-    build_tiny_tokenizer,
-)
+from qupaint.model.processing import IMG_CONTEXT, QuPAINTProcessor, build_tiny_tokenizer
 
 __all__ = ["COMPACT_DIR", "compact_model", "load_model_and_processor", "tiny_model"]
 

@@ -33,10 +33,10 @@ from transformers.models.internvl.modeling_internvl import (
 from qupaint.gate import PIAGate
 from qupaint.model.configuration import QuPAINTConfig
 from qupaint.model.pointer import NGRAMS, RegionPointer, continuations, mix_copy
+from qupaint.model.regions import box_class, map_regions, region_ids
 from qupaint.pia import pia_scores
 
-__all__ = ["QuPAINTModel", "QuPAINTForConditionalGeneration", "QuPAINTPreTrainedModel",
-           "box_class", "map_regions"]
+__all__ = ["QuPAINTModel", "QuPAINTForConditionalGeneration", "QuPAINTPreTrainedModel"]
 
 
 class QuPAINTPreTrainedModel(InternVLPreTrainedModel):
@@ -166,11 +166,9 @@ class QuPAINTModel(QuPAINTPreTrainedModel, InternVLModel):
 
     def predicted_region_ids(self) -> torch.Tensor:
         """Region token ids [N, region_tokens] of the last image's :meth:`regions`
-        (:func:`~qupaint.model.processing.region_ids`: a tally, then the largest regions
+        (:func:`~qupaint.model.regions.region_ids`: a tally, then the largest regions
         that fit, written top to bottom; opened by the referred box's class,
         :meth:`asked_classes`)."""
-        from qupaint.model.processing import region_ids
-
         if self.region_tokenizer is None:
             self.region_tokenizer = _checkpoint_tokenizer(self.config)
         if self.region_tokenizer is None:
@@ -398,74 +396,6 @@ def _checkpoint_tokenizer(config):
     if not (path / "tokenizer.json").is_file():
         return None
     return AutoTokenizer.from_pretrained(str(path))
-
-
-#: the spread of :func:`box_class`'s weights, a fraction of the box's width and height
-#: (chosen on the compact model's validation render: the class read at a flake's centre
-#: beats the plain sum over its box, 0.85 vs 0.83 of 376 described flakes, because a
-#: blurred edge reads as a thinner class)
-BOX_SIGMA = 0.15
-
-
-def box_class(probs, box, sigma: float = BOX_SIGMA) -> int:
-    """The layer class of a box on a dense map: the class (1 .. C - 1) whose probability,
-    summed over the cells the box (x1, y1, x2, y2, fractions of the map) touches, each
-    weighted by a Gaussian around the box's centre (``sigma`` of its size), is largest.
-    ``probs`` [h, w, C] are per-cell class probabilities, class 0 the substrate. The
-    weighted sum, not a vote of each cell's best class, still names the class of a flake
-    the substrate outweighs in every cell (a small or faint one).
-
-    >>> p = np.zeros((4, 4, 4)); p[..., 0] = 0.7; p[..., 2] = 0.3; p[0, 0] = [0, 1, 0, 0]
-    >>> box_class(p, (0.0, 0.0, 1.0, 1.0)), box_class(p, (0.0, 0.0, 0.25, 0.25))
-    (2, 1)
-    """
-    probs = np.asarray(probs)
-    h, w = probs.shape[:2]
-    x1, y1, x2, y2 = (float(v) for v in box)
-    c0, r0 = min(max(int(np.floor(x1 * w)), 0), w - 1), min(max(int(np.floor(y1 * h)), 0), h - 1)
-    c1, r1 = max(int(np.ceil(x2 * w)), c0 + 1), max(int(np.ceil(y2 * h)), r0 + 1)
-    cells = probs[r0:r1, c0:c1, 1:]
-    ys = (np.arange(cells.shape[0]) + 0.5) / cells.shape[0] - 0.5
-    xs = (np.arange(cells.shape[1]) + 0.5) / cells.shape[1] - 0.5
-    weight = np.exp(-(ys[:, None] ** 2 + xs[None, :] ** 2) / (2 * sigma**2))
-    return int(np.argmax((cells * weight[..., None]).sum((0, 1)))) + 1
-
-
-def map_regions(labels, classes: int, min_cells: int = 3, absorb_cells: int = 0):
-    """Regions of a class map ``labels`` [h, w] (0 substrate, 1 .. classes - 1 layer
-    classes): (boxes, classes), boxes (x1, y1, x2, y2) as fractions of the map, largest
-    first. A region is a connected set (4-neighbour) of at least ``min_cells`` cells of one
-    class. A region under ``absorb_cells`` cells that is the minority of its flake (the
-    connected set of non-substrate cells around it is at least twice its size) is part of
-    that flake's edge, not a flake of its own, and is dropped: the flake's own region
-    already covers it.
-
-    >>> lab = np.zeros((8, 8), int); lab[1:5, 1:5] = 3; lab[4, 1:3] = 2; lab[6:8, 6:8] = 1
-    >>> map_regions(lab, 4, min_cells=2)  # a Thick flake, its Few edge, a Mono flake
-    ([(0.125, 0.125, 0.625, 0.625), (0.75, 0.75, 1.0, 1.0), (0.125, 0.5, 0.375, 0.625)], [3, 1, 2])
-    >>> map_regions(lab, 4, min_cells=2, absorb_cells=3)  # the edge is part of its flake
-    ([(0.125, 0.125, 0.625, 0.625), (0.75, 0.75, 1.0, 1.0)], [3, 1])
-    """
-    from scipy import ndimage
-
-    labels = np.asarray(labels)
-    gh, gw = labels.shape
-    blobs, _ = ndimage.label(labels > 0)
-    blob_size = np.bincount(blobs.ravel())
-    found = []
-    for c in range(1, classes):
-        comp, _ = ndimage.label(labels == c)
-        for k, sl in enumerate(ndimage.find_objects(comp), start=1):
-            piece = comp[sl] == k
-            area = int(piece.sum())
-            if area < min_cells:
-                continue
-            if area < absorb_cells and blob_size[blobs[sl][piece][0]] >= 2 * area:
-                continue
-            ys, xs = sl
-            found.append((area, (xs.start / gw, ys.start / gh, xs.stop / gw, ys.stop / gh), c))
-    found.sort(key=lambda r: -r[0])
-    return [b for _, b, _ in found], [c for _, _, c in found]
 
 
 def _forward_signature():

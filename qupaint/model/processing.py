@@ -16,17 +16,15 @@ inference see identical token boundaries.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
 from transformers import ProcessorMixin
 
-from qupaint._io import read_rgb
-from qupaint.model.configuration import IMAGENET_MEAN, IMAGENET_STD
+from qupaint.model.image_processing import ImageConfig, open_image, pixel_values
+from qupaint.model.regions import referred_box
 
 IMG_START, IMG_END, IMG_CONTEXT = "<img>", "</img>", "<IMG_CONTEXT>"
 IM_START, IM_END, EOS = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
@@ -39,119 +37,10 @@ DEFAULT_SYSTEM = (
 IGNORE = -100
 
 __all__ = [
-    "ImageConfig",
     "build_chat_template",
     "QuPAINTProcessor",
     "build_tiny_tokenizer",
-    "dynamic_tiles",
-    "lab_jitter",
-    "referred_box",
-    "region_ids",
-    "region_text",
-    "regions_that_fit",
-    "tile_grid",
 ]
-
-
-def region_text(boxes, categories, totals=None, asked: int | None = None) -> str:
-    """Region tokens' text: first a tally of the regions per layer class (``totals``
-    [all, Mono, Few, Thick], default counted from ``categories``), then the boxes (x1, y1,
-    x2, y2, as fractions of the image) with their layer classes (1 Mono, 2 Few, 3 Thick)
-    in the corpus' llava dialect: ``" flakes 2, Mono 1, Few 0, Thick 1; Mono: [0.482,
-    0.080, 0.589, 0.210]; Thick: [...]"``, ``"...; none"`` without regions. The tally puts
-    each count the questions ask for right after its class name, where a pointer
-    (:class:`~qupaint.model.pointer.RegionPointer`) can copy it. ``asked`` (a layer class:
-    that of the box a question refers to, ``QuPAINTConfig.region_refer``) opens the text
-    with " asked <phrase>;", the words a description begins with.
-
-    >>> region_text([(0.1, 0.2, 0.3, 0.5)], [1])
-    ' flakes 1, Mono 1, Few 0, Thick 0; Mono: [0.100, 0.200, 0.300, 0.500]'
-    >>> region_text([], [], asked=2)
-    ' asked few-layer; flakes 0, Mono 0, Few 0, Thick 0; none'
-    """
-    from qupaint.categories import CATEGORY_NAMES, CATEGORY_PHRASES
-    from qupaint.instruct.formats import box_coords, join_boxes
-
-    cats = [int(c) for c in categories]
-    if totals is None:
-        totals = _tally(cats)
-    tally = ", ".join(f"{name} {int(n)}" for name, n in
-                      zip(["flakes", *(CATEGORY_NAMES[c] for c in sorted(CATEGORY_NAMES))],
-                          totals, strict=True))  # fmt: skip
-    coords = [box_coords("llava", (x1, y1, x2 - x1, y2 - y1), 1, 1) for x1, y1, x2, y2 in boxes]
-    labels = [CATEGORY_NAMES[c] for c in cats]
-    head = "" if asked is None else f" asked {CATEGORY_PHRASES[int(asked)]};"
-    return f"{head} {tally}; " + (join_boxes("llava", coords, labels) if coords else "none")
-
-
-def _tally(cats: list[int]) -> list[int]:
-    """[all, Mono, Few, Thick] counts of layer classes ``cats``."""
-    from qupaint.categories import CATEGORY_NAMES
-
-    return [len(cats)] + [cats.count(c) for c in sorted(CATEGORY_NAMES)]
-
-
-def _region_tokens(tokenizer, boxes, categories, totals=None, asked=None) -> list[int]:
-    return tokenizer(region_text(boxes, categories, totals, asked),
-                     add_special_tokens=False)["input_ids"]  # fmt: skip
-
-
-def regions_that_fit(tokenizer, boxes, categories, length: int, totals=None,
-                     asked: int | None = None) -> int:  # fmt: skip
-    """How many of the regions, taken in the order given, :func:`region_text` (with
-    ``totals`` and ``asked``) writes in at most ``length`` tokens."""
-    k = 0
-    while k < len(boxes) and len(_region_tokens(tokenizer, boxes[:k + 1], categories[:k + 1],
-                                                totals, asked)) <= length:  # fmt: skip
-        k += 1
-    return k
-
-
-def region_ids(tokenizer, boxes, categories, length: int, fill_id: int,
-               asked: int | None = None) -> list[int]:  # fmt: skip
-    """The ``length`` token ids of :func:`region_text` for regions (boxes (x1, y1, x2, y2)
-    as fractions, layer classes): the tally counts all of them; the largest that fit whole
-    are written, top to bottom then left to right; the slots left hold ``fill_id``. One
-    rule for the true regions in training and the dense head's at inference. ``asked``:
-    the referred box's layer class, or None."""
-    cats = [int(c) for c in categories]
-    totals = _tally(cats)
-    big = sorted(range(len(boxes)), key=lambda i: -(boxes[i][2] - boxes[i][0])
-                 * (boxes[i][3] - boxes[i][1]))  # fmt: skip
-    boxes, cats = [boxes[i] for i in big], [cats[i] for i in big]
-    k = regions_that_fit(tokenizer, boxes, cats, length, totals, asked)
-    keep = sorted(range(k), key=lambda i: (boxes[i][1], boxes[i][0]))
-    ids = _region_tokens(tokenizer, [boxes[i] for i in keep], [cats[i] for i in keep], totals,
-                         asked)  # fmt: skip
-    return (ids + [fill_id] * length)[:length]
-
-
-def referred_box(question: str, fmt: str | None, image_size: tuple[int, int]):
-    """The box (x1, y1, x2, y2, fractions of the image) that a question about one flake
-    refers to (a ``describe`` question: "Describe the flake at [0.1, 0.2, 0.3, 0.4]."),
-    written in box dialect ``fmt`` (None: the first of llava, internvl, qwen that reads
-    one) for an image of ``image_size`` (width, height); None for any other question or
-    one without exactly one box.
-
-    >>> referred_box("Describe the flake at [0.100, 0.200, 0.300, 0.500].", "llava", (224, 224))
-    (0.1, 0.2, 0.3, 0.5)
-    >>> referred_box("How many monolayer flakes are in the image?", "llava", (224, 224)) is None
-    True
-    """
-    from qupaint.instruct.formats import FORMATS
-    from qupaint.instruct.parse import parse_answer
-    from qupaint.model.constrain import task_of_question
-
-    if task_of_question(question) != "describe":
-        return None
-    if fmt is None:
-        return next((b for f in FORMATS if (b := referred_box(question, f, image_size))), None)
-    w, h = image_size
-    a = parse_answer(question, fmt, image_size=(w, h), expect="boxes")
-    if not a.ok or len(a.boxes) != 1:
-        return None
-    x1, y1, x2, y2 = (float(v) for v in a.boxes[0])
-    return (round(x1 / w, 6), round(y1 / h, 6), round(x2 / w, 6), round(y2 / h, 6))
 
 
 def build_tiny_tokenizer(vocab_size: int = 1024, extra_texts: Sequence[str] = ()):
@@ -184,71 +73,6 @@ def build_tiny_tokenizer(vocab_size: int = 1024, extra_texts: Sequence[str] = ()
         tokenizer_object=tok, eos_token=IM_END, pad_token=EOS,
         additional_special_tokens=[IM_START, IMG_START, IMG_END, IMG_CONTEXT],
     )  # fmt: skip
-
-
-# -- images ---------------------------------------------------------------------------
-def tile_grid(width: int, height: int, image_size: int, min_tiles: int, max_tiles: int):
-    """(columns, rows) of InternVL's dynamic tiling: the grid with i * j in
-    [min_tiles, max_tiles] whose aspect ratio is closest to the image's; on a tie the larger
-    grid wins when the image has more than half of its pixels."""
-    ratios = sorted(
-        {(i, j) for n in range(min_tiles, max_tiles + 1) for i in range(1, n + 1)
-         for j in range(1, n + 1) if min_tiles <= i * j <= max_tiles},
-        key=lambda r: r[0] * r[1],
-    )  # fmt: skip
-    aspect = width / height
-    best, best_diff = (1, 1), float("inf")
-    for r in ratios:
-        diff = abs(aspect - r[0] / r[1])
-        if diff < best_diff:
-            best, best_diff = r, diff
-        elif diff == best_diff and width * height > 0.5 * image_size**2 * r[0] * r[1]:
-            best = r
-    return best
-
-
-def dynamic_tiles(image, image_size: int, max_tiles: int = 12, min_tiles: int = 1,
-                  use_thumbnail: bool = True, canvas: tuple[int, int] | None = None):  # fmt: skip
-    """Split a PIL image into ``image_size`` tiles, row-major, plus a thumbnail when there is
-    more than one tile. ``canvas=(W, H)`` first resizes to a fixed canvas (the authors'
-    release uses 1792 x 1344 -> 4 x 3 tiles)."""
-    if canvas is not None:
-        image = image.resize(tuple(canvas), resample=3)  # bicubic
-        cols, rows = canvas[0] // image_size, canvas[1] // image_size
-    else:
-        cols, rows = tile_grid(image.width, image.height, image_size, min_tiles, max_tiles)
-    big = image.resize((cols * image_size, rows * image_size), resample=3)
-    tiles = [
-        big.crop((c * image_size, r * image_size, (c + 1) * image_size, (r + 1) * image_size))
-        for r in range(rows)
-        for c in range(cols)
-    ]
-    if use_thumbnail and len(tiles) > 1:
-        tiles.append(image.resize((image_size, image_size), resample=3))
-    return tiles
-
-
-def lab_jitter(image: np.ndarray, sigma_l: float, sigma_ab: float, rng) -> np.ndarray:
-    """CIELAB colour jitter (QuPAINT Sec. 6): one random (dL*, da*, db*) offset per image,
-    applied in CIELAB with qupaint's LAB kernels; uint8 [H, W, 3] in and out."""
-    from qupaint.color import lab_to_srgb, srgb_to_lab
-
-    lab = np.asarray(srgb_to_lab(np.asarray(image, dtype=np.uint8)), dtype=np.float32)
-    lab += np.array([rng.normal(0, sigma_l), rng.normal(0, sigma_ab), rng.normal(0, sigma_ab)],
-                    dtype=np.float32)  # fmt: skip
-    rgb = np.asarray(lab_to_srgb(lab))
-    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
-
-
-@dataclass
-class ImageConfig:
-    image_size: int = 448
-    dynamic: bool = False  # InternVL dynamic tiling (else one image_size tile)
-    max_tiles: int = 12
-    use_thumbnail: bool = True
-    canvas: list | None = None  # e.g. [1792, 1344]: the authors' fixed canvas
-    mean: list = field(default_factory=lambda: list(IMAGENET_MEAN))
-    std: list = field(default_factory=lambda: list(IMAGENET_STD))
 
 
 def build_chat_template(system: str = DEFAULT_SYSTEM) -> str:
@@ -314,15 +138,25 @@ class QuPAINTProcessor(ProcessorMixin):
             d.pop(k, None)
         return d
 
-    def __call__(self, images=None, text=None, return_tensors: str | None = "pt", **kwargs):
-        """Model inputs for generation: ``text`` (a string or a list, e.g. from
-        :meth:`apply_chat_template`) with one ``<image>`` per image of ``images`` (one per
-        text, or a list per text). Left-padded; ``pixel_values`` holds every tile. With
-        ``refer`` (a ``region_refer`` model's processor), ``ref_boxes`` [tiles, 4] holds the
-        box that each text's last question refers to (:func:`referred_box`; NaN rows for
-        none, and for images of more than one tile)."""
+    def __call__(self, images=None, text=None, return_tensors: str | None = "pt",
+                 questions: Sequence[str] | None = None, **kwargs):  # fmt: skip
+        """Model inputs for generation, left-padded; ``pixel_values`` holds every tile.
+
+        Either ``text`` (a string or a list, e.g. from :meth:`apply_chat_template`) with one
+        ``<image>`` per image of ``images`` (one per text, or a list per text), or
+        ``questions``: one question per image, each its own conversation with this
+        processor's system turn (what :func:`~qupaint.model.inference.generate_answers`
+        asks). With ``refer`` (a ``region_refer`` model's processor), ``ref_boxes``
+        [tiles, 4] holds the box that each question refers to
+        (:func:`~qupaint.model.regions.referred_box`; NaN rows for none, and for images of
+        more than one tile)."""
         from transformers import BatchFeature
 
+        if questions is not None:
+            if text is not None:
+                raise ValueError("give text or questions, not both")
+            images = [images] if not isinstance(images, list | tuple) else images
+            return BatchFeature(self._questions(images, questions), tensor_type=return_tensors)
         texts = [text] if isinstance(text, str) else list(text or [])
         if images is None:
             per_text = [[] for _ in texts]
@@ -373,26 +207,13 @@ class QuPAINTProcessor(ProcessorMixin):
     @staticmethod
     def _open(image):
         """A PIL image of a PIL image, uint8 array or path."""
-        from PIL import Image
-
-        if isinstance(image, str | os.PathLike):
-            image = Image.fromarray(read_rgb(image))  # read and closed
-        if isinstance(image, np.ndarray):
-            image = Image.fromarray(image)
-        return image
+        return open_image(image)
 
     def pixel_values(self, image) -> torch.Tensor:
-        """[N_tiles, 3, S, S] float32, normalised, from a PIL image / uint8 array / path."""
-        image = self._open(image).convert("RGB")
-        c = self.image
-        if c.dynamic or c.canvas:
-            tiles = dynamic_tiles(image, c.image_size, c.max_tiles, 1, c.use_thumbnail,
-                                  tuple(c.canvas) if c.canvas else None)  # fmt: skip
-        else:
-            tiles = [image.resize((c.image_size, c.image_size), resample=3)]
-        arr = np.stack([np.asarray(t, dtype=np.float32) / 255.0 for t in tiles])
-        arr = (arr - np.array(c.mean, np.float32)) / np.array(c.std, np.float32)
-        return torch.from_numpy(arr.transpose(0, 3, 1, 2).copy())
+        """[N_tiles, 3, S, S] float32, normalised, from a PIL image / uint8 array / path
+        (:func:`~qupaint.model.image_processing.pixel_values` with this processor's
+        :class:`ImageConfig`)."""
+        return pixel_values(image, self.image)
 
     # -- text
     def _ids(self, text: str) -> list[int]:
@@ -469,9 +290,8 @@ class QuPAINTProcessor(ProcessorMixin):
             out["region_ids"] = torch.cat([torch.as_tensor(it["region_ids"]) for it in items])
         return out
 
-    def prompt(self, images: Sequence, questions: Sequence[str]) -> dict:
-        """A left-padded generation batch: one question per image (with ``refer``, also
-        ``ref_boxes`` as :meth:`__call__` gives them)."""
+    def _questions(self, images: Sequence, questions: Sequence[str]) -> dict:
+        """The generation batch of :meth:`__call__` for one question per image."""
         ids, tiles, refs = [], [], []
         for img, q in zip(images, questions, strict=True):
             img = self._open(img)

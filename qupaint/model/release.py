@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from qupaint.model.configuration import QuPAINTConfig
-from qupaint.model.processing import ImageConfig
+from qupaint.model.image_processing import ImageConfig
 
 RELEASE_MODEL_TYPE = "cviu_chat"
 RELEASE_CANVAS = (1792, 1344)

@@ -9,7 +9,8 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from qupaint._io import read_rgb
-from qupaint.model.processing import QuPAINTProcessor, lab_jitter
+from qupaint.model.image_processing import lab_jitter
+from qupaint.model.processing import QuPAINTProcessor
 
 __all__ = ["InstructDataset", "patch_class_grids", "read_jsonl"]
 
@@ -153,7 +154,7 @@ class InstructDataset(Dataset):
         """The true layer class of the flake that ``rec``'s describe turn asks about (the
         region whose box is nearest the question's: the question writes a true box), or
         None (no such turn, or left out for :data:`REFER_DROP` of samples)."""
-        from qupaint.model.processing import referred_box
+        from qupaint.model.regions import referred_box
 
         if not self.refer or not boxes:
             return None
@@ -167,7 +168,7 @@ class InstructDataset(Dataset):
         return None
 
     def _region_ids(self, rec: dict, idx: int, size=(1, 1)) -> list[int]:
-        from qupaint.model.processing import region_ids
+        from qupaint.model.regions import region_ids
 
         name = rec.get("image") or rec["images"][0]
         if name not in self.regions:

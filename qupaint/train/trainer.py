@@ -15,8 +15,8 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
+from qupaint.model.image_processing import ImageConfig
 from qupaint.model.loading import load_model_and_processor
-from qupaint.model.processing import ImageConfig
 from qupaint.train.config import TrainConfig
 from qupaint.train.data import InstructDataset, coco_regions, patch_class_grids, read_jsonl
 
