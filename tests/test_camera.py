@@ -314,3 +314,18 @@ def test_camera_repr_is_one_line():
     ):
         r = repr(cam)
         assert "\n" not in r and len(r) < 160 and r.startswith("Camera("), r
+
+
+def test_a_camera_brings_its_lamp_so_a_separate_illuminant_is_refused():
+    from qupaint.color import flake_color_table, layer_model, tmm_substrate_color
+
+    cam = Camera.gaussian((610, 540, 465), (80, 80, 80), illuminant="A")
+    for call in (lambda: channel_contrast("graphene", [1], 90.0, cam, illuminant="D65"),
+                 lambda: tmm_substrate_color(90.0, "A", camera=cam),
+                 lambda: flake_color_table("graphene", 3, 90.0, "A", cam),
+                 lambda: layer_model("graphene", 90.0, "A", 5, cam)):  # fmt: skip
+        with pytest.raises(TypeError, match="its own lamp"):
+            call()
+    # without a camera the illuminant lights the sRGB observer, D65 by default
+    assert np.array_equal(tmm_substrate_color(90.0), tmm_substrate_color(90.0, "D65"))
+    assert not np.allclose(tmm_substrate_color(90.0, "A"), tmm_substrate_color(90.0))

@@ -36,6 +36,17 @@ __all__ = [
 ]
 
 
+def _lamp(illuminant, camera):
+    """The illuminant of a colour seen without a camera (default D65). A camera brings its
+    own lamp (``camera.illuminant``), so with one a separate illuminant is refused."""
+    if camera is not None:
+        if illuminant is not None:
+            raise TypeError("illuminant: a camera brings its own lamp (camera.illuminant); "
+                            "give an illuminant only without a camera")  # fmt: skip
+        return None
+    return "D65" if illuminant is None else illuminant
+
+
 def _rgb(layers, illuminant, camera, **kw) -> np.ndarray:
     """Linear RGB of stacks through ``camera`` (default: sRGB under ``illuminant``)."""
     if camera is None:
@@ -44,24 +55,27 @@ def _rgb(layers, illuminant, camera, **kw) -> np.ndarray:
 
 
 def tmm_substrate_color(
-    oxide_nm: float, illuminant: Any = "D65", wavelengths_nm: Any = None,
+    oxide_nm: float, illuminant: Any = None, wavelengths_nm: Any = None,
     camera: Camera | None = None,
 ) -> np.ndarray:  # fmt: skip
     """c0 = Phi(R_sub(lambda), I(lambda)): linear RGB [3] of bare SiO2/Si (QuPAINT Alg. 1
-    lines 2-3, Eq. 15); ``oxide_nm=0`` is bare Si. Linear sRGB under ``illuminant`` unless
-    a ``camera`` is given."""
+    lines 2-3, Eq. 15); ``oxide_nm=0`` is bare Si. Through ``camera`` (its lamp is the
+    illuminant), else linear sRGB under ``illuminant`` (default D65)."""
+    illuminant = _lamp(illuminant, camera)
     kw = {} if wavelengths_nm is None else {"wavelengths_nm": wavelengths_nm}
     layers = [("SiO2", float(oxide_nm))] if oxide_nm > 0 else []
     return _rgb(layers, illuminant, camera, **kw)
 
 
 def flake_color_table(
-    material: str, max_layers: int, oxide_nm: float, illuminant: Any,
+    material: str, max_layers: int, oxide_nm: float, illuminant: Any = None,
     camera: Camera | None = None,
 ) -> np.ndarray:  # fmt: skip
     """Linear RGB of 1..max_layers layers of ``material`` on the oxide, [max_layers + 1, 3]
-    (row 0 unused): layers 1-3 use layer-resolved n,k (one call each), the rest the bulk
-    table in one batched fused-kernel call."""
+    (row 0 unused), through ``camera`` or under ``illuminant`` (not both): layers 1-3 use
+    layer-resolved n,k (one call each), the rest the bulk table in one batched fused-kernel
+    call."""
+    illuminant = _lamp(illuminant, camera)
     table = np.zeros((max_layers + 1, 3))
     for nl in range(1, min(3, max_layers) + 1):
         table[nl] = _rgb(flake_layers(material, nl, oxide_nm), illuminant, camera)
@@ -77,15 +91,17 @@ def channel_contrast(
     layers: Any,
     oxide_nm: float,
     camera: Camera | None = None,
-    illuminant: Any = "D65",
+    illuminant: Any = None,
 ) -> np.ndarray:
     """Per-channel optical contrast ``C = I_flake / I_substrate - 1`` of flakes of
     ``layers`` layers on ``oxide_nm`` SiO2/Si, as ``camera`` records it: [len(layers), 3]
     (R, G, B).
 
-    ``camera`` defaults to ``Camera.srgb(illuminant)``. Its response is applied to both
-    intensities, so C is the contrast of the pixel values the camera writes. A darker flake
-    has C < 0 (the MaskTerial / 2DMatGMM convention; ``(I_sub - I_flake) / I_sub`` is -C).
+    ``camera`` defaults to the CIE observer in linear sRGB under ``illuminant`` (D65 by
+    default; a camera brings its own lamp, so give one or the other). Its response is
+    applied to both intensities, so C is the contrast of the pixel values the camera
+    writes. A darker flake has C < 0 (the MaskTerial / 2DMatGMM convention;
+    ``(I_sub - I_flake) / I_sub`` is -C).
 
     Examples
     --------
@@ -102,6 +118,7 @@ def channel_contrast(
         raise ValueError(f"layers: layer counts must be positive integers; got {layers!r}")
     if not (np.isfinite(oxide_nm) and oxide_nm >= 0):
         raise ValueError(f"oxide_nm must be a finite thickness >= 0 nm; got {oxide_nm}")
+    illuminant = _lamp(illuminant, camera)
     table = flake_color_table(material, int(counts.max()), float(oxide_nm), illuminant, camera)
     sub = tmm_substrate_color(float(oxide_nm), illuminant, camera=camera)
     resp = camera.response if camera is not None else np.asarray
@@ -110,7 +127,8 @@ def channel_contrast(
 
 class LayerModel:
     """TMM colours of 1..``max_layers`` layers of ``material`` on ``oxide_nm`` SiO2 / Si,
-    through ``camera`` (default: linear sRGB under ``illuminant``).
+    through ``camera`` (its lamp is the illuminant), else linear sRGB under ``illuminant``
+    (default D65).
 
     Attributes
     ----------
@@ -127,11 +145,12 @@ class LayerModel:
     """
 
     def __init__(
-        self, material: str, oxide_nm: float, illuminant: Any = "D65", max_layers: int = 30,
+        self, material: str, oxide_nm: float, illuminant: Any = None, max_layers: int = 30,
         camera: Camera | None = None,
     ):  # fmt: skip
         self.material = get_material(material).name
         self.oxide_nm = float(oxide_nm)
+        illuminant = _lamp(illuminant, camera)
         self.illuminant = illuminant
         self.max_layers = int(max_layers)
         self.camera = camera
@@ -164,7 +183,7 @@ class LayerModel:
 
 @functools.lru_cache(maxsize=64)
 def layer_model(
-    material: str, oxide_nm: float, illuminant: Any = "D65", max_layers: int = 30,
+    material: str, oxide_nm: float, illuminant: Any = None, max_layers: int = 30,
     camera: Camera | None = None,
 ) -> LayerModel:  # fmt: skip
     """Cached :class:`LayerModel` (one TMM evaluation per material / oxide / illuminant /

@@ -82,7 +82,8 @@ def _build_chunk(part: list[dict]) -> tuple[dict, dict]:
         anns = job.by_image.get(im["id"], [])
         mat = im.get("material") or (anns[0]["material"] if anns else job.materials[0])
         oxide = anns[0]["substrate_oxide_nm"] if anns else job.cfg.get("oxide_nm", 285.0)
-        model = layer_model(mat, float(oxide), job.illuminant, job.max_layers, job.camera)
+        lamp = job.illuminant if job.camera is None else None  # a camera brings its lamp
+        model = layer_model(mat, float(oxide), lamp, job.max_layers, job.camera)
         gain = np.asarray(im.get("gain", (1.0, 1.0, 1.0)), float)
         cols = [model.colors(gain)]
         if anns:
@@ -199,7 +200,7 @@ def build_corpus(
     for mat, oxide in {
         (a["material"], float(a["substrate_oxide_nm"])) for a in coco["annotations"]
     }:
-        layer_model(mat, oxide, illuminant, max_layers, camera)
+        layer_model(mat, oxide, illuminant if camera is None else None, max_layers, camera)
     if chunk < 1 or workers < 1:
         raise ValueError(f"chunk and workers must be >= 1; got {chunk}, {workers}")
     out_dir = Path(out_path)

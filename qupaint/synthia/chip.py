@@ -187,10 +187,10 @@ class VirtualChip:
         chip.oxide_nm = float(oxide if oxide is not None else 90.0)
         mat = get_material(c.material).name
         chip.material = mat
-        c0 = np.asarray(tmm_substrate_color(chip.oxide_nm, c.illuminant, camera=cam))
+        c0 = np.asarray(tmm_substrate_color(chip.oxide_nm, camera=cam))  # its lamp
         exposure = c.substrate_level / float(c0.max())
         chip.c0 = c0 * exposure
-        table = flake_color_table(mat, 400, chip.oxide_nm, c.illuminant, cam)
+        table = flake_color_table(mat, 400, chip.oxide_nm, camera=cam)
         chip.table = np.asarray(table) * exposure
         rng = np.random.default_rng([c.seed, 7])
         w, h = c.tile_px

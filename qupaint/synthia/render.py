@@ -73,7 +73,9 @@ class Synthia:
             None if self.camera is None or self.camera.kind == "srgb" else self.camera.gamma
         )
         self.decode = (self.camera or Camera.srgb()).decode_table()
-        self.c0 = tmm_substrate_color(float(c.oxide_nm), c.illuminant, camera=self.camera)
+        # the camera's lamp is the illuminant; ``illuminant`` lights the sRGB observer only
+        self.lamp = c.illuminant if self.camera is None else None
+        self.c0 = tmm_substrate_color(float(c.oxide_nm), self.lamp, camera=self.camera)
         # every colour this data set can use at its nominal oxide (terraces add up to 3
         # layers); other oxides (``oxide_choices_nm``) are computed on first use
         self.colors = {m: self._table(m, float(c.oxide_nm)) for m in self._names()}
@@ -89,11 +91,11 @@ class Synthia:
             top = 2 * top
         if c.attached_prob > 0 or c.bulk_crystals[1] > 0 or c.specks[1] > 0:
             top = max(top, c.bulk_layers[1])
-        return flake_color_table(material, top, oxide_nm, c.illuminant, self.camera)
+        return flake_color_table(material, top, oxide_nm, self.lamp, self.camera)
 
     @functools.lru_cache(maxsize=256)  # noqa: B019
     def _substrate(self, oxide_nm: float) -> np.ndarray:
-        return tmm_substrate_color(oxide_nm, self.config.illuminant, camera=self.camera)
+        return tmm_substrate_color(oxide_nm, self.lamp, camera=self.camera)
 
     @functools.lru_cache(maxsize=1024)  # noqa: B019
     def _bubble(self, material: str, layers: int, gap_nm: float, oxide_nm: float) -> np.ndarray:

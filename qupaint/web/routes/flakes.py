@@ -62,7 +62,7 @@ def _ladder(state: AppState, chip_id: int) -> dict:
         out: dict = {}
     else:
         pred = channel_contrast(material, list(range(1, 9)), oxide, cam,
-                                illuminant="A" if cam is None else "D65")  # fmt: skip
+                                illuminant="A" if cam is None else None)  # fmt: skip
         out = {"oxide_nm": oxide, "layers": list(range(1, 9)),
                "contrast": np.round(pred, 4).tolist()}  # fmt: skip
     if len(cache) >= 16:
