@@ -315,9 +315,10 @@ def test_real_window_truth_and_model_scoring(tmp_path, monkeypatch):
     that answers from the mask scores 1 on count, presence and grounding recall, and one
     that always says "none" scores the empty windows only and finds nothing."""
     from qupaint.bench import model_eval
-    from qupaint.bench.model_eval import _tile_starts, real_tile_questions
+    from qupaint.bench.model_eval import real_tile_questions
     from qupaint.bench.real import mask_boxes
     from qupaint.instruct.formats import format_boxes
+    from qupaint.model.whole_image import window_starts as _tile_starts
 
     assert _tile_starts(100, 224) == [0]
     assert _tile_starts(448, 224) == [0, 224]
@@ -365,6 +366,8 @@ def test_real_window_truth_and_model_scoring(tmp_path, monkeypatch):
     monkeypatch.setattr("qupaint.model.inference.generate_answers", oracle)
     r = model_eval.evaluate_model_real(None, None, tmp_path / "images")
     assert r["windows"] == 6 and r["flakes"] == 3 and r["windows_with_thin_flakes"] == 4
+    assert r["windows_asked"] == 6 and r["always_zero_thin_count_accuracy"] == 2 / 6
+    assert r["seconds_per_image"] >= 0
     assert r["exact_thin_count_accuracy"] == 1.0 and r["thin_present_accuracy"] == 1.0
     assert r["grounding_recall"] == 1.0
 
@@ -378,3 +381,16 @@ def test_real_window_truth_and_model_scoring(tmp_path, monkeypatch):
     r = model_eval.evaluate_model_real(None, None, tmp_path / "images")
     assert r["exact_thin_count_accuracy"] == r["thin_present_accuracy"] == 2 / 6
     assert r["grounding_recall"] == 0.0
+    # physics skips the windows holding nothing but substrate: answered none, not asked
+    flat = np.full((300, 460, 3), (150, 120, 160), np.uint8)
+    flat[10:40, 10:50] = (110, 95, 150)  # one flake, in window (0, 0) only
+    Image.fromarray(flat).save(tmp_path / "images" / "a.png")
+    seen = []
+
+    def counting(model, proc, images, questions, **kw):
+        seen.extend(questions)
+        return none(model, proc, images, questions)
+
+    monkeypatch.setattr("qupaint.model.inference.generate_answers", counting)
+    r = model_eval.evaluate_model_real(None, None, tmp_path / "images", material="graphene")
+    assert r["windows_asked"] == 1 and len(seen) == 4  # the other five: substrate only

@@ -225,14 +225,6 @@ def detections_reading(task: str, dets: list[dict], truth) -> Reading:
     raise ValueError(f"task: count, verify or describe; got {task!r}")
 
 
-def _tile_starts(length: int, tile: int) -> list[int]:
-    """Starts of windows of ``tile`` covering ``length`` evenly (the last flush with the end)."""
-    if length <= tile:
-        return [0]
-    n = -(-length // tile)
-    return [round(k * (length - tile) / (n - 1)) for k in range(n)]
-
-
 def real_tile_questions(image, mask, tile: int = 224, min_inside: float = 0.5):
     """The questions of :func:`evaluate_model_real` for one masked micrograph: it is cut
     into ``tile``-px windows at its own scale (the compact model's training scale is the
@@ -247,8 +239,10 @@ def real_tile_questions(image, mask, tile: int = 224, min_inside: float = 0.5):
     ids, area = np.unique(m[m > 0], return_counts=True)
     total = dict(zip(ids.tolist(), area.tolist(), strict=True))
     out = []
-    for y0 in _tile_starts(m.shape[0], tile):
-        for x0 in _tile_starts(m.shape[1], tile):
+    from qupaint.model.whole_image import window_starts
+
+    for y0 in window_starts(m.shape[0], tile):
+        for x0 in window_starts(m.shape[1], tile):
             win = m[y0 : y0 + tile, x0 : x0 + tile]
             k, a = np.unique(win[win > 0], return_counts=True)
             n = sum(c >= min_inside * total[i] for i, c in zip(k.tolist(), a.tolist(),
@@ -258,27 +252,40 @@ def real_tile_questions(image, mask, tile: int = 224, min_inside: float = 0.5):
 
 
 def evaluate_model_real(model, processor, images_dir, masks_dir=None, tile: int = 224,
-                        fmt: str = "llava", **gen) -> dict:  # fmt: skip
+                        fmt: str = "llava", material: str | None = None,
+                        microscope="2dmatgmm", **gen) -> dict:  # fmt: skip
     """A model on whole expert-masked real micrographs (``../shared/data/real/
     maskterial-labelled/<set>/images``; layer numbers are not given, so every masked
     flake is "thin"). Each image is cut into ``tile``-px windows (:func:`real_tile_questions`)
     and each window is asked:
 
     - how many monolayer and how many few-layer flakes it holds; the sum is the thin count,
-      right when it equals the mask's (exact thin-count accuracy);
+      right when it equals the mask's (exact thin-count accuracy, beside
+      ``always_zero_thin_count_accuracy``: the share of windows without a thin flake);
     - whether it holds a monolayer (a yes, or a few-layer count above 0, says "thin flake
       present"; thin-present accuracy against the mask);
     - to detect all flakes: the Mono and Few boxes, moved to the whole image, find a masked
       flake when their IoU with its box is >= 0.5 (grounding recall; thin-flake AP50 and
       unmatched boxes per image as in :func:`~qupaint.bench.real.score_real`).
+
+    With ``material``, the windows where the physics detector (through ``microscope``) sees
+    nothing that differs from the substrate are answered "none" without the model
+    (:func:`~qupaint.model.whole_image.empty_windows`); ``windows_asked`` counts the rest.
+    ``parse_rate`` is over the model's answers. ``seconds_per_image`` is the wall time per
+    micrograph (physics and model).
     """
+    import time
 
     from qupaint.bench.real import find_masked_images, mask_boxes, score_real
     from qupaint.categories import FEW, MONO
+    from qupaint.color import Microscope
     from qupaint.instruct import templates as T
     from qupaint.model.inference import generate_answers
+    from qupaint.model.whole_image import empty_windows
 
+    t0 = time.perf_counter()
     pairs = find_masked_images(images_dir, masks_dir)
+    mic = Microscope.load(microscope) if material else None
     # per window: name -> (task, question)
     qs = {"mono": ("count", T.COUNT_Q[0].format(cat=CATEGORY_PHRASES[MONO], material="flake")),
           "few": ("count", T.COUNT_Q[0].format(cat=CATEGORY_PHRASES[FEW], material="flake")),
@@ -289,15 +296,26 @@ def evaluate_model_real(model, processor, images_dir, masks_dir=None, tile: int 
     for k, p in enumerate(pairs):
         img, mask = read_rgb(p.image), read_mask(p.mask)
         gt_boxes.append(mask_boxes(mask))
-        tiles += [(k, *t) for t in real_tile_questions(img, mask, tile)]
-    # every window asks each question of qs, in qs's order
-    answers = generate_answers(model, processor, [t[1] for t in tiles for _ in qs],
-                               [q for _ in tiles for _, q in qs.values()], fmt=fmt,
-                               tasks=[t for _ in tiles for t, _ in qs.values()], **gen)  # fmt: skip
+        win = real_tile_questions(img, mask, tile)
+        empty = (empty_windows(img, [xy for _, xy, _ in win], tile, material, mic)
+                 if material else set())  # fmt: skip
+        tiles += [(k, crop, xy, truth, xy in empty) for crop, xy, truth in win]
+    asked_tiles = [t for t in tiles if not t[4]]
+    # every asked window asks each question of qs, in qs's order
+    answers = generate_answers(model, processor, [t[1] for t in asked_tiles for _ in qs],
+                               [q for _ in asked_tiles for _, q in qs.values()], fmt=fmt,
+                               tasks=[t for _ in asked_tiles for t, _ in qs.values()],
+                               **gen) if asked_tiles else []  # fmt: skip
     count_right = present_right = parsed = asked = 0
     dets: list[list[dict]] = [[] for _ in pairs]
-    for w, (k, crop, (x0, y0), truth) in enumerate(tiles):
+    w = 0
+    for k, crop, (x0, y0), truth, skipped in tiles:
+        if skipped:  # physics: nothing but substrate; the answer is none
+            count_right += truth == 0
+            present_right += truth == 0
+            continue
         rec = dict(zip(qs, answers[w * len(qs) : (w + 1) * len(qs)], strict=True))
+        w += 1
         a_mono = parse_answer(rec["mono"], fmt, expect="count")
         a_few = parse_answer(rec["few"], fmt, expect="count")
         a_yes = parse_answer(rec["verify"], fmt, expect="yesno")
@@ -318,9 +336,12 @@ def evaluate_model_real(model, processor, images_dir, masks_dir=None, tile: int 
     return {
         "images": len(pairs), "windows": n, "tile_px": tile,
         "windows_with_thin_flakes": sum(t[3] > 0 for t in tiles),
-        "parse_rate": parsed / asked,
+        "windows_asked": len(asked_tiles),
+        "parse_rate": parsed / asked if asked else 1.0,
         "exact_thin_count_accuracy": count_right / n,
+        "always_zero_thin_count_accuracy": sum(t[3] == 0 for t in tiles) / n,
         "thin_present_accuracy": present_right / n,
         "grounding_recall": score["recall"], "flakes": score["flakes"], "found": score["found"],
         "AP50": score["AP50"], "unmatched_per_image": score["unmatched_per_image"],
+        "seconds_per_image": round((time.perf_counter() - t0) / max(len(pairs), 1), 2),
     }  # fmt: skip

@@ -100,6 +100,15 @@ def eval_detector(
             write_json(out, {"metrics": r, "predictions": preds})
 
 
+def _material_of(name: str) -> str | None:
+    """The flake material a data set's folder name says (``GrapheneH`` -> graphene), or None."""
+    from qupaint.optics import FLAKE_MATERIALS
+
+    low = name.lower()
+    return next((m for m in sorted(FLAKE_MATERIALS, key=len, reverse=True) if m.lower() in low),
+                None)  # fmt: skip
+
+
 @eval_app.command("model")
 def eval_model(
     checkpoint: str = typer.Option(
@@ -131,6 +140,10 @@ def eval_model(
         "(e.g. maskterial-labelled/WSe2/images; repeatable): thin-flake count and presence "
         "per 224-px window, grounding recall",
     ),
+    skip_empty: bool = typer.Option(
+        True, "--skip-empty/--ask-all",
+        help="--real: windows where the physics detector sees only substrate are answered "
+        "'none' without the model (the set's material from its folder name)"),
     out: Path = typer.Option(None, help="Write metrics (and answers) as JSON"),
 ):
     """End to end: model answers on QF-Bench -> parsed -> COCO AP (+ grounding accuracy)."""
@@ -157,7 +170,9 @@ def eval_model(
             from qupaint.bench.model_eval import evaluate_model_real
 
             name = folder.parent.name if folder.name == "images" else folder.name
-            real_rows[name] = evaluate_model_real(model, proc, folder, fmt=fmt, **gen)
+            mat = _material_of(name) if skip_empty else None
+            real_rows[name] = evaluate_model_real(model, proc, folder, fmt=fmt, material=mat,
+                                                  **gen)  # fmt: skip
     rows = _detection_rows(r)
     if g:
         rows.update({k: v for k, v in g.items() if k.startswith("Acc")})
@@ -176,13 +191,14 @@ def eval_model(
         console.print(table)
     if real_rows:
         table = Table(title="expert-masked real micrographs (224-px windows)")
-        cols = ("parse_rate", "exact_thin_count_accuracy", "thin_present_accuracy",
-                "grounding_recall", "AP50")  # fmt: skip
-        for col in ("set", "images", "windows", "flakes", *cols):
+        cols = ("parse_rate", "exact_thin_count_accuracy", "always_zero_thin_count_accuracy",
+                "thin_present_accuracy", "grounding_recall", "AP50")  # fmt: skip
+        for col in ("set", "images", "windows", "asked", "flakes", *cols, "s / image"):
             table.add_column(col, justify="left" if col == "set" else "right")
         for name, d in real_rows.items():
-            table.add_row(name, str(d["images"]), str(d["windows"]), str(d["flakes"]),
-                          *(pct(d[c]) for c in cols))  # fmt: skip
+            table.add_row(name, str(d["images"]), str(d["windows"]), str(d["windows_asked"]),
+                          str(d["flakes"]), *(pct(d[c]) for c in cols),
+                          f"{d['seconds_per_image']:.1f}")  # fmt: skip
         console.print(table)
     if out:
         with user_errors():

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from qupaint._io import read_rgb, write_json
-from qupaint.cli._common import app, console, user_errors
+from qupaint.cli._common import app, console, load_microscope, user_errors
 
 
 @app.command()
@@ -169,10 +169,16 @@ def predict(
     checkpoint: str = typer.Option(
         "compact", help="'compact' (the shipped model), a model folder, or 'tiny'"
     ),
-    image: Path = typer.Option(..., help="Image file or folder of images"),
+    image: Path = typer.Option(..., help="Image file or folder of images (whole micrographs too)"),
     question: str = typer.Option(
         "Detect all flakes and classify each one as Mono, Few or Thick.", help="Prompt"
     ),
+    camera: str = typer.Option(
+        None, help="The images' microscope (preset or camera JSON): its um/px brings a whole "
+        "micrograph to the model's 0.385 um/px; default: the images are at that scale"),
+    material: str = typer.Option(
+        None, help="The flakes' material: windows where the physics sees nothing are "
+        "answered 'none' without the model"),
     fmt: str = typer.Option("llava", "--format", help="Answer format, for drawing boxes"),
     out: Path = typer.Option(Path("predictions"), help="Folder for JSON + annotated images"),
     batch_size: int = typer.Option(4, help="Generation batch size"),
@@ -185,38 +191,48 @@ def predict(
         "recognised from the question; others are answered freely)",
     ),
 ):
-    """Ask a model about images; writes {image, prompt, response, boxes_px} JSON and PNGs."""
+    """Ask a model about images; writes {image, prompt, response, boxes_px} JSON and PNGs.
 
+    A micrograph larger than the model's window is cut into windows at the model's scale;
+    count, verify and locate answers are merged over the windows (boxes across window
+    borders become one)."""
     from qupaint._io import IMAGE_EXTS
     from qupaint.detect.draw import draw_detections
     from qupaint.instruct.formats import FORMATS
-    from qupaint.instruct.parse import parse_answer
+    from qupaint.instruct.parse import label_to_category
     from qupaint.model import load_model_and_processor
-    from qupaint.model.inference import generate_answers
+    from qupaint.model.whole_image import answer_whole_images
 
     files = (
         sorted(f for f in image.iterdir() if f.suffix.lower() in IMAGE_EXTS)
         if image.is_dir()
         else [image]
     )
+    mic = load_microscope(camera) if camera else None
     with user_errors():
         if not files or not files[0].is_file():
             raise ValueError(f"image: no image file at {image}")
+        if material is not None:
+            from qupaint.optics import get_material
+
+            material = get_material(material).name
         model, proc = load_model_and_processor(checkpoint)
-        answers = generate_answers(model, proc, files, [question] * len(files), batch_size,
-                                   temperature, max_new_tokens, fmt=fmt,
-                                   constrain=constrain and fmt in FORMATS)  # fmt: skip
+        answers = answer_whole_images(model, proc, files, [question] * len(files), mic,
+                                      material, fmt, batch_size, temperature=temperature,
+                                      max_new_tokens=max_new_tokens,
+                                      constrain=constrain and fmt in FORMATS)  # fmt: skip
     results = []
-    for f, text in zip(files, answers, strict=True):
+    for f, a in zip(files, answers, strict=True):
         img = read_rgb(f)
-        a = parse_answer(text, fmt, image_size=(img.shape[1], img.shape[0]))
         boxes = [[round(float(v), 1) for v in b] for b in a.boxes]
-        results.append({"image": str(f), "prompt": question, "response": text,
-                        "boxes_px": boxes, "labels": a.labels})  # fmt: skip
-        dets = [{"bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "category_id": c}
-                for b, c in zip(boxes, a.category_ids, strict=True)]  # fmt: skip
+        results.append({"image": str(f), "prompt": question, "response": a.answer,
+                        "boxes_px": boxes, "labels": a.labels, "windows": a.windows,
+                        "windows_asked": a.asked, "seconds": a.seconds})  # fmt: skip
+        dets = [{"bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                 "category_id": label_to_category(lb)}
+                for b, lb in zip(boxes, a.labels, strict=True)]  # fmt: skip
         draw_detections(img, dets, out / f"{f.stem}_pred.png")
-        console.print(f"[bold]{f.name}[/bold]: {text[:300]}")
+        console.print(f"[bold]{f.name}[/bold]: {a.answer[:300]}")
     write_json(out / "predictions.json", results)
     console.print(f"wrote {out}/predictions.json and {len(files)} annotated images")
 

@@ -42,7 +42,7 @@ def generate_answers(
 
     A model that reads referred boxes (``config.region_refer``) gets the box of each
     question about one flake as ``ref_boxes`` from its processor
-    (:meth:`~qupaint.model.processing.QuPAINTProcessor.prompt`, ``refer``).
+    (:meth:`~qupaint.model.processing.QuPAINTProcessor.__call__` with ``questions=``, ``refer``).
     """
     if len(images) != len(questions):
         raise ValueError(f"{len(images)} images but {len(questions)} questions")

@@ -1,0 +1,288 @@
+"""Whole micrographs in, answers about the whole image out.
+
+A QuPAINT model reads one window of ``image_size`` pixels (224 for the compact model) at
+the scale it was trained on (:data:`MODEL_UM_PER_PX`, 0.385 µm per pixel, the scale of the
+2DMatGMM / MaskTerial microscope and of realistic Synthia). A whole 1920x1200 micrograph
+squeezed into one window would show every flake a few pixels wide. So
+:func:`answer_whole_images`:
+
+1. brings the image to the model's scale (a :class:`~qupaint.color.Microscope` says the
+   image's µm per pixel; without one the image is taken at the model's scale);
+2. cuts it into windows of the model's size that cover it evenly (:func:`window_starts`);
+3. with ``material`` given, skips the windows where the physics detector
+   (:func:`qupaint.detect.find_flakes`) sees nothing that differs from the substrate: their
+   answer is "none" without asking the model;
+4. asks the question of every other window, in batches;
+5. merges the window answers: counts add up, a "yes" anywhere is a yes, and boxes are moved
+   to the whole image, where two boxes of one class that overlap across a window border
+   become one (:func:`merge_boxes`).
+
+Count, verify and locate questions are answered this way. Any other question (a
+description of one flake, grounding) and any image no larger than one window is asked of
+the whole image, as :func:`~qupaint.model.inference.generate_answers` does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+__all__ = ["MODEL_UM_PER_PX", "WHOLE_IMAGE_TASKS", "WholeImageAnswer", "answer_whole_images",
+           "empty_windows", "merge_boxes", "window_starts"]  # fmt: skip
+
+#: the image scale the shipped models were trained at (µm per pixel)
+MODEL_UM_PER_PX = 0.385
+#: the tasks answered window by window and merged
+WHOLE_IMAGE_TASKS = ("count", "verify", "locate")
+
+
+@dataclass
+class WholeImageAnswer:
+    """The answer about one whole image.
+
+    Attributes
+    ----------
+    task : str or None
+        The task the question asks (:func:`~qupaint.model.constrain.task_of_question`).
+    answer : str
+        The merged answer, written in the box dialect asked for.
+    boxes : list of [x1, y1, x2, y2]
+        Boxes in the original image's pixels (locate, and the first box of a "yes").
+    labels : list of str
+        The layer class of each box ("Mono", "Few", "Thick").
+    count : int or None
+        The merged count (count questions).
+    yes : bool or None
+        The merged yes / no (verify questions).
+    windows : int
+        Windows the image was cut into (1: asked whole).
+    asked : int
+        Windows the model was asked about (the rest held nothing, by physics).
+    parsed : int
+        Window answers the strict parser read.
+    seconds : float
+        Wall time for this image's share of the work.
+    window_answers : list of (x, y, str)
+        Each asked window's top-left corner (original pixels) and its answer.
+    """
+
+    task: str | None
+    answer: str
+    boxes: list = field(default_factory=list)
+    labels: list = field(default_factory=list)
+    count: int | None = None
+    yes: bool | None = None
+    windows: int = 1
+    asked: int = 1
+    parsed: int = 0
+    seconds: float = 0.0
+    window_answers: list = field(default_factory=list)
+
+
+def window_starts(length: int, tile: int) -> list[int]:
+    """Starts of windows of ``tile`` pixels that cover ``length`` evenly, the first at 0 and
+    the last flush with the end (neighbours overlap by less than a window).
+
+    >>> window_starts(500, 224), window_starts(200, 224)
+    ([0, 138, 276], [0])
+    """
+    if length <= tile:
+        return [0]
+    n = -(-length // tile)
+    return [round(k * (length - tile) / (n - 1)) for k in range(n)]
+
+
+def merge_boxes(boxes: Sequence, labels: Sequence[str], cut: Sequence[bool] | None = None,
+                share: float = 0.5) -> tuple[list, list]:  # fmt: skip
+    """Boxes [x1, y1, x2, y2] of several windows as one list: two boxes of one label become
+    their union when they overlap by at least ``share`` of the smaller (one flake seen whole
+    from two overlapping windows), or when they overlap at all and both are ``cut`` (each
+    touches its window's border inside the image: one flake cut by the border). The order
+    of first appearance is kept.
+
+    >>> merge_boxes([[0, 0, 10, 10], [2, 1, 10, 9], [50, 50, 60, 60]], ["Mono"] * 3)
+    ([[0.0, 0.0, 10.0, 10.0], [50.0, 50.0, 60.0, 60.0]], ['Mono', 'Mono'])
+    >>> merge_boxes([[0, 0, 10, 10], [8, 0, 20, 10]], ["Few"] * 2, cut=[True, True])
+    ([[0.0, 0.0, 20.0, 10.0]], ['Few'])
+    """
+    cut = list(cut) if cut is not None else [False] * len(boxes)
+    out: list = []
+    lab: list = []
+    was_cut: list = []
+    for b, lb, c in zip(boxes, labels, cut, strict=True):
+        b = [float(v) for v in b]
+        for k, o in enumerate(out):
+            if lab[k] != lb:
+                continue
+            iw = min(o[2], b[2]) - max(o[0], b[0])
+            ih = min(o[3], b[3]) - max(o[1], b[1])
+            if iw <= 0 or ih <= 0:
+                continue
+            small = min((o[2] - o[0]) * (o[3] - o[1]), (b[2] - b[0]) * (b[3] - b[1]))
+            if iw * ih >= share * max(small, 1e-9) or (c and was_cut[k]):
+                out[k] = [min(o[0], b[0]), min(o[1], b[1]), max(o[2], b[2]), max(o[3], b[3])]
+                break
+        else:
+            out.append(b)
+            lab.append(lb)
+            was_cut.append(c)
+    return [[round(v, 1) for v in b] for b in out], lab
+
+
+def _phrase(question: str) -> str | None:
+    """The layer class phrase a question names ("monolayer", "few-layer", "thick"), or None."""
+    from qupaint.categories import CATEGORY_PHRASES
+
+    q = question.lower()
+    return next((p for p in CATEGORY_PHRASES.values() if p in q), None)
+
+
+def empty_windows(image: np.ndarray, starts, tile: int, material: str, microscope=None) -> set:
+    """The windows of ``image`` (their top-left corners ``starts``, ``tile`` px) where the
+    physics detector (:func:`qupaint.detect.find_flakes`, through ``microscope``) finds no
+    piece that differs from the substrate: no detection and no rejected piece but dust."""
+    from qupaint.detect import find_flakes
+
+    mic = microscope
+    res = find_flakes(image, material, camera=mic.camera if mic else None,
+                      um_per_px=mic.um_per_px if mic else None,
+                      oxide_prior_nm=mic.oxide_prior_nm if mic else None)  # fmt: skip
+    boxes = [d["bbox"] for d in res.detections]
+    boxes += [r["bbox"] for r in res.rejected if r["rejected"] != "too_small"]
+    empty = set()
+    for x0, y0 in starts:
+        if not any(x < x0 + tile and x + w > x0 and y < y0 + tile and y + h > y0
+                   for x, y, w, h in boxes):  # fmt: skip
+            empty.add((x0, y0))
+    return empty
+
+
+def _compose(task: str, fmt: str, question: str, material: str | None, count, yes, boxes,
+             labels, size) -> str:  # fmt: skip
+    """The merged answer written as the corpus writes answers of ``task``."""
+    from qupaint.instruct import templates as T
+    from qupaint.instruct.formats import format_boxes
+
+    w, h = size
+    xywh = [[b[0], b[1], b[2] - b[0], b[3] - b[1]] for b in boxes]
+    phrase = _phrase(question)
+    if task == "count":
+        if phrase is None:
+            return f"There {'is' if count == 1 else 'are'} {count} flake" \
+                   f"{'' if count == 1 else 's'} in the image."  # fmt: skip
+        return T.COUNT_A[0].format(n=count, cat=phrase)
+    if task == "verify":
+        cat, mat = phrase or "thin", material or "2D"
+        if yes and xywh:
+            box = format_boxes(fmt, xywh[:1], None, w, h)
+            return T.VERIFY_YES_A[0].format(cat=cat, material=mat, box=box)
+        return T.VERIFY_NO_A[0].format(cat=cat, material=mat) if not yes else "Yes."
+    if not xywh:
+        return "There are no flakes in this image."
+    return T.LOCATE_A[1].format(n=len(xywh), box=format_boxes(fmt, xywh, labels, w, h))
+
+
+def answer_whole_images(model, processor, images: Sequence, questions: Sequence[str],
+                        microscope=None, material: str | None = None, fmt: str = "llava",
+                        batch_size: int = 8, **gen) -> list[WholeImageAnswer]:  # fmt: skip
+    """Answer ``questions[i]`` about the whole image ``images[i]`` (a path or a uint8 array
+    [H, W, 3]); see the module doc. ``microscope`` (a :class:`~qupaint.color.Microscope`
+    or a preset name / camera file) gives the images' scale; ``material`` lets the physics
+    skip empty windows. ``gen`` goes to
+    :func:`~qupaint.model.inference.generate_answers` (``temperature``, ``constrain``, ...).
+    """
+    from PIL import Image
+
+    from qupaint._io import read_rgb
+    from qupaint.color import Microscope
+    from qupaint.instruct.parse import parse_answer
+    from qupaint.model.constrain import task_of_question
+    from qupaint.model.inference import generate_answers
+
+    if len(images) != len(questions):
+        raise ValueError(f"{len(images)} images but {len(questions)} questions")
+    mic = Microscope.load(microscope) if microscope is not None else None
+    tile = int(processor.image.image_size)
+    scale = 1.0  # original pixels -> model pixels
+    if mic is not None and mic.um_per_px is not None:
+        scale = float(mic.um_per_px) / MODEL_UM_PER_PX
+    plans = []  # (task, windows [(x0, y0, crop)], size, skipped) per image
+    for img, q in zip(images, questions, strict=True):
+        t0 = time.perf_counter()
+        arr = read_rgb(img) if not isinstance(img, np.ndarray) else np.asarray(img)
+        H, W = arr.shape[:2]
+        task = task_of_question(q)
+        if abs(scale - 1.0) > 0.02:
+            arr_m = np.asarray(Image.fromarray(arr).resize(
+                (max(1, round(W * scale)), max(1, round(H * scale))), resample=3))  # fmt: skip
+        else:
+            arr_m = arr
+        h, w = arr_m.shape[:2]
+        if task not in WHOLE_IMAGE_TASKS or (w <= tile and h <= tile):
+            plans.append((task, [(0, 0, arr)], (W, H), set(), True, time.perf_counter() - t0))
+            continue
+        starts = [(x0, y0) for y0 in window_starts(h, tile) for x0 in window_starts(w, tile)]
+        # the physics reads the image at the scale it now has
+        mic_m = replace(mic, um_per_px=MODEL_UM_PER_PX) if mic and arr_m is not arr else mic
+        empty = empty_windows(arr_m, starts, tile, material, mic_m) if material else set()
+        wins = [(x0, y0, arr_m[y0 : y0 + tile, x0 : x0 + tile]) for x0, y0 in starts]
+        plans.append((task, wins, (W, H), empty, False, time.perf_counter() - t0))
+    asks = [(i, j) for i, p in enumerate(plans) for j, (x0, y0, _) in enumerate(p[1])
+            if (x0, y0) not in p[3]]  # fmt: skip
+    t0 = time.perf_counter()
+    texts = []
+    if asks:
+        texts = generate_answers(model, processor, [plans[i][1][j][2] for i, j in asks],
+                                 [questions[i] for i, _ in asks], batch_size=batch_size,
+                                 fmt=fmt, tasks=[plans[i][0] for i, _ in asks], **gen)  # fmt: skip
+    per_ask = (time.perf_counter() - t0) / max(len(asks), 1)
+    by_image: dict = {}
+    for (i, j), text in zip(asks, texts, strict=True):
+        by_image.setdefault(i, []).append((j, text))
+    out = []
+    for i, (task, wins, (W, H), empty, whole, prep_s) in enumerate(plans):
+        got = by_image.get(i, [])
+        secs = prep_s + per_ask * len(got)
+        if whole:
+            text = got[0][1] if got else ""
+            a = parse_answer(text, fmt, image_size=(W, H))
+            out.append(WholeImageAnswer(task, text, [list(map(float, b)) for b in a.boxes],
+                                        list(a.labels), a.count, a.yes, 1, 1, int(a.ok), secs,
+                                        [(0, 0, text)]))  # fmt: skip
+            continue
+        expect = {"count": "count", "verify": "yesno", "locate": "boxes"}[task]
+        count, yes, parsed, boxes, labels, window_answers = 0, False, 0, [], [], []
+        cut = []
+        hm, wm = (round(H * scale), round(W * scale))
+        for j, text in got:
+            x0, y0, crop = wins[j]
+            size = (crop.shape[1], crop.shape[0])
+            a = parse_answer(text, fmt, image_size=size, expect=expect)
+            parsed += a.ok
+            window_answers.append((round(x0 / scale), round(y0 / scale), text))
+            if not a.ok:
+                continue
+            if task == "count":
+                count += int(a.count or 0)
+            if task == "verify":
+                yes = yes or bool(a.yes)
+            th, tw = crop.shape[:2]
+            for b, lb in zip(a.boxes, a.labels, strict=True):
+                x1, y1, x2, y2 = (float(v) for v in b)
+                boxes.append([(x0 + x1) / scale, (y0 + y1) / scale,
+                              (x0 + x2) / scale, (y0 + y2) / scale])  # fmt: skip
+                labels.append(lb or "Mono")
+                # cut by its window's border where that border is not the image's
+                cut.append((x1 <= 2 and x0 > 0) or (y1 <= 2 and y0 > 0)
+                           or (x2 >= tw - 2 and x0 + tw < wm) or (y2 >= th - 2 and y0 + th < hm))
+        boxes, labels = merge_boxes(boxes, labels, cut)
+        text = _compose(task, fmt, questions[i], material, count, yes, boxes, labels, (W, H))
+        out.append(WholeImageAnswer(task, text, boxes, labels,
+                                    count if task == "count" else None,
+                                    yes if task == "verify" else None, len(wins),
+                                    len(wins) - len(empty), parsed, round(secs, 3),
+                                    window_answers))  # fmt: skip
+    return out
