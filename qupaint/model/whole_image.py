@@ -10,8 +10,8 @@ squeezed into one window would show every flake a few pixels wide. So
    image's µm per pixel; without one the image is taken at the model's scale);
 2. cuts it into windows of the model's size that cover it evenly (:func:`window_starts`);
 3. with ``material`` given, skips the windows where the physics detector
-   (:func:`qupaint.detect.find_flakes`) sees nothing that differs from the substrate: their
-   answer is "none" without asking the model;
+   (:func:`qupaint.detect.find_flakes`) sees no flake candidate: their answer is "none"
+   without asking the model (:func:`empty_windows`);
 4. asks the question of every other window, in batches;
 5. merges the window answers: counts add up, a "yes" anywhere is a yes, and boxes are moved
    to the whole image, where two boxes of one class that overlap across a window border
@@ -140,18 +140,23 @@ def _phrase(question: str) -> str | None:
     return next((p for p in CATEGORY_PHRASES.values() if p in q), None)
 
 
-def empty_windows(image: np.ndarray, starts, tile: int, material: str, microscope=None) -> set:
+def empty_windows(image: np.ndarray, starts, tile: int, material: str, microscope=None,
+                  min_score: float | None = None) -> set:  # fmt: skip
     """The windows of ``image`` (their top-left corners ``starts``, ``tile`` px) where the
     physics detector (:func:`qupaint.detect.find_flakes`, through ``microscope``) finds no
-    piece that differs from the substrate: no detection and no rejected piece but dust."""
+    flake candidate scoring ``min_score`` or more (default
+    :data:`~qupaint.constants.MIN_SCORE`): the model is asked only where the physics sees a
+    flake. Pieces the detector's named rules reject (dust, residue, fibres, halos, bulk
+    crystals) do not count."""
+    from qupaint.constants import MIN_SCORE
     from qupaint.detect import find_flakes
 
     mic = microscope
+    floor = MIN_SCORE if min_score is None else min_score
     res = find_flakes(image, material, camera=mic.camera if mic else None,
                       um_per_px=mic.um_per_px if mic else None,
                       oxide_prior_nm=mic.oxide_prior_nm if mic else None)  # fmt: skip
-    boxes = [d["bbox"] for d in res.detections]
-    boxes += [r["bbox"] for r in res.rejected if r["rejected"] != "too_small"]
+    boxes = [d["bbox"] for d in res.detections if d["score"] >= floor]
     empty = set()
     for x0, y0 in starts:
         if not any(x < x0 + tile and x + w > x0 and y < y0 + tile and y + h > y0
