@@ -101,7 +101,7 @@ def test_constrained_generation_follows_the_format_on_both_backends():
     free = generate_answers(model, proc, imgs, qs, temperature=0.0, max_new_tokens=600)
     # retries=0: the backends' masks compared, without the resampling of rejected answers
     held = generate_answers(model, proc, imgs, qs, temperature=0.0, max_new_tokens=600,
-                            constrain=True, retries=0)  # fmt: skip
+                            constrain=True, retries=0, repair=False)  # fmt: skip
     for q, a in zip(qs, held, strict=True):
         assert re.fullmatch(answer_regex(task_of_question(q)), a, re.S), (q, a)
     # the random model left free does not write the format
@@ -111,7 +111,7 @@ def test_constrained_generation_follows_the_format_on_both_backends():
     short = [0, 2, 3]
     lmfe = generate_answers(model, proc, [imgs[i] for i in short], [qs[i] for i in short],
                             temperature=0.0, max_new_tokens=600, constrain=True,
-                            backend="lmfe", retries=0)  # fmt: skip
+                            backend="lmfe", retries=0, repair=False)  # fmt: skip
     assert lmfe == [held[i] for i in short]
 
 
@@ -163,7 +163,8 @@ def test_per_task_evaluation_constrained_and_free(tmp_path):
 def test_answers_the_strict_parser_rejects_are_drawn_again(monkeypatch):
     """What a format cannot hold (a box with y2 < y1) the strict parser rejects: such a
     constrained answer is drawn again by sampling, up to ``retries`` times; answers that
-    parse, free answers and answers cut at the token limit are not."""
+    parse, free answers and answers cut at the token limit are not. What still fails is
+    repaired from what it validly says (corners put in order), unless ``repair=False``."""
     import qupaint.model.inference as inf
     from qupaint.model import tiny_model
 
@@ -183,14 +184,40 @@ def test_answers_the_strict_parser_rejects_are_drawn_again(monkeypatch):
     qs = ["Locate all flakes in the image with their layer category."] * 2 + ["cut"]
     out = inf.generate_answers(model, proc, [img] * 3, qs, constrain=True, temperature=0,
                                tasks=["locate", "locate", "locate"], batch_size=4)  # fmt: skip
-    assert out == [good, good, bad]  # the cut answer is kept as it is
+    assert out == [good, good, good]  # the cut answer is not drawn again, but repaired
     assert calls == [([0, 1, 2], False), ([0, 1], True)]
     calls.clear()
+    out = inf.generate_answers(model, proc, [img] * 3, qs, constrain=True, temperature=0,
+                               tasks=["locate"] * 3, repair=False)  # fmt: skip
+    assert out == [good, good, bad]  # without repair the cut answer is kept as it is
+    calls.clear()
     out = inf.generate_answers(model, proc, [img] * 2, qs[:2], constrain=True, temperature=0,
-                               tasks=["locate"] * 2, retries=0)  # fmt: skip
+                               tasks=["locate"] * 2, retries=0, repair=False)  # fmt: skip
     assert out == [bad, bad] and len(calls) == 1
     calls.clear()
     assert inf.generate_answers(model, proc, [img] * 2, qs[:2], temperature=0) == [bad, bad]
     assert len(calls) == 1  # free answers are never drawn again
     with pytest.raises(ValueError, match="retries"):
         inf.generate_answers(model, proc, [img], qs[:1], retries=-1)
+
+
+def test_repaired_answers_keep_their_task_format_and_invent_nothing():
+    from qupaint.model.inference import repair_answer
+
+    loc = re.compile(answer_regex("locate", "llava"))
+    swapped = "Found 2 flakes: Thick: [0.781, 0.719, 0.969, 0.672]; Mono: [0.1, 0.2, 0.3, 0.4]"
+    fixed = repair_answer(swapped, "llava", "boxes")
+    assert fixed == ("Found 2 flakes: Thick: [0.781, 0.672, 0.969, 0.719]; "
+                     "Mono: [0.1, 0.2, 0.3, 0.4]")
+    flat = ("Found 2 flakes: Thick: [0.500, 0.100, 0.500, 0.300]; "
+            "Mono: [0.100, 0.200, 0.300, 0.400]")
+    dropped = repair_answer(flat, "llava", "boxes")  # a zero-width box cannot be put right
+    assert dropped == "Found 1: Mono: [0.100, 0.200, 0.300, 0.400]" and loc.fullmatch(dropped)
+    cut = "Found 2 flakes: Mono: [0.100, 0.200, 0.300, 0.400]; Few: [0.5"
+    assert repair_answer(cut, "llava", "boxes") == "Found 1: Mono: [0.100, 0.200, 0.300, 0.400]"
+    assert repair_answer("Found 1 flake: Few: [0.5", "llava", "boxes") == (
+        "There are no flakes in this image.")
+    ver = "Yes. There is a monolayer MoS2 flake at [0.400, 0.300, 0.200, 0.500]."
+    assert repair_answer(ver, "llava", "yesno") == (
+        "Yes. There is a monolayer MoS2 flake at [0.200, 0.300, 0.400, 0.500].")
+    assert repair_answer("x", "qwen", "boxes") == "x"  # pixel boxes: left as they are

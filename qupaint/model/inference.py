@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-__all__ = ["generate_answers"]
+__all__ = ["generate_answers", "repair_answer"]
 
 
 @torch.no_grad()
@@ -25,6 +25,7 @@ def generate_answers(
     fmt: str = "llava",
     backend: str = "xgrammar",
     retries: int = 3,
+    repair: bool = True,
 ) -> list[str]:
     """Answer ``questions[i]`` about ``images[i]`` (paths, PIL images or uint8 arrays).
 
@@ -39,6 +40,10 @@ def generate_answers(
     (:func:`~qupaint.instruct.parse.parse_answer`): an answer it rejects is drawn again by
     sampling (temperature 0.7, seeded), up to ``retries`` times, and the last draw is kept
     (an answer cut at ``max_new_tokens`` is not drawn again: it would be cut again).
+
+    ``repair=True``: a constrained box or yes/no answer that the strict parser still rejects
+    after the retries (a box with its corners swapped or of zero width, an answer cut at
+    the token limit) is written again from what it validly says (:func:`repair_answer`).
 
     A model that reads referred boxes (``config.region_refer``) gets the box of each
     question about one flake as ``ref_boxes`` from its processor
@@ -97,7 +102,62 @@ def generate_answers(
             for i, text in zip(rows, texts, strict=True):
                 out[i] = text
         redo = [i for i in redo if not _parses(out[i], fmt, expects[i])]
+    if repair and constrain:
+        for i, e in enumerate(expects):
+            if e in ("boxes", "yesno") and not _parses(out[i], fmt, e):
+                out[i] = repair_answer(out[i], fmt, e)
     return out
+
+
+def repair_answer(text: str, fmt: str, expect: str) -> str:
+    """An answer the strict parser rejects, written again from what it validly says, in its
+    own template (so it still holds its task's format):
+
+    1. a box whose corners come in the wrong order (x2 < x1 or y2 < y1: the two corners of
+       one rectangle written swapped) gets them in order, its numbers written as they were;
+    2. if that does not make it parse, a box answer (``expect="boxes"``) is written again as
+       "Found N: <its well-formed boxes>" (or "There are no flakes in this image."), which
+       drops a box of zero width and the unfinished tail of an answer cut at the token
+       limit.
+
+    Nothing is invented. A yes / no answer with a box that stays malformed, and answers in a
+    dialect with pixel boxes (qwen), are returned as they are.
+
+    >>> repair_answer("Found 1 flake: Thick: [0.781, 0.719, 0.969, 0.672]", "llava", "boxes")
+    'Found 1 flake: Thick: [0.781, 0.672, 0.969, 0.719]'
+    >>> repair_answer("Found 2 flakes: Mono: [0.1, 0.2, 0.3, 0.4]; Few: [0.5, 0.6, 0.5, 0.9]",
+    ...               "llava", "boxes")
+    'Found 1: Mono: [0.100, 0.200, 0.300, 0.400]'
+    """
+    import re
+
+    from qupaint.instruct import templates as T
+    from qupaint.instruct.formats import format_boxes
+    from qupaint.instruct.parse import parse_answer
+
+    if fmt == "qwen" or not isinstance(text, str):
+        return text
+    num = r"[-+]?(?:\d+\.?\d*|\.\d+)"
+    box = re.compile(rf"\[(\s*)({num})(\s*,\s*)({num})(\s*,\s*)({num})(\s*,\s*)({num})(\s*)\]")
+
+    def in_order(m: re.Match) -> str:
+        x1, y1, x2, y2 = m.group(2), m.group(4), m.group(6), m.group(8)
+        if float(x2) < float(x1):
+            x1, x2 = x2, x1
+        if float(y2) < float(y1):
+            y1, y2 = y2, y1
+        g = m.groups()
+        return f"[{g[0]}{x1}{g[2]}{y1}{g[4]}{x2}{g[6]}{y2}{g[8]}]"
+
+    fixed = box.sub(in_order, text)
+    if parse_answer(fixed, fmt, image_size=(1000, 1000), expect=expect).ok or expect != "boxes":
+        return fixed
+    a = parse_answer(fixed, fmt, image_size=(1000, 1000))
+    if not len(a.boxes):
+        return "There are no flakes in this image."
+    xywh = [[b[0], b[1], b[2] - b[0], b[3] - b[1]] for b in a.boxes.tolist()]
+    labels = [lb or "Mono" for lb in a.labels]
+    return T.LOCATE_A[1].format(n=len(xywh), box=format_boxes(fmt, xywh, labels, 1000, 1000))
 
 
 #: the strict parser's check of each constrained task's answers (a description's format
