@@ -26,7 +26,7 @@ from qupaint.cli import app
 from qupaint.scan import read_positions, scan_folder
 from qupaint.scan.db import Base, Flake, Image, open_db
 from qupaint.scan.export import export, query_flakes, read_2dmatgmm
-from qupaint.scan.ingest import Observation, merge, same_flake, shape_stats
+from qupaint.scan.merge import Observation, merge, same_flake, shape_stats
 from qupaint.scan.stitch import stitch, write_dzi
 from qupaint.synthia.chip import ChipConfig, VirtualChip, render_chip, replay_scan
 

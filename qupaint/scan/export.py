@@ -237,8 +237,8 @@ def export_2dmatgmm(db, path: str | Path, user: str = "qupaint", magnification: 
                     **filters) -> int:  # fmt: skip
     """The 2DMatGMM-Website upload ZIP of the selected flakes (default: thin ones); see the
     module doc. Returns the number of flakes written."""
+    from qupaint._io import read_rgb
     from qupaint.detect.draw import CATEGORY_COLORS, outline_labels
-    from qupaint.scan.ingest import read_frame
 
     filters.setdefault("thin_only", True)
     filters.setdefault("sort", "id")
@@ -268,7 +268,7 @@ def export_2dmatgmm(db, path: str | Path, user: str = "qupaint", magnification: 
             img = images[f.image_id]
             if img.id not in cache:
                 cache.clear()  # flakes come by id: frames are mostly in order
-                cache[img.id] = read_frame(sc["directory"] / img.file)
+                cache[img.id] = read_rgb(sc["directory"] / img.file)
             rgb = cache[img.id]
             m, _, _ = frame_mask(f, img, sc["um"])
             grey = rgb.mean(axis=2).astype(np.uint8)[m]

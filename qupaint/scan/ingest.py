@@ -20,13 +20,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 from qupaint.scan.db import Flake, Scan, open_db, utcnow
-from qupaint.scan.merge import Observation, merge, same_flake, shape_stats
 from qupaint.scan.register import register_scan
-from qupaint.scan.schedule import DONE_MARKER, FrameScheduler, detector_job, read_frame
+from qupaint.scan.schedule import DONE_MARKER, FrameScheduler, detector_job
 from qupaint.scan.writer import FrameWriter
 
-__all__ = ["DONE_MARKER", "Observation", "merge", "read_frame", "same_flake", "scan_folder",
-           "shape_stats"]  # fmt: skip
+__all__ = ["DONE_MARKER", "scan_folder"]
 
 
 def scan_folder(

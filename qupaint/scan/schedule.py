@@ -23,7 +23,7 @@ from qupaint._io import image_bytes, read_rgb
 from qupaint.scan.positions import Frame, read_positions
 
 __all__ = ["DONE_MARKER", "FrameScheduler", "detect_frame", "detector_job", "frame_ready",
-           "init_worker", "read_frame"]  # fmt: skip
+           "init_worker"]  # fmt: skip
 
 #: the file a microscope writes into the scan folder when the scan is over
 DONE_MARKER = "scan_done"
@@ -44,11 +44,6 @@ def init_worker(job: dict) -> None:
     _JOB["camera"] = Camera.from_dict(job["camera"]) if job["camera"] else None
 
 
-def read_frame(path) -> np.ndarray:
-    """A frame as [H, W, 3] uint8 RGB; an unreadable file is a ValueError naming it."""
-    return read_rgb(path)
-
-
 def _thumb(img: np.ndarray, x0: int, y0: int, w: int, h: int, side: int = 160) -> bytes:
     from PIL import Image as PILImage
 
@@ -66,7 +61,7 @@ def detect_frame(path: str) -> dict:
     from qupaint.detect import detect
 
     job = _JOB
-    img = read_frame(path)
+    img = read_rgb(path)
     H, W = img.shape[:2]
     dets = detect(img, job["material"], job["oxide_nm"], job["config"], camera=job["camera"],
                   um_per_px=job["um_per_px"], masks=True,

@@ -136,8 +136,8 @@ def stitch(db, out: str | Path, scan_id: int | None = None, overview_px: int = 4
     from PIL import ImageDraw
     from sqlalchemy import select
 
+    from qupaint._io import read_rgb
     from qupaint.scan.db import Chip, Flake, Image, Scan, open_db
-    from qupaint.scan.ingest import read_frame
 
     Session = open_db(db)
     with Session() as s:
@@ -161,7 +161,7 @@ def stitch(db, out: str | Path, scan_id: int | None = None, overview_px: int = 4
                         for im in imgs])  # fmt: skip
     frames = []
     for k, im in enumerate(imgs):
-        frames.append((_grey(read_frame(directory / im.file)), nominal[k, 0], nominal[k, 1]))
+        frames.append((_grey(read_rgb(directory / im.file)), nominal[k, 0], nominal[k, 1]))
         if progress is not None:
             progress(k + 1, 2 * len(imgs))
     pairs = pair_offsets(frames)
@@ -182,7 +182,7 @@ def stitch(db, out: str | Path, scan_id: int | None = None, overview_px: int = 4
     out.mkdir(parents=True, exist_ok=True)
     full = _Mosaic(W, H) if dzi else None
     for k, im in enumerate(imgs):
-        rgb = read_frame(directory / im.file)
+        rgb = read_rgb(directory / im.file)
         x, y = pos[k] - origin
         small = PILImage.fromarray(rgb).resize(
             (max(1, round(im.width * scale)), max(1, round(im.height * scale))), PILImage.BILINEAR

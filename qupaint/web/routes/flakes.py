@@ -144,10 +144,10 @@ def patch_flake(flake_id: int, edit: FlakeEdit, run: Callable = Depends(store)):
 @router.get("/{flake_id}/image.png")
 def flake_image(flake_id: int, pad: int = Query(60, ge=0, le=2000),
                 run: Callable = Depends(store)):  # fmt: skip
+    from qupaint._io import read_rgb
     from qupaint.detect.draw import CATEGORY_COLORS, outline_labels
     from qupaint.scan.db import Chip, Image, Scan
     from qupaint.scan.export import frame_mask
-    from qupaint.scan.ingest import read_frame
 
     def one(s):
         f = _get(s, flake_id)
@@ -158,7 +158,7 @@ def flake_image(flake_id: int, pad: int = Query(60, ge=0, le=2000),
 
     f, img, directory, um = run(one)
     try:
-        rgb = read_frame(directory / img.file)
+        rgb = read_rgb(directory / img.file)
     except ValueError:
         raise HTTPException(404, f"the frame {img.file} is no longer readable") from None
     mask, fx, fy = frame_mask(f, img, um)
