@@ -98,3 +98,18 @@ def test_predict_answers_a_whole_micrograph(tmp_path, tiny):
     rec = json.loads((tmp_path / "p" / "predictions.json").read_text())[0]
     assert rec["windows"] > 1 and 1 <= rec["windows_asked"] < rec["windows"]
     assert (tmp_path / "p" / "chip_pred.png").is_file()
+
+
+def test_an_image_asked_several_questions_is_gated_once(tiny, monkeypatch):
+    import qupaint.model.whole_image as wi
+
+    model, proc = tiny
+    img = _chip()
+    calls = []
+    real = wi.empty_windows
+    monkeypatch.setattr(wi, "empty_windows", lambda *a, **k: calls.append(1) or real(*a, **k))
+    qs = ["How many monolayer flakes are in the image?",
+          "Detect all flakes and classify each one as Mono, Few or Thick."]  # fmt: skip
+    res = answer_whole_images(model, proc, [img, img], qs, material="graphene",
+                              temperature=0.0, max_new_tokens=48, constrain=True)  # fmt: skip
+    assert len(calls) == 1 and res[0].asked == res[1].asked < res[0].windows

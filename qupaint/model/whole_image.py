@@ -214,25 +214,38 @@ def answer_whole_images(model, processor, images: Sequence, questions: Sequence[
     scale = 1.0  # original pixels -> model pixels
     if mic is not None and mic.um_per_px is not None:
         scale = float(mic.um_per_px) / MODEL_UM_PER_PX
-    plans = []  # (task, windows [(x0, y0, crop)], size, skipped) per image
+    seen: dict = {}  # an image asked several questions is read, scaled and gated once
+
+    def prepared(img):
+        key = id(img) if isinstance(img, np.ndarray) else str(img)
+        if key not in seen:
+            arr = read_rgb(img) if not isinstance(img, np.ndarray) else np.asarray(img)
+            H, W = arr.shape[:2]
+            arr_m = arr
+            if abs(scale - 1.0) > 0.02:
+                arr_m = np.asarray(Image.fromarray(arr).resize(
+                    (max(1, round(W * scale)), max(1, round(H * scale))), resample=3))  # fmt: skip
+            h, w = arr_m.shape[:2]
+            starts = [(x0, y0) for y0 in window_starts(h, tile) for x0 in window_starts(w, tile)]
+            seen[key] = [arr, arr_m, starts, None]
+        return seen[key]
+
+    # per image: (task, windows [(x0, y0, crop)], (W, H), empty windows, asked whole, seconds)
+    plans = []
     for img, q in zip(images, questions, strict=True):
         t0 = time.perf_counter()
-        arr = read_rgb(img) if not isinstance(img, np.ndarray) else np.asarray(img)
-        H, W = arr.shape[:2]
         task = task_of_question(q)
-        if abs(scale - 1.0) > 0.02:
-            arr_m = np.asarray(Image.fromarray(arr).resize(
-                (max(1, round(W * scale)), max(1, round(H * scale))), resample=3))  # fmt: skip
-        else:
-            arr_m = arr
+        entry = prepared(img)
+        arr, arr_m, starts = entry[:3]
+        H, W = arr.shape[:2]
         h, w = arr_m.shape[:2]
         if task not in WHOLE_IMAGE_TASKS or (w <= tile and h <= tile):
             plans.append((task, [(0, 0, arr)], (W, H), set(), True, time.perf_counter() - t0))
             continue
-        starts = [(x0, y0) for y0 in window_starts(h, tile) for x0 in window_starts(w, tile)]
-        # the physics reads the image at the scale it now has
-        mic_m = replace(mic, um_per_px=MODEL_UM_PER_PX) if mic and arr_m is not arr else mic
-        empty = empty_windows(arr_m, starts, tile, material, mic_m) if material else set()
+        if entry[3] is None:  # the physics reads the image at the scale it now has
+            mic_m = replace(mic, um_per_px=MODEL_UM_PER_PX) if mic and arr_m is not arr else mic
+            entry[3] = empty_windows(arr_m, starts, tile, material, mic_m) if material else set()
+        empty = entry[3]
         wins = [(x0, y0, arr_m[y0 : y0 + tile, x0 : x0 + tile]) for x0, y0 in starts]
         plans.append((task, wins, (W, H), empty, False, time.perf_counter() - t0))
     asks = [(i, j) for i, p in enumerate(plans) for j, (x0, y0, _) in enumerate(p[1])
