@@ -15,6 +15,31 @@ from typing import Any
 
 __all__ = ["run_tasks"]
 
+#: how often (s) a worker checks that the process that started it is still alive
+WATCH_S = 1.0
+
+
+def _worker_start(parent: int, initializer, initargs) -> None:
+    """A pool worker's first act: exit as soon as ``parent`` (the process that started the
+    pool) is gone, so that a killed run (SIGKILL skips the pool's clean-up) leaves no
+    workers behind; then the caller's ``initializer``."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while True:
+            time.sleep(WATCH_S)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # a pid reused by another user's process
+                os._exit(1)
+
+    threading.Thread(target=watch, name="qupaint-parent-watch", daemon=True).start()
+    if initializer is not None:
+        initializer(*initargs)
+
 
 def run_tasks(
     fn: Callable[[Any], Any],
@@ -46,6 +71,7 @@ def run_tasks(
     ctx = mp.get_context(method)
     if method == "forkserver" and preload:
         ctx.set_forkserver_preload(list(preload))
-    with ctx.Pool(workers, initializer=initializer, initargs=initargs) as pool:
+    init_args = (os.getpid(), initializer, initargs)
+    with ctx.Pool(workers, initializer=_worker_start, initargs=init_args) as pool:
         run = pool.imap if ordered else pool.imap_unordered
         yield from run(fn, tasks, chunksize)

@@ -8,7 +8,8 @@
 
 from __future__ import annotations
 
-__all__ = ["MAX_OXIDE_NM", "MIN_SCORE", "OXIDE_RANGE_NM", "check_oxide", "parse_oxide"]
+__all__ = ["ANSWER_MIN_SCORE", "MAX_OXIDE_NM", "MIN_SCORE", "OXIDE_RANGE_NM", "check_oxide",
+           "parse_oxide"]  # fmt: skip
 
 #: SiO2 thicknesses (nm) searched when the oxide is fitted ("auto"): the range of the
 #: commercial thermal-oxide wafers flakes are hunted on (90 and 285 nm the most common)
@@ -17,6 +18,10 @@ OXIDE_RANGE_NM: tuple[float, float] = (60.0, 320.0)
 MAX_OXIDE_NM = 2000.0
 #: detections scoring below this (a probability) are dropped by default
 MIN_SCORE = 0.05
+#: detections scoring at least this answer a question: the physics detector's reference
+#: row of QF-Bench's per-task table, and the flake candidates a QuPAINT model reads as its
+#: physics evidence (:mod:`qupaint.model.whole_image`)
+ANSWER_MIN_SCORE = 0.3
 
 
 def check_oxide(nm: float, name: str = "oxide_nm") -> float:

@@ -20,7 +20,7 @@ ROOT = Path(qupaint.__file__).parent
 LAYERS = [
     ("base", ("qupaint", "qupaint._arrays", "qupaint._backend", "qupaint._C", "qupaint._io",
               "qupaint._pool", "qupaint.categories", "qupaint.constants",
-              "qupaint.rle", "qupaint._extras")),
+              "qupaint.rle", "qupaint._extras", "qupaint.boxes")),
     ("optics", ("qupaint.optics",)),  # materials.py (n,k tables), then tmm.py
     ("color", ("qupaint.color",)),
     ("detect", ("qupaint.detect",)),  # the product: flake hunting on real chips

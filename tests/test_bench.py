@@ -363,8 +363,13 @@ def test_real_window_truth_and_model_scoring(tmp_path, monkeypatch):
                            "There are no flakes in this image.")  # fmt: skip
         return out
 
+    from types import SimpleNamespace
+
+    # a model that reads no region tokens, with 224-px windows
+    model = SimpleNamespace(config=SimpleNamespace(region_tokens=0))
+    proc = SimpleNamespace(image=SimpleNamespace(image_size=224))
     monkeypatch.setattr("qupaint.model.inference.generate_answers", oracle)
-    r = model_eval.evaluate_model_real(None, None, tmp_path / "images")
+    r = model_eval.evaluate_model_real(model, proc, tmp_path / "images")
     assert r["windows"] == 6 and r["flakes"] == 3 and r["windows_with_thin_flakes"] == 4
     assert r["windows_asked"] == 6 and r["always_zero_thin_count_accuracy"] == 2 / 6
     assert r["seconds_per_image"] >= 0
@@ -378,7 +383,7 @@ def test_real_window_truth_and_model_scoring(tmp_path, monkeypatch):
                 "There are no flakes in this image." for q in questions]  # fmt: skip
 
     monkeypatch.setattr("qupaint.model.inference.generate_answers", none)
-    r = model_eval.evaluate_model_real(None, None, tmp_path / "images")
+    r = model_eval.evaluate_model_real(model, proc, tmp_path / "images")
     assert r["exact_thin_count_accuracy"] == r["thin_present_accuracy"] == 2 / 6
     assert r["grounding_recall"] == 0.0
     # physics skips the windows holding nothing but substrate: answered none, not asked
@@ -392,5 +397,5 @@ def test_real_window_truth_and_model_scoring(tmp_path, monkeypatch):
         return none(model, proc, images, questions)
 
     monkeypatch.setattr("qupaint.model.inference.generate_answers", counting)
-    r = model_eval.evaluate_model_real(None, None, tmp_path / "images", material="graphene")
+    r = model_eval.evaluate_model_real(model, proc, tmp_path / "images", material="graphene")
     assert r["windows_asked"] == 1 and len(seen) == 4  # the other five: substrate only

@@ -113,3 +113,109 @@ def test_an_image_asked_several_questions_is_gated_once(tiny, monkeypatch):
     res = answer_whole_images(model, proc, [img, img], qs, material="graphene",
                               temperature=0.0, max_new_tokens=48, constrain=True)  # fmt: skip
     assert len(calls) == 1 and res[0].asked == res[1].asked < res[0].windows
+
+
+# -- physics evidence: the detector's candidates as the region tokens a model reads ---------
+@pytest.fixture(scope="module")
+def region_model():
+    from qupaint.model.loading import compact_model
+
+    model, proc = compact_model(seed=0)
+    return model.eval(), proc
+
+
+def test_physics_regions_are_what_the_model_reads_and_hold_its_boxes(region_model):
+    from qupaint.instruct.parse import parse_answer
+    from qupaint.model.inference import generate_answers
+    from qupaint.model.regions import region_ids
+
+    model, proc = region_model
+    cfg = model.config
+    img = np.full((224, 224, 3), 128, np.uint8)
+    regions = ([(0.1, 0.2, 0.3, 0.4), (0.5, 0.5, 0.7, 0.8)], [1, 2])
+    q = "Detect all flakes and classify each one as Mono, Few or Thick."
+    texts = generate_answers(model, proc, [img] * 6, [q] * 6, temperature=1.0, seed=1,
+                             max_new_tokens=80, constrain=True, regions=[regions] * 6)  # fmt: skip
+    want = region_ids(proc.tokenizer, *regions, cfg.region_tokens, cfg.image_token_id)
+    assert model.model.read_region_ids[0].tolist() == want
+    held = {(22.4, 44.8, 67.2, 89.6), (112.0, 112.0, 156.8, 179.2)}
+    listed = 0
+    for text in texts:
+        a = parse_answer(text, "llava", image_size=(224, 224), expect="boxes")
+        assert a.ok, text
+        got = {tuple(round(float(v), 1) for v in b) for b in a.boxes}
+        assert got <= held, text
+        listed += len(got)
+        if text.startswith("Found"):  # a held list is as long as it says
+            assert text.startswith(f"Found {len(a.boxes)} flake"), text
+    assert listed  # some draw listed boxes (a random model at temperature 1)
+    # no candidate: a locate answer can only say there is none, a yes / no only no
+    none = generate_answers(model, proc, [img, img], [q, "Is there any monolayer graphene "
+                                                          "flake in the image?"],
+                            temperature=0.0, max_new_tokens=80, constrain=True,
+                            regions=[([], [])] * 2)  # fmt: skip
+    a = parse_answer(none[0], "llava", expect="boxes")
+    assert a.ok and len(a.boxes) == 0, none[0]
+    assert parse_answer(none[1], "llava", expect="yesno").yes is False
+
+
+def test_physics_evidence_is_refused_clearly_where_it_cannot_be_read(tiny, region_model):
+    from qupaint.model.inference import generate_answers
+
+    model, proc = tiny  # no region tokens
+    img = np.full((56, 56, 3), 128, np.uint8)
+    with pytest.raises(ValueError, match="regions"):
+        generate_answers(model, proc, [img], ["How many flakes?"], regions=[([], [])])
+    rmodel, rproc = region_model
+    with pytest.raises(ValueError, match="regions: 2 for 1"):
+        generate_answers(rmodel, rproc, [img], ["How many flakes?"], regions=[([], [])] * 2)
+    with pytest.raises(ValueError, match="material"):
+        answer_whole_images(rmodel, rproc, [img], ["How many flakes?"], evidence="physics")
+    with pytest.raises(ValueError, match="evidence"):
+        answer_whole_images(model, proc, [img], ["How many flakes?"], evidence="both")
+
+
+def test_held_lists_say_how_many_they_list():
+    import re
+
+    from qupaint.model.constrain import MAX_HELD_LISTS, answer_regex
+
+    held = ("[0.100, 0.100, 0.200, 0.200]", "[0.300, 0.300, 0.400, 0.400]")
+    r = answer_regex("locate", "llava", held)
+    one, two = (f"Mono: {h}" for h in held)
+    assert re.fullmatch(r, f"Found 2 flakes: {one}; {two}")
+    assert re.fullmatch(r, f"Found 1 flake: {two}")
+    assert not re.fullmatch(r, f"Found 2 flakes: {one}")  # says 2, lists 1
+    assert not re.fullmatch(r, f"Found 2 flakes: {one}; {one}")  # one box twice
+    assert not re.fullmatch(r, "Found 1 flake: Mono: [0.100, 0.100, 0.200, 0.300]")
+    # many candidates: any held box, in order, each once, the count not checked
+    many = tuple(f"[0.{k:03d}, 0.100, 0.{k + 1:03d}, 0.200]" for k in range(100, 110))
+    assert sum(1 for _ in range(len(many))) and 2 ** len(many) > MAX_HELD_LISTS
+    r = answer_regex("locate", "llava", many)
+    assert re.fullmatch(r, f"Found 3 flakes: Few: {many[0]}; Few: {many[5]}")
+    assert not re.fullmatch(r, f"Found 2 flakes: Few: {many[5]}; Few: {many[0]}")
+
+
+def test_proposal_windows_show_every_candidate_whole_and_scores_come_from_the_evidence():
+    from qupaint.model.whole_image import evidence_scores, proposal_windows
+
+    rng = np.random.default_rng(0)
+    W, H, tile = 1920, 1200, 224
+    cands = []
+    for _ in range(40):
+        w, h = rng.integers(4, 200, 2)
+        cands.append({"bbox": [float(rng.integers(0, W - w)), float(rng.integers(0, H - h)),
+                               float(w), float(h)], "score": float(rng.random())})  # fmt: skip
+    wins = proposal_windows(cands, W, H, tile)
+    assert len(wins) == len(set(wins)) <= len(cands)
+    for x0, y0 in wins:
+        assert 0 <= x0 <= W - tile and 0 <= y0 <= H - tile
+    for d in cands:  # every candidate (all fit in a window) is whole in one of them
+        x, y, w, h = d["bbox"]
+        assert any(x >= x0 and y >= y0 and x + w <= x0 + tile and y + h <= y0 + tile
+                   for x0, y0 in wins)  # fmt: skip
+    assert proposal_windows([], W, H, tile) == []
+    # a box reporting a candidate carries its score; a box reporting none carries 0
+    x, y, w, h = cands[3]["bbox"]
+    got = evidence_scores([[x, y, x + w, y + h], [0, 0, 0.5, 0.5]], cands)
+    assert got == [round(cands[3]["score"], 4), 0.0]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qupaint.boxes import box_iou_xywh
 from qupaint.categories import MONO
 
 __all__ = [
@@ -187,18 +188,6 @@ def evaluate_detection_by(gt_json, predictions, key: str = "material", **kw) -> 
         }
         out[name] = evaluate_detection(sub, [p for p in preds if p["image_id"] in ids], **kw)
     return out
-
-
-def box_iou_xywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Element-wise IoU of boxes ``[..., 4]`` given as ``x, y, w, h`` (continuous coordinates)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    ix = np.clip(np.minimum(a[..., 0] + a[..., 2], b[..., 0] + b[..., 2])
-                 - np.maximum(a[..., 0], b[..., 0]), 0, None)  # fmt: skip
-    iy = np.clip(np.minimum(a[..., 1] + a[..., 3], b[..., 1] + b[..., 3])
-                 - np.maximum(a[..., 1], b[..., 1]), 0, None)  # fmt: skip
-    inter = ix * iy
-    union = a[..., 2] * a[..., 3] + b[..., 2] * b[..., 3] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 def _refs(gt) -> dict:

@@ -14,7 +14,8 @@ from qupaint.bench.metrics import (
     rank_score,
 )
 from qupaint.bench.scoring import Reading, score_answer
-from qupaint.categories import CATEGORY_PHRASES, MONO
+from qupaint.categories import CATEGORY_IDS, CATEGORY_PHRASES, MONO
+from qupaint.constants import ANSWER_MIN_SCORE
 from qupaint.instruct.parse import parse_answer
 from qupaint.instruct.templates import DETECT_Q
 
@@ -46,23 +47,52 @@ def answers_to_detections(answers, images, fmt: str) -> tuple[list[dict], int]:
 
 
 def evaluate_model_detection(model, processor, gt_json, images_dir=None, fmt: str = "llava",
-                             limit: int | None = None, **gen) -> dict:  # fmt: skip
-    """Ask the model to detect all flakes on each QF-Bench image; COCO AP of its answers."""
-    from qupaint.model.inference import generate_answers
+                             limit: int | None = None, evidence: str | None = None,
+                             workers: int = 1, **gen) -> dict:  # fmt: skip
+    """Ask the model to detect all flakes on each QF-Bench image; COCO AP of its answers.
 
+    ``evidence`` (a region-token model; default ``"physics"``, and ``"vision"`` for any other
+    model): ``"vision"``, the model reads its own dense head's regions; ``"physics"``, it
+    reads the physics detector's flake candidates on the image
+    (:func:`~qupaint.bench.qfbench.detect_coco`, with ``workers`` processes; the material
+    and oxide from each image's record), written as its region tokens, and each box it
+    answers is ranked by the physics score of the candidate it reports
+    (:func:`~qupaint.model.whole_image.evidence_scores`)."""
+    from qupaint.model.inference import generate_answers
+    from qupaint.model.whole_image import EVIDENCE, evidence_scores, window_regions
+
+    reads_regions = bool(getattr(model.config, "region_tokens", 0))
+    if evidence is None:
+        evidence = "physics" if reads_regions else "vision"
+    if evidence not in EVIDENCE or (evidence == "physics" and not reads_regions):
+        raise ValueError(f"evidence: one of {EVIDENCE} ('physics' needs a region-token "
+                         f"model); got {evidence!r}")  # fmt: skip
     gt = load_json(gt_json)
     root = Path(images_dir) if images_dir else Path(gt_json).parent
     images = gt["images"][:limit] if limit else gt["images"]
-    q = DETECT_Q[0]
-    answers = generate_answers(model, processor, [resolve_image(root, im) for im in images],
-                               [q] * len(images), fmt=fmt, tasks=["locate"] * len(images),
-                               **gen)  # fmt: skip
-    dets, failed = answers_to_detections(answers, images, fmt)
     ids = {im["id"] for im in images}
     sub = {**gt, "images": images, "annotations": [a for a in gt["annotations"]
                                                    if a["image_id"] in ids]}  # fmt: skip
+    regions = None
+    if evidence == "physics":
+        from qupaint.bench.qfbench import detect_coco
+
+        found = [d for d in detect_coco(sub, root, workers=workers)
+                 if d["score"] >= ANSWER_MIN_SCORE]  # fmt: skip
+        cands = {im["id"]: [d for d in found if d["image_id"] == im["id"]] for im in images}
+        regions = [window_regions(cands[im["id"]], 0, 0, im["width"], im["height"])
+                   for im in images]  # fmt: skip
+    q = DETECT_Q[0]
+    answers = generate_answers(model, processor, [resolve_image(root, im) for im in images],
+                               [q] * len(images), fmt=fmt, tasks=["locate"] * len(images),
+                               regions=regions, **gen)  # fmt: skip
+    dets, failed = answers_to_detections(answers, images, fmt)
+    if regions is not None:  # a box reporting a candidate is as sure as the physics is
+        for d in dets:
+            x, y, w, h = d["bbox"]
+            d["score"] = evidence_scores([[x, y, x + w, y + h]], cands[d["image_id"]])[0]
     r = evaluate_detection(sub, dets)
-    return {**r, "parse_failures": failed, "answers": answers}
+    return {**r, "parse_failures": failed, "evidence": evidence, "answers": answers}
 
 
 def evaluate_model_grounding(model, processor, corpus_jsonl, images_dir, fmt: str = "llava",
@@ -170,7 +200,7 @@ def evaluate_model_tasks(model, processor, gt_json, images_dir=None, fmt: str = 
     return res
 
 
-def detector_task_row(gt_json, min_score: float = 0.3) -> dict:
+def detector_task_row(gt_json, min_score: float = ANSWER_MIN_SCORE) -> dict:
     """The physics detector as the reference row of :func:`evaluate_model_tasks`
     (:func:`detections_task_row` of its detections scoring ``min_score`` or more)."""
     from qupaint.bench.qfbench import detect_coco
@@ -253,7 +283,8 @@ def real_tile_questions(image, mask, tile: int = 224, min_inside: float = 0.5):
 
 def evaluate_model_real(model, processor, images_dir, masks_dir=None, tile: int = 224,
                         fmt: str = "llava", material: str | None = None,
-                        microscope="2dmatgmm", **gen) -> dict:  # fmt: skip
+                        microscope="2dmatgmm", evidence: str | None = None,
+                        **gen) -> dict:  # fmt: skip
     """A model on whole expert-masked real micrographs (``../shared/data/real/
     maskterial-labelled/<set>/images``; layer numbers are not given, so every masked
     flake is "thin"). Each image is cut into ``tile``-px windows (:func:`real_tile_questions`)
@@ -264,15 +295,22 @@ def evaluate_model_real(model, processor, images_dir, masks_dir=None, tile: int 
       ``always_zero_thin_count_accuracy``: the share of windows without a thin flake);
     - whether it holds a monolayer (a yes, or a few-layer count above 0, says "thin flake
       present"; thin-present accuracy against the mask);
-    - to detect all flakes: the Mono and Few boxes, moved to the whole image, find a masked
-      flake when their IoU with its box is >= 0.5 (grounding recall; thin-flake AP50 and
-      unmatched boxes per image as in :func:`~qupaint.bench.real.score_real`).
+    - and each whole image, to detect all flakes
+      (:func:`~qupaint.model.whole_image.answer_whole_images`): its Mono and Few boxes find
+      a masked flake when their IoU with its box is >= 0.5 (grounding recall; thin-flake
+      AP50, ranked by the boxes' physics scores with physics evidence, else in the answer's
+      order, and unmatched boxes per image as in :func:`~qupaint.bench.real.score_real`).
 
     With ``material``, the windows where the physics detector (through ``microscope``) sees
     nothing that differs from the substrate are answered "none" without the model
     (:func:`~qupaint.model.whole_image.empty_windows`); ``windows_asked`` counts the rest.
-    ``parse_rate`` is over the model's answers. ``seconds_per_image`` is the wall time per
-    micrograph (physics and model).
+    ``evidence`` is what a region-token model reads about a window
+    (:data:`~qupaint.model.whole_image.EVIDENCE`; default ``"physics"``, the detector's
+    candidates, when ``material`` is given, as
+    :func:`~qupaint.model.whole_image.answer_whole_images` does). Boxes of one image's
+    windows are merged across window borders
+    (:func:`~qupaint.model.whole_image.merge_boxes`). ``parse_rate`` is over the model's
+    answers. ``seconds_per_image`` is the wall time per micrograph (physics and model).
     """
     import time
 
@@ -281,35 +319,50 @@ def evaluate_model_real(model, processor, images_dir, masks_dir=None, tile: int 
     from qupaint.color import Microscope
     from qupaint.instruct import templates as T
     from qupaint.model.inference import generate_answers
-    from qupaint.model.whole_image import empty_windows
+    from qupaint.model.whole_image import (
+        EVIDENCE,
+        answer_whole_images,
+        empty_windows,
+        physics_candidates,
+        window_regions,
+    )
 
+    reads_regions = bool(getattr(model.config, "region_tokens", 0))
+    if evidence is None:
+        evidence = "physics" if material and reads_regions else "vision"
+    if evidence not in EVIDENCE or (evidence == "physics" and not (material and reads_regions)):
+        raise ValueError(f"evidence: one of {EVIDENCE} ('physics' needs material= and a "
+                         f"region-token model); got {evidence!r}")  # fmt: skip
     t0 = time.perf_counter()
     pairs = find_masked_images(images_dir, masks_dir)
     mic = Microscope.load(microscope) if material else None
-    # per window: name -> (task, question)
+    # per window: name -> (task, question); the locate question is asked of each whole image
     qs = {"mono": ("count", T.COUNT_Q[0].format(cat=CATEGORY_PHRASES[MONO], material="flake")),
           "few": ("count", T.COUNT_Q[0].format(cat=CATEGORY_PHRASES[FEW], material="flake")),
           "verify": ("verify",
-                     T.VERIFY_Q[1].format(cat=CATEGORY_PHRASES[MONO], material="2D")),
-          "locate": ("locate", DETECT_Q[0])}  # fmt: skip
-    tiles, gt_boxes = [], []
+                     T.VERIFY_Q[1].format(cat=CATEGORY_PHRASES[MONO], material="2D"))}  # fmt: skip
+    tiles, gt_boxes, images = [], [], []
     for k, p in enumerate(pairs):
         img, mask = read_rgb(p.image), read_mask(p.mask)
         gt_boxes.append(mask_boxes(mask))
+        images.append(img)
         win = real_tile_questions(img, mask, tile)
-        empty = (empty_windows(img, [xy for _, xy, _ in win], tile, material, mic)
+        cands = physics_candidates(img, material, mic) if material else []
+        empty = (empty_windows(img, [xy for _, xy, _ in win], tile, material, candidates=cands)
                  if material else set())  # fmt: skip
-        tiles += [(k, crop, xy, truth, xy in empty) for crop, xy, truth in win]
+        tiles += [(k, crop, xy, truth, xy in empty,
+                   window_regions(cands, *xy, tile) if evidence == "physics" else None)
+                  for crop, xy, truth in win]  # fmt: skip
     asked_tiles = [t for t in tiles if not t[4]]
     # every asked window asks each question of qs, in qs's order
+    regions = [t[5] for t in asked_tiles for _ in qs] if evidence == "physics" else None
     answers = generate_answers(model, processor, [t[1] for t in asked_tiles for _ in qs],
                                [q for _ in asked_tiles for _, q in qs.values()], fmt=fmt,
                                tasks=[t for _ in asked_tiles for t, _ in qs.values()],
-                               **gen) if asked_tiles else []  # fmt: skip
+                               regions=regions, **gen) if asked_tiles else []  # fmt: skip
     count_right = present_right = parsed = asked = 0
-    dets: list[list[dict]] = [[] for _ in pairs]
     w = 0
-    for k, crop, (x0, y0), truth, skipped in tiles:
+    for _, _, _, truth, skipped, _ in tiles:
         if skipped:  # physics: nothing but substrate; the answer is none
             count_right += truth == 0
             present_right += truth == 0
@@ -319,24 +372,30 @@ def evaluate_model_real(model, processor, images_dir, masks_dir=None, tile: int 
         a_mono = parse_answer(rec["mono"], fmt, expect="count")
         a_few = parse_answer(rec["few"], fmt, expect="count")
         a_yes = parse_answer(rec["verify"], fmt, expect="yesno")
-        a_box = parse_answer(rec["locate"], fmt, image_size=(crop.shape[1], crop.shape[0]),
-                             expect="boxes")  # fmt: skip
-        parsed += a_mono.ok + a_few.ok + a_yes.ok + a_box.ok
-        asked += 4
+        parsed += a_mono.ok + a_few.ok + a_yes.ok
+        asked += 3
         if a_mono.ok and a_few.ok:
             count_right += a_mono.count + a_few.count == truth
         present = bool(a_yes.ok and a_yes.yes) or bool(a_few.ok and a_few.count)
         present_right += present == (truth > 0)
-        for j, (box, cat) in enumerate(zip(a_box.boxes, a_box.category_ids, strict=True)):
-            x1, y1, x2, y2 = (float(v) for v in box)
-            dets[k].append({"bbox": [x0 + x1, y0 + y1, x2 - x1, y2 - y1],
-                            "category_id": cat or MONO, "score": rank_score(j)})  # fmt: skip
+    # locate: the whole image, as answer_whole_images answers it (windows around the physics
+    # candidates with physics evidence, else the grid; boxes merged over windows)
+    located = answer_whole_images(model, processor, images, [DETECT_Q[0]] * len(images), mic,
+                                  material, fmt, evidence=evidence, **gen)  # fmt: skip
+    dets: list[list[dict]] = []
+    for a in located:
+        parsed += a.parsed
+        asked += len(a.window_answers)
+        dets.append([{"bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                      "category_id": CATEGORY_IDS.get(lb, MONO),
+                      "score": a.scores[j] if a.scores else rank_score(j)}
+                     for j, (b, lb) in enumerate(zip(a.boxes, a.labels, strict=True))])
     n = len(tiles)
     score = score_real(gt_boxes, dets)
     return {
         "images": len(pairs), "windows": n, "tile_px": tile,
         "windows_with_thin_flakes": sum(t[3] > 0 for t in tiles),
-        "windows_asked": len(asked_tiles),
+        "windows_asked": len(asked_tiles), "evidence": evidence,
         "parse_rate": parsed / asked if asked else 1.0,
         "exact_thin_count_accuracy": count_right / n,
         "always_zero_thin_count_accuracy": sum(t[3] == 0 for t in tiles) / n,

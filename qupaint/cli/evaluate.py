@@ -144,6 +144,10 @@ def eval_model(
         True, "--skip-empty/--ask-all",
         help="--real: windows where the physics detector sees only substrate are answered "
         "'none' without the model (the set's material from its folder name)"),
+    evidence: str = typer.Option(
+        None, help="What a region-token model reads about each image or window: 'physics' (the "
+        "detector's flake candidates; the default, with --skip-empty for --real) or 'vision' "
+        "(its own dense head)"),
     out: Path = typer.Option(None, help="Write metrics (and answers) as JSON"),
 ):
     """End to end: model answers on QF-Bench -> parsed -> COCO AP (+ grounding accuracy)."""
@@ -154,7 +158,7 @@ def eval_model(
                constrain=constrain)  # fmt: skip
     with user_errors():
         model, proc = load_model_and_processor(checkpoint)
-        r = evaluate_model_detection(model, proc, gt, images_dir, fmt, limit, **gen)
+        r = evaluate_model_detection(model, proc, gt, images_dir, fmt, limit, evidence, **gen)
         g = None
         if grounding:
             root = images_dir or gt.parent
@@ -172,7 +176,7 @@ def eval_model(
             name = folder.parent.name if folder.name == "images" else folder.name
             mat = _material_of(name) if skip_empty else None
             real_rows[name] = evaluate_model_real(model, proc, folder, fmt=fmt, material=mat,
-                                                  **gen)  # fmt: skip
+                                                  evidence=evidence, **gen)  # fmt: skip
     rows = _detection_rows(r)
     if g:
         rows.update({k: v for k, v in g.items() if k.startswith("Acc")})

@@ -179,6 +179,9 @@ def predict(
     material: str = typer.Option(
         None, help="The flakes' material: windows where the physics sees nothing are "
         "answered 'none' without the model"),
+    evidence: str = typer.Option(
+        None, help="What the model reads about each window: 'physics' (the detector's flake "
+        "candidates; the default with --material) or 'vision' (its own dense head)"),
     fmt: str = typer.Option("llava", "--format", help="Answer format, for drawing boxes"),
     out: Path = typer.Option(Path("predictions"), help="Folder for JSON + annotated images"),
     batch_size: int = typer.Option(4, help="Generation batch size"),
@@ -218,7 +221,8 @@ def predict(
             material = get_material(material).name
         model, proc = load_model_and_processor(checkpoint)
         answers = answer_whole_images(model, proc, files, [question] * len(files), mic,
-                                      material, fmt, batch_size, temperature=temperature,
+                                      material, fmt, batch_size, evidence,
+                                      temperature=temperature,
                                       max_new_tokens=max_new_tokens,
                                       constrain=constrain and fmt in FORMATS)  # fmt: skip
     results = []

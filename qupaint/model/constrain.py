@@ -38,7 +38,9 @@ _N = "(?:0|[1-9][0-9]?)"
 _LAYERS = "(?:a monolayer|[1-9][0-9]{0,2} layers)"
 
 
-def _box(fmt: str) -> str:
+def _box(fmt: str, held: tuple[str, ...] | None = None) -> str:
+    if held:  # one of the given boxes, written as given
+        return "(?:" + "|".join(_lit(b) for b in held) + ")"
     if fmt == "llava":  # normalised, 3 decimals
         v = r"(?:0\.[0-9]{3}|1\.000)"
         return rf"\[{v}, {v}, {v}, {v}\]"
@@ -49,8 +51,10 @@ def _box(fmt: str) -> str:
     return rf"\[{v}, {v}, {v}, {v}\]"
 
 
-def _boxes(fmt: str, labelled: bool, many: bool) -> str:
-    b = _box(fmt)
+def _boxes(fmt: str, labelled: bool, many: bool, held: tuple[str, ...] | None = None) -> str:
+    if held and many and fmt == "llava":
+        return _held_list(held)
+    b = _box(fmt, held)
     rep = f"{{0,{MAX_BOXES - 1}}}" if many else "{0}"
     if fmt == "llava":
         one = f"{_LABEL}: {b}" if labelled else b
@@ -61,6 +65,34 @@ def _boxes(fmt: str, labelled: bool, many: bool) -> str:
             f"<ref>{_LABEL}</ref>{group}" if labelled else group)  # fmt: skip
     item = r'\{"bbox_2d": ' + b + (r', "label": "' + _LABEL + r'"\}' if labelled else r"\}")
     return r"```json\n\[" + item + f"(?:, {item}){rep}" + r"\]\n```"
+
+
+#: the most lists of held boxes :func:`_held_counted` writes out one by one
+MAX_HELD_LISTS = 256
+
+
+def _held_list(held: tuple[str, ...], n: int | None = None) -> str:
+    """Held llava boxes, each labelled, in their given order, each at most once (``n``: exactly
+    ``n`` of them, all such lists written out)."""
+    one = [f"{_LABEL}: {_lit(h)}" for h in held]
+    if n is not None:
+        import itertools
+
+        return "(?:" + "|".join("; ".join(one[i] for i in c)
+                                for c in itertools.combinations(range(len(one)), n)) + ")"
+    return "(?:" + "|".join(one[i] + "".join(f"(?:; {o})?" for o in one[i + 1:])
+                            for i in range(len(one))) + ")"  # fmt: skip
+
+
+def _held_counted(held: tuple[str, ...]) -> list[str] | None:
+    """"Found <n>: ..." with exactly n held boxes (llava), one alternative per n; None when
+    there would be more than :data:`MAX_HELD_LISTS` lists."""
+    from math import comb
+
+    if sum(comb(len(held), n) for n in range(1, len(held) + 1)) > MAX_HELD_LISTS:
+        return None
+    return [f"Found {n} flake{'s' if n > 1 else ''}: " + _held_list(held, n)
+            for n in range(1, len(held) + 1)]  # fmt: skip
 
 
 def _lit(text: str) -> str:
@@ -85,28 +117,60 @@ def _template(t: str, fmt: str, box: str) -> str:
                      "layers": _LAYERS}.__getitem__)  # fmt: skip
 
 
-@functools.lru_cache(maxsize=32)
-def answer_regex(task: str, fmt: str = "llava") -> str:
-    """The regular expression every answer of ``task`` in dialect ``fmt`` matches."""
+@functools.lru_cache(maxsize=256)
+def answer_regex(task: str, fmt: str = "llava", held: tuple[str, ...] | None = None) -> str:
+    """The regular expression every answer of ``task`` in dialect ``fmt`` matches.
+
+    ``held`` (a tuple of box coordinate texts in ``fmt``,
+    :func:`~qupaint.instruct.formats.box_coords`): the boxes of a locate, verify or ground
+    answer are held to these (the physics detector's candidates: the model chooses which and
+    their classes, and copies each exactly; a llava list takes them in the order given, each
+    once, and "Found <n>: ..." lists n of them). An empty tuple allows no box (locate and verify
+    can then only answer "none" /
+    "no"). None: any box.
+
+    >>> import re
+    >>> r = answer_regex("locate", "llava", ("[0.100, 0.200, 0.300, 0.400]",))
+    >>> bool(re.fullmatch(r, "Found 1 flake: Mono: [0.100, 0.200, 0.300, 0.400]"))
+    True
+    >>> bool(re.fullmatch(r, "Found 1 flake: Mono: [0.100, 0.200, 0.300, 0.500]"))
+    False
+    >>> none = "There are no flakes in this image."
+    >>> bool(re.fullmatch(answer_regex("locate", "llava", ()), none))
+    True
+    """
     if task not in CONSTRAINED_TASKS:
         raise ValueError(f"task must be one of {CONSTRAINED_TASKS}; got {task!r}")
+    if held is not None:
+        held = tuple(held)
+        if not held and task == "ground":
+            held = None  # a grounding answer is one box: without candidates, any box
     if task == "count":
         alts = [_template(t, fmt, "") for t in T.COUNT_A]
         alts.append(rf"There is 1 flake in the image\.|There are {_N} flakes in the image\.")
     elif task == "locate":
-        many = _boxes(fmt, True, True)
-        alts = [_template(t, fmt, many) for t in T.LOCATE_A]
+        alts = []
+        if held is None or held:
+            many = _boxes(fmt, True, True, held)
+            counted = _held_counted(held) if held and fmt == "llava" else None
+            if counted:  # a held list says how many it lists, and lists that many
+                alts = [_template(t, fmt, many) for t in T.LOCATE_A if "{n}" not in t]
+                alts += counted
+            else:
+                alts = [_template(t, fmt, many) for t in T.LOCATE_A]
+                alts += [rf"Found 1 flake: {many}", rf"Found {_N} flakes: {many}"]
         alts += [_template(t, fmt, "") for t in T.LOCATE_NONE_A]
-        alts += [rf"Found 1 flake: {many}", rf"Found {_N} flakes: {many}",
-                 r"There are no flakes in this image\."]  # fmt: skip
+        alts += [r"There are no flakes in this image\."]
     elif task == "verify":
-        one = _boxes(fmt, True, False)
-        alts = [_template(t, fmt, one) for t in T.VERIFY_YES_A]
+        alts = []
+        if held is None or held:
+            one = _boxes(fmt, True, False, held)
+            alts = [_template(t, fmt, one) for t in T.VERIFY_YES_A]
         alts += [_template(t, fmt, "") for t in T.VERIFY_NO_A]
     elif task == "describe":  # "This is a monolayer graphene flake (a monolayer). ..."
         alts = [_template(T.DESCRIBE_A, fmt, "") + r"(?: [^\n]*)?"]
     else:  # ground: one bare box
-        alts = [_boxes(fmt, False, False)]
+        alts = [_boxes(fmt, False, False, held)]
     return "(?:" + "|".join(alts) + ")"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 import torch
@@ -26,6 +27,8 @@ def generate_answers(
     backend: str = "xgrammar",
     retries: int = 3,
     repair: bool = True,
+    regions: Sequence | None = None,
+    hold: bool = True,
 ) -> list[str]:
     """Answer ``questions[i]`` about ``images[i]`` (paths, PIL images or uint8 arrays).
 
@@ -48,6 +51,15 @@ def generate_answers(
     A model that reads referred boxes (``config.region_refer``) gets the box of each
     question about one flake as ``ref_boxes`` from its processor
     (:meth:`~qupaint.model.processing.QuPAINTProcessor.__call__` with ``questions=``, ``refer``).
+
+    ``regions`` (a region-token model, ``config.region_tokens``): per question, the regions
+    its image holds, (boxes (x1, y1, x2, y2) as fractions of the image, layer classes), as
+    evidence from outside the model (the physics detector's candidates,
+    :func:`~qupaint.model.whole_image.window_regions`), written as the region tokens it
+    reads in place of its own dense head's (:func:`~qupaint.model.regions.region_ids`).
+    With ``constrain``, the boxes of locate, verify and ground answers are then held to
+    those regions' boxes (:func:`~qupaint.model.constrain.answer_regex`'s ``held``): the
+    model chooses which and their classes, and copies each exactly (``hold=False``: any box).
     """
     if len(images) != len(questions):
         raise ValueError(f"{len(images)} images but {len(questions)} questions")
@@ -66,6 +78,13 @@ def generate_answers(
         gen.update(do_sample=False)
     if tasks is not None and len(tasks) != len(questions):
         raise ValueError(f"{len(tasks)} tasks for {len(questions)} questions")
+    if regions is not None:
+        if len(regions) != len(questions):
+            raise ValueError(f"regions: {len(regions)} for {len(questions)} questions")
+        if not getattr(model.config, "region_tokens", 0):
+            raise ValueError("regions: this model reads no region tokens "
+                             "(config.region_tokens is 0); give regions=None")  # fmt: skip
+    gen["regions"] = regions
     regexes: list[str | None] = [None] * len(questions)
     expects: list[str | None] = [None] * len(questions)
     if constrain:
@@ -77,7 +96,10 @@ def generate_answers(
 
         for i, q in enumerate(questions):
             t = tasks[i] if tasks is not None else task_of_question(q)
-            regexes[i] = answer_regex(t, fmt) if t in CONSTRAINED_TASKS else None
+            held = None
+            if regions is not None and hold and t in _HELD:
+                held = _held_boxes(regions[i], fmt, images[i])
+            regexes[i] = answer_regex(t, fmt, held) if t in CONSTRAINED_TASKS else None
             expects[i] = _EXPECT.get(t)
     out: list[str] = []
     ended: list[bool] = []
@@ -162,6 +184,28 @@ def repair_answer(text: str, fmt: str, expect: str) -> str:
 
 #: the strict parser's check of each constrained task's answers (a description's format
 #: names its class; nothing more to check)
+#: tasks whose answer boxes are held to the regions given (``generate_answers(regions=)``)
+_HELD = ("locate", "verify", "ground")
+
+
+def _held_boxes(regions, fmt: str, image) -> tuple[str, ...]:
+    """The boxes of ``regions`` (fractions) as coordinate texts of dialect ``fmt`` for
+    ``image`` (its pixel size matters to the qwen dialect only)."""
+    from qupaint.instruct.formats import box_coords
+
+    w = h = 1
+    if fmt == "qwen":
+        if isinstance(image, str | os.PathLike):
+            from qupaint._io import image_size
+
+            w, h = image_size(image)
+        else:
+            w, h = getattr(image, "size", None) or (image.shape[1], image.shape[0])
+    boxes = sorted(regions[0], key=lambda b: (b[1], b[0]))  # as the region text writes them
+    return tuple(dict.fromkeys(box_coords(fmt, (x1 * w, y1 * h, (x2 - x1) * w, (y2 - y1) * h),
+                                          w, h) for x1, y1, x2, y2 in boxes))  # fmt: skip
+
+
 _EXPECT = {"count": "count", "verify": "yesno", "locate": "boxes", "ground": "boxes"}
 
 
@@ -172,6 +216,27 @@ def _parses(text: str, fmt: str, expect: str) -> bool:
     return parse_answer(text, fmt, image_size=(1000, 1000), expect=expect).ok
 
 
+def _referred_class(regions, box) -> int | None:
+    """The layer class of the region (boxes as fractions, classes) that overlaps the
+    referred ``box`` (x1, y1, x2, y2 fractions; NaN for none) most, or None.
+
+    >>> regions = ([(0.1, 0.1, 0.3, 0.3), (0.5, 0.5, 0.9, 0.9)], [1, 3])
+    >>> _referred_class(regions, [0.6, 0.6, 0.8, 0.8])
+    3
+    """
+    import math
+
+    if any(math.isnan(v) for v in box):
+        return None
+    best, cls = 0.0, None
+    for (x1, y1, x2, y2), c in zip(*regions, strict=True):
+        iw = min(x2, box[2]) - max(x1, box[0])
+        ih = min(y2, box[3]) - max(y1, box[1])
+        if iw > 0 and ih > 0 and iw * ih > best:
+            best, cls = iw * ih, int(c)
+    return cls
+
+
 def _generate(model, processor, images, questions, rows, regexes, gen, backend, device,
               dtype) -> tuple[list[str], list[bool]]:  # fmt: skip
     """Answers to questions ``rows`` (indices), as one left-padded batch, and whether each
@@ -179,7 +244,23 @@ def _generate(model, processor, images, questions, rows, regexes, gen, backend, 
     batch = processor([images[i] for i in rows], questions=[questions[i] for i in rows])
     batch = {k: v.to(device) for k, v in batch.items()}
     batch["pixel_values"] = batch["pixel_values"].to(dtype)
+    gen = dict(gen)
+    regions = gen.pop("regions", None)
     extra = {}
+    if regions is not None:
+        from qupaint.model.regions import region_ids
+
+        cfg = model.config
+        if batch["pixel_values"].shape[0] != len(rows):
+            raise ValueError("regions: each image must be one tile (an image of the model's "
+                             f"{processor.image.image_size} px); cut larger ones into windows")
+        refs = batch.pop("ref_boxes", None)
+        asked = [None] * len(rows) if refs is None else [
+            _referred_class(regions[i], r.tolist()) for i, r in zip(rows, refs, strict=True)]
+        extra["region_ids"] = torch.tensor(
+            [region_ids(processor.tokenizer, *regions[i], cfg.region_tokens, cfg.image_token_id,
+                        a) for i, a in zip(rows, asked, strict=True)],
+            dtype=torch.long, device=device)  # fmt: skip
     row_regexes = [regexes[i] for i in rows]
     if any(r is not None for r in row_regexes):
         from transformers import LogitsProcessorList

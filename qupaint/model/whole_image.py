@@ -30,13 +30,18 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-__all__ = ["MODEL_UM_PER_PX", "WHOLE_IMAGE_TASKS", "WholeImageAnswer", "answer_whole_images",
-           "empty_windows", "merge_boxes", "window_starts"]  # fmt: skip
+__all__ = ["EVIDENCE", "MODEL_UM_PER_PX", "WHOLE_IMAGE_TASKS", "WholeImageAnswer",
+           "answer_whole_images", "empty_windows", "evidence_scores", "merge_boxes",
+           "physics_candidates", "proposal_windows", "window_regions",
+           "window_starts"]  # fmt: skip
 
 #: the image scale the shipped models were trained at (µm per pixel)
 MODEL_UM_PER_PX = 0.385
 #: the tasks answered window by window and merged
 WHOLE_IMAGE_TASKS = ("count", "verify", "locate")
+#: what a region-token model reads about a window: ``"physics"``, the physics detector's
+#: flake candidates; ``"vision"``, the regions of its own dense head
+EVIDENCE = ("physics", "vision")
 
 
 @dataclass
@@ -67,6 +72,10 @@ class WholeImageAnswer:
         Wall time for this image's share of the work.
     window_answers : list of (x, y, str)
         Each asked window's top-left corner (original pixels) and its answer.
+    scores : list of float
+        With physics evidence, each box's confidence: the physics score of the flake
+        candidate it reports (its box overlaps the box by IoU >= 0.5; 0 for none). Empty
+        otherwise.
     """
 
     task: str | None
@@ -80,6 +89,7 @@ class WholeImageAnswer:
     parsed: int = 0
     seconds: float = 0.0
     window_answers: list = field(default_factory=list)
+    scores: list = field(default_factory=list)
 
 
 def window_starts(length: int, tile: int) -> list[int]:
@@ -140,29 +150,118 @@ def _phrase(question: str) -> str | None:
     return next((p for p in CATEGORY_PHRASES.values() if p in q), None)
 
 
-def empty_windows(image: np.ndarray, starts, tile: int, material: str, microscope=None,
-                  min_score: float | None = None) -> set:  # fmt: skip
-    """The windows of ``image`` (their top-left corners ``starts``, ``tile`` px) where the
-    physics detector (:func:`qupaint.detect.find_flakes`, through ``microscope``) finds no
-    flake candidate scoring ``min_score`` or more (default
-    :data:`~qupaint.constants.MIN_SCORE`): the model is asked only where the physics sees a
-    flake. Pieces the detector's named rules reject (dust, residue, fibres, halos, bulk
-    crystals) do not count."""
-    from qupaint.constants import MIN_SCORE
+def physics_candidates(image: np.ndarray, material: str, microscope=None,
+                       min_score: float | None = None) -> list[dict]:  # fmt: skip
+    """The flake candidates the physics detector (:func:`qupaint.detect.find_flakes`,
+    through ``microscope``) finds on ``image`` scoring ``min_score`` or more (default
+    :data:`~qupaint.constants.ANSWER_MIN_SCORE`): COCO detections (``bbox`` x, y, w, h in pixels,
+    ``category_id``, ``score``). Pieces the detector's named rules reject (dust, residue,
+    fibres, halos, bulk crystals) are not among them."""
+    from qupaint.constants import ANSWER_MIN_SCORE
     from qupaint.detect import find_flakes
 
     mic = microscope
-    floor = MIN_SCORE if min_score is None else min_score
+    floor = ANSWER_MIN_SCORE if min_score is None else min_score
     res = find_flakes(image, material, camera=mic.camera if mic else None,
                       um_per_px=mic.um_per_px if mic else None,
                       oxide_prior_nm=mic.oxide_prior_nm if mic else None)  # fmt: skip
-    boxes = [d["bbox"] for d in res.detections if d["score"] >= floor]
-    empty = set()
-    for x0, y0 in starts:
-        if not any(x < x0 + tile and x + w > x0 and y < y0 + tile and y + h > y0
-                   for x, y, w, h in boxes):  # fmt: skip
-            empty.add((x0, y0))
-    return empty
+    return [d for d in res.detections if d["score"] >= floor]
+
+
+def _touches(box, x0: int, y0: int, tile: int) -> bool:
+    x, y, w, h = box
+    return x < x0 + tile and x + w > x0 and y < y0 + tile and y + h > y0
+
+
+def window_regions(candidates: Sequence[dict], x0: int, y0: int, tile: int,
+                   height: int | None = None, min_inside: float = 0.5) -> tuple[list, list]:
+    """The candidates of the ``tile``-px window at (``x0``, ``y0``) (``tile`` wide and
+    ``height``, default ``tile``, high) as region tokens read them: (boxes (x1, y1, x2, y2)
+    as fractions of the window, clipped to it; layer classes), for each candidate with at least
+    ``min_inside`` of its box inside the window (the rule
+    by which a window's true flakes are counted).
+
+    >>> window_regions([{"bbox": [10, 20, 40, 40], "category_id": 1}], 0, 0, 100)
+    ([(0.1, 0.2, 0.5, 0.6)], [1])
+    >>> window_regions([{"bbox": [90, 0, 40, 40], "category_id": 1}], 0, 0, 100)
+    ([], [])
+    """
+    tw, th = tile, tile if height is None else height
+    boxes, cats = [], []
+    for d in candidates:
+        x, y, w, h = (float(v) for v in d["bbox"])
+        x1, y1 = max(x, x0), max(y, y0)
+        x2, y2 = min(x + w, x0 + tw), min(y + h, y0 + th)
+        if x2 <= x1 or y2 <= y1 or (x2 - x1) * (y2 - y1) < min_inside * max(w * h, 1e-9):
+            continue
+        boxes.append((round((x1 - x0) / tw, 6), round((y1 - y0) / th, 6),
+                      round((x2 - x0) / tw, 6), round((y2 - y0) / th, 6)))
+        cats.append(int(d["category_id"]))
+    return boxes, cats
+
+
+def proposal_windows(candidates: Sequence[dict], width: int, height: int,
+                     tile: int) -> list[tuple[int, int]]:  # fmt: skip
+    """Top-left corners of ``tile``-px windows of a ``width`` x ``height`` image that show
+    every flake candidate whole where it fits in one window: the best-scoring candidate not
+    yet inside a chosen window gets a window centred on it (moved inside the image), until
+    none is left. A locate question is asked of these, so that no flake is cut by a window
+    border of a fixed grid (a grid of 224-px windows over 1920 px overlaps by 12 px).
+
+    >>> proposal_windows([{"bbox": [200, 10, 40, 20], "score": 0.9},
+    ...                   {"bbox": [230, 20, 10, 10], "score": 0.5}], 500, 300, 100)
+    [(170, 0)]
+    """
+    cands = sorted(candidates, key=lambda d: -float(d.get("score", 0.0)))
+    out: list = []
+
+    def inside(b, x0, y0):
+        x, y, w, h = b
+        return x >= x0 and y >= y0 and x + w <= x0 + tile and y + h <= y0 + tile
+
+    for d in cands:
+        b = [float(v) for v in d["bbox"]]
+        if any(inside(b, x0, y0) for x0, y0 in out):
+            continue
+        cx, cy = b[0] + b[2] / 2, b[1] + b[3] / 2
+        x0 = int(min(max(round(cx - tile / 2), 0), max(width - tile, 0)))
+        y0 = int(min(max(round(cy - tile / 2), 0), max(height - tile, 0)))
+        if (x0, y0) not in out:
+            out.append((x0, y0))
+    return out
+
+
+def evidence_scores(boxes: Sequence, candidates: Sequence[dict]) -> list[float]:
+    """Per box [x1, y1, x2, y2], the physics score of the flake candidate (``bbox`` x, y, w,
+    h, ``score``) whose box it overlaps most, when by IoU >= 0.5; else 0.
+
+    >>> cands = [{"bbox": [1, 0, 10, 10], "score": 0.8}]
+    >>> evidence_scores([[0, 0, 10, 10], [50, 50, 60, 60]], cands)
+    [0.8, 0.0]
+    """
+    from qupaint.boxes import box_iou_xywh
+
+    if not candidates or not boxes:
+        return [0.0] * len(boxes)
+    c = np.asarray([d["bbox"] for d in candidates], float)
+    sc = np.asarray([float(d["score"]) for d in candidates])
+    out = []
+    for x1, y1, x2, y2 in boxes:
+        iou = box_iou_xywh(np.asarray([x1, y1, x2 - x1, y2 - y1], float)[None], c)
+        k = int(iou.argmax())
+        out.append(round(float(sc[k]), 4) if iou[k] >= 0.5 else 0.0)
+    return out
+
+
+def empty_windows(image: np.ndarray, starts, tile: int, material: str, microscope=None,
+                  min_score: float | None = None, candidates=None) -> set:  # fmt: skip
+    """The windows of ``image`` (their top-left corners ``starts``, ``tile`` px) that no
+    physics flake candidate (:func:`physics_candidates`, or the ``candidates`` given)
+    touches: the model is asked only where the physics sees a flake."""
+    if candidates is None:
+        candidates = physics_candidates(image, material, microscope, min_score)
+    boxes = [d["bbox"] for d in candidates]
+    return {(x0, y0) for x0, y0 in starts if not any(_touches(b, x0, y0, tile) for b in boxes)}
 
 
 def _compose(task: str, fmt: str, question: str, material: str | None, count, yes, boxes,
@@ -192,11 +291,15 @@ def _compose(task: str, fmt: str, question: str, material: str | None, count, ye
 
 def answer_whole_images(model, processor, images: Sequence, questions: Sequence[str],
                         microscope=None, material: str | None = None, fmt: str = "llava",
-                        batch_size: int = 8, **gen) -> list[WholeImageAnswer]:  # fmt: skip
+                        batch_size: int = 8, evidence: str | None = None,
+                        **gen) -> list[WholeImageAnswer]:  # fmt: skip
     """Answer ``questions[i]`` about the whole image ``images[i]`` (a path or a uint8 array
     [H, W, 3]); see the module doc. ``microscope`` (a :class:`~qupaint.color.Microscope`
     or a preset name / camera file) gives the images' scale; ``material`` lets the physics
-    skip empty windows. ``gen`` goes to
+    skip empty windows. ``evidence`` (one of :data:`EVIDENCE`; default ``"physics"`` when
+    ``material`` is given and the model reads region tokens, else ``"vision"``): what the
+    model reads about each window, the physics detector's flake candidates in it
+    (:func:`window_regions`) or its own dense head's regions. ``gen`` goes to
     :func:`~qupaint.model.inference.generate_answers` (``temperature``, ``constrain``, ...).
     """
     from PIL import Image
@@ -209,6 +312,15 @@ def answer_whole_images(model, processor, images: Sequence, questions: Sequence[
 
     if len(images) != len(questions):
         raise ValueError(f"{len(images)} images but {len(questions)} questions")
+    reads_regions = bool(getattr(model.config, "region_tokens", 0))
+    if evidence is None:
+        evidence = "physics" if material and reads_regions else "vision"
+    if evidence not in EVIDENCE:
+        raise ValueError(f"evidence: one of {EVIDENCE}; got {evidence!r}")
+    if evidence == "physics" and not (material and reads_regions):
+        raise ValueError("evidence='physics' needs material= (the physics detector's "
+                         "material) and a model that reads region tokens; or use "
+                         "evidence='vision'")  # fmt: skip
     mic = Microscope.load(microscope) if microscope is not None else None
     tile = int(processor.image.image_size)
     scale = 1.0  # original pixels -> model pixels
@@ -227,8 +339,15 @@ def answer_whole_images(model, processor, images: Sequence, questions: Sequence[
                     (max(1, round(W * scale)), max(1, round(H * scale))), resample=3))  # fmt: skip
             h, w = arr_m.shape[:2]
             starts = [(x0, y0) for y0 in window_starts(h, tile) for x0 in window_starts(w, tile)]
-            seen[key] = [arr, arr_m, starts, None]
+            seen[key] = [arr, arr_m, starts, None, None]  # ... candidates, empty windows
         return seen[key]
+
+    def candidates(entry):  # the physics reads the image at the scale it now has
+        arr, arr_m = entry[:2]
+        if entry[3] is None and material:
+            mic_m = replace(mic, um_per_px=MODEL_UM_PER_PX) if mic and arr_m is not arr else mic
+            entry[3] = physics_candidates(arr_m, material, mic_m)
+        return entry[3]
 
     # per image: (task, windows [(x0, y0, crop)], (W, H), empty windows, asked whole, seconds)
     plans = []
@@ -240,28 +359,49 @@ def answer_whole_images(model, processor, images: Sequence, questions: Sequence[
         H, W = arr.shape[:2]
         h, w = arr_m.shape[:2]
         if task not in WHOLE_IMAGE_TASKS or (w <= tile and h <= tile):
-            plans.append((task, [(0, 0, arr)], (W, H), set(), True, time.perf_counter() - t0))
+            plans.append((task, [(0, 0, arr, None)], (W, H), set(), True,
+                          time.perf_counter() - t0, 1))  # fmt: skip
             continue
-        if entry[3] is None:  # the physics reads the image at the scale it now has
-            mic_m = replace(mic, um_per_px=MODEL_UM_PER_PX) if mic and arr_m is not arr else mic
-            entry[3] = empty_windows(arr_m, starts, tile, material, mic_m) if material else set()
-        empty = entry[3]
-        wins = [(x0, y0, arr_m[y0 : y0 + tile, x0 : x0 + tile]) for x0, y0 in starts]
-        plans.append((task, wins, (W, H), empty, False, time.perf_counter() - t0))
-    asks = [(i, j) for i, p in enumerate(plans) for j, (x0, y0, _) in enumerate(p[1])
+        cands = candidates(entry)
+        if entry[4] is None:
+            entry[4] = set() if cands is None else empty_windows(arr_m, starts, tile, material,
+                                                                 candidates=cands)  # fmt: skip
+        empty = entry[4]
+        n_windows = len(starts)
+        at = starts
+        if task == "locate" and evidence == "physics":  # windows around the candidates
+            at, empty = proposal_windows(cands, w, h, tile), set()
+        wins = [(x0, y0, arr_m[y0 : y0 + tile, x0 : x0 + tile],
+                 window_regions(cands, x0, y0, tile) if evidence == "physics" else None)
+                for x0, y0 in at]  # fmt: skip
+        plans.append((task, wins, (W, H), empty, False, time.perf_counter() - t0, n_windows))
+    asks = [(i, j) for i, p in enumerate(plans) for j, (x0, y0, *_) in enumerate(p[1])
             if (x0, y0) not in p[3]]  # fmt: skip
+    regions = None
+    if evidence == "physics" and asks:
+        # an image asked whole (smaller than a window, or a question not merged) is read
+        # through the physics too, as one window
+        regions = []
+        for i, j in asks:
+            reg = plans[i][1][j][3]
+            if reg is None:
+                entry = prepared(images[i])
+                h, w = entry[1].shape[:2]
+                reg = window_regions(candidates(entry), 0, 0, w, h)
+            regions.append(reg)
     t0 = time.perf_counter()
     texts = []
     if asks:
         texts = generate_answers(model, processor, [plans[i][1][j][2] for i, j in asks],
                                  [questions[i] for i, _ in asks], batch_size=batch_size,
-                                 fmt=fmt, tasks=[plans[i][0] for i, _ in asks], **gen)  # fmt: skip
+                                 fmt=fmt, tasks=[plans[i][0] for i, _ in asks],
+                                 regions=regions, **gen)  # fmt: skip
     per_ask = (time.perf_counter() - t0) / max(len(asks), 1)
     by_image: dict = {}
     for (i, j), text in zip(asks, texts, strict=True):
         by_image.setdefault(i, []).append((j, text))
     out = []
-    for i, (task, wins, (W, H), empty, whole, prep_s) in enumerate(plans):
+    for i, (task, wins, (W, H), empty, whole, prep_s, n_windows) in enumerate(plans):
         got = by_image.get(i, [])
         secs = prep_s + per_ask * len(got)
         if whole:
@@ -276,7 +416,7 @@ def answer_whole_images(model, processor, images: Sequence, questions: Sequence[
         cut = []
         hm, wm = (round(H * scale), round(W * scale))
         for j, text in got:
-            x0, y0, crop = wins[j]
+            x0, y0, crop, _ = wins[j]
             size = (crop.shape[1], crop.shape[0])
             a = parse_answer(text, fmt, image_size=size, expect=expect)
             parsed += a.ok
@@ -297,10 +437,17 @@ def answer_whole_images(model, processor, images: Sequence, questions: Sequence[
                 cut.append((x1 <= 2 and x0 > 0) or (y1 <= 2 and y0 > 0)
                            or (x2 >= tw - 2 and x0 + tw < wm) or (y2 >= th - 2 and y0 + th < hm))
         boxes, labels = merge_boxes(boxes, labels, cut)
+        scores = []
+        if evidence == "physics" and boxes:  # the evidence each box reports, in these pixels
+            cands = [{**d, "bbox": [v / scale for v in d["bbox"]]}
+                     for d in candidates(prepared(images[i]))]  # fmt: skip
+            scores = evidence_scores(boxes, cands)
+            order = sorted(range(len(boxes)), key=lambda k: -scores[k])  # best first
+            boxes, labels, scores = ([v[k] for k in order] for v in (boxes, labels, scores))
         text = _compose(task, fmt, questions[i], material, count, yes, boxes, labels, (W, H))
         out.append(WholeImageAnswer(task, text, boxes, labels,
                                     count if task == "count" else None,
-                                    yes if task == "verify" else None, len(wins),
+                                    yes if task == "verify" else None, n_windows,
                                     len(wins) - len(empty), parsed, round(secs, 3),
-                                    window_answers))  # fmt: skip
+                                    window_answers, scores))  # fmt: skip
     return out
