@@ -467,3 +467,35 @@ def test_opening_kernel_equals_scipy(backend, shape, rng):
         flags = (rng.random(shape) < density).astype(np.uint8) * CORE
         flags |= (rng.random(shape) < 0.5).astype(np.uint8) * 4  # other bits must not matter
         np.testing.assert_array_equal(fn(flags, CORE), _open_reference(flags, CORE))
+
+
+def test_one_image_writes_nothing_beside_it_and_batches_skip_what_qupaint_wrote(tmp_path):
+    """A single-image ``detect`` once wrote <stem>_detections.png beside the image, which a
+    later batch over the folder read as a micrograph ("5 of 5 images" for 4). Its results
+    now go to <stem>_qupaint/, and batch readers skip every picture qupaint wrote. The
+    command line and the summary count flakes in one vocabulary, the report's."""
+    from typer.testing import CliRunner
+
+    from qupaint.cli import app
+    from qupaint.detect.batch import find_images
+
+    chips = tmp_path / "chips"
+    chips.mkdir()
+    Image.fromarray(_background()).save(chips / "chip.png")
+    res = CliRunner().invoke(app, ["detect", str(chips / "chip.png"), "--material", "graphene"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in chips.iterdir()) == ["chip.png", "chip_qupaint"]
+    results = chips / "chip_qupaint"
+    assert (results / "report.html").is_file() and (results / "summary.json").is_file()
+    summary = json.loads((results / "summary.json").read_text())
+    assert {"flakes", "thin", "monolayer_candidates", "thick"} <= set(summary)
+    assert summary["flakes"] == summary["thin"] + summary["thick"]
+    assert f"{summary['thin']} thin-flake candidates" in " ".join(res.output.split())
+    # pictures qupaint wrote, anywhere, are not micrographs to a batch
+    Image.fromarray(_background()).save(chips / "old_detections.png")
+    Image.fromarray(_background()).save(chips / "x_pred.png")
+    assert find_images([chips]) == [chips / "chip.png"]
+    assert find_images([str(chips / "**" / "*.png")]) == [chips / "chip.png"]
+    assert [p.name for p in find_images([str(tmp_path / "**" / "*.png")])] == ["chip.png"]
+    # named one by one, a file is taken as given
+    assert find_images([chips / "old_detections.png"]) == [chips / "old_detections.png"]

@@ -196,8 +196,9 @@ def test_held_lists_say_how_many_they_list():
     assert not re.fullmatch(r, f"Found 2 flakes: Few: {many[5]}; Few: {many[0]}")
 
 
-def test_proposal_windows_show_every_candidate_whole_and_scores_come_from_the_evidence():
-    from qupaint.model.whole_image import evidence_scores, proposal_windows
+def test_proposal_windows_show_every_candidate_whole_and_scores_come_from_the_evidence(
+        region_model):  # fmt: skip
+    from qupaint.model.whole_image import REGIONS_PER_WINDOW, evidence_scores, proposal_windows
 
     rng = np.random.default_rng(0)
     W, H, tile = 1920, 1200, 224
@@ -206,16 +207,26 @@ def test_proposal_windows_show_every_candidate_whole_and_scores_come_from_the_ev
         w, h = rng.integers(4, 200, 2)
         cands.append({"bbox": [float(rng.integers(0, W - w)), float(rng.integers(0, H - h)),
                                float(w), float(h)], "score": float(rng.random())})  # fmt: skip
-    wins = proposal_windows(cands, W, H, tile)
-    assert len(wins) == len(set(wins)) <= len(cands)
-    for x0, y0 in wins:
-        assert 0 <= x0 <= W - tile and 0 <= y0 <= H - tile
-    for d in cands:  # every candidate (all fit in a window) is whole in one of them
-        x, y, w, h = d["bbox"]
-        assert any(x >= x0 and y >= y0 and x + w <= x0 + tile and y + h <= y0 + tile
-                   for x0, y0 in wins)  # fmt: skip
+    wins = proposal_windows(cands, W, H, tile, per_window=3)
+    given = sorted(k for *_, members in wins for k in members)
+    assert given == list(range(len(cands)))  # each candidate given to one window
+    for x0, y0, members in wins:
+        assert 0 <= x0 <= W - tile and 0 <= y0 <= H - tile and 1 <= len(members) <= 3
+        for k in members:  # ... which shows it whole (all of these fit in one)
+            x, y, w, h = cands[k]["bbox"]
+            assert x >= x0 and y >= y0 and x + w <= x0 + tile and y + h <= y0 + tile
+    # a dense cluster is spread over several windows, none holding more than fits
+    cluster = [{"bbox": [500 + 3 * k, 500, 10, 10], "score": 1 - k / 100} for k in range(14)]
+    assert [len(m) for *_, m in proposal_windows(cluster, W, H, tile)] == [6, 6, 2]
     assert proposal_windows([], W, H, tile) == []
     # a box reporting a candidate carries its score; a box reporting none carries 0
     x, y, w, h = cands[3]["bbox"]
     got = evidence_scores([[x, y, x + w, y + h], [0, 0, 0.5, 0.5]], cands)
     assert got == [round(cands[3]["score"], 4), 0.0]
+    # the compact model's region tokens hold a full window's candidates whole
+    from qupaint.model.regions import regions_that_fit
+
+    model, proc = region_model
+    boxes = [(0.001 * k, 0.123, 0.999, 0.987) for k in range(REGIONS_PER_WINDOW)]
+    assert regions_that_fit(proc.tokenizer, boxes, [3] * len(boxes),
+                            model.config.region_tokens) == REGIONS_PER_WINDOW  # fmt: skip

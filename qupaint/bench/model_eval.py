@@ -55,11 +55,11 @@ def evaluate_model_detection(model, processor, gt_json, images_dir=None, fmt: st
     model): ``"vision"``, the model reads its own dense head's regions; ``"physics"``, it
     reads the physics detector's flake candidates on the image
     (:func:`~qupaint.bench.qfbench.detect_coco`, with ``workers`` processes; the material
-    and oxide from each image's record), written as its region tokens, and each box it
-    answers is ranked by the physics score of the candidate it reports
-    (:func:`~qupaint.model.whole_image.evidence_scores`)."""
+    and oxide from each image's record) as its region tokens, asked as a whole micrograph
+    is (:func:`~qupaint.model.whole_image.answer_whole_images`: windows around the
+    candidates, each box ranked by the physics score of the candidate it reports)."""
     from qupaint.model.inference import generate_answers
-    from qupaint.model.whole_image import EVIDENCE, evidence_scores, window_regions
+    from qupaint.model.whole_image import EVIDENCE, answer_whole_images
 
     reads_regions = bool(getattr(model.config, "region_tokens", 0))
     if evidence is None:
@@ -73,24 +73,26 @@ def evaluate_model_detection(model, processor, gt_json, images_dir=None, fmt: st
     ids = {im["id"] for im in images}
     sub = {**gt, "images": images, "annotations": [a for a in gt["annotations"]
                                                    if a["image_id"] in ids]}  # fmt: skip
-    regions = None
-    if evidence == "physics":
+    q = DETECT_Q[0]
+    paths = [resolve_image(root, im) for im in images]
+    if evidence == "physics":  # as on a whole micrograph: windows around the candidates
         from qupaint.bench.qfbench import detect_coco
 
         found = [d for d in detect_coco(sub, root, workers=workers)
                  if d["score"] >= ANSWER_MIN_SCORE]  # fmt: skip
-        cands = {im["id"]: [d for d in found if d["image_id"] == im["id"]] for im in images}
-        regions = [window_regions(cands[im["id"]], 0, 0, im["width"], im["height"])
-                   for im in images]  # fmt: skip
-    q = DETECT_Q[0]
-    answers = generate_answers(model, processor, [resolve_image(root, im) for im in images],
-                               [q] * len(images), fmt=fmt, tasks=["locate"] * len(images),
-                               regions=regions, **gen)  # fmt: skip
-    dets, failed = answers_to_detections(answers, images, fmt)
-    if regions is not None:  # a box reporting a candidate is as sure as the physics is
-        for d in dets:
-            x, y, w, h = d["bbox"]
-            d["score"] = evidence_scores([[x, y, x + w, y + h]], cands[d["image_id"]])[0]
+        cands = [[d for d in found if d["image_id"] == im["id"]] for im in images]
+        got = answer_whole_images(model, processor, paths, [q] * len(images), fmt=fmt,
+                                  evidence="physics", candidates=cands, **gen)  # fmt: skip
+        answers = [a.answer for a in got]
+        failed = sum(a.parsed < len(a.window_answers) for a in got)
+        dets = [{"image_id": im["id"], "category_id": CATEGORY_IDS.get(lb, MONO),
+                 "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": sc}
+                for im, a in zip(images, got, strict=True)
+                for b, lb, sc in zip(a.boxes, a.labels, a.scores, strict=True)]  # fmt: skip
+    else:
+        answers = generate_answers(model, processor, paths, [q] * len(images), fmt=fmt,
+                                   tasks=["locate"] * len(images), **gen)  # fmt: skip
+        dets, failed = answers_to_detections(answers, images, fmt)
     r = evaluate_detection(sub, dets)
     return {**r, "parse_failures": failed, "evidence": evidence, "answers": answers}
 

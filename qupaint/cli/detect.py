@@ -49,9 +49,11 @@ def detect(
     Per image, the oxide and the camera settings' per-channel gain are fitted so that the
     pieces' contrasts fall on the material's layer ladder; dust specks, residue, fibres,
     crystal halos and bulk crystals are rejected by named rules (counted per image in the
-    JSON). One image without --out: a table and <image>_detections.png. With --out (or
+    JSON). One image without --out: a table, and its results (overlay, COCO JSON, CSV,
+    report) in <image>_qupaint/; nothing is written beside the image. With --out (or
     several images): per-image COCO JSON with masks, overlays, flakes.csv and report.html
-    ranking thin-flake candidates; resumable and parallel.
+    ranking thin-flake candidates; resumable and parallel. Images qupaint wrote are never
+    read as input.
     """
     from qupaint.categories import CATEGORY_NAMES
     from qupaint.detect.batch import detect_batch, find_images
@@ -72,7 +74,10 @@ def detect(
         config = detector_config(mic, min_area_um2=min_area_um2)
     with user_errors():
         files = find_images(inputs)
-    folder = out or Path(files[0]).with_name(Path(files[0]).stem + "_detections")
+    from qupaint.detect.batch import RESULTS_SUFFIX, flake_counts_line
+
+    # nothing is written beside the input: one image's results go to <stem>_qupaint/
+    folder = out or Path(files[0]).with_name(Path(files[0]).stem + RESULTS_SUFFIX)
     existed = folder.exists()
     with user_errors(), progress("detect", total=len(files)) as report:
         summary = detect_batch(files, folder, material, oxide, cam, um_per_px, workers,
@@ -85,14 +90,14 @@ def detect(
             shutil.rmtree(folder, ignore_errors=True)
         why = summary["failed"][0]["error"] if summary["failed"] else "no image processed"
         fail(f"{summary['failed'][0]['image'] if summary['failed'] else folder}: {why}")
-    if out is None and len(files) == 1:  # one image: show its flakes and the overlay beside it
+    if out is None and len(files) == 1:  # one image: show its flakes and where they went
         import json
-        import shutil
 
         rec = json.loads(next((folder / "detections").glob("*.json")).read_text())
         dets = rec["annotations"]
         ox = rec["oxide"]
-        title = f"{len(dets)} flakes in {files[0].name} ({material}, {ox['nm']:.1f} nm SiO2)"
+        title = f"{flake_counts_line(summary)} in {files[0].name} ({material}, " \
+                f"{ox['nm']:.1f} nm SiO2)"  # fmt: skip
         table = Table(title=title)
         for col in (
             "#",
@@ -110,14 +115,11 @@ def detect(
             table.add_row(str(k), CATEGORY_NAMES[d["category_id"]], str(d["layers"]),
                           f"{d['score']:.2f}", contrast, f"{d['fit_sigma']:.1f}", box)  # fmt: skip
         console.print(table)
-        overlay = files[0].with_name(files[0].stem + "_detections.png")
-        shutil.copyfile(next((folder / "overlays").glob("*.png")), overlay)
+        overlay = next((folder / "overlays").glob("*.png"))
         console.print(f"wrote {overlay} (and COCO JSON, CSV, report in {folder}/)")
     else:
-        console.print(
-            f"{summary['done']} of {summary['images']} images, {summary['flakes']} flakes, "
-            f"{summary['monolayer_candidates']} monolayer candidates; report: {folder}/report.html"
-        )
+        console.print(f"{summary['done']} of {summary['images']} images, "
+                      f"{flake_counts_line(summary)}; report: {folder}/report.html")
     for f in summary["failed"]:
         console.print(f"[yellow]skipped[/yellow] {f['image']}: {f['error']}")
     if summary["oxide_ambiguous"]:

@@ -47,20 +47,49 @@ from qupaint.constants import OXIDE_RANGE_NM, parse_oxide
 __all__ = ["find_images", "detect_batch"]
 
 
+#: the folder one image's results go to without ``--out`` (``<stem>_qupaint``)
+RESULTS_SUFFIX = "_qupaint"
+#: names of image files qupaint writes (overlays, predictions), never read back as input
+_WRITTEN_STEMS = ("_detections", "_pred")
+
+
+def written_by_qupaint(path: str | os.PathLike) -> bool:
+    """Whether an image file is one qupaint wrote: a ``<stem>_detections`` or ``<stem>_pred``
+    picture, anything in a ``<stem>_qupaint`` results folder, or an overlay or thumbnail of
+    a results folder (one holding ``summary.json``). Batch readers skip them, so that a
+    second run over a folder does not take the first run's pictures for micrographs.
+
+    >>> written_by_qupaint("chips/a_detections.png"), written_by_qupaint("chips/a.png")
+    (True, False)
+    >>> written_by_qupaint("chips/a_qupaint/overlays/a.png")
+    True
+    """
+    p = Path(path)
+    if p.stem.endswith(_WRITTEN_STEMS):
+        return True
+    if any(d.name.endswith(RESULTS_SUFFIX) for d in p.parents):
+        return True
+    return p.parent.name in ("overlays", "thumbs") and (p.parent.parent / "summary.json").is_file()
+
+
 def find_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Image files from paths, folders (their images, sorted) and glob patterns."""
+    """Image files from paths, folders (their images, sorted) and glob patterns; images that
+    qupaint wrote (:func:`written_by_qupaint`) are skipped unless named one by one."""
     out: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            out += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS)
+            out += sorted(f for f in p.iterdir()
+                          if f.suffix.lower() in IMAGE_EXTS and not written_by_qupaint(f))
         elif p.is_file():
             out.append(p)
         else:
-            hits = sorted(Path(h) for h in glob.glob(str(item)) if Path(h).is_file())
+            hits = sorted(Path(h) for h in glob.glob(str(item), recursive=True)
+                          if Path(h).is_file())  # fmt: skip
             if not hits:
                 raise ValueError(f"inputs: {str(item)!r} is no image, folder or matching glob")
-            out += [h for h in hits if h.suffix.lower() in IMAGE_EXTS]
+            out += [h for h in hits if h.suffix.lower() in IMAGE_EXTS
+                    and not written_by_qupaint(h)]  # fmt: skip
     seen, unique = set(), []
     for f in out:
         if f.resolve() not in seen:
@@ -254,10 +283,7 @@ def _finish(out: Path, files, taken, rows, settings) -> dict:
         "images": len(files),
         "done": len(records),
         "failed": failed,
-        "flakes": sum(len(rec["annotations"]) for _, rec in records),
-        "monolayer_candidates": sum(
-            d["category_id"] == MONO for _, rec in records for d in rec["annotations"]
-        ),  # fmt: skip
+        **count_flakes([d for _, rec in records for d in rec["annotations"]]),
         "oxide_ambiguous": ambiguous,
         "settings": settings,
     }
@@ -265,7 +291,33 @@ def _finish(out: Path, files, taken, rows, settings) -> dict:
     return summary
 
 
+def count_flakes(dets: Sequence[dict]) -> dict:
+    """The one count vocabulary of ``detect``'s command line, ``summary.json`` and report:
+    ``flakes`` (every detection), ``thin`` (the thin-flake candidates, 1-5 layers: Mono and
+    Few, the report's rows), ``monolayer_candidates`` (Mono) and ``thick``.
+
+    >>> count_flakes([{"layers": 1, "category_id": 1}, {"layers": 3, "category_id": 2},
+    ...               {"layers": 9, "category_id": 3}])
+    {'flakes': 3, 'thin': 2, 'monolayer_candidates': 1, 'thick': 1}
+    """
+    thin = sum(d["layers"] < THICK_MIN_LAYERS for d in dets)
+    return {"flakes": len(dets), "thin": thin,
+            "monolayer_candidates": sum(d.get("category_id") == MONO for d in dets),
+            "thick": len(dets) - thin}  # fmt: skip
+
+
+def flake_counts_line(counts: dict) -> str:
+    """``count_flakes``' figures in words, as the command line and the report say them.
+
+    >>> flake_counts_line({'flakes': 3, 'thin': 2, 'monolayer_candidates': 1, 'thick': 1})
+    '3 flakes: 2 thin-flake candidates (1 monolayer), 1 thick'
+    """
+    return (f"{counts['flakes']} flakes: {counts['thin']} thin-flake candidates "
+            f"({counts['monolayer_candidates']} monolayer), {counts['thick']} thick")
+
+
 def _report(out: Path, records) -> None:
+    counts = count_flakes([d for _, rec in records for d in rec["annotations"]])
     cands = [(d, rec, stem) for stem, rec in records for d in rec["annotations"]
              if d["layers"] < THICK_MIN_LAYERS]  # fmt: skip
     cands.sort(key=lambda t: -t[0]["score"])
@@ -286,6 +338,7 @@ def _report(out: Path, records) -> None:
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:sans-serif}} td,th{{padding:4px 8px;border-bottom:1px solid #ddd}}</style>
 </head><body><h1>Thin-flake candidates ({len(cands)} in {len(records)} images)</h1>
+<p>{html.escape(flake_counts_line(counts))} in all.</p>
 <p>Ranked by score (how well the colour fits a thin layer of the fitted ladder x size).
 Thumbnails: the flake, and its outline. Contrast C = I/I<sub>sub</sub> - 1, R, G, B.</p>
 <table><tr><th>#</th><th>flake</th><th>layers</th><th>score</th><th>area</th><th>contrast</th><th>image</th>

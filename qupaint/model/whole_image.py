@@ -32,7 +32,7 @@ import numpy as np
 
 __all__ = ["EVIDENCE", "MODEL_UM_PER_PX", "WHOLE_IMAGE_TASKS", "WholeImageAnswer",
            "answer_whole_images", "empty_windows", "evidence_scores", "merge_boxes",
-           "physics_candidates", "proposal_windows", "window_regions",
+           "physics_candidates", "proposal_windows", "REGIONS_PER_WINDOW", "window_regions",
            "window_starts"]  # fmt: skip
 
 #: the image scale the shipped models were trained at (µm per pixel)
@@ -200,34 +200,44 @@ def window_regions(candidates: Sequence[dict], x0: int, y0: int, tile: int,
     return boxes, cats
 
 
-def proposal_windows(candidates: Sequence[dict], width: int, height: int,
-                     tile: int) -> list[tuple[int, int]]:  # fmt: skip
-    """Top-left corners of ``tile``-px windows of a ``width`` x ``height`` image that show
-    every flake candidate whole where it fits in one window: the best-scoring candidate not
-    yet inside a chosen window gets a window centred on it (moved inside the image), until
-    none is left. A locate question is asked of these, so that no flake is cut by a window
-    border of a fixed grid (a grid of 224-px windows over 1920 px overlaps by 12 px).
+#: the most flake candidates one window's region tokens hold whole (the compact model's 192
+#: region tokens write the tally and six boxes, about 28 tokens each)
+REGIONS_PER_WINDOW = 6
+
+
+def proposal_windows(candidates: Sequence[dict], width: int, height: int, tile: int,
+                     per_window: int = REGIONS_PER_WINDOW) -> list[tuple[int, int, list]]:
+    """Windows of ``tile`` px over a ``width`` x ``height`` image that show every flake
+    candidate whole where it fits in one window, each candidate given to one window: the
+    best-scoring candidate not yet given gets a window centred on it (moved inside the
+    image), which takes it and the other candidates wholly inside it, best first, up to
+    ``per_window`` (what its region tokens can hold). A locate question is asked of these,
+    so that no flake is cut by the border of a fixed grid (224-px windows over 1920 px
+    overlap by 12 px). Returns [(x0, y0, indices of its candidates)].
 
     >>> proposal_windows([{"bbox": [200, 10, 40, 20], "score": 0.9},
     ...                   {"bbox": [230, 20, 10, 10], "score": 0.5}], 500, 300, 100)
-    [(170, 0)]
+    [(170, 0, [0, 1])]
     """
-    cands = sorted(candidates, key=lambda d: -float(d.get("score", 0.0)))
+    order = sorted(range(len(candidates)), key=lambda k: -float(candidates[k].get("score", 0)))
+    boxes = [[float(v) for v in d["bbox"]] for d in candidates]
+    given: set = set()
     out: list = []
 
     def inside(b, x0, y0):
         x, y, w, h = b
         return x >= x0 and y >= y0 and x + w <= x0 + tile and y + h <= y0 + tile
 
-    for d in cands:
-        b = [float(v) for v in d["bbox"]]
-        if any(inside(b, x0, y0) for x0, y0 in out):
+    for k in order:
+        if k in given:
             continue
-        cx, cy = b[0] + b[2] / 2, b[1] + b[3] / 2
-        x0 = int(min(max(round(cx - tile / 2), 0), max(width - tile, 0)))
-        y0 = int(min(max(round(cy - tile / 2), 0), max(height - tile, 0)))
-        if (x0, y0) not in out:
-            out.append((x0, y0))
+        x, y, w, h = boxes[k]
+        x0 = int(min(max(round(x + w / 2 - tile / 2), 0), max(width - tile, 0)))
+        y0 = int(min(max(round(y + h / 2 - tile / 2), 0), max(height - tile, 0)))
+        members = [k] + [j for j in order if j not in given and j != k
+                         and inside(boxes[j], x0, y0)][: per_window - 1]  # fmt: skip
+        given.update(members)
+        out.append((x0, y0, members))
     return out
 
 
@@ -292,6 +302,7 @@ def _compose(task: str, fmt: str, question: str, material: str | None, count, ye
 def answer_whole_images(model, processor, images: Sequence, questions: Sequence[str],
                         microscope=None, material: str | None = None, fmt: str = "llava",
                         batch_size: int = 8, evidence: str | None = None,
+                        candidates: Sequence | None = None,
                         **gen) -> list[WholeImageAnswer]:  # fmt: skip
     """Answer ``questions[i]`` about the whole image ``images[i]`` (a path or a uint8 array
     [H, W, 3]); see the module doc. ``microscope`` (a :class:`~qupaint.color.Microscope`
@@ -299,7 +310,9 @@ def answer_whole_images(model, processor, images: Sequence, questions: Sequence[
     skip empty windows. ``evidence`` (one of :data:`EVIDENCE`; default ``"physics"`` when
     ``material`` is given and the model reads region tokens, else ``"vision"``): what the
     model reads about each window, the physics detector's flake candidates in it
-    (:func:`window_regions`) or its own dense head's regions. ``gen`` goes to
+    (:func:`window_regions`) or its own dense head's regions. ``candidates``: per image, its
+    flake candidates (COCO detections in its pixels, e.g. from a detector run with settings
+    of your own) in place of :func:`physics_candidates`'. ``gen`` goes to
     :func:`~qupaint.model.inference.generate_answers` (``temperature``, ``constrain``, ...).
     """
     from PIL import Image
@@ -313,14 +326,17 @@ def answer_whole_images(model, processor, images: Sequence, questions: Sequence[
     if len(images) != len(questions):
         raise ValueError(f"{len(images)} images but {len(questions)} questions")
     reads_regions = bool(getattr(model.config, "region_tokens", 0))
+    knows = material is not None or candidates is not None  # the physics can be had
     if evidence is None:
-        evidence = "physics" if material and reads_regions else "vision"
+        evidence = "physics" if knows and reads_regions else "vision"
     if evidence not in EVIDENCE:
         raise ValueError(f"evidence: one of {EVIDENCE}; got {evidence!r}")
-    if evidence == "physics" and not (material and reads_regions):
+    if evidence == "physics" and not (knows and reads_regions):
         raise ValueError("evidence='physics' needs material= (the physics detector's "
-                         "material) and a model that reads region tokens; or use "
-                         "evidence='vision'")  # fmt: skip
+                         "material) or candidates=, and a model that reads region tokens; "
+                         "or use evidence='vision'")  # fmt: skip
+    if candidates is not None and len(candidates) != len(images):
+        raise ValueError(f"candidates: {len(candidates)} lists for {len(images)} images")
     mic = Microscope.load(microscope) if microscope is not None else None
     tile = int(processor.image.image_size)
     scale = 1.0  # original pixels -> model pixels
@@ -342,7 +358,11 @@ def answer_whole_images(model, processor, images: Sequence, questions: Sequence[
             seen[key] = [arr, arr_m, starts, None, None]  # ... candidates, empty windows
         return seen[key]
 
-    def candidates(entry):  # the physics reads the image at the scale it now has
+    for img, given in zip(images, candidates or [], strict=False):
+        entry = prepared(img)  # candidates given: in the model's pixels
+        entry[3] = [{**d, "bbox": [float(v) * scale for v in d["bbox"]]} for d in given]
+
+    def candidates_of(entry):  # the physics reads the image at the scale it now has
         arr, arr_m = entry[:2]
         if entry[3] is None and material:
             mic_m = replace(mic, um_per_px=MODEL_UM_PER_PX) if mic and arr_m is not arr else mic
@@ -358,22 +378,27 @@ def answer_whole_images(model, processor, images: Sequence, questions: Sequence[
         arr, arr_m, starts = entry[:3]
         H, W = arr.shape[:2]
         h, w = arr_m.shape[:2]
-        if task not in WHOLE_IMAGE_TASKS or (w <= tile and h <= tile):
+        held_locate = task == "locate" and evidence == "physics"
+        if task not in WHOLE_IMAGE_TASKS or (w <= tile and h <= tile and not held_locate):
             plans.append((task, [(0, 0, arr, None)], (W, H), set(), True,
                           time.perf_counter() - t0, 1))  # fmt: skip
             continue
-        cands = candidates(entry)
+        cands = candidates_of(entry)
         if entry[4] is None:
             entry[4] = set() if cands is None else empty_windows(arr_m, starts, tile, material,
                                                                  candidates=cands)  # fmt: skip
         empty = entry[4]
         n_windows = len(starts)
-        at = starts
-        if task == "locate" and evidence == "physics":  # windows around the candidates
-            at, empty = proposal_windows(cands, w, h, tile), set()
-        wins = [(x0, y0, arr_m[y0 : y0 + tile, x0 : x0 + tile],
-                 window_regions(cands, x0, y0, tile) if evidence == "physics" else None)
-                for x0, y0 in at]  # fmt: skip
+        if held_locate:  # windows around the candidates, each holding what it can write
+            empty = set()
+            wins = [(x0, y0, arr_m[y0 : y0 + tile, x0 : x0 + tile],
+                     window_regions([cands[k] for k in members], x0, y0, min(tile, w - x0),
+                                    min(tile, h - y0), min_inside=0))
+                    for x0, y0, members in proposal_windows(cands, w, h, tile)]  # fmt: skip
+        else:
+            wins = [(x0, y0, arr_m[y0 : y0 + tile, x0 : x0 + tile],
+                     window_regions(cands, x0, y0, tile) if evidence == "physics" else None)
+                    for x0, y0 in starts]  # fmt: skip
         plans.append((task, wins, (W, H), empty, False, time.perf_counter() - t0, n_windows))
     asks = [(i, j) for i, p in enumerate(plans) for j, (x0, y0, *_) in enumerate(p[1])
             if (x0, y0) not in p[3]]  # fmt: skip
@@ -387,7 +412,7 @@ def answer_whole_images(model, processor, images: Sequence, questions: Sequence[
             if reg is None:
                 entry = prepared(images[i])
                 h, w = entry[1].shape[:2]
-                reg = window_regions(candidates(entry), 0, 0, w, h)
+                reg = window_regions(candidates_of(entry), 0, 0, w, h)
             regions.append(reg)
     t0 = time.perf_counter()
     texts = []
@@ -436,11 +461,18 @@ def answer_whole_images(model, processor, images: Sequence, questions: Sequence[
                 # cut by its window's border where that border is not the image's
                 cut.append((x1 <= 2 and x0 > 0) or (y1 <= 2 and y0 > 0)
                            or (x2 >= tw - 2 and x0 + tw < wm) or (y2 >= th - 2 and y0 + th < hm))
-        boxes, labels = merge_boxes(boxes, labels, cut)
+        if task == "locate" and evidence == "physics":
+            # each candidate was given to one window: only a box written twice is one flake
+            # (merging overlaps would join nested or touching flakes the physics separated)
+            kept = dict.fromkeys((tuple(round(v) for v in b), lb)
+                                 for b, lb in zip(boxes, labels, strict=True))  # fmt: skip
+            boxes, labels = [list(map(float, b)) for b, _ in kept], [lb for _, lb in kept]
+        else:
+            boxes, labels = merge_boxes(boxes, labels, cut)
         scores = []
         if evidence == "physics" and boxes:  # the evidence each box reports, in these pixels
             cands = [{**d, "bbox": [v / scale for v in d["bbox"]]}
-                     for d in candidates(prepared(images[i]))]  # fmt: skip
+                     for d in candidates_of(prepared(images[i]))]  # fmt: skip
             scores = evidence_scores(boxes, cands)
             order = sorted(range(len(boxes)), key=lambda k: -scores[k])  # best first
             boxes, labels, scores = ([v[k] for k in order] for v in (boxes, labels, scores))
