@@ -108,13 +108,39 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         fh.write(data)
 
 
+def check_image_shape(width: int, height: int, what: str = "image") -> None:
+    """ValueError naming ``what`` unless a ``width`` x ``height`` image is within the limits
+    of :mod:`qupaint.constants` (pixels, longest side, aspect ratio): checked from an image
+    file's header before it is decoded, so that no file makes the work unbounded.
+
+    >>> check_image_shape(1920, 1200)
+    >>> check_image_shape(59_000_000, 1)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: image: 59000000 x 1 px is outside the shapes read (at most 20000 px a side, ...
+    """
+    from qupaint.constants import MAX_IMAGE_ASPECT, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE
+
+    w, h = int(width), int(height)
+    if (w < 1 or h < 1 or max(w, h) > MAX_IMAGE_SIDE or w * h > MAX_IMAGE_PIXELS
+            or max(w, h) > MAX_IMAGE_ASPECT * min(w, h)):  # fmt: skip
+        raise ValueError(f"{what}: {w} x {h} px is outside the shapes read (at most "
+                         f"{MAX_IMAGE_SIDE} px a side, {MAX_IMAGE_PIXELS / 1e6:g} megapixels, "
+                         f"and sides within {MAX_IMAGE_ASPECT:g}:1)")  # fmt: skip
+
+
 def _open_image(path):
     from PIL import Image
 
     try:
-        return Image.open(path)
+        im = Image.open(path)
     except Exception as exc:  # PIL raises many kinds (OSError, UnidentifiedImageError, ...)
         raise ValueError(f"{path}: not a readable image ({exc})") from None
+    try:
+        check_image_shape(im.width, im.height, str(path))
+    except ValueError:
+        im.close()
+        raise
+    return im
 
 
 def read_rgb(path: str | os.PathLike) -> Any:

@@ -8,14 +8,22 @@
 
 from __future__ import annotations
 
-__all__ = ["ANSWER_MIN_SCORE", "MAX_OXIDE_NM", "MIN_SCORE", "OXIDE_RANGE_NM", "check_oxide",
-           "parse_oxide"]  # fmt: skip
+__all__ = ["ANSWER_MIN_SCORE", "MAX_IMAGE_ASPECT", "MAX_IMAGE_PIXELS", "MAX_IMAGE_SIDE",
+           "MAX_OXIDE_NM", "MIN_SCORE", "OXIDE_RANGE_NM", "check_oxide", "parse_oxide"]  # fmt: skip
 
 #: SiO2 thicknesses (nm) searched when the oxide is fitted ("auto"): the range of the
 #: commercial thermal-oxide wafers flakes are hunted on (90 and 285 nm the most common)
 OXIDE_RANGE_NM: tuple[float, float] = (60.0, 320.0)
 #: the largest SiO2 thickness (nm) accepted anywhere
 MAX_OXIDE_NM = 2000.0
+#: the largest image read (pixels; a 1920x1200 micrograph is 2.3 M), ...
+MAX_IMAGE_PIXELS = 60_000_000
+#: ... its longest side (pixels) ...
+MAX_IMAGE_SIDE = 20_000
+#: ... and its longest side over its shortest: a 57 KB PNG of 59,000,000 x 1 px held under
+#: the pixel limit and took the detector to 14 GB; the shape is checked from the file's
+#: header, before anything is decoded
+MAX_IMAGE_ASPECT = 20.0
 #: detections scoring below this (a probability) are dropped by default
 MIN_SCORE = 0.05
 #: detections scoring at least this answer a question: the physics detector's reference

@@ -37,7 +37,7 @@ def site(tmp_path_factory):
 @pytest.fixture()
 def client(site):
     _, db = site
-    return TestClient(create_app(db))
+    return TestClient(create_app(db), base_url="http://127.0.0.1")
 
 
 def _jpeg(img: np.ndarray) -> bytes:
@@ -173,7 +173,7 @@ def test_token_required_when_set(site):
 
 def test_uploads_are_limited_and_sniffed(site):
     _, db = site
-    c = TestClient(create_app(db, max_upload_mb=0.05))
+    c = TestClient(create_app(db, max_upload_mb=0.05), base_url="http://127.0.0.1")
     big = np.random.default_rng(0).integers(0, 255, (400, 400, 3), dtype=np.uint8)
     data = io.BytesIO()
     Image.fromarray(big).save(data, format="PNG")
@@ -213,7 +213,7 @@ def test_app_keeps_serving_while_a_scan_writes(site, tmp_path):
     root, _ = site
     db = tmp_path / "busy.sqlite"
     scan_folder(root / "chip", db, "graphene", workers=1, chip="first")
-    c = TestClient(create_app(db))
+    c = TestClient(create_app(db), base_url="http://127.0.0.1")
     ids = [r["id"] for r in c.get("/api/flakes", params={"page_size": 20}).json()["rows"]]
     errors, done = [], threading.Event()
 

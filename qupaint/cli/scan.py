@@ -92,6 +92,8 @@ def scan(
         f"{stats['detections']} detections -> {stats['flakes']} flakes in {db} "
         f"({stats['frames_per_s'] or 0:.2f} frames/s)"
     )
+    for bad in stats["unreadable"]:
+        console.print(f"[yellow]skipped[/yellow] unreadable frame {bad['file']}: {bad['error']}")
     missing = stats["not_processed"]
     if missing:
         console.print(

@@ -39,7 +39,8 @@ def serve(
     if token is not None and len(token) < 8:
         fail("--token: use at least 8 characters")
     with user_errors():
-        web = create_app(db, map_dir=map_dir, token=token, max_upload_mb=max_upload_mb)
+        web = create_app(db, map_dir=map_dir, token=token, max_upload_mb=max_upload_mb,
+                         hosts=(host,))  # fmt: skip
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
     console.print(f"serving {db} at {url}  (Ctrl-C stops)")

@@ -97,6 +97,8 @@ class Image(Base):
     fit_y_mm: Mapped[float | None] = mapped_column(Float, nullable=True)
     detections: Mapped[int] = mapped_column(Integer, default=0)
     processed: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    #: why the frame could not be read (a truncated or corrupt file); None for a read frame
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
     scan: Mapped[Scan] = relationship(back_populates="images")
     __table_args__ = (UniqueConstraint("scan_id", "file"),)
 

@@ -88,10 +88,12 @@ def scan_folder(
     job = detector_job(material, camera, um_per_px, oxide_nm, oxide_prior_nm, config, min_score)
     frames = FrameScheduler(folder, job, done, workers, watch, idle_s, poll_s)
     t0 = time.perf_counter()
-    stats = {"frames": 0, "detections": 0, "skipped": len(done)}
+    stats = {"frames": 0, "detections": 0, "skipped": len(done), "unreadable": []}
     for frame, result in frames:
         stats["detections"] += writer.write(frame, result)
         stats["frames"] += 1
+        if result.get("error"):
+            stats["unreadable"].append({"file": frame.file, "error": result["error"]})
         if progress is not None:
             progress(len(done) + stats["frames"], None if watch else len(frames.frames))
     elapsed = time.perf_counter() - t0

@@ -55,5 +55,7 @@ def register_scan(Session, chip_name: str, directory: str, user: str | None, mat
         else:
             sc.status = "running"
         scan_id, chip_id = sc.id, c.id
-        done = set(s.scalars(select(Image.file).where(Image.scan_id == scan_id)).all())
+        # a frame recorded as unreadable is tried again (its file may have been fixed)
+        done = set(s.scalars(select(Image.file).where(Image.scan_id == scan_id,
+                                                      Image.error.is_(None))).all())  # fmt: skip
     return scan_id, chip_id, done

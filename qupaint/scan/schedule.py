@@ -57,11 +57,15 @@ def _thumb(img: np.ndarray, x0: int, y0: int, w: int, h: int, side: int = 160) -
 
 def detect_frame(path: str) -> dict:
     """One frame's detections above the minimum score, each with its mask (bit-packed), its
-    box in the frame, whether the frame's border cuts it, and a JPEG thumbnail."""
+    box in the frame, whether the frame's border cuts it, and a JPEG thumbnail; a frame
+    that cannot be read gives no detections and its ``error``."""
     from qupaint.detect import detect
 
     job = _JOB
-    img = read_rgb(path)
+    try:
+        img = read_rgb(path)
+    except ValueError as exc:  # a truncated or corrupt frame: skipped, with the reason
+        return {"width": 0, "height": 0, "dets": [], "error": str(exc)}
     H, W = img.shape[:2]
     dets = detect(img, job["material"], job["oxide_nm"], job["config"], camera=job["camera"],
                   um_per_px=job["um_per_px"], masks=True,
@@ -93,6 +97,12 @@ def detector_job(material, camera, um_per_px, oxide_nm, oxide_prior_nm, config, 
             "um_per_px": float(um_per_px), "oxide_nm": oxide_nm,
             "oxide_prior_nm": oxide_prior_nm, "config": config or DetectorConfig(),
             "min_score": float(min_score)}  # fmt: skip
+
+
+#: a live scan (``watch``) reads a frame that fails to decode up to this many times ...
+READ_TRIES = 3
+#: ... this many seconds apart, before it is recorded as unreadable
+RETRY_S = 2.0
 
 
 def frame_ready(path: Path, sizes: dict) -> bool:
@@ -135,6 +145,8 @@ class FrameScheduler:
         submitted = self.submitted
         pending: deque = deque()
         sizes: dict = {}
+        tries: dict = {}  # frame -> failed reads (watch)
+        wait_until: dict = {}  # frame -> when to read it again
         last_new = time.time()
         ctx = mp.get_context("forkserver")
         pool = (cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker,
@@ -150,7 +162,8 @@ class FrameScheduler:
                 for f in frames:  # in acquisition order; a frame not yet on disk holds the rest
                     if f.file in submitted:
                         continue
-                    if watch and not frame_ready(folder / f.file, sizes):
+                    if watch and (time.time() < wait_until.get(f.file, 0.0)
+                                  or not frame_ready(folder / f.file, sizes)):  # fmt: skip
                         break
                     new.append(f)
                     if len(pending) + len(new) >= 2 * workers:
@@ -167,7 +180,15 @@ class FrameScheduler:
                     pending[0][1].done() or len(pending) >= 2 * workers or not (watch or more)
                 ):
                     f, fut = pending.popleft()
-                    yield f, fut.result()
+                    res = fut.result()
+                    if watch and res.get("error") and tries.get(f.file, 0) < READ_TRIES - 1:
+                        # a live scan's frame may be half written: read it again later
+                        tries[f.file] = tries.get(f.file, 0) + 1
+                        submitted.discard(f.file)
+                        sizes.pop(folder / f.file, None)
+                        wait_until[f.file] = time.time() + RETRY_S
+                        continue
+                    yield f, res
                 if pending:
                     cf.wait([pending[0][1]], timeout=self.poll_s)
                     continue

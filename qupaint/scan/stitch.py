@@ -146,7 +146,8 @@ def stitch(db, out: str | Path, scan_id: int | None = None, overview_px: int = 4
         if sc is None:
             raise ValueError(f"database {db} has no scan{'' if scan_id is None else f' {scan_id}'}")
         chip = s.get(Chip, sc.chip_id)
-        imgs = s.scalars(select(Image).where(Image.scan_id == sc.id).order_by(Image.seq)).all()
+        imgs = s.scalars(select(Image).where(Image.scan_id == sc.id, Image.error.is_(None))
+                         .order_by(Image.seq)).all()  # unreadable frames have no pixels
         flakes = s.execute(
             select(
                 Flake.id, Flake.x_mm, Flake.y_mm, Flake.category, Flake.layers, Flake.max_side_um

@@ -23,13 +23,16 @@ class FrameWriter:
         self.material, self.um, self.match_px = material, um, match_px
 
     def write(self, frame: Frame, res: dict) -> int:
-        from sqlalchemy import select
+        from sqlalchemy import delete, select
 
         um = self.um
         W, H = res["width"], res["height"]
         fx, fy = frame_corner(frame.x_mm, frame.y_mm, W, H, um)
         tol = (self.match_px + 1) * um / 1000.0
         with self.Session.begin() as s:
+            # a frame tried again replaces the record of its earlier failure
+            s.execute(delete(Image).where(Image.scan_id == self.scan_id,
+                                          Image.file == frame.file, Image.error.is_not(None)))
             img = Image(
                 scan_id=self.scan_id,
                 file=frame.file,
@@ -39,6 +42,7 @@ class FrameWriter:
                 width=W,
                 height=H,
                 detections=len(res["dets"]),
+                error=res.get("error"),
             )
             s.add(img)
             s.flush()

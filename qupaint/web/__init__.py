@@ -6,9 +6,6 @@ from qupaint._extras import require
 
 require("web", "qupaint.web")  # a missing extra: one line naming it
 
-from qupaint.web.app import create_app, new_token
+from qupaint.web.app import LOCAL_HOSTS, create_app, new_token
 
 __all__ = ["LOCAL_HOSTS", "create_app", "new_token"]
-
-#: hosts that need no token: the app is reachable from this machine only
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")

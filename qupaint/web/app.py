@@ -17,8 +17,9 @@ map folder and the upload limit, reaches them as FastAPI dependencies
 (:mod:`qupaint.web.state`). This module assembles the app and guards every request.
 
 Security: a token (``Authorization: Bearer``, a ``qupaint_token`` cookie, or ``?token=``
-once, which sets the cookie) when one is configured, 401 without it; uploads are held in
-memory only, limited in size (413) and must decode as an image (415); unsafe methods from
+once, which sets the cookie) when one is configured, 401 without it; without a token, only
+requests addressed to loopback names or the served address (403: DNS rebinding); uploads
+are limited in size and shape (413) and must decode as an image (415); unsafe methods from
 another origin are refused (403); paths are served by Starlette's static files, which refuse
 anything outside their folder.
 """
@@ -37,9 +38,23 @@ from fastapi.staticfiles import StaticFiles
 from qupaint.web.routes import chipmap, exports, flakes, pages, uploads
 from qupaint.web.state import AppState
 
-__all__ = ["create_app", "new_token"]
+__all__ = ["LOCAL_HOSTS", "create_app", "host_name", "new_token"]
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+#: hosts that need no token: the app is reachable from this machine only
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def host_name(header: str) -> str:
+    """The host name of a ``Host`` header (no port, no IPv6 brackets, lower case).
+
+    >>> host_name("127.0.0.1:8765"), host_name("[::1]:80"), host_name("LocalHost")
+    ('127.0.0.1', '::1', 'localhost')
+    """
+    h = header.strip().lower()
+    if h.startswith("["):
+        return h[1 : h.find("]")] if "]" in h else h[1:]
+    return h.rsplit(":", 1)[0] if h.count(":") == 1 else h
 
 
 def new_token() -> str:
@@ -47,10 +62,13 @@ def new_token() -> str:
 
 
 def create_app(db, map_dir: str | Path | None = None, token: str | None = None,
-               max_upload_mb: float = 25.0) -> FastAPI:  # fmt: skip
+               max_upload_mb: float = 25.0, hosts=()) -> FastAPI:  # fmt: skip
     """The web app on database ``db`` (path or URL). ``map_dir``: a ``qupaint map --dzi``
     folder (default: ``map/`` beside a SQLite database, when there). ``token``: required
-    on every request when given."""
+    on every request when given. Without a token, only requests addressed to this
+    machine's loopback names (:data:`~qupaint.web.LOCAL_HOSTS`) or to ``hosts`` (the
+    address it serves on) are answered: a page on another site whose name an attacker
+    points at 127.0.0.1 (DNS rebinding) sends its own name as ``Host`` and is refused."""
     from qupaint.scan.db import open_db
 
     Session = open_db(db)
@@ -58,7 +76,8 @@ def create_app(db, map_dir: str | Path | None = None, token: str | None = None,
         guess = Path(db).parent / "map"
         map_dir = guess if (guess / "layout.json").is_file() else None
     map_dir = Path(map_dir) if map_dir else None
-    state = AppState(db, Session, map_dir, max_upload_mb, token)
+    state = AppState(db, Session, map_dir, max_upload_mb, token,
+                     frozenset(h.lower().strip("[]") for h in (*LOCAL_HOSTS, *hosts)))
     app = FastAPI(title="qupaint", version="1", description=__doc__.split("\n\n")[0])
     app.state.Session = Session
     app.state.qupaint = state
@@ -73,14 +92,19 @@ def create_app(db, map_dir: str | Path | None = None, token: str | None = None,
 
 
 def _guard(state: AppState):
-    """The middleware every request passes: the token when one is set (401 without it),
-    unsafe methods only from the app's own origin (403) and within the upload limit
-    (413), and a ``Server-Timing`` header on every response."""
+    """The middleware every request passes: without a token, a ``Host`` the app serves
+    under (403 else: DNS rebinding); the token when one is set (401 without it), unsafe
+    methods only from the app's own origin (403) and within the upload limit (413), and a
+    ``Server-Timing`` header on every response."""
     token, limit = state.token, state.upload_limit
 
     async def guard(request: Request, call_next):
         t0 = time.perf_counter()
         set_cookie = False
+        if token is None and host_name(request.headers.get("host", "")) not in state.hosts:
+            return JSONResponse({"detail": "this address is not served without a token "
+                                 "(qupaint serve --host, or --token)"},
+                                status_code=403)  # fmt: skip
         if token is not None:
             given = request.headers.get("authorization", "")
             given = given[7:] if given.lower().startswith("bearer ") else None

@@ -30,6 +30,8 @@ class AppState:
         The largest upload accepted, MB.
     token : str or None
         The token every request needs, when set.
+    hosts : frozenset of str
+        The host names answered without a token (loopback and the served address).
     """
 
     db: Any
@@ -37,6 +39,7 @@ class AppState:
     map_dir: Path | None
     max_upload_mb: float
     token: str | None = None
+    hosts: frozenset = frozenset()
     #: the model's contrast per layer of each chip (``/api/flakes/{id}``), computed once
     ladders: dict = field(default_factory=dict, repr=False)
 

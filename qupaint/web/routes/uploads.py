@@ -1,6 +1,7 @@
 """Uploads: detect flakes on a micrograph (``/api/detect``) and fit a camera from clicked
-flakes of known layer number (``/api/calibrate``). Uploads stay in memory, are limited in
-size (413) and must decode as an image (415)."""
+flakes of known layer number (``/api/calibrate``). Uploads are limited in size (413), in
+shape (413, from the image header, :func:`qupaint._io.check_image_shape`) and must decode
+as an image (415)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import json
 import numpy as np
 from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
 
-from qupaint._io import image_bytes
+from qupaint._io import check_image_shape, image_bytes
 from qupaint.constants import MAX_OXIDE_NM, MIN_SCORE, OXIDE_RANGE_NM
 from qupaint.web.state import AppState, app_state
 
@@ -27,10 +28,14 @@ def image_from_upload(data: bytes) -> np.ndarray:
 
     try:
         with Image.open(io.BytesIO(data)) as im:
-            if im.width * im.height > 60_000_000:
-                raise HTTPException(413, "image too large (more than 60 megapixels)")
+            try:  # from the header, before decoding: no shape makes the work unbounded
+                check_image_shape(im.width, im.height, "upload")
+            except ValueError as exc:
+                raise HTTPException(413, str(exc)) from None
             return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+    except Image.DecompressionBombError as exc:  # PIL's own limit, far above ours
+        raise HTTPException(413, f"upload: {exc}") from None
+    except (UnidentifiedImageError, OSError, ValueError):
         raise HTTPException(
             415, "the upload is not an image PIL can read (PNG, JPEG, TIFF, ...)"
         ) from None

@@ -1,0 +1,105 @@
+"""``qupaint serve`` against hostile requests (loopback only, FastAPI TestClient): each test
+here failed on the app before its fix."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("fastapi")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from qupaint.web import create_app  # noqa: E402
+
+
+@pytest.fixture()
+def db(tmp_path):
+    return tmp_path / "flakes.sqlite"
+
+
+def test_dns_rebinding_is_refused_without_a_token(db):
+    """With no token (the default on 127.0.0.1) nothing checked ``Host``, and the Origin
+    check compared Origin with Host: a page at attacker.example, its name pointed at
+    127.0.0.1, read /api/flakes and /api/export and stored a PATCH. Only this machine's
+    names, and the address served on, are answered now."""
+    app = create_app(db)
+    evil = TestClient(app, base_url="http://attacker.example:8765")
+    for path in ("/api/flakes", "/api/export?format=csv", "/"):
+        r = evil.get(path)
+        assert r.status_code == 403 and "token" in r.json()["detail"], path
+    r = evil.patch("/api/flakes/1", json={"note": "x"},
+                   headers={"Origin": "http://attacker.example:8765"})  # fmt: skip
+    assert r.status_code == 403
+    for base in ("http://127.0.0.1:8765", "http://localhost", "http://[::1]:8765"):
+        assert TestClient(app, base_url=base).get("/api/flakes").status_code == 200, base
+    # the address given to qupaint serve --host is served
+    lan = TestClient(create_app(db, hosts=("192.168.1.20",)), base_url="http://192.168.1.20:80")
+    assert lan.get("/api/flakes").status_code == 200
+    # with a token, the token guards every name
+    tok = TestClient(create_app(db, token="s3cret-token"), base_url="http://attacker.example")
+    assert tok.get("/api/flakes").status_code == 401
+    bearer = {"Authorization": "Bearer s3cret-token"}
+    assert tok.get("/api/flakes", headers=bearer).status_code == 200
+
+
+def test_a_foreign_or_null_origin_cannot_write(db):
+    c = TestClient(create_app(db), base_url="http://127.0.0.1:8765")
+    for origin in ("http://evil.example", "null", "http://127.0.0.1:9999"):
+        r = c.patch("/api/flakes/1", json={"note": "x"}, headers={"Origin": origin})
+        assert r.status_code == 403, origin
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` 8-bit greyscale pixels, with one tiny
+    compressed row: a few hundred bytes that decode to gigabytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))  # fmt: skip
+
+
+@pytest.mark.parametrize("shape", [(59_000_000, 1), (50_000, 50_000), (30_000, 1_000)])
+def test_pixel_bombs_are_refused_from_the_header(db, shape):
+    """A 57 KB PNG of 59,000,000 x 1 px passed the 60-megapixel cap and grew the server to
+    14 GB. The shape (sides, aspect ratio, pixels) is checked before decoding: 413 at once."""
+    import time
+
+    c = TestClient(create_app(db), base_url="http://127.0.0.1")
+    t0 = time.perf_counter()
+    for path, form in (("/api/detect", {"material": "graphene"}),
+                       ("/api/calibrate", {"material": "graphene",
+                                           "points": '[{"x": 1, "y": 0, "layers": 1}]'})):
+        r = c.post(path, data=form,
+                   files={"file": ("bomb.png", _png_header_only(*shape), "image/png")})
+        assert r.status_code == 413, (path, r.status_code, r.text)
+        assert "px" in r.json()["detail"] or "pixels" in r.json()["detail"]
+    assert time.perf_counter() - t0 < 2.0
+
+
+def test_a_bomb_file_is_skipped_by_a_batch_detect(tmp_path):
+    """``qupaint detect`` over a folder with one bomb file printed a 90-line traceback and
+    left partial folders and no summary; the bomb is now skipped and reported."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from qupaint.cli import app
+
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.full((120, 160, 3), 150, np.uint8)).save(tmp_path / "in" / "good.png")
+    (tmp_path / "in" / "bomb.png").write_bytes(_png_header_only(59_000_000, 1))
+    res = CliRunner().invoke(app, ["detect", str(tmp_path / "in"), "--material", "graphene",
+                                   "--out", str(tmp_path / "out"), "--workers", "1"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "Traceback" not in res.output and "bomb.png" in res.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["done"] == 1 and [f["image"] for f in summary["failed"]] == [
+        str(tmp_path / "in" / "bomb.png")]  # fmt: skip
