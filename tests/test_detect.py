@@ -288,6 +288,35 @@ def test_eval_real_cli_prints_and_writes_the_figures(tmp_path):
     assert all("setting" in p and "seconds" in p for p in r["per_image"])
 
 
+def test_eval_real_loo_takes_every_fitted_quantity_from_the_other_images(tmp_path):
+    """``eval real --loo``: each image is scored by a detector built from the others only
+    (here a camera calibrated on their masks)."""
+    from typer.testing import CliRunner
+
+    from qupaint.bench.real import evaluate_real_loo
+    from qupaint.cli import app
+
+    images = LABELLED / "WSe2" / "images"
+    names = [p.name for p in find_masked_images(images)]
+    given = []
+
+    def detector_from(pairs):
+        given.append(sorted(p.name for p in pairs))
+        return lambda img: []
+
+    r = evaluate_real_loo(images, None, detector_from)
+    assert len(given) == len(names) and r["protocol"] == "leave-one-image-out"
+    for held, seen in zip(names, given, strict=True):
+        assert held not in seen and len(seen) == len(names) - 1
+    assert r["found"] == 0 and r["flakes"] == 7
+    out = tmp_path / "loo.json"
+    res = CliRunner().invoke(app, ["eval", "real", "--images", str(images), "--material", "WSe2",
+                                   "--loo", "--out", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    assert r["protocol"] == "leave-one-image-out" and r["flakes"] == 7 and r["found"] >= 5
+
+
 # --- few-shot calibration from annotated images -----------------------------------------
 
 

@@ -31,7 +31,8 @@ from qupaint._io import IMAGE_EXTS, read_mask, read_rgb
 from qupaint.bench.metrics import box_iou_xywh, evaluate_detection
 from qupaint.categories import THICK_MIN_LAYERS
 
-__all__ = ["MaskedImage", "find_masked_images", "mask_boxes", "camera_setting", "score_real"]
+__all__ = ["MaskedImage", "calibrated_detector_from", "camera_setting", "evaluate_real",
+           "evaluate_real_loo", "find_masked_images", "mask_boxes", "score_real"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -203,3 +204,73 @@ def evaluate_real(
         row["seconds"] = round(t, 4)
     out["seconds_per_image"] = float(np.mean(seconds))
     return out
+
+
+def evaluate_real_loo(
+    images_dir: str | os.PathLike,
+    masks_dir: str | os.PathLike | None,
+    detector_from: Callable[[Sequence[MaskedImage]], Callable[[np.ndarray], list[dict]]],
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Leave one image out: for each masked image of a folder, ``detector_from(others)``
+    builds a detector from the *other* images (a camera calibrated on their masks, say),
+    which then runs on the held-out image alone; the detections of all images are scored
+    together as :func:`evaluate_real` scores them. Every fitted quantity is thus taken from
+    images it is not scored on."""
+    import time
+
+    pairs = find_masked_images(images_dir, masks_dir)
+    if len(pairs) < 2:
+        raise ValueError(f"images: leave-one-out needs at least 2 masked images; got {len(pairs)}")
+    boxes, dets, settings, seconds = [], [], [], []
+    for k, p in enumerate(pairs):
+        detector = detector_from([q for j, q in enumerate(pairs) if j != k])
+        img = read_rgb(p.image)
+        boxes.append(mask_boxes(read_mask(p.mask)))
+        settings.append(camera_setting(img))
+        t0 = time.perf_counter()
+        dets.append(detector(img))
+        seconds.append(time.perf_counter() - t0)
+        if progress:
+            progress(k + 1, len(pairs))
+    out = score_real(boxes, dets, settings)
+    for row, p, s, t in zip(out["per_image"], pairs, settings, seconds, strict=True):
+        row.update(image=p.name, setting=s, seconds=round(t, 4))
+    out["seconds_per_image"] = float(np.mean(seconds))
+    out["protocol"] = "leave-one-image-out"
+    return out
+
+
+def calibrated_detector_from(material: str, microscope=None, min_score: float = 0.0,
+                             um_per_px: float | None = None):  # fmt: skip
+    """For :func:`evaluate_real_loo`: a function that calibrates a camera on some masked
+    images (:func:`qupaint.detect.calibrate.calibrate_from_masks`, without layer numbers,
+    as ``qupaint calibrate --images --masks`` does) and returns the detector using it
+    (detections scoring ``min_score`` or more)."""
+    import json
+    import tempfile
+
+    from qupaint.color import Microscope
+    from qupaint.detect import DetectorConfig, detect
+    from qupaint.detect.calibrate import calibrate_from_masks
+
+    start = Microscope.load(microscope if microscope is not None else "2dmatgmm")
+    scale = start.scale_or(um_per_px)
+
+    def build(pairs):
+        fit = calibrate_from_masks(list(pairs), material, start.camera, um_per_px=scale)
+        with tempfile.TemporaryDirectory() as tmp:  # read back through the one reader
+            path = Path(tmp) / "camera.json"
+            path.write_text(json.dumps(fit))
+            mic = Microscope.load(path)
+        cfg = DetectorConfig.for_microscope(mic)
+
+        def run(img):
+            found = detect(img, material, mic.oxide_nm, cfg, camera=mic.camera,
+                           um_per_px=mic.scale_or(scale), oxide_prior_nm=mic.oxide_prior_nm)
+            return [d for d in found if d["score"] >= min_score]
+
+        run.microscope = mic
+        return run
+
+    return build

@@ -271,9 +271,7 @@ def detector_config(microscope, **changes):
     response as the prior."""
     from qupaint.detect import DetectorConfig
 
-    if microscope.response is not None:
-        changes["response_center"] = tuple(microscope.response)
-    return DetectorConfig(**changes)
+    return DetectorConfig.for_microscope(microscope, **changes)
 
 
 def parse_oxide_option(text: str | None, option: str = "--oxide-nm"):

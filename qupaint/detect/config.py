@@ -60,6 +60,14 @@ class DetectorConfig:
     box_pad_px: int = 3  # a piece's box and mask: grown by up to this much into candidates
     tail_px: int = 25  # ... after flooding this far through candidates of its own colour
 
+    @classmethod
+    def for_microscope(cls, microscope, **changes) -> DetectorConfig:
+        """The settings for a :class:`~qupaint.color.Microscope`: its calibrated response
+        (when it has one) as the prior's centre; ``changes`` set other fields."""
+        if microscope is not None and microscope.response is not None:
+            changes["response_center"] = tuple(microscope.response)
+        return cls(**changes)
+
     def validate(self) -> None:
         if self.min_area_px < 1 or self.max_layers < 1 or self.block_px < 1:
             raise ValueError("min_area_px, max_layers and block_px must be >= 1")
