@@ -103,3 +103,66 @@ def test_a_bomb_file_is_skipped_by_a_batch_detect(tmp_path):
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["done"] == 1 and [f["image"] for f in summary["failed"]] == [
         str(tmp_path / "in" / "bomb.png")]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def scanned(tmp_path_factory):
+    """A small virtual chip scanned into a database with a few flakes."""
+    from qupaint.scan import scan_folder
+    from qupaint.synthia.chip import ChipConfig, render_chip
+
+    root = tmp_path_factory.mktemp("site")
+    render_chip(root / "chip", ChipConfig(tiles=(2, 2), tile_px=(320, 200),
+                                          flakes_per_mm2=600.0, seed=5, size_um=(14.0, 0.4),
+                                          max_side_um=40.0), workers=1)  # fmt: skip
+    db = root / "flakes.sqlite"
+    scan_folder(root / "chip", db, "graphene", workers=1)
+    return db
+
+
+def test_out_of_range_numbers_and_bad_text_get_a_422_not_a_500(scanned):
+    """Ids and pages beyond 2^63 gave a 500, a note with a lone surrogate a 500, and
+    ``layers=,,,`` silently 0 rows."""
+    c = TestClient(create_app(scanned), base_url="http://127.0.0.1", raise_server_exceptions=False)
+    big = "99999999999999999999999"
+    for r in (c.get(f"/api/flakes/{big}"), c.get(f"/api/flakes/{big}/image.png"),
+              c.patch(f"/api/flakes/{big}", json={"note": "x"}), c.get(f"/flake/{big}"),
+              c.get("/api/flakes", params={"page": 10**12}),
+              c.get("/api/flakes", params={"layers": ",,,"}),
+              c.get("/api/flakes", params={"layers": "1,x"})):  # fmt: skip
+        assert r.status_code == 422, (str(r.request.url), r.status_code, r.text[:300])
+    fid = c.get("/api/flakes").json()["rows"][0]["id"]
+    r = c.patch(f"/api/flakes/{fid}", content=b'{"note": "\\ud800 lone"}',
+                headers={"Content-Type": "application/json"})  # fmt: skip
+    assert r.status_code == 422 and "unicode" in r.text
+    assert c.get("/api/flakes", params={"layers": "1, 2"}).status_code == 200
+
+
+def test_a_note_that_starts_a_formula_is_exported_as_text(scanned):
+    """Notes starting with =, +, - or @ were exported verbatim: a spreadsheet ran them."""
+    import csv
+    import io
+
+    c = TestClient(create_app(scanned), base_url="http://127.0.0.1")
+    fid = c.get("/api/flakes").json()["rows"][0]["id"]
+    evil = '=HYPERLINK("http://evil.example","x")'
+    assert c.patch(f"/api/flakes/{fid}", json={"note": evil}).status_code == 200
+    rows = list(csv.DictReader(io.StringIO(c.get("/api/export", params={"format": "csv"}).text)))
+    note = next(r["note"] for r in rows if int(r["id"]) == fid)
+    assert note == "'" + evil
+    assert all(not r["note"].startswith(("=", "+", "-", "@")) for r in rows)
+    assert c.get(f"/api/flakes/{fid}").json()["note"] == evil  # stored as written
+
+
+def test_headers_and_a_fresh_token_link_over_a_stale_cookie(db):
+    c = TestClient(create_app(db), base_url="http://127.0.0.1")
+    r = c.get("/api/flakes")
+    assert r.headers["X-Frame-Options"] == "DENY" and r.headers["Referrer-Policy"] == "no-referrer"
+    # a restart with a new token: the printed link works although the old cookie is still set
+    t = TestClient(create_app(db, token="new-token-123"), base_url="http://127.0.0.1",
+                   cookies={"qupaint_token": "old-token-456"})  # fmt: skip
+    r = t.get("/api/flakes", params={"token": "new-token-123"})
+    assert r.status_code == 200 and r.headers["Cache-Control"] == "no-store"
+    assert "new-token-123" in r.headers["set-cookie"]
+    fresh = TestClient(create_app(db, token="new-token-123"), base_url="http://127.0.0.1")
+    assert fresh.get("/api/flakes", params={"token": "wrong"}).status_code == 401

@@ -32,6 +32,7 @@ __all__ = [
     "export",
     "export_2dmatgmm",
     "export_coco",
+    "csv_cell",
     "export_csv",
     "flake_conditions",
     "flake_page",
@@ -147,12 +148,29 @@ def row_dict(f, chip: str, file: str) -> dict:
             "note": f.note or ""}  # fmt: skip
 
 
+#: what a spreadsheet takes for the start of a formula in a text cell
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """A value as a CSV cell a spreadsheet shows as text: a text cell that would start a
+    formula (``=``, ``+``, ``-``, ``@``, tab, carriage return) gets a leading ``'``, as
+    OWASP advises against CSV injection; numbers are kept.
+
+    >>> csv_cell("=HYPERLINK(1)"), csv_cell("fine"), csv_cell(-0.25)
+    ("'=HYPERLINK(1)", 'fine', -0.25)
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def export_csv(db, path: str | Path, **filters) -> int:
     rows = query_flakes(db, **filters)
     with atomic_open(path, "w", newline="") as f:
         wr = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         wr.writeheader()
-        wr.writerows(rows)
+        wr.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
     return len(rows)
 
 

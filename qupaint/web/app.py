@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from qupaint.web.routes import chipmap, exports, flakes, pages, uploads
@@ -82,6 +83,7 @@ def create_app(db, map_dir: str | Path | None = None, token: str | None = None,
     app.state.Session = Session
     app.state.qupaint = state
     app.middleware("http")(_guard(state))
+    app.add_exception_handler(RequestValidationError, _invalid)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
     if map_dir is not None and map_dir.is_dir():
@@ -89,6 +91,20 @@ def create_app(db, map_dir: str | Path | None = None, token: str | None = None,
     for module in (flakes, chipmap, uploads, exports):
         app.include_router(module.router)
     return app
+
+
+async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+    """A 422 naming what was wrong, written as ASCII JSON: the default handler echoes the
+    input, and one holding a lone surrogate (invalid Unicode) could not be encoded (500)."""
+    import json
+
+    body = json.dumps({"detail": exc.errors()}, ensure_ascii=True, default=str)
+    return Response(body, status_code=422, media_type="application/json")
+
+
+def _same(given: str, token: str) -> bool:
+    """The token compared in constant time (any text, a non-ASCII one included)."""
+    return hmac.compare_digest(given.encode("utf-8", "replace"), token.encode("utf-8"))
 
 
 def _guard(state: AppState):
@@ -108,10 +124,14 @@ def _guard(state: AppState):
         if token is not None:
             given = request.headers.get("authorization", "")
             given = given[7:] if given.lower().startswith("bearer ") else None
+            link = request.query_params.get("token")
+            if given is None and link and _same(link, token):
+                # the printed link wins over a cookie left by an earlier run's token
+                given, set_cookie = link, True
             given = given or request.cookies.get("qupaint_token")
-            if given is None and request.query_params.get("token"):
-                given, set_cookie = request.query_params["token"], True
-            if given is None or not hmac.compare_digest(given.encode(), token.encode()):
+            if given is None and link:
+                given = link
+            if given is None or not _same(given, token):
                 return JSONResponse({"detail": "a token is required (see qupaint serve)"},
                                     status_code=401)  # fmt: skip
         if request.method in UNSAFE:
@@ -128,8 +148,11 @@ def _guard(state: AppState):
         ms = (time.perf_counter() - t0) * 1000.0
         response.headers["Server-Timing"] = f"app;dur={ms:.1f}"
         response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"  # no framing (clickjacking)
+        response.headers["Referrer-Policy"] = "no-referrer"  # a ?token= link is not passed on
         if set_cookie:
             response.set_cookie("qupaint_token", token, httponly=True, samesite="strict")
+            response.headers["Cache-Control"] = "no-store"
         return response
 
     return guard

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import Path as PathParam
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
@@ -18,6 +20,8 @@ from qupaint.web.state import AppState, app_state, store
 __all__ = ["FlakeEdit", "parse_layers", "router"]
 
 router = APIRouter(prefix="/api/flakes")
+#: a flake id as the database holds it (a 64-bit integer): a larger one is a 422, not a 500
+FlakeId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
 
 
 class FlakeEdit(BaseModel):
@@ -29,11 +33,14 @@ class FlakeEdit(BaseModel):
 
 
 def parse_layers(layers: str | None, example: str = ", e.g. 1,2") -> list[int] | None:
-    """``"1,2"`` -> ``[1, 2]`` (None for none); anything else is a 422."""
+    """``"1,2"`` -> ``[1, 2]`` (None for none); anything else, ``",,,"`` included, is a 422."""
     try:
-        return [int(v) for v in layers.split(",") if v.strip()] if layers else None
+        got = [int(v) for v in layers.split(",") if v.strip()] if layers else None
     except ValueError:
-        raise HTTPException(422, f"layers: counts separated by commas{example}") from None
+        got = []
+    if got is not None and (not got or not all(0 <= n <= 10_000 for n in got)):
+        raise HTTPException(422, f"layers: counts separated by commas{example}")
+    return got
 
 
 def _get(s, flake_id: int):
@@ -96,7 +103,7 @@ def list_flakes(
     favourite: bool | None = None,
     chip: str | None = None,
     sort: str = "area",
-    page: int = Query(1, ge=1),
+    page: int = Query(1, ge=1, le=10**9),
     page_size: int = Query(50, ge=1, le=1000),
     run: Callable = Depends(store),
 ):
@@ -115,7 +122,7 @@ def list_flakes(
 
 
 @router.get("/{flake_id}")
-def get_flake(flake_id: int, state: AppState = Depends(app_state)):
+def get_flake(flake_id: FlakeId, state: AppState = Depends(app_state)):
     def one(s):
         f = _get(s, flake_id)
         return _detail(s, f), f.chip_id
@@ -126,7 +133,7 @@ def get_flake(flake_id: int, state: AppState = Depends(app_state)):
 
 
 @router.patch("/{flake_id}")
-def patch_flake(flake_id: int, edit: FlakeEdit, run: Callable = Depends(store)):
+def patch_flake(flake_id: FlakeId, edit: FlakeEdit, run: Callable = Depends(store)):
     def one(s):
         f = _get(s, flake_id)
         if edit.used is not None:
@@ -142,7 +149,7 @@ def patch_flake(flake_id: int, edit: FlakeEdit, run: Callable = Depends(store)):
 
 
 @router.get("/{flake_id}/image.png")
-def flake_image(flake_id: int, pad: int = Query(60, ge=0, le=2000),
+def flake_image(flake_id: FlakeId, pad: int = Query(60, ge=0, le=2000),
                 run: Callable = Depends(store)):  # fmt: skip
     from qupaint._io import read_rgb
     from qupaint.detect.draw import CATEGORY_COLORS, outline_labels
@@ -172,7 +179,7 @@ def flake_image(flake_id: int, pad: int = Query(60, ge=0, le=2000),
 
 
 @router.get("/{flake_id}/thumbnail.jpg")
-def flake_thumbnail(flake_id: int, run: Callable = Depends(store)):
+def flake_thumbnail(flake_id: FlakeId, run: Callable = Depends(store)):
     data = run(lambda s: _get(s, flake_id).thumbnail)
     if not data:
         raise HTTPException(404, "no thumbnail")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 
 __all__ = ["PAGES", "STATIC", "router"]
@@ -28,5 +29,5 @@ for _route, _name in PAGES.items():
 
 
 @router.get("/flake/{flake_id}")
-def flake_page_html(flake_id: int):
+def flake_page_html(flake_id: int = PathParam(ge=1, le=2**63 - 1)):
     return FileResponse(STATIC / "flake.html", media_type="text/html")
