@@ -146,13 +146,37 @@ def _open_image(path):
 def read_rgb(path: str | os.PathLike) -> Any:
     """The image at ``path`` as a [H, W, 3] uint8 RGB array (any mode converted), the file
     closed after reading; an unreadable file is a ValueError naming it."""
-    import numpy as np
 
     with _open_image(path) as im:
         try:
-            return np.asarray(im.convert("RGB"))
+            return rgb8(im)
         except Exception as exc:  # a truncated or corrupt file fails while decoding
             raise ValueError(f"{path}: not a readable image ({exc})") from None
+
+
+def rgb8(im) -> Any:
+    """A PIL image as [H, W, 3] uint8 RGB. A 16-bit image is scaled to 8 bits (its 0-65535
+    range to 0-255), and a 32-bit integer or float image by its own maximum: PIL's plain
+    conversion clips them, which left a 16-bit micrograph white and without flakes.
+
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> im = Image.fromarray(np.full((2, 2), 32896, np.uint16))
+    >>> int(rgb8(im)[0, 0, 0])
+    128
+    """
+    import numpy as np
+
+    if im.mode.startswith("I;16"):
+        a = np.asarray(im).astype(np.float64) / 257.0
+    elif im.mode in ("I", "F"):
+        a = np.asarray(im).astype(np.float64)
+        top = float(a.max()) if a.size else 0.0
+        a = a * (255.0 / top) if top > 255.0 else a
+    else:
+        return np.asarray(im.convert("RGB"))
+    g = np.clip(np.rint(a), 0, 255).astype(np.uint8)
+    return np.repeat(g[..., None], 3, axis=-1)
 
 
 def read_mask(path: str | os.PathLike) -> Any:

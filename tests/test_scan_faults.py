@@ -84,3 +84,72 @@ def test_a_live_scan_waits_for_a_frame_written_in_two_parts(chip, tmp_path):
     with open_db(tmp_path / "live.sqlite")() as s:
         errors = s.scalars(sa.select(Image.error)).all()
     assert len(errors) == len(frames) and not any(errors)
+
+
+def test_positions_with_bad_rows_get_one_line_each_and_no_traceback(tmp_path):
+    """A frame listed as tiles/a.jpg and ./tiles/a.jpg was ingested twice (the merge then
+    deleted three distinct flakes); x_mm=1e300 gave an OverflowError traceback."""
+    from qupaint.scan import read_positions
+
+    folder = tmp_path / "scan"
+    folder.mkdir()
+
+    def rows(*lines):
+        (folder / "positions.csv").write_text("file,x_mm,y_mm\n" + "\n".join(lines) + "\n")
+
+    rows("tiles/a.jpg,0,0", "./tiles/a.jpg,1,0")
+    with pytest.raises(ValueError, match="listed twice"):
+        read_positions(folder)
+    rows("tiles//b.jpg,0,0")
+    assert read_positions(folder)[0].file == "tiles/b.jpg"
+    for bad in ("a.jpg,1e300,0", "a.jpg,nan,0", "a.jpg,x,0", "../a.jpg,0,0"):
+        rows(bad)
+        with pytest.raises(ValueError, match="line 2"):
+            read_positions(folder)
+
+
+def test_a_link_out_of_the_scan_folder_is_not_followed(chip, tmp_path):
+    """Symbolic links in a scan folder were followed outside it."""
+    import os
+
+    folder = tmp_path / "chip"
+    shutil.copytree(chip, folder)
+    frames = read_positions(folder)
+    outside = tmp_path / "secret.jpg"
+    shutil.copy(folder / frames[0].file, outside)
+    (folder / frames[0].file).unlink()
+    os.symlink(outside, folder / frames[0].file)
+    stats = scan_folder(folder, tmp_path / "f.sqlite", "graphene", workers=1)
+    assert [u["file"] for u in stats["unreadable"]] == [frames[0].file]
+    assert "outside the scan folder" in stats["unreadable"][0]["error"]
+
+
+def test_a_second_scan_on_one_database_is_refused_in_one_line(chip, tmp_path):
+    """Two scans on one SQLite database: the second died with a 279-line IntegrityError.
+    It is refused at once while the first holds the database; the lock goes with the
+    process (a killed scan leaves none behind)."""
+    from qupaint.scan.ingest import _writer_lock
+
+    db = tmp_path / "one.sqlite"
+    first = _writer_lock(db)  # as a running scan holds it
+    try:
+        with pytest.raises(ValueError, match="another qupaint scan is writing"):
+            scan_folder(chip, db, "graphene", workers=1)
+    finally:
+        first.close()
+    assert scan_folder(chip, db, "graphene", workers=1)["frames"] > 0  # free again
+
+
+@pytest.mark.parametrize("bad", ["text", "folder", "nosuch://x"])
+def test_bad_database_values_are_one_line_errors(tmp_path, bad):
+    """A text file, a folder or an unknown URL as --db gave tracebacks of 87-508 lines."""
+    from typer.testing import CliRunner
+
+    from qupaint.cli import app
+
+    db = {"text": tmp_path / "notes.sqlite", "folder": tmp_path, "nosuch://x": "nosuch://x"}[bad]
+    if bad == "text":
+        db.write_text("not a database\n")
+    res = CliRunner().invoke(app, ["flakes", "--db", str(db)])
+    assert res.exit_code != 0 and "db:" in res.output and "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) <= 3, res.output

@@ -166,3 +166,28 @@ def test_headers_and_a_fresh_token_link_over_a_stale_cookie(db):
     assert "new-token-123" in r.headers["set-cookie"]
     fresh = TestClient(create_app(db, token="new-token-123"), base_url="http://127.0.0.1")
     assert fresh.get("/api/flakes", params={"token": "wrong"}).status_code == 401
+
+
+def test_16_bit_and_degenerate_images(db, tmp_path):
+    """16-bit images gave 0 detections (PIL's conversion clips them to white);
+    /api/calibrate "fitted" a camera to a 1x1 or one-colour image."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from qupaint._io import read_rgb
+
+    ramp = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    got = read_rgb(tmp_path / "deep.png")
+    assert got.dtype == np.uint8 and got.shape == (64, 64, 3)
+    assert 0 < got.mean() < 255 and got.max() > 200  # scaled, not clipped to white
+    c = TestClient(create_app(db), base_url="http://127.0.0.1")
+    for img in (np.zeros((1, 1, 3), np.uint8), np.full((200, 300, 3), 128, np.uint8)):
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="PNG")
+        r = c.post("/api/calibrate", data={"material": "graphene",
+                                           "points": '[{"x": 0, "y": 0, "layers": 1}]'},
+                   files={"file": ("x.png", buf.getvalue(), "image/png")})  # fmt: skip
+        assert r.status_code == 422 and "cannot be fitted" in r.text, r.text

@@ -169,18 +169,41 @@ def upgrade(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+def _shown(url: str) -> str:
+    """A database URL as it may be printed: its password hidden."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL sqlalchemy reads: nothing to hide in it
+        return url
+
+
 def open_db(db: str | Path, migrate: bool = True) -> sessionmaker:
     """A session factory on the database ``db`` (path or URL), migrated to the newest schema."""
+    import sqlalchemy.exc as sa_exc
+
     url = database_url(db)
     if url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///") :])
         if not path.parent.is_dir():
             raise ValueError(f"db: folder {path.parent} does not exist; create it first")
-    engine = create_engine(url)
+        if path.is_dir():
+            raise ValueError(f"db: {path} is a folder; give a database file in it")
+    try:
+        engine = create_engine(url)
+    except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError) as exc:
+        raise ValueError(f"db: {_shown(url)} is no database this install can open ({exc}); "
+                         "give a SQLite file, or a postgresql:// URL with the extra "
+                         "'postgres' installed") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     if migrate:
-        upgrade(engine)
+        try:
+            upgrade(engine)
+        except sa_exc.DBAPIError as exc:  # not a database, unreachable, refused
+            engine.dispose()
+            raise ValueError(f"db: cannot open {_shown(url)}: {exc.orig}") from None
     return sessionmaker(engine, expire_on_commit=False)
 
 

@@ -27,6 +27,33 @@ from qupaint.scan.writer import FrameWriter
 __all__ = ["DONE_MARKER", "scan_folder"]
 
 
+def _writer_lock(db):
+    """An exclusive lock on a SQLite database's ``<file>.lock`` for the scan writing to it,
+    or None (another database, or no ``fcntl``): a second ``qupaint scan`` on the same file
+    is refused in one line. The operating system releases it when the process ends, so a
+    killed scan leaves no stale lock."""
+    from qupaint.scan.db import database_url
+
+    url = database_url(db)
+    if not url.startswith("sqlite:///"):
+        return None
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        return None
+    path = Path(url[len("sqlite:///") :])
+    if not path.parent.is_dir():
+        return None  # open_db names the missing folder
+    fh = open(path.with_name(path.name + ".lock"), "a")  # noqa: SIM115 - held open on purpose
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        raise ValueError(f"db: another qupaint scan is writing to {path}; wait for it to "
+                         "finish, or give another --db") from None
+    return fh
+
+
 def scan_folder(
     folder: str | Path,
     db: str | Path,
@@ -72,44 +99,49 @@ def scan_folder(
         raise ValueError(f"workers must be >= 1; got {workers}")
     if match_px < 0:
         raise ValueError(f"match_px must be >= 0; got {match_px}")
-    Session = open_db(db)
-    directory = str(folder.resolve())
-    chip_name = chip or folder.resolve().name
-    config = config or DetectorConfig()
-    # what decides the rows: a resumed scan must use the same (the camera included)
-    settings = {"material": material, "um_per_px": float(um_per_px), "oxide_nm": oxide_nm,
-                "oxide_prior_nm": oxide_prior_nm, "min_score": min_score,
-                "match_px": match_px, "detector": asdict(config),
-                "camera": camera.to_dict() if camera is not None else None}  # fmt: skip
-    scan_id, chip_id, done = register_scan(Session, chip_name, directory, user, material,
-                                           um_per_px, oxide_nm, oxide_prior_nm, camera,
-                                           settings, folder)  # fmt: skip
-    writer = FrameWriter(Session, scan_id, chip_id, material, float(um_per_px), match_px)
-    job = detector_job(material, camera, um_per_px, oxide_nm, oxide_prior_nm, config, min_score)
-    frames = FrameScheduler(folder, job, done, workers, watch, idle_s, poll_s)
-    t0 = time.perf_counter()
-    stats = {"frames": 0, "detections": 0, "skipped": len(done), "unreadable": []}
-    for frame, result in frames:
-        stats["detections"] += writer.write(frame, result)
-        stats["frames"] += 1
-        if result.get("error"):
-            stats["unreadable"].append({"file": frame.file, "error": result["error"]})
-        if progress is not None:
-            progress(len(done) + stats["frames"], None if watch else len(frames.frames))
-    elapsed = time.perf_counter() - t0
-    with Session.begin() as s:
-        sc = s.get(Scan, scan_id)
-        stats["not_processed"] = frames.not_processed()
-        sc.status = "done" if not stats["not_processed"] else "incomplete"
-        sc.finished = utcnow()
-        n_flakes = s.query(Flake).filter(Flake.scan_id == scan_id).count()
-    stats.update(
-        {
-            "flakes": n_flakes,
-            "seconds": round(elapsed, 3),
-            "scan_id": scan_id,
-            "frames_per_s": round(stats["frames"] / elapsed, 3) if elapsed > 0 else None,
-        }
-    )
-    Session.kw["bind"].dispose()
-    return stats
+    lock = _writer_lock(db)  # held until this function returns (or the process dies)
+    try:
+        Session = open_db(db)
+        directory = str(folder.resolve())
+        chip_name = chip or folder.resolve().name
+        config = config or DetectorConfig()
+        # what decides the rows: a resumed scan must use the same (the camera included)
+        settings = {"material": material, "um_per_px": float(um_per_px), "oxide_nm": oxide_nm,
+                    "oxide_prior_nm": oxide_prior_nm, "min_score": min_score,
+                    "match_px": match_px, "detector": asdict(config),
+                    "camera": camera.to_dict() if camera is not None else None}  # fmt: skip
+        scan_id, chip_id, done = register_scan(Session, chip_name, directory, user, material,
+                                               um_per_px, oxide_nm, oxide_prior_nm, camera,
+                                               settings, folder)  # fmt: skip
+        writer = FrameWriter(Session, scan_id, chip_id, material, float(um_per_px), match_px)
+        job = detector_job(material, camera, um_per_px, oxide_nm, oxide_prior_nm, config, min_score)
+        frames = FrameScheduler(folder, job, done, workers, watch, idle_s, poll_s)
+        t0 = time.perf_counter()
+        stats = {"frames": 0, "detections": 0, "skipped": len(done), "unreadable": []}
+        for frame, result in frames:
+            stats["detections"] += writer.write(frame, result)
+            stats["frames"] += 1
+            if result.get("error"):
+                stats["unreadable"].append({"file": frame.file, "error": result["error"]})
+            if progress is not None:
+                progress(len(done) + stats["frames"], None if watch else len(frames.frames))
+        elapsed = time.perf_counter() - t0
+        with Session.begin() as s:
+            sc = s.get(Scan, scan_id)
+            stats["not_processed"] = frames.not_processed()
+            sc.status = "done" if not stats["not_processed"] else "incomplete"
+            sc.finished = utcnow()
+            n_flakes = s.query(Flake).filter(Flake.scan_id == scan_id).count()
+        stats.update(
+            {
+                "flakes": n_flakes,
+                "seconds": round(elapsed, 3),
+                "scan_id": scan_id,
+                "frames_per_s": round(stats["frames"] / elapsed, 3) if elapsed > 0 else None,
+            }
+        )
+        Session.kw["bind"].dispose()
+        return stats
+    finally:
+        if lock is not None:
+            lock.close()

@@ -16,9 +16,12 @@ import csv
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-__all__ = ["Frame", "read_positions"]
+__all__ = ["MAX_STAGE_MM", "Frame", "frame_path", "read_positions"]
+
+#: the largest stage coordinate accepted (mm): a motorised stage travels tens of mm
+MAX_STAGE_MM = 10_000.0
 
 
 @dataclass(frozen=True)
@@ -34,9 +37,20 @@ def _number(text: str, what: str, where: str) -> float:
         v = float(text)
     except (TypeError, ValueError):
         raise ValueError(f"{where}: {what} {text!r} is not a number") from None
-    if not math.isfinite(v):
-        raise ValueError(f"{where}: {what} must be finite; got {text!r}")
+    if not math.isfinite(v) or abs(v) > MAX_STAGE_MM:
+        raise ValueError(f"{where}: {what} must be a finite stage position within "
+                         f"+-{MAX_STAGE_MM:g} mm; got {text!r}")  # fmt: skip
     return v
+
+
+def frame_path(folder: str | Path, file: str) -> Path:
+    """The frame ``file`` of the scan in ``folder``: a ValueError when it resolves outside
+    the folder (a symbolic link out of it, say), so that a scan reads its own frames only."""
+    root = Path(folder).resolve()
+    p = (root / file).resolve()
+    if not p.is_relative_to(root):
+        raise ValueError(f"{file}: leads outside the scan folder {root} (a link?)")
+    return p
 
 
 def read_positions(folder: str | Path, partial: bool = False) -> list[Frame]:
@@ -82,8 +96,9 @@ def _read_csv(path: Path, partial: bool) -> list[Frame]:
         f = row[ix[0]].strip().replace("\\", "/")
         if not f or f.startswith("/") or ".." in Path(f).parts:
             raise ValueError(f"{path} line {n}: file {f!r} must be a path inside the folder")
+        f = PurePosixPath(f).as_posix()  # one spelling: "./tiles//a.jpg" is "tiles/a.jpg"
         if f in seen:
-            raise ValueError(f"{path} line {n}: {f} is listed twice")
+            raise ValueError(f"{path} line {n}: {f} is listed twice (one frame, one row)")
         seen.add(f)
         where = f"{path} line {n}"
         frames.append(Frame(len(frames), f, _number(row[ix[1]], "x_mm", where),

@@ -20,7 +20,7 @@ import numpy as np
 
 from qupaint import rle
 from qupaint._io import image_bytes, read_rgb
-from qupaint.scan.positions import Frame, read_positions
+from qupaint.scan.positions import Frame, frame_path, read_positions
 
 __all__ = ["DONE_MARKER", "FrameScheduler", "detect_frame", "detector_job", "frame_ready",
            "init_worker"]  # fmt: skip
@@ -170,7 +170,12 @@ class FrameScheduler:
                         break
                 for f in new:
                     submitted.add(f.file)
-                    path = str(folder / f.file)
+                    try:
+                        path = str(frame_path(folder, f.file))
+                    except ValueError as exc:  # recorded as unreadable, never read
+                        pending.append((f, _Done(lambda e: {"width": 0, "height": 0,
+                                                            "dets": [], "error": e}, str(exc))))
+                        continue
                     fut = pool.submit(detect_frame, path) if pool else _Done(detect_frame, path)
                     pending.append((f, fut))
                 if new:

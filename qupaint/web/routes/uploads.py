@@ -12,7 +12,7 @@ import json
 import numpy as np
 from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
 
-from qupaint._io import check_image_shape, image_bytes
+from qupaint._io import check_image_shape, image_bytes, rgb8
 from qupaint.constants import MAX_OXIDE_NM, MIN_SCORE, OXIDE_RANGE_NM
 from qupaint.web.state import AppState, app_state
 
@@ -32,7 +32,7 @@ def image_from_upload(data: bytes) -> np.ndarray:
                 check_image_shape(im.width, im.height, "upload")
             except ValueError as exc:
                 raise HTTPException(413, str(exc)) from None
-            return np.asarray(im.convert("RGB"))
+            return rgb8(im)
     except Image.DecompressionBombError as exc:  # PIL's own limit, far above ours
         raise HTTPException(413, f"upload: {exc}") from None
     except (UnidentifiedImageError, OSError, ValueError):
@@ -112,6 +112,9 @@ async def calibrate_upload(file: UploadFile = File(...), material: str = Form(..
     if not oxide_lo < oxide_hi:
         raise HTTPException(422, "oxide_lo must be below oxide_hi")
     img = await _read_upload(file, state)
+    if min(img.shape[:2]) < 16 or int(img.max()) == int(img.min()):
+        raise HTTPException(422, "file: the image is too small (under 16 px a side) or of one "
+                                 "colour; a camera cannot be fitted to it")  # fmt: skip
     cm = contrast_map(img, _microscope(camera).camera)
     H, W = img.shape[:2]
     yy, xx = np.mgrid[0:H, 0:W]
