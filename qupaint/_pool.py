@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-__all__ = ["run_tasks"]
+__all__ = ["run_tasks", "watched_pool"]
 
 #: how often (s) a worker checks that the process that started it is still alive
 WATCH_S = 1.0
@@ -39,6 +39,19 @@ def _worker_start(parent: int, initializer, initargs) -> None:
     threading.Thread(target=watch, name="qupaint-parent-watch", daemon=True).start()
     if initializer is not None:
         initializer(*initargs)
+
+
+def watched_pool(workers: int, initializer: Callable[..., None] | None = None,
+                 initargs: tuple = (), start: str = "forkserver"):
+    """A ``concurrent.futures.ProcessPoolExecutor`` whose workers exit when this process is
+    gone (see :func:`_worker_start`), from a forkserver (``spawn`` off POSIX)."""
+    import concurrent.futures as cf
+
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1; got {workers}")
+    ctx = mp.get_context(start if os.name == "posix" else "spawn")
+    return cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_start,
+                                  initargs=(os.getpid(), initializer, initargs))
 
 
 def run_tasks(

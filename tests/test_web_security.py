@@ -191,3 +191,49 @@ def test_16_bit_and_degenerate_images(db, tmp_path):
                                            "points": '[{"x": 0, "y": 0, "layers": 1}]'},
                    files={"file": ("x.png", buf.getvalue(), "image/png")})  # fmt: skip
         assert r.status_code == 422 and "cannot be fitted" in r.text, r.text
+
+
+def _jpeg(h: int, w: int) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    img = np.clip(rng.normal((150, 120, 160), 4, (h, w, 3)), 0, 255).astype(np.uint8)
+    img[100:160, 200:300] = (110, 95, 150)  # a flake
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=92)
+    return buf.getvalue()
+
+
+def test_uploads_run_in_workers_within_a_time_limit_and_the_server_keeps_answering(db):
+    """``detect_upload`` ran the detector inline in the event loop: a 1920x1200 frame
+    stalled every request for 1.8 s, a 55 MP JPEG for 13 minutes (SIGTERM ignored). Uploads
+    now run in worker processes, within a time limit."""
+    import threading
+    import time
+
+    frame = _jpeg(1200, 1920)
+    form = {"material": "graphene"}
+    with TestClient(create_app(db, time_limit_s=0.05), base_url="http://127.0.0.1") as c:
+        r = c.post("/api/detect", data=form, files={"file": ("f.jpg", frame, "image/jpeg")})
+        assert r.status_code == 503 and "longer than" in r.json()["detail"]
+        c.app.state.qupaint.time_limit_s = 120.0  # the workers were replaced: work again
+        got: dict = {}
+
+        def upload():
+            got["r"] = c.post("/api/detect", data=form,
+                              files={"file": ("f.jpg", frame, "image/jpeg")})  # fmt: skip
+
+        t = threading.Thread(target=upload)
+        t.start()
+        waits = []
+        while t.is_alive():
+            t0 = time.perf_counter()
+            assert c.get("/api/health").status_code == 200
+            waits.append(time.perf_counter() - t0)
+            time.sleep(0.05)
+        t.join()
+        assert got["r"].status_code == 200 and got["r"].json()["width"] == 1920
+        assert len(waits) >= 3 and max(waits) < 0.5, waits  # answered while detecting

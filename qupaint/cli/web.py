@@ -24,6 +24,8 @@ def serve(
         None, "--map", help="A `qupaint map --dzi` folder (default: map/ beside the database)"
     ),
     max_upload_mb: float = typer.Option(25.0, help="Largest upload (MB)"),
+    workers: int = typer.Option(1, help="Processes that detect on uploads"),
+    time_limit_s: float = typer.Option(60.0, help="Most seconds one upload's detection may take"),
 ):
     """A local web app: the chip map, a flake table with filters, each flake with its
     outline and readings (used / favourite / note saved at once), detection on an uploaded
@@ -40,7 +42,7 @@ def serve(
         fail("--token: use at least 8 characters")
     with user_errors():
         web = create_app(db, map_dir=map_dir, token=token, max_upload_mb=max_upload_mb,
-                         hosts=(host,))  # fmt: skip
+                         hosts=(host,), workers=workers, time_limit_s=time_limit_s)  # fmt: skip
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
     console.print(f"serving {db} at {url}  (Ctrl-C stops)")

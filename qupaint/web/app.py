@@ -63,13 +63,20 @@ def new_token() -> str:
 
 
 def create_app(db, map_dir: str | Path | None = None, token: str | None = None,
-               max_upload_mb: float = 25.0, hosts=()) -> FastAPI:  # fmt: skip
+               max_upload_mb: float = 25.0, hosts=(), workers: int = 1,
+               time_limit_s: float = 60.0) -> FastAPI:  # fmt: skip
     """The web app on database ``db`` (path or URL). ``map_dir``: a ``qupaint map --dzi``
     folder (default: ``map/`` beside a SQLite database, when there). ``token``: required
     on every request when given. Without a token, only requests addressed to this
     machine's loopback names (:data:`~qupaint.web.LOCAL_HOSTS`) or to ``hosts`` (the
     address it serves on) are answered: a page on another site whose name an attacker
-    points at 127.0.0.1 (DNS rebinding) sends its own name as ``Host`` and is refused."""
+    points at 127.0.0.1 (DNS rebinding) sends its own name as ``Host`` and is refused.
+    Uploads are decoded and detected in ``workers`` processes, each within
+    ``time_limit_s`` seconds (503 after), so that the server keeps answering meanwhile."""
+    import contextlib
+
+    if workers < 1 or not time_limit_s > 0:
+        raise ValueError("workers must be >= 1 and time_limit_s > 0")
     from qupaint.scan.db import open_db
 
     Session = open_db(db)
@@ -78,8 +85,18 @@ def create_app(db, map_dir: str | Path | None = None, token: str | None = None,
         map_dir = guess if (guess / "layout.json").is_file() else None
     map_dir = Path(map_dir) if map_dir else None
     state = AppState(db, Session, map_dir, max_upload_mb, token,
-                     frozenset(h.lower().strip("[]") for h in (*LOCAL_HOSTS, *hosts)))
-    app = FastAPI(title="qupaint", version="1", description=__doc__.split("\n\n")[0])
+                     frozenset(h.lower().strip("[]") for h in (*LOCAL_HOSTS, *hosts)),
+                     int(workers), float(time_limit_s))  # fmt: skip
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        try:
+            yield
+        finally:  # the server stops (SIGTERM included): its upload workers with it
+            state.close_pool()
+
+    app = FastAPI(title="qupaint", version="1", description=__doc__.split("\n\n")[0],
+                  lifespan=lifespan)  # fmt: skip
     app.state.Session = Session
     app.state.qupaint = state
     app.middleware("http")(_guard(state))

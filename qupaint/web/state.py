@@ -32,6 +32,9 @@ class AppState:
         The token every request needs, when set.
     hosts : frozenset of str
         The host names answered without a token (loopback and the served address).
+    workers, time_limit_s : int, float
+        Worker processes for the detection of uploads, and the most seconds one upload's
+        work may take (then 503, and its worker is replaced).
     """
 
     db: Any
@@ -40,6 +43,10 @@ class AppState:
     max_upload_mb: float
     token: str | None = None
     hosts: frozenset = frozenset()
+    #: detection on uploads: worker processes, and the seconds one request may take
+    workers: int = 1
+    time_limit_s: float = 60.0
+    _pool: Any = field(default=None, repr=False)
     #: the model's contrast per layer of each chip (``/api/flakes/{id}``), computed once
     ladders: dict = field(default_factory=dict, repr=False)
 
@@ -61,6 +68,34 @@ class AppState:
                 if "locked" not in str(exc).lower() or k == tries - 1:
                     raise HTTPException(503, "the database is busy; try again") from None
                 time.sleep(0.05 * (k + 1))
+
+
+    async def compute(self, fn: Callable, *args):
+        """``fn(*args)`` in a worker process, awaited: the server keeps answering other
+        requests meanwhile. Longer than :attr:`time_limit_s`: a 503, and the workers are
+        stopped and replaced (a process cannot be cancelled otherwise)."""
+        import asyncio
+
+        from qupaint._pool import watched_pool
+
+        if self._pool is None:
+            self._pool = watched_pool(self.workers)
+        fut = self._pool.submit(fn, *args)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(fut), self.time_limit_s)
+        except asyncio.TimeoutError:
+            self.close_pool()
+            raise HTTPException(503, f"the image took longer than {self.time_limit_s:g} s to "
+                                     "process; try a smaller one") from None  # fmt: skip
+
+    def close_pool(self) -> None:
+        """Stop the upload workers now (a request over its time, or the server stopping)."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def app_state(request: Request) -> AppState:

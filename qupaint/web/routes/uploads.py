@@ -41,11 +41,32 @@ def image_from_upload(data: bytes) -> np.ndarray:
         ) from None
 
 
-async def _read_upload(file: UploadFile, state: AppState) -> np.ndarray:
+async def _read_upload_bytes(file: UploadFile, state: AppState) -> bytes:
     data = await file.read(state.upload_limit + 1)
     if len(data) > state.upload_limit:
         raise HTTPException(413, f"upload larger than {state.max_upload_mb:g} MB")
-    return image_from_upload(data)
+    _shape_of(data)  # a bomb is refused here, before any worker decodes it
+    return data
+
+
+def _shape_of(data: bytes) -> tuple[int, int]:
+    """An upload's (width, height) from its header (413 outside the shapes read, 415 for
+    what is no image)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            size = im.size
+    except Image.DecompressionBombError as exc:
+        raise HTTPException(413, f"upload: {exc}") from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise HTTPException(
+            415, "the upload is not an image PIL can read (PNG, JPEG, TIFF, ...)") from None
+    try:
+        check_image_shape(*size, "upload")
+    except ValueError as exc:
+        raise HTTPException(413, str(exc)) from None
+    return size
 
 
 def _microscope(name: str):
@@ -71,15 +92,24 @@ async def detect_upload(file: UploadFile = File(...), material: str = Form(...),
                         camera: str = Form("2dmatgmm"),
                         um_per_px: float | None = Form(None, gt=0, le=100),
                         state: AppState = Depends(app_state)):  # fmt: skip
+
+    material = _material(material)
+    data = await _read_upload_bytes(file, state)
+    mic = _microscope(camera)
+    # decoding and detection run in a worker process, within the time limit
+    return await state.compute(_detect_job, data, material, camera, mic.scale_or(um_per_px))
+
+
+def _detect_job(data: bytes, material: str, camera: str, um_per_px: float | None) -> dict:
+    """``/api/detect``'s work, in a worker: the upload decoded, its flakes found and drawn."""
+    from qupaint.color import Microscope
     from qupaint.detect import detect
     from qupaint.detect.draw import CATEGORY_COLORS, outline_labels
     from qupaint.rle import decode as decode_rle
 
-    material = _material(material)
-    img = await _read_upload(file, state)
-    mic = _microscope(camera)
-    dets = detect(img, material, None, camera=mic.camera, um_per_px=mic.scale_or(um_per_px),
-                  masks=True)  # fmt: skip
+    img = image_from_upload(data)
+    mic = Microscope.load(camera)
+    dets = detect(img, material, None, camera=mic.camera, um_per_px=um_per_px, masks=True)
     dets = [d for d in dets if d["score"] >= MIN_SCORE]
     out = img.copy()
     for d in dets:
@@ -97,8 +127,6 @@ async def calibrate_upload(file: UploadFile = File(...), material: str = Form(..
                            oxide_lo: float = Form(LO, ge=0, le=MAX_OXIDE_NM),
                            oxide_hi: float = Form(HI, ge=0, le=MAX_OXIDE_NM),
                            state: AppState = Depends(app_state)):  # fmt: skip
-    from qupaint.color.calibrate import fit_camera
-    from qupaint.detect import contrast_map
     from qupaint.optics import get_material
 
     try:
@@ -111,11 +139,25 @@ async def calibrate_upload(file: UploadFile = File(...), material: str = Form(..
         raise HTTPException(422, "points: 1-20 clicks, each with 1-50 layers")
     if not oxide_lo < oxide_hi:
         raise HTTPException(422, "oxide_lo must be below oxide_hi")
-    img = await _read_upload(file, state)
+    _microscope(camera)  # a preset name: an upload never names a server-side file
+    data = await _read_upload_bytes(file, state)
+    return await state.compute(_calibrate_job, data, material, pts, camera, radius_px,
+                               oxide_lo, oxide_hi)  # fmt: skip
+
+
+def _calibrate_job(data: bytes, material: str, pts, camera: str, radius_px: int,
+                   oxide_lo: float, oxide_hi: float) -> dict:  # fmt: skip
+    """``/api/calibrate``'s work, in a worker: the clicked flakes' contrasts, and the
+    camera fitted to them."""
+    from qupaint.color import Microscope
+    from qupaint.color.calibrate import fit_camera
+    from qupaint.detect import contrast_map
+
+    img = image_from_upload(data)
     if min(img.shape[:2]) < 16 or int(img.max()) == int(img.min()):
         raise HTTPException(422, "file: the image is too small (under 16 px a side) or of one "
                                  "colour; a camera cannot be fitted to it")  # fmt: skip
-    cm = contrast_map(img, _microscope(camera).camera)
+    cm = contrast_map(img, Microscope.load(camera).camera)
     H, W = img.shape[:2]
     yy, xx = np.mgrid[0:H, 0:W]
     obs = []
