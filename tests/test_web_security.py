@@ -237,3 +237,22 @@ def test_uploads_run_in_workers_within_a_time_limit_and_the_server_keeps_answeri
         t.join()
         assert got["r"].status_code == 200 and got["r"].json()["width"] == 1920
         assert len(waits) >= 3 and max(waits) < 0.5, waits  # answered while detecting
+
+
+def test_chunked_bodies_are_counted_as_they_arrive(db):
+    """Without Content-Length a 300 MB upload was spooled in full before the 413, and a
+    chunked 200 MB PATCH was held in memory and echoed back in the 422."""
+    c = TestClient(create_app(db, max_upload_mb=1), base_url="http://127.0.0.1")
+
+    def chunks(n, size=65536):
+        for _ in range(n):
+            yield b"x" * size
+
+    r = c.patch("/api/flakes/1", content=chunks(40), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and len(r.content) < 1000
+    # under the limit, a long wrong value is not echoed back whole
+    r = c.patch("/api/flakes/1", json={"note": 5, "used": "x" * 500_000})
+    assert r.status_code == 422 and len(r.content) < 5000
+    r = c.post("/api/detect", content=chunks(40),
+               headers={"Content-Type": "multipart/form-data; boundary=x"})  # fmt: skip
+    assert r.status_code == 413 and len(r.content) < 1000
