@@ -256,3 +256,17 @@ def test_chunked_bodies_are_counted_as_they_arrive(db):
     r = c.post("/api/detect", content=chunks(40),
                headers={"Content-Type": "multipart/form-data; boundary=x"})  # fmt: skip
     assert r.status_code == 413 and len(r.content) < 1000
+
+
+def test_a_failed_export_leaves_no_temporary_folder(db, monkeypatch, tmp_path):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    c = TestClient(create_app(db), base_url="http://127.0.0.1", raise_server_exceptions=False)
+
+    def broken(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("qupaint.scan.export.export", broken)
+    assert c.get("/api/export", params={"format": "csv"}).status_code == 500
+    assert not list(tmp_path.glob("qupaint-export-*"))

@@ -32,7 +32,11 @@ def export_flakes(format: str = Query(..., pattern="^(2dmatgmm|coco|csv)$"),
     filters = {"layers": ls, "min_area_um2": min_area_um2, "thin_only": thin}
     if format == "2dmatgmm" and ls is None:
         filters["thin_only"] = True
-    export(state.db, format, path, **filters)
+    try:
+        export(state.db, format, path, **filters)
+    except BaseException:  # a failed export leaves no temporary folder behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return FileResponse(path, filename=path.name,
                         background=BackgroundTask(shutil.rmtree, tmp, True))  # fmt: skip
 
