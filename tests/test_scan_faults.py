@@ -153,3 +153,29 @@ def test_bad_database_values_are_one_line_errors(tmp_path, bad):
     res = CliRunner().invoke(app, ["flakes", "--db", str(db)])
     assert res.exit_code != 0 and "db:" in res.output and "Traceback" not in res.output
     assert len(res.output.strip().splitlines()) <= 3, res.output
+
+
+def test_a_scan_that_fails_says_so_and_the_next_run_resumes(chip, tmp_path, monkeypatch):
+    """A failed scan was left marked "running"."""
+    from qupaint.scan import writer
+
+    real = writer.FrameWriter.write
+    calls = []
+
+    def failing(self, frame, res):
+        calls.append(frame.file)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real(self, frame, res)
+
+    db = tmp_path / "f.sqlite"
+    monkeypatch.setattr(writer.FrameWriter, "write", failing)
+    with pytest.raises(OSError, match="disk full"):
+        scan_folder(chip, db, "graphene", workers=1)
+    with open_db(db)() as s:
+        assert s.scalars(sa.select(Scan.status)).one() == "failed"
+    monkeypatch.setattr(writer.FrameWriter, "write", real)
+    again = scan_folder(chip, db, "graphene", workers=1)
+    assert again["skipped"] == 1 and again["frames"] == len(read_positions(chip)) - 1
+    with open_db(db)() as s:
+        assert s.scalars(sa.select(Scan.status)).one() == "done"

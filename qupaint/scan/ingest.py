@@ -100,6 +100,7 @@ def scan_folder(
     if match_px < 0:
         raise ValueError(f"match_px must be >= 0; got {match_px}")
     lock = _writer_lock(db)  # held until this function returns (or the process dies)
+    Session = scan_id = None
     try:
         Session = open_db(db)
         directory = str(folder.resolve())
@@ -142,6 +143,13 @@ def scan_folder(
         )
         Session.kw["bind"].dispose()
         return stats
+    except BaseException as exc:  # the scan says how it ended; a rerun resumes it
+        if scan_id is not None:
+            with Session.begin() as s:
+                sc = s.get(Scan, scan_id)
+                sc.status = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
+                sc.finished = utcnow()
+        raise
     finally:
         if lock is not None:
             lock.close()

@@ -10,7 +10,6 @@ come out in acquisition order, so the writer stores whole frames in that order.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import multiprocessing as mp
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import numpy as np
 
 from qupaint import rle
 from qupaint._io import image_bytes, read_rgb
+from qupaint._pool import watched_pool
 from qupaint.scan.positions import Frame, frame_path, read_positions
 
 __all__ = ["DONE_MARKER", "FrameScheduler", "detect_frame", "detector_job", "frame_ready",
@@ -148,9 +148,8 @@ class FrameScheduler:
         tries: dict = {}  # frame -> failed reads (watch)
         wait_until: dict = {}  # frame -> when to read it again
         last_new = time.time()
-        ctx = mp.get_context("forkserver")
-        pool = (cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker,
-                                       initargs=(self.job,)) if workers > 1 else None)  # fmt: skip
+        # workers that exit when this process is gone (a killed scan leaves none behind)
+        pool = watched_pool(workers, init_worker, (self.job,)) if workers > 1 else None
         if pool is None:
             init_worker(self.job)
         try:
