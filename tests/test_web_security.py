@@ -236,6 +236,12 @@ def test_uploads_run_in_workers_within_a_time_limit_and_the_server_keeps_answeri
             time.sleep(0.05)
         t.join()
         assert got["r"].status_code == 200 and got["r"].json()["width"] == 1920
+        res = got["r"].json()  # rows numbered as the outlines, thin-flake candidates first
+        dets = res["detections"]
+        assert [d["number"] for d in dets] == list(range(1, len(dets) + 1))
+        assert [d["layers"] >= 6 for d in dets] == sorted(d["layers"] >= 6 for d in dets)
+        assert all(d["class"] in ("Mono", "Few", "Thick") for d in dets)
+        assert res["summary"].startswith(f"{len(dets)} flakes: {res['counts']['thin']} thin")
         assert len(waits) >= 3 and max(waits) < 0.5, waits  # answered while detecting
 
 
@@ -270,3 +276,59 @@ def test_a_failed_export_leaves_no_temporary_folder(db, monkeypatch, tmp_path):
     monkeypatch.setattr("qupaint.scan.export.export", broken)
     assert c.get("/api/export", params={"format": "csv"}).status_code == 500
     assert not list(tmp_path.glob("qupaint-export-*"))
+
+
+def test_serve_stops_on_sigterm_while_an_upload_is_detected(db, tmp_path):
+    """A 55 MP JPEG ran for 13 minutes with SIGTERM ignored: the detector ran in the event
+    loop. It now runs in a worker; SIGTERM stops the server and its workers at once."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import time
+    import urllib.request
+
+    create_app(db)  # the schema
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        port = sk.getsockname()[1]
+    cmd = [sys.executable, "-c", "from qupaint.cli import app; app()", "serve", "--db", str(db),
+           "--port", str(port)]
+    srv = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(base + "/api/health", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        body = _jpeg(3000, 4000)
+        boundary = "qupaintboundary"
+        payload = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"material\"\r\n\r\n"
+                   f"graphene\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+                   f"filename=\"big.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n").encode()
+        payload += body + f"\r\n--{boundary}--\r\n".encode()
+        req = urllib.request.Request(base + "/api/detect", data=payload, method="POST",
+                                     headers={"Content-Type":
+                                              f"multipart/form-data; boundary={boundary}"})
+        threading.Thread(target=lambda: _ignore(urllib.request.urlopen, req, 60),
+                         daemon=True).start()  # fmt: skip
+        time.sleep(1.0)  # the upload is being detected
+        t0 = time.monotonic()
+        srv.send_signal(signal.SIGTERM)
+        srv.wait(timeout=20)
+        assert time.monotonic() - t0 < 15
+    finally:
+        if srv.poll() is None:
+            srv.kill()
+            srv.wait()
+
+
+def _ignore(fn, *args):
+    try:
+        fn(*args)
+    except Exception:
+        pass

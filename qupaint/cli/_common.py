@@ -72,6 +72,7 @@ LIMITS: dict[str, tuple] = {
     "radius_um": ((0,), 1e4, "um"),
     "port": (1, 65535, "a TCP port"),
     "max_upload_mb": ((0,), 4096, "MB"),
+    "time_limit_s": ((0,), 86400, "s"),
     "dense_weight": (0, 1000, "a loss weight"),
     "tile": (16, 16384, "pixels"),
     "rank": (1, 4096, "a LoRA rank"),

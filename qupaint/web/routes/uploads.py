@@ -102,8 +102,12 @@ async def detect_upload(file: UploadFile = File(...), material: str = Form(...),
 
 def _detect_job(data: bytes, material: str, camera: str, um_per_px: float | None) -> dict:
     """``/api/detect``'s work, in a worker: the upload decoded, its flakes found and drawn."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from qupaint.categories import CATEGORY_NAMES, THICK_MIN_LAYERS
     from qupaint.color import Microscope
     from qupaint.detect import detect
+    from qupaint.detect.batch import count_flakes, flake_counts_line
     from qupaint.detect.draw import CATEGORY_COLORS, outline_labels
     from qupaint.rle import decode as decode_rle
 
@@ -111,19 +115,33 @@ def _detect_job(data: bytes, material: str, camera: str, um_per_px: float | None
     mic = Microscope.load(camera)
     dets = detect(img, material, None, camera=mic.camera, um_per_px=um_per_px, masks=True)
     dets = [d for d in dets if d["score"] >= MIN_SCORE]
+    # the thin-flake candidates first, best first, then the thick ones: rows numbered as
+    # the outlines are
+    dets.sort(key=lambda d: (d["layers"] >= THICK_MIN_LAYERS, -d["score"]))
     out = img.copy()
     for d in dets:
         lab = decode_rle(d.pop("segmentation")).astype(np.int32)
         out = outline_labels(out, lab, CATEGORY_COLORS.get(d["category_id"], (255,) * 3))
-    png = base64.b64encode(image_bytes(out)).decode("ascii")
+    canvas = Image.fromarray(out)
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=max(14, img.shape[1] // 80))
+    for k, d in enumerate(dets, start=1):
+        d["number"], d["class"] = k, CATEGORY_NAMES[d["category_id"]]
+        x, y = d["bbox"][:2]
+        draw.text((x, max(0.0, y - font.size - 2)), str(k), font=font,
+                  fill=CATEGORY_COLORS.get(d["category_id"], (255,) * 3),
+                  stroke_width=2, stroke_fill=(0, 0, 0))  # fmt: skip
+    png = base64.b64encode(image_bytes(np.asarray(canvas))).decode("ascii")
+    counts = count_flakes(dets)
     return {"width": int(img.shape[1]), "height": int(img.shape[0]), "material": material,
-            "detections": dets, "overlay": f"data:image/png;base64,{png}"}  # fmt: skip
+            "counts": counts, "summary": flake_counts_line(counts), "detections": dets,
+            "overlay": f"data:image/png;base64,{png}"}  # fmt: skip
 
 
 @router.post("/api/calibrate")
 async def calibrate_upload(file: UploadFile = File(...), material: str = Form(...),
                            points: str = Form(..., description='[{"x","y","layers"}]'),
-                           camera: str = Form("srgb"), radius_px: int = Form(4, ge=1, le=50),
+                           camera: str = Form("2dmatgmm"), radius_px: int = Form(4, ge=1, le=50),
                            oxide_lo: float = Form(LO, ge=0, le=MAX_OXIDE_NM),
                            oxide_hi: float = Form(HI, ge=0, le=MAX_OXIDE_NM),
                            state: AppState = Depends(app_state)):  # fmt: skip
