@@ -80,3 +80,15 @@ def synth_dataset(tmp_path_factory):
     cfg = SynthiaConfig(seed=7, height=160, width=160, radius_px=(8.0, 36.0))
     generate(cfg, out, 12, shard_size=6)
     return out
+
+
+def render_small_chip(out, tiles=(4, 3), tile_px=(480, 300), seed: int = 3,
+                      flakes_per_mm2: float = 400.0):  # fmt: skip
+    """A small virtual chip scan (qupaint.synthia.chip) for the scan and web tests: small
+    frames keep them quick. Returns ``out``."""
+    from qupaint.synthia.chip import ChipConfig, render_chip
+
+    render_chip(out, ChipConfig(tiles=tiles, tile_px=tile_px, flakes_per_mm2=flakes_per_mm2,
+                                seed=seed, size_um=(14.0, 0.4), max_side_um=40.0),
+                workers=1)  # fmt: skip
+    return out

@@ -6,20 +6,15 @@ import shutil
 
 import pytest
 import sqlalchemy as sa
+from conftest import render_small_chip
 
 from qupaint.scan import read_positions, scan_folder
 from qupaint.scan.db import Image, Scan, open_db
-from qupaint.synthia.chip import ChipConfig, render_chip
-
-SMALL = dict(tiles=(3, 2), tile_px=(320, 200), flakes_per_mm2=400.0, seed=7,
-             size_um=(14.0, 0.4), max_side_um=40.0)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def chip(tmp_path_factory):
-    out = tmp_path_factory.mktemp("chip")
-    render_chip(out, ChipConfig(**SMALL), workers=1)
-    return out
+    return render_small_chip(tmp_path_factory.mktemp("chip"), (3, 2), (320, 200), seed=7)
 
 
 def test_an_unreadable_frame_is_skipped_recorded_and_tried_again(chip, tmp_path):

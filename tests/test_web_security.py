@@ -108,13 +108,12 @@ def test_a_bomb_file_is_skipped_by_a_batch_detect(tmp_path):
 @pytest.fixture(scope="module")
 def scanned(tmp_path_factory):
     """A small virtual chip scanned into a database with a few flakes."""
+    from conftest import render_small_chip
+
     from qupaint.scan import scan_folder
-    from qupaint.synthia.chip import ChipConfig, render_chip
 
     root = tmp_path_factory.mktemp("site")
-    render_chip(root / "chip", ChipConfig(tiles=(2, 2), tile_px=(320, 200),
-                                          flakes_per_mm2=600.0, seed=5, size_um=(14.0, 0.4),
-                                          max_side_um=40.0), workers=1)  # fmt: skip
+    render_small_chip(root / "chip", (2, 2), (320, 200), seed=5, flakes_per_mm2=600.0)
     db = root / "flakes.sqlite"
     scan_folder(root / "chip", db, "graphene", workers=1)
     return db

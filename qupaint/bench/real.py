@@ -183,27 +183,8 @@ def evaluate_real(
     """Run ``detector(image) -> detections`` on every masked image of a folder and
     :func:`score_real` it, grouped by camera setting; per image also its name, setting and
     the detector's time (``seconds_per_image``: their mean)."""
-    import time
-
-
     pairs = find_masked_images(images_dir, masks_dir)
-    boxes, dets, settings, seconds = [], [], [], []
-    for k, p in enumerate(pairs):
-        img = read_rgb(p.image)
-        boxes.append(mask_boxes(read_mask(p.mask)))
-        settings.append(camera_setting(img))
-        t0 = time.perf_counter()
-        dets.append(detector(img))
-        seconds.append(time.perf_counter() - t0)
-        if progress:
-            progress(k + 1, len(pairs))
-    out = score_real(boxes, dets, settings)
-    for row, p, s, t in zip(out["per_image"], pairs, settings, seconds, strict=True):
-        row["image"] = p.name
-        row["setting"] = s
-        row["seconds"] = round(t, 4)
-    out["seconds_per_image"] = float(np.mean(seconds))
-    return out
+    return _run_and_score(pairs, lambda k: detector, progress)
 
 
 def evaluate_real_loo(
@@ -217,14 +198,22 @@ def evaluate_real_loo(
     which then runs on the held-out image alone; the detections of all images are scored
     together as :func:`evaluate_real` scores them. Every fitted quantity is thus taken from
     images it is not scored on."""
-    import time
-
     pairs = find_masked_images(images_dir, masks_dir)
     if len(pairs) < 2:
         raise ValueError(f"images: leave-one-out needs at least 2 masked images; got {len(pairs)}")
+    out = _run_and_score(
+        pairs, lambda k: detector_from([q for j, q in enumerate(pairs) if j != k]), progress)
+    out["protocol"] = "leave-one-image-out"
+    return out
+
+
+def _run_and_score(pairs, detector_for, progress) -> dict:
+    """``detector_for(k)`` run on image ``k`` of ``pairs``, timed; all scored together."""
+    import time
+
     boxes, dets, settings, seconds = [], [], [], []
     for k, p in enumerate(pairs):
-        detector = detector_from([q for j, q in enumerate(pairs) if j != k])
+        detector = detector_for(k)
         img = read_rgb(p.image)
         boxes.append(mask_boxes(read_mask(p.mask)))
         settings.append(camera_setting(img))
@@ -237,7 +226,6 @@ def evaluate_real_loo(
     for row, p, s, t in zip(out["per_image"], pairs, settings, seconds, strict=True):
         row.update(image=p.name, setting=s, seconds=round(t, 4))
     out["seconds_per_image"] = float(np.mean(seconds))
-    out["protocol"] = "leave-one-image-out"
     return out
 
 
