@@ -288,6 +288,7 @@ def test_eval_real_cli_prints_and_writes_the_figures(tmp_path):
     assert all("setting" in p and "seconds" in p for p in r["per_image"])
 
 
+@needs_labelled
 def test_eval_real_loo_takes_every_fitted_quantity_from_the_other_images(tmp_path):
     """``eval real --loo``: each image is scored by a detector built from the others only
     (here a camera calibrated on their masks)."""
