@@ -529,3 +529,20 @@ def test_one_image_writes_nothing_beside_it_and_batches_skip_what_qupaint_wrote(
     assert [p.name for p in find_images([str(tmp_path / "**" / "*.png")])] == ["chip.png"]
     # named one by one, a file is taken as given
     assert find_images([chips / "old_detections.png"]) == [chips / "old_detections.png"]
+
+
+def test_overlays_carry_a_scale_bar_a_legend_and_numbers(tmp_path):
+    """Overlays had tiny labels, no legend and no scale bar."""
+    from qupaint.detect.draw import draw_detections
+
+    img = np.full((600, 960, 3), 128, np.uint8)
+    dets = [{"bbox": [100, 100, 80, 60], "category_id": 1, "layers": 1, "score": 0.9}]
+    plain = np.asarray(Image.open(draw_detections(img, dets, tmp_path / "a.png")))
+    scaled = np.asarray(Image.open(draw_detections(img, dets, tmp_path / "b.png",
+                                                   um_per_px=0.385, numbers=True)))  # fmt: skip
+    # a 50 um bar (130 px at 0.385 um/px; 100 um would exceed a fifth of 960 px) bottom-left
+    white_rows = (scaled[-20:, 9:137] == 255).all(-1).mean(1)
+    assert white_rows.max() > 0.95 and (plain[-20:, 9:137] == 128).all()
+    assert (scaled[-20:, 150:300] == 128).all()  # and no longer
+    # the legend: a swatch of Mono's colour bottom-right
+    assert ((scaled[-40:, -200:] == (255, 40, 40)).all(-1)).sum() > 50

@@ -166,7 +166,7 @@ def _one(task: tuple[int, str, str]) -> dict:
             atomic_write_bytes(out / name, image_bytes(np.concatenate([crop, outlined], 1)))
             d["thumbnail"] = name
     with atomic_open(out / "overlays" / f"{stem}.png", "wb") as fh:
-        draw_detections(img, dets, fh)
+        draw_detections(img, dets, fh, um_per_px=job["um_per_px"], numbers=True)
     record = {
         "image": {
             "id": image_id,

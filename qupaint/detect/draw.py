@@ -39,13 +39,21 @@ def outline_labels(
     return out
 
 
+#: scale-bar lengths tried, um: the longest that fits in a fifth of the image is drawn
+_BAR_UM = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+
+
 def draw_detections(
-    image: np.ndarray, dets: list[dict], out: str | Path | IO[bytes]
-) -> Path | None:
+    image: np.ndarray, dets: list[dict], out: str | Path | IO[bytes],
+    um_per_px: float | None = None, numbers: bool = False,
+) -> Path | None:  # fmt: skip
     """Write ``image`` [H, W, 3] uint8 with each detection outlined (its ``segmentation``
     RLE when present, else its ``bbox`` [x, y, w, h]) and labelled (class, ``layers``,
-    ``score``) as PNG, to a path (returned) or a binary file object."""
-    from PIL import Image, ImageDraw
+    ``score``; with ``numbers``, its rank 1, 2, ... first, as a table lists them) as PNG,
+    to a path (returned) or a binary file object. Labels are sized to the image and
+    outlined in black; a legend names the colours, and with ``um_per_px`` a scale bar in
+    um is drawn."""
+    from PIL import Image, ImageDraw, ImageFont
 
     arr = np.array(image, dtype=np.uint8)
     for d in dets:
@@ -56,18 +64,41 @@ def draw_detections(
             )
     im = Image.fromarray(arr)
     draw = ImageDraw.Draw(im)
-    for d in dets:
+    H, W = arr.shape[:2]
+    font = ImageFont.load_default(size=max(11, min(W, H) // 60))
+    ink = {"stroke_width": max(1, font.size // 8), "stroke_fill": (0, 0, 0)}
+    for k, d in enumerate(dets, start=1):
         x, y, w, h = d["bbox"]
         cat = d.get("category_id")
         color = CATEGORY_COLORS.get(cat, CATEGORY_COLORS[None])
         if not isinstance(d.get("segmentation"), dict):
             draw.rectangle([x, y, x + w, y + h], outline=color, width=2)
-        text = CATEGORY_NAMES.get(cat, d.get("label") or "")
+        text = f"{k} " if numbers else ""
+        text += CATEGORY_NAMES.get(cat, d.get("label") or "")
         if "layers" in d:
             text += f" {d['layers']}L"
         if "score" in d:
             text += f" {d['score']:.2f}"
-        draw.text((x + 2, max(0, y - 11)), text.strip(), fill=color)
+        draw.text((x + 2, max(0, y - font.size - 3)), text.strip(), fill=color, font=font, **ink)
+    # the legend: one swatch per class drawn
+    cats = sorted({d.get("category_id") for d in dets} & set(CATEGORY_NAMES))
+    lx = W - 6
+    for cat in reversed(cats):
+        name = CATEGORY_NAMES[cat]
+        lx -= int(draw.textlength(name, font=font)) + font.size + 10
+        draw.rectangle([lx, H - font.size - 8, lx + font.size - 2, H - 10],
+                       fill=CATEGORY_COLORS[cat], outline=(0, 0, 0))  # fmt: skip
+        draw.text((lx + font.size + 2, H - font.size - 10), name, fill=(255, 255, 255),
+                  font=font, **ink)  # fmt: skip
+    if um_per_px:
+        fit = [b for b in _BAR_UM if b / um_per_px <= W / 5] or [_BAR_UM[0]]
+        um = fit[-1]
+        px = max(1, round(um / um_per_px))
+        y0, t = H - 10, max(4, font.size // 3)
+        draw.rectangle([8, y0 - t, 8 + px, y0], fill=(255, 255, 255), outline=(0, 0, 0))
+        # "um": the built-in font has no micro sign
+        draw.text((8, y0 - t - font.size - 4), f"{um:g} um", fill=(255, 255, 255), font=font,
+                  **ink)  # fmt: skip
     if hasattr(out, "write"):
         im.save(out, format="PNG")
         return None
