@@ -93,6 +93,14 @@ def test_map_loads_with_flake_markers(server, page):
     page.wait_for_selector("body[data-map-ready='1']", timeout=30000)
     markers = page.locator(".marker")
     assert markers.count() > 5
+    assert markers.first.inner_text().endswith("L")  # each marker names its layers
+    # a scale bar in um that follows the zoom
+    bar = page.locator("#scalebar")
+    assert bar.inner_text().endswith(("µm", "mm"))
+    um = float(bar.get_attribute("data-um"))
+    page.mouse.wheel(0, -600)  # zoom in over the viewer
+    page.wait_for_timeout(800)
+    assert float(bar.get_attribute("data-um")) <= um
     page.wait_for_timeout(1500)  # tiles
     page.screenshot(path=str(ARTIFACTS / "map.png"))
     # a marker opens its flake

@@ -46,4 +46,4 @@ def chip_map(min_area_um2: float = Query(0.0, ge=0), thin: bool = True,
                for r, (x, y) in zip(rows, at, strict=True)]  # fmt: skip
     dzi = "/map/mosaic.dzi" if (map_dir / "mosaic.dzi").is_file() else None
     return {"dzi": dzi, "width": layout["mosaic_px"][0], "height": layout["mosaic_px"][1],
-            "markers": markers}  # fmt: skip
+            "um_per_px": layout["um_per_px"], "markers": markers}  # fmt: skip
