@@ -83,6 +83,15 @@ def test_flake_get_patch_and_image(client):
     assert client.get("/api/flakes/999999").status_code == 404
     png = client.get(f"/api/flakes/{fid}/image.png")
     assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    crop = np.asarray(Image.open(io.BytesIO(png.content)))
+    assert max(crop.shape[:2]) >= 250  # enough around it, not a 60-px margin upscaled
+    assert (crop[-20:, 9:20] == 255).all(-1).any()  # the scale bar's start, bottom left
+    # neighbours to step through
+    ids = sorted(r["id"] for r in client.get("/api/flakes", params={"page_size": 1000})
+                 .json()["rows"])  # fmt: skip
+    k = ids.index(fid)
+    assert f["next"] == (ids[k + 1] if k + 1 < len(ids) else None)
+    assert f["previous"] == (ids[k - 1] if k else None)
     thumb = client.get(f"/api/flakes/{fid}/thumbnail.jpg")
     assert thumb.status_code == 200 and thumb.content[:2] == b"\xff\xd8"
 

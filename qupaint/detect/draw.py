@@ -10,7 +10,7 @@ import numpy as np
 from qupaint.categories import CATEGORY_NAMES
 from qupaint.rle import decode as decode_rle
 
-__all__ = ["draw_detections", "outline_labels", "CATEGORY_COLORS"]
+__all__ = ["CATEGORY_COLORS", "draw_detections", "outline_labels", "scale_bar"]
 
 CATEGORY_COLORS = {1: (255, 40, 40), 2: (40, 200, 255), 3: (255, 220, 0), None: (255, 255, 255)}
 
@@ -41,6 +41,24 @@ def outline_labels(
 
 #: scale-bar lengths tried, um: the longest that fits in a fifth of the image is drawn
 _BAR_UM = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+
+
+def scale_bar(draw, width: int, height: int, um_per_px: float, font=None) -> float:
+    """Draw a scale bar in um at the bottom left of an image ``width`` x ``height`` px (a
+    PIL ``ImageDraw``): the longest round length within a fifth of the width. Returns the
+    length, um."""
+    from PIL import ImageFont
+
+    font = font or ImageFont.load_default(size=max(11, min(width, height) // 60))
+    fit = [b for b in _BAR_UM if b / um_per_px <= width / 5] or [_BAR_UM[0]]
+    um = fit[-1]
+    px = max(1, round(um / um_per_px))
+    y0, t = height - 10, max(4, font.size // 3)
+    draw.rectangle([8, y0 - t, 8 + px, y0], fill=(255, 255, 255), outline=(0, 0, 0))
+    # "um": the built-in font has no micro sign
+    draw.text((8, y0 - t - font.size - 4), f"{um:g} um", fill=(255, 255, 255), font=font,
+              stroke_width=max(1, font.size // 8), stroke_fill=(0, 0, 0))  # fmt: skip
+    return um
 
 
 def draw_detections(
@@ -91,14 +109,7 @@ def draw_detections(
         draw.text((lx + font.size + 2, H - font.size - 10), name, fill=(255, 255, 255),
                   font=font, **ink)  # fmt: skip
     if um_per_px:
-        fit = [b for b in _BAR_UM if b / um_per_px <= W / 5] or [_BAR_UM[0]]
-        um = fit[-1]
-        px = max(1, round(um / um_per_px))
-        y0, t = H - 10, max(4, font.size // 3)
-        draw.rectangle([8, y0 - t, 8 + px, y0], fill=(255, 255, 255), outline=(0, 0, 0))
-        # "um": the built-in font has no micro sign
-        draw.text((8, y0 - t - font.size - 4), f"{um:g} um", fill=(255, 255, 255), font=font,
-                  **ink)  # fmt: skip
+        scale_bar(draw, W, H, um_per_px, font)
     if hasattr(out, "write"):
         im.save(out, format="PNG")
         return None

@@ -124,8 +124,15 @@ def list_flakes(
 @router.get("/{flake_id}")
 def get_flake(flake_id: FlakeId, state: AppState = Depends(app_state)):
     def one(s):
+        from sqlalchemy import func, select
+
+        from qupaint.scan.db import Flake
+
         f = _get(s, flake_id)
-        return _detail(s, f), f.chip_id
+        row = _detail(s, f)
+        row["previous"] = s.scalar(select(func.max(Flake.id)).where(Flake.id < f.id))
+        row["next"] = s.scalar(select(func.min(Flake.id)).where(Flake.id > f.id))
+        return row, f.chip_id
 
     row, chip_id = state.run(one)
     row["predicted"] = _ladder(state, chip_id)
@@ -149,10 +156,15 @@ def patch_flake(flake_id: FlakeId, edit: FlakeEdit, run: Callable = Depends(stor
 
 
 @router.get("/{flake_id}/image.png")
-def flake_image(flake_id: FlakeId, pad: int = Query(60, ge=0, le=2000),
+def flake_image(flake_id: FlakeId, pad: int | None = Query(None, ge=0, le=2000),
                 run: Callable = Depends(store)):  # fmt: skip
+    """The flake on its frame, outlined, with ``pad`` px around it (default: enough for a
+    crop of at least 320 px), and a scale bar in um."""
+    from PIL import Image as PILImage
+    from PIL import ImageDraw
+
     from qupaint._io import read_rgb
-    from qupaint.detect.draw import CATEGORY_COLORS, outline_labels
+    from qupaint.detect.draw import CATEGORY_COLORS, outline_labels, scale_bar
     from qupaint.scan.db import Chip, Image, Scan
     from qupaint.scan.export import frame_mask
 
@@ -173,9 +185,13 @@ def flake_image(flake_id: FlakeId, pad: int = Query(60, ge=0, le=2000),
     color = CATEGORY_COLORS.get(f.category, (255, 255, 255))
     out = outline_labels(rgb, mask.astype(np.int32), color)
     H, W = rgb.shape[:2]
+    if pad is None:
+        pad = max(60, (320 - max(f.mask_w, f.mask_h)) // 2)
     crop = out[max(0, y0 - pad): min(H, y0 + f.mask_h + pad),
                max(0, x0 - pad): min(W, x0 + f.mask_w + pad)]  # fmt: skip
-    return Response(image_bytes(crop), media_type="image/png")
+    im = PILImage.fromarray(np.ascontiguousarray(crop))
+    scale_bar(ImageDraw.Draw(im), im.width, im.height, um)
+    return Response(image_bytes(np.asarray(im)), media_type="image/png")
 
 
 @router.get("/{flake_id}/thumbnail.jpg")
