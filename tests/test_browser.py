@@ -157,3 +157,39 @@ def test_upload_an_image_and_see_detections(server, page):
     assert page.get_attribute("#overlay", "src").startswith("data:image/png;base64,")
     assert page.locator("#dets tr").count() > 1
     page.screenshot(path=str(ARTIFACTS / "try.png"), full_page=True)
+
+
+def test_calibrate_marks_the_clicks_and_shows_the_fit(server, page):
+    """/calibrate showed no mark where one clicked and answered with a raw JSON dump; the
+    clicks are marked, and the fit is shown (oxide, residual, measured beside fitted), with
+    the JSON as a download."""
+    import sqlalchemy as sa
+
+    from qupaint.scan.db import Flake, Image, open_db
+
+    url, db, root = server
+    with open_db(db)() as s:  # a monolayer and a bilayer on one frame, seen once
+        rows = s.execute(sa.select(Flake, Image).join(Image, Flake.image_id == Image.id)
+                         .where(Flake.layers <= 2, Flake.views == 1,
+                                Flake.area_um2 > 60)).all()  # fmt: skip
+    by_frame: dict = {}
+    for f, im in rows:
+        by_frame.setdefault(im.file, {})[f.layers] = (f, im)
+    frame = next(k for k, v in sorted(by_frame.items()) if len(v) == 2)
+    page.goto(url + "/calibrate")
+    page.set_input_files("#file", str(root / "chip" / frame))
+    page.wait_for_function("document.querySelector('#calimg').naturalWidth > 0")
+    box = page.locator("#calimg").bounding_box()
+    for layers in (1, 2):
+        f, im = by_frame[frame][layers]
+        x = (f.x_mm - im.x_mm) * 1000 / 0.385 + im.width / 2
+        y = (f.y_mm - im.y_mm) * 1000 / 0.385 + im.height / 2
+        page.fill("#layers", str(layers))
+        page.mouse.click(box["x"] + x * box["width"] / im.width,
+                         box["y"] + y * box["height"] / im.height)  # fmt: skip
+    assert page.locator(".click").count() == 2
+    page.click("#fit")
+    page.wait_for_selector("#result[data-oxide]", timeout=60000)
+    assert "SiO" in page.inner_text("#result") and "rms" in page.inner_text("#result")
+    assert not page.locator("#download").is_hidden()
+    page.screenshot(path=str(ARTIFACTS / "calibrate.png"), full_page=True)
