@@ -408,15 +408,15 @@ def synthia_contact_sheet(path: Path, per_material: int = 4, size: int = 256) ->
 
 def synthia_vs_real(path: Path, per_row: int = 4, size: int = 256) -> None:
     """Synthia next to real chips, one row each: real micrograph crops (the shipped MaskTerial
-    chips), the same crops with the Synthia-trained segmenter's thin flakes outlined,
-    realistic Synthia (thin-flake labels outlined) and classic Synthia."""
+    chips), realistic Synthia (thin-flake labels outlined) and classic Synthia. (The
+    Synthia-trained segmenter is not shown on the real crops: on whole real micrographs it
+    finds 15 of 32 thin flakes at a precision of 0.03-0.13, not a result to show.)"""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from qupaint.detect.draw import outline_labels
-    from qupaint.seg import segment
     from qupaint.seg.train import thin_mask
     from qupaint.synthia import Synthia, SynthiaConfig
 
@@ -433,7 +433,6 @@ def synthia_vs_real(path: Path, per_row: int = 4, size: int = 256) -> None:
         cands.sort(reverse=True)
         _, y, x = cands[k // len(chips)]
         real.append(c[y : y + size, x : x + size])
-    seg = [outline_labels(im, segment(im)) for im in real]
     syn = Synthia(SynthiaConfig.realistic(seed=11, height=size, width=size))
     realistic = []
     for k in range(per_row):
@@ -441,7 +440,7 @@ def synthia_vs_real(path: Path, per_row: int = 4, size: int = 256) -> None:
         realistic.append(outline_labels(smp.image, thin_mask(smp) * smp.masks, (255, 220, 0)))
     classic_syn = Synthia(SynthiaConfig(seed=11, height=size, width=size, radius_px=(8.0, 40.0)))
     classic = [classic_syn.sample(k).image for k in range(per_row)]
-    rows = [("real chips (MaskTerial)", real), ("real + segmenter (trained on Synthia)", seg),
+    rows = [("real chips (MaskTerial)", real),
             ("Synthia realistic (thin flakes outlined)", realistic),
             ("Synthia classic", classic)]  # fmt: skip
     fig, axes = plt.subplots(len(rows), per_row, figsize=(2.4 * per_row, 2.5 * len(rows)),
