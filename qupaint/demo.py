@@ -310,7 +310,7 @@ def real_micrographs(out: Path, log=None) -> list[Path]:
     from qupaint.bench.real import mask_boxes, score_real
     from qupaint.color import Microscope
     from qupaint.detect import detect
-    from qupaint.detect.batch import detect_batch
+    from qupaint.detect.batch import detect_batch, flake_counts_line
     from qupaint.detect.draw import outline_labels
 
     mic = Microscope.load("2dmatgmm")
@@ -321,7 +321,9 @@ def real_micrographs(out: Path, log=None) -> list[Path]:
                          "auto", camera=cam, um_per_px=scale, min_score=MIN_SCORE,
                          oxide_prior_nm=prior)  # fmt: skip
         if log:
-            log(f"real {mat} chip: {s['flakes']} flakes, {s['monolayer_candidates']} monolayer")
+            log(f"real {mat} chip: {flake_counts_line(s)}"
+                + (" (the top one is the shadow of a bulk crystal: not yet rejected)"
+                   if mat == "WS2" else ""))
     paths.append(out / "real" / "chips")
     panels, rows, gts, all_dets = [], [], [], []
     for name in ("GrapheneH_grey", "GrapheneH_purple"):
