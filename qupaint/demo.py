@@ -321,9 +321,7 @@ def real_micrographs(out: Path, log=None) -> list[Path]:
                          "auto", camera=cam, um_per_px=scale, min_score=MIN_SCORE,
                          oxide_prior_nm=prior)  # fmt: skip
         if log:
-            log(f"real {mat} chip: {flake_counts_line(s)}"
-                + (" (the top one is the shadow of a bulk crystal: not yet rejected)"
-                   if mat == "WS2" else ""))
+            log(f"real {mat} chip: {flake_counts_line(s)}")
     paths.append(out / "real" / "chips")
     panels, rows, gts, all_dets = [], [], [], []
     for name in ("GrapheneH_grey", "GrapheneH_purple"):
