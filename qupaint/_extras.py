@@ -18,7 +18,8 @@ __all__ = ["EXTRAS", "extra_for", "hint", "require"]
 EXTRAS: dict[str, tuple[str, ...]] = {
     "model": ("transformers", "accelerate", "tokenizers", "safetensors", "xgrammar"),
     "scan": ("sqlalchemy", "alembic", "skimage"),
-    "web": ("fastapi", "uvicorn", "multipart", "python_multipart", "starlette"),
+    "web": ("fastapi", "uvicorn", "multipart", "python_multipart", "starlette",
+            "fastapi_offline"),
 }
 
 

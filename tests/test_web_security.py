@@ -331,3 +331,15 @@ def _ignore(fn, *args):
         fn(*args)
     except Exception:
         pass
+
+
+def test_api_docs_are_served_from_the_package(db):
+    """/docs loaded Swagger UI from a CDN: blank on a lab PC without internet."""
+    c = TestClient(create_app(db), base_url="http://127.0.0.1")
+    html = c.get("/docs").text
+    assert "/docs-assets/swagger-ui-bundle.js" in html and "cdn" not in html.lower()
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        r = c.get(f"/docs-assets/{asset}")
+        assert r.status_code == 200 and len(r.content) > 10_000
+    assert "/docs-assets/redoc.standalone.js" in c.get("/redoc").text
+    assert c.get("/openapi.json").json()["info"]["title"] == "qupaint"

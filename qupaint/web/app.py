@@ -35,6 +35,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from qupaint.web.routes import chipmap, exports, flakes, pages, uploads
@@ -96,8 +97,10 @@ def create_app(db, map_dir: str | Path | None = None, token: str | None = None,
         finally:  # the server stops (SIGTERM included): its upload workers with it
             state.close_pool()
 
-    app = FastAPI(title="qupaint", version="1", description=__doc__.split("\n\n")[0],
-                  lifespan=lifespan)  # fmt: skip
+    # the API docs (Swagger UI, ReDoc) are served from a package (fastapi-offline), not a
+    # CDN: a lab PC without internet gets them too
+    app = FastAPIOffline(title="qupaint", version="1", description=__doc__.split("\n\n")[0],
+                         lifespan=lifespan, static_url="/docs-assets")  # fmt: skip
     app.state.Session = Session
     app.state.qupaint = state
     app.middleware("http")(_guard(state))
