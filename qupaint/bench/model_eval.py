@@ -59,14 +59,9 @@ def evaluate_model_detection(model, processor, gt_json, images_dir=None, fmt: st
     is (:func:`~qupaint.model.whole_image.answer_whole_images`: windows around the
     candidates, each box ranked by the physics score of the candidate it reports)."""
     from qupaint.model.inference import generate_answers
-    from qupaint.model.whole_image import EVIDENCE, answer_whole_images
+    from qupaint.model.whole_image import answer_whole_images, resolve_evidence
 
-    reads_regions = bool(getattr(model.config, "region_tokens", 0))
-    if evidence is None:
-        evidence = "physics" if reads_regions else "vision"
-    if evidence not in EVIDENCE or (evidence == "physics" and not reads_regions):
-        raise ValueError(f"evidence: one of {EVIDENCE} ('physics' needs a region-token "
-                         f"model); got {evidence!r}")  # fmt: skip
+    evidence = resolve_evidence(model, evidence, True)  # the images' records name material
     gt = load_json(gt_json)
     root = Path(images_dir) if images_dir else Path(gt_json).parent
     images = gt["images"][:limit] if limit else gt["images"]
@@ -322,19 +317,14 @@ def evaluate_model_real(model, processor, images_dir, masks_dir=None, tile: int 
     from qupaint.instruct import templates as T
     from qupaint.model.inference import generate_answers
     from qupaint.model.whole_image import (
-        EVIDENCE,
         answer_whole_images,
         empty_windows,
         physics_candidates,
+        resolve_evidence,
         window_regions,
     )
 
-    reads_regions = bool(getattr(model.config, "region_tokens", 0))
-    if evidence is None:
-        evidence = "physics" if material and reads_regions else "vision"
-    if evidence not in EVIDENCE or (evidence == "physics" and not (material and reads_regions)):
-        raise ValueError(f"evidence: one of {EVIDENCE} ('physics' needs material= and a "
-                         f"region-token model); got {evidence!r}")  # fmt: skip
+    evidence = resolve_evidence(model, evidence, bool(material))
     t0 = time.perf_counter()
     pairs = find_masked_images(images_dir, masks_dir)
     mic = Microscope.load(microscope) if material else None
@@ -343,13 +333,14 @@ def evaluate_model_real(model, processor, images_dir, masks_dir=None, tile: int 
           "few": ("count", T.COUNT_Q[0].format(cat=CATEGORY_PHRASES[FEW], material="flake")),
           "verify": ("verify",
                      T.VERIFY_Q[1].format(cat=CATEGORY_PHRASES[MONO], material="2D"))}  # fmt: skip
-    tiles, gt_boxes, images = [], [], []
+    tiles, gt_boxes, images, found = [], [], [], []
     for k, p in enumerate(pairs):
         img, mask = read_rgb(p.image), read_mask(p.mask)
         gt_boxes.append(mask_boxes(mask))
         images.append(img)
         win = real_tile_questions(img, mask, tile)
         cands = physics_candidates(img, material, mic) if material else []
+        found.append(cands)  # the physics runs once per image, for every question
         empty = (empty_windows(img, [xy for _, xy, _ in win], tile, material, candidates=cands)
                  if material else set())  # fmt: skip
         tiles += [(k, crop, xy, truth, xy in empty,
@@ -383,7 +374,8 @@ def evaluate_model_real(model, processor, images_dir, masks_dir=None, tile: int 
     # locate: the whole image, as answer_whole_images answers it (windows around the physics
     # candidates with physics evidence, else the grid; boxes merged over windows)
     located = answer_whole_images(model, processor, images, [DETECT_Q[0]] * len(images), mic,
-                                  material, fmt, evidence=evidence, **gen)  # fmt: skip
+                                  material, fmt, evidence=evidence,
+                                  candidates=found if material else None, **gen)  # fmt: skip
     dets: list[list[dict]] = []
     for a in located:
         parsed += a.parsed

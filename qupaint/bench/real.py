@@ -235,9 +235,6 @@ def calibrated_detector_from(material: str, microscope=None, min_score: float = 
     images (:func:`qupaint.detect.calibrate.calibrate_from_masks`, without layer numbers,
     as ``qupaint calibrate --images --masks`` does) and returns the detector using it
     (detections scoring ``min_score`` or more)."""
-    import json
-    import tempfile
-
     from qupaint.color import Microscope
     from qupaint.detect import DetectorConfig, detect
     from qupaint.detect.calibrate import calibrate_from_masks
@@ -247,10 +244,7 @@ def calibrated_detector_from(material: str, microscope=None, min_score: float = 
 
     def build(pairs):
         fit = calibrate_from_masks(list(pairs), material, start.camera, um_per_px=scale)
-        with tempfile.TemporaryDirectory() as tmp:  # read back through the one reader
-            path = Path(tmp) / "camera.json"
-            path.write_text(json.dumps(fit))
-            mic = Microscope.load(path)
+        mic = Microscope.from_dict(fit, "calibration")  # read as its camera file would be
         cfg = DetectorConfig.for_microscope(mic)
 
         def run(img):

@@ -114,6 +114,13 @@ class Microscope:
             raise ValueError(f"camera: {path} is not JSON ({exc})") from exc
         if not isinstance(d, dict):
             raise ValueError(f"camera: {path} holds no camera (expected a JSON object)")
+        return cls.from_dict(d, name, preset)
+
+    @classmethod
+    def from_dict(cls, d: dict, name: str = "camera", preset: bool = False) -> Microscope:
+        """A microscope from a camera file's contents (:meth:`to_dict`'s form, or what
+        ``qupaint calibrate`` writes); ``name`` names it in errors. A preset's oxide is its
+        calibration chip's, so it becomes the prior (``oxide_prior_nm``), not the oxide."""
         camera = Camera.from_dict(d.get("camera", d))
         oxide = _opt_float(d, "oxide_nm", name)
         resp = d.get("response")

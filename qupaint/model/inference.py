@@ -84,7 +84,6 @@ def generate_answers(
         if not getattr(model.config, "region_tokens", 0):
             raise ValueError("regions: this model reads no region tokens "
                              "(config.region_tokens is 0); give regions=None")  # fmt: skip
-    gen["regions"] = regions
     regexes: list[str | None] = [None] * len(questions)
     expects: list[str | None] = [None] * len(questions)
     if constrain:
@@ -107,7 +106,7 @@ def generate_answers(
     for start in range(0, len(images), batch_size):
         rows = list(range(start, min(start + batch_size, len(images))))
         texts, done = _generate(model, processor, images, questions, rows, regexes, gen, backend,
-                                device, dtype)  # fmt: skip
+                                device, dtype, regions)  # fmt: skip
         out, ended = out + texts, ended + done
         if progress:
             progress(len(out), len(images))
@@ -120,7 +119,7 @@ def generate_answers(
         for start in range(0, len(redo), batch_size):
             rows = redo[start : start + batch_size]
             texts, _ = _generate(model, processor, images, questions, rows, regexes, sampled,
-                                 backend, device, dtype)  # fmt: skip
+                                 backend, device, dtype, regions)  # fmt: skip
             for i, text in zip(rows, texts, strict=True):
                 out[i] = text
         redo = [i for i in redo if not _parses(out[i], fmt, expects[i])]
@@ -238,14 +237,13 @@ def _referred_class(regions, box) -> int | None:
 
 
 def _generate(model, processor, images, questions, rows, regexes, gen, backend, device,
-              dtype) -> tuple[list[str], list[bool]]:  # fmt: skip
+              dtype, regions=None) -> tuple[list[str], list[bool]]:  # fmt: skip
     """Answers to questions ``rows`` (indices), as one left-padded batch, and whether each
-    ended (rather than being cut at the token limit)."""
+    ended (rather than being cut at the token limit); ``regions`` as in
+    :func:`generate_answers`."""
     batch = processor([images[i] for i in rows], questions=[questions[i] for i in rows])
     batch = {k: v.to(device) for k, v in batch.items()}
     batch["pixel_values"] = batch["pixel_values"].to(dtype)
-    gen = dict(gen)
-    regions = gen.pop("regions", None)
     extra = {}
     if regions is not None:
         from qupaint.model.regions import region_ids

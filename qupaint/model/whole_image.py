@@ -32,7 +32,8 @@ import numpy as np
 
 __all__ = ["EVIDENCE", "MODEL_UM_PER_PX", "WHOLE_IMAGE_TASKS", "WholeImageAnswer",
            "answer_whole_images", "empty_windows", "evidence_scores", "merge_boxes",
-           "physics_candidates", "proposal_windows", "REGIONS_PER_WINDOW", "window_regions",
+           "physics_candidates", "proposal_windows", "REGIONS_PER_WINDOW", "resolve_evidence",
+           "window_regions",
            "window_starts"]  # fmt: skip
 
 #: the image scale the shipped models were trained at (µm per pixel)
@@ -148,6 +149,23 @@ def _phrase(question: str) -> str | None:
 
     q = question.lower()
     return next((p for p in CATEGORY_PHRASES.values() if p in q), None)
+
+
+def resolve_evidence(model, evidence: str | None, physics: bool) -> str:
+    """What ``model`` reads about an image (one of :data:`EVIDENCE`): ``evidence`` when
+    given, else ``"physics"`` where the physics candidates can be had (``physics``: a
+    material or the candidates are known) and the model reads region tokens, else
+    ``"vision"``. A ValueError names what ``"physics"`` needs when it cannot be had."""
+    reads_regions = bool(getattr(model.config, "region_tokens", 0))
+    if evidence is None:
+        evidence = "physics" if physics and reads_regions else "vision"
+    if evidence not in EVIDENCE:
+        raise ValueError(f"evidence: one of {EVIDENCE}; got {evidence!r}")
+    if evidence == "physics" and not (physics and reads_regions):
+        raise ValueError("evidence='physics' needs the physics detector's candidates "
+                         "(material= names its material, or candidates= gives them) and a "
+                         "model that reads region tokens; or use evidence='vision'")  # fmt: skip
+    return evidence
 
 
 def physics_candidates(image: np.ndarray, material: str, microscope=None,
@@ -325,16 +343,7 @@ def answer_whole_images(model, processor, images: Sequence, questions: Sequence[
 
     if len(images) != len(questions):
         raise ValueError(f"{len(images)} images but {len(questions)} questions")
-    reads_regions = bool(getattr(model.config, "region_tokens", 0))
-    knows = material is not None or candidates is not None  # the physics can be had
-    if evidence is None:
-        evidence = "physics" if knows and reads_regions else "vision"
-    if evidence not in EVIDENCE:
-        raise ValueError(f"evidence: one of {EVIDENCE}; got {evidence!r}")
-    if evidence == "physics" and not (knows and reads_regions):
-        raise ValueError("evidence='physics' needs material= (the physics detector's "
-                         "material) or candidates=, and a model that reads region tokens; "
-                         "or use evidence='vision'")  # fmt: skip
+    evidence = resolve_evidence(model, evidence, material is not None or candidates is not None)
     if candidates is not None and len(candidates) != len(images):
         raise ValueError(f"candidates: {len(candidates)} lists for {len(images)} images")
     mic = Microscope.load(microscope) if microscope is not None else None

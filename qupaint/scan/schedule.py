@@ -55,6 +55,11 @@ def _thumb(img: np.ndarray, x0: int, y0: int, w: int, h: int, side: int = 160) -
     return image_bytes(im, "JPEG", quality=85)
 
 
+def unreadable(reason: str) -> dict:
+    """The result of a frame that cannot be read: no pixels, no detections, the reason."""
+    return {"width": 0, "height": 0, "dets": [], "error": reason}
+
+
 def detect_frame(path: str) -> dict:
     """One frame's detections above the minimum score, each with its mask (bit-packed), its
     box in the frame, whether the frame's border cuts it, and a JPEG thumbnail; a frame
@@ -65,7 +70,7 @@ def detect_frame(path: str) -> dict:
     try:
         img = read_rgb(path)
     except ValueError as exc:  # a truncated or corrupt frame: skipped, with the reason
-        return {"width": 0, "height": 0, "dets": [], "error": str(exc)}
+        return unreadable(str(exc))
     H, W = img.shape[:2]
     dets = detect(img, job["material"], job["oxide_nm"], job["config"], camera=job["camera"],
                   um_per_px=job["um_per_px"], masks=True,
@@ -172,8 +177,7 @@ class FrameScheduler:
                     try:
                         path = str(frame_path(folder, f.file))
                     except ValueError as exc:  # recorded as unreadable, never read
-                        pending.append((f, _Done(lambda e: {"width": 0, "height": 0,
-                                                            "dets": [], "error": e}, str(exc))))
+                        pending.append((f, _Done(unreadable, str(exc))))
                         continue
                     fut = pool.submit(detect_frame, path) if pool else _Done(detect_frame, path)
                     pending.append((f, fut))

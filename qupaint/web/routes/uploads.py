@@ -12,7 +12,7 @@ import json
 import numpy as np
 from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
 
-from qupaint._io import check_image_shape, image_bytes, rgb8
+from qupaint._io import check_image_shape, rgb8
 from qupaint.constants import MAX_OXIDE_NM, MIN_SCORE, OXIDE_RANGE_NM
 from qupaint.web.state import AppState, app_state
 
@@ -22,23 +22,21 @@ router = APIRouter()
 LO, HI = OXIDE_RANGE_NM
 
 
+#: the answer to an upload that is no image
+NOT_AN_IMAGE = "the upload is not an image PIL can read (PNG, JPEG, TIFF, ...)"
+
+
 def image_from_upload(data: bytes) -> np.ndarray:
-    """Decode an upload (any PIL format); anything else is a 415."""
+    """Decode an upload (any PIL format) as [H, W, 3] uint8: its shape checked from the
+    header first (:func:`_shape_of`: 413), anything that does not decode a 415."""
     from PIL import Image, UnidentifiedImageError
 
+    _shape_of(data)
     try:
         with Image.open(io.BytesIO(data)) as im:
-            try:  # from the header, before decoding: no shape makes the work unbounded
-                check_image_shape(im.width, im.height, "upload")
-            except ValueError as exc:
-                raise HTTPException(413, str(exc)) from None
             return rgb8(im)
-    except Image.DecompressionBombError as exc:  # PIL's own limit, far above ours
-        raise HTTPException(413, f"upload: {exc}") from None
     except (UnidentifiedImageError, OSError, ValueError):
-        raise HTTPException(
-            415, "the upload is not an image PIL can read (PNG, JPEG, TIFF, ...)"
-        ) from None
+        raise HTTPException(415, NOT_AN_IMAGE) from None
 
 
 async def _read_upload_bytes(file: UploadFile, state: AppState) -> bytes:
@@ -60,8 +58,7 @@ def _shape_of(data: bytes) -> tuple[int, int]:
     except Image.DecompressionBombError as exc:
         raise HTTPException(413, f"upload: {exc}") from None
     except (UnidentifiedImageError, OSError, ValueError):
-        raise HTTPException(
-            415, "the upload is not an image PIL can read (PNG, JPEG, TIFF, ...)") from None
+        raise HTTPException(415, NOT_AN_IMAGE) from None
     try:
         check_image_shape(*size, "upload")
     except ValueError as exc:
@@ -102,14 +99,11 @@ async def detect_upload(file: UploadFile = File(...), material: str = Form(...),
 
 def _detect_job(data: bytes, material: str, camera: str, um_per_px: float | None) -> dict:
     """``/api/detect``'s work, in a worker: the upload decoded, its flakes found and drawn."""
-    from PIL import Image, ImageDraw, ImageFont
-
     from qupaint.categories import CATEGORY_NAMES, THICK_MIN_LAYERS
     from qupaint.color import Microscope
     from qupaint.detect import detect
     from qupaint.detect.batch import count_flakes, flake_counts_line
-    from qupaint.detect.draw import CATEGORY_COLORS, outline_labels
-    from qupaint.rle import decode as decode_rle
+    from qupaint.detect.draw import draw_detections
 
     img = image_from_upload(data)
     mic = Microscope.load(camera)
@@ -118,20 +112,12 @@ def _detect_job(data: bytes, material: str, camera: str, um_per_px: float | None
     # the thin-flake candidates first, best first, then the thick ones: rows numbered as
     # the outlines are
     dets.sort(key=lambda d: (d["layers"] >= THICK_MIN_LAYERS, -d["score"]))
-    out = img.copy()
-    for d in dets:
-        lab = decode_rle(d.pop("segmentation")).astype(np.int32)
-        out = outline_labels(out, lab, CATEGORY_COLORS.get(d["category_id"], (255,) * 3))
-    canvas = Image.fromarray(out)
-    draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default(size=max(14, img.shape[1] // 80))
+    buf = io.BytesIO()
+    draw_detections(img, dets, buf, um_per_px=um_per_px, numbers=True)
     for k, d in enumerate(dets, start=1):
+        del d["segmentation"]
         d["number"], d["class"] = k, CATEGORY_NAMES[d["category_id"]]
-        x, y = d["bbox"][:2]
-        draw.text((x, max(0.0, y - font.size - 2)), str(k), font=font,
-                  fill=CATEGORY_COLORS.get(d["category_id"], (255,) * 3),
-                  stroke_width=2, stroke_fill=(0, 0, 0))  # fmt: skip
-    png = base64.b64encode(image_bytes(np.asarray(canvas))).decode("ascii")
+    png = base64.b64encode(buf.getvalue()).decode("ascii")
     counts = count_flakes(dets)
     return {"width": int(img.shape[1]), "height": int(img.shape[0]), "material": material,
             "counts": counts, "summary": flake_counts_line(counts), "detections": dets,
