@@ -448,7 +448,6 @@ def replay_scan(src: str | Path, dst: str | Path, rate: float = 2.0, on_frame=No
     ``rate`` per second (each image written atomically, then its row appended to
     ``positions.csv``), then ``done_marker``. Returns the arrival time (``time.time()``)
     of each frame; ``on_frame(k, t)`` is called after each."""
-    import shutil
     import time
 
     if not rate > 0:
@@ -458,8 +457,8 @@ def replay_scan(src: str | Path, dst: str | Path, rate: float = 2.0, on_frame=No
         rows = list(csv.reader(f))
     dst.mkdir(parents=True, exist_ok=True)
     for name in ("chip.json",):
-        if (src / name).is_file():
-            shutil.copyfile(src / name, dst / name)
+        if (src / name).is_file():  # atomically: a reader of the folder never sees it half
+            atomic_write_bytes(dst / name, (src / name).read_bytes())
     pos = dst / "positions.csv"
     with open(pos, "w", newline="") as f:
         csv.writer(f).writerow(rows[0])
