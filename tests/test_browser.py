@@ -33,6 +33,17 @@ FLAGS = [
 ]
 
 
+def _wait_until(page, expression: str, timeout_s: float = 30.0) -> None:
+    """Poll ``expression`` in the page until truthy. Playwright's ``wait_for_function``
+    evaluates its predicate with ``eval``, which the app's CSP (rightly) refuses;
+    ``page.evaluate`` goes through DevTools and is not subject to it."""
+    stop = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        if time.monotonic() > stop:
+            raise AssertionError(f"timed out waiting for {expression}")
+        page.wait_for_timeout(50)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -87,6 +98,22 @@ def page(server):
         browser.close()
 
 
+@pytest.fixture(autouse=True)
+def no_csp_violation(page):
+    """Every page runs under the app's Content-Security-Policy (no inline script): Chromium
+    reports what the policy refused on the console, and no test may see one."""
+    seen: list[str] = []
+
+    def on_console(msg):
+        seen.append(msg.text)
+
+    page.on("console", on_console)
+    yield
+    page.remove_listener("console", on_console)
+    refused = [t for t in seen if "Content Security Policy" in t or t.startswith("Refused to")]
+    assert not refused, refused
+
+
 def test_map_loads_with_flake_markers(server, page):
     url, _, _ = server
     page.goto(url + "/")
@@ -118,7 +145,7 @@ def test_filter_monolayers_over_100um2(server, page):
     page.fill("input[name=min_area_um2]", "100")
     before = page.get_attribute("body", "data-loaded")
     page.click("#apply")
-    page.wait_for_function(f"document.body.dataset.loaded !== '{before}'")
+    _wait_until(page, f"document.body.dataset.loaded !== '{before}'")
     total = int(page.get_attribute("#count", "data-total"))
     assert total == len(query_flakes(db, layers=[1], min_area_um2=100)) > 0
     rows = page.locator("#table tbody tr")
@@ -156,6 +183,10 @@ def test_upload_an_image_and_see_detections(server, page):
     assert int(page.get_attribute("#summary", "data-count")) > 0
     assert page.get_attribute("#overlay", "src").startswith("data:image/png;base64,")
     assert page.locator("#dets tr").count() > 1
+    # the rows are numbered as the outlines are, 1..n, and name their class
+    numbers = page.locator("#dets tr td:nth-child(1)").all_inner_texts()
+    assert numbers == [str(k) for k in range(1, len(numbers) + 1)]
+    assert all(c for c in page.locator("#dets tr td:nth-child(2)").all_inner_texts())
     page.screenshot(path=str(ARTIFACTS / "try.png"), full_page=True)
 
 
@@ -178,7 +209,7 @@ def test_calibrate_marks_the_clicks_and_shows_the_fit(server, page):
     frame = next(k for k, v in sorted(by_frame.items()) if len(v) == 2)
     page.goto(url + "/calibrate")
     page.set_input_files("#file", str(root / "chip" / frame))
-    page.wait_for_function("document.querySelector('#calimg').naturalWidth > 0")
+    _wait_until(page, "document.querySelector('#calimg').naturalWidth > 0")
     box = page.locator("#calimg").bounding_box()
     for layers in (1, 2):
         f, im = by_frame[frame][layers]
@@ -190,14 +221,24 @@ def test_calibrate_marks_the_clicks_and_shows_the_fit(server, page):
     assert page.locator(".click").count() == 2
     page.click("#fit")
     page.wait_for_selector("#result[data-oxide]", timeout=60000)
-    assert "SiO" in page.inner_text("#result") and "rms" in page.inner_text("#result")
+    text = page.inner_text("#result")
+    assert "SiO" in text and "rms" in text and "±" in text  # the oxide with its uncertainty
+    plot = page.locator("#ladderplot")  # the ladder plot, drawn
+    assert plot.get_attribute("src").startswith("data:image/png;base64,")
+    assert page.evaluate("document.querySelector('#ladderplot').naturalWidth") > 100
     assert not page.locator("#download").is_hidden()
     page.screenshot(path=str(ARTIFACTS / "calibrate.png"), full_page=True)
 
 
 def test_api_docs_render_without_internet(server, page):
-    """The headless browser here has no internet: Swagger UI renders from the package."""
+    """Swagger UI renders from the package: no request leaves 127.0.0.1."""
     url, _, _ = server
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
     page.goto(url + "/docs")
     page.wait_for_selector(".swagger-ui .opblock", timeout=30000)
     assert page.locator(".opblock").count() > 5
+    page.wait_for_timeout(500)
+    outside = [u for u in requests if not u.startswith((url, "data:", "blob:"))]
+    assert not outside, outside
+    assert any("/docs-assets/swagger-ui-bundle.js" in u for u in requests)

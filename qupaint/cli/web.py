@@ -20,6 +20,11 @@ def serve(
         None,
         help="Require this token on every request (generated and printed when --host is not local)",
     ),
+    token_file: Path = typer.Option(
+        None,
+        help="Read the token from this file's first line instead (kept off the command "
+        "line; write a new one into it to rotate the token, no restart)",
+    ),
     map_dir: Path = typer.Option(
         None, "--map", help="A `qupaint map --dzi` folder (default: map/ beside the database)"
     ),
@@ -36,13 +41,15 @@ def serve(
 
     if "://" not in db and not Path(db).is_file():
         fail(f"--db {db} does not exist (qupaint scan writes it)")
-    if host not in LOCAL_HOSTS and token is None:
+    if token is not None and token_file is not None:
+        fail("give --token or --token-file, not both")
+    if host not in LOCAL_HOSTS and token is None and token_file is None:
         token = new_token()
-    if token is not None and len(token) < 8:
-        fail("--token: use at least 8 characters")
     with user_errors():
         web = create_app(db, map_dir=map_dir, token=token, max_upload_mb=max_upload_mb,
-                         hosts=(host,), workers=workers, time_limit_s=time_limit_s)  # fmt: skip
+                         hosts=(host,), workers=workers, time_limit_s=time_limit_s,
+                         token_file=token_file)  # fmt: skip
+    token = web.state.qupaint.current_token()
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
     console.print(f"serving {db} at {url}  (Ctrl-C stops)")

@@ -73,6 +73,10 @@ class CameraFit:
     residuals : [n_obs, 3] model minus measured contrast.
     predicted : [n_obs, 3] model contrast.
     alternatives : other (oxide_nm, rms) local solutions, best first.
+    oxide_sd_nm : the oxide's standard uncertainty (1 sigma) within its solution: from the
+        fit's Jacobian (``(J^T J)^-1``, residuals in units of the contrasts' uncertainty,
+        the camera's prior included), NaN where the fit sits on the range's edge. The
+        other solutions (``alternatives``) are not in it.
     """
 
     camera: Camera
@@ -81,11 +85,13 @@ class CameraFit:
     residuals: np.ndarray
     predicted: np.ndarray
     alternatives: list[tuple[float, float]] = field(default_factory=list)
+    oxide_sd_nm: float = float("nan")
 
     def to_dict(self) -> dict:
         return {
             "camera": self.camera.to_dict(),
             "oxide_nm": self.oxide_nm,
+            "oxide_sd_nm": None if math.isnan(self.oxide_sd_nm) else round(self.oxide_sd_nm, 3),
             "rms": self.rms,
             "residuals": np.round(self.residuals, 6).tolist(),
             "alternatives": [[round(o, 2), round(r, 6)] for o, r in self.alternatives],
@@ -291,9 +297,9 @@ def fit_camera(
         p0 = mean.copy()
         p0[0] = t0
         r = least_squares(residuals, p0, bounds=(lower, upper), x_scale="jac", max_nfev=200)
-        fits.append((r.cost, r.x))
+        fits.append((r.cost, r.x, r.jac))
     fits.sort(key=lambda f: f[0])
-    best = fits[0][1]
+    best, jac = fits[0][1], fits[0][2]
     cam = _camera_from(best, illuminant, gamma)
     predicted = _contrast(stacks.spectra(np.array([best[0]]), best[7], cam.angles), cam, wl)[0]
     resid = predicted - C
@@ -302,10 +308,20 @@ def fit_camera(
         m = _contrast(spectra(p[0], p[7]), _camera_from(p, illuminant, gamma), wl)[0]
         return float(np.sqrt(np.mean((m - C) ** 2)))
 
-    alternatives = [(float(p[0]), rms_of(p)) for _, p in fits[1:]
+    alternatives = [(float(p[0]), rms_of(p)) for _, p, _ in fits[1:]
                     if abs(p[0] - best[0]) > 2 * grid_step_nm]  # fmt: skip
     return CameraFit(cam, float(best[0]), float(np.sqrt(np.mean(resid**2))), resid, predicted,
-                     alternatives)  # fmt: skip
+                     alternatives, _oxide_sd(jac, best[0], lo, hi, grid_step_nm))  # fmt: skip
+
+
+def _oxide_sd(jac: np.ndarray, oxide: float, lo: float, hi: float, step: float) -> float:
+    """The oxide's 1-sigma uncertainty from a least-squares Jacobian (first parameter);
+    NaN on the range's edge, where the curvature does not bound it."""
+    if hi - lo < step or min(oxide - lo, hi - oxide) < 0.5 * step:
+        return float("nan")
+    J = np.asarray(jac, dtype=np.float64)
+    cov = np.linalg.pinv(J.T @ J)
+    return float(np.sqrt(cov[0, 0])) if cov[0, 0] > 0 else float("nan")
 
 
 def layer_contrast_grid(

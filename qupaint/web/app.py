@@ -39,11 +39,18 @@ from fastapi_offline import FastAPIOffline
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from qupaint.web.routes import chipmap, exports, flakes, pages, uploads
-from qupaint.web.state import AppState
+from qupaint.web.state import AppState, check_token, read_token_file
 
-__all__ = ["LOCAL_HOSTS", "create_app", "host_name", "new_token"]
+__all__ = ["CSP", "LOCAL_HOSTS", "create_app", "host_name", "new_token"]
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+#: the Content-Security-Policy of every response: scripts from this origin only (no inline
+#: script, no eval), nothing framed, no plugin, forms and fetches to this origin. Inline
+#: styles stay allowed: Swagger UI inserts ``<style>`` elements, and a style cannot
+#: run code. ``data:``/``blob:`` images are the upload's overlay and the clicked micrograph.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+       "img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; "
+       "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")  # fmt: skip
 #: hosts that need no token: the app is reachable from this machine only
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -66,15 +73,18 @@ def new_token() -> str:
 
 def create_app(db, map_dir: str | Path | None = None, token: str | None = None,
                max_upload_mb: float = 25.0, hosts=(), workers: int = 1,
-               time_limit_s: float = 60.0) -> FastAPI:  # fmt: skip
+               time_limit_s: float = 60.0,
+               token_file: str | Path | None = None) -> FastAPI:  # fmt: skip
     """The web app on database ``db`` (path or URL). ``map_dir``: a ``qupaint map --dzi``
-    folder (default: ``map/`` beside a SQLite database, when there). ``token``: required
-    on every request when given. Without a token, only requests addressed to this
-    machine's loopback names (:data:`~qupaint.web.LOCAL_HOSTS`) or to ``hosts`` (the
-    address it serves on) are answered: a page on another site whose name an attacker
-    points at 127.0.0.1 (DNS rebinding) sends its own name as ``Host`` and is refused.
-    Uploads are decoded and detected in ``workers`` processes, each within
-    ``time_limit_s`` seconds (503 after), so that the server keeps answering meanwhile."""
+    folder (default: ``map/`` beside a SQLite database, when there). ``token``: required on
+    every request when given; ``token_file``: a file holding it (first line), read again
+    when it changes, so that a new token written into it takes over without a restart (the
+    token then never appears on a command line). Without a token, only requests addressed to
+    this machine's loopback names (:data:`~qupaint.web.LOCAL_HOSTS`) or to ``hosts`` (the
+    address it serves on) are answered: a page on another site whose name an attacker points
+    at 127.0.0.1 (DNS rebinding) sends its own name as ``Host`` and is refused. Uploads are
+    decoded and detected in ``workers`` processes, each within ``time_limit_s`` seconds (503
+    after), so that the server keeps answering meanwhile."""
     import contextlib
 
     if workers < 1 or not time_limit_s > 0:
@@ -86,9 +96,19 @@ def create_app(db, map_dir: str | Path | None = None, token: str | None = None,
         guess = Path(db).parent / "map"
         map_dir = guess if (guess / "layout.json").is_file() else None
     map_dir = Path(map_dir) if map_dir else None
+    if token is not None and token_file is not None:
+        raise ValueError("give token or token_file, not both")
+    if token is not None:
+        check_token(token)
+    if token_file is not None:
+        token_file = Path(token_file)
+        if not token_file.is_file():
+            raise ValueError(f"token_file: {token_file} does not exist; write a token into it "
+                             "(qupaint.web.new_token())")  # fmt: skip
+        read_token_file(token_file)  # the first token must be fit: later ones only replace it
     state = AppState(db, Session, map_dir, max_upload_mb, token,
                      frozenset(h.lower().strip("[]") for h in (*LOCAL_HOSTS, *hosts)),
-                     int(workers), float(time_limit_s))  # fmt: skip
+                     int(workers), float(time_limit_s), token_file)  # fmt: skip
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
@@ -97,10 +117,12 @@ def create_app(db, map_dir: str | Path | None = None, token: str | None = None,
         finally:  # the server stops (SIGTERM included): its upload workers with it
             state.close_pool()
 
-    # the API docs (Swagger UI, ReDoc) are served from a package (fastapi-offline), not a
-    # CDN: a lab PC without internet gets them too
+    # the API docs' assets (Swagger UI) come from a package (fastapi-offline), not a
+    # CDN: a lab PC without internet gets them too. Their pages are ours (routes.pages),
+    # started from script files: fastapi's pages hold an inline script, which CSP refuses
     app = FastAPIOffline(title="qupaint", version="1", description=__doc__.split("\n\n")[0],
-                         lifespan=lifespan, static_url="/docs-assets")  # fmt: skip
+                         lifespan=lifespan, static_url="/docs-assets", docs_url=None,
+                         redoc_url=None)  # fmt: skip
     app.state.Session = Session
     app.state.qupaint = state
     app.middleware("http")(_guard(state))
@@ -143,10 +165,10 @@ def _guard(state: AppState):
     methods only from the app's own origin (403) (the body size is counted by Starlette's
     RequestBodyLimitMiddleware, 413), and a
     ``Server-Timing`` header on every response."""
-    token = state.token
 
     async def guard(request: Request, call_next):
         t0 = time.perf_counter()
+        token = state.current_token()  # a token file's new token takes over at once
         set_cookie = False
         if token is None and host_name(request.headers.get("host", "")) not in state.hosts:
             return JSONResponse({"detail": "this address is not served without a token "
@@ -176,6 +198,7 @@ def _guard(state: AppState):
         response.headers["Server-Timing"] = f"app;dur={ms:.1f}"
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"  # no framing (clickjacking)
+        response.headers["Content-Security-Policy"] = CSP
         response.headers["Referrer-Policy"] = "no-referrer"  # a ?token= link is not passed on
         if set_cookie:
             response.set_cookie("qupaint_token", token, httponly=True, samesite="strict")

@@ -11,7 +11,32 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 
-__all__ = ["AppState", "app_state", "store"]
+__all__ = ["AppState", "app_state", "check_token", "read_token_file", "store"]
+
+#: the shortest token accepted
+MIN_TOKEN_CHARS = 8
+
+
+def check_token(token: str) -> str:
+    """``token`` when it can serve as one (at least 8 printable ASCII characters, no space:
+    it travels in a header, a cookie and a URL), else a ValueError naming the fix.
+
+    >>> check_token("s3cret-lab-token")
+    's3cret-lab-token'
+    """
+    if len(token) < MIN_TOKEN_CHARS or not all(33 <= ord(c) < 127 for c in token):
+        raise ValueError(f"token: use at least {MIN_TOKEN_CHARS} printable ASCII characters "
+                         "without spaces (qupaint.web.new_token() makes one)")  # fmt: skip
+    return token
+
+
+def read_token_file(path: Path) -> str:
+    """The token on the first line of ``path`` (:func:`check_token`); ValueError when the
+    file is empty or the line is no token, OSError when it cannot be read."""
+    lines = Path(path).read_text(encoding="utf-8").strip().splitlines()
+    if not lines or not lines[0].strip():
+        raise ValueError(f"token_file: {path} holds no token on its first line")
+    return check_token(lines[0].strip())
 
 
 @dataclass
@@ -30,6 +55,10 @@ class AppState:
         The largest upload accepted, MB.
     token : str or None
         The token every request needs, when set.
+    token_file : Path or None
+        A file holding the token instead (first line): read again whenever it changes, so
+        that writing a new token into it rotates the token without a restart
+        (:meth:`current_token`).
     hosts : frozenset of str
         The host names answered without a token (loopback and the served address).
     workers, time_limit_s : int, float
@@ -46,9 +75,26 @@ class AppState:
     #: detection on uploads: worker processes, and the seconds one request may take
     workers: int = 1
     time_limit_s: float = 60.0
+    token_file: Path | None = None
     _pool: Any = field(default=None, repr=False)
+    _token_stamp: Any = field(default=None, repr=False)
     #: the model's contrast per layer of each chip (``/api/flakes/{id}``), computed once
     ladders: dict = field(default_factory=dict, repr=False)
+
+    def current_token(self) -> str | None:
+        """The token requests must carry now: :attr:`token_file`'s, read again when the
+        file's size or time stamp changed; while the file is missing or empty (in the middle
+        of being replaced) the last token read stays in force, so access never opens up."""
+        if self.token_file is None:
+            return self.token
+        try:
+            st = self.token_file.stat()
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+            if stamp != self._token_stamp:
+                self.token, self._token_stamp = read_token_file(self.token_file), stamp
+        except (OSError, ValueError):  # missing, half written or unfit: the last one holds
+            pass
+        return self.token
 
     @property
     def upload_limit(self) -> int:
@@ -68,7 +114,6 @@ class AppState:
                 if "locked" not in str(exc).lower() or k == tries - 1:
                     raise HTTPException(503, "the database is busy; try again") from None
                 time.sleep(0.05 * (k + 1))
-
 
     async def compute(self, fn: Callable, *args):
         """``fn(*args)`` in a worker process, awaited: the server keeps answering other

@@ -1,4 +1,6 @@
-"""The HTML pages (plain HTML and JavaScript shipped in ``qupaint/web/static``)."""
+"""The HTML pages (plain HTML and JavaScript shipped in ``qupaint/web/static``). Every
+page's script is a file under ``/static``, none inline: the app's Content-Security-Policy
+(:data:`qupaint.web.app.CSP`) allows scripts from its own origin only."""
 
 from __future__ import annotations
 
@@ -11,8 +13,11 @@ from fastapi.responses import FileResponse
 __all__ = ["PAGES", "STATIC", "router"]
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
+#: route -> page; ``/docs`` is the API docs (Swagger UI) from the package's copy of its
+#: assets (``fastapi-offline``, mounted at ``/docs-assets``). There is no ``/redoc``: ReDoc
+#: loads its logo from its CDN, which a lab PC without internet cannot reach.
 PAGES = {"/": "map.html", "/flakes": "flakes.html", "/try": "try.html",
-         "/calibrate": "calibrate.html"}  # fmt: skip
+         "/calibrate": "calibrate.html", "/docs": "docs.html"}  # fmt: skip
 
 router = APIRouter(include_in_schema=False)
 

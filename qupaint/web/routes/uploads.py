@@ -174,6 +174,40 @@ def _calibrate_job(data: bytes, material: str, pts, camera: str, radius_px: int,
         fit = fit_camera(obs, oxide_nm=(oxide_lo, oxide_hi), illuminant="A")
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
+    from qupaint.color.calibrate import layer_contrast_grid
+
+    layers = list(range(1, max(n for _, n, _ in obs) + 3))
+    ladder = layer_contrast_grid(material, layers, [fit.oxide_nm], fit.camera)[0]
     return {**fit.to_dict(), "material": material,
             "observations": [{"layers": n, "contrast": c} for _, n, c in obs],
-            "predicted": np.round(fit.predicted, 4).tolist()}  # fmt: skip
+            "predicted": np.round(fit.predicted, 4).tolist(),
+            "ladder": {"layers": layers, "contrast": np.round(ladder, 4).tolist()},
+            "ladder_plot": _ladder_plot(layers, ladder, obs, fit.oxide_nm)}  # fmt: skip
+
+
+def _ladder_plot(layers, ladder: np.ndarray, obs, oxide_nm: float) -> str:
+    """The fitted ladder (model contrast per layer number, one line per channel) with the
+    clicked flakes on it, as a PNG data URI."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.8, 3.2), dpi=100)
+    for k, (name, colour) in enumerate(zip("RGB", ("#d62728", "#2ca02c", "#1f77b4"),
+                                           strict=True)):  # fmt: skip
+        ax.plot(layers, ladder[:, k], "-", color=colour, label=f"{name} fitted")
+        ax.plot([n for _, n, _ in obs], [c[k] for *_, c in obs], "o", color=colour,
+                markerfacecolor="none", markersize=8)  # fmt: skip
+    ax.plot([], [], "ko", markerfacecolor="none", label="your clicks")
+    ax.set_xlabel("layers")
+    ax.set_ylabel("contrast C = I / I_sub - 1")
+    ax.set_title(f"fitted ladder, SiO2 {oxide_nm:.1f} nm", fontsize=10)
+    ax.set_xticks(layers)
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
