@@ -37,7 +37,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_eight_clients_for_30s_no_error_no_lost_update(tmp_path):
+def test_sixteen_clients_for_60s_no_error_no_lost_update(tmp_path):
     render_chip(tmp_path / "chip", ChipConfig(tiles=(3, 2), tile_px=(480, 300), seed=9,
                                               flakes_per_mm2=400.0), workers=1)  # fmt: skip
     db = tmp_path / "flakes.sqlite"
