@@ -181,7 +181,7 @@ def test_upload_an_image_and_see_detections(server, page):
     page.click("#run")
     page.wait_for_selector("#summary[data-count]", timeout=60000)
     assert int(page.get_attribute("#summary", "data-count")) > 0
-    assert page.get_attribute("#overlay", "src").startswith("data:image/png;base64,")
+    assert page.get_attribute("#overlay", "src").startswith("data:image/jpeg;base64,")
     assert page.locator("#dets tr").count() > 1
     # the rows are numbered as the outlines are, 1..n, and name their class
     numbers = page.locator("#dets tr td:nth-child(1)").all_inner_texts()

@@ -121,7 +121,7 @@ def test_detect_upload(client, site):
                     data={"material": "graphene"})  # fmt: skip
     assert r.status_code == 200, r.text
     d = r.json()
-    assert d["detections"] and d["overlay"].startswith("data:image/png;base64,")
+    assert d["detections"] and d["overlay"].startswith("data:image/jpeg;base64,")
     assert all("segmentation" not in x for x in d["detections"])
     bad = client.post("/api/detect", files={"file": ("t.jpg", _jpeg(img), "image/jpeg")},
                       data={"material": "notamaterial"})  # fmt: skip

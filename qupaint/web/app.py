@@ -112,6 +112,7 @@ def create_app(db, map_dir: str | Path | None = None, token: str | None = None,
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
+        state.warm()  # the workers import detection now, not on the first upload
         try:
             yield
         finally:  # the server stops (SIGTERM included): its upload workers with it

@@ -115,6 +115,16 @@ class AppState:
                     raise HTTPException(503, "the database is busy; try again") from None
                 time.sleep(0.05 * (k + 1))
 
+    def warm(self) -> None:
+        """Start the upload workers and have them import what detection needs (some 2 s,
+        which the first upload paid), while the server is idle."""
+        from qupaint._pool import watched_pool
+
+        if self._pool is None:
+            self._pool = watched_pool(self.workers)
+        for _ in range(self.workers):
+            self._pool.submit(_warm_worker)
+
     async def compute(self, fn: Callable, *args):
         """``fn(*args)`` in a worker process, awaited: the server keeps answering other
         requests meanwhile. Longer than :attr:`time_limit_s`: a 503, and the workers are
@@ -152,3 +162,14 @@ def store(request: Request) -> Callable:
     """The session dependency: a function that runs ``fn(session)`` in one retried
     transaction (:meth:`AppState.run`)."""
     return request.app.state.qupaint.run
+
+
+def _warm_worker() -> None:
+    """Imported once per upload worker, ahead of the first upload."""
+    from PIL import ImageFont
+
+    import qupaint.detect
+    import qupaint.detect.draw
+    import qupaint.web.routes.uploads  # noqa: F401
+
+    ImageFont.load_default(size=20)

@@ -113,15 +113,16 @@ def _detect_job(data: bytes, material: str, camera: str, um_per_px: float | None
     # the outlines are
     dets.sort(key=lambda d: (d["layers"] >= THICK_MIN_LAYERS, -d["score"]))
     buf = io.BytesIO()
-    draw_detections(img, dets, buf, um_per_px=um_per_px, numbers=True)
+    # a JPEG: a PNG of 1920x1200 took 1 s of the 1.3 s an upload took
+    draw_detections(img, dets, buf, um_per_px=um_per_px, numbers=True, fmt="JPEG")
     for k, d in enumerate(dets, start=1):
         del d["segmentation"]
         d["number"], d["class"] = k, CATEGORY_NAMES[d["category_id"]]
-    png = base64.b64encode(buf.getvalue()).decode("ascii")
+    jpeg = base64.b64encode(buf.getvalue()).decode("ascii")
     counts = count_flakes(dets)
     return {"width": int(img.shape[1]), "height": int(img.shape[0]), "material": material,
             "counts": counts, "summary": flake_counts_line(counts), "detections": dets,
-            "overlay": f"data:image/png;base64,{png}"}  # fmt: skip
+            "overlay": f"data:image/jpeg;base64,{jpeg}"}  # fmt: skip
 
 
 @router.post("/api/calibrate")
