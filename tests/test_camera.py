@@ -211,13 +211,17 @@ def test_real_flakes_calibrate_and_classify_near_the_labels_ceiling():
     # calibrate on 5 flakes of each of 1 L and 2 L, classify every other flake
     from qupaint.bench.layers import evaluate_layer_crops
 
-    r = evaluate_layer_crops(CROPS, per_class=5, seeds=3)
+    r = evaluate_layer_crops(CROPS, per_class=5, seeds=10)
     g, w = r["Graphene"], r["WSe2"]
     assert 85 <= np.mean(g["oxide_nm"]) <= 100  # the group's files say ~90 nm
     assert 60 <= np.mean(w["oxide_nm"]) <= 78  # ... and ~70 nm for WSe2
     for m, floor in ((g, 0.74), (w, 0.70)):
         assert m["calibrated_accuracy"] >= floor
         assert m["calibrated_accuracy"] >= m["ceiling_accuracy"] - 0.1
+        # every draw, the worst included: a WSe2 draw whose monolayers' blue scattered
+        # fitted 58 nm and counted layers at 0.68 against a ceiling of 0.83 until each
+        # median came with its standard error (measured worst: 0.755 WSe2, 0.770 graphene)
+        assert m["calibrated_accuracy_min"] >= m["ceiling_accuracy"] - 0.1
     # the calibrated model reproduces the measured contrast of 1 L graphene to 0.02
     assert max(g["model_error_median"][1]) < 0.02
     assert max(max(v) for v in w["model_error_median"].values()) < 0.07

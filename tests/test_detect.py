@@ -14,7 +14,7 @@ from PIL import Image
 
 from qupaint.bench.metrics import box_iou_xywh
 from qupaint.bench.real import camera_setting, find_masked_images, mask_boxes, score_real
-from qupaint.color import Camera
+from qupaint.color import Camera, Microscope
 from qupaint.detect import DetectorConfig, contrast_map, detect, fit_ladder
 from qupaint.detect.pieces import pixel_flags as _pixel_flags
 from qupaint.detect.rules import REJECT_RULES
@@ -341,7 +341,7 @@ def test_calibrate_from_masks_infers_layers_and_writes_a_camera_file(tmp_path, r
         Image.fromarray(mask).save(tmp_path / "masks" / f"chip{k}.png")
     pairs = find_masked_images(tmp_path / "images")
     r = calibrate_from_masks(pairs, "graphene", CAM, oxide_range=(70.0, 130.0), um_per_px=0.385)
-    assert abs(r["oxide_nm"] - 95.0) <= 10.0 and len(r["response"]) == 3
+    assert abs(r["oxide_prior_nm"] - 95.0) <= 10.0 and len(r["response"]) == 3  # one setting
     assert sorted({f["layers"] for f in r["observations"]}) == [1, 2, 3]
     # with the layer numbers given, the camera itself is refitted
     known = {(f"chip{k}", j + 1): j + 1 for k in range(2) for j in range(3)}
@@ -370,17 +370,21 @@ def test_two_labelled_images_calibrate_a_white_balanced_microscope(tmp_path):
         shutil.copy(p.mask, tmp_path / "masks")
     cam_file = tmp_path / "cam.json"
     res = CliRunner().invoke(app, ["calibrate", "--material", "WSe2", "--images",
-                                   str(tmp_path / "images"), "--out", str(cam_file)])  # fmt: skip
+                                   str(tmp_path / "images"), "--max-layers", "3",
+                                   "--out", str(cam_file)])  # fmt: skip
     assert res.exit_code == 0, res.output
     spec = json.loads(cam_file.read_text())
-    assert 40 <= spec["oxide_nm"] <= 140 and spec["um_per_px"] == 0.385
-    cam = Camera.load(cam_file)
-    cfg = DetectorConfig(response_center=tuple(spec["response"]))
+    assert 40 <= spec["oxide_prior_nm"] <= 140 and spec["um_per_px"] == 0.385
+    assert spec["oxide_sd_nm"] > 0 and "oxide_nm" not in spec  # known roughly: a prior
+    mic = Microscope.load(cam_file)  # as `qupaint detect --camera cam.json` reads it
+    assert mic.oxide_nm is None and mic.oxide_prior_nm == spec["oxide_prior_nm"]
+    cfg = DetectorConfig.for_microscope(mic)
     gts, wb = [], []
     for _, img, gt, _ in [r for r in _labelled_rows("WSe2")]:
         v = _settings(img)["white-balanced"]
-        wb.append([d for d in detect(v, "WSe2", spec["oxide_nm"], cfg, camera=cam,
-                                     um_per_px=0.385) if d["score"] >= 0.05])  # fmt: skip
+        wb.append([d for d in detect(v, "WSe2", None, cfg, camera=mic.camera,
+                                     um_per_px=mic.um_per_px, oxide_prior_nm=mic.oxide_prior_nm)
+                   if d["score"] >= 0.05])  # fmt: skip
         gts.append(gt)
     assert score_real(gts, wb)["found"] >= 5
 

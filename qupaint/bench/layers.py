@@ -29,7 +29,7 @@ import numpy as np
 
 from qupaint._io import read_rgb
 from qupaint.color import Camera, channel_contrast
-from qupaint.color.calibrate import fit_camera
+from qupaint.color.calibrate import fit_camera, median_with_error
 from qupaint.constants import MIN_SCORE
 
 __all__ = [
@@ -200,8 +200,13 @@ def evaluate_layer_crops(
         for seed in range(seeds):
             rng = np.random.default_rng(seed)
             calib = {L: rng.choice(np.nonzero(y == L)[0], per_class, replace=False) for L in usable}
-            obs = [(mat, L, np.median(X[idx], axis=0)) for L, idx in calib.items()]
-            fit = fit_camera(obs, oxide_nm=oxide_nm, illuminant=illuminant)
+            # each layer count's median with its standard error: a channel in which the
+            # few drawn flakes disagree weighs less (a draw whose monolayers' blue scattered
+            # fitted 58 nm and classified 0.68, against 0.76 for the others)
+            med = {L: median_with_error(X[idx]) for L, idx in calib.items()}
+            obs = [(mat, L, m) for L, (m, _) in med.items()]
+            fit = fit_camera(obs, oxide_nm=oxide_nm, illuminant=illuminant,
+                             sigma=np.array([e for _, e in med.values()]))  # fmt: skip
             test = np.setdiff1d(np.arange(len(y)), np.concatenate(list(calib.values())))
             top = max(classes) + 2
             got = classify_layers(X[test], mat, fit.oxide_nm, fit.camera, top)

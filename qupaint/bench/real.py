@@ -230,7 +230,7 @@ def _run_and_score(pairs, detector_for, progress) -> dict:
 
 
 def calibrated_detector_from(material: str, microscope=None, min_score: float = 0.0,
-                             um_per_px: float | None = None):  # fmt: skip
+                             um_per_px: float | None = None, max_layers: int = 5):  # fmt: skip
     """For :func:`evaluate_real_loo`: a function that calibrates a camera on some masked
     images (:func:`qupaint.detect.calibrate.calibrate_from_masks`, without layer numbers,
     as ``qupaint calibrate --images --masks`` does) and returns the detector using it
@@ -243,7 +243,8 @@ def calibrated_detector_from(material: str, microscope=None, min_score: float = 
     scale = start.scale_or(um_per_px)
 
     def build(pairs):
-        fit = calibrate_from_masks(list(pairs), material, start.camera, um_per_px=scale)
+        fit = calibrate_from_masks(list(pairs), material, start.camera, um_per_px=scale,
+                                   max_layers=max_layers)  # fmt: skip
         mic = Microscope.from_dict(fit, "calibration")  # read as its camera file would be
         cfg = DetectorConfig.for_microscope(mic)
 

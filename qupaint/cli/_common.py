@@ -38,6 +38,7 @@ console = Console(soft_wrap=True)  # an error stays one line, however narrow the
 #: a bound given as a 1-tuple is exclusive. Physical limits where the quantity is physical.
 LIMITS: dict[str, tuple] = {
     "layers": (1, 200, "layers"),
+    "max_layers": (1, 12, "layers (the detector's ladder holds 1-12)"),
     "oxide_nm": (0, MAX_OXIDE_NM, "nm of SiO2"),
     "wl_min": (200, 2000, "nm"),
     "wl_max": (200, 2000, "nm"),

@@ -264,6 +264,8 @@ def eval_real(
         False, "--loo",
         help="Leave one image out: calibrate a camera on the other images' masks (as "
         "'qupaint calibrate --images --masks' does) and score each image with it"),
+    max_layers: int = typer.Option(
+        5, help="With --loo: the most layers the masks mark (calibrate's --max-layers)"),
     out: Path = typer.Option(None, help="Write the figures as JSON here"),
 ):
     """Score `qupaint detect` (its defaults) on whole expert-masked micrographs: recall at
@@ -293,7 +295,7 @@ def eval_real(
 
     with user_errors(), progress("eval real" + (" (leave one out)" if loo else "")) as report:
         if loo:
-            build = calibrated_detector_from(material, mic, min_score, um_per_px)
+            build = calibrated_detector_from(material, mic, min_score, um_per_px, max_layers)
             r = evaluate_real_loo(images, masks, build, progress=report)
         else:
             r = evaluate_real(images, masks, detector, progress=report)

@@ -195,6 +195,10 @@ def calibrate(
         None, help="Optional layer counts of the masked flakes: CSV image,instance,layers"
     ),
     camera: str = typer.Option("2dmatgmm", help="Starting camera (with --images)"),
+    max_layers: int = typer.Option(
+        5, help="With --images and no layer numbers: the most layers your masks mark (e.g. 3 "
+        "for 1-3 layer flakes); the fit takes every flake as 1..this many"
+    ),
     um_per_px: float = typer.Option(None, help="Image scale to record (default the camera's)"),
     oxide_nm: str = typer.Option("60:320", help="SiO2 thickness range LO:HI (nm)"),
     illuminant: str = typer.Option("A", help="Lamp: A (halogen), D65, ... or a CSV path"),
@@ -210,7 +214,7 @@ def calibrate(
 
     if images is not None:
         _calibrate_images(material, images, masks, layers_csv, camera, um_per_px,
-                          parse_range(oxide_nm, "--oxide-nm"), out)  # fmt: skip
+                          parse_range(oxide_nm, "--oxide-nm"), out, max_layers)  # fmt: skip
         return
     if layers is None or contrast is None:
         fail("give --layers and --contrast (measured flakes), or --images with masks")
@@ -274,7 +278,8 @@ def _read_layers(path: Path) -> dict:
     return out
 
 
-def _calibrate_images(material, images, masks, layers_csv, camera, um_per_px, oxide, out):
+def _calibrate_images(material, images, masks, layers_csv, camera, um_per_px, oxide, out,
+                      max_layers=5):  # fmt: skip
     from qupaint.bench.real import find_masked_images
     from qupaint.detect.calibrate import calibrate_from_masks
 
@@ -285,10 +290,16 @@ def _calibrate_images(material, images, masks, layers_csv, camera, um_per_px, ox
         known = _read_layers(layers_csv) if layers_csv else None
         with progress("measure flakes", total=len(pairs)) as report:
             result = calibrate_from_masks(pairs, material, cam, known, oxide, scale,
-                                          progress=report)  # fmt: skip
+                                          progress=report, max_layers=max_layers)  # fmt: skip
         write_json(out, result)
+    if "oxide_nm" in result:
+        oxide_text = f"oxide {result['oxide_nm']:.1f} nm"
+    else:
+        sd = result.get("oxide_sd_nm")
+        oxide_text = (f"oxide about {result['oxide_prior_nm']:.0f}"
+                      + (f" ± {sd:.0f}" if sd is not None else "") + " nm (the detector's prior)")
     table = Table(title=f"{material}: {result['flakes']} flakes in {len(pairs)} images, "
-                        f"oxide {result['oxide_nm']:.1f} nm")  # fmt: skip
+                        f"{oxide_text}")  # fmt: skip
     for col in ("image", "flake", "layers", "contrast R,G,B"):
         table.add_column(col)
     for f in result["observations"]:

@@ -40,6 +40,7 @@ __all__ = [
     "CameraFit",
     "OxideEstimate",
     "fit_camera",
+    "median_with_error",
     "estimate_oxide",
     "layer_contrast_grid",
     "CAMERA_PRIOR",
@@ -192,11 +193,30 @@ def _check_range(oxide_nm) -> tuple[float, float]:
     return lo, hi
 
 
+def median_with_error(contrasts, floor: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
+    """(median, its uncertainty) per channel of a few flakes' contrasts [n, 3]: the median,
+    and ``sqrt(floor^2 + se^2)`` with ``se`` the median's standard error
+    (1.253 x 1.4826 x MAD / sqrt(n)), the ``sigma`` :func:`fit_camera` takes per observation.
+
+    >>> m, s = median_with_error([[-0.13, -0.14, -0.09], [-0.14, -0.13, -0.30],
+    ...                           [-0.13, -0.14, -0.08]])
+    >>> m.round(2).tolist(), bool(s[2] > s[0])
+    ([-0.13, -0.14, -0.09], True)
+    """
+    c = np.asarray(contrasts, dtype=np.float64).reshape(-1, 3)
+    if len(c) == 0 or not np.all(np.isfinite(c)):
+        raise ValueError("contrasts: give at least one flake's finite (C_R, C_G, C_B)")
+    med = np.median(c, axis=0)
+    mad = np.median(np.abs(c - med), axis=0)
+    se = 1.253 * 1.4826 * mad / np.sqrt(len(c))
+    return med, np.sqrt(floor**2 + se**2)
+
+
 def fit_camera(
     observations: Sequence[tuple[str, int, Sequence[float]]],
     oxide_nm: tuple[float, float] = OXIDE_RANGE_NM,
     illuminant: str = "A",
-    sigma: float = 0.02,
+    sigma: float | Any = 0.02,
     sigma_rel: float = 0.1,
     gamma: float = 1.0,
     prior: dict | None = None,
@@ -216,7 +236,9 @@ def fit_camera(
     illuminant : the lamp (``"A"`` for halogen).
     sigma, sigma_rel : uncertainty of a measured contrast C, ``sigma + sigma_rel * |C|``
         (residuals are divided by it): strong contrasts (TMDs, thick flakes) scatter more
-        between flakes than faint ones.
+        between flakes than faint ones. ``sigma`` may be given per observation and channel
+        ([n_obs, 3]): an observation that is the median of a few flakes which disagree in
+        a channel (:func:`median_with_error`) then weighs less there.
     gamma : the camera's response exponent (1 for linear pixel values); not fitted.
     prior : overrides of :data:`CAMERA_PRIOR` (same keys).
     grid_step_nm, starts : oxide grid of the global search and local fits started from it.
@@ -253,8 +275,15 @@ def fit_camera(
 
     flakes, C = _check_observations(observations)
     lo, hi = _check_range(oxide_nm)
-    if not (sigma > 0 and math.isfinite(sigma)) or not (sigma_rel >= 0):
-        raise ValueError(f"sigma must be > 0 and sigma_rel >= 0; got {sigma}, {sigma_rel}")
+    sigma = np.asarray(sigma, dtype=np.float64)
+    try:
+        sigma = np.broadcast_to(sigma, C.shape)
+    except ValueError:
+        raise ValueError(f"sigma: a number or one per observation and channel {C.shape}; "
+                         f"got shape {sigma.shape}") from None  # fmt: skip
+    if not (np.all(sigma > 0) and np.all(np.isfinite(sigma))) or not (sigma_rel >= 0):
+        raise ValueError("sigma must be > 0 (finite) and sigma_rel >= 0; got "
+                         f"{sigma.min() if sigma.size else sigma}, {sigma_rel}")  # fmt: skip
     sig = sigma + sigma_rel * np.abs(C)
     pr = {**CAMERA_PRIOR, **(prior or {})}
     mean = np.array([0.0, *[m for m, _ in pr["centers_nm"]], *[m for m, _ in pr["widths_nm"]],

@@ -60,8 +60,12 @@ class Microscope:
         Per-channel response exponents (R, G, B) of the camera's settings, from
         ``qupaint calibrate --images``; the detector's prior for them.
     oxide_prior_nm : float or None
-        A preset's calibration chip (nm): a prior for the fitted oxide, never taken as the
-        user's chip.
+        A preset's calibration chip (nm), or a calibration that knows the oxide only roughly
+        (``qupaint calibrate --images`` without layer numbers): a prior for the fitted oxide,
+        never taken as the user's chip.
+    oxide_sd_nm : float or None
+        That prior's width (nm), when the calibration measured it; the detector's default
+        otherwise.
     name : str or None
         The preset name or file path it was loaded from.
     """
@@ -72,6 +76,7 @@ class Microscope:
     response: tuple[float, float, float] | None = None
     oxide_prior_nm: float | None = None
     name: str | None = None
+    oxide_sd_nm: float | None = None
 
     def __post_init__(self):
         if self.um_per_px is not None and not (math.isfinite(self.um_per_px)
@@ -120,17 +125,21 @@ class Microscope:
     def from_dict(cls, d: dict, name: str = "camera", preset: bool = False) -> Microscope:
         """A microscope from a camera file's contents (:meth:`to_dict`'s form, or what
         ``qupaint calibrate`` writes); ``name`` names it in errors. A preset's oxide is its
-        calibration chip's, so it becomes the prior (``oxide_prior_nm``), not the oxide."""
+        calibration chip's, so it becomes the prior (``oxide_prior_nm``), not the oxide; so
+        does a file's own ``oxide_prior_nm`` (what ``qupaint calibrate --images`` writes when
+        the masks carry no layer numbers: the oxide is then known only roughly)."""
         camera = Camera.from_dict(d.get("camera", d))
         oxide = _opt_float(d, "oxide_nm", name)
+        prior = _opt_float(d, "oxide_prior_nm", name)
         resp = d.get("response")
         return cls(
             camera=camera,
             oxide_nm=None if preset else oxide,
             um_per_px=_opt_float(d, "um_per_px", name),
             response=None if resp is None else tuple(float(v) for v in resp),
-            oxide_prior_nm=oxide if preset else None,
+            oxide_prior_nm=oxide if preset else prior,
             name=name,
+            oxide_sd_nm=None if preset or prior is None else _opt_float(d, "oxide_sd_nm", name),
         )
 
     def oxide_or(self, oxide_nm: float | None, default: float = 285.0) -> float:
@@ -146,7 +155,7 @@ class Microscope:
     def to_dict(self) -> dict:
         """The JSON form :meth:`load` reads back (the camera under ``"camera"``)."""
         d: dict = {"camera": None if self.camera is None else self.camera.to_dict()}
-        for key in ("oxide_nm", "um_per_px"):
+        for key in ("oxide_nm", "um_per_px", "oxide_prior_nm", "oxide_sd_nm"):
             if getattr(self, key) is not None:
                 d[key] = getattr(self, key)
         if self.response is not None:

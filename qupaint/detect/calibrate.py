@@ -9,9 +9,14 @@ file for ``qupaint detect --camera``:
   (:func:`qupaint.color.calibrate.fit_camera`, the same fit as ``qupaint calibrate
   --contrast``);
 - without them, the layer ladder is fitted to the flakes' contrasts
-  (:func:`qupaint.detect.ladder.fit_ladder`): the oxide and the per-channel response of these
-  camera settings, which become the detector's prior (``response`` in the file), and every
-  flake gets its inferred layer count.
+  (:func:`qupaint.detect.ladder.fit_ladder`, each flake 1..``max_layers`` layers): one oxide
+  for all the images, each image with its own per-channel response (camera settings vary
+  between images, and one response forced on all of them bent the oxide by 20 nm). The
+  oxide becomes the detector's prior (``oxide_prior_nm``: without layer numbers it is known
+  only roughly), as wide as its uncertainty (``oxide_sd_nm``: the fit's own, or the spread
+  of the images' own oxides when larger); a common response
+  is written (``response``) only when one fits all the images about as well as their own
+  (AIC), and every flake gets its inferred layer count.
 
 The contrast is measured with the detector's own :func:`~qupaint.detect.contrast.contrast_map`
 on each flake's mask, its edge pixels left out.
@@ -32,7 +37,7 @@ from qupaint.color import Camera
 from qupaint.constants import OXIDE_RANGE_NM
 from qupaint.detect.config import DetectorConfig
 from qupaint.detect.contrast import contrast_map
-from qupaint.detect.ladder import fit_ladder
+from qupaint.detect.ladder import fit_ladder, respond
 
 __all__ = ["measure_instances", "calibrate_from_masks"]
 
@@ -89,9 +94,11 @@ def calibrate_from_masks(
     oxide_range : (low, high) SiO2 thickness searched, nm.
     um_per_px : the image scale, recorded for the detector's physical minimum size.
     max_layers : the masks mark thin flakes, so without layer numbers every flake is taken
-        to have 1..``max_layers`` layers (default: the Mono and Few categories, 1-5).
+        to have 1..``max_layers`` layers (default: the Mono and Few categories, 1-5). Give
+        the most your masks mark (say 3 for flakes of 1-3 layers): a looser bound lets the
+        fit trade the oxide against thicker layers.
     """
-    from qupaint.color.calibrate import fit_camera
+    from qupaint.color.calibrate import fit_camera, median_with_error
     from qupaint.optics import get_material
 
     get_material(material)
@@ -106,32 +113,84 @@ def calibrate_from_masks(
              if layers and (f["image"], f["id"]) in layers}  # fmt: skip
     counts = sorted(set(known.values()))
     if len(counts) >= 2:
-        obs = []
+        obs, err = [], []
         for n in counts:
             sel = [i for i, f in enumerate(flakes) if known.get((f["image"], f["id"])) == n]
-            obs.append((material, n, tuple(np.median(C[sel], axis=0))))
-        fit = fit_camera(obs, oxide_nm=oxide_range, illuminant=cam.illuminant, gamma=cam.gamma)
+            med, e = median_with_error(C[sel])
+            obs.append((material, n, tuple(med)))
+            err.append(e)
+        fit = fit_camera(obs, oxide_nm=oxide_range, illuminant=cam.illuminant, gamma=cam.gamma,
+                         sigma=np.array(err))  # fmt: skip
         out.update(fit.to_dict())
         out["method"] = "fit_camera on the median contrast per labelled layer count"
         for f in flakes:
             f["layers"] = known.get((f["image"], f["id"]))
     else:
-        noise = np.full(3, 0.01)
-        w = np.log1p(np.array([f["area"] for f in flakes]) / 100.0)
-        thin = replace(cfg, max_layers=max_layers, thin_layers=min(cfg.thin_layers, max_layers))
-        lad = fit_ladder(C, material, cam, noise, tuple(oxide_range), w, thin)
-        sig = np.sqrt(noise**2 + (cfg.rel_sigma * C) ** 2)
-        d2 = (((C[:, None] - lad.contrast[None]) / sig[:, None]) ** 2).sum(-1)
-        for f, row in zip(flakes, d2, strict=True):
-            f["layers"] = int(row.argmin()) + 1
-            f["fit_sigma"] = round(float(np.sqrt(row.min() / 3)), 3)
-        out.update({
-            "camera": cam.to_dict(),
-            "oxide_nm": lad.oxide_nm,
-            "response": [round(float(k), 4) for k in lad.response],
-            "method": "ladder fit (oxide and per-channel response) to the flakes' contrasts, "
-                      f"each taken as 1-{max_layers} layers (the masks mark thin flakes); "
-                      "layer counts inferred",
-        })  # fmt: skip
+        out.update(_fit_without_layers(flakes, C, material, cam, cfg, oxide_range, max_layers))
     out["observations"] = flakes
+    return out
+
+
+def _fit_without_layers(flakes, C, material, cam, cfg, oxide_range, max_layers) -> dict:
+    """The oxide shared by the images, each image's own response, the flakes' layers
+    (written into ``flakes``), and the jackknife uncertainty of the oxide over the images."""
+    if not 1 <= max_layers <= cfg.max_layers:
+        raise ValueError(f"max_layers: 1..{cfg.max_layers}; got {max_layers}")
+    thin = replace(cfg, max_layers=max_layers, thin_layers=min(cfg.thin_layers, max_layers))
+    noise = np.full(3, 0.01)
+    stems = list(dict.fromkeys(f["image"] for f in flakes))
+    fits = {}
+    for stem in stems:  # each image's cost over (oxide, response), its response its own
+        idx = [i for i, f in enumerate(flakes) if f["image"] == stem]
+        w = np.log1p(np.array([flakes[i]["area"] for i in idx]) / 100.0)
+        fits[stem] = (idx, fit_ladder(C[idx], material, cam, noise, tuple(oxide_range), w, thin))
+    grid = next(iter(fits.values()))[1].grid
+    oxides, ks = grid["oxides"], grid["ks"]
+    own = {stem: lad.grid["cost"].reshape(len(oxides), -1).min(1)
+           for stem, (_, lad) in fits.items()}  # fmt: skip
+
+    def best_oxide(names) -> int:
+        return int(np.argmin(sum(own[n] for n in names)))
+
+    t = best_oxide(stems)
+    # the oxide of the next chip, how uncertain: the larger of the fit's own (the half-width
+    # of the oxides whose summed cost is within 1 of the best, a chi-square's 1 sigma) and
+    # the spread of the images' own best oxides (chip to chip; the pooled fit hides it),
+    # with the grid's rounding (a uniform step's variance, step^2 / 12)
+    total = sum(own[n] for n in stems)
+    near = oxides[total <= total[t] + 1.0]
+    var = (0.5 * (near.max() - near.min())) ** 2
+    if len(stems) >= 2:
+        var = max(var, float(np.var([oxides[best_oxide([n])] for n in stems], ddof=1)))
+    sd = float(np.sqrt(var + cfg.oxide_step_nm**2 / 12.0))
+    # one response for all the images, or each its own: AIC (3 exponents per extra image)
+    shared = sum(lad.grid["cost"][t] for _, lad in fits.values())  # [G, G, G]
+    g = np.unravel_index(int(np.argmin(shared)), shared.shape)
+    own_total = float(sum(own[n][t] for n in stems))
+    common = float(shared[g]) - own_total <= 2 * 3 * (len(stems) - 1)
+    sig = np.sqrt(noise**2 + (cfg.rel_sigma * C) ** 2)
+    responses = {}
+    for stem, (idx, lad) in fits.items():
+        gi = g if common else np.unravel_index(int(np.argmin(lad.grid["cost"][t])), shared.shape)
+        k = ks[[0, 1, 2], list(gi)]
+        responses[stem] = [round(float(v), 4) for v in k]
+        rungs = respond(lad.grid["mu"][t], k, cfg.response_model)  # [L, 3]
+        d2 = (((C[idx][:, None] - rungs[None]) / sig[idx][:, None]) ** 2).sum(-1)
+        for i, row in zip(idx, d2, strict=True):
+            flakes[i]["layers"] = int(row.argmin()) + 1
+            flakes[i]["fit_sigma"] = round(float(np.sqrt(row.min() / 3)), 3)
+    out = {
+        "camera": cam.to_dict(),
+        "oxide_prior_nm": float(oxides[t]),
+        "oxide_sd_nm": round(sd, 2),
+        "responses": responses,
+        "method": "ladder fit to the flakes' contrasts, each taken as 1-"
+                  f"{max_layers} layers (the masks mark thin flakes): one oxide for all "
+                  f"{len(stems)} images, " + ("one response for all (AIC)" if common else
+                  "each image its own response (its settings differ: AIC)") + "; the oxide "
+                  "is the detector's prior, as wide as its uncertainty; layer counts "
+                  "inferred",
+    }  # fmt: skip
+    if common:
+        out["response"] = [round(float(v), 4) for v in ks[[0, 1, 2], list(g)]]
     return out

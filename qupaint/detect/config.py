@@ -63,9 +63,13 @@ class DetectorConfig:
     @classmethod
     def for_microscope(cls, microscope, **changes) -> DetectorConfig:
         """The settings for a :class:`~qupaint.color.Microscope`: its calibrated response
-        (when it has one) as the prior's centre; ``changes`` set other fields."""
+        (when it has one) as the prior's centre, its oxide prior's measured width (when it
+        has one; at least one oxide step) as the prior's; ``changes`` set other fields."""
         if microscope is not None and microscope.response is not None:
             changes["response_center"] = tuple(microscope.response)
+        if microscope is not None and microscope.oxide_sd_nm is not None:
+            step = changes.get("oxide_step_nm", cls.oxide_step_nm)
+            changes.setdefault("oxide_prior_sd_nm", max(float(microscope.oxide_sd_nm), step))
         return cls(**changes)
 
     def validate(self) -> None:
