@@ -355,7 +355,7 @@ def test_calibrate_from_masks_infers_layers_and_writes_a_camera_file(tmp_path, r
 @pytest.mark.slow
 def test_two_labelled_images_calibrate_a_white_balanced_microscope(tmp_path):
     # a lab whose camera white-balances labels two WSe2 images; with that camera file the
-    # detector finds the flakes of all four images white-balanced (measured 6 of 7; with the
+    # detector finds the flakes of all four images white-balanced (measured 7 of 7; with the
     # defaults 3 of 7), and as taken (measured 7 of 7)
     import shutil
 
