@@ -39,7 +39,7 @@ def _chip(rng, H=97, W=131, sub=(120, 105, 150)):
 
 
 @pytest.mark.parametrize("blur", [0.0, 1.0, 1.5])
-@pytest.mark.parametrize("shape", [(97, 131), (64, 64), (33, 257)])
+@pytest.mark.parametrize("shape", [(97, 131), (64, 64), (33, 257), (3, 2), (1, 5)])
 @pytest.mark.parametrize("backend", backend_params("detect_contrast", ("cpu",)))
 def test_contrast_kernel_equals_reference(backend, shape, blur, rng):
     img = _chip(rng, *shape)
@@ -550,3 +550,31 @@ def test_overlays_carry_a_scale_bar_a_legend_and_numbers(tmp_path):
     assert (scaled[-20:, 150:300] == 128).all()  # and no longer
     # the legend: a swatch of Mono's colour bottom-right
     assert ((scaled[-40:, -200:] == (255, 40, 40)).all(-1)).sum() > 50
+
+
+def test_classify_many_equals_the_direct_chi_square(rng):
+    """classify_many expands sum_c ((m - mu) / s)^2 into two matrix products over every
+    hypothesis's rungs; the layer counts and chi-squares equal the direct [P, K, L, 3] sum."""
+    from qupaint.detect.ladder import classify, classify_many
+
+    cfg = DetectorConfig()
+    L = cfg.max_layers
+    base = -0.08 * np.arange(1, L + 1)[:, None] * np.array([1.0, 1.05, 0.6])  # [L, 3]
+    mus = base[None] * rng.uniform(0.8, 1.2, (50, 1, 3))  # 50 hypotheses
+    w = rng.uniform(0.1, 1.0, 50)
+    noise = np.array([0.01, 0.012, 0.015])
+    meds = base[rng.integers(0, L, 40)] * rng.uniform(0.9, 1.1, (40, 3))
+    got = classify_many(meds, noise, base, (mus, w), cfg, chunk=7)
+    for m, g in zip(meds, got, strict=True):
+        sig = np.sqrt(noise**2 + (cfg.rel_sigma * m) ** 2)
+        d2 = (((m - base) / sig) ** 2).sum(-1)
+        d2h = (((m - mus) / sig) ** 2).sum(-1)
+        lh = d2h.argmin(1)
+        ok = d2h[np.arange(50), lh] <= cfg.max_chi2
+        p_fit = w[ok].sum() / w.sum()
+        assert g[3] == pytest.approx(p_fit, abs=1e-12)
+        if g[0] == int(d2.argmin()) + 1:
+            assert g[1] == pytest.approx(d2.min(), rel=1e-9)
+        else:  # the hypotheses made it thin
+            assert g[0] <= cfg.thin_layers and g[2] >= 0.5
+    assert classify(meds[0], noise, base, (mus, w), cfg) == got[0]

@@ -20,15 +20,21 @@
 
 #include "kernels.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace qp {
 
 namespace {
 
 inline long long reflect(long long i, long long n) {
-  // scipy.ndimage "reflect" (half-sample symmetric), for |overhang| < n
-  if (i < 0) return -i - 1;
-  if (i >= n) return 2 * n - i - 1;
-  return i;
+  // scipy.ndimage "reflect" (half-sample symmetric: d c b a | a b c d | d c b a), any overhang
+  if (i >= 0 && i < n) return i;
+  const long long p = 2 * n;
+  i %= p;
+  if (i < 0) i += p;
+  return i < n ? i : p - i - 1;
 }
 
 }  // namespace
@@ -105,50 +111,60 @@ void detect_contrast_cpu(std::uintptr_t img_, long long H, long long W, std::uin
         const float a = field[(by * w + x0[x]) * 3 + c], e = field[(by * w + x1[x]) * 3 + c];
         rows[static_cast<size_t>(by * row + x * 3 + c)] = a * (1.0f - fx[x]) + e * fx[x];
       }
-  // horizontal blur of the decoded rows into T, then vertical blur and the ratio
-  thread_local std::vector<float> T;
-  if (T.size() < static_cast<size_t>(H * row)) T.resize(static_cast<size_t>(H * row));
-  float* const tb = T.data();
+  // per thread, a band of output rows; each source row is decoded and blurred along x once
+  // into a ring of 2r + 1 rows (it stays in cache), which the vertical blur then reads:
+  // ring slot of virtual row v (v in [y0 - r, y1 + r), source row reflect(v)) is v mod n
+  const long long n = 2 * r + 1;
 #pragma omp parallel
   {
-    std::vector<float> dec(static_cast<size_t>(row));
-#pragma omp for schedule(static)
-    for (long long y = 0; y < H; ++y) {
-      const std::uint8_t* src = img + y * row;
+    int nt = 1, id = 0;
+#ifdef _OPENMP
+    nt = omp_get_num_threads();
+    id = omp_get_thread_num();
+#endif
+    const long long band = (H + nt - 1) / nt;
+    const long long ys = std::min(H, id * band), ye = std::min(H, ys + band);
+    std::vector<float> pad(static_cast<size_t>((W + 2 * r) * 3));
+    std::vector<float> ring(static_cast<size_t>(n * row));
+    std::vector<float> v(static_cast<size_t>(row));
+    auto slot = [&](long long vrow) { return ring.data() + (((vrow % n) + n) % n) * row; };
+    auto hblur = [&](long long vrow) {
+      const std::uint8_t* src = img + reflect(vrow, H) * row;
+      float* dec = pad.data() + r * 3;
       for (long long x = 0; x < W; ++x)
         for (int c = 0; c < 3; ++c) dec[x * 3 + c] = lut[src[x * 3 + c] * 3 + c];
-      float* t = tb + y * row;
+      float* t = slot(vrow);
       if (r == 0) {
-        std::copy(dec.begin(), dec.end(), t);
-        continue;
+        std::copy(dec, dec + row, t);
+        return;
       }
-      for (long long x = 0; x < W; ++x) {
-        float a0 = 0, a1 = 0, a2 = 0;
-        for (int i = -r; i <= r; ++i) {
-          const long long xx = reflect(x + i, W);
-          const float ki = k[i + r];
-          a0 += ki * dec[xx * 3 + 0];
-          a1 += ki * dec[xx * 3 + 1];
-          a2 += ki * dec[xx * 3 + 2];
+      // r reflected pixels on each side: every tap is then a plain shifted read
+      for (int i = 1; i <= r; ++i)
+        for (int c = 0; c < 3; ++c) {
+          dec[-i * 3 + c] = dec[reflect(-i, W) * 3 + c];
+          dec[(W - 1 + i) * 3 + c] = dec[reflect(W - 1 + i, W) * 3 + c];
         }
-        t[x * 3 + 0] = a0;
-        t[x * 3 + 1] = a1;
-        t[x * 3 + 2] = a2;
-      }
-    }
-    std::vector<float> v(static_cast<size_t>(row));
-#pragma omp for schedule(static)
-    for (long long y = 0; y < H; ++y) {
-      if (r == 0) {
-        std::copy(tb + y * row, tb + (y + 1) * row, v.begin());
-      } else {
-        std::fill(v.begin(), v.end(), 0.0f);
-        for (int i = -r; i <= r; ++i) {
-          const float ki = k[i + r];
-          const float* s = tb + reflect(y + i, H) * row;
+      const float* base = pad.data();
+      const float k0 = k[0];
 #pragma GCC ivdep
-          for (long long x = 0; x < row; ++x) v[x] += ki * s[x];
-        }
+      for (long long j = 0; j < row; ++j) t[j] = k0 * base[j];
+      for (int i = 1; i <= 2 * r; ++i) {
+        const float ki = k[i];
+        const float* sh = base + i * 3;
+#pragma GCC ivdep
+        for (long long j = 0; j < row; ++j) t[j] += ki * sh[j];
+      }
+    };
+    if (ys < ye)
+      for (long long vr = ys - r; vr < ys + r; ++vr) hblur(vr);
+    for (long long y = ys; y < ye; ++y) {
+      hblur(y + r);
+      std::fill(v.begin(), v.end(), 0.0f);
+      for (int i = -r; i <= r; ++i) {
+        const float ki = k[i + r];
+        const float* s = slot(y + i);
+#pragma GCC ivdep
+        for (long long x = 0; x < row; ++x) v[x] += ki * s[x];
       }
       const float* ra = rows.data() + y0[y] * row;
       const float* rb = rows.data() + y1[y] * row;
@@ -177,34 +193,61 @@ void detect_flags_cpu(std::uintptr_t C_, std::uintptr_t img_, long long H, long 
   const float g2[3] = {in2[0] / 64.0f, in2[1] / 64.0f, in2[2] / 64.0f};
   const float fg = static_cast<float>(fg_chi2), fl = static_cast<float>(floor_);
   const float br = static_cast<float>(bright_level), e2 = static_cast<float>(edge2);
-#pragma omp parallel for schedule(static)
-  for (long long y = 0; y < H; ++y) {
-    const float* up = C + reflect(y - 1, H) * row;
-    const float* mid = C + y * row;
-    const float* dn = C + reflect(y + 1, H) * row;
-    const std::uint8_t* px = img + y * row;
-    std::uint8_t* o = out + y * W;
-    for (long long x = 0; x < W; ++x) {
-      const long long xl = reflect(x - 1, W) * 3, xr = reflect(x + 1, W) * 3, xc = x * 3;
-      float chi = 0, mabs = 0, mx = -1e30f, grad = 0;
-      for (int c = 0; c < 3; ++c) {
-        const float v = mid[xc + c];
-        chi += v * v * in2[c];
-        mabs += std::fabs(v);
-        mx = v > mx ? v : mx;
-        // scipy.ndimage.sobel(axis=1): d/dx with [1 2 1] smoothing along y
-        const float gx = (up[xr + c] - up[xl + c]) + 2.0f * (mid[xr + c] - mid[xl + c]) +
-                         (dn[xr + c] - dn[xl + c]);
-        const float gy = (dn[xl + c] - up[xl + c]) + 2.0f * (dn[xc + c] - up[xc + c]) +
-                         (dn[xr + c] - up[xr + c]);
-        grad += (gx * gx + gy * gy) * g2[c];
+#pragma omp parallel
+  {
+    // per row, the per-channel terms over the flattened row (one vectorised pass each: the
+    // channel factors are spread along the row), then summed per pixel in channel order
+    std::vector<float> fin(static_cast<size_t>(row)), fg2(static_cast<size_t>(row));
+    for (long long j = 0; j < row; ++j) {
+      fin[j] = in2[j % 3];
+      fg2[j] = g2[j % 3];
+    }
+    std::vector<float> e_chi(static_cast<size_t>(row)), e_abs(static_cast<size_t>(row)),
+        e_grad(static_cast<size_t>(row));
+#pragma omp for schedule(static)
+    for (long long y = 0; y < H; ++y) {
+      const float* up = C + reflect(y - 1, H) * row;
+      const float* mid = C + y * row;
+      const float* dn = C + reflect(y + 1, H) * row;
+      const std::uint8_t* px = img + y * row;
+      std::uint8_t* o = out + y * W;
+      auto term = [&](long long j, long long jl, long long jr) {
+        // scipy.ndimage.sobel(axis=1): d/dx with [1 2 1] smoothing along y; and along y
+        const float gx = (up[jr] - up[jl]) + 2.0f * (mid[jr] - mid[jl]) + (dn[jr] - dn[jl]);
+        const float gy = (dn[jl] - up[jl]) + 2.0f * (dn[j] - up[j]) + (dn[jr] - up[jr]);
+        e_grad[j] = (gx * gx + gy * gy) * fg2[j];
+      };
+#pragma GCC ivdep
+      for (long long j = 0; j < row; ++j) {
+        const float v = mid[j];
+        e_chi[j] = v * v * fin[j];
+        e_abs[j] = std::fabs(v);
       }
-      const bool sat = px[xc] >= saturation || px[xc + 1] >= saturation || px[xc + 2] >= saturation;
-      const bool bright = sat || mx > br;
-      const bool cand = chi > fg && !bright;
-      const bool core = cand && grad < e2;
-      const bool strong = mabs >= 3.0f * fl;
-      o[x] = static_cast<std::uint8_t>(cand | (core << 1) | (strong << 2) | (bright << 3));
+      for (int c = 0; c < 3; ++c) {  // the edge columns, their neighbours reflected
+        term(c, reflect(-1, W) * 3 + c, reflect(1, W) * 3 + c);
+        if (W > 1) term((W - 1) * 3 + c, reflect(W - 2, W) * 3 + c, reflect(W, W) * 3 + c);
+      }
+#pragma GCC ivdep
+      for (long long j = 3; j < row - 3; ++j) {
+        const float gx = (up[j + 3] - up[j - 3]) + 2.0f * (mid[j + 3] - mid[j - 3]) +
+                         (dn[j + 3] - dn[j - 3]);
+        const float gy = (dn[j - 3] - up[j - 3]) + 2.0f * (dn[j] - up[j]) + (dn[j + 3] - up[j + 3]);
+        e_grad[j] = (gx * gx + gy * gy) * fg2[j];
+      }
+      for (long long x = 0; x < W; ++x) {
+        const long long xc = x * 3;
+        const float chi = (e_chi[xc] + e_chi[xc + 1]) + e_chi[xc + 2];
+        const float mabs = (e_abs[xc] + e_abs[xc + 1]) + e_abs[xc + 2];
+        const float grad = (e_grad[xc] + e_grad[xc + 1]) + e_grad[xc + 2];
+        const float mx = std::max(std::max(mid[xc], mid[xc + 1]), mid[xc + 2]);
+        const bool sat = px[xc] >= saturation || px[xc + 1] >= saturation ||
+                         px[xc + 2] >= saturation;
+        const bool bright = sat || mx > br;
+        const bool cand = chi > fg && !bright;
+        const bool core = cand && grad < e2;
+        const bool strong = mabs >= 3.0f * fl;
+        o[x] = static_cast<std::uint8_t>(cand | (core << 1) | (strong << 2) | (bright << 3));
+      }
     }
   }
 }
@@ -220,30 +263,47 @@ void detect_open3_cpu(std::uintptr_t in_, long long H, long long W, int bit, std
   const std::uint8_t* in = reinterpret_cast<const std::uint8_t*>(in_);
   std::uint8_t* out = reinterpret_cast<std::uint8_t*>(out_);
   const std::uint8_t m = static_cast<std::uint8_t>(bit);
-  std::vector<std::uint8_t> er(static_cast<size_t>(H * W), 0);
-  // erosion: separable (min over 3 along x, then along y); the border rows/columns are 0
-#pragma omp parallel for schedule(static)
-  for (long long y = 1; y < H - 1; ++y) {
-    for (long long x = 1; x < W - 1; ++x) {
-      bool all = true;
-      for (int dy = -1; dy <= 1 && all; ++dy) {
-        const std::uint8_t* r = in + (y + dy) * W;
-        all = (r[x - 1] & m) && (r[x] & m) && (r[x + 1] & m);
-      }
-      er[static_cast<size_t>(y * W + x)] = all ? 1 : 0;
-    }
+  // separable, branch-free passes over byte rows (the compiler vectorises them): a 3-wide
+  // AND along x, a 3-high AND along y (erosion; pixels outside count as 0, so the image's
+  // border rows and columns erode away), then the same with OR (dilation)
+  std::vector<std::uint8_t> hx(static_cast<size_t>(H * W), 0), er(static_cast<size_t>(H * W), 0);
+  if (H < 3 || W < 3) {
+    std::fill(out, out + H * W, 0);
+    return;
   }
-  // dilation of the eroded set (outside the image counts as 0)
 #pragma omp parallel for schedule(static)
   for (long long y = 0; y < H; ++y) {
-    for (long long x = 0; x < W; ++x) {
-      std::uint8_t any = 0;
-      for (long long yy = std::max(0LL, y - 1); yy <= std::min(H - 1, y + 1) && !any; ++yy) {
-        const std::uint8_t* r = er.data() + yy * W;
-        for (long long xx = std::max(0LL, x - 1); xx <= std::min(W - 1, x + 1); ++xx) any |= r[xx];
-      }
-      out[y * W + x] = any;
-    }
+    const std::uint8_t* r = in + y * W;
+    std::uint8_t* h = hx.data() + y * W;
+#pragma GCC ivdep
+    for (long long x = 1; x < W - 1; ++x)
+      h[x] = static_cast<std::uint8_t>(((r[x - 1] & r[x] & r[x + 1]) & m) != 0);
+  }
+#pragma omp parallel for schedule(static)
+  for (long long y = 1; y < H - 1; ++y) {
+    const std::uint8_t *a = hx.data() + (y - 1) * W, *c = hx.data() + y * W,
+                       *d = hx.data() + (y + 1) * W;
+    std::uint8_t* e = er.data() + y * W;
+#pragma GCC ivdep
+    for (long long x = 0; x < W; ++x) e[x] = a[x] & c[x] & d[x];
+  }
+#pragma omp parallel for schedule(static)
+  for (long long y = 0; y < H; ++y) {
+    const std::uint8_t* e = er.data() + y * W;
+    std::uint8_t* h = hx.data() + y * W;
+    h[0] = e[0] | e[1];
+    h[W - 1] = e[W - 2] | e[W - 1];
+#pragma GCC ivdep
+    for (long long x = 1; x < W - 1; ++x) h[x] = e[x - 1] | e[x] | e[x + 1];
+  }
+#pragma omp parallel for schedule(static)
+  for (long long y = 0; y < H; ++y) {
+    const std::uint8_t* c = hx.data() + y * W;
+    const std::uint8_t* a = y > 0 ? hx.data() + (y - 1) * W : c;
+    const std::uint8_t* d = y < H - 1 ? hx.data() + (y + 1) * W : c;
+    std::uint8_t* o = out + y * W;
+#pragma GCC ivdep
+    for (long long x = 0; x < W; ++x) o[x] = a[x] | c[x] | d[x];
   }
 }
 

@@ -11,6 +11,7 @@ its numpy reference beside it.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from dataclasses import field as dc_field
@@ -87,9 +88,7 @@ def _fit_field(small: np.ndarray, sat: np.ndarray, sigma: float, degree: int
     mask = ok
     # the lamp's fall-off (vignetting) as a smooth polynomial in x, y (log intensity, per
     # channel), times a smoothed residual for what a polynomial does not follow
-    yy, xx = np.mgrid[0:h, 0:w]
-    u, v = (xx.ravel() + 0.5) / w * 2 - 1, (yy.ravel() + 0.5) / h * 2 - 1
-    basis = np.stack([u**i * v**j for i in range(degree + 1) for j in range(degree + 1 - i)], 1)
+    basis = _poly_basis(h, w, degree)
     logs = np.log(np.maximum(small, 1e-6)).reshape(-1, 3)
     for tol in (0.15, 0.08, 0.05):
         rel = np.abs(small / np.maximum(field, 1e-6) - 1.0).max(-1)
@@ -107,6 +106,17 @@ def _fit_field(small: np.ndarray, sat: np.ndarray, sigma: float, degree: int
         den = ndimage.gaussian_filter(m, s, mode="nearest")[..., None]
         field = base * np.where(den > 1e-3, num / np.maximum(den, 1e-6), 1.0)
     return np.ascontiguousarray(field, dtype=np.float32), mask
+
+
+@functools.lru_cache(maxsize=16)
+def _poly_basis(h: int, w: int, degree: int) -> np.ndarray:
+    """The polynomial basis u^i v^j (i + j <= degree) on the block grid's centres, u and v in
+    [-1, 1] [h * w, terms]; the same for every image of one size, so computed once."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    u, v = (xx.ravel() + 0.5) / w * 2 - 1, (yy.ravel() + 0.5) / h * 2 - 1
+    basis = np.stack([u**i * v**j for i in range(degree + 1) for j in range(degree + 1 - i)], 1)
+    basis.setflags(write=False)
+    return basis
 
 
 def _upsample(field: np.ndarray, b: int, H: int, W: int) -> np.ndarray:
@@ -215,10 +225,10 @@ def contrast_map(image, camera: Camera | None = None, blur_sigma_px: float = 1.0
     _, fn = _backend.select("detect_contrast", "cpu", backend)
     C, field = fn(img, lut, b, field_sigma, 4, blur_sigma_px, saturation)
     sat = (img[::4, ::4] >= saturation).any(-1)
-    sub_c = C[::4, ::4][~sat].reshape(-1, 3)
-    if len(sub_c) == 0:
+    sub_c = np.ascontiguousarray(C[::4, ::4][~sat].T)  # [3, N]: each channel contiguous
+    if sub_c.shape[1] == 0:
         noise = np.full(3, min_noise)
     else:
-        mad = 1.4826 * np.median(np.abs(sub_c - np.median(sub_c, 0)), 0)
+        mad = 1.4826 * np.median(np.abs(sub_c - np.median(sub_c, 1, keepdims=True)), 1)
         noise = np.maximum(mad, min_noise)
     return ContrastMap(C, noise.astype(np.float64), field, b, img, saturation)

@@ -26,7 +26,14 @@ from qupaint.color import Camera, linear_srgb_to_lab
 from qupaint.constants import OXIDE_RANGE_NM, parse_oxide
 from qupaint.detect.config import DetectorConfig
 from qupaint.detect.contrast import as_uint8, contrast_map
-from qupaint.detect.ladder import Ladder, classify, fit_ladder, hypotheses, ladder_grid, oxide_prior
+from qupaint.detect.ladder import (
+    Ladder,
+    classify_many,
+    fit_ladder,
+    hypotheses,
+    ladder_grid,
+    oxide_prior,
+)
 from qupaint.detect.pieces import (
     BRIGHT,
     CAND,
@@ -130,11 +137,12 @@ def find_flakes(
     sub_lin = cm.substrate  # for delta_e: the mean substrate colour
     sub_lab = linear_srgb_to_lab(sub_lin)
     dets: list[dict] = []
-    for p in pieces:
-        if p.rejected is not None:
-            continue
+    live = [p for p in pieces if p.rejected is None]
+    classes = classify_many(np.array([p.contrast for p in live]).reshape(-1, 3), cm.noise,
+                            ladder.contrast, hyp, cfg)  # all pieces at once  # fmt: skip
+    labs = []  # each detection's colour, converted together at the end
+    for p, (nl, d2min, p_thin, p_fit) in zip(live, classes, strict=True):
         med = p.contrast
-        nl, d2min, p_thin, p_fit = classify(med, cm.noise, ladder.contrast, hyp, cfg)
         if off_ladder(d2min, cfg):
             p.rejected = "off_ladder"
             continue
@@ -150,7 +158,7 @@ def find_flakes(
         ys, xs = np.nonzero(grown)
         x0, y0 = gx + int(xs.min()), gy + int(ys.min())
         x1, y1 = gx + int(xs.max()) + 1, gy + int(ys.max()) + 1
-        lab = linear_srgb_to_lab(sub_lin * (1.0 + med))
+        labs.append(sub_lin * (1.0 + med))
         d = {
             "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
             "score": float(score),
@@ -160,7 +168,6 @@ def find_flakes(
             "fit_sigma": fit,
             "p_thin": round(float(p_thin), 4),
             "p_fit": round(float(p_fit), 4),
-            "delta_e": float(np.linalg.norm(lab - sub_lab)),
             "area": area,
         }
         if thick(nl, cfg):
@@ -172,6 +179,10 @@ def find_flakes(
         if image_id is not None:
             d["image_id"] = image_id
         dets.append(d)
+    if dets:  # the colour difference to the substrate, all detections in one conversion
+        lab = np.asarray(linear_srgb_to_lab(np.array(labs)))
+        for d, row in zip(dets, lab, strict=True):
+            d["delta_e"] = float(np.linalg.norm(row - sub_lab))
     dets.sort(key=lambda d: -d["score"])
     rejected = [{"bbox": [float(v) for v in p.box], "area": p.area,
                  "contrast": [round(float(c), 4) for c in p.contrast],

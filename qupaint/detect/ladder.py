@@ -22,8 +22,8 @@ from qupaint.color import Camera
 from qupaint.constants import OXIDE_RANGE_NM
 from qupaint.detect.config import DetectorConfig
 
-__all__ = ["Ladder", "classify", "fit_ladder", "hypotheses", "ladder_grid", "oxide_prior",
-           "respond"]  # fmt: skip
+__all__ = ["Ladder", "classify", "classify_many", "fit_ladder", "hypotheses", "ladder_grid",
+           "oxide_prior", "respond"]  # fmt: skip
 
 
 @dataclass
@@ -195,18 +195,41 @@ def classify(med: np.ndarray, noise: np.ndarray, mu: np.ndarray, hyp, cfg: Detec
     layer count and fit on the best ladder ``mu``, unless the hypotheses ``hyp`` make it
     thin with probability >= 0.5 among those it fits (P(thin)) while it fits at least
     ``min_p_fit`` of them (P(fit)), when the layer count is the most probable thin one."""
-    sig = np.sqrt(noise**2 + (cfg.rel_sigma * med) ** 2)
-    d2 = (((med[None] - mu) / sig) ** 2).sum(-1)
-    nl = int(np.argmin(d2)) + 1
+    return classify_many(np.asarray(med)[None], noise, mu, hyp, cfg)[0]
+
+
+def classify_many(meds: np.ndarray, noise: np.ndarray, mu: np.ndarray, hyp,
+                  cfg: DetectorConfig, chunk: int = 64) -> list[tuple]:  # fmt: skip
+    """:func:`classify` of every row of ``meds`` [P, 3], the pieces taken ``chunk`` at a time
+    against all hypotheses at once (one array expression per chunk, not one per piece)."""
+    meds = np.asarray(meds, dtype=np.float64).reshape(-1, 3)
     mus, w = hyp
-    d2h = (((med[None, None] - mus) / sig) ** 2).sum(-1)  # [K, L]
-    lh = d2h.argmin(1)
-    ok = d2h[np.arange(len(lh)), lh] <= cfg.max_chi2
-    thin = ok & (lh < cfg.thin_layers)
-    p_fit = float(w[ok].sum() / max(w.sum(), 1e-12))  # on the ladder at all
-    p_thin = float(w[thin].sum() / max(w[ok].sum(), 1e-12)) if ok.any() else 0.0
-    if nl > cfg.thin_layers and p_thin >= 0.5 and p_fit >= cfg.min_p_fit:
-        votes = np.bincount(lh[thin], weights=w[thin], minlength=cfg.thin_layers)
-        nl = int(np.argmax(votes)) + 1
-        return nl, float(d2h[thin][:, nl - 1].min()), p_thin, p_fit
-    return nl, float(d2[nl - 1]), p_thin, p_fit
+    K, L = mus.shape[:2]
+    flat = mus.reshape(-1, 3)  # [K L, 3]
+    flat2 = flat**2
+    out = []
+    for s in range(0, len(meds), chunk):
+        M = meds[s : s + chunk]  # [p, 3]
+        sig = np.sqrt(noise**2 + (cfg.rel_sigma * M) ** 2)  # [p, 3]
+        d2 = (((M[:, None] - mu[None]) / sig[:, None]) ** 2).sum(-1)  # [p, L]
+        # sum_c ((m - mu) / s)^2 = sum_c m^2 / s^2 - 2 (m / s^2) mu + mu^2 / s^2: two small
+        # matrix products over every hypothesis's rungs instead of a [p, K, L, 3] array
+        a = 1.0 / sig**2
+        d2h = ((M**2 * a).sum(-1)[:, None] - 2.0 * (M * a) @ flat.T + a @ flat2.T)
+        d2h = np.maximum(d2h, 0.0).reshape(len(M), K, L)  # [p, K, L]
+        lh = d2h.argmin(2)  # [p, K]
+        best = np.take_along_axis(d2h, lh[..., None], 2)[..., 0]
+        oks = best <= cfg.max_chi2
+        thins = oks & (lh < cfg.thin_layers)
+        for i in range(len(M)):
+            nl = int(np.argmin(d2[i])) + 1
+            ok, thin = oks[i], thins[i]
+            p_fit = float(w[ok].sum() / max(w.sum(), 1e-12))  # on the ladder at all
+            p_thin = float(w[thin].sum() / max(w[ok].sum(), 1e-12)) if ok.any() else 0.0
+            if nl > cfg.thin_layers and p_thin >= 0.5 and p_fit >= cfg.min_p_fit:
+                votes = np.bincount(lh[i][thin], weights=w[thin], minlength=cfg.thin_layers)
+                nl = int(np.argmax(votes)) + 1
+                out.append((nl, float(d2h[i][thin][:, nl - 1].min()), p_thin, p_fit))
+            else:
+                out.append((nl, float(d2[i][nl - 1]), p_thin, p_fit))
+    return out

@@ -173,8 +173,14 @@ def grow(piece: np.ndarray, sl: tuple, pad: int, cand: np.ndarray, C=None, med=N
     own[py : py + piece.shape[0], px : px + piece.shape[1]] = piece
     cw = cand[y0:y1, x0:x1]
     if reach > 0 and C is not None:
-        same = cw & (np.abs(C[y0:y1, x0:x1] - med) <= 3.0 * sig).all(-1)
-        own = ndimage.binary_propagation(own, mask=same | own)  # the window bounds the reach
+        same = cw.copy()  # the colour test only where there are candidates to pass it
+        same[cw] = (np.abs(C[y0:y1, x0:x1][cw] - med) <= 3.0 * sig).all(-1)
+        # what the piece reaches through its own colour (the window bounds the reach): the
+        # 4-connected components of same | own that hold a pixel of it, as a binary
+        # propagation from it would flood them, in one labelling pass
+        lab, _ = ndimage.label(same | own)
+        hit = np.unique(lab[own])
+        own = np.isin(lab, hit[hit > 0])
     grown = ndimage.binary_dilation(own, iterations=pad) & (cw | own) if pad > 0 else own
     return grown, y0, x0
 
