@@ -85,7 +85,7 @@ def find_flakes(
     image_id: int | None = None,
     camera: Camera | None = None,
     um_per_px: float | None = None,
-    masks: bool = False,
+    masks: bool | str = False,
     oxide_range: tuple[float, float] = OXIDE_RANGE_NM,
     oxide_prior_nm: float | None = None,
     backend: str | None = None,
@@ -174,7 +174,9 @@ def find_flakes(
             p.rejected = "thick"
         if um_per_px:
             d["area_um2"] = float(area * um_per_px**2)
-        if masks:
+        if masks == "window":  # the mask cut to its box, no image-size RLE to encode
+            d["mask"] = np.ascontiguousarray(grown[y0 - gy : y1 - gy, x0 - gx : x1 - gx])
+        elif masks:
             d["segmentation"] = encode_window(grown, gy, gx, H, W)
         if image_id is not None:
             d["image_id"] = image_id
@@ -214,7 +216,7 @@ def detect(
     image_id: int | None = None,
     camera: Camera | None = None,
     um_per_px: float | None = None,
-    masks: bool = False,
+    masks: bool | str = False,
     explain: list | None = None,
     oxide_range: tuple[float, float] = OXIDE_RANGE_NM,
     oxide_prior_nm: float | None = None,
@@ -240,8 +242,10 @@ def detect(
     um_per_px : float, optional
         Image scale in µm per pixel: the physical minimum size (``config.min_area_um2``) and
         areas in µm²; without it the minimum is ``config.min_area_px``.
-    masks : bool
-        Add each detection's ``segmentation`` (COCO RLE).
+    masks : bool or "window"
+        Add each detection's ``segmentation`` (COCO RLE of the whole image); ``"window"``:
+        its ``mask`` instead, a bool array of its box (``bbox``), for a caller that works
+        on the box (a chip scan) and would otherwise decode the RLE again.
     explain : list, optional
         Receives one dict per piece that was not reported (:attr:`DetectionResult.rejected`)
         and, last, ``{"ladder": Ladder}``.
@@ -259,7 +263,8 @@ def detect(
         ``category_id`` (1 Mono, 2 Few, 3 Thick), ``layers``, ``contrast`` (median C per
         channel), ``fit_sigma`` (distance to the fitted ladder, in standard deviations),
         ``p_thin``, ``p_fit``, ``delta_e``, ``area`` px, ``area_um2`` when the scale is
-        known, ``image_id`` when given and ``segmentation`` when ``masks``. Thick pieces that
+        known, ``image_id`` when given and ``segmentation`` (or ``mask``) when ``masks``.
+        Thick pieces that
         fit the ladder are returned as Thick. :func:`find_flakes` returns the rejected
         pieces and the ladder beside them.
     """

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from qupaint import rle
 from qupaint._io import image_bytes, read_rgb
 from qupaint._pool import watched_pool
 from qupaint.scan.positions import Frame, frame_path, read_positions
@@ -73,14 +72,14 @@ def detect_frame(path: str) -> dict:
         return unreadable(str(exc))
     H, W = img.shape[:2]
     dets = detect(img, job["material"], job["oxide_nm"], job["config"], camera=job["camera"],
-                  um_per_px=job["um_per_px"], masks=True,
+                  um_per_px=job["um_per_px"], masks="window",
                   oxide_prior_nm=job["oxide_prior_nm"])  # fmt: skip
     out = []
     for d in dets:
         if d["score"] < job["min_score"]:
             continue
         x, y, w, h = (int(round(v)) for v in d["bbox"])
-        m = rle.decode(d["segmentation"])[y : y + h, x : x + w]
+        m = d["mask"]  # the box's mask (an image-size RLE cost 7 ms a detection both ways)
         if not m.any():
             continue
         out.append({

@@ -46,6 +46,15 @@ class FrameWriter:
             )
             s.add(img)
             s.flush()
+            # the flakes this frame can touch, read once (one query a detection cost 2 ms):
+            # every detection lies in the frame, so any flake near one is near the frame
+            mm = um / 1000.0
+            near_frame = s.scalars(select(Flake).where(
+                Flake.scan_id == self.scan_id, Flake.image_id != img.id,
+                Flake.x0_mm <= (fx + W) * mm + tol, Flake.x1_mm >= fx * mm - tol,
+                Flake.y0_mm <= (fy + H) * mm + tol, Flake.y1_mm >= fy * mm - tol,
+            ).order_by(Flake.id)).all() if res["dets"] else []  # fmt: skip
+            gone: set[int] = set()  # flakes this frame merged away
             for d in res["dets"]:
                 h, w = d["shape"]
                 m = np.unpackbits(d["mask"], count=h * w).reshape(h, w).astype(bool)
@@ -60,13 +69,13 @@ class FrameWriter:
                     d["clipped"],
                     d["thumb"],
                 )
-                mm = um / 1000.0
                 x0, y0 = o.gx * mm - tol, o.gy * mm - tol
                 x1, y1 = (o.gx + w) * mm + tol, (o.gy + h) * mm + tol
-                near = s.scalars(select(Flake).where(
-                    Flake.scan_id == self.scan_id, Flake.image_id != img.id,
-                    Flake.x0_mm <= x1, Flake.x1_mm >= x0, Flake.y0_mm <= y1,
-                    Flake.y1_mm >= y0).order_by(Flake.id)).all()  # fmt: skip
+                # as a query per detection would find them now: not merged away, not yet
+                # seen in this frame (a flake this frame joined now carries its image id)
+                near = [f for f in near_frame if f.id not in gone and f.image_id != img.id
+                        and f.x0_mm <= x1 and f.x1_mm >= x0 and f.y0_mm <= y1
+                        and f.y1_mm >= y0]  # fmt: skip
                 same = [f for f in near if same_flake(observation_of(f), o, self.match_px)]
                 if not same:
                     f = Flake(
@@ -90,6 +99,7 @@ class FrameWriter:
                     base.used = base.used or other.used
                     base.favourite = base.favourite or other.favourite
                     s.delete(other)
+                    gone.add(other.id)
                 merged = merge(best, o)
                 if merged is o:
                     base.image_id = img.id
