@@ -53,6 +53,13 @@ def main() -> None:
     db = work / "batch.sqlite"
     stats = scan_folder(chip, db, "graphene", workers=a.workers)
     score = score_chip(db, chip)
+    # the rate it sustains once running (from the first frame stored to the last), beside
+    # the whole run's (which also holds starting the workers: their imports, a few seconds)
+    with open_db(db)() as s:
+        stored = [p for (p,) in s.execute(sa.select(Image.processed).order_by(Image.processed))]
+    span = (stored[-1] - stored[0]).total_seconds()
+    stats["frames_per_s_steady"] = round((len(stored) - 1) / span, 2) if span > 0 else None
+    stats["first_frame_stored_after_s"] = round(stats["seconds"] - span, 2)
     t = time.perf_counter()
     layout = stitch(db, work / "map", dzi=True)
     map_s = time.perf_counter() - t
