@@ -169,7 +169,6 @@ def _warm_worker() -> None:
     from PIL import ImageFont
 
     import qupaint.detect
-    import qupaint.detect.draw
-    import qupaint.web.routes.uploads  # noqa: F401
+    import qupaint.detect.draw  # noqa: F401
 
     ImageFont.load_default(size=20)
