@@ -176,16 +176,20 @@ def map_(
     scan_id: int = typer.Option(None, help="Which scan (default: the newest)"),
     overview_px: int = typer.Option(4000, help="Longest side of the overview (px)"),
     dzi: bool = typer.Option(False, "--dzi", help="Also write a deep-zoom pyramid"),
+    flat: bool = typer.Option(
+        True, "--flat/--no-flat",
+        help="Divide the frames by the lamp's fall-off measured from them (8 frames or more)"),
 ):
     """Stitch a scan: frames placed by stage position and refined by phase correlation on
-    their overlaps; an overview with every flake marked; a deep-zoom pyramid."""
+    their overlaps, corrected for the lamp's fall-off (vignetting) measured from the frames;
+    an overview with every flake marked; a deep-zoom pyramid."""
     from qupaint.scan.stitch import stitch
 
     if not 64 <= overview_px <= 65536:
         fail("--overview-px must be in 64-65536")
     with user_errors(), progress("map") as report:
         layout = stitch(db, out, scan_id=scan_id, overview_px=overview_px, dzi=dzi,
-                        progress=report)  # fmt: skip
+                        progress=report, flat=flat)  # fmt: skip
     console.print(f"{len(layout['frames'])} frames, {layout['pairs_kept']} of "
                   f"{layout['pairs_measured']} overlaps registered; wrote {out / 'overview.png'}"
                   + (f" and {out / 'mosaic.dzi'}" if dzi else ""))  # fmt: skip

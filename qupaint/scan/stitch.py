@@ -12,7 +12,13 @@ every flake marked, and a deep-zoom pyramid for a browser viewer.
    offset plus a weak pull towards the stage's positions (which fixes the layout's origin
    and places frames no pair reaches); pairs that disagree with the solution by more than
    3 px are dropped and it is solved again.
-3. **Outputs**: ``overview.png`` (downsampled, every flake circled in its category's colour,
+3. **Flat field.** Every frame carries the same fall-off of the lamp (vignetting), which
+   shows as seams where frames meet. With enough frames (:data:`FLAT_MIN_FRAMES`) it is
+   measured from the frames themselves: the per-pixel median over them (a flake or a
+   crystal sits at any one place in few frames), smoothed, is each channel's gain across
+   the frame (:func:`flat_field`), and the map's frames are divided by it. The detection
+   never sees this: it has its own substrate field per frame.
+4. **Outputs**: ``overview.png`` (downsampled, every flake circled in its category's colour,
    the thin ones numbered by database id), ``layout.json`` (the fitted centre of every frame,
    in stage mm and in mosaic pixels) and, with ``dzi=True``, ``mosaic.dzi`` with
    ``mosaic_files/`` (Deep Zoom: 254 px JPEG tiles with 1 px overlap, as OpenSeadragon
@@ -29,7 +35,15 @@ import numpy as np
 from qupaint._io import atomic_open, atomic_write_bytes, write_json
 from qupaint.categories import THICK_MIN_LAYERS
 
-__all__ = ["fit_layout", "mosaic_xy", "pair_offsets", "stitch", "write_dzi"]
+__all__ = ["FLAT_MIN_FRAMES", "apply_flat", "fit_layout", "flat_field", "mosaic_xy",
+           "pair_offsets", "stitch", "write_dzi"]
+
+#: frames needed to measure the flat field from a scan (fewer: the map is left as taken)
+FLAT_MIN_FRAMES = 8
+#: at most this many frames (evenly spread over the scan) enter the flat field's median
+FLAT_MAX_FRAMES = 64
+#: the flat field is measured on every this-many-th pixel of a frame
+FLAT_STEP = 8
 
 CATEGORY_RGB = {1: (255, 40, 40), 2: (40, 200, 255), 3: (255, 220, 0)}
 
@@ -128,10 +142,54 @@ def mosaic_xy(points_mm, centres_mm, fitted_mm, origin_mm, um_per_px: float) -> 
     return (points + shift - np.asarray(origin_mm, float)) * (1000.0 / um_per_px)
 
 
+def flat_field(samples, shape: tuple[int, int], sigma: float = 2.0) -> np.ndarray | None:
+    """The lamp's gain across a frame [H, W, 3] float32 (mean 1 per channel), from
+    ``samples``: frames subsampled every :data:`FLAT_STEP` pixels ([h, w, 3] each, at least
+    :data:`FLAT_MIN_FRAMES`), their per-pixel median smoothed by ``sigma`` sample pixels and
+    interpolated back to ``shape`` (H, W). None when there are too few frames or the
+    frames are too dark to measure (a channel's median under 8 of 255).
+
+    >>> yy, xx = np.mgrid[0:150, 0:240]
+    >>> lamp = 1 - 0.1 * (((yy - 75) / 75) ** 2 + ((xx - 120) / 120) ** 2)
+    >>> frames = [np.repeat((180 * lamp)[..., None], 3, -1) for _ in range(8)]
+    >>> gain = flat_field(frames, (1200, 1920))
+    >>> gain.shape, round(float(gain[600, 960, 0] / gain[0, 0, 0]), 2)  # centre / corner: 1.25
+    ((1200, 1920, 3), 1.24)
+    """
+    from scipy import ndimage
+
+    if len(samples) < FLAT_MIN_FRAMES:
+        return None
+    med = np.median(np.stack([np.asarray(a, np.float32) for a in samples]), axis=0)
+    if med.reshape(-1, 3).mean(0).min() < 8.0:
+        return None
+    med = ndimage.gaussian_filter(med, (sigma, sigma, 0), mode="nearest")
+    gain = med / med.reshape(-1, 3).mean(0)
+    H, W = shape
+    h, w = gain.shape[:2]
+    # bilinear, sample centres at (i + 0.5) * step - 0.5, edges held
+    ys = np.clip((np.arange(H) + 0.5) / H * h - 0.5, 0, h - 1)
+    xs = np.clip((np.arange(W) + 0.5) / W * w - 0.5, 0, w - 1)
+    y0, x0 = ys.astype(int), xs.astype(int)
+    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
+    fy, fx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
+    rows = gain[y0] * (1 - fy) + gain[y1] * fy
+    return np.clip(rows[:, x0] * (1 - fx) + rows[:, x1] * fx, 0.25, 4.0).astype(np.float32)
+
+
+def apply_flat(rgb: np.ndarray, gain: np.ndarray | None) -> np.ndarray:
+    """A frame divided by the flat field ``gain`` (uint8; the frame as it is without one,
+    or when its size differs from the field's)."""
+    if gain is None or gain.shape != rgb.shape:
+        return rgb
+    return np.clip(rgb / gain + 0.5, 0, 255).astype(np.uint8)
+
+
 def stitch(db, out: str | Path, scan_id: int | None = None, overview_px: int = 4000,
-           dzi: bool = False, progress=None) -> dict:  # fmt: skip
+           dzi: bool = False, progress=None, flat: bool = True) -> dict:  # fmt: skip
     """Stitch the frames of scan ``scan_id`` (default: the newest) of database ``db``; see
-    the module doc. Returns ``layout.json``'s content."""
+    the module doc. ``flat``: correct the map's frames by the flat field measured from them
+    (with at least :data:`FLAT_MIN_FRAMES` frames). Returns ``layout.json``'s content."""
     from PIL import Image as PILImage
     from PIL import ImageDraw
     from sqlalchemy import select
@@ -160,11 +218,17 @@ def stitch(db, out: str | Path, scan_id: int | None = None, overview_px: int = 4
     px = 1000.0 / um  # mosaic pixels per mm
     nominal = np.array([(im.x_mm * px - im.width / 2, im.y_mm * px - im.height / 2)
                         for im in imgs])  # fmt: skip
-    frames = []
+    frames, samples = [], []
+    every = max(1, len(imgs) // FLAT_MAX_FRAMES)
     for k, im in enumerate(imgs):
-        frames.append((_grey(read_rgb(directory / im.file)), nominal[k, 0], nominal[k, 1]))
+        rgb = read_rgb(directory / im.file)
+        frames.append((_grey(rgb), nominal[k, 0], nominal[k, 1]))
+        if flat and k % every == 0 and rgb.shape[:2] == (imgs[0].height, imgs[0].width):
+            samples.append(rgb[FLAT_STEP // 2 :: FLAT_STEP, FLAT_STEP // 2 :: FLAT_STEP])
         if progress is not None:
             progress(k + 1, 2 * len(imgs))
+    gain = flat_field(samples, (imgs[0].height, imgs[0].width)) if flat else None
+    del samples
     pairs = pair_offsets(frames)
     pos, kept = fit_layout(nominal, pairs)
     del frames
@@ -183,7 +247,7 @@ def stitch(db, out: str | Path, scan_id: int | None = None, overview_px: int = 4
     out.mkdir(parents=True, exist_ok=True)
     full = _Mosaic(W, H) if dzi else None
     for k, im in enumerate(imgs):
-        rgb = read_rgb(directory / im.file)
+        rgb = apply_flat(read_rgb(directory / im.file), gain)
         x, y = pos[k] - origin
         small = PILImage.fromarray(rgb).resize(
             (max(1, round(im.width * scale)), max(1, round(im.height * scale))), PILImage.BILINEAR
@@ -210,6 +274,10 @@ def stitch(db, out: str | Path, scan_id: int | None = None, overview_px: int = 4
     layout = {
         "scan_id": sid, "um_per_px": um, "mosaic_px": [W, H], "overview_scale": scale,
         "pairs_measured": len(pairs), "pairs_kept": kept,
+        "flat_field": None if gain is None else {
+            "frames": min(len(imgs), len(range(0, len(imgs), every))),
+            "gain_min": [round(float(v), 4) for v in gain.reshape(-1, 3).min(0)],
+            "gain_max": [round(float(v), 4) for v in gain.reshape(-1, 3).max(0)]},
         "origin_mm": [float(origin[0] / px), float(origin[1] / px)],
         "frames": [{"file": im.file, "x_mm": im.x_mm, "y_mm": im.y_mm,
                     "fit_x_mm": round(centres[im.file][0], 7),
