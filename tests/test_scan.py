@@ -329,6 +329,16 @@ def test_stitching_recovers_the_true_frame_positions(scanned, chip, tmp_path):
     assert layout["pairs_kept"] >= 17  # 4 x 3 frames: 17 side-by-side neighbours at least
     png = tmp_path / "map" / "overview.png"
     assert png.stat().st_size > 1000
+    from PIL import Image as PILImage
+
+    from qupaint.detect.draw import CATEGORY_COLORS
+
+    ov = np.asarray(PILImage.open(png).convert("RGB"))
+    corner = ov[-ov.shape[0] // 8 :, -ov.shape[1] // 3 :].reshape(-1, 3)  # the legend
+    for cat in (1, 2):  # a swatch of each class on the map
+        assert (corner == CATEGORY_COLORS[cat]).all(-1).any()
+    bar = ov[-ov.shape[0] // 8 :, : ov.shape[1] // 3].reshape(-1, 3)  # the scale bar
+    assert (bar == 255).all(-1).sum() > 20
     dzi = (tmp_path / "map" / "mosaic.dzi").read_text()
     assert 'TileSize="254"' in dzi and "Width=" in dzi
     assert (tmp_path / "map" / "mosaic_files" / "0" / "0_0.jpg").is_file()

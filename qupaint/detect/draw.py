@@ -61,6 +61,23 @@ def scale_bar(draw, width: int, height: int, um_per_px: float, font=None) -> flo
     return um
 
 
+def legend(draw, width: int, height: int, categories, font=None) -> None:
+    """Draw one colour swatch and name per category id of ``categories`` (those with a
+    name) at the bottom right of an image ``width`` x ``height`` px (a PIL ``ImageDraw``)."""
+    from PIL import ImageFont
+
+    font = font or ImageFont.load_default(size=max(11, min(width, height) // 60))
+    ink = {"stroke_width": max(1, font.size // 8), "stroke_fill": (0, 0, 0)}
+    lx = width - 6
+    for cat in reversed(sorted(set(categories) & set(CATEGORY_NAMES))):
+        name = CATEGORY_NAMES[cat]
+        lx -= int(draw.textlength(name, font=font)) + font.size + 10
+        draw.rectangle([lx, height - font.size - 8, lx + font.size - 2, height - 10],
+                       fill=CATEGORY_COLORS[cat], outline=(0, 0, 0))  # fmt: skip
+        draw.text((lx + font.size + 2, height - font.size - 10), name, fill=(255, 255, 255),
+                  font=font, **ink)  # fmt: skip
+
+
 def draw_detections(
     image: np.ndarray, dets: list[dict], out: str | Path | IO[bytes],
     um_per_px: float | None = None, numbers: bool = False, fmt: str = "PNG",
@@ -99,16 +116,7 @@ def draw_detections(
         if "score" in d:
             text += f" {d['score']:.2f}"
         draw.text((x + 2, max(0, y - font.size - 3)), text.strip(), fill=color, font=font, **ink)
-    # the legend: one swatch per class drawn
-    cats = sorted({d.get("category_id") for d in dets} & set(CATEGORY_NAMES))
-    lx = W - 6
-    for cat in reversed(cats):
-        name = CATEGORY_NAMES[cat]
-        lx -= int(draw.textlength(name, font=font)) + font.size + 10
-        draw.rectangle([lx, H - font.size - 8, lx + font.size - 2, H - 10],
-                       fill=CATEGORY_COLORS[cat], outline=(0, 0, 0))  # fmt: skip
-        draw.text((lx + font.size + 2, H - font.size - 10), name, fill=(255, 255, 255),
-                  font=font, **ink)  # fmt: skip
+    legend(draw, W, H, {d.get("category_id") for d in dets}, font)
     if um_per_px:
         scale_bar(draw, W, H, um_per_px, font)
     if hasattr(out, "write"):

@@ -19,10 +19,11 @@ every flake marked, and a deep-zoom pyramid for a browser viewer.
    the frame (:func:`flat_field`), and the map's frames are divided by it. The detection
    never sees this: it has its own substrate field per frame.
 4. **Outputs**: ``overview.png`` (downsampled, every flake circled in its category's colour,
-   the thin ones numbered by database id), ``layout.json`` (the fitted centre of every frame,
-   in stage mm and in mosaic pixels) and, with ``dzi=True``, ``mosaic.dzi`` with
-   ``mosaic_files/`` (Deep Zoom: 254 px JPEG tiles with 1 px overlap, as OpenSeadragon
-   reads them). The fitted centres are also written to the database (``image.fit_x_mm``).
+   the thin ones numbered by database id, with a legend and a scale bar), ``layout.json``
+   (the fitted centre of every frame, in stage mm and in mosaic pixels) and, with
+   ``dzi=True``, ``mosaic.dzi`` with ``mosaic_files/`` (Deep Zoom: 254 px JPEG tiles with
+   1 px overlap, as OpenSeadragon reads them). The fitted centres are also written to the
+   database (``image.fit_x_mm``).
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ FLAT_MAX_FRAMES = 64
 #: the flat field is measured on every this-many-th pixel of a frame
 FLAT_STEP = 8
 
-CATEGORY_RGB = {1: (255, 40, 40), 2: (40, 200, 255), 3: (255, 220, 0)}
 
 
 def _grey(img: np.ndarray) -> np.ndarray:
@@ -191,10 +191,11 @@ def stitch(db, out: str | Path, scan_id: int | None = None, overview_px: int = 4
     the module doc. ``flat``: correct the map's frames by the flat field measured from them
     (with at least :data:`FLAT_MIN_FRAMES` frames). Returns ``layout.json``'s content."""
     from PIL import Image as PILImage
-    from PIL import ImageDraw
+    from PIL import ImageDraw, ImageFont
     from sqlalchemy import select
 
     from qupaint._io import read_rgb
+    from qupaint.detect.draw import CATEGORY_COLORS, legend, scale_bar
     from qupaint.scan.db import Chip, Flake, Image, Scan, open_db
 
     Session = open_db(db)
@@ -265,10 +266,14 @@ def stitch(db, out: str | Path, scan_id: int | None = None, overview_px: int = 4
     for (fid, _, _, cat, layers, side), xy in zip(flakes, at, strict=True):
         q = xy * scale
         r = max(3.0, 0.5 * side / 1000.0 * px * scale + 3)  # side in um, px per mm
-        col = CATEGORY_RGB.get(int(cat), (255, 255, 255))
+        col = CATEGORY_COLORS.get(int(cat), CATEGORY_COLORS[None])
         draw.ellipse([q[0] - r, q[1] - r, q[0] + r, q[1] + r], outline=col, width=2)
         if layers < THICK_MIN_LAYERS:
             draw.text((q[0] + r + 1, q[1] - r), str(fid), fill=col)
+    # what the colours mean, and how long a length is on it
+    font = ImageFont.load_default(size=max(12, min(ov.size) // 70))
+    legend(draw, *ov.size, {int(f[3]) for f in flakes}, font)
+    scale_bar(draw, *ov.size, um / scale, font)
     with atomic_open(out / "overview.png", "wb") as f:
         ov.save(f, format="PNG")
     layout = {
