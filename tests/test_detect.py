@@ -578,3 +578,15 @@ def test_classify_many_equals_the_direct_chi_square(rng):
         else:  # the hypotheses made it thin
             assert g[0] <= cfg.thin_layers and g[2] >= 0.5
     assert classify(meds[0], noise, base, (mus, w), cfg) == got[0]
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (3, 3), (7, 5), (64, 97)])
+def test_median5_equals_scipys_median_filter(shape, rng):
+    from scipy import ndimage
+
+    from qupaint.detect.pieces import median5
+
+    for _ in range(5):
+        a = rng.integers(0, 4, shape).astype(np.int32) * (rng.random(shape) < 0.8)
+        a[: shape[0] // 2] = 2  # a uniform part, where only the fast path runs
+        np.testing.assert_array_equal(median5(a), ndimage.median_filter(a, size=5))

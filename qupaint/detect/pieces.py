@@ -203,6 +203,22 @@ def touches_border(sl: tuple, H: int, W: int) -> bool:
     return sl[0].start == 0 or sl[1].start == 0 or sl[0].stop == H or sl[1].stop == W
 
 
+def median5(a: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.median_filter(a, size=5)`` of an integer map, exactly (edges
+    reflected), computed only where the 5 x 5 neighbourhood is not one value: a class map
+    is mostly uniform, and there its median is that value (3x faster on a piece's map)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    lo = ndimage.minimum_filter(a, size=5)
+    out = lo.copy()
+    mixed = lo != ndimage.maximum_filter(a, size=5)
+    if mixed.any():
+        pad = np.pad(a, 2, mode="symmetric")  # scipy's "reflect": d c b a | a b c d
+        win = sliding_window_view(pad, (5, 5))[mixed].reshape(-1, 25)
+        out[mixed] = np.partition(win, 12, axis=1)[:, 12]
+    return out
+
+
 def split_terraces(rows: list[Piece], cm: ContrastMap, mu: np.ndarray, cfg: DetectorConfig,
                    min_px: float) -> list[Piece]:  # fmt: skip
     """Split each piece into its terraces: every pixel takes the nearest rung of the fitted
@@ -227,7 +243,7 @@ def split_terraces(rows: list[Piece], cm: ContrastMap, mu: np.ndarray, cfg: Dete
         d2 = (((px[:, None, :] - mu[None, rungs]) / sig[:, None, :]) ** 2).sum(-1)
         cls = np.zeros(piece.shape, np.int32)
         cls[piece] = rungs[d2.argmin(1)] + 1
-        cls = ndimage.median_filter(cls, size=5) * piece  # blends at the steps go to a side
+        cls = median5(cls) * piece  # blends at the steps go to a side
         parts = []
         for v in np.unique(cls[cls > 0]):
             lab, n = ndimage.label(cls == v, structure=np.ones((3, 3), bool))
