@@ -17,11 +17,13 @@ map folder and the upload limit, reaches them as FastAPI dependencies
 (:mod:`qupaint.web.state`). This module assembles the app and guards every request.
 
 Security: a token (``Authorization: Bearer``, a ``qupaint_token`` cookie, or ``?token=``
-once, which sets the cookie) when one is configured, 401 without it; without a token, only
+once, which sets the cookie) when one is configured (``token``, or ``token_file``, read
+again when it changes), 401 without it; without a token, only
 requests addressed to loopback names or the served address (403: DNS rebinding); uploads
 are limited in size and shape (413) and must decode as an image (415); unsafe methods from
 another origin are refused (403); paths are served by Starlette's static files, which refuse
-anything outside their folder.
+anything outside their folder; every response carries a Content-Security-Policy
+(:data:`CSP`) under which only the package's own script files run.
 """
 
 from __future__ import annotations
