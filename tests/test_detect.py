@@ -590,3 +590,21 @@ def test_median5_equals_scipys_median_filter(shape, rng):
         a = rng.integers(0, 4, shape).astype(np.int32) * (rng.random(shape) < 0.8)
         a[: shape[0] // 2] = 2  # a uniform part, where only the fast path runs
         np.testing.assert_array_equal(median5(a), ndimage.median_filter(a, size=5))
+
+
+def test_window_masks_are_the_rle_masks_cut_to_their_boxes(rng):
+    """``masks="window"`` (what a chip scan asks for) gives each detection's mask as its box,
+    the same pixels as the image-size RLE of ``masks=True``."""
+    from qupaint import rle
+
+    img = _chip(rng, 120, 160)
+    full = detect(img, "graphene", 90.0, camera=CAM, masks=True)
+    cut = detect(img, "graphene", 90.0, camera=CAM, masks="window")
+    assert full and len(full) == len(cut)
+    for a, b in zip(full, cut, strict=True):
+        x, y, w, h = (int(v) for v in a["bbox"])
+        assert b["mask"].shape == (h, w) and "segmentation" not in b
+        whole = rle.decode(a["segmentation"])
+        np.testing.assert_array_equal(b["mask"], whole[y : y + h, x : x + w])
+    with pytest.raises(ValueError, match="masks"):
+        detect(img, "graphene", 90.0, camera=CAM, masks="rle")

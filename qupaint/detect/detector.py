@@ -94,6 +94,8 @@ def find_flakes(
     their rule, and the fitted ladder. The parameters are those of :func:`detect`."""
     cfg = config or DetectorConfig()
     cfg.validate()
+    if masks not in (True, False, "window"):
+        raise ValueError(f"masks: True, False or 'window'; got {masks!r}")
     if um_per_px is not None and not (np.isfinite(um_per_px) and um_per_px > 0):
         raise ValueError(f"um_per_px must be > 0; got {um_per_px}")
     img = as_uint8(image)
