@@ -14,9 +14,9 @@ file for ``qupaint detect --camera``:
   between images, and one response forced on all of them bent the oxide by 20 nm). The
   oxide becomes the detector's prior (``oxide_prior_nm``: without layer numbers it is known
   only roughly), as wide as its uncertainty (``oxide_sd_nm``: the fit's own, or the spread
-  of the images' own oxides when larger); a common response
-  is written (``response``) only when one fits all the images about as well as their own
-  (AIC), and every flake gets its inferred layer count.
+  of the images' own oxides when larger); a common response is written (``response``) only
+  when one fits all the images about as well as their own (AIC), and every flake gets its
+  inferred layer count.
 
 The contrast is measured with the detector's own :func:`~qupaint.detect.contrast.contrast_map`
 on each flake's mask, its edge pixels left out.
@@ -132,8 +132,9 @@ def calibrate_from_masks(
 
 
 def _fit_without_layers(flakes, C, material, cam, cfg, oxide_range, max_layers) -> dict:
-    """The oxide shared by the images, each image's own response, the flakes' layers
-    (written into ``flakes``), and the jackknife uncertainty of the oxide over the images."""
+    """The oxide shared by the images, each image's own response (or one for all, when AIC
+    prefers it), the flakes' layers (written into ``flakes``), and the oxide's uncertainty
+    (the fit's own, or the spread of the images' own oxides when larger)."""
     if not 1 <= max_layers <= cfg.max_layers:
         raise ValueError(f"max_layers: 1..{cfg.max_layers}; got {max_layers}")
     thin = replace(cfg, max_layers=max_layers, thin_layers=min(cfg.thin_layers, max_layers))
@@ -149,19 +150,16 @@ def _fit_without_layers(flakes, C, material, cam, cfg, oxide_range, max_layers) 
     own = {stem: lad.grid["cost"].reshape(len(oxides), -1).min(1)
            for stem, (_, lad) in fits.items()}  # fmt: skip
 
-    def best_oxide(names) -> int:
-        return int(np.argmin(sum(own[n] for n in names)))
-
-    t = best_oxide(stems)
+    total = sum(own[n] for n in stems)
+    t = int(np.argmin(total))
     # the oxide of the next chip, how uncertain: the larger of the fit's own (the half-width
     # of the oxides whose summed cost is within 1 of the best, a chi-square's 1 sigma) and
     # the spread of the images' own best oxides (chip to chip; the pooled fit hides it),
     # with the grid's rounding (a uniform step's variance, step^2 / 12)
-    total = sum(own[n] for n in stems)
     near = oxides[total <= total[t] + 1.0]
     var = (0.5 * (near.max() - near.min())) ** 2
     if len(stems) >= 2:
-        var = max(var, float(np.var([oxides[best_oxide([n])] for n in stems], ddof=1)))
+        var = max(var, float(np.var([oxides[int(np.argmin(own[n]))] for n in stems], ddof=1)))
     sd = float(np.sqrt(var + cfg.oxide_step_nm**2 / 12.0))
     # one response for all the images, or each its own: AIC (3 exponents per extra image)
     shared = sum(lad.grid["cost"][t] for _, lad in fits.values())  # [G, G, G]

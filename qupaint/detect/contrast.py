@@ -59,7 +59,7 @@ def substrate_field(
     H, W = lin.shape[:2]
     b = _block_size(H, W, block)
     field, mask = _fit_field(*_block_means(lin, saturated, b), sigma, degree)
-    return _upsample(field, b, H, W), mask
+    return upsample_blocks(field, b, H, W), mask
 
 
 def _block_size(H: int, W: int, block: int) -> int:
@@ -119,9 +119,10 @@ def _poly_basis(h: int, w: int, degree: int) -> np.ndarray:
     return basis
 
 
-def _upsample(field: np.ndarray, b: int, H: int, W: int) -> np.ndarray:
-    """Bilinear from the block grid to [H, W, 3] (block centres, edges held), separably: along
-    x on the block rows, then along y by blending whole rows (thread-count independent)."""
+def upsample_blocks(field: np.ndarray, b: int, H: int, W: int) -> np.ndarray:
+    """Bilinear from a grid of ``b`` x ``b`` px blocks [h, w, 3] to [H, W, 3] (block centres,
+    edges held), separably: along x on the block rows, then along y by blending whole rows
+    (thread-count independent). The substrate field here; the map's flat field too."""
     h, w = field.shape[:2]
     xs = np.clip((np.arange(W) + 0.5) / b - 0.5, 0, w - 1)
     x0 = xs.astype(np.int64)
@@ -153,7 +154,7 @@ def _contrast_reference(img, lut, b, sigma, degree, blur_sigma_px, saturation):
     if blur_sigma_px > 0:
         # truncated at 2 sigma: the tails add nothing against pixel noise, and cost half
         lin = ndimage.gaussian_filter(lin, (blur_sigma_px, blur_sigma_px, 0), truncate=2.0)
-    return lin / np.maximum(_upsample(field, b, H, W), 1e-6) - 1.0, field
+    return lin / np.maximum(upsample_blocks(field, b, H, W), 1e-6) - 1.0, field
 
 
 @_backend.register("detect_contrast", "cpu")

@@ -266,9 +266,8 @@ def detect(
         channel), ``fit_sigma`` (distance to the fitted ladder, in standard deviations),
         ``p_thin``, ``p_fit``, ``delta_e``, ``area`` px, ``area_um2`` when the scale is
         known, ``image_id`` when given and ``segmentation`` (or ``mask``) when ``masks``.
-        Thick pieces that
-        fit the ladder are returned as Thick. :func:`find_flakes` returns the rejected
-        pieces and the ladder beside them.
+        Thick pieces that fit the ladder are returned as Thick. :func:`find_flakes` returns
+        the rejected pieces and the ladder beside them.
     """
     res = find_flakes(image, material, oxide_nm, config, image_id, camera, um_per_px, masks,
                       oxide_range, oxide_prior_nm, backend)  # fmt: skip

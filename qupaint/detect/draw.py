@@ -10,7 +10,8 @@ import numpy as np
 from qupaint.categories import CATEGORY_NAMES
 from qupaint.rle import decode as decode_rle
 
-__all__ = ["CATEGORY_COLORS", "draw_detections", "outline_labels", "scale_bar"]
+__all__ = ["CATEGORY_COLORS", "draw_detections", "label_font", "legend", "outline_labels",
+           "scale_bar"]
 
 CATEGORY_COLORS = {1: (255, 40, 40), 2: (40, 200, 255), 3: (255, 220, 0), None: (255, 255, 255)}
 
@@ -39,6 +40,14 @@ def outline_labels(
     return out
 
 
+def label_font(width: int, height: int):
+    """PIL's built-in font sized to an image ``width`` x ``height`` px (a 60th of its short
+    side, at least 11 px): the labels, legend and scale bar of every figure."""
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=max(11, min(width, height) // 60))
+
+
 #: scale-bar lengths tried, um: the longest that fits in a fifth of the image is drawn
 _BAR_UM = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 
@@ -47,9 +56,7 @@ def scale_bar(draw, width: int, height: int, um_per_px: float, font=None) -> flo
     """Draw a scale bar in um at the bottom left of an image ``width`` x ``height`` px (a
     PIL ``ImageDraw``): the longest round length within a fifth of the width. Returns the
     length, um."""
-    from PIL import ImageFont
-
-    font = font or ImageFont.load_default(size=max(11, min(width, height) // 60))
+    font = font or label_font(width, height)
     fit = [b for b in _BAR_UM if b / um_per_px <= width / 5] or [_BAR_UM[0]]
     um = fit[-1]
     px = max(1, round(um / um_per_px))
@@ -64,9 +71,7 @@ def scale_bar(draw, width: int, height: int, um_per_px: float, font=None) -> flo
 def legend(draw, width: int, height: int, categories, font=None) -> None:
     """Draw one colour swatch and name per category id of ``categories`` (those with a
     name) at the bottom right of an image ``width`` x ``height`` px (a PIL ``ImageDraw``)."""
-    from PIL import ImageFont
-
-    font = font or ImageFont.load_default(size=max(11, min(width, height) // 60))
+    font = font or label_font(width, height)
     ink = {"stroke_width": max(1, font.size // 8), "stroke_fill": (0, 0, 0)}
     lx = width - 6
     for cat in reversed(sorted(set(categories) & set(CATEGORY_NAMES))):
@@ -89,7 +94,7 @@ def draw_detections(
     or JPEG at quality 90, some 30 times faster to encode at 1920x1200 than PNG's 1 s).
     Labels are sized to the image and outlined in black; a legend names the colours, and
     with ``um_per_px`` a scale bar in um is drawn."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     arr = np.array(image, dtype=np.uint8)
     for d in dets:
@@ -101,7 +106,7 @@ def draw_detections(
     im = Image.fromarray(arr)
     draw = ImageDraw.Draw(im)
     H, W = arr.shape[:2]
-    font = ImageFont.load_default(size=max(11, min(W, H) // 60))
+    font = label_font(W, H)
     ink = {"stroke_width": max(1, font.size // 8), "stroke_fill": (0, 0, 0)}
     for k, d in enumerate(dets, start=1):
         x, y, w, h = d["bbox"]

@@ -158,6 +158,8 @@ def flat_field(samples, shape: tuple[int, int], sigma: float = 2.0) -> np.ndarra
     """
     from scipy import ndimage
 
+    from qupaint.detect.contrast import upsample_blocks
+
     if len(samples) < FLAT_MIN_FRAMES:
         return None
     med = np.median(np.stack([np.asarray(a, np.float32) for a in samples]), axis=0)
@@ -165,16 +167,8 @@ def flat_field(samples, shape: tuple[int, int], sigma: float = 2.0) -> np.ndarra
         return None
     med = ndimage.gaussian_filter(med, (sigma, sigma, 0), mode="nearest")
     gain = med / med.reshape(-1, 3).mean(0)
-    H, W = shape
-    h, w = gain.shape[:2]
-    # bilinear, sample centres at (i + 0.5) * step - 0.5, edges held
-    ys = np.clip((np.arange(H) + 0.5) / H * h - 0.5, 0, h - 1)
-    xs = np.clip((np.arange(W) + 0.5) / W * w - 0.5, 0, w - 1)
-    y0, x0 = ys.astype(int), xs.astype(int)
-    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
-    fy, fx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
-    rows = gain[y0] * (1 - fy) + gain[y1] * fy
-    return np.clip(rows[:, x0] * (1 - fx) + rows[:, x1] * fx, 0.25, 4.0).astype(np.float32)
+    gain = upsample_blocks(gain.astype(np.float32), FLAT_STEP, *shape)  # each sample a block
+    return np.clip(gain, 0.25, 4.0).astype(np.float32)
 
 
 def apply_flat(rgb: np.ndarray, gain: np.ndarray | None) -> np.ndarray:
@@ -191,11 +185,11 @@ def stitch(db, out: str | Path, scan_id: int | None = None, overview_px: int = 4
     the module doc. ``flat``: correct the map's frames by the flat field measured from them
     (with at least :data:`FLAT_MIN_FRAMES` frames). Returns ``layout.json``'s content."""
     from PIL import Image as PILImage
-    from PIL import ImageDraw, ImageFont
+    from PIL import ImageDraw
     from sqlalchemy import select
 
     from qupaint._io import read_rgb
-    from qupaint.detect.draw import CATEGORY_COLORS, legend, scale_bar
+    from qupaint.detect.draw import CATEGORY_COLORS, label_font, legend, scale_bar
     from qupaint.scan.db import Chip, Flake, Image, Scan, open_db
 
     Session = open_db(db)
@@ -220,7 +214,7 @@ def stitch(db, out: str | Path, scan_id: int | None = None, overview_px: int = 4
     nominal = np.array([(im.x_mm * px - im.width / 2, im.y_mm * px - im.height / 2)
                         for im in imgs])  # fmt: skip
     frames, samples = [], []
-    every = max(1, len(imgs) // FLAT_MAX_FRAMES)
+    every = max(1, math.ceil(len(imgs) / FLAT_MAX_FRAMES))  # at most FLAT_MAX_FRAMES
     for k, im in enumerate(imgs):
         rgb = read_rgb(directory / im.file)
         frames.append((_grey(rgb), nominal[k, 0], nominal[k, 1]))
@@ -229,6 +223,7 @@ def stitch(db, out: str | Path, scan_id: int | None = None, overview_px: int = 4
         if progress is not None:
             progress(k + 1, 2 * len(imgs))
     gain = flat_field(samples, (imgs[0].height, imgs[0].width)) if flat else None
+    flat_frames = len(samples)
     del samples
     pairs = pair_offsets(frames)
     pos, kept = fit_layout(nominal, pairs)
@@ -271,7 +266,7 @@ def stitch(db, out: str | Path, scan_id: int | None = None, overview_px: int = 4
         if layers < THICK_MIN_LAYERS:
             draw.text((q[0] + r + 1, q[1] - r), str(fid), fill=col)
     # what the colours mean, and how long a length is on it
-    font = ImageFont.load_default(size=max(12, min(ov.size) // 70))
+    font = label_font(*ov.size)
     legend(draw, *ov.size, {int(f[3]) for f in flakes}, font)
     scale_bar(draw, *ov.size, um / scale, font)
     with atomic_open(out / "overview.png", "wb") as f:
@@ -280,7 +275,7 @@ def stitch(db, out: str | Path, scan_id: int | None = None, overview_px: int = 4
         "scan_id": sid, "um_per_px": um, "mosaic_px": [W, H], "overview_scale": scale,
         "pairs_measured": len(pairs), "pairs_kept": kept,
         "flat_field": None if gain is None else {
-            "frames": min(len(imgs), len(range(0, len(imgs), every))),
+            "frames": flat_frames,
             "gain_min": [round(float(v), 4) for v in gain.reshape(-1, 3).min(0)],
             "gain_max": [round(float(v), 4) for v in gain.reshape(-1, 3).max(0)]},
         "origin_mm": [float(origin[0] / px), float(origin[1] / px)],

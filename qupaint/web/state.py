@@ -115,15 +115,19 @@ class AppState:
                     raise HTTPException(503, "the database is busy; try again") from None
                 time.sleep(0.05 * (k + 1))
 
-    def warm(self) -> None:
-        """Start the upload workers and have them import what detection needs (some 2 s,
-        which the first upload paid), while the server is idle."""
+    def pool(self):
+        """The upload workers (:func:`qupaint._pool.watched_pool`), started on first use."""
         from qupaint._pool import watched_pool
 
         if self._pool is None:
             self._pool = watched_pool(self.workers)
+        return self._pool
+
+    def warm(self) -> None:
+        """Start the upload workers and have them import what detection needs (some 2 s,
+        which the first upload paid), while the server is idle."""
         for _ in range(self.workers):
-            self._pool.submit(_warm_worker)
+            self.pool().submit(_warm_worker)
 
     async def compute(self, fn: Callable, *args):
         """``fn(*args)`` in a worker process, awaited: the server keeps answering other
@@ -131,11 +135,7 @@ class AppState:
         stopped and replaced (a process cannot be cancelled otherwise)."""
         import asyncio
 
-        from qupaint._pool import watched_pool
-
-        if self._pool is None:
-            self._pool = watched_pool(self.workers)
-        fut = self._pool.submit(fn, *args)
+        fut = self.pool().submit(fn, *args)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(fut), self.time_limit_s)
         except asyncio.TimeoutError:
