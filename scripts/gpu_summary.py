@@ -11,7 +11,8 @@ from pathlib import Path
 def main(gpu: str, tag: str, *logs: str) -> None:
     results = Path("benchmarks/results")
     lines = [f"# qupaint gpu-check on {gpu}", ""]
-    for log in logs:
+    profile = [log for log in logs if Path(log).stem.endswith("profile")]
+    for log in [log for log in logs if log not in profile]:
         text = Path(log).read_text() if Path(log).is_file() else ""
         last = [
             ln for ln in text.splitlines() if " passed" in ln or " failed" in ln or "error" in ln
@@ -23,6 +24,9 @@ def main(gpu: str, tag: str, *logs: str) -> None:
         for name, r in data.get("runs", {}).items():
             rate = f"{r['work'] / r['seconds']:.3g}" if r.get("work") else "-"
             lines.append(f"| {data['group']} | {name} | {1e3 * r['seconds']:.3f} | {rate} |")
+    for log in profile:  # scripts/gpu_profile.py: wall time against kernel time per call
+        text = Path(log).read_text().strip() if Path(log).is_file() else "no profile"
+        lines += ["", "Where the time goes (one call, ms):", "", "```", text, "```"]
     out = results / f"gpu-summary-{tag}.md"
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -24,8 +24,8 @@ import torch
 
 from qupaint import _backend
 from qupaint._arrays import (
+    Checks,
     as_tensor,
-    check_finite,
     common_device,
     elem_strides,
     is_torch,
@@ -180,15 +180,24 @@ def top_fold(st: Stacks, pol: str):
     n, d, L = st.n, st.d, st.n.shape[1]
     if n.shape[0] != 1 or st.sin0.shape[0] != 1 or L < 3:
         return None
-    if d.shape[0] > 1 and L > 3 and not bool((d[:, 2:-1] == d[:1, 2:-1]).all()):
+    W = st.wl.shape[0]
+    # The fold is some fifty small vector operations over W: on the host they cost
+    # microseconds each, on a GPU a launch each. One read brings the shared stack over.
+    shared = [torch.view_as_real(n[0].to(torch.complex128)).reshape(-1), st.wl.double()]
+    shared += [st.sin0[:1].double(), d[0].double()]
+    if d.shape[0] > 1 and L > 3:
+        shared.append((d[:, 2:-1] == d[:1, 2:-1]).all().double().reshape(1))
+    host = torch.cat(shared).cpu()
+    if d.shape[0] > 1 and L > 3 and not bool(host[-1]):
         return None
-    n64 = n[0].to(torch.complex128)  # [L, W]
-    wl = st.wl.double()
-    kx = n64[0].real * st.sin0[0].double()
+    n64 = torch.view_as_complex(host[: 2 * L * W].reshape(L, W, 2))  # [L, W]
+    wl, sin0 = host[2 * L * W : 2 * L * W + W], float(host[2 * L * W + W])
+    d0 = host[2 * L * W + W + 1 : 2 * L * W + W + 1 + L].tolist()
+    kx = n64[0].real * sin0
     kx2 = (kx * kx).to(torch.complex128)
     q = [_forward_q(n64[i], kx2) for i in range(L)]
     two_k0 = 4 * math.pi / wl
-    normal = float(st.sin0[0]) == 0.0
+    normal = sin0 == 0.0
     pols = ["s"] if (pol == "u" and normal) or pol == "s" else (["p"] if pol == "p" else ["s", "p"])
 
     def interface(i: int, p: str) -> torch.Tensor:
@@ -201,7 +210,7 @@ def top_fold(st: Stacks, pol: str):
     for p in pols:
         g = interface(L - 2, p)
         for j in range(L - 2, 1, -1):  # fold the shared layers L-2 .. 2 (Airy)
-            ph = torch.exp(1j * float(d[0, j]) * two_k0 * q[j])
+            ph = torch.exp(1j * d0[j] * two_k0 * q[j])
             r = interface(j - 1, p)
             g = (r + g * ph) / (1 + r * g * ph)
         r = interface(0, p)
@@ -209,8 +218,9 @@ def top_fold(st: Stacks, pol: str):
         rows.append(torch.stack([r.abs() ** 2, g.abs() ** 2, (r * g).abs() ** 2,
                                  P.real, P.imag, Q.real, Q.imag]))  # fmt: skip
     kq = two_k0 * q[1]
-    return (torch.stack(rows).to(st.rdtype).contiguous(),
-            torch.stack([kq.real, kq.imag]).to(st.rdtype).contiguous())  # fmt: skip
+    coeffs = torch.stack(rows)
+    both = torch.cat([coeffs.reshape(-1), kq.real, kq.imag]).to(st.device, st.rdtype)
+    return both[: coeffs.numel()].view(coeffs.shape), both[coeffs.numel() :].view(2, W)
 
 
 @_backend.register("tmm_reflectance", "reference")
@@ -309,37 +319,42 @@ def prepare_stacks(n: Any, d: Any, wavelengths_nm: Any, theta0: Any, pol: str) -
             f"batch sizes differ: n {nt.shape[0]}, d {dt.shape[0]}, theta0 {th.shape[0]}; "
             "each must be 1 or the common B"
         )
-    check_finite(torch.view_as_real(nt), "n")
-    if bool((nt.imag < 0).any()):
-        raise ValueError("n: k (imaginary part) must be >= 0; gain media are not supported")
-    check_finite(wl, "wavelengths_nm")
-    if bool((wl <= 0).any()):
-        raise ValueError("wavelengths_nm must be > 0 (nm)")
-    if bool(torch.isnan(dt).any()):
-        raise ValueError("d contains NaN; give finite thicknesses in nm")
-    if not bool(torch.isinf(dt[:, 0]).all() and torch.isinf(dt[:, -1]).all()):
+    # value checks, read back from the device at once (shape checks above need no sync)
+    chk = Checks()
+    chk.finite(torch.view_as_real(nt), "n")
+    chk.require(
+        ~(nt.imag < 0).any(), "n: k (imaginary part) must be >= 0; gain media are not supported"
+    )
+    chk.finite(wl, "wavelengths_nm")
+    chk.require(~(wl <= 0).any(), "wavelengths_nm must be > 0 (nm)")
+    chk.require(~torch.isnan(dt).any(), "d contains NaN; give finite thicknesses in nm")
+
+    def outer_not_inf() -> None:
         raise ValueError(
             f"d: outer layers must be inf (semi-infinite); got d[..., 0]={float(dt[0, 0])}, "
             f"d[..., -1]={float(dt[0, -1])}"
         )
+
+    chk.require(torch.isinf(dt[:, 0]).all() & torch.isinf(dt[:, -1]).all(), outer_not_inf)
     inner = dt[:, 1:-1]
     if inner.numel():
-        if not bool(torch.isfinite(inner).all()):
-            raise ValueError(
-                "d: inner layers must have finite thickness (only the outer ones are inf)"
-            )
-        if bool((inner < 0).any()):
+        chk.require(
+            torch.isfinite(inner).all(),
+            "d: inner layers must have finite thickness (only the outer ones are inf)",
+        )
+
+        def negative() -> None:
             raise ValueError(f"d: thickness must be >= 0 nm; got min {float(inner.min())}")
-    check_finite(th, "theta0")
-    if bool(((th < 0) | (th >= math.pi / 2)).any()):
-        raise ValueError("theta0 must be in [0, pi/2) radians")
-    oblique = th > 0
-    if bool(oblique.any()):
-        lossy = (nt[:, 0, :].imag != 0).any(dim=1)
-        if bool((lossy & oblique).any()):
-            raise ValueError(
-                "n[..., 0, :]: the incident medium must be lossless (k = 0) at oblique incidence"
-            )
+
+        chk.require(~(inner < 0).any(), negative)
+    chk.finite(th, "theta0")
+    chk.require(~((th < 0) | (th >= math.pi / 2)).any(), "theta0 must be in [0, pi/2) radians")
+    lossy = (nt[:, 0, :].imag != 0).any(dim=1)
+    chk.require(
+        ~(lossy & (th > 0)).any(),
+        "n[..., 0, :]: the incident medium must be lossless (k = 0) at oblique incidence",
+    )
+    chk.run()
     return Stacks(nt, dt, wl, torch.sin(th), rdtype, device, torch_out, single)
 
 
