@@ -183,3 +183,67 @@ def test_oxide_from_the_flakes_of_real_crops(material, lo, hi):
     assert oxide is not None and lo <= oxide <= hi, (oxide, n)
     blank = np.full((200, 200, 3), 120, np.uint8)  # no flakes: no estimate
     assert estimate_oxide_from_flakes(blank, material, CAM)[0] is None
+
+
+def _cli_default_detect(img, material):
+    """``qupaint detect``'s defaults: the 2dmatgmm microscope with its oxide prior."""
+    from qupaint.color import Microscope
+    from qupaint.detect import DetectorConfig
+    from qupaint.detect.detector import find_flakes
+
+    mic = Microscope.load("2dmatgmm")
+    return find_flakes(img, material, mic.oxide_nm, DetectorConfig.for_microscope(mic),
+                       camera=mic.camera, um_per_px=mic.scale_or(None),
+                       oxide_prior_nm=mic.oxide_prior_nm)  # fmt: skip
+
+
+def test_edge_width_measures_the_blur_of_a_step():
+    # a dark disk (C = -0.8) on the substrate, its edge blurred by a known Gaussian
+    from scipy import ndimage
+
+    from qupaint.detect.pieces import edge_width_px
+
+    yy, xx = np.mgrid[:120, :120]
+    disk = (yy - 60) ** 2 + (xx - 60) ** 2 < 30**2
+    for sigma in (1.0, 2.0, 4.0, 6.0):
+        C = np.repeat(-0.8 * ndimage.gaussian_filter(disk.astype(float), sigma)[..., None], 3, -1)
+        width = edge_width_px(C, disk, 0, 0, np.array([-0.8, -0.8, -0.8]))
+        assert abs(width - sigma) < 0.2 * sigma + 0.3, (sigma, width)
+
+
+@needs_real
+def test_shadows_of_out_of_focus_bodies_are_rejected_on_real_chips():
+    # maskterial/WS2 2ae87090: a black, blurred body over the chip beside a bulk crystal;
+    # 95640b0d: a black, blurred rod. Before the rule, each (or its penumbra) was its image's
+    # top candidate.
+    for stem, box in [("2ae87090", (376, 320, 309, 140)), ("95640b0d", None)]:
+        img = np.asarray(Image.open(next((MT / "WS2").glob(f"{stem}*.jpg"))).convert("RGB"))
+        res = _cli_default_detect(img, "WS2")
+        shadows = [r for r in res.rejected if r["rejected"] == "shadow"]
+        assert shadows, stem
+        assert any(max(r["contrast"]) < -0.7 for r in shadows)  # the body; its penumbra lighter
+        thin = [d for d in res.detections if d["layers"] <= 5 and d["score"] >= 0.05]
+        if box is not None:  # the big shadow and its blurred fringe (penumbra) are gone
+            x, y, w, h = box
+            for d in thin:
+                cx, cy = d["bbox"][0] + d["bbox"][2] / 2, d["bbox"][1] + d["bbox"][3] / 2
+                assert not (x - 20 < cx < x + w + 20 and y - 20 < cy < y + h + 20), d
+
+
+@needs_shared("maskterial-labelled")
+def test_dark_labelled_flakes_in_focus_are_not_shadows():
+    # the expert-masked WSe2 flakes are as dark as shadows (C down to -0.85) but in focus
+    from qupaint.bench.real import find_masked_images, mask_boxes, read_mask
+    from qupaint.boxes import box_iou_xywh
+
+    folder = REAL / "maskterial-labelled" / "WSe2"
+    kept = 0
+    for p in find_masked_images(folder / "images", folder / "masks"):
+        img = np.asarray(Image.open(p.image).convert("RGB"))
+        gt = mask_boxes(read_mask(p.mask))
+        dets = [d for d in _cli_default_detect(img, "WSe2").detections
+                if d["layers"] <= 5 and d["score"] >= 0.05]  # fmt: skip
+        if len(gt) and dets:
+            iou = box_iou_xywh(np.array([d["bbox"] for d in dets])[:, None], gt[None])
+            kept += int((iou >= 0.5).any(0).sum())
+    assert kept == 7  # every masked flake is still found

@@ -79,8 +79,11 @@ def find_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            out += sorted(f for f in p.iterdir()
-                          if f.suffix.lower() in IMAGE_EXTS and not written_by_qupaint(f))
+            out += sorted(
+                f
+                for f in p.iterdir()
+                if f.suffix.lower() in IMAGE_EXTS and not written_by_qupaint(f)
+            )
         elif p.is_file():
             out.append(p)
         else:
@@ -312,8 +315,10 @@ def flake_counts_line(counts: dict) -> str:
     >>> flake_counts_line({'flakes': 3, 'thin': 2, 'monolayer_candidates': 1, 'thick': 1})
     '3 flakes: 2 thin-flake candidates (1 monolayer), 1 thick'
     """
-    return (f"{counts['flakes']} flakes: {counts['thin']} thin-flake candidates "
-            f"({counts['monolayer_candidates']} monolayer), {counts['thick']} thick")
+    return (
+        f"{counts['flakes']} flakes: {counts['thin']} thin-flake candidates "
+        f"({counts['monolayer_candidates']} monolayer), {counts['thick']} thick"
+    )
 
 
 def _report(out: Path, records) -> None:

@@ -30,6 +30,10 @@ class DetectorConfig:
     halo_px: int = 4  # a piece within this distance of a bright crystal ...
     max_halo: float = 0.35  # ... for more than this share of its area is its halo
     bright: float = 0.12  # brighter than the thin ladder's brightest channel by this: crystal
+    shadow_dark: float = -0.7  # a piece darker than this in every channel (C) ...
+    shadow_edge_um: float = 1.3  # ... whose edge is blurred wider than this (Gaussian sigma,
+    # measured on the contrast map) is a shadow or an out-of-focus body, not a flake on the
+    # substrate; the edge is measured at 0.385 um/px when the image scale is not given
     saturation: int = 250  # 8-bit value at which a channel counts as saturated
     block_px: int = 16  # block size of the substrate field
     field_sigma: float = 0.12  # smoothing of the field, as a fraction of the image size
@@ -79,6 +83,8 @@ class DetectorConfig:
             raise ValueError("thin_layers must be in [1, max_layers]")
         if self.fg_chi2 <= 0 or self.max_chi2 <= 0 or self.min_noise <= 0:
             raise ValueError("fg_chi2, max_chi2 and min_noise must be > 0")
+        if not -1 < self.shadow_dark < 0 or self.shadow_edge_um <= 0:
+            raise ValueError("shadow_dark must be in (-1, 0) and shadow_edge_um > 0")
         if self.min_area_um2 < 0 or self.min_contrast < 0:
             raise ValueError("min_area_um2 and min_contrast must be >= 0")
         lo, hi = self.response_range

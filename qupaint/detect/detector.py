@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
 
 from qupaint.categories import category_of
 from qupaint.color import Camera, linear_srgb_to_lab
@@ -43,7 +44,7 @@ from qupaint.detect.pieces import (
     pixel_flags,
     split_terraces,
 )
-from qupaint.detect.rules import RuleContext, first_rule, off_ladder, thick
+from qupaint.detect.rules import RuleContext, first_rule, off_ladder, shadow, thick
 from qupaint.rle import encode_window
 
 __all__ = ["DetectionResult", "detect", "estimate_oxide_from_flakes", "find_flakes"]
@@ -143,6 +144,7 @@ def find_flakes(
     classes = classify_many(np.array([p.contrast for p in live]).reshape(-1, 3), cm.noise,
                             ladder.contrast, hyp, cfg)  # all pieces at once  # fmt: skip
     labs = []  # each detection's colour, converted together at the end
+    shadows, kept = [], []  # shadows' masks; each detection's piece and mask (penumbra test)
     for p, (nl, d2min, p_thin, p_fit) in zip(live, classes, strict=True):
         med = p.contrast
         if off_ladder(d2min, cfg):
@@ -152,6 +154,10 @@ def find_flakes(
         reach = cfg.tail_px if not thick(nl, cfg) else 0
         grown, gy, gx = grow(p.mask, p.sl, cfg.box_pad_px, free, cm.C, med, cm.noise,
                              reach)  # the whole flake  # fmt: skip
+        if shadow(med, cm.C, grown, gy, gx, cfg, um_per_px):
+            p.rejected = "shadow"
+            shadows.append((grown, gy, gx))
+            continue
         area = int(grown.sum())
         area_um2 = area * um_per_px**2 if um_per_px else area / min_px * cfg.min_area_um2
         p_class = p_thin if not thick(nl, cfg) else 1.0 - p_thin
@@ -183,6 +189,9 @@ def find_flakes(
         if image_id is not None:
             d["image_id"] = image_id
         dets.append(d)
+        kept.append((p, grown, gy, gx))
+    if shadows:  # a shadow's blurred fringe, lighter than it, is its penumbra
+        dets, labs = _drop_penumbrae(dets, labs, kept, shadows, (H, W), cfg)
     if dets:  # the colour difference to the substrate, all detections in one conversion
         lab = np.asarray(linear_srgb_to_lab(np.array(labs)))
         for d, row in zip(dets, lab, strict=True):
@@ -208,6 +217,30 @@ def _bright_level(material: str, cam: Camera, oxide_spec, prior_nm, prior_sd,
     probe = tuple(np.round(np.linspace(max(0.0, lo), max(lo, hi), 9), 3))
     thin_mu = ladder_grid(material, cfg.max_layers, probe, cam)[:, : cfg.thin_layers]
     return max(0.0, float(thin_mu.max())) + cfg.bright
+
+
+def _drop_penumbrae(dets, labs, kept, shadows, shape, cfg: DetectorConfig):
+    """The detections (and their colours) without those that lie, for more than
+    ``max_halo`` of their area, within ``halo_px`` of a shadow: its penumbra (rejected as
+    "shadow" too), as the halo rule treats the rim of a bright crystal."""
+    r = cfg.halo_px  # the shadows' neighbourhood, dilated within their joint box only
+    y0 = max(0, min(y for _, y, _ in shadows) - r)
+    x0 = max(0, min(x for _, _, x in shadows) - r)
+    y1 = min(shape[0], max(y + m.shape[0] for m, y, _ in shadows) + r)
+    x1 = min(shape[1], max(x + m.shape[1] for m, _, x in shadows) + r)
+    near = np.zeros(shape, bool)
+    win = near[y0:y1, x0:x1]
+    for m, y, x in shadows:
+        win[y - y0 : y - y0 + m.shape[0], x - x0 : x - x0 + m.shape[1]] |= m
+    near[y0:y1, x0:x1] = ndimage.binary_dilation(win, iterations=r)
+    out, out_labs = [], []
+    for d, lab, (p, m, y, x) in zip(dets, labs, kept, strict=True):
+        if near[y : y + m.shape[0], x : x + m.shape[1]][m].mean() > cfg.max_halo:
+            p.rejected = "shadow"
+        else:
+            out.append(d)
+            out_labs.append(lab)
+    return out, out_labs
 
 
 def detect(

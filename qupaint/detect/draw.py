@@ -10,8 +10,14 @@ import numpy as np
 from qupaint.categories import CATEGORY_NAMES
 from qupaint.rle import decode as decode_rle
 
-__all__ = ["CATEGORY_COLORS", "draw_detections", "label_font", "legend", "outline_labels",
-           "scale_bar"]
+__all__ = [
+    "CATEGORY_COLORS",
+    "draw_detections",
+    "label_font",
+    "legend",
+    "outline_labels",
+    "scale_bar",
+]
 
 CATEGORY_COLORS = {1: (255, 40, 40), 2: (40, 200, 255), 3: (255, 220, 0), None: (255, 255, 255)}
 

@@ -215,7 +215,7 @@ def classify_many(meds: np.ndarray, noise: np.ndarray, mu: np.ndarray, hyp,
         # sum_c ((m - mu) / s)^2 = sum_c m^2 / s^2 - 2 (m / s^2) mu + mu^2 / s^2: two small
         # matrix products over every hypothesis's rungs instead of a [p, K, L, 3] array
         a = 1.0 / sig**2
-        d2h = ((M**2 * a).sum(-1)[:, None] - 2.0 * (M * a) @ flat.T + a @ flat2.T)
+        d2h = (M**2 * a).sum(-1)[:, None] - 2.0 * (M * a) @ flat.T + a @ flat2.T
         d2h = np.maximum(d2h, 0.0).reshape(len(M), K, L)  # [p, K, L]
         lh = d2h.argmin(2)  # [p, K]
         best = np.take_along_axis(d2h, lh[..., None], 2)[..., 0]

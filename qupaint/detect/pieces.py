@@ -13,6 +13,7 @@ why, is :mod:`qupaint.detect.rules`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -196,6 +197,30 @@ def halo_share(bright: np.ndarray, sl: tuple, piece: np.ndarray, halo_px: int) -
     near = ndimage.binary_dilation(win, iterations=halo_px)
     py, px = sl[0].start - y0, sl[1].start - x0
     return float(near[py : py + piece.shape[0], px : px + piece.shape[1]][piece].mean())
+
+
+def edge_width_px(C: np.ndarray, mask: np.ndarray, y0: int, x0: int, contrast) -> float:
+    """The blur of a piece's edge: the Gaussian sigma (px) of a step of its contrast whose
+    steepest slope is the one measured on its edge.
+
+    ``mask`` [h, w] is the piece in a window whose top-left pixel is (y0, x0) of ``C``
+    [H, W, 3], the contrast map, and ``contrast`` [3] its median contrast. In the channel of
+    largest |contrast|, the slope is the 75th percentile of the Sobel gradient over the
+    piece's boundary ring (a pixel in and out); a Gaussian step of height c and width sigma
+    has the steepest slope c / (sigma sqrt(2 pi)). Edges in focus measure 1.5-3 px on a 20x
+    objective at 0.385 um/px (the contrast map's own 1 px blur included)."""
+    ch = int(np.argmax(np.abs(contrast)))
+    H, W = C.shape[:2]
+    h, w = mask.shape
+    wy0, wx0 = max(0, y0 - 2), max(0, x0 - 2)
+    wy1, wx1 = min(H, y0 + h + 2), min(W, x0 + w + 2)
+    win = C[wy0:wy1, wx0:wx1, ch]
+    m = np.zeros(win.shape, bool)
+    m[y0 - wy0 : y0 - wy0 + h, x0 - wx0 : x0 - wx0 + w] = mask
+    slope = np.hypot(ndimage.sobel(win, 0), ndimage.sobel(win, 1)) / 8.0
+    ring = ndimage.binary_dilation(m) & ~ndimage.binary_erosion(m)
+    steep = float(np.percentile(slope[ring], 75)) if ring.any() else 0.0
+    return abs(float(contrast[ch])) / max(steep * math.sqrt(2.0 * math.pi), 1e-9)
 
 
 def touches_border(sl: tuple, H: int, W: int) -> bool:

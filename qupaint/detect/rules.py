@@ -17,6 +17,9 @@ first. The last two need the image's fitted ladder and are applied by the detect
   crystals;
 - :func:`off_ladder`: its colour fits no layer of the material (chi-square above
   ``max_chi2``);
+- :func:`shadow`: darker than ``shadow_dark`` in every channel with an edge blurred wider
+  than ``shadow_edge_um``: a shadow or an out-of-focus body (on tape, on a crystal), which
+  no colour tells from a dark thin flake, but a flake on the substrate is in focus;
 - :func:`thick`: it fits, but with more than ``thin_layers`` layers (reported as Thick).
 """
 
@@ -29,10 +32,18 @@ import numpy as np
 from scipy import ndimage
 
 from qupaint.detect.config import DetectorConfig
-from qupaint.detect.pieces import STRONG, Piece, faint_floor, grow, halo_share, touches_border
+from qupaint.detect.pieces import (
+    STRONG,
+    Piece,
+    edge_width_px,
+    faint_floor,
+    grow,
+    halo_share,
+    touches_border,
+)
 
-__all__ = ["PIECE_RULES", "REJECT_RULES", "RuleContext", "bright", "faint", "fibre",
-           "first_rule", "halo", "off_ladder", "shading", "thick", "too_small"]  # fmt: skip
+__all__ = ["PIECE_RULES", "REJECT_RULES", "RuleContext", "bright", "faint", "fibre", "first_rule",
+           "halo", "off_ladder", "shading", "shadow", "thick", "too_small"]  # fmt: skip
 
 
 @dataclass
@@ -115,6 +126,21 @@ def off_ladder(chi2: float, cfg: DetectorConfig) -> bool:
     return chi2 > cfg.max_chi2
 
 
+#: the image scale at which ``shadow_edge_um`` is measured when an image has none (um/px)
+DEFAULT_UM_PER_PX = 0.385
+
+
+def shadow(contrast: np.ndarray, C: np.ndarray, mask: np.ndarray, y0: int, x0: int,
+           cfg: DetectorConfig, um_per_px: float | None) -> bool:  # fmt: skip
+    """Darker than ``shadow_dark`` in every channel, with its edge (``mask``, the whole flake
+    in a window at (y0, x0) of the contrast map ``C``) blurred wider than ``shadow_edge_um``
+    (:func:`~qupaint.detect.pieces.edge_width_px`)."""
+    if float(np.max(contrast)) >= cfg.shadow_dark:
+        return False
+    width_um = edge_width_px(C, mask, y0, x0, contrast) * (um_per_px or DEFAULT_UM_PER_PX)
+    return width_um > cfg.shadow_edge_um
+
+
 def thick(layers: int, cfg: DetectorConfig) -> bool:
     """More than ``thin_layers`` layers (kept, and reported as Thick)."""
     return layers > cfg.thin_layers
@@ -126,7 +152,7 @@ PIECE_RULES: tuple[tuple[str, Callable[[Piece, RuleContext], bool]], ...] = (
     ("halo", halo), ("bright", bright),
 )  # fmt: skip
 #: every rule by which a piece is not reported as a thin flake, in the order they are tried
-REJECT_RULES = (*(name for name, _ in PIECE_RULES), "off_ladder", "thick")
+REJECT_RULES = (*(name for name, _ in PIECE_RULES), "off_ladder", "shadow", "thick")
 
 
 def first_rule(p: Piece, ctx: RuleContext) -> str | None:
