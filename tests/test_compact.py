@@ -62,7 +62,8 @@ def test_recipe_and_lora_tuning_end_to_end(tmp_path, monkeypatch):
     assert meta["arguments"]["materials"] == ["MoS2"] and meta["times"]["train_s"] > 0
     dense = meta["qfbench"]["dense_regions_reference"]  # the vision side's own row
     assert set(dense) == set(meta["qfbench"]["detector_reference"]) | {
-        "layer_class_accuracy_referred"}
+        "layer_class_accuracy_referred"
+    }
     assert all(0.0 <= v <= 1.0 for v in dense.values())
     model, proc = load_model_and_processor(str(tmp_path / "w" / "model"))
     assert model.config.region_tokens == 192 and proc.image.image_size == 224

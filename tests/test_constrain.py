@@ -207,17 +207,19 @@ def test_repaired_answers_keep_their_task_format_and_invent_nothing():
     loc = re.compile(answer_regex("locate", "llava"))
     swapped = "Found 2 flakes: Thick: [0.781, 0.719, 0.969, 0.672]; Mono: [0.1, 0.2, 0.3, 0.4]"
     fixed = repair_answer(swapped, "llava", "boxes")
-    assert fixed == ("Found 2 flakes: Thick: [0.781, 0.672, 0.969, 0.719]; "
-                     "Mono: [0.1, 0.2, 0.3, 0.4]")
-    flat = ("Found 2 flakes: Thick: [0.500, 0.100, 0.500, 0.300]; "
-            "Mono: [0.100, 0.200, 0.300, 0.400]")
+    assert fixed == (
+        "Found 2 flakes: Thick: [0.781, 0.672, 0.969, 0.719]; Mono: [0.1, 0.2, 0.3, 0.4]"
+    )
+    flat = "Found 2 flakes: Thick: [0.500, 0.100, 0.500, 0.300]; Mono: [0.100, 0.200, 0.300, 0.400]"
     dropped = repair_answer(flat, "llava", "boxes")  # a zero-width box cannot be put right
     assert dropped == "Found 1: Mono: [0.100, 0.200, 0.300, 0.400]" and loc.fullmatch(dropped)
     cut = "Found 2 flakes: Mono: [0.100, 0.200, 0.300, 0.400]; Few: [0.5"
     assert repair_answer(cut, "llava", "boxes") == "Found 1: Mono: [0.100, 0.200, 0.300, 0.400]"
     assert repair_answer("Found 1 flake: Few: [0.5", "llava", "boxes") == (
-        "There are no flakes in this image.")
+        "There are no flakes in this image."
+    )
     ver = "Yes. There is a monolayer MoS2 flake at [0.400, 0.300, 0.200, 0.500]."
     assert repair_answer(ver, "llava", "yesno") == (
-        "Yes. There is a monolayer MoS2 flake at [0.200, 0.300, 0.400, 0.500].")
+        "Yes. There is a monolayer MoS2 flake at [0.200, 0.300, 0.400, 0.500]."
+    )
     assert repair_answer("x", "qwen", "boxes") == "x"  # pixel boxes: left as they are

@@ -209,7 +209,15 @@ def test_rules_fire_on_real_pixels_and_spare_the_flakes(labelled):
                 fired[r["rejected"]] = fired.get(r["rejected"], 0) + 1
                 x, y, w, h = (int(v) for v in r["bbox"])
                 inside = mask[y : y + h, x : x + w] > 0
-                if r["rejected"] in ("too_small", "faint", "shading", "fibre", "bright"):
+                if r["rejected"] in (
+                    "too_small",
+                    "faint",
+                    "shading",
+                    "fibre",
+                    "bright",
+                    "sliver",
+                    "shadow",
+                ):
                     # what these rules throw away lies off the expert's flakes
                     assert inside.mean() < 0.5 or r["area"] < 60, (name, r)
                 if r["rejected"] == "too_small":

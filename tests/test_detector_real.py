@@ -247,3 +247,28 @@ def test_dark_labelled_flakes_in_focus_are_not_shadows():
             iou = box_iou_xywh(np.array([d["bbox"] for d in dets])[:, None], gt[None])
             kept += int((iou >= 0.5).any(0).sum())
     assert kept == 7  # every masked flake is still found
+
+
+def test_solidity_and_slivers():
+    from qupaint.detect import DetectorConfig
+    from qupaint.detect.pieces import solidity
+    from qupaint.detect.rules import sliver
+
+    square = np.ones((20, 20), bool)
+    assert solidity(square) == 1.0 and not sliver(square, DetectorConfig())
+    yy, xx = np.mgrid[:80, :80]
+    r = np.hypot(yy - 40, xx - 40)
+    arc = (r > 30) & (r < 33) & (yy < 45)  # a bent thread 3 px wide
+    assert solidity(arc) < 0.3 and sliver(arc, DetectorConfig())
+    line = np.zeros((10, 60), bool)
+    line[4:7, 5:55] = True  # straight and narrow: fills its hull (the fibre rule's case)
+    assert solidity(line) > 0.9 and not sliver(line, DetectorConfig())
+
+
+@needs_real
+def test_slivers_along_a_blurred_band_are_rejected():
+    # maskterial/hBN_Thin ba656fb9: a dark fibre crosses the frame out of focus; pieces of
+    # its fringe were the top three candidates before the sliver rule
+    img = np.asarray(Image.open(next((MT / "hBN_Thin").glob("ba656fb9*.jpg"))).convert("RGB"))
+    res = _cli_default_detect(img, "hBN")
+    assert sum(r["rejected"] == "sliver" for r in res.rejected) >= 3

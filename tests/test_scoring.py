@@ -24,8 +24,14 @@ def test_every_described_sentence_reads_back_its_class_and_matches_the_constrain
     for _ in range(200):
         cat = rng.choice(list(CATEGORY_PHRASES))
         n = rng.randint(1, 120)
-        text = T.DESCRIBE_A.format(cat=CATEGORY_PHRASES[cat], material=rng.choice(
-            ["graphene", "MoS2", "hBN", "WSe2"]), layers=layers_words(n)) + " More text."
+        text = (
+            T.DESCRIBE_A.format(
+                cat=CATEGORY_PHRASES[cat],
+                material=rng.choice(["graphene", "MoS2", "hBN", "WSe2"]),
+                layers=layers_words(n),
+            )
+            + " More text."
+        )
         assert description_class(text) == cat
         assert pattern.fullmatch(text), text
     assert description_class("This is an thick flake") == 3  # the article is forgiven

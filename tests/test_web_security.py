@@ -72,11 +72,13 @@ def test_pixel_bombs_are_refused_from_the_header(db, shape):
 
     c = TestClient(create_app(db), base_url="http://127.0.0.1")
     t0 = time.perf_counter()
-    for path, form in (("/api/detect", {"material": "graphene"}),
-                       ("/api/calibrate", {"material": "graphene",
-                                           "points": '[{"x": 1, "y": 0, "layers": 1}]'})):
-        r = c.post(path, data=form,
-                   files={"file": ("bomb.png", _png_header_only(*shape), "image/png")})
+    for path, form in (
+        ("/api/detect", {"material": "graphene"}),
+        ("/api/calibrate", {"material": "graphene", "points": '[{"x": 1, "y": 0, "layers": 1}]'}),
+    ):
+        r = c.post(
+            path, data=form, files={"file": ("bomb.png", _png_header_only(*shape), "image/png")}
+        )
         assert r.status_code == 413, (path, r.status_code, r.text)
         assert "px" in r.json()["detail"] or "pixels" in r.json()["detail"]
     assert time.perf_counter() - t0 < 2.0
@@ -352,8 +354,16 @@ def test_serve_stops_on_sigterm_while_an_upload_is_detected(db, tmp_path):
     with socket.socket() as sk:
         sk.bind(("127.0.0.1", 0))
         port = sk.getsockname()[1]
-    cmd = [sys.executable, "-c", "from qupaint.cli import app; app()", "serve", "--db", str(db),
-           "--port", str(port)]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from qupaint.cli import app; app()",
+        "serve",
+        "--db",
+        str(db),
+        "--port",
+        str(port),
+    ]
     srv = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -366,13 +376,18 @@ def test_serve_stops_on_sigterm_while_an_upload_is_detected(db, tmp_path):
                 time.sleep(0.2)
         body = _jpeg(3000, 4000)
         boundary = "qupaintboundary"
-        payload = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"material\"\r\n\r\n"
-                   f"graphene\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-                   f"filename=\"big.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n").encode()
+        payload = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="material"\r\n\r\n'
+            f'graphene\r\n--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="big.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+        ).encode()
         payload += body + f"\r\n--{boundary}--\r\n".encode()
-        req = urllib.request.Request(base + "/api/detect", data=payload, method="POST",
-                                     headers={"Content-Type":
-                                              f"multipart/form-data; boundary={boundary}"})
+        req = urllib.request.Request(
+            base + "/api/detect",
+            data=payload,
+            method="POST",
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
         threading.Thread(target=lambda: _ignore(urllib.request.urlopen, req, 60),
                          daemon=True).start()  # fmt: skip
         time.sleep(1.0)  # the upload is being detected

@@ -24,6 +24,8 @@ class DetectorConfig:
     min_area_px: int = 100  # the minimum size when the image scale is not known
     min_width_px: float = 3.0  # mean width 2 area / perimeter below this: fibre, scratch
     max_aspect: float = 20.0  # ... or length / width above this (flake slivers reach ~7)
+    sliver_width_px: float = 4.0  # ... or mean width below this while its convex hull ...
+    sliver_solidity: float = 0.4  # ... is less than this full: cracks, bands, residue threads
     shading_contrast: float = 0.12  # a faint (mean |C| below this) ...
     shading_colour: float = 0.3  # ... colourless (channel spread below this share of it) piece
     # at the image border is the lamp's fall-off the substrate field did not follow

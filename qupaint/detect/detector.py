@@ -44,7 +44,7 @@ from qupaint.detect.pieces import (
     pixel_flags,
     split_terraces,
 )
-from qupaint.detect.rules import RuleContext, first_rule, off_ladder, shadow, thick
+from qupaint.detect.rules import RuleContext, first_rule, off_ladder, shadow, sliver, thick
 from qupaint.rle import encode_window
 
 __all__ = ["DetectionResult", "detect", "estimate_oxide_from_flakes", "find_flakes"]
@@ -154,6 +154,9 @@ def find_flakes(
         reach = cfg.tail_px if not thick(nl, cfg) else 0
         grown, gy, gx = grow(p.mask, p.sl, cfg.box_pad_px, free, cm.C, med, cm.noise,
                              reach)  # the whole flake  # fmt: skip
+        if sliver(grown, cfg):
+            p.rejected = "sliver"
+            continue
         if shadow(med, cm.C, grown, gy, gx, cfg, um_per_px):
             p.rejected = "shadow"
             shadows.append((grown, gy, gx))

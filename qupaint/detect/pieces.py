@@ -223,6 +223,21 @@ def edge_width_px(C: np.ndarray, mask: np.ndarray, y0: int, x0: int, contrast) -
     return abs(float(contrast[ch])) / max(steep * math.sqrt(2.0 * math.pi), 1e-9)
 
 
+def solidity(mask: np.ndarray) -> float:
+    """The share of its convex hull that a mask fills (1 for a convex piece); the hull is
+    that of the pixels' corners, so a single pixel or a straight line fills it whole."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    edge = mask & ~ndimage.binary_erosion(mask)
+    ys, xs = np.nonzero(edge)
+    corners = np.unique(np.c_[np.r_[ys, ys + 1, ys, ys + 1], np.r_[xs, xs, xs + 1, xs + 1]], axis=0)
+    try:
+        hull = ConvexHull(corners).volume
+    except QhullError:  # all corners on one line
+        return 1.0
+    return min(1.0, float(mask.sum()) / hull)
+
+
 def touches_border(sl: tuple, H: int, W: int) -> bool:
     """Whether the window ``sl`` reaches an edge of an [H, W] image."""
     return sl[0].start == 0 or sl[1].start == 0 or sl[0].stop == H or sl[1].stop == W

@@ -17,6 +17,9 @@ first. The last two need the image's fitted ladder and are applied by the detect
   crystals;
 - :func:`off_ladder`: its colour fits no layer of the material (chi-square above
   ``max_chi2``);
+- :func:`sliver`: the whole flake (grown into its tails) narrower than ``sliver_width_px``
+  and filling under ``sliver_solidity`` of its convex hull: cracks, slivers of a band and
+  threads of residue (a cleaved flake is compact);
 - :func:`shadow`: darker than ``shadow_dark`` in every channel with an edge blurred wider
   than ``shadow_edge_um``: a shadow or an out-of-focus body (on tape, on a crystal), which
   no colour tells from a dark thin flake, but a flake on the substrate is in focus;
@@ -39,11 +42,13 @@ from qupaint.detect.pieces import (
     faint_floor,
     grow,
     halo_share,
+    solidity,
     touches_border,
 )
 
 __all__ = ["PIECE_RULES", "REJECT_RULES", "RuleContext", "bright", "faint", "fibre", "first_rule",
-           "halo", "off_ladder", "shading", "shadow", "thick", "too_small"]  # fmt: skip
+           "halo", "mean_width", "off_ladder", "shading", "shadow", "sliver", "thick",
+           "too_small"]  # fmt: skip
 
 
 @dataclass
@@ -100,13 +105,25 @@ def shading(p: Piece, ctx: RuleContext) -> bool:
             and float(np.ptp(p.contrast)) < ctx.cfg.shading_colour * strength)  # fmt: skip
 
 
+def mean_width(mask: np.ndarray) -> float:
+    """Mean width ``2 area / perimeter`` of a mask (px)."""
+    return 2.0 * int(mask.sum()) / max(1, int((mask & ~ndimage.binary_erosion(mask)).sum()))
+
+
 def fibre(p: Piece, ctx: RuleContext) -> bool:
-    """Mean width ``2 area / perimeter`` of the whole piece (edge pixels included) under
+    """Mean width (:func:`mean_width`) of the whole piece (edge pixels included) under
     ``min_width_px``, or longer than ``max_aspect`` widths."""
     grown = grow(p.mask, p.sl, ctx.cfg.box_pad_px, ctx.cand)[0]
-    g_area = int(grown.sum())
-    width = 2.0 * g_area / max(1, int((grown & ~ndimage.binary_erosion(grown)).sum()))
-    return width < ctx.cfg.min_width_px or g_area / max(width, 1.0) ** 2 > ctx.cfg.max_aspect
+    width = mean_width(grown)
+    return (
+        width < ctx.cfg.min_width_px or int(grown.sum()) / max(width, 1.0) ** 2 > ctx.cfg.max_aspect
+    )
+
+
+def sliver(flake: np.ndarray, cfg: DetectorConfig) -> bool:
+    """The whole flake's mask ``flake`` under ``sliver_width_px`` wide (:func:`mean_width`)
+    and bent or branched: filling less than ``sliver_solidity`` of its convex hull."""
+    return mean_width(flake) < cfg.sliver_width_px and solidity(flake) < cfg.sliver_solidity
 
 
 def halo(p: Piece, ctx: RuleContext) -> bool:
@@ -152,7 +169,7 @@ PIECE_RULES: tuple[tuple[str, Callable[[Piece, RuleContext], bool]], ...] = (
     ("halo", halo), ("bright", bright),
 )  # fmt: skip
 #: every rule by which a piece is not reported as a thin flake, in the order they are tried
-REJECT_RULES = (*(name for name, _ in PIECE_RULES), "off_ladder", "shadow", "thick")
+REJECT_RULES = (*(name for name, _ in PIECE_RULES), "off_ladder", "sliver", "shadow", "thick")
 
 
 def first_rule(p: Piece, ctx: RuleContext) -> str | None:
