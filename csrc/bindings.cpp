@@ -281,6 +281,16 @@ PYBIND11_MODULE(_C, m) {
     py::gil_scoped_release release;
     qp::detect_open3_cpu(in, H, W, bit, out);
   });
+  m.def("detect_median5_cpu", [](std::uintptr_t in, long long H, long long W, std::uintptr_t out) {
+    py::gil_scoped_release release;
+    qp::detect_median5_cpu(in, H, W, out);
+  });
+  m.def("detect_ladder_cost_cpu",
+        [](std::uintptr_t f0, std::uintptr_t f1, std::uintptr_t f2, std::uintptr_t w, long long T,
+           long long G, long long P, long long L, double cap, std::uintptr_t out) {
+          py::gil_scoped_release release;
+          qp::detect_ladder_cost_cpu(f0, f1, f2, w, T, G, P, L, cap, out);
+        });
   m.def(
       "pia_cpu",
       [](std::uintptr_t x, bool is_uint8, long long B, long long S, long long p, const qp::Vec3d& scale,

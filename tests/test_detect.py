@@ -588,8 +588,9 @@ def test_classify_many_equals_the_direct_chi_square(rng):
     assert classify(meds[0], noise, base, (mus, w), cfg) == got[0]
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (3, 3), (7, 5), (64, 97)])
-def test_median5_equals_scipys_median_filter(shape, rng):
+@pytest.mark.parametrize("backend", backend_params("detect_median5", ("cpu",)))
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (2, 3), (3, 3), (7, 5), (64, 97)])
+def test_median5_equals_scipys_median_filter(shape, backend, rng):
     from scipy import ndimage
 
     from qupaint.detect.pieces import median5
@@ -597,7 +598,23 @@ def test_median5_equals_scipys_median_filter(shape, rng):
     for _ in range(5):
         a = rng.integers(0, 4, shape).astype(np.int32) * (rng.random(shape) < 0.8)
         a[: shape[0] // 2] = 2  # a uniform part, where only the fast path runs
-        np.testing.assert_array_equal(median5(a), ndimage.median_filter(a, size=5))
+        np.testing.assert_array_equal(median5(a, backend[0]), ndimage.median_filter(a, size=5))
+
+
+@pytest.mark.parametrize("backend", backend_params("detect_ladder_cost", ("cpu",)))
+def test_ladder_cost_grid_equals_the_numpy_expression(backend, rng):
+    # the ladder fit's [T, G, G, G] cost table: per response triple, the capped chi-square
+    # of every piece to its nearest rung, weighted (detect_ladder_cost_cpu vs numpy)
+    from qupaint import _backend
+
+    T, G, P, L = 3, 4, 7, 5
+    F = [rng.random((T, G, P, L)) * 30 for _ in range(3)]
+    w = rng.random(P)
+    _, fn = _backend.select("detect_ladder_cost", "cpu", backend[0])
+    got = fn(F, w, 50.0)
+    tot = F[0][:, :, None, None] + F[1][:, None, :, None] + F[2][:, None, None, :]
+    want = np.minimum(tot.min(-1), 50.0) @ w  # [T, G, G, G] at once, by broadcasting
+    np.testing.assert_allclose(got, want, rtol=1e-13)
 
 
 def test_window_masks_are_the_rle_masks_cut_to_their_boxes(rng):

@@ -307,4 +307,78 @@ void detect_open3_cpu(std::uintptr_t in_, long long H, long long W, int bit, std
   }
 }
 
+// 5 x 5 median of an int32 [H, W] map, as scipy.ndimage.median_filter(size=5) with its
+// "reflect" edges (d c b a | a b c d): the 13th smallest of the 25 values. A window of one
+// value (most of a class map) is that value without a selection.
+void detect_median5_cpu(std::uintptr_t in_, long long H, long long W, std::uintptr_t out_) {
+  const std::int32_t* in = reinterpret_cast<const std::int32_t*>(in_);
+  std::int32_t* out = reinterpret_cast<std::int32_t*>(out_);
+  auto reflect = [](long long i, long long n) {
+    while (i < 0 || i >= n) i = i < 0 ? -i - 1 : 2 * n - i - 1;
+    return i;
+  };
+  std::vector<long long> ry(static_cast<size_t>(H) * 5), rx(static_cast<size_t>(W) * 5);
+  for (long long y = 0; y < H; ++y)
+    for (int k = 0; k < 5; ++k) ry[y * 5 + k] = reflect(y + k - 2, H) * W;
+  for (long long x = 0; x < W; ++x)
+    for (int k = 0; k < 5; ++k) rx[x * 5 + k] = reflect(x + k - 2, W);
+  std::int32_t v[25];
+  for (long long y = 0; y < H; ++y) {
+    for (long long x = 0; x < W; ++x) {
+      int n = 0;
+      bool same = true;
+      for (int i = 0; i < 5; ++i) {
+        const std::int32_t* row = in + ry[y * 5 + i];
+        for (int j = 0; j < 5; ++j) {
+          v[n] = row[rx[x * 5 + j]];
+          same = same && v[n] == v[0];
+          ++n;
+        }
+      }
+      if (!same) std::nth_element(v, v + 12, v + 25);
+      out[y * W + x] = same ? v[0] : v[12];
+    }
+  }
+}
+
+// The ladder fit's cost grid: out[t, a, b, c] = sum_p w[p] min(cap, min_l (F0[t, a, p, l] +
+// F1[t, b, p, l] + F2[t, c, p, l])) for the per-channel squared residuals F0, F1, F2 [T, G, P, L]
+// (channel responses a, b, c of G each, pieces p, rungs l) and the pieces' weights w [P]: the
+// numpy expression (F0 + F1 + F2).min(-1) clipped at cap, times w, without its [G, G, G, P, L]
+// temporary.
+void detect_ladder_cost_cpu(std::uintptr_t f0_, std::uintptr_t f1_, std::uintptr_t f2_,
+                            std::uintptr_t w_, long long T, long long G, long long P, long long L,
+                            double cap, std::uintptr_t out_) {
+  const double* f0 = reinterpret_cast<const double*>(f0_);
+  const double* f1 = reinterpret_cast<const double*>(f1_);
+  const double* f2 = reinterpret_cast<const double*>(f2_);
+  const double* w = reinterpret_cast<const double*>(w_);
+  double* out = reinterpret_cast<double*>(out_);
+  const long long PL = P * L;
+  std::vector<double> ab(static_cast<size_t>(PL));
+#pragma omp parallel for collapse(2) schedule(static) firstprivate(ab)
+  for (long long t = 0; t < T; ++t) {
+    for (long long a = 0; a < G; ++a) {
+      const double* A = f0 + (t * G + a) * PL;
+      for (long long b = 0; b < G; ++b) {
+        const double* B = f1 + (t * G + b) * PL;
+        for (long long i = 0; i < PL; ++i) ab[i] = A[i] + B[i];
+        for (long long c = 0; c < G; ++c) {
+          const double* Cc = f2 + (t * G + c) * PL;
+          double acc = 0.0;
+          for (long long p = 0; p < P; ++p) {
+            const double* x = ab.data() + p * L;
+            const double* y = Cc + p * L;
+            double m = x[0] + y[0];
+            for (long long l = 1; l < L; ++l) m = std::min(m, x[l] + y[l]);
+            acc += std::min(m, cap) * w[p];
+          }
+          out[((t * G + a) * G + b) * G + c] = acc;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace qp
+

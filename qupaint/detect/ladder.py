@@ -18,6 +18,7 @@ from dataclasses import field as dc_field
 
 import numpy as np
 
+from qupaint import _backend
 from qupaint.color import Camera
 from qupaint.constants import OXIDE_RANGE_NM
 from qupaint.detect.config import DetectorConfig
@@ -38,6 +39,28 @@ class Ladder:
     alternatives: list = dc_field(default_factory=list)  # (oxide, response, cost) runners-up
     grid: dict = dc_field(default_factory=dict, repr=False)  # every hypothesis's cost
     prior: tuple = (None, None, "none")  # (oxide nm, sd nm, source) of the oxide prior
+
+
+@_backend.register("detect_ladder_cost", "reference")
+def _ladder_cost_reference(F: list, w: np.ndarray, cap: float) -> np.ndarray:
+    """[T, G, G, G]: ``min(cap, min_l F0 + F1 + F2) @ w`` for the per-channel squared
+    residuals F[c] [T, G, P, L] (one oxide at a time, so the temporary is [G, G, G, P, L])."""
+    out = np.empty((F[0].shape[0],) + (F[0].shape[1],) * 3)
+    for t in range(F[0].shape[0]):
+        tot = F[0][t][:, None, None] + F[1][t][None, :, None] + F[2][t][None, None, :]
+        out[t] = np.minimum(tot.min(-1), cap) @ w
+    return out
+
+
+@_backend.register("detect_ladder_cost", "cpu")
+def _ladder_cost_cpu(F: list, w: np.ndarray, cap: float) -> np.ndarray:
+    from qupaint import _C
+
+    T, G, P, L = F[0].shape
+    out = np.empty((T, G, G, G))
+    _C.detect_ladder_cost_cpu(F[0].ctypes.data, F[1].ctypes.data, F[2].ctypes.data, w.ctypes.data,
+                              T, G, P, L, float(cap), out.ctypes.data)  # fmt: skip
+    return out
 
 
 def fit_ladder(contrasts, material: str, camera: Camera | None = None, noise=0.01,
@@ -95,10 +118,10 @@ def fit_ladder(contrasts, material: str, camera: Camera | None = None, noise=0.0
     best = (np.inf, 0, (0, 0, 0))
     costs = []
     table = np.empty((len(oxides), len(ks), len(ks), len(ks)))
+    _, grid = _backend.select("detect_ladder_cost", "cpu")
+    fit = grid([np.ascontiguousarray(f) for f in F], np.ascontiguousarray(w, np.float64), cap)
     for t in range(len(oxides)):
-        tot = (F[0][t][:, None, None] + F[1][t][None, :, None]
-               + F[2][t][None, None, :])  # [G, G, G, P, L]  # fmt: skip
-        per = np.minimum(tot.min(-1), cap) @ w  # [G, G, G]
+        per = fit[t]  # [G, G, G]: each response triple's capped, weighted chi-square
         per = per + prior[:, None, None] + prior[None, :, None] + prior[None, None, :] + ox_prior[t]
         table[t] = per
         g = np.unravel_index(int(np.argmin(per)), per.shape)

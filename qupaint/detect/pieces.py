@@ -174,16 +174,32 @@ def grow(piece: np.ndarray, sl: tuple, pad: int, cand: np.ndarray, C=None, med=N
     own[py : py + piece.shape[0], px : px + piece.shape[1]] = piece
     cw = cand[y0:y1, x0:x1]
     if reach > 0 and C is not None:
-        same = cw.copy()  # the colour test only where there are candidates to pass it
-        same[cw] = (np.abs(C[y0:y1, x0:x1][cw] - med) <= 3.0 * sig).all(-1)
+        same = cw.copy()  # candidates of its colour: within 3 sig of med in every channel
+        Cw = C[y0:y1, x0:x1]
+        for c in range(3):
+            same &= np.abs(Cw[..., c] - med[c]) <= 3.0 * sig[c]
         # what the piece reaches through its own colour (the window bounds the reach): the
         # 4-connected components of same | own that hold a pixel of it, as a binary
         # propagation from it would flood them, in one labelling pass
-        lab, _ = ndimage.label(same | own)
-        hit = np.unique(lab[own])
-        own = np.isin(lab, hit[hit > 0])
-    grown = ndimage.binary_dilation(own, iterations=pad) & (cw | own) if pad > 0 else own
-    return grown, y0, x0
+        lab, n = ndimage.label(same | own)
+        keep = np.zeros(n + 1, bool)
+        keep[lab[own]] = True
+        keep[0] = False
+        own = keep[lab]
+    return (_dilate_cross(own, pad) & (cw | own) if pad > 0 else own), y0, x0
+
+
+def _dilate_cross(mask: np.ndarray, iterations: int) -> np.ndarray:
+    """``ndimage.binary_dilation(mask, iterations=...)`` with its default 4-connected cross
+    (outside pixels 0), by shifted ORs: on a piece's small window, several times faster."""
+    for _ in range(iterations):
+        d = mask.copy()
+        d[1:] |= mask[:-1]
+        d[:-1] |= mask[1:]
+        d[:, 1:] |= mask[:, :-1]
+        d[:, :-1] |= mask[:, 1:]
+        mask = d
+    return mask
 
 
 def halo_share(bright: np.ndarray, sl: tuple, piece: np.ndarray, halo_px: int) -> float:
@@ -243,10 +259,26 @@ def touches_border(sl: tuple, H: int, W: int) -> bool:
     return sl[0].start == 0 or sl[1].start == 0 or sl[0].stop == H or sl[1].stop == W
 
 
-def median5(a: np.ndarray) -> np.ndarray:
-    """``scipy.ndimage.median_filter(a, size=5)`` of an integer map, exactly (edges
-    reflected), computed only where the 5 x 5 neighbourhood is not one value: a class map
-    is mostly uniform, and there its median is that value (3x faster on a piece's map)."""
+def median5(a: np.ndarray, backend: str | None = None) -> np.ndarray:
+    """``scipy.ndimage.median_filter(a, size=5)`` of an int32 map, exactly (edges
+    reflected): the C++ kernel, or numpy (``backend="reference"``)."""
+    _, fn = _backend.select("detect_median5", "cpu", backend)
+    return fn(np.ascontiguousarray(a, dtype=np.int32))
+
+
+@_backend.register("detect_median5", "cpu")
+def _median5_cpu(a: np.ndarray) -> np.ndarray:
+    from qupaint import _C
+
+    out = np.empty_like(a)
+    _C.detect_median5_cpu(a.ctypes.data, a.shape[0], a.shape[1], out.ctypes.data)
+    return out
+
+
+@_backend.register("detect_median5", "reference")
+def _median5_reference(a: np.ndarray) -> np.ndarray:
+    """Computed only where the 5 x 5 neighbourhood is not one value: a class map is mostly
+    uniform, and there its median is that value."""
     from numpy.lib.stride_tricks import sliding_window_view
 
     lo = ndimage.minimum_filter(a, size=5)
@@ -280,7 +312,9 @@ def split_terraces(rows: list[Piece], cm: ContrastMap, mu: np.ndarray, cfg: Dete
             out.append(r)
             continue
         sig = np.sqrt(cm.noise**2 + (cfg.rel_sigma * px) ** 2)
-        d2 = (((px[:, None, :] - mu[None, rungs]) / sig[:, None, :]) ** 2).sum(-1)
+        d2 = ((px[:, 0, None] - mu[rungs, 0]) / sig[:, 0, None]) ** 2  # [n, rungs], summed
+        for c in (1, 2):  # over the channels in order, as .sum(-1) would
+            d2 += ((px[:, c, None] - mu[rungs, c]) / sig[:, c, None]) ** 2
         cls = np.zeros(piece.shape, np.int32)
         cls[piece] = rungs[d2.argmin(1)] + 1
         cls = median5(cls) * piece  # blends at the steps go to a side
