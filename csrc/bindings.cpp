@@ -281,9 +281,15 @@ PYBIND11_MODULE(_C, m) {
     py::gil_scoped_release release;
     qp::detect_open3_cpu(in, H, W, bit, out);
   });
-  m.def("detect_median5_cpu", [](std::uintptr_t in, long long H, long long W, std::uintptr_t out) {
+  m.def("detect_median5_cpu",
+        [](std::uintptr_t in, long long H, long long W, std::uintptr_t mask, std::uintptr_t out) {
+          py::gil_scoped_release release;
+          qp::detect_median5_cpu(in, H, W, mask, out);
+        });
+  m.def("detect_noise_cpu", [](std::uintptr_t C, std::uintptr_t img, long long H, long long W,
+                               long long step, int saturation, std::uintptr_t out) {
     py::gil_scoped_release release;
-    qp::detect_median5_cpu(in, H, W, out);
+    return qp::detect_noise_cpu(C, img, H, W, step, saturation, out);
   });
   m.def("detect_ladder_cost_cpu",
         [](std::uintptr_t f0, std::uintptr_t f1, std::uintptr_t f2, std::uintptr_t w, long long T,

@@ -598,7 +598,10 @@ def test_median5_equals_scipys_median_filter(shape, backend, rng):
     for _ in range(5):
         a = rng.integers(0, 4, shape).astype(np.int32) * (rng.random(shape) < 0.8)
         a[: shape[0] // 2] = 2  # a uniform part, where only the fast path runs
-        np.testing.assert_array_equal(median5(a, backend[0]), ndimage.median_filter(a, size=5))
+        want = ndimage.median_filter(a, size=5)
+        np.testing.assert_array_equal(median5(a, backend=backend[0]), want)
+        mask = rng.random(shape) < 0.6  # only a piece's pixels, the rest 0
+        np.testing.assert_array_equal(median5(a, mask, backend=backend[0]), want * mask)
 
 
 @pytest.mark.parametrize("backend", backend_params("detect_ladder_cost", ("cpu",)))
@@ -615,6 +618,39 @@ def test_ladder_cost_grid_equals_the_numpy_expression(backend, rng):
     tot = F[0][:, :, None, None] + F[1][:, None, :, None] + F[2][:, None, None, :]
     want = np.minimum(tot.min(-1), 50.0) @ w  # [T, G, G, G] at once, by broadcasting
     np.testing.assert_allclose(got, want, rtol=1e-13)
+
+
+@pytest.mark.parametrize("backend", backend_params("detect_noise", ("cpu",)))
+@pytest.mark.parametrize("shape", [(1, 1), (4, 8), (9, 13), (120, 97)])
+def test_substrate_noise_equals_numpys_median_absolute_deviation(shape, backend, rng):
+    from qupaint import _backend
+
+    C = (rng.normal(0, 0.02, shape + (3,)) * rng.random(3)).astype(np.float32)
+    img = rng.integers(0, 256, shape + (3,)).astype(np.uint8)
+    _, fn = _backend.select("detect_noise", "cpu", backend[0])
+    sub = C[::4, ::4][(img[::4, ::4] < 250).all(-1)]  # no saturated channel: [N, 3]
+    got = fn(C, img, 4, 250)
+    if len(sub) == 0:
+        assert got is None
+    else:
+        want = np.median(np.abs(sub - np.median(sub, 0)), 0)
+        np.testing.assert_array_equal(got, want)  # float32, bit for bit
+    img[::4, ::4] = 255  # every sampled pixel saturated: no substrate to measure
+    assert fn(C, img, 4, 250) is None
+
+
+def test_cross_erosion_and_dilation_equal_scipys(rng):
+    from scipy import ndimage
+
+    from qupaint.detect.pieces import dilate_cross, erode_cross
+
+    for shape in [(1, 1), (1, 6), (2, 2), (9, 7), (40, 31)]:
+        for _ in range(10):
+            m = rng.random(shape) < rng.random()
+            np.testing.assert_array_equal(erode_cross(m), ndimage.binary_erosion(m))
+            for k in (1, 3, 4):
+                np.testing.assert_array_equal(dilate_cross(m, k),
+                                              ndimage.binary_dilation(m, iterations=k))  # fmt: skip
 
 
 def test_window_masks_are_the_rle_masks_cut_to_their_boxes(rng):

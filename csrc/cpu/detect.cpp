@@ -309,9 +309,12 @@ void detect_open3_cpu(std::uintptr_t in_, long long H, long long W, int bit, std
 
 // 5 x 5 median of an int32 [H, W] map, as scipy.ndimage.median_filter(size=5) with its
 // "reflect" edges (d c b a | a b c d): the 13th smallest of the 25 values. A window of one
-// value (most of a class map) is that value without a selection.
-void detect_median5_cpu(std::uintptr_t in_, long long H, long long W, std::uintptr_t out_) {
+// value (most of a class map) is that value without a selection. With a mask (uint8 [H, W],
+// or 0 for none), pixels outside it are 0 and cost nothing.
+void detect_median5_cpu(std::uintptr_t in_, long long H, long long W, std::uintptr_t mask_,
+                        std::uintptr_t out_) {
   const std::int32_t* in = reinterpret_cast<const std::int32_t*>(in_);
+  const std::uint8_t* mask = reinterpret_cast<const std::uint8_t*>(mask_);
   std::int32_t* out = reinterpret_cast<std::int32_t*>(out_);
   auto reflect = [](long long i, long long n) {
     while (i < 0 || i >= n) i = i < 0 ? -i - 1 : 2 * n - i - 1;
@@ -325,6 +328,10 @@ void detect_median5_cpu(std::uintptr_t in_, long long H, long long W, std::uintp
   std::int32_t v[25];
   for (long long y = 0; y < H; ++y) {
     for (long long x = 0; x < W; ++x) {
+      if (mask && !mask[y * W + x]) {
+        out[y * W + x] = 0;
+        continue;
+      }
       int n = 0;
       bool same = true;
       for (int i = 0; i < 5; ++i) {
@@ -378,6 +385,46 @@ void detect_ladder_cost_cpu(std::uintptr_t f0_, std::uintptr_t f1_, std::uintptr
       }
     }
   }
+}
+
+namespace {
+// numpy's median of float32 values (the mean of the two middle ones for an even count, in
+// float32); reorders v
+float median_f32(std::vector<float>& v) {
+  const size_t n = v.size(), k = n / 2;
+  std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
+  const float hi = v[k];
+  if (n % 2) return hi;
+  const float lo = *std::max_element(v.begin(), v.begin() + static_cast<long>(k));
+  return (lo + hi) / 2.0f;
+}
+}  // namespace
+
+// The substrate's contrast noise: over every step-th pixel of every step-th row of C
+// [H, W, 3] whose image pixel (uint8 [H, W, 3]) has no channel at saturation or above, the
+// per-channel median absolute deviation from the median (float32, as numpy's np.median
+// computes both). Writes the three deviations to out and returns how many pixels entered.
+long long detect_noise_cpu(std::uintptr_t C_, std::uintptr_t img_, long long H, long long W,
+                           long long step, int saturation, std::uintptr_t out_) {
+  const float* C = reinterpret_cast<const float*>(C_);
+  const std::uint8_t* img = reinterpret_cast<const std::uint8_t*>(img_);
+  float* out = reinterpret_cast<float*>(out_);
+  std::vector<float> ch[3];
+  for (long long y = 0; y < H; y += step)
+    for (long long x = 0; x < W; x += step) {
+      const long long i = (y * W + x) * 3;
+      if (img[i] >= saturation || img[i + 1] >= saturation || img[i + 2] >= saturation) continue;
+      for (int c = 0; c < 3; ++c) ch[c].push_back(C[i + c]);
+    }
+  const long long n = static_cast<long long>(ch[0].size());
+  if (n == 0) return 0;
+  for (int c = 0; c < 3; ++c) {
+    std::vector<float> v = ch[c];
+    const float med = median_f32(v);
+    for (size_t j = 0; j < v.size(); ++j) v[j] = std::fabs(ch[c][j] - med);
+    out[c] = median_f32(v);
+  }
+  return n;
 }
 
 }  // namespace qp

@@ -39,7 +39,10 @@ void detect_flags_cpu(std::uintptr_t C, std::uintptr_t img, long long H, long lo
                       const double* noise, int saturation, double fg_chi2, double floor_,
                       double bright_level, double edge2, std::uintptr_t out);
 void detect_open3_cpu(std::uintptr_t in, long long H, long long W, int bit, std::uintptr_t out);
-void detect_median5_cpu(std::uintptr_t in, long long H, long long W, std::uintptr_t out);
+void detect_median5_cpu(std::uintptr_t in, long long H, long long W, std::uintptr_t mask,
+                        std::uintptr_t out);
+long long detect_noise_cpu(std::uintptr_t C, std::uintptr_t img, long long H, long long W,
+                           long long step, int saturation, std::uintptr_t out);
 void detect_ladder_cost_cpu(std::uintptr_t f0, std::uintptr_t f1, std::uintptr_t f2, std::uintptr_t w,
                             long long T, long long G, long long P, long long L, double cap,
                             std::uintptr_t out);

@@ -225,11 +225,29 @@ def contrast_map(image, camera: Camera | None = None, blur_sigma_px: float = 1.0
     b = _block_size(*img.shape[:2], block_px)
     _, fn = _backend.select("detect_contrast", "cpu", backend)
     C, field = fn(img, lut, b, field_sigma, 4, blur_sigma_px, saturation)
-    sat = (img[::4, ::4] >= saturation).any(-1)
-    sub_c = np.ascontiguousarray(C[::4, ::4][~sat].T)  # [3, N]: each channel contiguous
-    if sub_c.shape[1] == 0:
-        noise = np.full(3, min_noise)
-    else:
-        mad = 1.4826 * np.median(np.abs(sub_c - np.median(sub_c, 1, keepdims=True)), 1)
-        noise = np.maximum(mad, min_noise)
+    _, noise_fn = _backend.select("detect_noise", "cpu", backend)
+    dev = noise_fn(C, img, 4, saturation)  # the substrate's median absolute deviation
+    noise = np.full(3, min_noise) if dev is None else np.maximum(1.4826 * dev, min_noise)
     return ContrastMap(C, noise.astype(np.float64), field, b, img, saturation)
+
+
+@_backend.register("detect_noise", "reference")
+def _noise_reference(C: np.ndarray, img: np.ndarray, step: int, saturation: int):
+    """Per channel, the median absolute deviation of C over every ``step``-th pixel of every
+    ``step``-th row without a saturated channel (float32), or None when there is none."""
+    sat = (img[::step, ::step] >= saturation).any(-1)
+    sub_c = np.ascontiguousarray(C[::step, ::step][~sat].T)  # [3, N]: each channel contiguous
+    if sub_c.shape[1] == 0:
+        return None
+    return np.median(np.abs(sub_c - np.median(sub_c, 1, keepdims=True)), 1)
+
+
+@_backend.register("detect_noise", "cpu")
+def _noise_cpu(C: np.ndarray, img: np.ndarray, step: int, saturation: int):
+    from qupaint import _C
+
+    C, img = np.ascontiguousarray(C, np.float32), np.ascontiguousarray(img, np.uint8)
+    out = np.empty(3, np.float32)
+    n = _C.detect_noise_cpu(C.ctypes.data, img.ctypes.data, C.shape[0], C.shape[1], step,
+                            saturation, out.ctypes.data)  # fmt: skip
+    return out if n else None

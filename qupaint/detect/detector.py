@@ -20,7 +20,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage
 
 from qupaint.categories import category_of
 from qupaint.color import Camera, linear_srgb_to_lab
@@ -38,6 +37,7 @@ from qupaint.detect.ladder import (
 from qupaint.detect.pieces import (
     BRIGHT,
     CAND,
+    dilate_cross,
     grow,
     label_pieces,
     measure_pieces,
@@ -235,7 +235,7 @@ def _drop_penumbrae(dets, labs, kept, shadows, shape, cfg: DetectorConfig):
     win = near[y0:y1, x0:x1]
     for m, y, x in shadows:
         win[y - y0 : y - y0 + m.shape[0], x - x0 : x - x0 + m.shape[1]] |= m
-    near[y0:y1, x0:x1] = ndimage.binary_dilation(win, iterations=r)
+    near[y0:y1, x0:x1] = dilate_cross(win, r)
     out, out_labs = [], []
     for d, lab, (p, m, y, x) in zip(dets, labs, kept, strict=True):
         if near[y : y + m.shape[0], x : x + m.shape[1]][m].mean() > cfg.max_halo:

@@ -186,10 +186,23 @@ def grow(piece: np.ndarray, sl: tuple, pad: int, cand: np.ndarray, C=None, med=N
         keep[lab[own]] = True
         keep[0] = False
         own = keep[lab]
-    return (_dilate_cross(own, pad) & (cw | own) if pad > 0 else own), y0, x0
+    return (dilate_cross(own, pad) & (cw | own) if pad > 0 else own), y0, x0
 
 
-def _dilate_cross(mask: np.ndarray, iterations: int) -> np.ndarray:
+def erode_cross(mask: np.ndarray) -> np.ndarray:
+    """``ndimage.binary_erosion(mask)`` (the 4-connected cross, outside pixels 0) by shifted
+    ANDs: on a piece's small window, several times faster."""
+    e = mask.copy()
+    e[1:] &= mask[:-1]
+    e[:-1] &= mask[1:]
+    e[:, 1:] &= mask[:, :-1]
+    e[:, :-1] &= mask[:, 1:]
+    e[0] = e[-1] = False
+    e[:, 0] = e[:, -1] = False
+    return e
+
+
+def dilate_cross(mask: np.ndarray, iterations: int) -> np.ndarray:
     """``ndimage.binary_dilation(mask, iterations=...)`` with its default 4-connected cross
     (outside pixels 0), by shifted ORs: on a piece's small window, several times faster."""
     for _ in range(iterations):
@@ -210,7 +223,7 @@ def halo_share(bright: np.ndarray, sl: tuple, piece: np.ndarray, halo_px: int) -
     win = bright[y0:y1, x0:x1]
     if not win.any():
         return 0.0
-    near = ndimage.binary_dilation(win, iterations=halo_px)
+    near = dilate_cross(win, halo_px)
     py, px = sl[0].start - y0, sl[1].start - x0
     return float(near[py : py + piece.shape[0], px : px + piece.shape[1]][piece].mean())
 
@@ -244,7 +257,7 @@ def solidity(mask: np.ndarray) -> float:
     that of the pixels' corners, so a single pixel or a straight line fills it whole."""
     from scipy.spatial import ConvexHull, QhullError
 
-    edge = mask & ~ndimage.binary_erosion(mask)
+    edge = mask & ~erode_cross(mask)
     ys, xs = np.nonzero(edge)
     corners = np.unique(np.c_[np.r_[ys, ys + 1, ys, ys + 1], np.r_[xs, xs, xs + 1, xs + 1]], axis=0)
     try:
@@ -259,24 +272,28 @@ def touches_border(sl: tuple, H: int, W: int) -> bool:
     return sl[0].start == 0 or sl[1].start == 0 or sl[0].stop == H or sl[1].stop == W
 
 
-def median5(a: np.ndarray, backend: str | None = None) -> np.ndarray:
+def median5(a: np.ndarray, mask: np.ndarray | None = None, backend: str | None = None
+            ) -> np.ndarray:  # fmt: skip
     """``scipy.ndimage.median_filter(a, size=5)`` of an int32 map, exactly (edges
-    reflected): the C++ kernel, or numpy (``backend="reference"``)."""
+    reflected), times ``mask`` if given (outside it 0, and not computed): the C++ kernel,
+    or numpy (``backend="reference"``)."""
     _, fn = _backend.select("detect_median5", "cpu", backend)
-    return fn(np.ascontiguousarray(a, dtype=np.int32))
+    m = None if mask is None else np.ascontiguousarray(mask, dtype=bool)
+    return fn(np.ascontiguousarray(a, dtype=np.int32), m)
 
 
 @_backend.register("detect_median5", "cpu")
-def _median5_cpu(a: np.ndarray) -> np.ndarray:
+def _median5_cpu(a: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     from qupaint import _C
 
     out = np.empty_like(a)
-    _C.detect_median5_cpu(a.ctypes.data, a.shape[0], a.shape[1], out.ctypes.data)
+    _C.detect_median5_cpu(a.ctypes.data, a.shape[0], a.shape[1],
+                          0 if mask is None else mask.ctypes.data, out.ctypes.data)  # fmt: skip
     return out
 
 
 @_backend.register("detect_median5", "reference")
-def _median5_reference(a: np.ndarray) -> np.ndarray:
+def _median5_reference(a: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """Computed only where the 5 x 5 neighbourhood is not one value: a class map is mostly
     uniform, and there its median is that value."""
     from numpy.lib.stride_tricks import sliding_window_view
@@ -288,7 +305,7 @@ def _median5_reference(a: np.ndarray) -> np.ndarray:
         pad = np.pad(a, 2, mode="symmetric")  # scipy's "reflect": d c b a | a b c d
         win = sliding_window_view(pad, (5, 5))[mixed].reshape(-1, 25)
         out[mixed] = np.partition(win, 12, axis=1)[:, 12]
-    return out
+    return out if mask is None else out * mask
 
 
 def split_terraces(rows: list[Piece], cm: ContrastMap, mu: np.ndarray, cfg: DetectorConfig,
@@ -317,7 +334,7 @@ def split_terraces(rows: list[Piece], cm: ContrastMap, mu: np.ndarray, cfg: Dete
             d2 += ((px[:, c, None] - mu[rungs, c]) / sig[:, c, None]) ** 2
         cls = np.zeros(piece.shape, np.int32)
         cls[piece] = rungs[d2.argmin(1)] + 1
-        cls = median5(cls) * piece  # blends at the steps go to a side
+        cls = median5(cls, piece)  # blends at the steps go to a side
         parts = []
         for v in np.unique(cls[cls > 0]):
             lab, n = ndimage.label(cls == v, structure=np.ones((3, 3), bool))

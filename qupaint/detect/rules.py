@@ -32,13 +32,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from qupaint.detect.config import DetectorConfig
 from qupaint.detect.pieces import (
     STRONG,
     Piece,
     edge_width_px,
+    erode_cross,
     faint_floor,
     grow,
     halo_share,
@@ -107,7 +107,7 @@ def shading(p: Piece, ctx: RuleContext) -> bool:
 
 def mean_width(mask: np.ndarray) -> float:
     """Mean width ``2 area / perimeter`` of a mask (px)."""
-    return 2.0 * int(mask.sum()) / max(1, int((mask & ~ndimage.binary_erosion(mask)).sum()))
+    return 2.0 * int(mask.sum()) / max(1, int((mask & ~erode_cross(mask)).sum()))
 
 
 def fibre(p: Piece, ctx: RuleContext) -> bool:
