@@ -291,6 +291,11 @@ PYBIND11_MODULE(_C, m) {
     py::gil_scoped_release release;
     return qp::detect_noise_cpu(C, img, H, W, step, saturation, out);
   });
+  m.def("detect_boxes_cpu", [](std::uintptr_t labels, long long H, long long W, long long n,
+                               std::uintptr_t box, std::uintptr_t area) {
+    py::gil_scoped_release release;
+    qp::detect_boxes_cpu(labels, H, W, n, box, area);
+  });
   m.def("detect_ladder_cost_cpu",
         [](std::uintptr_t f0, std::uintptr_t f1, std::uintptr_t f2, std::uintptr_t w, long long T,
            long long G, long long P, long long L, double cap, std::uintptr_t out) {

@@ -639,6 +639,21 @@ def test_substrate_noise_equals_numpys_median_absolute_deviation(shape, backend,
     assert fn(C, img, 4, 250) is None
 
 
+@pytest.mark.parametrize("backend", backend_params("detect_boxes", ("cpu",)))
+def test_label_boxes_are_find_objects_and_the_areas(backend, rng):
+    from scipy import ndimage
+
+    from qupaint.detect.pieces import label_boxes
+
+    for shape in [(1, 1), (5, 9), (64, 80)]:
+        labels, n = ndimage.label(rng.random(shape) < 0.4)
+        boxes, areas = label_boxes(labels, backend[0])
+        assert boxes.shape == (n, 4) and areas.shape == (n,)
+        for k, sl in enumerate(ndimage.find_objects(labels)):
+            assert tuple(boxes[k]) == (sl[0].start, sl[0].stop, sl[1].start, sl[1].stop)
+            assert areas[k] == int((labels == k + 1).sum())
+
+
 def test_cross_erosion_and_dilation_equal_scipys(rng):
     from scipy import ndimage
 

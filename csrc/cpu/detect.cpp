@@ -410,6 +410,8 @@ long long detect_noise_cpu(std::uintptr_t C_, std::uintptr_t img_, long long H, 
   const std::uint8_t* img = reinterpret_cast<const std::uint8_t*>(img_);
   float* out = reinterpret_cast<float*>(out_);
   std::vector<float> ch[3];
+  const size_t most = static_cast<size_t>(((H + step - 1) / step) * ((W + step - 1) / step));
+  for (auto& v : ch) v.reserve(most);
   for (long long y = 0; y < H; y += step)
     for (long long x = 0; x < W; x += step) {
       const long long i = (y * W + x) * 3;
@@ -418,13 +420,43 @@ long long detect_noise_cpu(std::uintptr_t C_, std::uintptr_t img_, long long H, 
     }
   const long long n = static_cast<long long>(ch[0].size());
   if (n == 0) return 0;
-  for (int c = 0; c < 3; ++c) {
-    std::vector<float> v = ch[c];
+  for (int c = 0; c < 3; ++c) {  // the deviations do not depend on the values' order
+    std::vector<float>& v = ch[c];
     const float med = median_f32(v);
-    for (size_t j = 0; j < v.size(); ++j) v[j] = std::fabs(ch[c][j] - med);
+    for (float& x : v) x = std::fabs(x - med);
     out[c] = median_f32(v);
   }
   return n;
+}
+
+// Bounding boxes and areas of the labels 1..n of an int32 [H, W] label image (0 is
+// background), as scipy.ndimage.find_objects gives the boxes: box[k - 1] = (y0, y1, x0, x1),
+// half-open; a label with no pixel keeps y0 = H, y1 = 0 (area 0).
+void detect_boxes_cpu(std::uintptr_t labels_, long long H, long long W, long long n,
+                      std::uintptr_t box_, std::uintptr_t area_) {
+  const std::int32_t* lab = reinterpret_cast<const std::int32_t*>(labels_);
+  long long* box = reinterpret_cast<long long*>(box_);
+  long long* area = reinterpret_cast<long long*>(area_);
+  for (long long k = 0; k < n; ++k) {
+    box[4 * k] = H;
+    box[4 * k + 1] = 0;
+    box[4 * k + 2] = W;
+    box[4 * k + 3] = 0;
+    area[k] = 0;
+  }
+  for (long long y = 0; y < H; ++y) {
+    const std::int32_t* row = lab + y * W;
+    for (long long x = 0; x < W; ++x) {
+      const std::int32_t v = row[x];
+      if (v <= 0 || v > n) continue;
+      long long* b = box + 4 * (v - 1);
+      b[0] = std::min(b[0], y);
+      b[1] = std::max(b[1], y + 1);
+      b[2] = std::min(b[2], x);
+      b[3] = std::max(b[3], x + 1);
+      ++area[v - 1];
+    }
+  }
 }
 
 }  // namespace qp

@@ -43,6 +43,8 @@ void detect_median5_cpu(std::uintptr_t in, long long H, long long W, std::uintpt
                         std::uintptr_t out);
 long long detect_noise_cpu(std::uintptr_t C, std::uintptr_t img, long long H, long long W,
                            long long step, int saturation, std::uintptr_t out);
+void detect_boxes_cpu(std::uintptr_t labels, long long H, long long W, long long n,
+                      std::uintptr_t box, std::uintptr_t area);
 void detect_ladder_cost_cpu(std::uintptr_t f0, std::uintptr_t f1, std::uintptr_t f2, std::uintptr_t w,
                             long long T, long long G, long long P, long long L, double cap,
                             std::uintptr_t out);

@@ -144,14 +144,43 @@ def measure_pieces(labels: np.ndarray, C: np.ndarray, min_px: float) -> list[Pie
     """The :class:`Piece` of each label of ``labels`` [H, W] with its median contrast of
     ``C`` [H, W, 3]; specks under half of ``min_px`` pixels are not even worth explaining."""
     out = []
-    for k, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if sl is None:
-            continue
-        mask = labels[sl] == k
-        if int(mask.sum()) < 0.5 * min_px:
-            continue
+    boxes, areas = label_boxes(labels)
+    for k in np.nonzero(areas >= 0.5 * min_px)[0]:
+        y0, y1, x0, x1 = (int(v) for v in boxes[k])
+        sl = (slice(y0, y1), slice(x0, x1))
+        mask = labels[sl] == k + 1
         out.append(Piece.of(sl, mask, np.median(C[sl][mask], axis=0)))
     return out
+
+
+def label_boxes(labels: np.ndarray, backend: str | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The box ``(y0, y1, x0, x1)`` [n, 4] (half-open, as ``ndimage.find_objects``) and the
+    pixel count [n] of each label 1..n of an int32 label image, in one pass."""
+    _, fn = _backend.select("detect_boxes", "cpu", backend)
+    return fn(np.ascontiguousarray(labels, dtype=np.int32))
+
+
+@_backend.register("detect_boxes", "cpu")
+def _boxes_cpu(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from qupaint import _C
+
+    n = int(labels.max()) if labels.size else 0
+    boxes, areas = np.empty((n, 4), np.int64), np.empty(n, np.int64)
+    _C.detect_boxes_cpu(labels.ctypes.data, labels.shape[0], labels.shape[1], n,
+                        boxes.ctypes.data, areas.ctypes.data)  # fmt: skip
+    return boxes, areas
+
+
+@_backend.register("detect_boxes", "reference")
+def _boxes_reference(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    H, W = labels.shape
+    n = int(labels.max()) if labels.size else 0
+    boxes = np.tile(np.array([H, 0, W, 0], np.int64), (n, 1))
+    for k, sl in enumerate(ndimage.find_objects(labels, n)):
+        if sl is not None:
+            boxes[k] = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
+    return boxes, np.bincount(labels.ravel(), minlength=n + 1)[1 : n + 1].astype(np.int64)
 
 
 def grow(piece: np.ndarray, sl: tuple, pad: int, cand: np.ndarray, C=None, med=None, sig=None,
