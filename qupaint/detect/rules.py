@@ -1,8 +1,9 @@
 """The named rules by which a piece is not reported as a thin flake: one predicate per rule.
 
-Each rule is a function ``rule(piece, ctx) -> bool`` (True: the rule rejects the piece),
-tried in the order of :data:`REJECT_RULES` by :func:`first_rule`; the cheap tests come
-first. The last two need the image's fitted ladder and are applied by the detector:
+The rules of :data:`PIECE_RULES` are functions ``rule(piece, ctx) -> bool`` (True: the rule
+rejects the piece), tried in order by :func:`first_rule`; the cheap tests come first. The
+last four of :data:`REJECT_RULES` are applied by the detector to each piece left, once the
+image's ladder is fitted and the piece is grown into the whole flake:
 
 - :func:`too_small`: under the physical minimum area (``min_area_um2``): dust specks;
 - :func:`faint`: mean |C| below ``min_contrast`` or ``noise_contrast`` times the noise, or
