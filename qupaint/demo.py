@@ -355,17 +355,21 @@ def real_micrographs(out: Path, log=None) -> list[Path]:
 def _plot_real(panels, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 7))
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 7.4),
+                             constrained_layout=True)  # fmt: skip
     for ax, (name, img, dets) in zip(np.atleast_1d(axes), panels, strict=True):
         ax.imshow(img)
         for rank, d in enumerate(dets, start=1):
             x, y, w, h = d["bbox"]
             ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, color="red", lw=1.2))
-            ax.text(x, y - 3, f"#{rank} {d['layers']}L {d['area_um2']:.0f}um²", color="red",
-                    fontsize=7)  # fmt: skip
-        ax.set_title(f"{name}: expert's thin flakes (green), detections (red, ranked)")
+            # the rank alone (layers, area and score are its row of real_flakes.csv), inside
+            # the box's corner on a pale ground, so that neighbours' labels stay legible
+            ax.text(x + 2, y + 2, str(rank), color="red", fontsize=8, va="top", ha="left",
+                    clip_on=True, bbox={"boxstyle": "square,pad=0.1", "fc": "white",
+                                        "ec": "none", "alpha": 0.7})  # fmt: skip
+        ax.set_title(f"{name}\nexpert's thin flakes (green); detections (red), numbered as "
+                     "the rows of real_flakes.csv", fontsize=10)  # fmt: skip
         ax.axis("off")
-    fig.tight_layout()
     _save_fig(fig, path)
 
 
