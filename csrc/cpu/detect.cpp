@@ -460,4 +460,3 @@ void detect_boxes_cpu(std::uintptr_t labels_, long long H, long long W, long lon
 }
 
 }  // namespace qp
-

@@ -37,7 +37,7 @@ from qupaint.color import Camera
 from qupaint.constants import OXIDE_RANGE_NM
 from qupaint.detect.config import DetectorConfig
 from qupaint.detect.contrast import contrast_map
-from qupaint.detect.ladder import fit_ladder, respond
+from qupaint.detect.ladder import fit_ladder, respond, rung_chi2
 
 __all__ = ["measure_instances", "calibrate_from_masks"]
 
@@ -173,7 +173,7 @@ def _fit_without_layers(flakes, C, material, cam, cfg, oxide_range, max_layers) 
         k = ks[[0, 1, 2], list(gi)]
         responses[stem] = [round(float(v), 4) for v in k]
         rungs = respond(lad.grid["mu"][t], k, cfg.response_model)  # [L, 3]
-        d2 = (((C[idx][:, None] - rungs[None]) / sig[idx][:, None]) ** 2).sum(-1)
+        d2 = rung_chi2(C[idx], rungs, sig[idx])
         for i, row in zip(idx, d2, strict=True):
             flakes[i]["layers"] = int(row.argmin()) + 1
             flakes[i]["fit_sigma"] = round(float(np.sqrt(row.min() / 3)), 3)

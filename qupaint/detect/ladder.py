@@ -24,7 +24,7 @@ from qupaint.constants import OXIDE_RANGE_NM
 from qupaint.detect.config import DetectorConfig
 
 __all__ = ["Ladder", "classify", "classify_many", "fit_ladder", "hypotheses", "ladder_grid",
-           "oxide_prior", "respond"]  # fmt: skip
+           "oxide_prior", "respond", "rung_chi2"]  # fmt: skip
 
 
 @dataclass
@@ -39,6 +39,16 @@ class Ladder:
     alternatives: list = dc_field(default_factory=list)  # (oxide, response, cost) runners-up
     grid: dict = dc_field(default_factory=dict, repr=False)  # every hypothesis's cost
     prior: tuple = (None, None, "none")  # (oxide nm, sd nm, source) of the oxide prior
+
+
+def rung_chi2(C: np.ndarray, mu: np.ndarray, sig: np.ndarray) -> np.ndarray:
+    """[n, L]: the chi-square of each contrast ``C`` [n, 3] (uncertainty ``sig`` [n, 3]) to
+    each rung ``mu`` [L, 3] of a ladder, summed over the channels in order (as ``.sum(-1)``
+    would) without an [n, L, 3] temporary."""
+    d2 = ((C[:, 0, None] - mu[None, :, 0]) / sig[:, 0, None]) ** 2
+    for c in (1, 2):
+        d2 += ((C[:, c, None] - mu[None, :, c]) / sig[:, c, None]) ** 2
+    return d2
 
 
 @_backend.register("detect_ladder_cost", "reference")
@@ -234,7 +244,7 @@ def classify_many(meds: np.ndarray, noise: np.ndarray, mu: np.ndarray, hyp,
     for s in range(0, len(meds), chunk):
         M = meds[s : s + chunk]  # [p, 3]
         sig = np.sqrt(noise**2 + (cfg.rel_sigma * M) ** 2)  # [p, 3]
-        d2 = (((M[:, None] - mu[None]) / sig[:, None]) ** 2).sum(-1)  # [p, L]
+        d2 = rung_chi2(M, mu, sig)  # [p, L]
         # sum_c ((m - mu) / s)^2 = sum_c m^2 / s^2 - 2 (m / s^2) mu + mu^2 / s^2: two small
         # matrix products over every hypothesis's rungs instead of a [p, K, L, 3] array
         a = 1.0 / sig**2

@@ -22,6 +22,7 @@ from scipy import ndimage
 from qupaint import _backend
 from qupaint.detect.config import DetectorConfig
 from qupaint.detect.contrast import ContrastMap
+from qupaint.detect.ladder import rung_chi2
 
 __all__ = ["BRIGHT", "CAND", "CORE", "STRONG", "Piece", "faint_floor", "grow", "halo_share",
            "label_pieces", "measure_pieces", "pixel_flags", "split_terraces",
@@ -276,7 +277,7 @@ def edge_width_px(C: np.ndarray, mask: np.ndarray, y0: int, x0: int, contrast) -
     m = np.zeros(win.shape, bool)
     m[y0 - wy0 : y0 - wy0 + h, x0 - wx0 : x0 - wx0 + w] = mask
     slope = np.hypot(ndimage.sobel(win, 0), ndimage.sobel(win, 1)) / 8.0
-    ring = ndimage.binary_dilation(m) & ~ndimage.binary_erosion(m)
+    ring = dilate_cross(m, 1) & ~erode_cross(m)
     steep = float(np.percentile(slope[ring], 75)) if ring.any() else 0.0
     return abs(float(contrast[ch])) / max(steep * math.sqrt(2.0 * math.pi), 1e-9)
 
@@ -358,9 +359,7 @@ def split_terraces(rows: list[Piece], cm: ContrastMap, mu: np.ndarray, cfg: Dete
             out.append(r)
             continue
         sig = np.sqrt(cm.noise**2 + (cfg.rel_sigma * px) ** 2)
-        d2 = ((px[:, 0, None] - mu[rungs, 0]) / sig[:, 0, None]) ** 2  # [n, rungs], summed
-        for c in (1, 2):  # over the channels in order, as .sum(-1) would
-            d2 += ((px[:, c, None] - mu[rungs, c]) / sig[:, c, None]) ** 2
+        d2 = rung_chi2(px, mu[rungs], sig)  # [n, rungs]
         cls = np.zeros(piece.shape, np.int32)
         cls[piece] = rungs[d2.argmin(1)] + 1
         cls = median5(cls, piece)  # blends at the steps go to a side

@@ -185,10 +185,11 @@ def top_fold(st: Stacks, pol: str):
     # microseconds each, on a GPU a launch each. One read brings the shared stack over.
     shared = [torch.view_as_real(n[0].to(torch.complex128)).reshape(-1), st.wl.double()]
     shared += [st.sin0[:1].double(), d[0].double()]
-    if d.shape[0] > 1 and L > 3:
+    per_stack = d.shape[0] > 1 and L > 3  # the layers below layer 1 must then all agree
+    if per_stack:
         shared.append((d[:, 2:-1] == d[:1, 2:-1]).all().double().reshape(1))
     host = torch.cat(shared).cpu()
-    if d.shape[0] > 1 and L > 3 and not bool(host[-1]):
+    if per_stack and not bool(host[-1]):
         return None
     n64 = torch.view_as_complex(host[: 2 * L * W].reshape(L, W, 2))  # [L, W]
     wl, sin0 = host[2 * L * W : 2 * L * W + W], float(host[2 * L * W + W])
