@@ -101,17 +101,16 @@ def _pia_cpu(x, patch_size, scale, shift, normalize):
     return out
 
 
-def _median_uint8(x: torch.Tensor) -> torch.Tensor:
-    """:func:`_median` of uint8 rows [R, n], as float32, from one 256-bin histogram per row.
+def _median_uint8(counts: torch.Tensor, n: int) -> torch.Tensor:
+    """:func:`_median` of uint8 rows of ``n`` values, as float32, from their 256-bin histograms
+    ``counts`` [R, 256] (:func:`qupaint.triton.pia.histogram_u8`).
 
-    Exact (the same order statistics), and on a GPU far faster than ``kthvalue``: 64 images of
+    Exact (the same order statistics), and on a GPU far faster than sorting: 64 images of
     448 x 448 took 3.8 ms by ``kthvalue`` on an H200, most of the whole PIA.
     """
-    R, n = x.shape
-    rows = torch.arange(R, device=x.device, dtype=torch.int64)[:, None] * 256
-    counts = torch.bincount((x.to(torch.int64) + rows).reshape(-1), minlength=R * 256)
-    cum = counts.reshape(R, 256).cumsum(1)
-    ranks = torch.tensor([n // 2 + 1, max(n // 2, 1)], device=x.device, dtype=cum.dtype)
+    cum = counts.cumsum(1)
+    R = cum.shape[0]
+    ranks = torch.tensor([n // 2 + 1, max(n // 2, 1)], device=cum.device, dtype=cum.dtype)
     # the k-th smallest value is the first bin whose cumulative count reaches k
     hi, lo = torch.searchsorted(cum, ranks.expand(R, 2).contiguous()).to(torch.float32).unbind(1)
     return hi if n % 2 else 0.5 * (lo + hi)
@@ -119,10 +118,13 @@ def _median_uint8(x: torch.Tensor) -> torch.Tensor:
 
 @_backend.register("pia", "triton")
 def _pia_triton(x, patch_size, scale, shift, normalize):
-    from qupaint.triton.pia import pia_triton
+    from qupaint.triton.pia import histogram_u8, pia_triton
 
     rows = x.reshape(x.shape[0] * 3, -1)
-    bg = _median_uint8(rows) if x.dtype == torch.uint8 else _median(rows.to(torch.float32))
+    if x.dtype == torch.uint8:
+        bg = _median_uint8(histogram_u8(rows), rows.shape[1])
+    else:
+        bg = _median(rows.to(torch.float32))
     bg = bg.reshape(x.shape[0], 3)  # device-side, exact
     lab_bg = _lab(
         bg.to(torch.float64) * scale.to(x.device, torch.float64) + shift.to(x.device, torch.float64)

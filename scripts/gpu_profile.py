@@ -2,11 +2,16 @@
 time its CUDA kernels ran, with the three longest kernels, from torch.profiler.
 
 A call whose wall time is far above its kernel time is bound by the host (Python, launches,
-checks, copies), not by the GPU. Run on a GPU machine: ``python scripts/gpu_profile.py``.
+checks, copies), not by the GPU. Run on a GPU machine: ``python scripts/gpu_profile.py``;
+``--host`` adds, for each case, the Python functions that take its host time (cProfile).
 """
 
 from __future__ import annotations
 
+import cProfile
+import io
+import pstats
+import sys
 import time
 from collections import defaultdict
 
@@ -65,7 +70,22 @@ def cases() -> dict:
     }
 
 
-def main(iters: int = 20) -> None:
+def host_profile(name: str, fn, iters: int = 200, top: int = 12) -> None:
+    """cProfile of ``iters`` calls: the functions with the most own (host) time."""
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(iters):
+        fn()
+    torch.cuda.synchronize()
+    prof.disable()
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(top)
+    lines = [ln for ln in buf.getvalue().splitlines() if ln.strip()]
+    print(f"--- {name}: host time of {iters} calls (tottime, cumtime in s)")
+    print("\n".join(lines[-top - 1 :]), flush=True)
+
+
+def main(iters: int = 20, host: bool = False) -> None:
     print(f"{'case':28s} {'wall ms':>8s} {'kernels ms':>10s}  longest kernels (ms per call)")
     for name, fn in cases().items():
         for _ in range(3):
@@ -87,7 +107,10 @@ def main(iters: int = 20) -> None:
         top = sorted(per.items(), key=lambda kv: -kv[1])[:3]
         tops = "; ".join(f"{k[:40]} {v:.3f}" for k, v in top)
         print(f"{name:28s} {wall:8.3f} {sum(per.values()):10.3f}  {tops}", flush=True)
+    if host:
+        for name, fn in cases().items():
+            host_profile(name, fn)
 
 
 if __name__ == "__main__":
-    main()
+    main(host="--host" in sys.argv[1:])

@@ -110,6 +110,37 @@ def _normalize_kernel(out_ptr, KK, BLOCK: tl.constexpr):
     tl.store(out_ptr + b * KK + idx, res, mask=mask)
 
 
+@triton.jit
+def _hist_u8_kernel(x_ptr, counts_ptr, n, CHUNK, BLOCK: tl.constexpr):
+    # one program per (row, chunk of CHUNK values): a 256-bin histogram of its chunk in
+    # registers, added to the row's counts with one atomic per bin (few chunks per row, so
+    # little contention; integer adds, so the result does not depend on their order)
+    row = tl.program_id(0)
+    start = tl.program_id(1) * CHUNK
+    stop = tl.minimum(start + CHUNK, n)
+    acc = tl.zeros([256], dtype=tl.int32)
+    bins = tl.arange(0, 256)
+    for off in range(start, stop, BLOCK):
+        cols = off + tl.arange(0, BLOCK)
+        m = cols < stop
+        v = tl.load(x_ptr + row.to(tl.int64) * n + cols, mask=m, other=0).to(tl.int32)
+        # masked lanes were loaded as 0: take them back out of bin 0
+        acc += tl.histogram(v, 256) - tl.where(bins == 0, BLOCK - tl.sum(m.to(tl.int32)), 0)
+    tl.atomic_add(counts_ptr + row * 256 + bins, acc)
+
+
+def histogram_u8(rows: torch.Tensor) -> torch.Tensor:
+    """[R, n] uint8 (CUDA) -> [R, 256] int32 counts of each value per row."""
+    rows = rows.contiguous()
+    R, n = rows.shape
+    counts = torch.zeros((R, 256), dtype=torch.int32, device=rows.device)
+    if R and n:
+        block = 4096
+        chunk = block * max(1, triton.cdiv(n, block * 16))  # at most 16 chunks per row
+        _hist_u8_kernel[(R, triton.cdiv(n, chunk))](rows, counts, n, chunk, BLOCK=block)
+    return counts
+
+
 def pia_triton(
     x: torch.Tensor,
     patch_size: int,
