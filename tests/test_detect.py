@@ -643,6 +643,26 @@ def test_substrate_noise_equals_numpys_median_absolute_deviation(shape, ties, ba
     assert fn(C, img, 4, 250) is None
 
 
+@pytest.mark.parametrize("backend", backend_params("detect_masked_median", ("cpu",)))
+def test_masked_median_is_numpys_median_of_the_window(backend, rng):
+    from qupaint.detect.pieces import masked_median
+
+    C = rng.normal(0, 0.1, (300, 310, 3)).astype(np.float32)
+    C[::7] = np.round(C[::7], 2)  # runs of equal values
+    for sl, p in [((slice(3, 4), slice(5, 6)), 1.0), ((slice(10, 30), slice(40, 47)), 0.5),
+                  ((slice(0, 300), slice(0, 310)), 0.3), ((slice(100, 300), slice(2, 300)), 0.9),
+                  ((slice(5, 9), slice(5, 9)), 0.0)]:  # fmt: skip
+        mask = rng.random((sl[0].stop - sl[0].start, sl[1].stop - sl[1].start)) < p
+        got = masked_median(C, sl, mask, backend[0])
+        assert got.dtype == np.float32
+        if mask.any():  # odd and even counts, under and over the bucket pass's 8192 values
+            np.testing.assert_array_equal(got, np.median(C[sl][mask], axis=0))
+        else:
+            assert np.isnan(got).all()
+    with pytest.raises(ValueError, match="mask"):
+        masked_median(C, (slice(0, 4), slice(0, 4)), np.ones((3, 4), bool), backend[0])
+
+
 @pytest.mark.parametrize("backend", backend_params("detect_boxes", ("cpu",)))
 def test_label_boxes_are_find_objects_and_the_areas(backend, rng):
     from scipy import ndimage

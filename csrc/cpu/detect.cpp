@@ -408,10 +408,16 @@ float kth_f32(const std::vector<float>& v, size_t k, std::vector<std::uint32_t>&
 }
 
 // numpy's median of float32 values (the mean of the two middle ones for an even count, in
-// float32)
-float median_f32(const std::vector<float>& v, std::vector<std::uint32_t>& hist,
+// float32); may reorder v
+float median_f32(std::vector<float>& v, std::vector<std::uint32_t>& hist,
                  std::vector<float>& bucket) {
   const size_t n = v.size(), k = n / 2;
+  if (n < 8192) {  // few values: nth_element on them directly (reorders v)
+    std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
+    const float hi = v[k];
+    if (n % 2) return hi;
+    return (*std::max_element(v.begin(), v.begin() + static_cast<long>(k)) + hi) / 2.0f;
+  }
   const float hi = kth_f32(v, k, hist, bucket);
   if (n % 2) return hi;
   const float lo = kth_f32(v, k - 1, hist, bucket);
@@ -447,6 +453,32 @@ long long detect_noise_cpu(std::uintptr_t C_, std::uintptr_t img_, long long H, 
     for (float& x : v) x = std::fabs(x - med);
     out[c] = median_f32(v, hist, bucket);
   }
+  return n;
+}
+
+// Per channel, numpy's median of C [H, W, 3] (float32) over the pixels of the window at
+// (y0, x0) of size mh x mw where mask (uint8 [mh, mw]) is set: out[3], NaN without a pixel.
+// Returns how many pixels entered.
+long long detect_masked_median_cpu(std::uintptr_t C_, long long H, long long W, long long y0,
+                                   long long x0, std::uintptr_t mask_, long long mh, long long mw,
+                                   std::uintptr_t out_) {
+  const float* C = reinterpret_cast<const float*>(C_);
+  const std::uint8_t* mask = reinterpret_cast<const std::uint8_t*>(mask_);
+  float* out = reinterpret_cast<float*>(out_);
+  (void)H;
+  std::vector<float> ch[3];
+  for (long long y = 0; y < mh; ++y) {
+    const float* row = C + ((y0 + y) * W + x0) * 3;
+    const std::uint8_t* m = mask + y * mw;
+    for (long long x = 0; x < mw; ++x)
+      if (m[x])
+        for (int c = 0; c < 3; ++c) ch[c].push_back(row[x * 3 + c]);
+  }
+  const long long n = static_cast<long long>(ch[0].size());
+  std::vector<std::uint32_t> hist;
+  std::vector<float> bucket;
+  for (int c = 0; c < 3; ++c)
+    out[c] = n ? median_f32(ch[c], hist, bucket) : std::nanf("");
   return n;
 }
 

@@ -38,6 +38,7 @@ from qupaint.constants import OXIDE_RANGE_NM
 from qupaint.detect.config import DetectorConfig
 from qupaint.detect.contrast import contrast_map
 from qupaint.detect.ladder import fit_ladder, respond, rung_chi2
+from qupaint.detect.pieces import masked_median
 
 __all__ = ["measure_instances", "calibrate_from_masks"]
 
@@ -63,7 +64,7 @@ def measure_instances(
             core = ndimage.binary_erosion(m, iterations=edge_px) if edge_px else m
             if core.sum() < 10:
                 core = m
-            c = np.median(cm.C[sl][core], axis=0).astype(float).tolist()
+            c = masked_median(cm.C, sl, core).astype(float).tolist()
             stem = os.path.splitext(os.path.basename(img_path))[0]
             out.append({"image": stem, "id": j, "area": int(m.sum()), "contrast": c})
         if progress:

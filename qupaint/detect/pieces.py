@@ -25,7 +25,7 @@ from qupaint.detect.contrast import ContrastMap
 from qupaint.detect.ladder import rung_chi2
 
 __all__ = ["BRIGHT", "CAND", "CORE", "STRONG", "Piece", "faint_floor", "grow", "halo_share",
-           "label_pieces", "measure_pieces", "pixel_flags", "split_terraces",
+           "label_pieces", "masked_median", "measure_pieces", "pixel_flags", "split_terraces",
            "touches_border"]  # fmt: skip
 
 
@@ -150,8 +150,40 @@ def measure_pieces(labels: np.ndarray, C: np.ndarray, min_px: float) -> list[Pie
         y0, y1, x0, x1 = (int(v) for v in boxes[k])
         sl = (slice(y0, y1), slice(x0, x1))
         mask = labels[sl] == k + 1
-        out.append(Piece.of(sl, mask, np.median(C[sl][mask], axis=0)))
+        out.append(Piece.of(sl, mask, masked_median(C, sl, mask)))
     return out
+
+
+def masked_median(C: np.ndarray, sl: tuple, mask: np.ndarray, backend: str | None = None
+                  ) -> np.ndarray:  # fmt: skip
+    """``np.median(C[sl][mask], axis=0)``: the median contrast per channel [3] (float32) of
+    the pixels ``mask`` of the window ``sl`` of ``C`` [H, W, 3] float32 (a piece's colour):
+    the C++ kernel, or numpy (``backend="reference"``); NaN for an empty mask."""
+    _, fn = _backend.select("detect_masked_median", "cpu", backend)
+    shape = tuple(len(range(*s.indices(n))) for s, n in zip(sl, C.shape[:2], strict=True))
+    if mask.shape != shape:
+        raise ValueError(f"mask: shape {mask.shape} is not the window's {shape}")
+    return fn(C, sl, mask)
+
+
+@_backend.register("detect_masked_median", "cpu")
+def _masked_median_cpu(C: np.ndarray, sl: tuple, mask: np.ndarray) -> np.ndarray:
+    from qupaint import _C
+
+    C = np.ascontiguousarray(C, np.float32)
+    H, W = C.shape[:2]
+    y0, x0 = sl[0].indices(H)[0], sl[1].indices(W)[0]
+    m = np.ascontiguousarray(mask, dtype=bool)
+    out = np.empty(3, np.float32)
+    _C.detect_masked_median_cpu(C.ctypes.data, H, W, y0, x0, m.ctypes.data, m.shape[0],
+                                m.shape[1], out.ctypes.data)  # fmt: skip
+    return out
+
+
+@_backend.register("detect_masked_median", "reference")
+def _masked_median_reference(C: np.ndarray, sl: tuple, mask: np.ndarray) -> np.ndarray:
+    px = C[sl][mask]
+    return np.median(px, axis=0) if len(px) else np.full(3, np.nan, np.float32)
 
 
 def label_boxes(labels: np.ndarray, backend: str | None = None
@@ -376,5 +408,5 @@ def split_terraces(rows: list[Piece], cm: ContrastMap, mu: np.ndarray, cfg: Dete
         for sj, sub in parts:
             full = np.zeros(piece.shape, bool)
             full[sj] = sub
-            out.append(Piece.of(sl, full, np.median(cm.C[sl][full], axis=0), halo=r.halo))
+            out.append(Piece.of(sl, full, masked_median(cm.C, sl, full), halo=r.halo))
     return out
