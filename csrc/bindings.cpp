@@ -296,6 +296,10 @@ PYBIND11_MODULE(_C, m) {
     py::gil_scoped_release release;
     qp::detect_boxes_cpu(labels, H, W, n, box, area);
   });
+  m.def("detect_grow_cpu",
+        [](std::uintptr_t own, long long h, long long w, std::uintptr_t cand, long long W,
+           long long y0, long long x0, std::uintptr_t C, const qp::Vec3d& med, const qp::Vec3d& thr,
+           int pad) { qp::detect_grow_cpu(own, h, w, cand, W, y0, x0, C, med.data(), thr.data(), pad); });
   m.def("detect_masked_median_cpu",
         [](std::uintptr_t C, long long H, long long W, long long y0, long long x0, std::uintptr_t mask,
            long long mh, long long mw, std::uintptr_t out) {

@@ -663,6 +663,48 @@ def test_masked_median_is_numpys_median_of_the_window(backend, rng):
         masked_median(C, (slice(0, 4), slice(0, 4)), np.ones((3, 4), bool), backend[0])
 
 
+@pytest.mark.parametrize("backend", backend_params("detect_grow", ("cpu",)))
+def test_grow_floods_its_colour_then_dilates_into_candidates(backend, rng):
+    from scipy import ndimage
+
+    from qupaint.detect.pieces import grow
+
+    H, W = 90, 120
+    C = rng.normal(0, 0.05, (H, W, 3)).astype(np.float32)
+    C[20:60, 30:80] = np.float32([-0.1, -0.2, -0.15])  # a flake, its tail running off right
+    C[38:42, 80:118] = np.float32([-0.1, -0.2, -0.15])
+    cand = rng.random((H, W)) < 0.6
+    cand[20:60, 30:118] = True
+    med, sig = np.float32([-0.1, -0.2, -0.15]), np.array([0.02, 0.03, 0.025])
+    for sl, reach, pad in [((slice(25, 55), slice(35, 75)), 40, 3),  # flood along the tail
+                           ((slice(25, 55), slice(35, 75)), 10, 0),  # the window bounds it
+                           ((slice(0, 10), slice(0, 12)), 5, 2),  # at the image's corner
+                           ((slice(80, 90), slice(100, 120)), 0, 4),  # dilation only
+                           ((slice(30, 50), slice(40, 70)), 0, 0)]:  # fmt: skip
+        piece = rng.random((sl[0].stop - sl[0].start, sl[1].stop - sl[1].start)) < 0.7
+        got, gy, gx = grow(piece, sl, pad, cand, C, med, sig, reach, backend=backend[0])
+        m = pad + reach
+        assert (gy, gx) == (max(0, sl[0].start - m), max(0, sl[1].start - m))
+        if reach == 0 and pad == 0:
+            assert got is piece
+            continue
+        # by hand: 4-connected components of same | own holding the piece, then the diamond
+        # of radius pad around them (outside the window 0), kept on candidates or the piece
+        win = (slice(gy, gy + got.shape[0]), slice(gx, gx + got.shape[1]))
+        own = np.zeros(got.shape, bool)
+        own[sl[0].start - gy :][: piece.shape[0], sl[1].start - gx :][:, : piece.shape[1]] = piece
+        if reach:
+            same = cand[win] & (np.abs(C[win] - med) <= 3.0 * sig).all(-1)
+            lab, _ = ndimage.label(same | own)
+            own = np.isin(lab, np.unique(lab[own]))
+        if pad and own.any():
+            near = ndimage.distance_transform_cdt(~own, metric="taxicab") <= pad
+            own = near & (cand[win] | own)
+        np.testing.assert_array_equal(got, own)
+        if reach == 40:
+            assert got[:, -3:].any()  # the tail was followed to the window's edge
+
+
 @pytest.mark.parametrize("backend", backend_params("detect_boxes", ("cpu",)))
 def test_label_boxes_are_find_objects_and_the_areas(backend, rng):
     from scipy import ndimage

@@ -482,6 +482,69 @@ long long detect_masked_median_cpu(std::uintptr_t C_, long long H, long long W, 
   return n;
 }
 
+// A piece grown in its window (qupaint.detect.pieces.grow): own (uint8 [h, w], in and out) is
+// the piece in the window whose top-left pixel is (y0, x0) of the [H, W] images cand
+// (uint8, row length W) and C (float32 [H, W, 3]). With C, it first floods through the
+// 4-connected candidate pixels of its colour (|C - med| <= thr in every channel, the
+// difference in float32 and compared in float64, as numpy does), what labelling same | own
+// and keeping the components that hold a pixel of own gives. Then, for pad > 0, it is
+// dilated pad times by the 4-connected cross (outside the window 0) and kept where a
+// candidate or its own.
+void detect_grow_cpu(std::uintptr_t own_, long long h, long long w, std::uintptr_t cand_,
+                     long long W, long long y0, long long x0, std::uintptr_t C_,
+                     const double* med, const double* thr, int pad) {
+  std::uint8_t* own = reinterpret_cast<std::uint8_t*>(own_);
+  const std::uint8_t* cand = reinterpret_cast<const std::uint8_t*>(cand_);
+  const float* C = reinterpret_cast<const float*>(C_);
+  const long long n = h * w;
+  auto cw = [&](long long i) { return cand[(y0 + i / w) * W + x0 + i % w] != 0; };
+  if (C) {
+    const float m[3] = {static_cast<float>(med[0]), static_cast<float>(med[1]),
+                        static_cast<float>(med[2])};
+    auto same = [&](long long i) {
+      if (!cw(i)) return false;
+      const float* p = C + ((y0 + i / w) * W + x0 + i % w) * 3;
+      for (int c = 0; c < 3; ++c)
+        if (!(static_cast<double>(std::fabs(p[c] - m[c])) <= thr[c])) return false;
+      return true;
+    };
+    std::vector<long long> stack;
+    for (long long i = 0; i < n; ++i)
+      if (own[i]) stack.push_back(i);
+    while (!stack.empty()) {
+      const long long i = stack.back();
+      stack.pop_back();
+      const long long y = i / w, x = i % w;
+      const long long nb[4] = {y > 0 ? i - w : -1, y < h - 1 ? i + w : -1, x > 0 ? i - 1 : -1,
+                               x < w - 1 ? i + 1 : -1};
+      for (long long j : nb)
+        if (j >= 0 && !own[j] && same(j)) {
+          own[j] = 1;
+          stack.push_back(j);
+        }
+    }
+  }
+  if (pad <= 0) return;
+  std::vector<std::uint8_t> cur(own, own + n), nxt(static_cast<size_t>(n));
+  for (int it = 0; it < pad; ++it) {
+    for (long long y = 0; y < h; ++y) {
+      const std::uint8_t* r = cur.data() + y * w;
+      std::uint8_t* o = nxt.data() + y * w;
+      for (long long x = 0; x < w; ++x) {
+        std::uint8_t v = r[x];
+        if (x > 0) v |= r[x - 1];
+        if (x < w - 1) v |= r[x + 1];
+        if (y > 0) v |= r[x - w];
+        if (y < h - 1) v |= r[x + w];
+        o[x] = v;
+      }
+    }
+    cur.swap(nxt);
+  }
+  for (long long i = 0; i < n; ++i)
+    own[i] = static_cast<std::uint8_t>(cur[i] && (cw(i) || own[i]));
+}
+
 // Bounding boxes and areas of the labels 1..n of an int32 [H, W] label image (0 is
 // background), as scipy.ndimage.find_objects gives the boxes: box[k - 1] = (y0, y1, x0, x1),
 // half-open; a label with no pixel keeps y0 = H, y1 = 0 (area 0).

@@ -217,14 +217,15 @@ def _boxes_reference(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def grow(piece: np.ndarray, sl: tuple, pad: int, cand: np.ndarray, C=None, med=None, sig=None,
-          reach: int = 0):  # fmt: skip
+          reach: int = 0, backend: str | None = None):  # fmt: skip
     """A piece grown by up to ``pad`` px into the candidate pixels ``cand`` [H, W] around it
     (its edge pixels, which the colour-edge split took off), as (mask, y0, x0): the mask
     in a window whose top-left pixel is (y0, x0) of the image. With ``C``, ``med``, ``sig``
     and ``reach``, it first floods through connected candidate pixels of its own colour
     (within 3 ``sig`` of ``med`` in every channel) up to ``reach`` px beyond its box: the
     narrow tails and tips the colour-edge split cut off. Its box, mask and area are the
-    flake's."""
+    flake's. The C++ kernel (``detect_grow_cpu``: a flood fill, then the dilation), or
+    numpy (``backend="reference"``: a labelling, then shifted ORs)."""
     if pad <= 0 and reach <= 0:
         return piece, sl[0].start, sl[1].start
     H, W = cand.shape
@@ -234,10 +235,18 @@ def grow(piece: np.ndarray, sl: tuple, pad: int, cand: np.ndarray, C=None, med=N
     own = np.zeros((y1 - y0, x1 - x0), bool)
     py, px = sl[0].start - y0, sl[1].start - x0
     own[py : py + piece.shape[0], px : px + piece.shape[1]] = piece
-    cw = cand[y0:y1, x0:x1]
-    if reach > 0 and C is not None:
+    flood = reach > 0 and C is not None
+    _, fn = _backend.select("detect_grow", "cpu", backend)
+    return fn(own, cand, (y0, x0), C if flood else None, med, sig, pad), y0, x0
+
+
+@_backend.register("detect_grow", "reference")
+def _grow_reference(own, cand, at, C, med, sig, pad):
+    y0, x0 = at
+    cw = cand[y0 : y0 + own.shape[0], x0 : x0 + own.shape[1]]
+    if C is not None:
         same = cw.copy()  # candidates of its colour: within 3 sig of med in every channel
-        Cw = C[y0:y1, x0:x1]
+        Cw = C[y0 : y0 + own.shape[0], x0 : x0 + own.shape[1]]
         for c in range(3):
             same &= np.abs(Cw[..., c] - med[c]) <= 3.0 * sig[c]
         # what the piece reaches through its own colour (the window bounds the reach): the
@@ -248,7 +257,26 @@ def grow(piece: np.ndarray, sl: tuple, pad: int, cand: np.ndarray, C=None, med=N
         keep[lab[own]] = True
         keep[0] = False
         own = keep[lab]
-    return (dilate_cross(own, pad) & (cw | own) if pad > 0 else own), y0, x0
+    return dilate_cross(own, pad) & (cw | own) if pad > 0 else own
+
+
+@_backend.register("detect_grow", "cpu")
+def _grow_cpu(own, cand, at, C, med, sig, pad):
+    from qupaint import _C
+
+    if C is not None and (np.asarray(med).dtype != np.float32 or C.dtype != np.float32):
+        return _grow_reference(own, cand, at, C, med, sig, pad)  # numpy's float64 arithmetic
+    out = np.array(own, dtype=bool, order="C")
+    cand = np.ascontiguousarray(cand, dtype=bool)
+    if C is not None:
+        C = np.ascontiguousarray(C)
+        med3 = np.asarray(med).reshape(3)  # float32: |C - med| in float32, as numpy
+        thr = (3.0 * np.asarray(sig)).astype(np.float64).reshape(3)  # compared as numpy does
+    _C.detect_grow_cpu(out.ctypes.data, out.shape[0], out.shape[1], cand.ctypes.data,
+                       cand.shape[1], at[0], at[1], 0 if C is None else C.ctypes.data,
+                       [0.0] * 3 if C is None else med3.tolist(),
+                       [0.0] * 3 if C is None else thr.tolist(), int(pad))  # fmt: skip
+    return out
 
 
 def erode_cross(mask: np.ndarray) -> np.ndarray:
