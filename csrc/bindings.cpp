@@ -296,6 +296,11 @@ PYBIND11_MODULE(_C, m) {
     py::gil_scoped_release release;
     qp::detect_boxes_cpu(labels, H, W, n, box, area);
   });
+  m.def("detect_label_cpu", [](std::uintptr_t in, int itemsize, long long H, long long W, int conn8,
+                               std::uintptr_t out) {
+    py::gil_scoped_release release;
+    return qp::detect_label_cpu(in, itemsize, H, W, conn8, out);
+  });
   m.def("detect_grow_cpu",
         [](std::uintptr_t own, long long h, long long w, std::uintptr_t cand, long long W,
            long long y0, long long x0, std::uintptr_t C, const qp::Vec3d& med, const qp::Vec3d& thr,

@@ -705,6 +705,39 @@ def test_grow_floods_its_colour_then_dilates_into_candidates(backend, rng):
             assert got[:, -3:].any()  # the tail was followed to the window's edge
 
 
+@pytest.mark.parametrize("backend", backend_params("detect_label", ("cpu",)))
+@pytest.mark.parametrize("conn8", [True, False])
+def test_label_regions_numbers_as_scipy(backend, conn8, rng):
+    from scipy import ndimage
+
+    from qupaint.detect.pieces import label_regions
+
+    structure = np.ones((3, 3), bool) if conn8 else None
+    for shape, p in [((1, 1), 0.5), ((1, 17), 0.5), ((13, 1), 0.5), ((64, 80), 0.45),
+                     ((200, 150), 0.6), ((5, 5), 0.0)]:  # fmt: skip
+        binary = rng.random(shape) < p
+        want, n = ndimage.label(binary, structure=structure)
+        for a in (binary, binary.astype(np.uint8), binary.astype(np.int32)):
+            got, k = label_regions(a, conn8, backend[0])
+            assert k == n and got.dtype == np.int32
+            np.testing.assert_array_equal(got, want)
+    # a class map: regions of equal values, each value's regions are scipy's of its mask
+    cls = rng.integers(0, 4, (120, 90)).astype(np.int32)
+    cls = ndimage.median_filter(cls, 3)
+    got, k = label_regions(cls, conn8, backend[0])
+    assert k == sum(ndimage.label(cls == v, structure=structure)[1] for v in (1, 2, 3))
+    for v in (1, 2, 3):
+        lab, _ = ndimage.label(cls == v, structure=structure)
+        assert np.array_equal((got > 0) & (cls == v), lab > 0)
+        # one region of ours per region of scipy's, and back
+        pairs = np.unique(np.stack([lab[lab > 0], got[lab > 0]]), axis=1)
+        assert len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == pairs.shape[1]
+    firsts = [np.flatnonzero(got.ravel() == j)[0] for j in range(1, k + 1)]
+    assert firsts == sorted(firsts)  # numbered by the raster order of their first pixel
+    with pytest.raises(ValueError, match="2-D"):
+        label_regions(np.zeros((2, 2, 2), bool), conn8, backend[0])
+
+
 @pytest.mark.parametrize("backend", backend_params("detect_boxes", ("cpu",)))
 def test_label_boxes_are_find_objects_and_the_areas(backend, rng):
     from scipy import ndimage

@@ -545,6 +545,77 @@ void detect_grow_cpu(std::uintptr_t own_, long long h, long long w, std::uintptr
     own[i] = static_cast<std::uint8_t>(cur[i] && (cw(i) || own[i]));
 }
 
+namespace {
+
+std::int32_t find_root(std::vector<std::int32_t>& parent, std::int32_t a) {
+  while (parent[a] != a) a = parent[a] = parent[parent[a]];
+  return a;
+}
+
+template <typename T>
+long long label_impl(const T* in, long long H, long long W, bool conn8, std::int32_t* out) {
+  // one raster pass with provisional labels joined in a union-find whose roots are each set's
+  // smallest label, then the roots numbered in order: labels by the raster order of each
+  // component's first pixel, as scipy.ndimage.label numbers them
+  std::vector<std::int32_t> parent{0};
+  for (long long y = 0; y < H; ++y)
+    for (long long x = 0; x < W; ++x) {
+      const long long i = y * W + x;
+      const T v = in[i];
+      if (!v) {
+        out[i] = 0;
+        continue;
+      }
+      long long nb[4];
+      int k = 0;
+      if (x > 0) nb[k++] = i - 1;
+      if (y > 0) {
+        if (conn8 && x > 0) nb[k++] = i - W - 1;
+        nb[k++] = i - W;
+        if (conn8 && x < W - 1) nb[k++] = i - W + 1;
+      }
+      std::int32_t lab = 0;
+      for (int j = 0; j < k; ++j) {
+        if (in[nb[j]] != v) continue;
+        const std::int32_t r = find_root(parent, out[nb[j]]);
+        if (!lab) {
+          lab = r;
+        } else if (r != lab) {
+          const std::int32_t lo = std::min(r, lab), hi = std::max(r, lab);
+          parent[hi] = lo;
+          lab = lo;
+        }
+      }
+      if (!lab) {
+        lab = static_cast<std::int32_t>(parent.size());
+        parent.push_back(lab);
+      }
+      out[i] = lab;
+    }
+  std::vector<std::int32_t> number(parent.size(), 0);
+  std::int32_t next = 0;
+  for (size_t l = 1; l < parent.size(); ++l) {
+    const std::int32_t r = find_root(parent, static_cast<std::int32_t>(l));
+    number[l] = r == static_cast<std::int32_t>(l) ? ++next : number[r];
+  }
+  for (long long i = 0; i < H * W; ++i) out[i] = number[out[i]];
+  return next;
+}
+
+}  // namespace
+
+// Connected components of the non-zero pixels of an [H, W] image (uint8 for itemsize 1,
+// int32 for 4); neighbours join only when their values are equal (a class map's regions).
+// 4- or 8-connected. Writes int32 labels 1..n in the order scipy.ndimage.label gives them
+// (raster order of each component's first pixel), 0 for zero pixels; returns n.
+long long detect_label_cpu(std::uintptr_t in_, int itemsize, long long H, long long W, int conn8,
+                           std::uintptr_t out_) {
+  std::int32_t* out = reinterpret_cast<std::int32_t*>(out_);
+  if (itemsize == 1)
+    return label_impl(reinterpret_cast<const std::uint8_t*>(in_), H, W, conn8 != 0, out);
+  return label_impl(reinterpret_cast<const std::int32_t*>(in_), H, W, conn8 != 0, out);
+}
+
 // Bounding boxes and areas of the labels 1..n of an int32 [H, W] label image (0 is
 // background), as scipy.ndimage.find_objects gives the boxes: box[k - 1] = (y0, y1, x0, x1),
 // half-open; a label with no pixel keeps y0 = H, y1 = 0 (area 0).

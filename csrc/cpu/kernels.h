@@ -45,6 +45,8 @@ long long detect_noise_cpu(std::uintptr_t C, std::uintptr_t img, long long H, lo
                            long long step, int saturation, std::uintptr_t out);
 void detect_boxes_cpu(std::uintptr_t labels, long long H, long long W, long long n,
                       std::uintptr_t box, std::uintptr_t area);
+long long detect_label_cpu(std::uintptr_t in, int itemsize, long long H, long long W, int conn8,
+                           std::uintptr_t out);
 void detect_grow_cpu(std::uintptr_t own, long long h, long long w, std::uintptr_t cand,
                      long long W, long long y0, long long x0, std::uintptr_t C,
                      const double* med, const double* thr, int pad);

@@ -25,8 +25,8 @@ from qupaint.detect.contrast import ContrastMap
 from qupaint.detect.ladder import rung_chi2
 
 __all__ = ["BRIGHT", "CAND", "CORE", "STRONG", "Piece", "faint_floor", "grow", "halo_share",
-           "label_pieces", "masked_median", "measure_pieces", "pixel_flags", "split_terraces",
-           "touches_border"]  # fmt: skip
+           "label_pieces", "label_regions", "masked_median", "measure_pieces", "pixel_flags",
+           "split_terraces", "touches_border"]  # fmt: skip
 
 
 @dataclass
@@ -138,7 +138,50 @@ def label_pieces(flags: np.ndarray, backend: str | None = None) -> tuple[np.ndar
     """Connected pieces of the core pixels (opened with the 3x3 square, so one-pixel bridges
     do not join them)."""
     _, fn = _backend.select("detect_open", "cpu", backend)
-    return ndimage.label(fn(flags, CORE), structure=np.ones((3, 3), bool))
+    return label_regions(fn(flags, CORE), True, backend)
+
+
+def label_regions(a: np.ndarray, conn8: bool = True, backend: str | None = None
+                  ) -> tuple[np.ndarray, int]:  # fmt: skip
+    """(labels int32 [H, W], n): the connected regions of the non-zero pixels of ``a`` (bool,
+    uint8 or int32 [H, W]), neighbours joined only where their values are equal (the regions
+    of a class map), 8- or 4-connected; numbered as ``ndimage.label`` numbers a binary
+    image's (raster order of each region's first pixel). The C++ kernel, or scipy
+    (``backend="reference"``)."""
+    if a.ndim != 2:
+        raise ValueError(f"a: a 2-D image; got shape {a.shape}")
+    _, fn = _backend.select("detect_label", "cpu", backend)
+    return fn(a, conn8)
+
+
+@_backend.register("detect_label", "cpu")
+def _label_cpu(a: np.ndarray, conn8: bool) -> tuple[np.ndarray, int]:
+    from qupaint import _C
+
+    if a.dtype == bool:
+        a = a.view(np.uint8)
+    elif a.dtype not in (np.uint8, np.int32):
+        a = a.astype(np.int32)
+    a = np.ascontiguousarray(a)
+    out = np.empty(a.shape, np.int32)
+    n = _C.detect_label_cpu(a.ctypes.data, a.itemsize, a.shape[0], a.shape[1], int(conn8),
+                            out.ctypes.data)  # fmt: skip
+    return out, int(n)
+
+
+@_backend.register("detect_label", "reference")
+def _label_reference(a: np.ndarray, conn8: bool) -> tuple[np.ndarray, int]:
+    structure = np.ones((3, 3), bool) if conn8 else None
+    out, n = np.zeros(a.shape, np.int32), 0
+    for v in np.unique(a[a != 0]):  # each value's regions, then numbered by first pixel
+        lab, k = ndimage.label(a == v, structure=structure)
+        out[lab > 0] = lab[lab > 0] + n
+        n += k
+    labels, first = np.unique(out.ravel(), return_index=True)
+    first = first[labels > 0]
+    number = np.zeros(n + 1, np.int32)
+    number[out.ravel()[np.sort(first)]] = np.arange(1, n + 1)
+    return number[out], n
 
 
 def measure_pieces(labels: np.ndarray, C: np.ndarray, min_px: float) -> list[Piece]:
@@ -423,13 +466,17 @@ def split_terraces(rows: list[Piece], cm: ContrastMap, mu: np.ndarray, cfg: Dete
         cls = np.zeros(piece.shape, np.int32)
         cls[piece] = rungs[d2.argmin(1)] + 1
         cls = median5(cls, piece)  # blends at the steps go to a side
+        # its terraces: the regions of one class, by class and then in raster order
+        lab, n = label_regions(cls, True)
+        boxes, areas = label_boxes(lab)
+        of = np.zeros(n + 1, np.int32)
+        of[lab] = cls
         parts = []
-        for v in np.unique(cls[cls > 0]):
-            lab, n = ndimage.label(cls == v, structure=np.ones((3, 3), bool))
-            for j, sj in enumerate(ndimage.find_objects(lab), start=1):
-                sub = lab[sj] == j
-                if sub.sum() >= min_px:
-                    parts.append((sj, sub))
+        for k in np.lexsort((np.arange(n), of[1:])):
+            if areas[k] >= min_px:
+                y0, y1, x0, x1 = (int(v) for v in boxes[k])
+                sj = (slice(y0, y1), slice(x0, x1))
+                parts.append((sj, lab[sj] == k + 1))
         if len(parts) <= 1:
             out.append(r)
             continue
