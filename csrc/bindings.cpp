@@ -301,6 +301,15 @@ PYBIND11_MODULE(_C, m) {
     py::gil_scoped_release release;
     return qp::detect_label_cpu(in, itemsize, H, W, conn8, out);
   });
+  m.def("detect_hypotheses_cpu",
+        [](std::uintptr_t M, std::uintptr_t a, long long p, std::uintptr_t mus, long long K, long long L,
+           std::uintptr_t w, double max_chi2, int T, std::uintptr_t okw, std::uintptr_t thinw,
+           std::uintptr_t nok, std::uintptr_t votes, std::uintptr_t best) {
+          py::gil_scoped_release release;
+          auto d = [](std::uintptr_t q) { return reinterpret_cast<double*>(q); };
+          qp::detect_hypotheses_cpu(d(M), d(a), p, d(mus), K, L, d(w), max_chi2, T, d(okw), d(thinw),
+                                    reinterpret_cast<long long*>(nok), d(votes), d(best));
+        });
   m.def("detect_grow_cpu",
         [](std::uintptr_t own, long long h, long long w, std::uintptr_t cand, long long W,
            long long y0, long long x0, std::uintptr_t C, const qp::Vec3d& med, const qp::Vec3d& thr,

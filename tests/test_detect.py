@@ -738,6 +738,31 @@ def test_label_regions_numbers_as_scipy(backend, conn8, rng):
         label_regions(np.zeros((2, 2, 2), bool), conn8, backend[0])
 
 
+@pytest.mark.parametrize("backend", backend_params("detect_hypotheses", ("cpu",)))
+def test_hypothesis_votes_against_a_by_hand_loop(backend, rng):
+    from qupaint.detect.ladder import hypothesis_votes
+
+    K, L, T, p = 40, 6, 3, 9
+    mus = -np.cumsum(rng.uniform(0.02, 0.1, (K, L, 3)), axis=1)  # ladders going darker
+    M = mus[rng.integers(0, K, p), rng.integers(0, L, p)] + rng.normal(0, 0.004, (p, 3))
+    M[0] = 5.0  # far from every rung: fits nothing
+    a = 1.0 / rng.uniform(0.005, 0.02, (p, 3)) ** 2
+    w = rng.random(K)
+    okw, thinw, nok, votes, best = hypothesis_votes(M, a, mus, w, 9.0, T, backend[0])
+    for i in range(p):
+        d = (a[i] * (M[i] - mus) ** 2).sum(-1)  # [K, L]
+        lh, dmin = d.argmin(1), d.min(1)
+        ok, thin = dmin <= 9.0, (dmin <= 9.0) & (d.argmin(1) < T)
+        assert nok[i] == ok.sum()
+        np.testing.assert_allclose([okw[i], thinw[i]], [w[ok].sum(), w[thin].sum()], rtol=1e-12)
+        for t in range(T):
+            np.testing.assert_allclose(votes[i, t], w[thin & (lh == t)].sum(), rtol=1e-12)
+            want = d[thin, t].min() if thin.any() else np.inf
+            np.testing.assert_allclose(best[i, t], want, rtol=1e-12)
+    assert nok[0] == 0 and okw[0] == 0.0 and np.isinf(best[0]).all()
+    assert (nok > 0).sum() >= p // 2 and (thinw > 0).any() and (thinw < okw).any()  # all cases
+
+
 @pytest.mark.parametrize("backend", backend_params("detect_boxes", ("cpu",)))
 def test_label_boxes_are_find_objects_and_the_areas(backend, rng):
     from scipy import ndimage

@@ -616,6 +616,54 @@ long long detect_label_cpu(std::uintptr_t in_, int itemsize, long long H, long l
   return label_impl(reinterpret_cast<const std::int32_t*>(in_), H, W, conn8 != 0, out);
 }
 
+// How the layer-ladder hypotheses see each piece (qupaint.detect.ladder.hypothesis_votes):
+// piece i (contrast M[i], inverse variances a[i], both [p, 3]) sits on hypothesis k's
+// nearest rung (least chi-square over mus[k] [L, 3], the first on a tie, as argmin) and fits
+// it when that chi-square is <= max_chi2. Per piece: okw, the weight w[k] of the hypotheses
+// it fits, thinw of those where the rung is thin (l < T), nok how many it fits, votes [T] the
+// weight per thin rung, best [T] the least chi-square to rung l over the hypotheses where it
+// is thin (inf where none). Sums run over k in order.
+void detect_hypotheses_cpu(const double* M, const double* a, long long p, const double* mus,
+                           long long K, long long L, const double* w, double max_chi2, int T,
+                           double* okw, double* thinw, long long* nok, double* votes,
+                           double* best) {
+  std::vector<double> d(static_cast<size_t>(L));
+#pragma omp parallel for schedule(static) firstprivate(d)
+  for (long long i = 0; i < p; ++i) {
+    const double m0 = M[i * 3], m1 = M[i * 3 + 1], m2 = M[i * 3 + 2];
+    const double a0 = a[i * 3], a1 = a[i * 3 + 1], a2 = a[i * 3 + 2];
+    double ow = 0.0, tw = 0.0;
+    long long n = 0;
+    double* v = votes + i * T;
+    double* b = best + i * T;
+    for (int t = 0; t < T; ++t) {
+      v[t] = 0.0;
+      b[t] = INFINITY;
+    }
+    for (long long k = 0; k < K; ++k) {
+      const double* mu = mus + k * L * 3;
+#pragma GCC ivdep
+      for (long long l = 0; l < L; ++l) {
+        const double e0 = m0 - mu[l * 3], e1 = m1 - mu[l * 3 + 1], e2 = m2 - mu[l * 3 + 2];
+        d[l] = (a0 * (e0 * e0) + a1 * (e1 * e1)) + a2 * (e2 * e2);
+      }
+      long long lb = 0;
+      for (long long l = 1; l < L; ++l)
+        if (d[l] < d[lb]) lb = l;
+      if (!(d[lb] <= max_chi2)) continue;
+      ow += w[k];
+      ++n;
+      if (lb >= T) continue;
+      tw += w[k];
+      v[lb] += w[k];
+      for (long long t = 0; t < std::min<long long>(T, L); ++t) b[t] = std::min(b[t], d[t]);
+    }
+    okw[i] = ow;
+    thinw[i] = tw;
+    nok[i] = n;
+  }
+}
+
 // Bounding boxes and areas of the labels 1..n of an int32 [H, W] label image (0 is
 // background), as scipy.ndimage.find_objects gives the boxes: box[k - 1] = (y0, y1, x0, x1),
 // half-open; a label with no pixel keeps y0 = H, y1 = 0 (area 0).

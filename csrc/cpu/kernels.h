@@ -47,6 +47,10 @@ void detect_boxes_cpu(std::uintptr_t labels, long long H, long long W, long long
                       std::uintptr_t box, std::uintptr_t area);
 long long detect_label_cpu(std::uintptr_t in, int itemsize, long long H, long long W, int conn8,
                            std::uintptr_t out);
+void detect_hypotheses_cpu(const double* M, const double* a, long long p, const double* mus,
+                           long long K, long long L, const double* w, double max_chi2, int T,
+                           double* okw, double* thinw, long long* nok, double* votes,
+                           double* best);
 void detect_grow_cpu(std::uintptr_t own, long long h, long long w, std::uintptr_t cand,
                      long long W, long long y0, long long x0, std::uintptr_t C,
                      const double* med, const double* thr, int pad);

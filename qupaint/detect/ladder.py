@@ -51,6 +51,54 @@ def rung_chi2(C: np.ndarray, mu: np.ndarray, sig: np.ndarray) -> np.ndarray:
     return d2
 
 
+def hypothesis_votes(M: np.ndarray, a: np.ndarray, mus: np.ndarray, w: np.ndarray,
+                     max_chi2: float, thin_layers: int, backend: str | None = None):  # fmt: skip
+    """How the hypotheses ``mus`` [K, L, 3] (weights ``w`` [K]) see each contrast ``M`` [p, 3]
+    with inverse variances ``a`` [p, 3]: on hypothesis k it sits on its nearest rung l (the
+    least chi-square ``sum_c a (M - mus[k, l])^2``), and fits when that is <= ``max_chi2``.
+
+    Returns (okw [p]: the weight of the hypotheses it fits; thinw [p]: of those where its
+    rung is thin, l < ``thin_layers``; nok [p]: how many it fits; votes [p, thin_layers]:
+    the weight of each thin rung; best [p, thin_layers]: the least chi-square to rung l over
+    the hypotheses where it is thin, inf where none). The C++ kernel, or numpy
+    (``backend="reference"``)."""
+    _, fn = _backend.select("detect_hypotheses", "cpu", backend)
+    return fn(np.ascontiguousarray(M, np.float64), np.ascontiguousarray(a, np.float64),
+              np.ascontiguousarray(mus, np.float64), np.ascontiguousarray(w, np.float64),
+              float(max_chi2), int(thin_layers))  # fmt: skip
+
+
+@_backend.register("detect_hypotheses", "reference")
+def _hypotheses_reference(M, a, mus, w, max_chi2, thin_layers):
+    p, (K, L) = len(M), mus.shape[:2]
+    d2h = np.zeros((p, K, L))
+    for c in range(3):  # [p, K, L]: summed over the channels in order
+        d2h += a[:, c, None, None] * (M[:, c, None, None] - mus[None, :, :, c]) ** 2
+    lh = d2h.argmin(2)  # [p, K]
+    ok = np.take_along_axis(d2h, lh[..., None], 2)[..., 0] <= max_chi2
+    thin = ok & (lh < thin_layers)
+    votes, best = np.zeros((p, thin_layers)), np.full((p, thin_layers), np.inf)
+    for i in range(p):
+        votes[i] = np.bincount(lh[i][thin[i]], weights=w[thin[i]], minlength=thin_layers)
+        if thin[i].any():
+            best[i] = d2h[i][thin[i]][:, :thin_layers].min(0)
+    return ok @ w, thin @ w, ok.sum(1), votes, best
+
+
+@_backend.register("detect_hypotheses", "cpu")
+def _hypotheses_cpu(M, a, mus, w, max_chi2, thin_layers):
+    from qupaint import _C
+
+    p, (K, L) = len(M), mus.shape[:2]
+    okw, thinw, nok = np.empty(p), np.empty(p), np.empty(p, np.int64)
+    votes, best = np.empty((p, thin_layers)), np.empty((p, thin_layers))
+    _C.detect_hypotheses_cpu(M.ctypes.data, a.ctypes.data, p, mus.ctypes.data, K, L,
+                             w.ctypes.data, max_chi2, thin_layers, okw.ctypes.data,
+                             thinw.ctypes.data, nok.ctypes.data, votes.ctypes.data,
+                             best.ctypes.data)  # fmt: skip
+    return okw, thinw, nok, votes, best
+
+
 @_backend.register("detect_ladder_cost", "reference")
 def _ladder_cost_reference(F: list, w: np.ndarray, cap: float) -> np.ndarray:
     """[T, G, G, G]: ``min(cap, min_l F0 + F1 + F2) @ w`` for the per-channel squared
@@ -232,37 +280,29 @@ def classify(med: np.ndarray, noise: np.ndarray, mu: np.ndarray, hyp, cfg: Detec
 
 
 def classify_many(meds: np.ndarray, noise: np.ndarray, mu: np.ndarray, hyp,
-                  cfg: DetectorConfig, chunk: int = 64) -> list[tuple]:  # fmt: skip
+                  cfg: DetectorConfig, chunk: int = 64, backend: str | None = None
+                  ) -> list[tuple]:  # fmt: skip
     """:func:`classify` of every row of ``meds`` [P, 3], the pieces taken ``chunk`` at a time
-    against all hypotheses at once (one array expression per chunk, not one per piece)."""
+    against all hypotheses at once (:func:`hypothesis_votes`)."""
     meds = np.asarray(meds, dtype=np.float64).reshape(-1, 3)
     mus, w = hyp
-    K, L = mus.shape[:2]
-    flat = mus.reshape(-1, 3)  # [K L, 3]
-    flat2 = flat**2
+    mus, w = np.ascontiguousarray(mus, np.float64), np.ascontiguousarray(w, np.float64)
+    wsum = max(float(w.sum()), 1e-12)
     out = []
     for s in range(0, len(meds), chunk):
         M = meds[s : s + chunk]  # [p, 3]
         sig = np.sqrt(noise**2 + (cfg.rel_sigma * M) ** 2)  # [p, 3]
         d2 = rung_chi2(M, mu, sig)  # [p, L]
-        # sum_c ((m - mu) / s)^2 = sum_c m^2 / s^2 - 2 (m / s^2) mu + mu^2 / s^2: two small
-        # matrix products over every hypothesis's rungs instead of a [p, K, L, 3] array
-        a = 1.0 / sig**2
-        d2h = (M**2 * a).sum(-1)[:, None] - 2.0 * (M * a) @ flat.T + a @ flat2.T
-        d2h = np.maximum(d2h, 0.0).reshape(len(M), K, L)  # [p, K, L]
-        lh = d2h.argmin(2)  # [p, K]
-        best = np.take_along_axis(d2h, lh[..., None], 2)[..., 0]
-        oks = best <= cfg.max_chi2
-        thins = oks & (lh < cfg.thin_layers)
+        okw, thinw, nok, votes, best_thin = hypothesis_votes(
+            M, 1.0 / sig**2, mus, w, cfg.max_chi2, cfg.thin_layers, backend
+        )
         for i in range(len(M)):
             nl = int(np.argmin(d2[i])) + 1
-            ok, thin = oks[i], thins[i]
-            p_fit = float(w[ok].sum() / max(w.sum(), 1e-12))  # on the ladder at all
-            p_thin = float(w[thin].sum() / max(w[ok].sum(), 1e-12)) if ok.any() else 0.0
+            p_fit = float(okw[i]) / wsum  # on the ladder at all
+            p_thin = float(thinw[i]) / max(float(okw[i]), 1e-12) if nok[i] else 0.0
             if nl > cfg.thin_layers and p_thin >= 0.5 and p_fit >= cfg.min_p_fit:
-                votes = np.bincount(lh[i][thin], weights=w[thin], minlength=cfg.thin_layers)
-                nl = int(np.argmax(votes)) + 1
-                out.append((nl, float(d2h[i][thin][:, nl - 1].min()), p_thin, p_fit))
+                nl = int(np.argmax(votes[i])) + 1
+                out.append((nl, float(best_thin[i, nl - 1]), p_thin, p_fit))
             else:
                 out.append((nl, float(d2[i][nl - 1]), p_thin, p_fit))
     return out
