@@ -390,9 +390,14 @@ def solidity(mask: np.ndarray) -> float:
     that of the pixels' corners, so a single pixel or a straight line fills it whole."""
     from scipy.spatial import ConvexHull, QhullError
 
-    edge = mask & ~erode_cross(mask)
-    ys, xs = np.nonzero(edge)
-    corners = np.unique(np.c_[np.r_[ys, ys + 1, ys, ys + 1], np.r_[xs, xs, xs + 1, xs + 1]], axis=0)
+    # the hull of the pixels' squares is that of each row's first and last square
+    rows = np.flatnonzero(mask.any(1))
+    if len(rows) == 0:
+        return 1.0
+    first = mask[rows].argmax(1)
+    last = mask.shape[1] - mask[rows, ::-1].argmax(1)  # one past the last pixel
+    corners = np.r_[np.c_[rows, first], np.c_[rows, last], np.c_[rows + 1, first],
+                    np.c_[rows + 1, last]]  # fmt: skip
     try:
         hull = ConvexHull(corners).volume
     except QhullError:  # all corners on one line
