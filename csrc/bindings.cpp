@@ -314,6 +314,20 @@ PYBIND11_MODULE(_C, m) {
         [](std::uintptr_t own, long long h, long long w, std::uintptr_t cand, long long W,
            long long y0, long long x0, std::uintptr_t C, const qp::Vec3d& med, const qp::Vec3d& thr,
            int pad) { qp::detect_grow_cpu(own, h, w, cand, W, y0, x0, C, med.data(), thr.data(), pad); });
+  m.def("detect_masked_quantiles_cpu",
+        [](std::uintptr_t C, long long W, long long y0, long long x0, std::uintptr_t mask, long long mh,
+           long long mw, std::uintptr_t q, int nq, std::uintptr_t out) {
+          return qp::detect_masked_quantiles_cpu(C, W, y0, x0, mask, mh, mw,
+                                                 reinterpret_cast<const double*>(q), nq, out);
+        });
+  m.def("detect_terrace_classes_cpu",
+        [](std::uintptr_t C, long long W, long long y0, long long x0, std::uintptr_t mask, long long mh,
+           long long mw, std::uintptr_t mu, std::uintptr_t ids, long long R, const qp::Vec3d& noise,
+           double rel, std::uintptr_t out) {
+          qp::detect_terrace_classes_cpu(C, W, y0, x0, mask, mh, mw, reinterpret_cast<const double*>(mu),
+                                         reinterpret_cast<const std::int32_t*>(ids), R, noise.data(),
+                                         rel, out);
+        });
   m.def("detect_masked_median_cpu",
         [](std::uintptr_t C, long long H, long long W, long long y0, long long x0, std::uintptr_t mask,
            long long mh, long long mw, std::uintptr_t out) {

@@ -763,6 +763,44 @@ def test_hypothesis_votes_against_a_by_hand_loop(backend, rng):
     assert (nok > 0).sum() >= p // 2 and (thinw > 0).any() and (thinw < okw).any()  # all cases
 
 
+@pytest.mark.parametrize("backend", backend_params("detect_masked_percentiles", ("cpu",)))
+def test_masked_percentiles_are_numpys(backend, rng):
+    from qupaint.detect.pieces import masked_percentiles
+
+    C = rng.normal(0, 0.1, (120, 130, 3)).astype(np.float32)
+    C[::5] = np.round(C[::5], 2)  # ties
+    for sl, p in [((slice(3, 4), slice(5, 6)), 1.0), ((slice(10, 12), slice(40, 41)), 1.0),
+                  ((slice(10, 60), slice(20, 97)), 0.4), ((slice(0, 120), slice(0, 130)), 0.8),
+                  ((slice(5, 9), slice(5, 9)), 0.0)]:  # fmt: skip
+        mask = rng.random((sl[0].stop - sl[0].start, sl[1].stop - sl[1].start)) < p
+        for q in [(5.0, 95.0), (0.0, 50.0, 100.0), (33.3,)]:
+            got = masked_percentiles(C, sl, mask, q, backend[0])
+            assert got.shape == (len(q), 3) and got.dtype == np.float64
+            if mask.any():
+                np.testing.assert_array_equal(got, np.percentile(C[sl][mask], q, axis=0))
+            else:
+                assert np.isnan(got).all()
+
+
+@pytest.mark.parametrize("backend", backend_params("detect_terrace_classes", ("cpu",)))
+def test_nearest_rungs_are_rung_chi2s_argmin_bit_for_bit(backend, rng):
+    from qupaint.detect.ladder import rung_chi2
+    from qupaint.detect.pieces import nearest_rungs
+
+    mu = -np.cumsum(rng.uniform(0.03, 0.08, (6, 3)), axis=0)
+    C = (mu[rng.integers(0, 6, (80, 90))] + rng.normal(0, 0.03, (80, 90, 3))).astype(np.float32)
+    C[:4, :4] = ((mu[1] + mu[2]) / 2).astype(np.float32)  # half-way: near a tie
+    noise = np.array([0.01, 0.012, 0.015])
+    sl, mask = (slice(0, 60), slice(0, 70)), rng.random((60, 70)) < 0.7
+    rungs = np.array([0, 1, 2, 4])
+    got = nearest_rungs(C, sl, mask, mu[rungs], rungs + 1, noise, 0.05, backend[0])
+    px = C[sl][mask]
+    want = np.zeros(mask.shape, np.int32)
+    want[mask] = rungs[rung_chi2(px, mu[rungs], np.sqrt(noise**2 + (0.05 * px) ** 2)).argmin(1)] + 1
+    np.testing.assert_array_equal(got, want)
+    assert set(np.unique(got)) == {0, 1, 2, 3, 5}
+
+
 @pytest.mark.parametrize("backend", backend_params("detect_boxes", ("cpu",)))
 def test_label_boxes_are_find_objects_and_the_areas(backend, rng):
     from scipy import ndimage

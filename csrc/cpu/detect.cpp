@@ -459,14 +459,13 @@ long long detect_noise_cpu(std::uintptr_t C_, std::uintptr_t img_, long long H, 
 // Per channel, numpy's median of C [H, W, 3] (float32) over the pixels of the window at
 // (y0, x0) of size mh x mw where mask (uint8 [mh, mw]) is set: out[3], NaN without a pixel.
 // Returns how many pixels entered.
-long long detect_masked_median_cpu(std::uintptr_t C_, long long H, long long W, long long y0,
-                                   long long x0, std::uintptr_t mask_, long long mh, long long mw,
-                                   std::uintptr_t out_) {
-  const float* C = reinterpret_cast<const float*>(C_);
-  const std::uint8_t* mask = reinterpret_cast<const std::uint8_t*>(mask_);
-  float* out = reinterpret_cast<float*>(out_);
-  (void)H;
-  std::vector<float> ch[3];
+namespace {
+
+// The values of C [H, W, 3] per channel over the window at (y0, x0), mh x mw, where mask
+// (uint8 [mh, mw]) is set, in raster order; returns how many pixels.
+long long gather_masked(const float* C, long long W, long long y0, long long x0,
+                        const std::uint8_t* mask, long long mh, long long mw,
+                        std::vector<float> (&ch)[3]) {
   for (long long y = 0; y < mh; ++y) {
     const float* row = C + ((y0 + y) * W + x0) * 3;
     const std::uint8_t* m = mask + y * mw;
@@ -474,13 +473,107 @@ long long detect_masked_median_cpu(std::uintptr_t C_, long long H, long long W, 
       if (m[x])
         for (int c = 0; c < 3; ++c) ch[c].push_back(row[x * 3 + c]);
   }
-  const long long n = static_cast<long long>(ch[0].size());
+  return static_cast<long long>(ch[0].size());
+}
+
+}  // namespace
+
+long long detect_masked_median_cpu(std::uintptr_t C_, long long H, long long W, long long y0,
+                                   long long x0, std::uintptr_t mask_, long long mh, long long mw,
+                                   std::uintptr_t out_) {
+  float* out = reinterpret_cast<float*>(out_);
+  (void)H;
+  std::vector<float> ch[3];
+  const long long n = gather_masked(reinterpret_cast<const float*>(C_), W, y0, x0,
+                                    reinterpret_cast<const std::uint8_t*>(mask_), mh, mw, ch);
   std::vector<std::uint32_t> hist;
   std::vector<float> bucket;
   for (int c = 0; c < 3; ++c)
     out[c] = n ? median_f32(ch[c], hist, bucket) : std::nanf("");
   return n;
 }
+
+// Both below without fused multiply-adds, so that they round as numpy does.
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+
+// numpy's percentile ("linear") per channel of the same values: for each fraction q[k], the
+// order statistics i = floor((n - 1) q) and i + 1, blended as numpy's lerp blends them (in
+// float64, the difference taken in float32). out [nq, 3] float64, NaN without a pixel.
+long long detect_masked_quantiles_cpu(std::uintptr_t C_, long long W, long long y0, long long x0,
+                                      std::uintptr_t mask_, long long mh, long long mw,
+                                      const double* q, int nq, std::uintptr_t out_) {
+  double* out = reinterpret_cast<double*>(out_);
+  std::vector<float> ch[3];
+  const long long n = gather_masked(reinterpret_cast<const float*>(C_), W, y0, x0,
+                                    reinterpret_cast<const std::uint8_t*>(mask_), mh, mw, ch);
+  for (int c = 0; c < 3; ++c) {
+    std::vector<float>& v = ch[c];
+    for (int k = 0; k < nq; ++k) {
+      if (!n) {
+        out[k * 3 + c] = NAN;
+        continue;
+      }
+      const double vi = static_cast<double>(n - 1) * q[k];
+      const long long i = static_cast<long long>(std::floor(vi)), j = std::min(i + 1, n - 1);
+      const double t = vi - static_cast<double>(i);
+      std::nth_element(v.begin(), v.begin() + i, v.end());
+      const float a = v[i];
+      const float b = j == i ? a : *std::min_element(v.begin() + i + 1, v.end());
+      const float d = b - a;
+      out[k * 3 + c] = t < 0.5 ? static_cast<double>(a) + static_cast<double>(d) * t
+                               : static_cast<double>(b) - static_cast<double>(d) * (1.0 - t);
+    }
+  }
+  return n;
+}
+
+// The terrace class of each pixel of a piece (qupaint.detect.pieces.split_terraces): over
+// the window at (y0, x0), mh x mw, of C [H, W, 3] where mask is set, ids[r] of the rung mu[r]
+// [R, 3] of least chi-square, sum_c ((C - mu) / sig)^2 with sig^2 = noise^2 + (rel C)^2 (rel C
+// squared in float32, the rest in float64, the first rung on a tie), as numpy computes
+// rung_chi2 and its argmin; 0 outside the mask.
+void detect_terrace_classes_cpu(std::uintptr_t C_, long long W, long long y0, long long x0,
+                                std::uintptr_t mask_, long long mh, long long mw, const double* mu,
+                                const std::int32_t* ids, long long R, const double* noise,
+                                double rel, std::uintptr_t out_) {
+  const float* C = reinterpret_cast<const float*>(C_);
+  const std::uint8_t* mask = reinterpret_cast<const std::uint8_t*>(mask_);
+  std::int32_t* out = reinterpret_cast<std::int32_t*>(out_);
+  const float relf = static_cast<float>(rel);
+  const double n2[3] = {noise[0] * noise[0], noise[1] * noise[1], noise[2] * noise[2]};
+  for (long long y = 0; y < mh; ++y) {
+    const float* row = C + ((y0 + y) * W + x0) * 3;
+    for (long long x = 0; x < mw; ++x) {
+      const long long o = y * mw + x;
+      if (!mask[o]) {
+        out[o] = 0;
+        continue;
+      }
+      const float* p = row + x * 3;
+      double sig[3];
+      for (int c = 0; c < 3; ++c) {
+        const float r = relf * p[c];
+        sig[c] = std::sqrt(n2[c] + static_cast<double>(r * r));
+      }
+      double best = 0.0;
+      long long arg = 0;
+      for (long long k = 0; k < R; ++k) {
+        double d2 = 0.0;
+        for (int c = 0; c < 3; ++c) {
+          const double t = (static_cast<double>(p[c]) - mu[k * 3 + c]) / sig[c];
+          d2 = c ? d2 + t * t : t * t;
+        }
+        if (k == 0 || d2 < best) {
+          best = d2;
+          arg = k;
+        }
+      }
+      out[o] = ids[arg];
+    }
+  }
+}
+#pragma GCC pop_options
 
 // A piece grown in its window (qupaint.detect.pieces.grow): own (uint8 [h, w], in and out) is
 // the piece in the window whose top-left pixel is (y0, x0) of the [H, W] images cand

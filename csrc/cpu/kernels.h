@@ -57,6 +57,13 @@ void detect_grow_cpu(std::uintptr_t own, long long h, long long w, std::uintptr_
 long long detect_masked_median_cpu(std::uintptr_t C, long long H, long long W, long long y0,
                                    long long x0, std::uintptr_t mask, long long mh, long long mw,
                                    std::uintptr_t out);
+long long detect_masked_quantiles_cpu(std::uintptr_t C, long long W, long long y0, long long x0,
+                                      std::uintptr_t mask, long long mh, long long mw,
+                                      const double* q, int nq, std::uintptr_t out);
+void detect_terrace_classes_cpu(std::uintptr_t C, long long W, long long y0, long long x0,
+                                std::uintptr_t mask, long long mh, long long mw, const double* mu,
+                                const std::int32_t* ids, long long R, const double* noise,
+                                double rel, std::uintptr_t out);
 void detect_ladder_cost_cpu(std::uintptr_t f0, std::uintptr_t f1, std::uintptr_t f2, std::uintptr_t w,
                             long long T, long long G, long long P, long long L, double cap,
                             std::uintptr_t out);

@@ -25,8 +25,9 @@ from qupaint.detect.contrast import ContrastMap
 from qupaint.detect.ladder import rung_chi2
 
 __all__ = ["BRIGHT", "CAND", "CORE", "STRONG", "Piece", "faint_floor", "grow", "halo_share",
-           "label_pieces", "label_regions", "masked_median", "measure_pieces", "pixel_flags",
-           "split_terraces", "touches_border"]  # fmt: skip
+           "label_pieces", "label_regions", "masked_median", "masked_percentiles",
+           "measure_pieces", "nearest_rungs", "pixel_flags", "split_terraces",
+           "touches_border"]  # fmt: skip
 
 
 @dataclass
@@ -202,10 +203,8 @@ def masked_median(C: np.ndarray, sl: tuple, mask: np.ndarray, backend: str | Non
     """``np.median(C[sl][mask], axis=0)``: the median contrast per channel [3] (float32) of
     the pixels ``mask`` of the window ``sl`` of ``C`` [H, W, 3] float32 (a piece's colour):
     the C++ kernel, or numpy (``backend="reference"``); NaN for an empty mask."""
+    _window_check(C, sl, mask)
     _, fn = _backend.select("detect_masked_median", "cpu", backend)
-    shape = tuple(len(range(*s.indices(n))) for s, n in zip(sl, C.shape[:2], strict=True))
-    if mask.shape != shape:
-        raise ValueError(f"mask: shape {mask.shape} is not the window's {shape}")
     return fn(C, sl, mask)
 
 
@@ -227,6 +226,77 @@ def _masked_median_cpu(C: np.ndarray, sl: tuple, mask: np.ndarray) -> np.ndarray
 def _masked_median_reference(C: np.ndarray, sl: tuple, mask: np.ndarray) -> np.ndarray:
     px = C[sl][mask]
     return np.median(px, axis=0) if len(px) else np.full(3, np.nan, np.float32)
+
+
+def masked_percentiles(C: np.ndarray, sl: tuple, mask: np.ndarray, q, backend: str | None = None
+                       ) -> np.ndarray:  # fmt: skip
+    """``np.percentile(C[sl][mask], q, axis=0)`` [len(q), 3] float64, exactly: the C++ kernel,
+    or numpy (``backend="reference"``); NaN for an empty mask."""
+    _window_check(C, sl, mask)
+    _, fn = _backend.select("detect_masked_percentiles", "cpu", backend)
+    return fn(C, sl, mask, np.asarray(q, np.float64).reshape(-1))
+
+
+@_backend.register("detect_masked_percentiles", "cpu")
+def _masked_percentiles_cpu(C, sl, mask, q):
+    from qupaint import _C
+
+    C, m = np.ascontiguousarray(C, np.float32), np.ascontiguousarray(mask, dtype=bool)
+    frac = np.ascontiguousarray(np.true_divide(q, 100))  # as np.percentile takes it
+    out = np.empty((len(q), 3))
+    y0, x0 = sl[0].indices(C.shape[0])[0], sl[1].indices(C.shape[1])[0]
+    _C.detect_masked_quantiles_cpu(C.ctypes.data, C.shape[1], y0, x0, m.ctypes.data,
+                                   m.shape[0], m.shape[1], frac.ctypes.data, len(q),
+                                   out.ctypes.data)  # fmt: skip
+    return out
+
+
+@_backend.register("detect_masked_percentiles", "reference")
+def _masked_percentiles_reference(C, sl, mask, q):
+    px = C[sl][mask]
+    return np.percentile(px, q, axis=0) if len(px) else np.full((len(q), 3), np.nan)
+
+
+def nearest_rungs(C: np.ndarray, sl: tuple, mask: np.ndarray, mu: np.ndarray, ids: np.ndarray,
+                  noise: np.ndarray, rel_sigma: float, backend: str | None = None
+                  ) -> np.ndarray:  # fmt: skip
+    """int32 [h, w]: for each pixel of ``mask`` in the window ``sl`` of the contrast ``C``,
+    the id (``ids`` [R]) of the rung of ``mu`` [R, 3] of least chi-square
+    (:func:`~qupaint.detect.ladder.rung_chi2`, sigma^2 = noise^2 + (rel_sigma C)^2); 0
+    outside the mask. The C++ kernel, or numpy (``backend="reference"``), bit for bit."""
+    _window_check(C, sl, mask)
+    _, fn = _backend.select("detect_terrace_classes", "cpu", backend)
+    mu, ids = np.asarray(mu, np.float64).reshape(-1, 3), np.asarray(ids, np.int32).reshape(-1)
+    return fn(C, sl, mask, mu, ids, np.asarray(noise, np.float64), rel_sigma)
+
+
+@_backend.register("detect_terrace_classes", "cpu")
+def _nearest_rungs_cpu(C, sl, mask, mu, ids, noise, rel_sigma):
+    from qupaint import _C
+
+    C, m = np.ascontiguousarray(C, np.float32), np.ascontiguousarray(mask, dtype=bool)
+    mu, ids = np.ascontiguousarray(mu), np.ascontiguousarray(ids)
+    out = np.empty(m.shape, np.int32)
+    _C.detect_terrace_classes_cpu(C.ctypes.data, C.shape[1], sl[0].indices(C.shape[0])[0],
+                                  sl[1].indices(C.shape[1])[0], m.ctypes.data, m.shape[0],
+                                  m.shape[1], mu.ctypes.data, ids.ctypes.data, len(mu),
+                                  noise.tolist(), float(rel_sigma), out.ctypes.data)  # fmt: skip
+    return out
+
+
+@_backend.register("detect_terrace_classes", "reference")
+def _nearest_rungs_reference(C, sl, mask, mu, ids, noise, rel_sigma):
+    px = C[sl][mask]
+    sig = np.sqrt(noise**2 + (rel_sigma * px) ** 2)
+    out = np.zeros(mask.shape, np.int32)
+    out[mask] = ids[rung_chi2(px, mu, sig).argmin(1)]
+    return out
+
+
+def _window_check(C: np.ndarray, sl: tuple, mask: np.ndarray) -> None:
+    shape = tuple(len(range(*s.indices(n))) for s, n in zip(sl, C.shape[:2], strict=True))
+    if mask.shape != shape:
+        raise ValueError(f"mask: shape {mask.shape} is not the window's {shape}")
 
 
 def label_boxes(labels: np.ndarray, backend: str | None = None
@@ -457,19 +527,15 @@ def split_terraces(rows: list[Piece], cm: ContrastMap, mu: np.ndarray, cfg: Dete
             out.append(r)
             continue
         sl, piece = r.sl, r.mask
-        px = cm.C[sl][piece]
         # only the rungs within the piece's colour range (5-95 %, widened by the noise) can
         # be one of its terraces; one such rung: nothing to split
-        lo, hi = np.percentile(px, [5, 95], axis=0)
+        lo, hi = masked_percentiles(cm.C, sl, piece, (5.0, 95.0))
         pad = 3.0 * np.sqrt(cm.noise**2 + (cfg.rel_sigma * r.contrast) ** 2)
         rungs = np.nonzero(np.all((mu >= lo - pad) & (mu <= hi + pad), axis=1))[0]
         if len(rungs) <= 1:
             out.append(r)
             continue
-        sig = np.sqrt(cm.noise**2 + (cfg.rel_sigma * px) ** 2)
-        d2 = rung_chi2(px, mu[rungs], sig)  # [n, rungs]
-        cls = np.zeros(piece.shape, np.int32)
-        cls[piece] = rungs[d2.argmin(1)] + 1
+        cls = nearest_rungs(cm.C, sl, piece, mu[rungs], rungs + 1, cm.noise, cfg.rel_sigma)
         cls = median5(cls, piece)  # blends at the steps go to a side
         # its terraces: the regions of one class, by class and then in raster order
         lab, n = label_regions(cls, True)
