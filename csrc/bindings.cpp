@@ -320,6 +320,11 @@ PYBIND11_MODULE(_C, m) {
           return qp::detect_masked_quantiles_cpu(C, W, y0, x0, mask, mh, mw,
                                                  reinterpret_cast<const double*>(q), nq, out);
         });
+  m.def("detect_smooth_cpu", [](std::uintptr_t a, int itemsize, long long h, long long w, long long nc,
+                                std::uintptr_t wt, int r) {
+    py::gil_scoped_release release;
+    qp::detect_smooth_cpu(a, itemsize, h, w, nc, reinterpret_cast<const double*>(wt), r);
+  });
   m.def("detect_terrace_classes_cpu",
         [](std::uintptr_t C, long long W, long long y0, long long x0, std::uintptr_t mask, long long mh,
            long long mw, std::uintptr_t mu, std::uintptr_t ids, long long R, const qp::Vec3d& noise,

@@ -801,6 +801,24 @@ def test_nearest_rungs_are_rung_chi2s_argmin_bit_for_bit(backend, rng):
     assert set(np.unique(got)) == {0, 1, 2, 3, 5}
 
 
+@pytest.mark.parametrize("backend", backend_params("detect_smooth", ("cpu",)))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_smooth_nearest_is_scipys_gaussian_filter_bit_for_bit(backend, dtype, rng):
+    from scipy import ndimage
+
+    from qupaint.detect.contrast import smooth_nearest
+
+    for shape, s in [((75, 120, 3), 9.0), ((75, 120, 1), 9.0), ((3, 4, 3), 1.0),
+                     ((16, 16, 2), 2.5), ((40, 7, 3), 12.3), ((1, 1, 1), 3.0)]:  # fmt: skip
+        a = rng.random(shape).astype(dtype)
+        a[0, 0] = 50.0  # a spike reaching past the edges
+        got = smooth_nearest(a, s, backend[0])
+        assert got.dtype == dtype and got is not a
+        np.testing.assert_array_equal(got, ndimage.gaussian_filter(a, (s, s, 0), mode="nearest"))
+    with pytest.raises(ValueError, match="float32 or float64"):
+        smooth_nearest(np.zeros((4, 4), dtype), 1.0, backend[0])
+
+
 @pytest.mark.parametrize("backend", backend_params("detect_boxes", ("cpu",)))
 def test_label_boxes_are_find_objects_and_the_areas(backend, rng):
     from scipy import ndimage

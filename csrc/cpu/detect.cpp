@@ -493,7 +493,7 @@ long long detect_masked_median_cpu(std::uintptr_t C_, long long H, long long W, 
   return n;
 }
 
-// Both below without fused multiply-adds, so that they round as numpy does.
+// The functions below without fused multiply-adds, so that they round as numpy and scipy do.
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=off")
 
@@ -572,6 +572,54 @@ void detect_terrace_classes_cpu(std::uintptr_t C_, long long W, long long y0, lo
       out[o] = ids[arg];
     }
   }
+}
+namespace {
+
+// One pass of smooth_nearest along an axis: n lines of length len, element j of line i at
+// base(i) + j * step. Each line is read into float64 with r copies of its end values on
+// either side ("nearest"), and correlated as scipy's symmetric path does: x[i] w[0], then the
+// pairs (x[i - k] + x[i + k]) w[k] added from the outermost in; stored as T.
+template <typename T, typename Base>
+void smooth_pass(T* a, long long n, long long len, long long step, Base base, const double* wt,
+                 int r) {
+  std::vector<double> buf(static_cast<size_t>(len + 2 * r)), acc(static_cast<size_t>(len));
+  for (long long i = 0; i < n; ++i) {
+    T* line = a + base(i);
+    for (long long j = 0; j < len; ++j) buf[r + j] = static_cast<double>(line[j * step]);
+    for (int k = 0; k < r; ++k) {
+      buf[k] = buf[r];
+      buf[r + len + k] = buf[r + len - 1];
+    }
+    // every output's sum in the same order, the outputs side by side (so it vectorises)
+    const double* x = buf.data() + r;
+    for (long long j = 0; j < len; ++j) acc[j] = x[j] * wt[0];
+    for (int k = r; k >= 1; --k) {
+      const double wk = wt[k];
+#pragma GCC ivdep
+      for (long long j = 0; j < len; ++j) acc[j] += (x[j - k] + x[j + k]) * wk;
+    }
+    for (long long j = 0; j < len; ++j) line[j * step] = static_cast<T>(acc[j]);
+  }
+}
+
+template <typename T>
+void smooth_impl(T* a, long long h, long long w, long long nc, const double* wt, int r) {
+  // along axis 0 (the columns of each channel), then axis 1 (the rows)
+  smooth_pass(a, w * nc, h, w * nc, [&](long long i) { return i; }, wt, r);
+  smooth_pass(a, h * nc, w, nc, [&](long long i) { return (i / nc) * w * nc + i % nc; }, wt, r);
+}
+
+}  // namespace
+
+// scipy.ndimage.gaussian_filter(a, (s, s, 0), mode="nearest") of a [h, w, nc] array in place
+// (float64 for itemsize 8, float32 for 4; each pass stored in that type, as scipy stores it),
+// bit for bit, given scipy's normalised weights wt[0..r] (centre first).
+void detect_smooth_cpu(std::uintptr_t a_, int itemsize, long long h, long long w, long long nc,
+                       const double* wt, int r) {
+  if (itemsize == 8)
+    smooth_impl(reinterpret_cast<double*>(a_), h, w, nc, wt, r);
+  else
+    smooth_impl(reinterpret_cast<float*>(a_), h, w, nc, wt, r);
 }
 #pragma GCC pop_options
 

@@ -60,6 +60,8 @@ long long detect_masked_median_cpu(std::uintptr_t C, long long H, long long W, l
 long long detect_masked_quantiles_cpu(std::uintptr_t C, long long W, long long y0, long long x0,
                                       std::uintptr_t mask, long long mh, long long mw,
                                       const double* q, int nq, std::uintptr_t out);
+void detect_smooth_cpu(std::uintptr_t a, int itemsize, long long h, long long w, long long nc,
+                       const double* wt, int r);
 void detect_terrace_classes_cpu(std::uintptr_t C, long long W, long long y0, long long x0,
                                 std::uintptr_t mask, long long mh, long long mw, const double* mu,
                                 const std::int32_t* ids, long long R, const double* noise,

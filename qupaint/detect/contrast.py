@@ -102,10 +102,51 @@ def _fit_field(small: np.ndarray, sat: np.ndarray, sigma: float, degree: int
         else:
             base = np.broadcast_to(np.median(small[mask], axis=0), small.shape)
         m = mask.astype(np.float32)
-        num = ndimage.gaussian_filter(small / base * m[..., None], (s, s, 0), mode="nearest")
-        den = ndimage.gaussian_filter(m, s, mode="nearest")[..., None]
+        num = smooth_nearest(small / base * m[..., None], s)
+        den = smooth_nearest(m[..., None], s)
         field = base * np.where(den > 1e-3, num / np.maximum(den, 1e-6), 1.0)
     return np.ascontiguousarray(field, dtype=np.float32), mask
+
+
+def smooth_nearest(a: np.ndarray, sigma: float, backend: str | None = None) -> np.ndarray:
+    """``ndimage.gaussian_filter(a, (sigma, sigma, 0), mode="nearest")`` of an [h, w, c]
+    float64 or float32 array, bit for bit: the C++ kernel, or scipy (``backend="reference"``).
+    """
+    if a.ndim != 3 or a.dtype not in (np.float32, np.float64):
+        raise ValueError(f"a: [h, w, c] float32 or float64; got {a.shape} {a.dtype}")
+    _, fn = _backend.select("detect_smooth", "cpu", backend)
+    return fn(a, float(sigma))
+
+
+@_backend.register("detect_smooth", "reference")
+def _smooth_reference(a: np.ndarray, sigma: float) -> np.ndarray:
+    return ndimage.gaussian_filter(a, (sigma, sigma, 0), mode="nearest")
+
+
+@_backend.register("detect_smooth", "cpu")
+def _smooth_cpu(a: np.ndarray, sigma: float) -> np.ndarray:
+    from qupaint import _C
+
+    out = np.array(a, order="C")  # filtered in place
+    wt = _scipy_gauss_weights(sigma)
+    r = len(wt) - 1
+    _C.detect_smooth_cpu(out.ctypes.data, out.itemsize, out.shape[0], out.shape[1], out.shape[2],
+                         wt.ctypes.data, r)  # fmt: skip
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _scipy_gauss_weights(sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """The centre and one side [r + 1] of the weights ``ndimage.gaussian_filter`` uses for
+    ``sigma`` (radius ``int(truncate sigma + 0.5)``, exp(-x^2 / 2 sigma^2) normalised by
+    their numpy sum), computed as scipy computes them."""
+    r = int(truncate * float(sigma) + 0.5)
+    x = np.arange(-r, r + 1)
+    phi = np.exp(-0.5 / (sigma * sigma) * x**2)
+    phi = phi / phi.sum()
+    out = np.ascontiguousarray(phi[r:])
+    out.setflags(write=False)
+    return out
 
 
 @functools.lru_cache(maxsize=16)
