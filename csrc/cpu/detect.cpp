@@ -79,6 +79,85 @@ void detect_blocks_cpu(std::uintptr_t img_, long long H, long long W, std::uintp
   }
 }
 
+namespace {
+
+// The blur's taps of one row, each output summed in the order k[0], k[1], ... (the shifted
+// reads of a padded, interleaved row): with the tap count known at compile time the loop
+// over outputs vectorises and the sum stays in a register; R = -1 for any other count.
+template <int R>
+void hrow_n(const float* base, const float* k, int r, long long row, float* t) {
+  const int n = R >= 0 ? 2 * R + 1 : 2 * r + 1;
+  if constexpr (R >= 0) {
+#pragma GCC ivdep
+    for (long long j = 0; j < row; ++j) {
+      float acc = k[0] * base[j];
+      for (int i = 1; i < n; ++i) acc += k[i] * base[j + i * 3];
+      t[j] = acc;
+    }
+  } else {
+#pragma GCC ivdep
+    for (long long j = 0; j < row; ++j) t[j] = k[0] * base[j];
+    for (int i = 1; i < n; ++i) {
+      const float ki = k[i];
+      const float* sh = base + i * 3;
+#pragma GCC ivdep
+      for (long long j = 0; j < row; ++j) t[j] += ki * sh[j];
+    }
+  }
+}
+
+void hrow(const float* base, const float* k, int r, long long row, float* t) {
+  switch (r) {
+    case 1: return hrow_n<1>(base, k, r, row, t);
+    case 2: return hrow_n<2>(base, k, r, row, t);
+    case 3: return hrow_n<3>(base, k, r, row, t);
+    default: return hrow_n<-1>(base, k, r, row, t);
+  }
+}
+
+// The vertical taps of one output row (blurred source rows src[0..2r], summed from 0 in
+// order) divided by the field (bilinear between block rows ra and rb at f), minus 1.
+template <int R>
+void vrow_divide_n(const float* const* src, const float* k, int r, long long row, const float* ra,
+                   const float* rb, float f, float* o, float* v) {
+  const int n = R >= 0 ? 2 * R + 1 : 2 * r + 1;
+  auto divide = [&](long long x, float acc) {
+    float fld = ra[x] + (rb[x] - ra[x]) * f;
+    fld = fld > 1e-6f ? fld : 1e-6f;
+    o[x] = acc / fld - 1.0f;
+  };
+  if constexpr (R >= 0) {
+#pragma GCC ivdep
+    for (long long x = 0; x < row; ++x) {
+      float acc = 0.0f;
+      for (int i = 0; i < n; ++i) acc += k[i] * src[i][x];
+      divide(x, acc);
+    }
+  } else {
+    std::fill(v, v + row, 0.0f);
+    for (int i = 0; i < n; ++i) {
+      const float ki = k[i];
+      const float* s = src[i];
+#pragma GCC ivdep
+      for (long long x = 0; x < row; ++x) v[x] += ki * s[x];
+    }
+#pragma GCC ivdep
+    for (long long x = 0; x < row; ++x) divide(x, v[x]);
+  }
+}
+
+void vrow_divide(const float* const* src, const float* k, int r, long long row, const float* ra,
+                 const float* rb, float f, float* o, float* v) {
+  switch (r) {
+    case 1: return vrow_divide_n<1>(src, k, r, row, ra, rb, f, o, v);
+    case 2: return vrow_divide_n<2>(src, k, r, row, ra, rb, f, o, v);
+    case 3: return vrow_divide_n<3>(src, k, r, row, ra, rb, f, o, v);
+    default: return vrow_divide_n<-1>(src, k, r, row, ra, rb, f, o, v);
+  }
+}
+
+}  // namespace
+
 void detect_contrast_cpu(std::uintptr_t img_, long long H, long long W, std::uintptr_t lut_,
                          std::uintptr_t field_, long long b, long long h, long long w,
                          std::uintptr_t kernel_, int r, std::uintptr_t out_) {
@@ -127,6 +206,7 @@ void detect_contrast_cpu(std::uintptr_t img_, long long H, long long W, std::uin
     const long long ys = std::min(H, id * band), ye = std::min(H, ys + band);
     std::vector<float> pad(static_cast<size_t>((W + 2 * r) * 3));
     std::vector<float> ring(static_cast<size_t>(n * row));
+    std::vector<const float*> src(static_cast<size_t>(n));
     std::vector<float> v(static_cast<size_t>(row));
     auto slot = [&](long long vrow) { return ring.data() + (((vrow % n) + n) % n) * row; };
     auto hblur = [&](long long vrow) {
@@ -145,38 +225,18 @@ void detect_contrast_cpu(std::uintptr_t img_, long long H, long long W, std::uin
           dec[-i * 3 + c] = dec[reflect(-i, W) * 3 + c];
           dec[(W - 1 + i) * 3 + c] = dec[reflect(W - 1 + i, W) * 3 + c];
         }
-      const float* base = pad.data();
-      const float k0 = k[0];
-#pragma GCC ivdep
-      for (long long j = 0; j < row; ++j) t[j] = k0 * base[j];
-      for (int i = 1; i <= 2 * r; ++i) {
-        const float ki = k[i];
-        const float* sh = base + i * 3;
-#pragma GCC ivdep
-        for (long long j = 0; j < row; ++j) t[j] += ki * sh[j];
-      }
+      hrow(pad.data(), k, r, row, t);
     };
     if (ys < ye)
       for (long long vr = ys - r; vr < ys + r; ++vr) hblur(vr);
     for (long long y = ys; y < ye; ++y) {
       hblur(y + r);
-      std::fill(v.begin(), v.end(), 0.0f);
-      for (int i = -r; i <= r; ++i) {
-        const float ki = k[i + r];
-        const float* s = slot(y + i);
-#pragma GCC ivdep
-        for (long long x = 0; x < row; ++x) v[x] += ki * s[x];
-      }
       const float* ra = rows.data() + y0[y] * row;
       const float* rb = rows.data() + y1[y] * row;
       const float f = fy[y];
       float* o = out + y * row;
-#pragma GCC ivdep
-      for (long long x = 0; x < row; ++x) {
-        float fld = ra[x] + (rb[x] - ra[x]) * f;
-        fld = fld > 1e-6f ? fld : 1e-6f;
-        o[x] = v[x] / fld - 1.0f;
-      }
+      for (int i = -r; i <= r; ++i) src[i + r] = slot(y + i);
+      vrow_divide(src.data(), k, r, row, ra, rb, f, o, v.data());
     }
   }
 }
