@@ -467,6 +467,44 @@ float kth_f32(const std::vector<float>& v, size_t k, std::vector<std::uint32_t>&
   return bucket[r];
 }
 
+// The order statistics ranks (ascending, distinct, each < v.size()) of v into at: for few
+// values nth_element over what is left above the last rank; for many, one 16-bit bucket pass
+// as kth_f32, then each rank within its bucket. May reorder v.
+void select_ranks(std::vector<float>& v, const std::vector<long long>& ranks,
+                  std::vector<float>& at, std::vector<std::uint32_t>& hist,
+                  std::vector<float>& bucket) {
+  const size_t n = v.size();
+  if (n < 8192) {
+    auto from = v.begin();
+    for (size_t r = 0; r < ranks.size(); ++r) {
+      auto it = v.begin() + ranks[r];
+      std::nth_element(from, it, v.end());
+      at[r] = *it;
+      from = it + 1;
+    }
+    return;
+  }
+  auto key = [](float f) {
+    std::uint32_t b;
+    std::memcpy(&b, &f, 4);
+    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+  };
+  hist.assign(65536, 0);
+  for (float f : v) ++hist[key(f) >> 16];
+  size_t below = 0;
+  std::uint32_t hb = 0;
+  size_t r = 0;
+  while (r < ranks.size()) {
+    while (below + hist[hb] <= static_cast<size_t>(ranks[r])) below += hist[hb++];
+    bucket.clear();  // this bucket's values, then every rank that falls in it
+    for (float f : v)
+      if ((key(f) >> 16) == hb) bucket.push_back(f);
+    std::sort(bucket.begin(), bucket.end());
+    for (; r < ranks.size() && static_cast<size_t>(ranks[r]) < below + hist[hb]; ++r)
+      at[r] = bucket[static_cast<size_t>(ranks[r]) - below];
+  }
+}
+
 // numpy's median of float32 values (the mean of the two middle ones for an even count, in
 // float32); may reorder v
 float median_f32(std::vector<float>& v, std::vector<std::uint32_t>& hist,
@@ -567,20 +605,34 @@ long long detect_masked_quantiles_cpu(std::uintptr_t C_, long long W, long long 
   std::vector<float> ch[3];
   const long long n = gather_masked(reinterpret_cast<const float*>(C_), W, y0, x0,
                                     reinterpret_cast<const std::uint8_t*>(mask_), mh, mw, ch);
+  // the order statistics every fraction needs (i and i + 1), selected once per channel
+  std::vector<long long> ranks;
+  std::vector<double> frac(static_cast<size_t>(nq));
+  std::vector<long long> lo(static_cast<size_t>(nq)), hi(static_cast<size_t>(nq));
+  for (int k = 0; k < nq && n; ++k) {
+    const double vi = static_cast<double>(n - 1) * q[k];
+    lo[k] = static_cast<long long>(std::floor(vi));
+    hi[k] = std::min(lo[k] + 1, n - 1);
+    frac[k] = vi - static_cast<double>(lo[k]);
+    ranks.push_back(lo[k]);
+    ranks.push_back(hi[k]);
+  }
+  std::sort(ranks.begin(), ranks.end());
+  ranks.erase(std::unique(ranks.begin(), ranks.end()), ranks.end());
+  std::vector<float> at(ranks.size());
+  std::vector<std::uint32_t> hist;
+  std::vector<float> bucket;
   for (int c = 0; c < 3; ++c) {
-    std::vector<float>& v = ch[c];
+    if (n) select_ranks(ch[c], ranks, at, hist, bucket);
     for (int k = 0; k < nq; ++k) {
       if (!n) {
         out[k * 3 + c] = NAN;
         continue;
       }
-      const double vi = static_cast<double>(n - 1) * q[k];
-      const long long i = static_cast<long long>(std::floor(vi)), j = std::min(i + 1, n - 1);
-      const double t = vi - static_cast<double>(i);
-      std::nth_element(v.begin(), v.begin() + i, v.end());
-      const float a = v[i];
-      const float b = j == i ? a : *std::min_element(v.begin() + i + 1, v.end());
+      const float a = at[std::lower_bound(ranks.begin(), ranks.end(), lo[k]) - ranks.begin()];
+      const float b = at[std::lower_bound(ranks.begin(), ranks.end(), hi[k]) - ranks.begin()];
       const float d = b - a;
+      const double t = frac[k];
       out[k * 3 + c] = t < 0.5 ? static_cast<double>(a) + static_cast<double>(d) * t
                                : static_cast<double>(b) - static_cast<double>(d) * (1.0 - t);
     }

@@ -40,6 +40,7 @@ from qupaint.detect.pieces import (
     dilate_cross,
     grow,
     label_pieces,
+    mask_extent,
     measure_pieces,
     pixel_flags,
     split_terraces,
@@ -166,9 +167,8 @@ def find_flakes(
         p_class = p_thin if not thick(nl, cfg) else 1.0 - p_thin
         score = (math.exp(-fit / cfg.fit_scale) * (1.0 - math.exp(-area_um2 / cfg.size_um2))
                  * (1.0 - p.halo) * p_class)  # fmt: skip
-        ys, xs = np.nonzero(grown)
-        x0, y0 = gx + int(xs.min()), gy + int(ys.min())
-        x1, y1 = gx + int(xs.max()) + 1, gy + int(ys.max()) + 1
+        (y0, y1), (x0, x1) = mask_extent(grown)
+        x0, y0, x1, y1 = gx + x0, gy + y0, gx + x1, gy + y1
         labs.append(sub_lin * (1.0 + med))
         d = {
             "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
