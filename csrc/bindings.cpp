@@ -320,6 +320,11 @@ PYBIND11_MODULE(_C, m) {
           return qp::detect_masked_quantiles_cpu(C, W, y0, x0, mask, mh, mw,
                                                  reinterpret_cast<const double*>(q), nq, out);
         });
+  m.def("detect_label_medians_cpu", [](std::uintptr_t labels, std::uintptr_t C, long long H,
+                                       long long W, std::uintptr_t ids, long long m, std::uintptr_t out) {
+    py::gil_scoped_release release;
+    qp::detect_label_medians_cpu(labels, C, H, W, ids, m, out);
+  });
   m.def("detect_smooth_cpu", [](std::uintptr_t a, int itemsize, long long h, long long w, long long nc,
                                 std::uintptr_t wt, int r) {
     py::gil_scoped_release release;

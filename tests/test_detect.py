@@ -819,6 +819,27 @@ def test_smooth_nearest_is_scipys_gaussian_filter_bit_for_bit(backend, dtype, rn
         smooth_nearest(np.zeros((4, 4), dtype), 1.0, backend[0])
 
 
+@pytest.mark.parametrize("backend", backend_params("detect_label_medians", ("cpu",)))
+def test_label_medians_are_numpys_per_label(backend, rng):
+    from scipy import ndimage
+
+    from qupaint.detect.pieces import label_medians
+
+    C = rng.normal(0, 0.05, (150, 160, 3)).astype(np.float32)
+    C[40:140, 10:150] += np.float32(-0.1)  # one large piece: its medians by the bucket pass
+    labels, n = ndimage.label(rng.random((150, 160)) < 0.55)
+    labels[40:140, 10:150] = n + 1
+    labels = labels.astype(np.int32)
+    ids = np.array([n + 1, 1, 2, 3, n + 5, 7])  # n + 5: no such label
+    got = label_medians(labels, C, ids, backend[0])
+    assert got.dtype == np.float32 and got.shape == (6, 3)
+    for i, k in enumerate(ids):
+        if k == n + 5:
+            assert np.isnan(got[i]).all()
+        else:
+            np.testing.assert_array_equal(got[i], np.median(C[labels == k], axis=0))
+
+
 @pytest.mark.parametrize("backend", backend_params("detect_boxes", ("cpu",)))
 def test_label_boxes_are_find_objects_and_the_areas(backend, rng):
     from scipy import ndimage

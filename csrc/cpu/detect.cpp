@@ -442,39 +442,17 @@ void detect_ladder_cost_cpu(std::uintptr_t f0_, std::uintptr_t f1_, std::uintptr
 }
 
 namespace {
-// The k-th smallest of n float32 values (0-based; finite values): one pass files every value
-// under the top 16 bits of an order-preserving integer key, the cumulative counts name the
-// bucket that holds rank k, and only that bucket's values are then ordered (nth_element).
-// The same value any exact selection gives, at a third of nth_element's time on the
-// detector's 1.4e5-value samples (one pass instead of several over all of them).
-float kth_f32(const std::vector<float>& v, size_t k, std::vector<std::uint32_t>& hist,
-              std::vector<float>& bucket) {
-  auto key = [](float f) {
-    std::uint32_t b;
-    std::memcpy(&b, &f, 4);
-    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
-  };
-  hist.assign(65536, 0);
-  for (float f : v) ++hist[key(f) >> 16];
-  size_t below = 0;
-  std::uint32_t hb = 0;
-  while (below + hist[hb] <= k) below += hist[hb++];
-  bucket.clear();
-  for (float f : v)
-    if ((key(f) >> 16) == hb) bucket.push_back(f);
-  const size_t r = k - below;
-  std::nth_element(bucket.begin(), bucket.begin() + static_cast<long>(r), bucket.end());
-  return bucket[r];
-}
-
-// The order statistics ranks (ascending, distinct, each < v.size()) of v into at: for few
-// values nth_element over what is left above the last rank; for many, one 16-bit bucket pass
-// as kth_f32, then each rank within its bucket. May reorder v.
+// The order statistics ranks (ascending, distinct, each < v.size()) of finite float32 values
+// v into at: for few values nth_element over what is left above the last rank; for many, one
+// pass files every value under the top 16 bits of an order-preserving integer key, the
+// cumulative counts (from the lowest filled bucket) name the bucket of each rank, and only
+// that bucket's values are then ordered. The same values any exact selection gives, in fewer
+// passes over many values than nth_element. May reorder v.
 void select_ranks(std::vector<float>& v, const std::vector<long long>& ranks,
                   std::vector<float>& at, std::vector<std::uint32_t>& hist,
                   std::vector<float>& bucket) {
   const size_t n = v.size();
-  if (n < 8192) {
+  if (n < 2048) {
     auto from = v.begin();
     for (size_t r = 0; r < ranks.size(); ++r) {
       auto it = v.begin() + ranks[r];
@@ -490,18 +468,27 @@ void select_ranks(std::vector<float>& v, const std::vector<long long>& ranks,
     return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
   };
   hist.assign(65536, 0);
-  for (float f : v) ++hist[key(f) >> 16];
+  std::uint32_t lo = 65535;
+  for (float f : v) {
+    const std::uint32_t h = key(f) >> 16;
+    ++hist[h];
+    lo = std::min(lo, h);
+  }
   size_t below = 0;
-  std::uint32_t hb = 0;
+  std::uint32_t hb = lo;  // the cumulative counts from the lowest filled bucket on
   size_t r = 0;
   while (r < ranks.size()) {
     while (below + hist[hb] <= static_cast<size_t>(ranks[r])) below += hist[hb++];
     bucket.clear();  // this bucket's values, then every rank that falls in it
     for (float f : v)
       if ((key(f) >> 16) == hb) bucket.push_back(f);
-    std::sort(bucket.begin(), bucket.end());
-    for (; r < ranks.size() && static_cast<size_t>(ranks[r]) < below + hist[hb]; ++r)
-      at[r] = bucket[static_cast<size_t>(ranks[r]) - below];
+    auto from = bucket.begin();
+    for (; r < ranks.size() && static_cast<size_t>(ranks[r]) < below + hist[hb]; ++r) {
+      auto it = bucket.begin() + (ranks[r] - static_cast<long long>(below));
+      std::nth_element(from, it, bucket.end());
+      at[r] = *it;
+      from = it + 1;
+    }
   }
 }
 
@@ -510,16 +497,12 @@ void select_ranks(std::vector<float>& v, const std::vector<long long>& ranks,
 float median_f32(std::vector<float>& v, std::vector<std::uint32_t>& hist,
                  std::vector<float>& bucket) {
   const size_t n = v.size(), k = n / 2;
-  if (n < 8192) {  // few values: nth_element on them directly (reorders v)
-    std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
-    const float hi = v[k];
-    if (n % 2) return hi;
-    return (*std::max_element(v.begin(), v.begin() + static_cast<long>(k)) + hi) / 2.0f;
-  }
-  const float hi = kth_f32(v, k, hist, bucket);
-  if (n % 2) return hi;
-  const float lo = kth_f32(v, k - 1, hist, bucket);
-  return (lo + hi) / 2.0f;
+  std::vector<long long> ranks;
+  if (n % 2 == 0) ranks.push_back(static_cast<long long>(k) - 1);
+  ranks.push_back(static_cast<long long>(k));
+  std::vector<float> at(ranks.size());
+  select_ranks(v, ranks, at, hist, bucket);
+  return n % 2 ? at[0] : (at[0] + at[1]) / 2.0f;
 }
 }  // namespace
 
@@ -594,6 +577,36 @@ long long detect_masked_median_cpu(std::uintptr_t C_, long long H, long long W, 
 // The functions below without fused multiply-adds, so that they round as numpy and scipy do.
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=off")
+
+// Per label of ids [m] (int64), numpy's median per channel of C [H, W, 3] over the pixels of
+// the int32 label image labels [H, W] that carry it: out [m, 3] float32, NaN without a pixel.
+// One pass over the image files each pixel's values under its label.
+void detect_label_medians_cpu(std::uintptr_t labels_, std::uintptr_t C_, long long H, long long W,
+                              std::uintptr_t ids_, long long m, std::uintptr_t out_) {
+  const std::int32_t* lab = reinterpret_cast<const std::int32_t*>(labels_);
+  const float* C = reinterpret_cast<const float*>(C_);
+  const long long* ids = reinterpret_cast<const long long*>(ids_);
+  float* out = reinterpret_cast<float*>(out_);
+  std::int32_t top = 0;
+  for (long long i = 0; i < m; ++i) top = std::max<std::int32_t>(top, static_cast<std::int32_t>(ids[i]));
+  std::vector<std::int32_t> slot(static_cast<size_t>(top) + 1, -1);
+  for (long long i = 0; i < m; ++i)
+    if (ids[i] > 0) slot[static_cast<size_t>(ids[i])] = static_cast<std::int32_t>(i);
+  std::vector<std::vector<float>> ch(static_cast<size_t>(m * 3));
+  for (long long p = 0; p < H * W; ++p) {
+    const std::int32_t l = lab[p];
+    if (l <= 0 || l > top) continue;
+    const std::int32_t s = slot[static_cast<size_t>(l)];
+    if (s < 0) continue;
+    for (int c = 0; c < 3; ++c) ch[static_cast<size_t>(s * 3 + c)].push_back(C[p * 3 + c]);
+  }
+  std::vector<std::uint32_t> hist;
+  std::vector<float> bucket;
+  for (long long i = 0; i < m * 3; ++i) {
+    std::vector<float>& v = ch[static_cast<size_t>(i)];
+    out[i] = v.empty() ? std::nanf("") : median_f32(v, hist, bucket);
+  }
+}
 
 // numpy's percentile ("linear") per channel of the same values: for each fraction q[k], the
 // order statistics i = floor((n - 1) q) and i + 1, blended as numpy's lerp blends them (in

@@ -60,6 +60,8 @@ long long detect_masked_median_cpu(std::uintptr_t C, long long H, long long W, l
 long long detect_masked_quantiles_cpu(std::uintptr_t C, long long W, long long y0, long long x0,
                                       std::uintptr_t mask, long long mh, long long mw,
                                       const double* q, int nq, std::uintptr_t out);
+void detect_label_medians_cpu(std::uintptr_t labels, std::uintptr_t C, long long H, long long W,
+                              std::uintptr_t ids, long long m, std::uintptr_t out);
 void detect_smooth_cpu(std::uintptr_t a, int itemsize, long long h, long long w, long long nc,
                        const double* wt, int r);
 void detect_terrace_classes_cpu(std::uintptr_t C, long long W, long long y0, long long x0,

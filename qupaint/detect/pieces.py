@@ -25,8 +25,8 @@ from qupaint.detect.contrast import ContrastMap
 from qupaint.detect.ladder import rung_chi2
 
 __all__ = ["BRIGHT", "CAND", "CORE", "STRONG", "Piece", "faint_floor", "grow", "halo_share",
-           "label_pieces", "label_regions", "mask_extent", "masked_median", "masked_percentiles",
-           "measure_pieces", "nearest_rungs", "pixel_flags", "split_terraces",
+           "label_medians", "label_pieces", "label_regions", "mask_extent", "masked_median",
+           "masked_percentiles", "measure_pieces", "nearest_rungs", "pixel_flags", "split_terraces",
            "touches_border"]  # fmt: skip
 
 
@@ -196,11 +196,44 @@ def measure_pieces(labels: np.ndarray, C: np.ndarray, min_px: float) -> list[Pie
     ``C`` [H, W, 3]; specks under half of ``min_px`` pixels are not even worth explaining."""
     out = []
     boxes, areas = label_boxes(labels)
-    for k in np.nonzero(areas >= 0.5 * min_px)[0]:
+    keep = np.flatnonzero(areas >= 0.5 * min_px)
+    meds = label_medians(labels, C, keep + 1)
+    for k, med in zip(keep, meds, strict=True):
         y0, y1, x0, x1 = (int(v) for v in boxes[k])
         sl = (slice(y0, y1), slice(x0, x1))
-        mask = labels[sl] == k + 1
-        out.append(Piece.of(sl, mask, masked_median(C, sl, mask)))
+        out.append(Piece(sl, labels[sl] == k + 1, int(areas[k]), med, (x0, y0, x1 - x0, y1 - y0)))
+    return out
+
+
+def label_medians(labels: np.ndarray, C: np.ndarray, ids: np.ndarray, backend: str | None = None
+                  ) -> np.ndarray:  # fmt: skip
+    """[len(ids), 3] float32: per label of ``ids``, numpy's median of ``C`` [H, W, 3] over its
+    pixels of the int32 label image ``labels`` [H, W] (NaN for a label without a pixel): the
+    C++ kernel (one pass over the image), or numpy (``backend="reference"``)."""
+    _, fn = _backend.select("detect_label_medians", "cpu", backend)
+    return fn(np.ascontiguousarray(labels, np.int32), C, np.asarray(ids, np.int64).reshape(-1))
+
+
+@_backend.register("detect_label_medians", "cpu")
+def _label_medians_cpu(labels, C, ids):
+    from qupaint import _C
+
+    C = np.ascontiguousarray(C, np.float32)
+    ids = np.ascontiguousarray(ids)
+    out = np.empty((len(ids), 3), np.float32)
+    _C.detect_label_medians_cpu(labels.ctypes.data, C.ctypes.data, labels.shape[0],
+                                labels.shape[1], ids.ctypes.data, len(ids),
+                                out.ctypes.data)  # fmt: skip
+    return out
+
+
+@_backend.register("detect_label_medians", "reference")
+def _label_medians_reference(labels, C, ids):
+    out = np.full((len(ids), 3), np.nan, np.float32)
+    for i, k in enumerate(ids):
+        px = C[labels == k]
+        if len(px):
+            out[i] = np.median(px, axis=0)
     return out
 
 
