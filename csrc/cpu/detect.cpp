@@ -820,34 +820,41 @@ std::int32_t find_root(std::vector<std::int32_t>& parent, std::int32_t a) {
 
 template <typename T>
 long long label_impl(const T* in, long long H, long long W, bool conn8, std::int32_t* out) {
-  // one raster pass with provisional labels joined in a union-find whose roots are each set's
-  // smallest label, then the roots numbered in order: labels by the raster order of each
-  // component's first pixel, as scipy.ndimage.label numbers them
+  // by runs (maximal stretches of one non-zero value along a row): a run joins the runs of
+  // the row above with its value that touch it (sharing a column, or a corner when
+  // 8-connected), in a union-find whose roots are each set's smallest provisional label.
+  // Provisional labels go to runs in raster order, so numbering the roots in order numbers
+  // the regions by the raster order of their first pixel, as scipy.ndimage.label does.
+  struct Run {
+    long long x0, x1;  // [x0, x1)
+    std::int32_t label;
+  };
+  std::vector<Run> runs;
+  std::vector<long long> row_start(static_cast<size_t>(H) + 1, 0);
   std::vector<std::int32_t> parent{0};
-  for (long long y = 0; y < H; ++y)
-    for (long long x = 0; x < W; ++x) {
-      const long long i = y * W + x;
-      const T v = in[i];
-      if (!v) {
-        out[i] = 0;
-        continue;
-      }
-      long long nb[4];
-      int k = 0;
-      if (x > 0) nb[k++] = i - 1;
-      if (y > 0) {
-        if (conn8 && x > 0) nb[k++] = i - W - 1;
-        nb[k++] = i - W;
-        if (conn8 && x < W - 1) nb[k++] = i - W + 1;
-      }
+  const long long reach = conn8 ? 1 : 0;
+  for (long long y = 0; y < H; ++y) {
+    row_start[static_cast<size_t>(y)] = static_cast<long long>(runs.size());
+    const T* r = in + y * W;
+    long long p = y > 0 ? row_start[static_cast<size_t>(y - 1)] : 0;
+    const long long pe = y > 0 ? row_start[static_cast<size_t>(y)] : 0;
+    long long x = 0;
+    while (x < W) {
+      const T v = r[x];
+      const long long x0 = x;
+      while (x < W && r[x] == v) ++x;
+      if (!v) continue;
+      // runs above that end before this one's reach can touch no later run either
+      while (p < pe && runs[static_cast<size_t>(p)].x1 + reach <= x0) ++p;
       std::int32_t lab = 0;
-      for (int j = 0; j < k; ++j) {
-        if (in[nb[j]] != v) continue;
-        const std::int32_t r = find_root(parent, out[nb[j]]);
+      for (long long q = p; q < pe && runs[static_cast<size_t>(q)].x0 < x + reach; ++q) {
+        const Run& u = runs[static_cast<size_t>(q)];
+        if (in[(y - 1) * W + u.x0] != v) continue;
+        const std::int32_t root = find_root(parent, u.label);
         if (!lab) {
-          lab = r;
-        } else if (r != lab) {
-          const std::int32_t lo = std::min(r, lab), hi = std::max(r, lab);
+          lab = root;
+        } else if (root != lab) {
+          const std::int32_t lo = std::min(root, lab), hi = std::max(root, lab);
           parent[hi] = lo;
           lab = lo;
         }
@@ -856,15 +863,22 @@ long long label_impl(const T* in, long long H, long long W, bool conn8, std::int
         lab = static_cast<std::int32_t>(parent.size());
         parent.push_back(lab);
       }
-      out[i] = lab;
+      runs.push_back({x0, x, lab});
     }
+  }
+  row_start[static_cast<size_t>(H)] = static_cast<long long>(runs.size());
   std::vector<std::int32_t> number(parent.size(), 0);
   std::int32_t next = 0;
   for (size_t l = 1; l < parent.size(); ++l) {
-    const std::int32_t r = find_root(parent, static_cast<std::int32_t>(l));
-    number[l] = r == static_cast<std::int32_t>(l) ? ++next : number[r];
+    const std::int32_t root = find_root(parent, static_cast<std::int32_t>(l));
+    number[l] = root == static_cast<std::int32_t>(l) ? ++next : number[root];
   }
-  for (long long i = 0; i < H * W; ++i) out[i] = number[out[i]];
+  std::fill(out, out + H * W, 0);
+  for (long long y = 0; y < H; ++y)
+    for (long long i = row_start[static_cast<size_t>(y)]; i < row_start[static_cast<size_t>(y) + 1]; ++i) {
+      const Run& u = runs[static_cast<size_t>(i)];
+      std::fill(out + y * W + u.x0, out + y * W + u.x1, number[u.label]);
+    }
   return next;
 }
 
@@ -945,17 +959,20 @@ void detect_boxes_cpu(std::uintptr_t labels_, long long H, long long W, long lon
     box[4 * k + 3] = 0;
     area[k] = 0;
   }
-  for (long long y = 0; y < H; ++y) {
+  for (long long y = 0; y < H; ++y) {  // by runs of one label along each row
     const std::int32_t* row = lab + y * W;
-    for (long long x = 0; x < W; ++x) {
+    long long x = 0;
+    while (x < W) {
       const std::int32_t v = row[x];
+      const long long x0 = x;
+      while (x < W && row[x] == v) ++x;
       if (v <= 0 || v > n) continue;
       long long* b = box + 4 * (v - 1);
       b[0] = std::min(b[0], y);
       b[1] = std::max(b[1], y + 1);
-      b[2] = std::min(b[2], x);
-      b[3] = std::max(b[3], x + 1);
-      ++area[v - 1];
+      b[2] = std::min(b[2], x0);
+      b[3] = std::max(b[3], x);
+      area[v - 1] += x - x0;
     }
   }
 }
