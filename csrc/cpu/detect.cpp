@@ -907,40 +907,58 @@ void detect_hypotheses_cpu(const double* M, const double* a, long long p, const 
                            long long K, long long L, const double* w, double max_chi2, int T,
                            double* okw, double* thinw, long long* nok, double* votes,
                            double* best) {
-  std::vector<double> d(static_cast<size_t>(L));
-#pragma omp parallel for schedule(static) firstprivate(d)
-  for (long long i = 0; i < p; ++i) {
-    const double m0 = M[i * 3], m1 = M[i * 3 + 1], m2 = M[i * 3 + 2];
-    const double a0 = a[i * 3], a1 = a[i * 3 + 1], a2 = a[i * 3 + 2];
-    double ow = 0.0, tw = 0.0;
-    long long n = 0;
-    double* v = votes + i * T;
-    double* b = best + i * T;
-    for (int t = 0; t < T; ++t) {
-      v[t] = 0.0;
-      b[t] = INFINITY;
-    }
-    for (long long k = 0; k < K; ++k) {
-      const double* mu = mus + k * L * 3;
-#pragma GCC ivdep
+  // the rungs hypothesis-minor ([L, 3, K]) so that the hypotheses of one piece are taken
+  // side by side (the loops over k vectorise); the sums over k then run in order
+  std::vector<double> tr(static_cast<size_t>(L * 3 * K));
+  for (long long k = 0; k < K; ++k)
+    for (long long l = 0; l < L; ++l)
+      for (int c = 0; c < 3; ++c) tr[static_cast<size_t>((l * 3 + c) * K + k)] = mus[(k * L + l) * 3 + c];
+  const long long TL = std::min<long long>(T, L);
+#pragma omp parallel
+  {
+    std::vector<double> bd(static_cast<size_t>(K)), thin_d(static_cast<size_t>(TL * K));
+    std::vector<std::int32_t> lb(static_cast<size_t>(K));
+#pragma omp for schedule(static)
+    for (long long i = 0; i < p; ++i) {
+      const double m0 = M[i * 3], m1 = M[i * 3 + 1], m2 = M[i * 3 + 2];
+      const double a0 = a[i * 3], a1 = a[i * 3 + 1], a2 = a[i * 3 + 2];
       for (long long l = 0; l < L; ++l) {
-        const double e0 = m0 - mu[l * 3], e1 = m1 - mu[l * 3 + 1], e2 = m2 - mu[l * 3 + 2];
-        d[l] = (a0 * (e0 * e0) + a1 * (e1 * e1)) + a2 * (e2 * e2);
+        const double* u0 = tr.data() + (l * 3) * K;
+        const double* u1 = u0 + K;
+        const double* u2 = u1 + K;
+        double* td = l < TL ? thin_d.data() + l * K : nullptr;
+#pragma GCC ivdep
+        for (long long k = 0; k < K; ++k) {
+          const double e0 = m0 - u0[k], e1 = m1 - u1[k], e2 = m2 - u2[k];
+          const double d = (a0 * (e0 * e0) + a1 * (e1 * e1)) + a2 * (e2 * e2);
+          if (td) td[k] = d;
+          // the first least rung, as argmin (NaN never replaces, and is never a fit)
+          const bool take = l == 0 || d < bd[k];
+          bd[k] = take ? d : bd[k];
+          lb[k] = take ? static_cast<std::int32_t>(l) : lb[k];
+        }
       }
-      long long lb = 0;
-      for (long long l = 1; l < L; ++l)
-        if (d[l] < d[lb]) lb = l;
-      if (!(d[lb] <= max_chi2)) continue;
-      ow += w[k];
-      ++n;
-      if (lb >= T) continue;
-      tw += w[k];
-      v[lb] += w[k];
-      for (long long t = 0; t < std::min<long long>(T, L); ++t) b[t] = std::min(b[t], d[t]);
+      double ow = 0.0, tw = 0.0;
+      long long n = 0;
+      double* v = votes + i * T;
+      double* b = best + i * T;
+      for (int t = 0; t < T; ++t) {
+        v[t] = 0.0;
+        b[t] = INFINITY;
+      }
+      for (long long k = 0; k < K; ++k) {
+        if (!(bd[k] <= max_chi2)) continue;
+        ow += w[k];
+        ++n;
+        if (lb[k] >= T) continue;
+        tw += w[k];
+        v[lb[k]] += w[k];
+        for (long long t = 0; t < TL; ++t) b[t] = std::min(b[t], thin_d[static_cast<size_t>(t * K + k)]);
+      }
+      okw[i] = ow;
+      thinw[i] = tw;
+      nok[i] = n;
     }
-    okw[i] = ow;
-    thinw[i] = tw;
-    nok[i] = n;
   }
 }
 
