@@ -602,6 +602,10 @@ def test_median5_equals_scipys_median_filter(shape, backend, rng):
         np.testing.assert_array_equal(median5(a, backend=backend[0]), want)
         mask = rng.random(shape) < 0.6  # only a piece's pixels, the rest 0
         np.testing.assert_array_equal(median5(a, mask, backend=backend[0]), want * mask)
+        # a wide range of values (the C++ kernel's general path), negatives among them
+        b = rng.integers(-(10**6), 10**6, shape).astype(np.int32)
+        np.testing.assert_array_equal(median5(b, backend=backend[0]),
+                                      ndimage.median_filter(b, size=5))  # fmt: skip
 
 
 @pytest.mark.parametrize("backend", backend_params("detect_ladder_cost", ("cpu",)))

@@ -379,6 +379,38 @@ void detect_median5_cpu(std::uintptr_t in_, long long H, long long W, std::uintp
     for (int k = 0; k < 5; ++k) ry[y * 5 + k] = reflect(y + k - 2, H) * W;
   for (long long x = 0; x < W; ++x)
     for (int k = 0; k < 5; ++k) rx[x * 5 + k] = reflect(x + k - 2, W);
+  if (H * W == 0) return;
+  const auto mm = std::minmax_element(in, in + H * W);
+  const std::int32_t lo = *mm.first;
+  if (static_cast<long long>(*mm.second) - lo < 256) {
+    // few distinct values (a class map): per row, a histogram of the 5 x 5 window slid along
+    // x (a column of 5 leaves, one enters), and the 13th smallest read off its counts
+    std::vector<int> cnt(static_cast<size_t>(*mm.second - lo) + 1);
+    for (long long y = 0; y < H; ++y) {
+      std::fill(cnt.begin(), cnt.end(), 0);
+      const std::int32_t* rows[5];
+      for (int i = 0; i < 5; ++i) rows[i] = in + ry[y * 5 + i];
+      auto column = [&](long long xs, int d) {
+        for (int i = 0; i < 5; ++i) cnt[static_cast<size_t>(rows[i][xs] - lo)] += d;
+      };
+      for (int j = 0; j < 5; ++j) column(rx[j], 1);  // the window of x = 0
+      for (long long x = 0; x < W; ++x) {
+        if (x > 0) {
+          column(rx[(x - 1) * 5], -1);
+          column(rx[x * 5 + 4], 1);
+        }
+        if (mask && !mask[y * W + x]) {
+          out[y * W + x] = 0;
+          continue;
+        }
+        int below = 0;
+        size_t b = 0;
+        while (below + cnt[b] < 13) below += cnt[b++];
+        out[y * W + x] = static_cast<std::int32_t>(b) + lo;
+      }
+    }
+    return;
+  }
   std::int32_t v[25];
   for (long long y = 0; y < H; ++y) {
     for (long long x = 0; x < W; ++x) {
@@ -662,41 +694,42 @@ void detect_terrace_classes_cpu(std::uintptr_t C_, long long W, long long y0, lo
                                 std::uintptr_t mask_, long long mh, long long mw, const double* mu,
                                 const std::int32_t* ids, long long R, const double* noise,
                                 double rel, std::uintptr_t out_) {
-  const float* C = reinterpret_cast<const float*>(C_);
   const std::uint8_t* mask = reinterpret_cast<const std::uint8_t*>(mask_);
   std::int32_t* out = reinterpret_cast<std::int32_t*>(out_);
+  // the piece's pixels gathered channel by channel, then each rung against all of them side
+  // by side (so the loops vectorise; every value is computed as before)
+  std::vector<float> ch[3];
+  const long long n = gather_masked(reinterpret_cast<const float*>(C_), W, y0, x0, mask, mh, mw, ch);
   const float relf = static_cast<float>(rel);
-  const double n2[3] = {noise[0] * noise[0], noise[1] * noise[1], noise[2] * noise[2]};
-  for (long long y = 0; y < mh; ++y) {
-    const float* row = C + ((y0 + y) * W + x0) * 3;
-    for (long long x = 0; x < mw; ++x) {
-      const long long o = y * mw + x;
-      if (!mask[o]) {
-        out[o] = 0;
-        continue;
-      }
-      const float* p = row + x * 3;
-      double sig[3];
-      for (int c = 0; c < 3; ++c) {
-        const float r = relf * p[c];
-        sig[c] = std::sqrt(n2[c] + static_cast<double>(r * r));
-      }
-      double best = 0.0;
-      long long arg = 0;
-      for (long long k = 0; k < R; ++k) {
-        double d2 = 0.0;
-        for (int c = 0; c < 3; ++c) {
-          const double t = (static_cast<double>(p[c]) - mu[k * 3 + c]) / sig[c];
-          d2 = c ? d2 + t * t : t * t;
-        }
-        if (k == 0 || d2 < best) {
-          best = d2;
-          arg = k;
-        }
-      }
-      out[o] = ids[arg];
+  std::vector<double> sig(static_cast<size_t>(3 * n)), best(static_cast<size_t>(n));
+  std::vector<std::int32_t> arg(static_cast<size_t>(n), 0);
+  for (int c = 0; c < 3; ++c) {
+    const double n2 = noise[c] * noise[c];
+    const float* p = ch[c].data();
+    double* sc = sig.data() + c * n;
+#pragma GCC ivdep
+    for (long long i = 0; i < n; ++i) {
+      const float r = relf * p[i];
+      sc[i] = std::sqrt(n2 + static_cast<double>(r * r));
     }
   }
+  for (long long k = 0; k < R; ++k) {
+    const double u0 = mu[k * 3], u1 = mu[k * 3 + 1], u2 = mu[k * 3 + 2];
+    const float *p0 = ch[0].data(), *p1 = ch[1].data(), *p2 = ch[2].data();
+    const double *s0 = sig.data(), *s1 = s0 + n, *s2 = s1 + n;
+#pragma GCC ivdep
+    for (long long i = 0; i < n; ++i) {
+      const double t0 = (static_cast<double>(p0[i]) - u0) / s0[i];
+      const double t1 = (static_cast<double>(p1[i]) - u1) / s1[i];
+      const double t2 = (static_cast<double>(p2[i]) - u2) / s2[i];
+      const double d2 = (t0 * t0 + t1 * t1) + t2 * t2;
+      const bool take = k == 0 || d2 < best[i];  // the first least, as argmin
+      best[i] = take ? d2 : best[i];
+      arg[i] = take ? static_cast<std::int32_t>(k) : arg[i];
+    }
+  }
+  long long i = 0;
+  for (long long o = 0; o < mh * mw; ++o) out[o] = mask[o] ? ids[arg[i++]] : 0;
 }
 namespace {
 
