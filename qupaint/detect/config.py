@@ -36,6 +36,9 @@ class DetectorConfig:
     shadow_edge_um: float = 1.3  # ... whose edge is blurred wider than this (Gaussian sigma,
     # measured on the contrast map) is a shadow or an out-of-focus body, not a flake on the
     # substrate; the edge is measured at 0.385 um/px when the image scale is not given
+    rim_px: int = 3  # a flake whose ring this wide around it ...
+    rim_share: float = 0.35  # ... is more than this share bulk crystal (bright, or darker
+    # than shadow_dark in every channel) is the rim or tip of that crystal, not a flake
     saturation: int = 250  # 8-bit value at which a channel counts as saturated
     block_px: int = 16  # block size of the substrate field
     field_sigma: float = 0.12  # smoothing of the field, as a fraction of the image size
@@ -87,6 +90,8 @@ class DetectorConfig:
             raise ValueError("fg_chi2, max_chi2 and min_noise must be > 0")
         if not -1 < self.shadow_dark < 0 or self.shadow_edge_um <= 0:
             raise ValueError("shadow_dark must be in (-1, 0) and shadow_edge_um > 0")
+        if self.rim_px < 1 or not 0 < self.rim_share <= 1:
+            raise ValueError("rim_px must be >= 1 and rim_share in (0, 1]")
         if self.min_area_um2 < 0 or self.min_contrast < 0:
             raise ValueError("min_area_um2 and min_contrast must be >= 0")
         lo, hi = self.response_range

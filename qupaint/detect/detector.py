@@ -45,7 +45,7 @@ from qupaint.detect.pieces import (
     pixel_flags,
     split_terraces,
 )
-from qupaint.detect.rules import RuleContext, first_rule, off_ladder, shadow, sliver, thick
+from qupaint.detect.rules import RuleContext, first_rule, off_ladder, rim, shadow, sliver, thick
 from qupaint.rle import encode_window
 
 __all__ = ["DetectionResult", "detect", "estimate_oxide_from_flakes", "find_flakes"]
@@ -161,6 +161,9 @@ def find_flakes(
         if shadow(med, cm.C, grown, gy, gx, cfg, um_per_px):
             p.rejected = "shadow"
             shadows.append((grown, gy, gx))
+            continue
+        if rim(cm.C, ctx.bright, grown, gy, gx, cfg):
+            p.rejected = "rim"
             continue
         area = int(grown.sum())
         area_um2 = area * um_per_px**2 if um_per_px else area / min_px * cfg.min_area_um2

@@ -2,7 +2,7 @@
 
 The rules of :data:`PIECE_RULES` are functions ``rule(piece, ctx) -> bool`` (True: the rule
 rejects the piece), tried in order by :func:`first_rule`; the cheap tests come first. The
-last four of :data:`REJECT_RULES` are applied by the detector to each piece left, once the
+last five of :data:`REJECT_RULES` are applied by the detector to each piece left, once the
 image's ladder is fitted and the piece is grown into the whole flake:
 
 - :func:`too_small`: under the physical minimum area (``min_area_um2``): dust specks;
@@ -24,6 +24,9 @@ image's ladder is fitted and the piece is grown into the whole flake:
 - :func:`shadow`: darker than ``shadow_dark`` in every channel with an edge blurred wider
   than ``shadow_edge_um``: a shadow or an out-of-focus body (on tape, on a crystal), which
   no colour tells from a dark thin flake, but a flake on the substrate is in focus;
+- :func:`rim`: more than ``rim_share`` of the ring ``rim_px`` wide around the whole flake is
+  bulk crystal (bright, or darker than ``shadow_dark``): a crystal's rim, tip or shaded
+  side, where a flake on the substrate is ringed by substrate;
 - :func:`thick`: it fits, but with more than ``thin_layers`` layers (reported as Thick).
 """
 
@@ -38,6 +41,7 @@ from qupaint.detect.config import DetectorConfig
 from qupaint.detect.pieces import (
     STRONG,
     Piece,
+    dilate_cross,
     edge_width_px,
     erode_cross,
     faint_floor,
@@ -48,8 +52,8 @@ from qupaint.detect.pieces import (
 )
 
 __all__ = ["PIECE_RULES", "REJECT_RULES", "RuleContext", "bright", "faint", "fibre", "first_rule",
-           "halo", "mean_width", "off_ladder", "shading", "shadow", "sliver", "thick",
-           "too_small"]  # fmt: skip
+           "halo", "mean_width", "off_ladder", "rim", "ring_share", "shading", "shadow", "sliver",
+           "thick", "too_small"]  # fmt: skip
 
 
 @dataclass
@@ -159,6 +163,33 @@ def shadow(contrast: np.ndarray, C: np.ndarray, mask: np.ndarray, y0: int, x0: i
     return width_um > cfg.shadow_edge_um
 
 
+def rim(C: np.ndarray, bright: np.ndarray, mask: np.ndarray, y0: int, x0: int,
+        cfg: DetectorConfig) -> bool:  # fmt: skip
+    """More than ``rim_share`` of the ring ``rim_px`` wide around the whole flake (``mask``,
+    in a window at (y0, x0) of the contrast map ``C``) is bulk crystal: bright pixels
+    (``bright``, saturated or brighter than a thin flake can be) or pixels darker than
+    ``shadow_dark`` in every channel. A flake on the substrate is ringed by substrate; what
+    a bulk crystal rings is its own rim, tip or shaded side."""
+    return ring_share(C, bright, mask, y0, x0, cfg) > cfg.rim_share
+
+
+def ring_share(C: np.ndarray, bright: np.ndarray, mask: np.ndarray, y0: int, x0: int,
+               cfg: DetectorConfig) -> float:  # fmt: skip
+    """The share of bulk crystal in the ring around a flake (:func:`rim`), 0 without a ring."""
+    H, W = bright.shape
+    r = cfg.rim_px
+    ya, xa = max(0, y0 - r), max(0, x0 - r)
+    yb, xb = min(H, y0 + mask.shape[0] + r), min(W, x0 + mask.shape[1] + r)
+    own = np.zeros((yb - ya, xb - xa), bool)
+    own[y0 - ya : y0 - ya + mask.shape[0], x0 - xa : x0 - xa + mask.shape[1]] = mask
+    ring = dilate_cross(own, r) & ~own
+    if not ring.any():
+        return 0.0
+    Cw = C[ya:yb, xa:xb]
+    dark = np.maximum(np.maximum(Cw[..., 0], Cw[..., 1]), Cw[..., 2]) < cfg.shadow_dark
+    return float((bright[ya:yb, xa:xb] | dark)[ring].mean())
+
+
 def thick(layers: int, cfg: DetectorConfig) -> bool:
     """More than ``thin_layers`` layers (kept, and reported as Thick)."""
     return layers > cfg.thin_layers
@@ -170,7 +201,8 @@ PIECE_RULES: tuple[tuple[str, Callable[[Piece, RuleContext], bool]], ...] = (
     ("halo", halo), ("bright", bright),
 )  # fmt: skip
 #: every rule by which a piece is not reported as a thin flake, in the order they are tried
-REJECT_RULES = (*(name for name, _ in PIECE_RULES), "off_ladder", "sliver", "shadow", "thick")
+REJECT_RULES = (*(name for name, _ in PIECE_RULES), "off_ladder", "sliver", "shadow", "rim",
+                "thick")  # fmt: skip
 
 
 def first_rule(p: Piece, ctx: RuleContext) -> str | None:
