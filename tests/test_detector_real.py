@@ -318,3 +318,42 @@ def test_no_masked_flake_is_taken_for_a_rim(folder, material):
         if rims and len(gt):
             iou = box_iou_xywh(np.array([r["bbox"] for r in rims], float)[:, None], gt[None])
             assert not (iou >= 0.3).any(), p.name
+
+
+def test_band_penumbra_reaches_three_edge_sigmas_of_a_dark_blurred_fibre():
+    from scipy import ndimage
+
+    from qupaint.detect import DetectorConfig
+    from qupaint.detect.pieces import Piece
+    from qupaint.detect.rules import band_penumbra_px
+
+    cfg = DetectorConfig()
+    line = np.zeros((120, 200))
+    line[45:75, :] = 1.0  # a fibre 30 px wide across the frame
+    for sigma, depth, rejected, want in [(8.0, -0.55, "fibre", 24),  # out of focus: a band
+                                         (1.0, -0.55, "fibre", 0),  # in focus: a fibre only
+                                         (8.0, -0.2, "fibre", 0),  # too light to cast one
+                                         (8.0, -0.55, None, 0)]:  # not a fibre  # fmt: skip
+        C = np.repeat((depth * ndimage.gaussian_filter(line, sigma))[..., None], 3, -1)
+        mask = C[..., 0] < depth / 2  # its core: darker than half its depth
+        p = Piece((slice(0, 120), slice(0, 200)), mask, int(mask.sum()),
+                  np.median(C[mask], axis=0), (0, 0, 200, 120), rejected=rejected)  # fmt: skip
+        got = band_penumbra_px(p, C, cfg, 0.385)
+        if want:
+            assert abs(got - want) <= 0.35 * want, (sigma, got)
+        else:
+            assert got == 0, (sigma, depth, rejected, got)
+
+
+@needs_real
+def test_the_penumbra_of_an_out_of_focus_band_is_rejected_on_a_real_chip():
+    # maskterial/hBN_Thin ba656fb9: a dark fibre crosses the frame out of focus (edge sigma
+    # 12 px); a piece in its lighter fringe (5 layers, 36 um2) was the image's top candidate
+    img = np.asarray(Image.open(next((MT / "hBN_Thin").glob("ba656fb9*.jpg"))).convert("RGB"))
+    res = _cli_default_detect(img, "hBN")
+    fringe = [r for r in res.rejected if r["rejected"] == "shadow" and r["contrast"][0] > -0.3]
+    assert fringe  # pieces of the fringe, lighter than a shadow, rejected as its penumbra
+    thin = [d for d in res.detections if d["layers"] <= 5 and d["score"] >= 0.05]
+    for d in thin:  # none of the fringe's pieces is left among the candidates
+        assert not any(d["bbox"] == r["bbox"] for r in fringe)
+        assert not (d["layers"] == 5 and d["area_um2"] < 40), d

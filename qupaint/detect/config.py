@@ -36,6 +36,10 @@ class DetectorConfig:
     shadow_edge_um: float = 1.3  # ... whose edge is blurred wider than this (Gaussian sigma,
     # measured on the contrast map) is a shadow or an out-of-focus body, not a flake on the
     # substrate; the edge is measured at 0.385 um/px when the image scale is not given
+    band_dark: float = -0.35  # a fibre darker than this in every channel (C), its edge
+    # blurred wider than shadow_edge_um, is a band (an out-of-focus fibre over the chip);
+    # its penumbra reaches this many of its edge sigmas around it:
+    penumbra_sigmas: float = 3.0
     rim_px: int = 3  # a flake whose ring this wide around it ...
     rim_share: float = 0.35  # ... is more than this share bulk crystal (bright, or darker
     # than shadow_dark in every channel) is the rim or tip of that crystal, not a flake
@@ -90,6 +94,8 @@ class DetectorConfig:
             raise ValueError("fg_chi2, max_chi2 and min_noise must be > 0")
         if not -1 < self.shadow_dark < 0 or self.shadow_edge_um <= 0:
             raise ValueError("shadow_dark must be in (-1, 0) and shadow_edge_um > 0")
+        if not -1 < self.band_dark < 0 or self.penumbra_sigmas < 0:
+            raise ValueError("band_dark must be in (-1, 0) and penumbra_sigmas >= 0")
         if self.rim_px < 1 or not 0 < self.rim_share <= 1:
             raise ValueError("rim_px must be >= 1 and rim_share in (0, 1]")
         if self.min_area_um2 < 0 or self.min_contrast < 0:

@@ -45,7 +45,16 @@ from qupaint.detect.pieces import (
     pixel_flags,
     split_terraces,
 )
-from qupaint.detect.rules import RuleContext, first_rule, off_ladder, rim, shadow, sliver, thick
+from qupaint.detect.rules import (
+    RuleContext,
+    band_penumbra_px,
+    first_rule,
+    off_ladder,
+    rim,
+    shadow,
+    sliver,
+    thick,
+)
 from qupaint.rle import encode_window
 
 __all__ = ["DetectionResult", "detect", "estimate_oxide_from_flakes", "find_flakes"]
@@ -146,6 +155,10 @@ def find_flakes(
                             ladder.contrast, hyp, cfg)  # all pieces at once  # fmt: skip
     labs = []  # each detection's colour, converted together at the end
     shadows, kept = [], []  # shadows' masks; each detection's piece and mask (penumbra test)
+    for p in pieces:  # the bands' penumbrae count as shadows
+        reach = band_penumbra_px(p, cm.C, cfg, um_per_px)
+        if reach:
+            shadows.append(_reach(p.mask, p.sl[0].start, p.sl[1].start, reach, (H, W)))
     for p, (nl, d2min, p_thin, p_fit) in zip(live, classes, strict=True):
         med = p.contrast
         if off_ladder(d2min, cfg):
@@ -223,6 +236,19 @@ def _bright_level(material: str, cam: Camera, oxide_spec, prior_nm, prior_sd,
     probe = tuple(np.round(np.linspace(max(0.0, lo), max(lo, hi), 9), 3))
     thin_mu = ladder_grid(material, cfg.max_layers, probe, cam)[:, : cfg.thin_layers]
     return max(0.0, float(thin_mu.max())) + cfg.bright
+
+
+def _reach(mask: np.ndarray, y0: int, x0: int, r: int, shape) -> tuple[np.ndarray, int, int]:
+    """(the pixels within ``r`` px (taxicab, as ``r`` cross dilations) of ``mask``, whose
+    window starts at (y0, x0) of an image of ``shape``, in a window cut to the image, its top
+    row, its left column)."""
+    from scipy import ndimage
+
+    ya, xa = max(0, y0 - r), max(0, x0 - r)
+    yb, xb = min(shape[0], y0 + mask.shape[0] + r), min(shape[1], x0 + mask.shape[1] + r)
+    own = np.zeros((yb - ya, xb - xa), bool)
+    own[y0 - ya : y0 - ya + mask.shape[0], x0 - xa : x0 - xa + mask.shape[1]] = mask
+    return ndimage.distance_transform_cdt(~own, metric="taxicab") <= r, ya, xa
 
 
 def _drop_penumbrae(dets, labs, kept, shadows, shape, cfg: DetectorConfig):

@@ -23,7 +23,9 @@ image's ladder is fitted and the piece is grown into the whole flake:
   threads of residue (a cleaved flake is compact);
 - :func:`shadow`: darker than ``shadow_dark`` in every channel with an edge blurred wider
   than ``shadow_edge_um``: a shadow or an out-of-focus body (on tape, on a crystal), which
-  no colour tells from a dark thin flake, but a flake on the substrate is in focus;
+  no colour tells from a dark thin flake, but a flake on the substrate is in focus. The
+  detections mostly within ``halo_px`` of a shadow, or of a band's penumbra
+  (:func:`band_penumbra_px`: a dark fibre out of focus), are rejected as ``shadow`` too;
 - :func:`rim`: more than ``rim_share`` of the ring ``rim_px`` wide around the whole flake is
   bulk crystal (bright, or darker than ``shadow_dark``): a crystal's rim, tip or shaded
   side, where a flake on the substrate is ringed by substrate;
@@ -51,9 +53,9 @@ from qupaint.detect.pieces import (
     touches_border,
 )
 
-__all__ = ["PIECE_RULES", "REJECT_RULES", "RuleContext", "bright", "faint", "fibre", "first_rule",
-           "halo", "mean_width", "off_ladder", "rim", "ring_share", "shading", "shadow", "sliver",
-           "thick", "too_small"]  # fmt: skip
+__all__ = ["PIECE_RULES", "REJECT_RULES", "RuleContext", "band_penumbra_px", "bright", "faint",
+           "fibre", "first_rule", "halo", "mean_width", "off_ladder", "rim", "ring_share",
+           "shading", "shadow", "sliver", "thick", "too_small"]  # fmt: skip
 
 
 @dataclass
@@ -161,6 +163,21 @@ def shadow(contrast: np.ndarray, C: np.ndarray, mask: np.ndarray, y0: int, x0: i
         return False
     width_um = edge_width_px(C, mask, y0, x0, contrast) * (um_per_px or DEFAULT_UM_PER_PX)
     return width_um > cfg.shadow_edge_um
+
+
+def band_penumbra_px(p: Piece, C: np.ndarray, cfg: DetectorConfig,
+                     um_per_px: float | None) -> int:  # fmt: skip
+    """How far (px) the penumbra of ``p`` reaches if it is a band, else 0. A band is a piece
+    rejected as a fibre, darker than ``band_dark`` in every channel, whose edge is blurred
+    wider than ``shadow_edge_um``: a fibre out of the focal plane, over the chip. Its
+    penumbra (the lighter fringe of its blur) reaches ``penumbra_sigmas`` edge sigmas; the
+    detector rejects the detections that lie mostly in it, as it does a shadow's."""
+    if p.rejected != "fibre" or float(np.max(p.contrast)) >= cfg.band_dark:
+        return 0
+    sigma_px = edge_width_px(C, p.mask, p.sl[0].start, p.sl[1].start, p.contrast)
+    if sigma_px * (um_per_px or DEFAULT_UM_PER_PX) <= cfg.shadow_edge_um:
+        return 0
+    return int(round(cfg.penumbra_sigmas * sigma_px))
 
 
 def rim(C: np.ndarray, bright: np.ndarray, mask: np.ndarray, y0: int, x0: int,
