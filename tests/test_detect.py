@@ -765,6 +765,10 @@ def test_hypothesis_votes_against_a_by_hand_loop(backend, rng):
             np.testing.assert_allclose(best[i, t], want, rtol=1e-12)
     assert nok[0] == 0 and okw[0] == 0.0 and np.isinf(best[0]).all()
     assert (nok > 0).sum() >= p // 2 and (thinw > 0).any() and (thinw < okw).any()  # all cases
+    with pytest.raises(ValueError, match="mus"):
+        hypothesis_votes(M, a, mus[:, :, :2], w, 9.0, T, backend[0])
+    with pytest.raises(ValueError, match="M and a"):
+        hypothesis_votes(M[:, :2], a, mus, w, 9.0, T, backend[0])
 
 
 @pytest.mark.parametrize("backend", backend_params("detect_masked_percentiles", ("cpu",)))
@@ -842,6 +846,8 @@ def test_label_medians_are_numpys_per_label(backend, rng):
             assert np.isnan(got[i]).all()
         else:
             np.testing.assert_array_equal(got[i], np.median(C[labels == k], axis=0))
+    with pytest.raises(ValueError, match="must match"):
+        label_medians(labels[:, :-1], C, ids, backend[0])
 
 
 @pytest.mark.parametrize("backend", backend_params("detect_boxes", ("cpu",)))

@@ -62,6 +62,13 @@ def hypothesis_votes(M: np.ndarray, a: np.ndarray, mus: np.ndarray, w: np.ndarra
     the weight of each thin rung; best [p, thin_layers]: the least chi-square to rung l over
     the hypotheses where it is thin, inf where none). The C++ kernel, or numpy
     (``backend="reference"``)."""
+    M, a, mus, w = np.asarray(M), np.asarray(a), np.asarray(mus), np.asarray(w)
+    if M.ndim != 2 or M.shape[1:] != (3,) or a.shape != M.shape:
+        raise ValueError(f"M and a: [p, 3] each; got {M.shape} and {a.shape}")
+    if mus.ndim != 3 or mus.shape[2] != 3 or w.shape != mus.shape[:1]:
+        raise ValueError(f"mus [K, L, 3] and w [K]; got {mus.shape} and {w.shape}")
+    if thin_layers < 0:
+        raise ValueError(f"thin_layers must be >= 0; got {thin_layers}")
     _, fn = _backend.select("detect_hypotheses", "cpu", backend)
     return fn(np.ascontiguousarray(M, np.float64), np.ascontiguousarray(a, np.float64),
               np.ascontiguousarray(mus, np.float64), np.ascontiguousarray(w, np.float64),

@@ -210,6 +210,9 @@ def label_medians(labels: np.ndarray, C: np.ndarray, ids: np.ndarray, backend: s
     """[len(ids), 3] float32: per label of ``ids``, numpy's median of ``C`` [H, W, 3] over its
     pixels of the int32 label image ``labels`` [H, W] (NaN for a label without a pixel): the
     C++ kernel (one pass over the image), or numpy (``backend="reference"``)."""
+    if labels.ndim != 2 or C.shape != labels.shape + (3,):
+        raise ValueError(f"labels [H, W] and C [H, W, 3] must match; got {labels.shape} and "
+                         f"{C.shape}")  # fmt: skip
     _, fn = _backend.select("detect_label_medians", "cpu", backend)
     return fn(np.ascontiguousarray(labels, np.int32), C, np.asarray(ids, np.int64).reshape(-1))
 
