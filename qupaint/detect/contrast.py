@@ -141,24 +141,11 @@ def _smooth_cpu(a: np.ndarray, sigma: float) -> np.ndarray:
     from qupaint import _C
 
     out = np.array(a, order="C")  # filtered in place
-    wt = _scipy_gauss_weights(sigma)
-    r = len(wt) - 1
+    full = _gauss_weights(sigma, 4.0)  # gaussian_filter's default truncation
+    r = (len(full) - 1) // 2
+    wt = np.ascontiguousarray(full[r:])  # the centre, then one side
     _C.detect_smooth_cpu(out.ctypes.data, out.itemsize, out.shape[0], out.shape[1], out.shape[2],
                          wt.ctypes.data, r)  # fmt: skip
-    return out
-
-
-@functools.lru_cache(maxsize=16)
-def _scipy_gauss_weights(sigma: float, truncate: float = 4.0) -> np.ndarray:
-    """The centre and one side [r + 1] of the weights ``ndimage.gaussian_filter`` uses for
-    ``sigma`` (radius ``int(truncate sigma + 0.5)``, exp(-x^2 / 2 sigma^2) normalised by
-    their numpy sum), computed as scipy computes them."""
-    r = int(truncate * float(sigma) + 0.5)
-    x = np.arange(-r, r + 1)
-    phi = np.exp(-0.5 / (sigma * sigma) * x**2)
-    phi = phi / phi.sum()
-    out = np.ascontiguousarray(phi[r:])
-    out.setflags(write=False)
     return out
 
 
@@ -192,12 +179,17 @@ def upsample_blocks(field: np.ndarray, b: int, H: int, W: int) -> np.ndarray:
     return out
 
 
-def _gauss_kernel(sigma: float) -> np.ndarray:
-    """scipy.ndimage's Gaussian weights, truncated at 2 sigma (float32, normalised)."""
-    r = int(2.0 * sigma + 0.5)
-    x = np.arange(-r, r + 1, dtype=np.float64)
-    k = np.exp(-0.5 * (x / sigma) ** 2)
-    return (k / k.sum()).astype(np.float32)
+@functools.lru_cache(maxsize=16)
+def _gauss_weights(sigma: float, truncate: float) -> np.ndarray:
+    """The weights [2 r + 1] that ``scipy.ndimage.gaussian_filter`` uses for ``sigma``
+    truncated at ``truncate`` sigmas (radius ``int(truncate sigma + 0.5)``), computed as scipy
+    computes them: exp(-x^2 / 2 sigma^2) over their numpy sum, float64 (read-only, cached)."""
+    r = int(truncate * float(sigma) + 0.5)
+    x = np.arange(-r, r + 1)
+    phi = np.exp(-0.5 / (sigma * sigma) * x**2)
+    phi = phi / phi.sum()
+    phi.setflags(write=False)
+    return phi
 
 
 @_backend.register("detect_contrast", "reference")
@@ -223,7 +215,9 @@ def _contrast_cpu(img, lut, b, sigma, degree, blur_sigma_px, saturation):
     _C.detect_blocks_cpu(img.ctypes.data, H, W, lut.ctypes.data, int(saturation), b, h, w,
                          small.ctypes.data, satb.ctypes.data)  # fmt: skip
     field, _ = _fit_field(small, satb.astype(bool), sigma, degree)
-    k = _gauss_kernel(blur_sigma_px) if blur_sigma_px > 0 else np.ones(1, np.float32)
+    # truncated at 2 sigma, as the reference's blur (float32, as the kernel computes)
+    k = (_gauss_weights(blur_sigma_px, 2.0).astype(np.float32) if blur_sigma_px > 0
+         else np.ones(1, np.float32))  # fmt: skip
     C = np.empty((H, W, 3), np.float32)
     _C.detect_contrast_cpu(img.ctypes.data, H, W, lut.ctypes.data, field.ctypes.data, b, h, w,
                            k.ctypes.data, (len(k) - 1) // 2, C.ctypes.data)  # fmt: skip
