@@ -339,9 +339,9 @@ PYBIND11_MODULE(_C, m) {
                                          rel, out);
         });
   m.def("detect_masked_median_cpu",
-        [](std::uintptr_t C, long long H, long long W, long long y0, long long x0, std::uintptr_t mask,
+        [](std::uintptr_t C, long long W, long long y0, long long x0, std::uintptr_t mask,
            long long mh, long long mw, std::uintptr_t out) {
-          return qp::detect_masked_median_cpu(C, H, W, y0, x0, mask, mh, mw, out);
+          return qp::detect_masked_median_cpu(C, W, y0, x0, mask, mh, mw, out);
         });
   m.def("detect_ladder_cost_cpu",
         [](std::uintptr_t f0, std::uintptr_t f1, std::uintptr_t f2, std::uintptr_t w, long long T,

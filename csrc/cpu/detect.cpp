@@ -569,9 +569,6 @@ long long detect_noise_cpu(std::uintptr_t C_, std::uintptr_t img_, long long H, 
   return n;
 }
 
-// Per channel, numpy's median of C [H, W, 3] (float32) over the pixels of the window at
-// (y0, x0) of size mh x mw where mask (uint8 [mh, mw]) is set: out[3], NaN without a pixel.
-// Returns how many pixels entered.
 namespace {
 
 // The values of C [H, W, 3] per channel over the window at (y0, x0), mh x mw, where mask
@@ -591,11 +588,13 @@ long long gather_masked(const float* C, long long W, long long y0, long long x0,
 
 }  // namespace
 
-long long detect_masked_median_cpu(std::uintptr_t C_, long long H, long long W, long long y0,
-                                   long long x0, std::uintptr_t mask_, long long mh, long long mw,
+// Per channel, numpy's median of C [H, W, 3] (float32) over the pixels of the window at
+// (y0, x0) of size mh x mw where mask (uint8 [mh, mw]) is set: out[3], NaN without a pixel.
+// Returns how many pixels entered.
+long long detect_masked_median_cpu(std::uintptr_t C_, long long W, long long y0, long long x0,
+                                   std::uintptr_t mask_, long long mh, long long mw,
                                    std::uintptr_t out_) {
   float* out = reinterpret_cast<float*>(out_);
-  (void)H;
   std::vector<float> ch[3];
   const long long n = gather_masked(reinterpret_cast<const float*>(C_), W, y0, x0,
                                     reinterpret_cast<const std::uint8_t*>(mask_), mh, mw, ch);
@@ -605,10 +604,6 @@ long long detect_masked_median_cpu(std::uintptr_t C_, long long H, long long W, 
     out[c] = n ? median_f32(ch[c], hist, bucket) : std::nanf("");
   return n;
 }
-
-// The functions below without fused multiply-adds, so that they round as numpy and scipy do.
-#pragma GCC push_options
-#pragma GCC optimize("fp-contract=off")
 
 // Per label of ids [m] (int64), numpy's median per channel of C [H, W, 3] over the pixels of
 // the int32 label image labels [H, W] that carry it: out [m, 3] float32, NaN without a pixel.
@@ -639,6 +634,10 @@ void detect_label_medians_cpu(std::uintptr_t labels_, std::uintptr_t C_, long lo
     out[i] = v.empty() ? std::nanf("") : median_f32(v, hist, bucket);
   }
 }
+
+// The functions below without fused multiply-adds, so that they round as numpy and scipy do.
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
 
 // numpy's percentile ("linear") per channel of the same values: for each fraction q[k], the
 // order statistics i = floor((n - 1) q) and i + 1, blended as numpy's lerp blends them (in
@@ -731,6 +730,7 @@ void detect_terrace_classes_cpu(std::uintptr_t C_, long long W, long long y0, lo
   long long i = 0;
   for (long long o = 0; o < mh * mw; ++o) out[o] = mask[o] ? ids[arg[i++]] : 0;
 }
+
 namespace {
 
 // One pass of smooth_nearest along an axis: n lines of length len, element j of line i at

@@ -54,8 +54,8 @@ void detect_hypotheses_cpu(const double* M, const double* a, long long p, const 
 void detect_grow_cpu(std::uintptr_t own, long long h, long long w, std::uintptr_t cand,
                      long long W, long long y0, long long x0, std::uintptr_t C,
                      const double* med, const double* thr, int pad);
-long long detect_masked_median_cpu(std::uintptr_t C, long long H, long long W, long long y0,
-                                   long long x0, std::uintptr_t mask, long long mh, long long mw,
+long long detect_masked_median_cpu(std::uintptr_t C, long long W, long long y0, long long x0,
+                                   std::uintptr_t mask, long long mh, long long mw,
                                    std::uintptr_t out);
 long long detect_masked_quantiles_cpu(std::uintptr_t C, long long W, long long y0, long long x0,
                                       std::uintptr_t mask, long long mh, long long mw,

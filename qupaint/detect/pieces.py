@@ -254,13 +254,9 @@ def masked_median(C: np.ndarray, sl: tuple, mask: np.ndarray, backend: str | Non
 def _masked_median_cpu(C: np.ndarray, sl: tuple, mask: np.ndarray) -> np.ndarray:
     from qupaint import _C
 
-    C = np.ascontiguousarray(C, np.float32)
-    H, W = C.shape[:2]
-    y0, x0 = sl[0].indices(H)[0], sl[1].indices(W)[0]
-    m = np.ascontiguousarray(mask, dtype=bool)
+    held, window = _window_args(C, sl, mask)
     out = np.empty(3, np.float32)
-    _C.detect_masked_median_cpu(C.ctypes.data, H, W, y0, x0, m.ctypes.data, m.shape[0],
-                                m.shape[1], out.ctypes.data)  # fmt: skip
+    _C.detect_masked_median_cpu(*window, out.ctypes.data)
     return out
 
 
@@ -283,13 +279,10 @@ def masked_percentiles(C: np.ndarray, sl: tuple, mask: np.ndarray, q, backend: s
 def _masked_percentiles_cpu(C, sl, mask, q):
     from qupaint import _C
 
-    C, m = np.ascontiguousarray(C, np.float32), np.ascontiguousarray(mask, dtype=bool)
+    held, window = _window_args(C, sl, mask)
     frac = np.ascontiguousarray(np.true_divide(q, 100))  # as np.percentile takes it
     out = np.empty((len(q), 3))
-    y0, x0 = sl[0].indices(C.shape[0])[0], sl[1].indices(C.shape[1])[0]
-    _C.detect_masked_quantiles_cpu(C.ctypes.data, C.shape[1], y0, x0, m.ctypes.data,
-                                   m.shape[0], m.shape[1], frac.ctypes.data, len(q),
-                                   out.ctypes.data)  # fmt: skip
+    _C.detect_masked_quantiles_cpu(*window, frac.ctypes.data, len(q), out.ctypes.data)
     return out
 
 
@@ -316,12 +309,10 @@ def nearest_rungs(C: np.ndarray, sl: tuple, mask: np.ndarray, mu: np.ndarray, id
 def _nearest_rungs_cpu(C, sl, mask, mu, ids, noise, rel_sigma):
     from qupaint import _C
 
-    C, m = np.ascontiguousarray(C, np.float32), np.ascontiguousarray(mask, dtype=bool)
+    held, window = _window_args(C, sl, mask)
     mu, ids = np.ascontiguousarray(mu), np.ascontiguousarray(ids)
-    out = np.empty(m.shape, np.int32)
-    _C.detect_terrace_classes_cpu(C.ctypes.data, C.shape[1], sl[0].indices(C.shape[0])[0],
-                                  sl[1].indices(C.shape[1])[0], m.ctypes.data, m.shape[0],
-                                  m.shape[1], mu.ctypes.data, ids.ctypes.data, len(mu),
+    out = np.empty(mask.shape, np.int32)
+    _C.detect_terrace_classes_cpu(*window, mu.ctypes.data, ids.ctypes.data, len(mu),
                                   noise.tolist(), float(rel_sigma), out.ctypes.data)  # fmt: skip
     return out
 
@@ -333,6 +324,15 @@ def _nearest_rungs_reference(C, sl, mask, mu, ids, noise, rel_sigma):
     out = np.zeros(mask.shape, np.int32)
     out[mask] = ids[rung_chi2(px, mu, sig).argmin(1)]
     return out
+
+
+def _window_args(C: np.ndarray, sl: tuple, mask: np.ndarray):
+    """(the arrays to hold while the kernel runs, the C++ window arguments (C, W, y0, x0,
+    mask, mh, mw)) of the window ``sl`` of ``C`` [H, W, 3] and its ``mask``, for the masked
+    kernels (``detect_masked_median``, ``_quantiles``, ``detect_terrace_classes``)."""
+    C, m = np.ascontiguousarray(C, np.float32), np.ascontiguousarray(mask, dtype=bool)
+    y0, x0 = sl[0].indices(C.shape[0])[0], sl[1].indices(C.shape[1])[0]
+    return (C, m), (C.ctypes.data, C.shape[1], y0, x0, m.ctypes.data, m.shape[0], m.shape[1])
 
 
 def _window_check(C: np.ndarray, sl: tuple, mask: np.ndarray) -> None:
