@@ -42,6 +42,7 @@ from qupaint.detect.pieces import (
     label_pieces,
     mask_extent,
     measure_pieces,
+    pad_window,
     pixel_flags,
     split_terraces,
 )
@@ -244,10 +245,7 @@ def _reach(mask: np.ndarray, y0: int, x0: int, r: int, shape) -> tuple[np.ndarra
     row, its left column)."""
     from scipy import ndimage
 
-    ya, xa = max(0, y0 - r), max(0, x0 - r)
-    yb, xb = min(shape[0], y0 + mask.shape[0] + r), min(shape[1], x0 + mask.shape[1] + r)
-    own = np.zeros((yb - ya, xb - xa), bool)
-    own[y0 - ya : y0 - ya + mask.shape[0], x0 - xa : x0 - xa + mask.shape[1]] = mask
+    own, ya, xa = pad_window(mask, y0, x0, r, shape)
     return ndimage.distance_transform_cdt(~own, metric="taxicab") <= r, ya, xa
 
 

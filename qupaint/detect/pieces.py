@@ -26,8 +26,8 @@ from qupaint.detect.ladder import rung_chi2
 
 __all__ = ["BRIGHT", "CAND", "CORE", "STRONG", "Piece", "faint_floor", "grow", "halo_share",
            "label_medians", "label_pieces", "label_regions", "mask_extent", "masked_median",
-           "masked_percentiles", "measure_pieces", "nearest_rungs", "pixel_flags", "split_terraces",
-           "touches_border"]  # fmt: skip
+           "masked_percentiles", "measure_pieces", "nearest_rungs", "pad_window", "pixel_flags",
+           "split_terraces", "touches_border"]  # fmt: skip
 
 
 @dataclass
@@ -383,13 +383,7 @@ def grow(piece: np.ndarray, sl: tuple, pad: int, cand: np.ndarray, C=None, med=N
     numpy (``backend="reference"``: a labelling, then shifted ORs)."""
     if pad <= 0 and reach <= 0:
         return piece, sl[0].start, sl[1].start
-    H, W = cand.shape
-    m = pad + reach
-    y0, x0 = max(0, sl[0].start - m), max(0, sl[1].start - m)
-    y1, x1 = min(H, sl[0].stop + m), min(W, sl[1].stop + m)
-    own = np.zeros((y1 - y0, x1 - x0), bool)
-    py, px = sl[0].start - y0, sl[1].start - x0
-    own[py : py + piece.shape[0], px : px + piece.shape[1]] = piece
+    own, y0, x0 = pad_window(piece, sl[0].start, sl[1].start, pad + reach, cand.shape)
     flood = reach > 0 and C is not None
     _, fn = _backend.select("detect_grow", "cpu", backend)
     return fn(own, cand, (y0, x0), C if flood else None, med, sig, pad), y0, x0
@@ -484,17 +478,23 @@ def edge_width_px(C: np.ndarray, mask: np.ndarray, y0: int, x0: int, contrast) -
     has the steepest slope c / (sigma sqrt(2 pi)). Edges in focus measure 1.5-3 px on a 20x
     objective at 0.385 um/px (the contrast map's own 1 px blur included)."""
     ch = int(np.argmax(np.abs(contrast)))
-    H, W = C.shape[:2]
-    h, w = mask.shape
-    wy0, wx0 = max(0, y0 - 2), max(0, x0 - 2)
-    wy1, wx1 = min(H, y0 + h + 2), min(W, x0 + w + 2)
-    win = C[wy0:wy1, wx0:wx1, ch]
-    m = np.zeros(win.shape, bool)
-    m[y0 - wy0 : y0 - wy0 + h, x0 - wx0 : x0 - wx0 + w] = mask
+    m, wy0, wx0 = pad_window(mask, y0, x0, 2, C.shape[:2])
+    win = C[wy0 : wy0 + m.shape[0], wx0 : wx0 + m.shape[1], ch]
     slope = np.hypot(ndimage.sobel(win, 0), ndimage.sobel(win, 1)) / 8.0
     ring = dilate_cross(m, 1) & ~erode_cross(m)
     steep = float(np.percentile(slope[ring], 75)) if ring.any() else 0.0
     return abs(float(contrast[ch])) / max(steep * math.sqrt(2.0 * math.pi), 1e-9)
+
+
+def pad_window(mask: np.ndarray, y0: int, x0: int, r: int, shape) -> tuple[np.ndarray, int, int]:
+    """(own, ya, xa): ``mask``, whose window starts at (y0, x0) of an image of ``shape``
+    [H, W], placed in that window grown by ``r`` px on every side and cut to the image;
+    (ya, xa) is the grown window's top-left pixel."""
+    ya, xa = max(0, y0 - r), max(0, x0 - r)
+    yb, xb = min(shape[0], y0 + mask.shape[0] + r), min(shape[1], x0 + mask.shape[1] + r)
+    own = np.zeros((yb - ya, xb - xa), bool)
+    own[y0 - ya : y0 - ya + mask.shape[0], x0 - xa : x0 - xa + mask.shape[1]] = mask
+    return own, ya, xa
 
 
 def solidity(mask: np.ndarray) -> float:

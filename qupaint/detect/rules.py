@@ -49,6 +49,7 @@ from qupaint.detect.pieces import (
     faint_floor,
     grow,
     halo_share,
+    pad_window,
     solidity,
     touches_border,
 )
@@ -193,13 +194,9 @@ def rim(C: np.ndarray, bright: np.ndarray, mask: np.ndarray, y0: int, x0: int,
 def ring_share(C: np.ndarray, bright: np.ndarray, mask: np.ndarray, y0: int, x0: int,
                cfg: DetectorConfig) -> float:  # fmt: skip
     """The share of bulk crystal in the ring around a flake (:func:`rim`), 0 without a ring."""
-    H, W = bright.shape
-    r = cfg.rim_px
-    ya, xa = max(0, y0 - r), max(0, x0 - r)
-    yb, xb = min(H, y0 + mask.shape[0] + r), min(W, x0 + mask.shape[1] + r)
-    own = np.zeros((yb - ya, xb - xa), bool)
-    own[y0 - ya : y0 - ya + mask.shape[0], x0 - xa : x0 - xa + mask.shape[1]] = mask
-    ring = dilate_cross(own, r) & ~own
+    own, ya, xa = pad_window(mask, y0, x0, cfg.rim_px, bright.shape)
+    yb, xb = ya + own.shape[0], xa + own.shape[1]
+    ring = dilate_cross(own, cfg.rim_px) & ~own
     if not ring.any():
         return 0.0
     Cw = C[ya:yb, xa:xb]
