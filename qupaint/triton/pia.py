@@ -5,8 +5,10 @@ power-of-two block padded with +inf, sorts it (``tl.sort``), takes the numpy med
 the two middle values for an even count), maps it by ``x * scale + shift``, converts to
 CIELAB (the caller passes the RGB -> XYZ matrix and the white, from qupaint.color) and
 writes Delta-E to the background Lab (computed on the device by the caller from exact
-``kthvalue`` medians). Kernel 2, one program per image: min-max normalisation of
-the k*k scores. Memory traffic: the image once, k*k floats written and re-read once.
+whole-image medians: of uint8 images from their 256-bin histograms, :func:`histogram_u8`,
+a third kernel; of float images by ``kthvalue``). Kernel 2, one program per image: min-max
+normalisation of the k*k scores. Memory traffic: the image once, k*k floats written and
+re-read once.
 """
 
 from __future__ import annotations
