@@ -361,6 +361,28 @@ def test_calibrate_from_masks_infers_layers_and_writes_a_camera_file(tmp_path, r
 
 @needs_labelled
 @pytest.mark.slow
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 9])
+def test_next_chip_oxide_width_is_the_student_t_prediction(n, rng):
+    # the next chip's oxide from n chips' own: Student's t, n - 1 degrees of freedom, scale
+    # s sqrt(1 + 1/n); its variance where it has one, else its central 68 % interval
+    from scipy import stats
+
+    from qupaint.detect.calibrate import _next_chip_var
+
+    own = 90.0 + 6.0 * rng.standard_normal(n)
+    s = np.std(own, ddof=1) * np.sqrt(1.0 + 1.0 / n)
+    pred = stats.t(n - 1, scale=s)
+    got = _next_chip_var(own, 20.0)
+    if n > 3:
+        assert got == pytest.approx(pred.var(), rel=1e-12)
+    else:
+        assert not np.isfinite(pred.var())  # undefined (1 dof) or infinite (2)
+        lo, hi = pred.ppf([stats.norm.cdf(-1.0), stats.norm.cdf(1.0)])
+        assert got == pytest.approx((0.5 * (hi - lo)) ** 2, rel=1e-9)
+    assert got > np.var(own, ddof=1)  # wider than the images' own spread
+    assert _next_chip_var(own[:1], 20.0) == 400.0  # one image: no spread measured
+
+
 def test_two_labelled_images_calibrate_a_white_balanced_microscope(tmp_path):
     # a lab whose camera white-balances labels two WSe2 images; with that camera file the
     # detector finds the flakes of all four images white-balanced (measured 7 of 7; with the

@@ -13,10 +13,10 @@ file for ``qupaint detect --camera``:
   for all the images, each image with its own per-channel response (camera settings vary
   between images, and one response forced on all of them bent the oxide by 20 nm). The
   oxide becomes the detector's prior (``oxide_prior_nm``: without layer numbers it is known
-  only roughly), as wide as its uncertainty (``oxide_sd_nm``: the fit's own, or the spread
-  of the images' own oxides when larger); a common response is written (``response``) only
-  when one fits all the images about as well as their own (AIC), and every flake gets its
-  inferred layer count.
+  only roughly), as wide as its uncertainty (``oxide_sd_nm``: the fit's own, or the next
+  chip's, predicted from the spread of the images' own oxides, when larger); a common
+  response is written (``response``) only when one fits all the images about as well as
+  their own (AIC), and every flake gets its inferred layer count.
 
 The contrast is measured with the detector's own :func:`~qupaint.detect.contrast.contrast_map`
 on each flake's mask, its edge pixels left out.
@@ -132,10 +132,31 @@ def calibrate_from_masks(
     return out
 
 
+def _next_chip_var(own_oxides, unknown_sd: float) -> float:
+    """The variance of the next chip's oxide predicted from ``n`` images' own best oxides.
+
+    Their sample variance ``s^2`` underestimates it: the next chip's oxide, given ``n``
+    draws of unknown mean and spread, follows Student's t with ``n - 1`` degrees of freedom
+    and scale ``s sqrt(1 + 1/n)``. The prior is Gaussian, so it gets that t's variance,
+    ``s^2 (1 + 1/n) (n - 1) / (n - 3)``; with two or three images the t has none, and the
+    Gaussian is the one with the t's central 68 % interval. One image has no spread: the chip
+    is then as uncertain as an uncalibrated camera's (``unknown_sd``)."""
+    n = len(own_oxides)
+    if n < 2:
+        return float(unknown_sd) ** 2
+    s2 = float(np.var(own_oxides, ddof=1)) * (1.0 + 1.0 / n)
+    if n > 3:
+        return s2 * (n - 1) / (n - 3)
+    from scipy.stats import norm, t
+
+    return s2 * float(t.ppf(norm.cdf(1.0), n - 1)) ** 2
+
+
 def _fit_without_layers(flakes, C, material, cam, cfg, oxide_range, max_layers) -> dict:
     """The oxide shared by the images, each image's own response (or one for all, when AIC
     prefers it), the flakes' layers (written into ``flakes``), and the oxide's uncertainty
-    (the fit's own, or the spread of the images' own oxides when larger)."""
+    (the fit's own, or the next chip's from the images' spread when larger:
+    :func:`_next_chip_var`)."""
     if not 1 <= max_layers <= cfg.max_layers:
         raise ValueError(f"max_layers: 1..{cfg.max_layers}; got {max_layers}")
     thin = replace(cfg, max_layers=max_layers, thin_layers=min(cfg.thin_layers, max_layers))
@@ -155,12 +176,12 @@ def _fit_without_layers(flakes, C, material, cam, cfg, oxide_range, max_layers) 
     t = int(np.argmin(total))
     # the oxide of the next chip, how uncertain: the larger of the fit's own (the half-width
     # of the oxides whose summed cost is within 1 of the best, a chi-square's 1 sigma) and
-    # the spread of the images' own best oxides (chip to chip; the pooled fit hides it),
-    # with the grid's rounding (a uniform step's variance, step^2 / 12)
+    # the chip-to-chip spread (the pooled fit hides it), with the grid's rounding (a
+    # uniform step's variance, step^2 / 12)
     near = oxides[total <= total[t] + 1.0]
     var = (0.5 * (near.max() - near.min())) ** 2
-    if len(stems) >= 2:
-        var = max(var, float(np.var([oxides[int(np.argmin(own[n]))] for n in stems], ddof=1)))
+    var = max(var, _next_chip_var([oxides[int(np.argmin(own[n]))] for n in stems],
+                                  cfg.oxide_prior_sd_nm))  # fmt: skip
     sd = float(np.sqrt(var + cfg.oxide_step_nm**2 / 12.0))
     # one response for all the images, or each its own: AIC (3 exponents per extra image)
     shared = sum(lad.grid["cost"][t] for _, lad in fits.values())  # [G, G, G]
