@@ -357,3 +357,78 @@ def test_the_penumbra_of_an_out_of_focus_band_is_rejected_on_a_real_chip():
     for d in thin:  # none of the fringe's pieces is left among the candidates
         assert not any(d["bbox"] == r["bbox"] for r in fringe)
         assert not (d["layers"] == 5 and d["area_um2"] < 40), d
+
+
+def test_residue_coloured_pieces_are_unlike_the_prior_at_any_response():
+    # graphene's thin rungs are darker than the substrate in every channel on the chips a
+    # 93 +- 20 nm prior holds likely; a response (1 + C)^k - 1 keeps every sign
+    from qupaint.color.calibrate import _Stacks
+    from qupaint.constants import OXIDE_RANGE_NM
+    from qupaint.detect import DetectorConfig
+    from qupaint.detect.ladder import ladder_grid, respond, unlike_the_prior
+    from qupaint.optics import DEFAULT_WAVELENGTHS_NM
+
+    cfg, noise = DetectorConfig(), np.full(3, 0.01)
+    flakes = ladder_grid("graphene", cfg.max_layers, (95.0,), CAM)[0, : cfg.thin_layers]
+    for k in ([1, 1, 1], [0.5, 1.2, 2.0], [2.0, 0.7, 0.5]):
+        seen = respond(flakes, np.array(k, float), "power")
+        assert not unlike_the_prior(seen, noise, "graphene", CAM, 93.0, 20.0, OXIDE_RANGE_NM,
+                                    cfg).any(), k  # fmt: skip
+    # residue: a few nm of a transparent film (SiO2-like) on 93 nm of oxide
+    stacks = _Stacks([], DEFAULT_WAVELENGTHS_NM)
+    I = stacks.spectra(np.array([93.0, 96.0, 98.0]), CAM.na, CAM.angles)[:, 0]  # noqa: E741
+    I = I @ CAM.weights(DEFAULT_WAVELENGTHS_NM)  # noqa: E741
+    film = I[1:] / I[:1] - 1.0  # 3 and 5 nm: darker in red, lighter in blue
+    assert (film[:, 0] < -0.03).all() and (film[:, 2] > 0.05).all()
+    assert unlike_the_prior(film, noise, "graphene", CAM, 93.0, 20.0, OXIDE_RANGE_NM,
+                            cfg).all()  # fmt: skip
+    # at 130 nm graphene's blue turns lighter: a prior that wide admits the film's sign
+    assert not unlike_the_prior(film, noise, "graphene", CAM, 93.0, 40.0, OXIDE_RANGE_NM,
+                                cfg).any()  # fmt: skip
+    # no prior (a given oxide): nothing is unlike it; within the noise: nothing either
+    assert not unlike_the_prior(film, noise, "graphene", CAM, None, 20.0, OXIDE_RANGE_NM,
+                                cfg).any()  # fmt: skip
+    assert not unlike_the_prior(film, noise * 20, "graphene", CAM, 93.0, 20.0, OXIDE_RANGE_NM,
+                                cfg).any()  # fmt: skip
+
+
+@needs_shared("2dmatgmm-demo")
+@pytest.mark.parametrize("stem, box", [("28f74d1c", (1278, 814)), ("d5c9b678", (1844, 984))])
+def test_residue_does_not_pull_the_ladder_on_real_chips(stem, box):
+    # 2dmatgmm-demo 28f74d1c: 37 residue specks (darker in red, lighter in blue) pulled the
+    # ladder to 110 nm; the top candidates were specks and a 600 um2 monolayer was missed.
+    # d5c9b678 (a green setting): residue threads took the fit to 130 nm, where graphene's
+    # monolayer is all but invisible, and were read as 5 layers. Out of the fit, the ladder
+    # stays on the chip (90-95 nm) and the top candidate is the flake at ``box``
+    path = next((REAL / "2dmatgmm-demo" / "images").glob(f"{stem}*.jpg"))
+    res = _cli_default_detect(np.asarray(Image.open(path).convert("RGB")), "graphene")
+    assert 85 <= res.ladder.oxide_nm <= 100
+    thin = [d for d in res.detections if d["layers"] <= 5 and d["score"] >= 0.05]
+    assert thin and abs(thin[0]["bbox"][0] - box[0]) < 10 and abs(thin[0]["bbox"][1] - box[1]) < 10
+    for d in thin:  # no candidate has residue's colour
+        assert max(d["contrast"]) < 0, d
+
+
+@needs_shared("maskterial-labelled")
+@pytest.mark.parametrize("folder, material", [("GrapheneH", "graphene"), ("WSe2", "WSe2")])
+def test_no_masked_flake_is_unlike_the_prior(folder, material):
+    from qupaint.bench.real import find_masked_images, read_mask
+    from qupaint.color import Microscope
+    from qupaint.constants import OXIDE_RANGE_NM
+    from qupaint.detect import DetectorConfig, contrast_map
+    from qupaint.detect.calibrate import measure_instances
+    from qupaint.detect.ladder import oxide_prior, unlike_the_prior
+
+    mic = Microscope.load("2dmatgmm")
+    cfg = DetectorConfig.for_microscope(mic)
+    d = REAL / "maskterial-labelled" / folder
+    for p in find_masked_images(d / "images", d / "masks"):
+        if not read_mask(p.mask).any():
+            continue
+        img = np.asarray(Image.open(p.image).convert("RGB"))
+        prior_nm, prior_sd, _ = oxide_prior(img, mic.camera, None, mic.oxide_prior_nm,
+                                            OXIDE_RANGE_NM, cfg)  # fmt: skip
+        noise = contrast_map(img, mic.camera).noise
+        C = np.array([f["contrast"] for f in measure_instances([p], mic.camera)])
+        assert not unlike_the_prior(C, noise, material, mic.camera, prior_nm, prior_sd,
+                                    OXIDE_RANGE_NM, cfg).any(), p.name  # fmt: skip

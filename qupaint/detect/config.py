@@ -66,6 +66,8 @@ class DetectorConfig:
     oxide_step_nm: float = 5.0
     fit_pieces: int = 80  # the largest pieces that enter the ladder fit
     fit_dark_only: bool = True  # only pieces darker than the substrate in a channel enter it
+    fit_sign_sd: float = 1.0  # ... and only pieces whose every channel's sign some thin rung
+    fit_sign_z: float = 3.0  # has within this many prior sd (beyond this many noise sigmas)
     min_p_fit: float = 0.1  # the thin reading needs the piece on the ladder this often
     min_temper: float = 100.0  # the fit's likelihood is tempered by at least this (hypotheses)
     fit_scale: float = 2.0  # score x exp(-fit / fit_scale), fit in standard deviations
@@ -96,6 +98,8 @@ class DetectorConfig:
             raise ValueError("shadow_dark must be in (-1, 0) and shadow_edge_um > 0")
         if not -1 < self.band_dark < 0 or self.penumbra_sigmas < 0:
             raise ValueError("band_dark must be in (-1, 0) and penumbra_sigmas >= 0")
+        if self.fit_sign_sd < 0 or self.fit_sign_z <= 0:
+            raise ValueError("fit_sign_sd must be >= 0 and fit_sign_z > 0")
         if self.rim_px < 1 or not 0 < self.rim_share <= 1:
             raise ValueError("rim_px must be >= 1 and rim_share in (0, 1]")
         if self.min_area_um2 < 0 or self.min_contrast < 0:

@@ -33,6 +33,7 @@ from qupaint.detect.ladder import (
     hypotheses,
     ladder_grid,
     oxide_prior,
+    unlike_the_prior,
 )
 from qupaint.detect.pieces import (
     BRIGHT,
@@ -138,8 +139,13 @@ def find_flakes(
         p.rejected = first_rule(p, ctx)
     # the ladder is fitted to pieces darker than the substrate in some channel: bulk crystals
     # are bright in every channel, and at some other oxide a bright rung would fit them
-    fit_rows = sorted((p for p in pieces if p.rejected is None
-                       and (float(p.contrast.min()) < 0 or not cfg.fit_dark_only)),
+    # (and not to pieces that no thin flake could be on the chips the prior holds likely:
+    # residue would pull the ladder to where it looks like thin flakes)
+    fit_rows = [p for p in pieces if p.rejected is None
+                and (float(p.contrast.min()) < 0 or not cfg.fit_dark_only)]  # fmt: skip
+    unlike = unlike_the_prior(np.array([p.contrast for p in fit_rows]), cm.noise, material,
+                              cam, prior_nm, prior_sd, oxide_range, cfg)  # fmt: skip
+    fit_rows = sorted((p for p, u in zip(fit_rows, unlike, strict=True) if not u),
                       key=lambda p: -p.area)[: cfg.fit_pieces]  # fmt: skip
     ladder = fit_ladder(np.array([p.contrast for p in fit_rows]).reshape(-1, 3), material, cam,
                         cm.noise, oxide_spec, np.log1p([p.area / min_px for p in fit_rows]),

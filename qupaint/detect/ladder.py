@@ -24,7 +24,7 @@ from qupaint.constants import OXIDE_RANGE_NM
 from qupaint.detect.config import DetectorConfig
 
 __all__ = ["Ladder", "classify", "classify_many", "fit_ladder", "hypotheses", "ladder_grid",
-           "oxide_prior", "respond", "rung_chi2"]  # fmt: skip
+           "oxide_prior", "respond", "rung_chi2", "unlike_the_prior"]  # fmt: skip
 
 
 @dataclass
@@ -250,6 +250,37 @@ def oxide_prior(img: np.ndarray, cam: Camera, oxide_nm, camera_oxide, oxide_rang
     if camera_oxide is not None:
         return float(camera_oxide), cfg.oxide_prior_sd_nm, "camera"
     return None, cfg.oxide_prior_sd_nm, "none"
+
+
+def unlike_the_prior(contrasts: np.ndarray, noise: np.ndarray, material: str, cam: Camera,
+                     prior_nm: float | None, prior_sd: float, oxide_range,
+                     cfg: DetectorConfig) -> np.ndarray:  # fmt: skip
+    """[P] bool: the pieces whose colour no thin flake of ``material`` shows on the chips the
+    oxide prior holds likely, so that they stay out of the ladder fit.
+
+    A response ``(1 + C)^k - 1`` (k > 0) never changes a contrast's sign, so a channel's sign
+    is the camera-independent part of a colour. A piece is unlike the prior when one of its
+    channels is beyond ``fit_sign_z`` noise sigmas on the side where no thin rung lies at any
+    oxide within ``fit_sign_sd`` prior sigmas of the prior's centre: residue and tape glue,
+    darker in red and lighter in blue, on graphene's chips. Fitted with the flakes, enough of
+    them pull the ladder to an oxide where graphene looks like them, and the residue is then
+    read as thin flakes. The pieces stay pieces: they are classified on the ladder the
+    others give. Without a prior (a given oxide, or none known) no piece is unlike it."""
+    C = np.asarray(contrasts, np.float64).reshape(-1, 3)
+    if prior_nm is None or len(C) == 0:
+        return np.zeros(len(C), bool)
+    step = cfg.oxide_step_nm  # the fit's own grid points (cached)
+    lo = max(oxide_range[0], prior_nm - cfg.fit_sign_sd * prior_sd)
+    hi = min(oxide_range[1], prior_nm + cfg.fit_sign_sd * prior_sd)
+    oxides = np.arange(math.ceil(lo / step) * step, math.floor(hi / step) * step + 0.5 * step,
+                       step)  # fmt: skip
+    if len(oxides) == 0:
+        oxides = np.array([step * round(prior_nm / step)])
+    rungs = ladder_grid(material, cfg.max_layers, tuple(np.round(oxides, 3)), cam)
+    rungs = rungs[:, : cfg.thin_layers].reshape(-1, 3)
+    z = C / np.asarray(noise, np.float64)
+    return (((z > cfg.fit_sign_z) & (rungs <= 0).all(0))
+            | ((z < -cfg.fit_sign_z) & (rungs >= 0).all(0))).any(1)  # fmt: skip
 
 
 def hypotheses(ladder: Ladder, cfg: DetectorConfig, top: int = 4000):
