@@ -582,6 +582,31 @@ def test_overlays_carry_a_scale_bar_a_legend_and_numbers(tmp_path):
     assert ((scaled[-40:, -200:] == (255, 40, 40)).all(-1)).sum() > 50
 
 
+def test_labels_of_clustered_flakes_do_not_cover_each_other(rng):
+    """Overlay labels were written above each box, and overprinted where flakes cluster."""
+    from qupaint.detect.draw import place_labels
+
+    W, H = 960, 600
+    # 12 flakes in a 200 x 150 px cluster; labels 110 x 14 px each
+    boxes = [[300 + 40 * (k % 4) + rng.uniform(0, 5), 200 + 45 * (k // 4), 30, 25]
+             for k in range(12)]  # fmt: skip
+    sizes = [(110, 14)] * len(boxes)
+    spots = place_labels(boxes, sizes, W, H)
+    rects = [(x, y, x + tw, y + th) for (x, y), (tw, th) in zip(spots, sizes, strict=True)]
+    for i, a in enumerate(rects):
+        assert 0 <= a[0] and a[2] <= W and 0 <= a[1] and a[3] <= H  # in the image
+        for b in rects[:i]:
+            assert min(a[2], b[2]) <= max(a[0], b[0]) or min(a[3], b[3]) <= max(a[1], b[1])
+    # each label touches its own box, grown by the label's size at most
+    for (x, y, w, h), (sx, sy), (tw, th) in zip(boxes, spots, sizes, strict=True):
+        assert x - tw - 4 <= sx <= x + w + 4 and y - th - 4 <= sy <= y + h + 4  # 1 px: rounding
+    # one box alone: its label sits just above it, as before; at the top edge, below it
+    assert place_labels([[100, 100, 80, 60]], [(110, 14)], W, H) == [(100, 83)]
+    assert place_labels([[100, 0, 80, 60]], [(110, 14)], W, H) == [(100, 63)]
+    # a label wider than the image is kept at its left edge
+    assert place_labels([[10, 100, 5, 5]], [(2000, 14)], W, H)[0][0] == 0
+
+
 def test_classify_many_equals_the_direct_chi_square(rng):
     """classify_many expands sum_c ((m - mu) / s)^2 into two matrix products over every
     hypothesis's rungs; the layer counts and chi-squares equal the direct [P, K, L, 3] sum."""

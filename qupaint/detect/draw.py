@@ -16,6 +16,7 @@ __all__ = [
     "label_font",
     "legend",
     "outline_labels",
+    "place_labels",
     "scale_bar",
 ]
 
@@ -89,6 +90,43 @@ def legend(draw, width: int, height: int, categories, font=None) -> None:
                   font=font, **ink)  # fmt: skip
 
 
+def place_labels(boxes, sizes, width: int, height: int, gap: int = 3) -> list[tuple[int, int]]:
+    """Where to write each box's label so that labels do not cover each other.
+
+    ``boxes``: [x, y, w, h] per label, in the order they are placed (the best first);
+    ``sizes``: each label's (width, height) px. Each label takes the first of the spots
+    beside its box (above it, below it, to its right, to its left, then inside its top
+    corner) that lies in the image and clears the labels placed before it and the other
+    boxes; where none does, the spot that covers least (another label counting ten times
+    as much as a box), moved into the image if no spot lies in it. Returns each label's
+    top-left corner."""
+    obstacles = [(x, y, x + w, y + h) for x, y, w, h in boxes]
+    placed: list[tuple[float, float, float, float]] = []
+    out = []
+    def covered(x0, y0, x1, y1, rects) -> float:
+        return sum(max(0.0, min(x1, a1) - max(x0, a0)) * max(0.0, min(y1, b1) - max(y0, b0))
+                   for a0, b0, a1, b1 in rects)  # fmt: skip
+
+    for i, ((x, y, w, h), (tw, th)) in enumerate(zip(boxes, sizes, strict=True)):
+        others = obstacles[:i] + obstacles[i + 1 :]
+        spots = [(x, y - th - gap), (x, y + h + gap), (x + w + gap, y), (x - tw - gap, y),
+                 (x + w - tw, y - th - gap), (x + w - tw, y + h + gap), (x + 2, y + 2)]  # fmt: skip
+        best, best_cost = None, None
+        for x0, y0 in spots:
+            sx = min(max(0.0, x0), max(0.0, width - tw))  # kept in the image, but a spot
+            sy = min(max(0.0, y0), max(0.0, height - th))  # moved there is the last resort
+            cost = (10.0 * covered(sx, sy, sx + tw, sy + th, placed)
+                    + covered(sx, sy, sx + tw, sy + th, others)
+                    + (1e12 if (sx, sy) != (x0, y0) else 0.0))  # fmt: skip
+            if best_cost is None or cost < best_cost:
+                best, best_cost = (sx, sy), cost
+            if cost == 0:
+                break
+        placed.append((best[0], best[1], best[0] + tw, best[1] + th))
+        out.append((int(round(best[0])), int(round(best[1]))))
+    return out
+
+
 def draw_detections(
     image: np.ndarray, dets: list[dict], out: str | Path | IO[bytes],
     um_per_px: float | None = None, numbers: bool = False, fmt: str = "PNG",
@@ -114,19 +152,27 @@ def draw_detections(
     H, W = arr.shape[:2]
     font = label_font(W, H)
     ink = {"stroke_width": max(1, font.size // 8), "stroke_fill": (0, 0, 0)}
+    texts, colors = [], []
     for k, d in enumerate(dets, start=1):
         x, y, w, h = d["bbox"]
         cat = d.get("category_id")
-        color = CATEGORY_COLORS.get(cat, CATEGORY_COLORS[None])
+        colors.append(CATEGORY_COLORS.get(cat, CATEGORY_COLORS[None]))
         if not isinstance(d.get("segmentation"), dict):
-            draw.rectangle([x, y, x + w, y + h], outline=color, width=2)
+            draw.rectangle([x, y, x + w, y + h], outline=colors[-1], width=2)
         text = f"{k} " if numbers else ""
         text += CATEGORY_NAMES.get(cat, d.get("label") or "")
         if "layers" in d:
             text += f" {d['layers']}L"
         if "score" in d:
             text += f" {d['score']:.2f}"
-        draw.text((x + 2, max(0, y - font.size - 3)), text.strip(), fill=color, font=font, **ink)
+        texts.append(text.strip())
+    sizes = []
+    for t in texts:
+        x0, y0, x1, y1 = draw.textbbox((0, 0), t, font=font, stroke_width=ink["stroke_width"])
+        sizes.append((x1, y1))  # from the anchor: the corner placed is the anchor
+    spots = place_labels([d["bbox"] for d in dets], sizes, W, H)
+    for t, c, xy in zip(texts, colors, spots, strict=True):
+        draw.text(xy, t, fill=c, font=font, **ink)
     legend(draw, W, H, {d.get("category_id") for d in dets}, font)
     if um_per_px:
         scale_bar(draw, W, H, um_per_px, font)
