@@ -128,6 +128,15 @@ def _ladder_cost_cpu(F: list, w: np.ndarray, cap: float) -> np.ndarray:
     return out
 
 
+def _oxide_grid(lo: float, hi: float, step: float) -> np.ndarray:
+    """The oxides from ``lo`` to ``hi`` on multiples of ``step`` (so that the fits of
+    different images share grid points, and the ladder cache), or their midpoint when no
+    multiple lies between them."""
+    oxides = np.arange(math.ceil(lo / step) * step, math.floor(hi / step) * step + 0.5 * step,
+                       step)  # fmt: skip
+    return oxides if len(oxides) else np.array([0.5 * (lo + hi)])
+
+
 def fit_ladder(contrasts, material: str, camera: Camera | None = None, noise=0.01,
                oxide_nm: float | tuple[float, float] = OXIDE_RANGE_NM, weights=None,
                config: DetectorConfig | None = None, oxide_prior_nm: float | None = None,
@@ -154,11 +163,7 @@ def fit_ladder(contrasts, material: str, camera: Camera | None = None, noise=0.0
         lo, hi = oxide_nm
     else:
         lo, hi = max(0.0, oxide_nm - cfg.oxide_window_nm), oxide_nm + cfg.oxide_window_nm
-    step = cfg.oxide_step_nm  # on multiples of the step, so that images share grid points
-    oxides = np.arange(math.ceil(lo / step) * step, math.floor(hi / step) * step + 0.5 * step,
-                       step)  # fmt: skip
-    if len(oxides) == 0:
-        oxides = np.array([0.5 * (lo + hi)])
+    oxides = _oxide_grid(lo, hi, cfg.oxide_step_nm)
     mu = ladder_grid(material, cfg.max_layers, tuple(np.round(oxides, 3)), cam)  # [T, L, 3]
     lo_k, hi_k = cfg.response_range
     ks = np.exp(np.linspace(np.log(lo_k), np.log(hi_k), cfg.response_steps))
@@ -269,13 +274,9 @@ def unlike_the_prior(contrasts: np.ndarray, noise: np.ndarray, material: str, ca
     C = np.asarray(contrasts, np.float64).reshape(-1, 3)
     if prior_nm is None or len(C) == 0:
         return np.zeros(len(C), bool)
-    step = cfg.oxide_step_nm  # the fit's own grid points (cached)
     lo = max(oxide_range[0], prior_nm - cfg.fit_sign_sd * prior_sd)
     hi = min(oxide_range[1], prior_nm + cfg.fit_sign_sd * prior_sd)
-    oxides = np.arange(math.ceil(lo / step) * step, math.floor(hi / step) * step + 0.5 * step,
-                       step)  # fmt: skip
-    if len(oxides) == 0:
-        oxides = np.array([step * round(prior_nm / step)])
+    oxides = _oxide_grid(lo, hi, cfg.oxide_step_nm)  # the fit's own grid points (cached)
     rungs = ladder_grid(material, cfg.max_layers, tuple(np.round(oxides, 3)), cam)
     rungs = rungs[:, : cfg.thin_layers].reshape(-1, 3)
     z = C / np.asarray(noise, np.float64)
