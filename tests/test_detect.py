@@ -263,7 +263,7 @@ def _settings(img):
 @pytest.mark.parametrize("s", list(SETS))
 def test_same_chip_under_other_camera_settings_gives_the_same_flakes(labelled, s, setting,
                                                                     request):  # fmt: skip
-    # measured (found of 25 graphene / 7 WSe2 flakes): as taken 22 / 7; dark 19 / 7;
+    # measured (found of 25 graphene / 7 WSe2 flakes): as taken 22 / 7; dark 21 / 7;
     # white-balanced 23 / 3; gamma 16 / 7. A gamma is not a gain: it compresses the contrast,
     # so faint flakes merge with the residue films around them (graphene loses up to 6)
     if s == "WSe2" and setting == "white-balanced":
