@@ -204,7 +204,8 @@ def fit_ladder(contrasts, material: str, camera: Camera | None = None, noise=0.0
     return Ladder(float(oxides[t]), k, respond(mu[t], k, cfg.response_model), cost, len(C),
                   [(float(oxides[a[1]]), kc[[0, 1, 2], list(a[2])], a[0]) for a in alts],
                   {"cost": table, "oxides": oxides, "ks": kc, "mu": mu,
-                   "n": float(w.sum())})  # fmt: skip
+                   "n": float(w.sum()), "oxide_prior": ox_prior / scale,
+                   "prior_scale": scale})  # fmt: skip
 
 
 def respond(mu: np.ndarray, k, response: str) -> np.ndarray:
@@ -290,14 +291,19 @@ def hypotheses(ladder: Ladder, cfg: DetectorConfig, top: int = 4000):
     The fit's costs are chi-squares of pieces that are not independent and whose spread
     the model does not fully know, so, as in any fit whose reduced chi-square exceeds 1,
     the likelihood is tempered by it: ``w = exp(-(cost - min) / (2 max(T, min / n)))``
-    with ``n`` the fitted weight of pieces and ``T`` the floor ``min_temper``. A piece's
-    probability of being thin is then averaged over these hypotheses rather than read off
-    the best one."""
+    with ``n`` the fitted weight of pieces and ``T`` the floor ``min_temper``. The oxide
+    prior is not: it is a measured chip-to-chip spread, the probability of the chip's
+    oxide, so it weighs each hypothesis by ``exp(-((oxide - centre) / sd)^2 / 2)`` (tempered
+    with the data, it let hypotheses 2.5 sigmas off weigh as much as those at its centre,
+    and the search window's edge decided WSe2's layers). A piece's probability of being
+    thin is then averaged over these hypotheses rather than read off the best one."""
     g = ladder.grid
     if not g:
         return ladder.contrast[None], np.ones(1)
-    cost = g["cost"].reshape(-1)
+    cost = g["cost"]
     tau = 2.0 * max(cfg.min_temper, float(cost.min()) / max(1.0, g["n"]))
+    op = g["oxide_prior"][:, None, None, None]  # ((oxide - centre) / sd)^2, [T, 1, 1, 1]
+    cost = (cost - g["prior_scale"] * op + 0.5 * tau * op).reshape(-1)  # its share untempered
     idx = np.argsort(cost)[:top]
     w = np.exp(-(cost[idx] - cost[idx[0]]) / tau)
     keep = w > 1e-3
