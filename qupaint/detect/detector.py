@@ -246,13 +246,11 @@ def _bright_level(material: str, cam: Camera, oxide_spec, prior_nm, prior_sd,
 
 
 def _reach(mask: np.ndarray, y0: int, x0: int, r: int, shape) -> tuple[np.ndarray, int, int]:
-    """(the pixels within ``r`` px (taxicab, as ``r`` cross dilations) of ``mask``, whose
+    """(the pixels within ``r`` px (taxicab: ``r`` cross dilations) of ``mask``, whose
     window starts at (y0, x0) of an image of ``shape``, in a window cut to the image, its top
     row, its left column)."""
-    from scipy import ndimage
-
     own, ya, xa = pad_window(mask, y0, x0, r, shape)
-    return ndimage.distance_transform_cdt(~own, metric="taxicab") <= r, ya, xa
+    return dilate_cross(own, r), ya, xa
 
 
 def _drop_penumbrae(dets, labs, kept, shadows, shape, cfg: DetectorConfig):
