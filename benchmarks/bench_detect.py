@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from qupaint.color import Camera
-from qupaint.detect import DetectorConfig, contrast_map, detect
+from qupaint.detect import DetectorConfig, DetectorSettings, contrast_map, detect
 from qupaint.detect.pieces import pixel_flags as _pixel_flags
 from qupaint.synthia import Synthia, SynthiaConfig
 
@@ -71,9 +71,8 @@ def graphene_chip():
 
 
 def test_detect_graphene_1920x1200_one_core(peer, graphene_chip, one_core):
-    cam = Camera.preset("2dmatgmm")
-    run = lambda: detect(graphene_chip, "graphene", None, camera=cam, um_per_px=0.385,  # noqa: E731
-                         oxide_prior_nm=92.94)  # fmt: skip
+    settings = DetectorSettings.from_microscope("2dmatgmm")  # `qupaint detect`'s defaults
+    run = lambda: detect(graphene_chip, "graphene", settings)  # noqa: E731
     found = len(run())
     peer("detect-graphene-1920x1200-1core", "qupaint-physics-detector", run, ours=True, work=1,
          rounds=7, extra={"detections": found})  # fmt: skip
@@ -106,11 +105,10 @@ def test_detect_512px(peer):
 
 
 def test_detect_1920x1200_one_core(peer, chip, one_core):
-    cam = Camera.preset("2dmatgmm")
-    detect(chip, "WS2", None, camera=cam, um_per_px=0.385, oxide_prior_nm=92.94)
+    settings = DetectorSettings.from_microscope("2dmatgmm")  # `qupaint detect`'s defaults
+    detect(chip, "WS2", settings)
     peer("detect-1920x1200-1core", "qupaint-physics-detector",
-         lambda: detect(chip, "WS2", None, camera=cam, um_per_px=0.385, oxide_prior_nm=92.94),
-         ours=True, work=1, rounds=5)  # fmt: skip
+         lambda: detect(chip, "WS2", settings), ours=True, work=1, rounds=5)  # fmt: skip
 
 
 def _pixels(img, backend):

@@ -9,7 +9,14 @@
 from __future__ import annotations
 
 __all__ = ["ANSWER_MIN_SCORE", "MAX_IMAGE_ASPECT", "MAX_IMAGE_PIXELS", "MAX_IMAGE_SIDE",
-           "MAX_OXIDE_NM", "MIN_SCORE", "OXIDE_RANGE_NM", "check_oxide", "parse_oxide"]  # fmt: skip
+           "MAX_OXIDE_NM", "MIN_SCORE", "OXIDE_RANGE_NM", "REFERENCE_UM_PER_PX", "check_oxide",
+           "parse_oxide"]  # fmt: skip
+
+#: the reference microscope's image scale (um per pixel): a 20x objective on the Sony
+#: IMX174 camera of the 2DMatGMM-System (Uslu et al. 2024), the scale of the real
+#: micrographs in ``shared/data/real``, of the ``2dmatgmm`` camera preset, of Synthia's
+#: default renders and of the QuPAINT model's training windows; the one place it is written
+REFERENCE_UM_PER_PX = 0.385
 
 #: SiO2 thicknesses (nm) searched when the oxide is fitted ("auto"): the range of the
 #: commercial thermal-oxide wafers flakes are hunted on (90 and 285 nm the most common)

@@ -28,8 +28,7 @@ import numpy as np
 
 from qupaint._io import read_mask, read_rgb
 from qupaint.bench.real import find_masked_images, mask_boxes, score_real
-from qupaint.color import Microscope
-from qupaint.detect import DetectorConfig, detect
+from qupaint.detect import DetectorConfig, DetectorSettings, detect
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELLED = ROOT.parent / "shared" / "data" / "real" / "maskterial-labelled"
@@ -48,14 +47,11 @@ def _load() -> None:
 
 def _score(change: tuple[str | None, float | None]) -> dict:
     name, value = change
-    mic = Microscope.load("2dmatgmm")
-    cfg = DetectorConfig.for_microscope(mic, **({name: value} if name else {}))
-    cfg.validate()
+    settings = DetectorSettings.from_microscope("2dmatgmm", **({name: value} if name else {}))
+    settings.config.validate()
     out = {}
     for s, (material, rows) in _DATA.items():
-        found = [[d for d in detect(img, material, None, cfg, camera=mic.camera,
-                                    um_per_px=mic.scale_or(None),
-                                    oxide_prior_nm=mic.oxide_prior_nm) if d["score"] >= 0.05]
+        found = [[d for d in detect(img, material, settings) if d["score"] >= 0.05]
                  for img, _ in rows]  # fmt: skip
         r = score_real([gt for _, gt in rows], found)
         out[s] = {"found": r["found"], "flakes": r["flakes"], "AP50": round(r["AP50"], 4),

@@ -20,8 +20,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from qupaint._io import read_rgb
-from qupaint.color import Microscope
-from qupaint.detect import DetectorConfig, detect
+from qupaint.detect import DetectorSettings, detect
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 SETS = [("WS2", "maskterial/WS2"), ("MoSe2", "maskterial/MoSe2"),
@@ -31,10 +30,7 @@ THUMB, CROP = (330, 206), 256
 
 def top_candidates(img: np.ndarray, material: str, n: int = 3) -> list[dict]:
     """``qupaint detect``'s defaults: the 2dmatgmm microscope with its oxide prior."""
-    mic = Microscope.load("2dmatgmm")
-    dets = detect(img, material, mic.oxide_nm, DetectorConfig.for_microscope(mic),
-                  camera=mic.camera, um_per_px=mic.scale_or(None),
-                  oxide_prior_nm=mic.oxide_prior_nm, masks="window")  # fmt: skip
+    dets = detect(img, material, DetectorSettings.from_microscope("2dmatgmm"), masks="window")
     return [d for d in dets if d["score"] >= 0.05 and d["category_id"] in (1, 2)][:n]
 
 

@@ -300,7 +300,7 @@ def test_a_camera_runs_through_synthia_instruct_and_the_detector(tmp_path):
     # the camera is exact here, so the per-image gain is held at 1; Synthia's flakes are
     # smaller than a real chip's physical minimum
     cfg = DetectorConfig(response_range=(1.0, 1.0), min_area_px=24)
-    dets = detect(s.image, "graphene", 90.0, cfg, camera=cam)
+    dets = detect(s.image, "graphene", oxide_nm=90.0, config=cfg, camera=cam)
     truth = {x["layers"] for x in s.annotations if x["layers"] <= 3}
     assert truth and truth <= {d["layers"] for d in dets}
     with pytest.raises(ValueError, match="kind"):

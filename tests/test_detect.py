@@ -17,7 +17,6 @@ from qupaint.bench.real import camera_setting, find_masked_images, mask_boxes, s
 from qupaint.color import Camera, Microscope
 from qupaint.detect import DetectorConfig, contrast_map, detect, fit_ladder
 from qupaint.detect.pieces import pixel_flags as _pixel_flags
-from qupaint.detect.rules import REJECT_RULES
 
 LABELLED = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "maskterial-labelled"
 needs_labelled = needs_shared("maskterial-labelled")
@@ -25,15 +24,15 @@ CAM = Camera.preset("2dmatgmm")
 SETS = {"GrapheneH": "graphene", "WSe2": "WSe2"}
 
 
-def _chip(rng, H=97, W=131, sub=(120, 105, 150)):
+def _chip(rng, H=97, W=131, sub=(120, 105, 150), speck=3):
     """A synthetic chip: substrate with noise and vignetting, a dark flake, a bright crystal
-    with saturated pixels, a speck."""
+    with saturated pixels, a speck ``speck`` px square."""
     yy, xx = np.mgrid[0:H, 0:W]
     vign = 1.0 - 0.15 * (((xx - W / 2) / W) ** 2 + ((yy - H / 2) / H) ** 2)
     img = np.asarray(sub, float)[None, None] * vign[..., None]
     img[20:50, 30:70] *= np.array([0.85, 0.84, 0.9])  # a thin flake
     img[60:90, 90:125] = 255.0  # a saturated crystal
-    img[10:13, 100:103] *= 0.3  # a speck
+    img[10 : 10 + speck, 100 : 100 + speck] *= 0.3  # a speck
     img += rng.normal(0, 1.5, img.shape)
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
@@ -95,28 +94,35 @@ def test_fit_ladder_recovers_oxide_and_response():
 def test_detect_validates_its_input(rng):
     img = _chip(rng)
     with pytest.raises(ValueError, match="0-2000"):
-        detect(img, "graphene", 2500.0, camera=CAM)
+        detect(img, "graphene", oxide_nm=2500.0, camera=CAM)
     with pytest.raises(ValueError, match="auto"):
-        detect(img, "graphene", "thick", camera=CAM)
+        detect(img, "graphene", oxide_nm="thick", camera=CAM)
     with pytest.raises(ValueError, match="um_per_px"):
-        detect(img, "graphene", 90.0, camera=CAM, um_per_px=-1.0)
+        detect(img, "graphene", oxide_nm=90.0, camera=CAM, um_per_px=-1.0)
     with pytest.raises(ValueError, match="response"):
-        detect(img, "graphene", 90.0, DetectorConfig(response_model="log"), camera=CAM)
+        detect(img, "graphene", oxide_nm=90.0, config=DetectorConfig(response_model="log"),
+               camera=CAM)
     with pytest.raises(ValueError, match="response_range"):
-        detect(img, "graphene", 90.0, DetectorConfig(response_range=(1.2, 2.0)), camera=CAM)
+        detect(img, "graphene", oxide_nm=90.0,
+               config=DetectorConfig(response_range=(1.2, 2.0)), camera=CAM)
 
 
 def test_synthetic_chip_rules_name_what_they_reject(rng):
+    # a dark speck 30 px square under a minimum area of 163 um^2 (1100 px at 0.385 um/px):
+    # its core (24 px square, the blurred edges off) is more than half of that, so it is a
+    # piece, and grown over its edges it is still less, so too_small names it; the
+    # saturated crystal is no candidate at all, and only the thin flake is reported
     info: list = []
-    dets = detect(_chip(rng, 120, 160), "graphene", 90.0, camera=CAM, um_per_px=0.385,
+    dets = detect(_chip(rng, 120, 160, speck=30), "graphene", oxide_nm=90.0, camera=CAM,
+                  um_per_px=0.385, config=DetectorConfig(min_area_um2=163.0),
                   explain=info)  # fmt: skip
     ladder = info.pop()["ladder"]
     assert ladder.pieces >= 1
-    assert {r["rejected"] for r in info} <= set(REJECT_RULES)
-    thin = [d for d in dets if d["layers"] <= 5]
-    # the flake at x 30-70, y 20-50 is found, and only it
-    assert len(thin) == 1 and box_iou_xywh(thin[0]["bbox"], [30, 20, 40, 30]) > 0.7, thin
-    assert 0 < thin[0]["score"] <= 1 and 0 <= thin[0]["p_thin"] <= 1
+    assert [(r["rejected"], r["bbox"]) for r in info] == [("too_small", [103.0, 13.0, 24.0, 24.0])]
+    assert len(dets) == 1 and dets[0]["layers"] <= 5, dets
+    assert box_iou_xywh(dets[0]["bbox"], [30, 20, 40, 30]) > 0.7, dets
+    assert box_iou_xywh(dets[0]["bbox"], [90, 60, 35, 30]) == 0  # nothing on the crystal
+    assert 0 < dets[0]["score"] <= 1 and 0 <= dets[0]["p_thin"] <= 1
 
 
 # --- the metric -------------------------------------------------------------------------
@@ -174,8 +180,8 @@ def labelled():
 
 
 def _run(img, material, config=None, explain=None):
-    dets = detect(img, material, None, config, camera=CAM, um_per_px=0.385, explain=explain,
-                  oxide_prior_nm=92.94)  # fmt: skip
+    dets = detect(img, material, oxide_nm=None, config=config, camera=CAM, um_per_px=0.385,
+                  explain=explain, oxide_prior_nm=92.94)  # fmt: skip
     return [d for d in dets if d["score"] >= 0.05]
 
 
@@ -408,7 +414,7 @@ def test_two_labelled_images_calibrate_a_white_balanced_microscope(tmp_path):
     gts, wb = [], []
     for _, img, gt, _ in [r for r in _labelled_rows("WSe2")]:
         v = _settings(img)["white-balanced"]
-        wb.append([d for d in detect(v, "WSe2", None, cfg, camera=mic.camera,
+        wb.append([d for d in detect(v, "WSe2", oxide_nm=None, config=cfg, camera=mic.camera,
                                      um_per_px=mic.um_per_px, oxide_prior_nm=mic.oxide_prior_nm)
                    if d["score"] >= 0.05])  # fmt: skip
         gts.append(gt)
@@ -458,7 +464,7 @@ def test_fibres_and_specks_on_real_pixels_are_named_and_dropped():
         img[y : y + 3, x : x + 3] *= 0.3  # dust specks, 1.3 um^2
     img = np.clip(img + 0.5, 0, 255).astype(np.uint8)
     info: list = []
-    dets = detect(img, "graphene", 90.0, camera=CAM, um_per_px=0.385, explain=info)
+    dets = detect(img, "graphene", oxide_nm=90.0, camera=CAM, um_per_px=0.385, explain=info)
     info.pop()
     assert not [d for d in dets if d["layers"] <= 5]
     assert [r for r in info if r["rejected"] == "fibre" and r["bbox"][2] > 200], info
@@ -520,7 +526,7 @@ def test_unlabelled_real_chips_give_a_few_candidates_not_hundreds(folder, materi
 @pytest.mark.parametrize("shape", [(1, 1), (2, 5), (3, 3), (37, 53), (120, 97)])
 def test_opening_kernel_equals_scipy(backend, shape, rng):
     from qupaint import _backend
-    from qupaint.detect.pieces import CORE, _open_reference
+    from qupaint.detect.kernels import CORE, _open_reference
 
     _, fn = _backend.select("detect_open", "cpu", backend[0])
     for density in (0.3, 0.7, 0.95):
@@ -636,7 +642,7 @@ def test_classify_many_equals_the_direct_chi_square(rng):
 def test_median5_equals_scipys_median_filter(shape, backend, rng):
     from scipy import ndimage
 
-    from qupaint.detect.pieces import median5
+    from qupaint.detect.kernels import median5
 
     for _ in range(5):
         a = rng.integers(0, 4, shape).astype(np.int32) * (rng.random(shape) < 0.8)
@@ -692,7 +698,7 @@ def test_substrate_noise_equals_numpys_median_absolute_deviation(shape, ties, ba
 
 @pytest.mark.parametrize("backend", backend_params("detect_masked_median", ("cpu",)))
 def test_masked_median_is_numpys_median_of_the_window(backend, rng):
-    from qupaint.detect.pieces import masked_median
+    from qupaint.detect.kernels import masked_median
 
     C = rng.normal(0, 0.1, (300, 310, 3)).astype(np.float32)
     C[::7] = np.round(C[::7], 2)  # runs of equal values
@@ -714,7 +720,7 @@ def test_masked_median_is_numpys_median_of_the_window(backend, rng):
 def test_grow_floods_its_colour_then_dilates_into_candidates(backend, rng):
     from scipy import ndimage
 
-    from qupaint.detect.pieces import grow
+    from qupaint.detect.kernels import grow
 
     H, W = 90, 120
     C = rng.normal(0, 0.05, (H, W, 3)).astype(np.float32)
@@ -757,7 +763,7 @@ def test_grow_floods_its_colour_then_dilates_into_candidates(backend, rng):
 def test_label_regions_numbers_as_scipy(backend, conn8, rng):
     from scipy import ndimage
 
-    from qupaint.detect.pieces import label_regions
+    from qupaint.detect.kernels import label_regions
 
     structure = np.ones((3, 3), bool) if conn8 else None
     for shape, p in [((1, 1), 0.5), ((1, 17), 0.5), ((13, 1), 0.5), ((64, 80), 0.45),
@@ -816,7 +822,7 @@ def test_hypothesis_votes_against_a_by_hand_loop(backend, rng):
 
 @pytest.mark.parametrize("backend", backend_params("detect_masked_percentiles", ("cpu",)))
 def test_masked_percentiles_are_numpys(backend, rng):
-    from qupaint.detect.pieces import masked_percentiles
+    from qupaint.detect.kernels import masked_percentiles
 
     C = rng.normal(0, 0.1, (120, 130, 3)).astype(np.float32)
     C[::5] = np.round(C[::5], 2)  # ties
@@ -835,8 +841,8 @@ def test_masked_percentiles_are_numpys(backend, rng):
 
 @pytest.mark.parametrize("backend", backend_params("detect_terrace_classes", ("cpu",)))
 def test_nearest_rungs_are_rung_chi2s_argmin_bit_for_bit(backend, rng):
+    from qupaint.detect.kernels import nearest_rungs
     from qupaint.detect.ladder import rung_chi2
-    from qupaint.detect.pieces import nearest_rungs
 
     mu = -np.cumsum(rng.uniform(0.03, 0.08, (6, 3)), axis=0)
     C = (mu[rng.integers(0, 6, (80, 90))] + rng.normal(0, 0.03, (80, 90, 3))).astype(np.float32)
@@ -874,7 +880,7 @@ def test_smooth_nearest_is_scipys_gaussian_filter_bit_for_bit(backend, dtype, rn
 def test_label_medians_are_numpys_per_label(backend, rng):
     from scipy import ndimage
 
-    from qupaint.detect.pieces import label_medians
+    from qupaint.detect.kernels import label_medians
 
     C = rng.normal(0, 0.05, (150, 160, 3)).astype(np.float32)
     C[40:140, 10:150] += np.float32(-0.1)  # one large piece: its medians by the bucket pass
@@ -897,7 +903,7 @@ def test_label_medians_are_numpys_per_label(backend, rng):
 def test_label_boxes_are_find_objects_and_the_areas(backend, rng):
     from scipy import ndimage
 
-    from qupaint.detect.pieces import label_boxes
+    from qupaint.detect.kernels import label_boxes
 
     for shape in [(1, 1), (5, 9), (64, 80)]:
         labels, n = ndimage.label(rng.random(shape) < 0.4)
@@ -911,7 +917,7 @@ def test_label_boxes_are_find_objects_and_the_areas(backend, rng):
 def test_cross_erosion_and_dilation_equal_scipys(rng):
     from scipy import ndimage
 
-    from qupaint.detect.pieces import dilate_cross, erode_cross
+    from qupaint.detect.morphology import dilate_cross, erode_cross
 
     for shape in [(1, 1), (1, 6), (2, 2), (9, 7), (40, 31)]:
         for _ in range(10):
@@ -928,8 +934,8 @@ def test_window_masks_are_the_rle_masks_cut_to_their_boxes(rng):
     from qupaint import rle
 
     img = _chip(rng, 120, 160)
-    full = detect(img, "graphene", 90.0, camera=CAM, masks=True)
-    cut = detect(img, "graphene", 90.0, camera=CAM, masks="window")
+    full = detect(img, "graphene", oxide_nm=90.0, camera=CAM, masks=True)
+    cut = detect(img, "graphene", oxide_nm=90.0, camera=CAM, masks="window")
     assert full and len(full) == len(cut)
     for a, b in zip(full, cut, strict=True):
         x, y, w, h = (int(v) for v in a["bbox"])
@@ -937,7 +943,7 @@ def test_window_masks_are_the_rle_masks_cut_to_their_boxes(rng):
         whole = rle.decode(a["segmentation"])
         np.testing.assert_array_equal(b["mask"], whole[y : y + h, x : x + w])
     with pytest.raises(ValueError, match="masks"):
-        detect(img, "graphene", 90.0, camera=CAM, masks="rle")
+        detect(img, "graphene", oxide_nm=90.0, camera=CAM, masks="rle")
 
 
 def test_field_least_squares_agrees_with_lstsq_and_survives_one_line_of_blocks(rng):

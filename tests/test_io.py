@@ -76,6 +76,7 @@ def test_detect_outputs_are_shareable_under_umask_022(tmp_path):
     import numpy as np
     from PIL import Image
 
+    from qupaint.detect import DetectorSettings
     from qupaint.detect.batch import detect_batch
 
     img = np.full((64, 64, 3), (130, 115, 155), np.uint8)
@@ -83,7 +84,8 @@ def test_detect_outputs_are_shareable_under_umask_022(tmp_path):
     Image.fromarray(img).save(tmp_path / "chip.png")
     old = os.umask(0o022)
     try:
-        detect_batch([tmp_path / "chip.png"], tmp_path / "out", "graphene", 90.0)
+        detect_batch([tmp_path / "chip.png"], tmp_path / "out", "graphene",
+                     DetectorSettings(oxide_nm=90.0))
     finally:
         os.umask(old)
     files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from qupaint.bench.chip import overlapping_rows, score_chip, stitch_error
 from qupaint.cli import app
+from qupaint.detect import DetectorSettings
 from qupaint.scan import read_positions, scan_folder
 from qupaint.scan.db import Base, Flake, Image, open_db
 from qupaint.scan.export import export, query_flakes, read_2dmatgmm
@@ -256,8 +257,8 @@ def test_resume_refuses_other_settings_and_watch_reports_missing_frames(chip, tm
         assert s.scalars(sa.select(Scan.status)).one() == "incomplete"
     S.kw["bind"].dispose()
     with pytest.raises(ValueError, match="other settings"):
-        scan_folder(part, db, "graphene", workers=1, watch=True, idle_s=1.0,
-                    config=DetectorConfig(min_area_um2=40.0))  # fmt: skip
+        scan_folder(part, db, "graphene", DetectorSettings(DetectorConfig(min_area_um2=40.0)),
+                    workers=1, watch=True, idle_s=1.0)  # fmt: skip
 
 
 def test_concurrent_reader_while_scanning(chip, tmp_path):
@@ -296,10 +297,10 @@ def test_scan_errors(chip, tmp_path):
     broken.mkdir()
     (broken / "positions.csv").write_text("file,x_mm,y_mm\nnot_there.jpg,1,1\n")
     with pytest.raises(ValueError, match="missing"):
-        scan_folder(broken, tmp_path / "b.sqlite", "graphene", um_per_px=0.385)
+        scan_folder(broken, tmp_path / "b.sqlite", "graphene", DetectorSettings(um_per_px=0.385))
     (broken / "not_there.jpg").write_bytes(b"not a jpeg")
     # an unreadable frame is skipped and named, not fatal (tests/test_scan_faults.py)
-    got = scan_folder(broken, tmp_path / "b.sqlite", "graphene", um_per_px=0.385)
+    got = scan_folder(broken, tmp_path / "b.sqlite", "graphene", DetectorSettings(um_per_px=0.385))
     assert [u["file"] for u in got["unreadable"]] == ["not_there.jpg"]
     assert "not a readable image" in got["unreadable"][0]["error"]
 

@@ -116,13 +116,23 @@ def test_pages_map_docs_and_export(client, site):
 
 def test_detect_upload(client, site):
     root, _ = site
+    from qupaint.constants import MIN_SCORE
+    from qupaint.detect import DetectorSettings, detect
+
     img = np.asarray(Image.open(root / "chip" / "tiles" / "tile_0001.jpg"))
-    r = client.post("/api/detect", files={"file": ("t.jpg", _jpeg(img), "image/jpeg")},
+    data = _jpeg(img)
+    r = client.post("/api/detect", files={"file": ("t.jpg", data, "image/jpeg")},
                     data={"material": "graphene"})  # fmt: skip
     assert r.status_code == 200, r.text
     d = r.json()
     assert d["detections"] and d["overlay"].startswith("data:image/jpeg;base64,")
     assert all("segmentation" not in x for x in d["detections"])
+    # the flakes `qupaint detect` finds with the same (default) microscope on these pixels
+    pixels = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    want = [x for x in detect(pixels, "graphene", DetectorSettings.from_microscope("2dmatgmm"))
+            if x["score"] >= MIN_SCORE]  # fmt: skip
+    assert sorted((tuple(x["bbox"]), x["layers"]) for x in d["detections"]) == \
+        sorted((tuple(x["bbox"]), x["layers"]) for x in want)
     bad = client.post("/api/detect", files={"file": ("t.jpg", _jpeg(img), "image/jpeg")},
                       data={"material": "notamaterial"})  # fmt: skip
     assert bad.status_code == 422

@@ -406,9 +406,8 @@ def evaluate_detector_on_crops(
         found, correct, boxes_fp, n_canvas = [], [], 0, 0
         coco_imgs, coco_gt, coco_dt = [], [], []
         for img, gts, done in crop_canvases([crops[i] for i in idx], rng, grid):
-            dets = [
-                d for d in detect(img, mat, fit.oxide_nm, camera=cam) if d["score"] >= min_score
-            ]
+            raw = detect(img, mat, oxide_nm=fit.oxide_nm, camera=cam)
+            dets = [d for d in raw if d["score"] >= min_score]
             n_canvas += 1
             coco_imgs.append({"id": n_canvas, "height": img.shape[0], "width": img.shape[1]})
             coco_gt += [{"id": len(coco_gt) + k + 1, "image_id": n_canvas, "category_id": 1,

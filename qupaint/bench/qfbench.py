@@ -113,10 +113,11 @@ def _detect_image(args: tuple) -> list[dict]:
 
     img = read_rgb(path)
     from qupaint.color import Camera
-    from qupaint.detect import detect
+    from qupaint.detect import DetectorSettings, detect
 
     cam = camera or Camera.srgb(illuminant)
-    return detect(img, material, oxide_nm, cfg, image_id=image_id, camera=cam)
+    settings = DetectorSettings(cfg, cam, oxide_nm)
+    return detect(img, material, settings, image_id=image_id)
 
 
 def detect_coco(

@@ -236,7 +236,7 @@ def calibrated_detector_from(material: str, microscope=None, min_score: float = 
     as ``qupaint calibrate --images --masks`` does) and returns the detector using it
     (detections scoring ``min_score`` or more)."""
     from qupaint.color import Microscope
-    from qupaint.detect import DetectorConfig, detect
+    from qupaint.detect import DetectorSettings, detect
     from qupaint.detect.calibrate import calibrate_from_masks
 
     start = Microscope.load(microscope if microscope is not None else "2dmatgmm")
@@ -246,12 +246,10 @@ def calibrated_detector_from(material: str, microscope=None, min_score: float = 
         fit = calibrate_from_masks(list(pairs), material, start.camera, um_per_px=scale,
                                    max_layers=max_layers)  # fmt: skip
         mic = Microscope.from_dict(fit, "calibration")  # read as its camera file would be
-        cfg = DetectorConfig.for_microscope(mic)
+        settings = DetectorSettings.from_microscope(mic, um_per_px=scale)
 
         def run(img):
-            found = detect(img, material, mic.oxide_nm, cfg, camera=mic.camera,
-                           um_per_px=mic.scale_or(scale), oxide_prior_nm=mic.oxide_prior_nm)
-            return [d for d in found if d["score"] >= min_score]
+            return [d for d in detect(img, material, settings) if d["score"] >= min_score]
 
         run.microscope = mic
         return run

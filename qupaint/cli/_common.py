@@ -22,7 +22,7 @@ __all__ = [
     "invoked_command",
     "user_errors",
     "fail",
-    "detector_config",
+    "detector_settings",
     "progress",
     "split_list",
     "metric_table",
@@ -268,12 +268,18 @@ def load_microscope(spec: str | Path | None):
         return Microscope.load(spec)
 
 
-def detector_config(microscope, **changes):
-    """The detector's settings for a :class:`~qupaint.color.Microscope`: its calibrated
-    response as the prior."""
-    from qupaint.detect import DetectorConfig
+def detector_settings(microscope, oxide_nm=None, um_per_px: float | None = None,
+                      min_area_um2: float | None = None):
+    """The :class:`~qupaint.detect.DetectorSettings` of a command's options
+    (:meth:`~qupaint.detect.DetectorSettings.from_microscope`, the one door every command
+    and the web app take): ``oxide_nm`` as :func:`parse_oxide_option` gives it; a bad value
+    exits with its error."""
+    from qupaint.detect import DetectorSettings
 
-    return DetectorConfig.for_microscope(microscope, **changes)
+    changes = {} if min_area_um2 is None else {"min_area_um2": min_area_um2}
+    with user_errors():
+        return DetectorSettings.from_microscope(microscope, oxide_nm=oxide_nm,
+                                                um_per_px=um_per_px, **changes)  # fmt: skip
 
 
 def parse_oxide_option(text: str | None, option: str = "--oxide-nm"):

@@ -16,6 +16,7 @@ from qupaint.cli._common import (
     split_list,
     user_errors,
 )
+from qupaint.constants import REFERENCE_UM_PER_PX
 
 synthia_app = typer.Typer(
     help="Render synthetic flake images (QuPAINT Alg. 1), or compare them with real ones.",
@@ -274,7 +275,7 @@ def synthia_chip(
     ),
     tiles: tuple[int, int] = typer.Option((4, 3), help="Frames across and down"),
     tile_px: str = typer.Option("1920x1200", help="Frame size WIDTHxHEIGHT (px)"),
-    um_per_px: float = typer.Option(0.385, help="Image scale"),
+    um_per_px: float = typer.Option(REFERENCE_UM_PER_PX, help="Image scale"),
     overlap: float = typer.Option(0.1, help="Share of a frame shared with its neighbour"),
     material: str = typer.Option("graphene", help="Material of the flakes"),
     camera: str = typer.Option("2dmatgmm", help="Camera preset or JSON to render through"),

@@ -10,14 +10,14 @@ from rich.table import Table
 from qupaint.cli._common import (
     app,
     console,
-    detector_config,
+    detector_settings,
     fail,
     load_microscope,
     parse_oxide_option,
     progress,
     user_errors,
 )
-from qupaint.constants import MAX_OXIDE_NM, MIN_SCORE
+from qupaint.constants import MAX_OXIDE_NM, MIN_SCORE, REFERENCE_UM_PER_PX
 
 
 @app.command()
@@ -37,7 +37,7 @@ def detect(
         "flake-hunting microscope), srgb (for Synthia images)",
     ),
     um_per_px: float = typer.Option(
-        None, help="Image scale; default the --camera's (2dmatgmm: 0.385 um/px)"
+        None, help=f"Image scale; default the --camera's (2dmatgmm: {REFERENCE_UM_PER_PX} um/px)"
     ),
     min_area_um2: float = typer.Option(15.0, help="Physical minimum flake area (um^2)"),
     out: Path = typer.Option(None, help="Output folder (batch mode; see below)"),
@@ -59,19 +59,13 @@ def detect(
     from qupaint.detect.batch import detect_batch, find_images
 
     mic = load_microscope(camera)  # the one read of the preset or file
-    cam, prior = mic.camera, mic.oxide_prior_nm
-    um_per_px = mic.scale_or(um_per_px)
     if um_per_px is not None and not um_per_px > 0:
         fail("--um-per-px must be > 0 (the image scale in um per pixel)")
     if not min_area_um2 >= 0:
         fail("--min-area-um2 must be >= 0")
     if not 0 <= min_score <= 1:
         fail("--min-score must be in [0, 1] (a probability)")
-    oxide = parse_oxide_option(oxide_nm)
-    if oxide is None:
-        oxide = mic.oxide_nm if mic.oxide_nm is not None else "auto"
-    with user_errors():
-        config = detector_config(mic, min_area_um2=min_area_um2)
+    settings = detector_settings(mic, parse_oxide_option(oxide_nm), um_per_px, min_area_um2)
     with user_errors():
         files = find_images(inputs)
     from qupaint.detect.batch import RESULTS_SUFFIX, flake_counts_line
@@ -80,9 +74,8 @@ def detect(
     folder = out or Path(files[0]).with_name(Path(files[0]).stem + RESULTS_SUFFIX)
     existed = folder.exists()
     with user_errors(), progress("detect", total=len(files)) as report:
-        summary = detect_batch(files, folder, material, oxide, cam, um_per_px, workers,
-                               min_score, config=config, progress=report,
-                               oxide_prior_nm=prior)  # fmt: skip
+        summary = detect_batch(files, folder, material, settings, workers, min_score,
+                               progress=report)  # fmt: skip
     if summary["done"] == 0:  # nothing could be processed: say why, leave nothing behind
         if not existed:
             import shutil

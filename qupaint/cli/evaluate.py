@@ -13,7 +13,7 @@ from qupaint._io import write_json
 from qupaint.cli._common import (
     app,
     console,
-    detector_config,
+    detector_settings,
     fail,
     load_microscope,
     metric_table,
@@ -123,9 +123,10 @@ def eval_model(
     temperature: float = typer.Option(0.2, help="Sampling temperature (0 = greedy)"),
     max_new_tokens: int = typer.Option(512, help="Answer length limit"),
     constrain: bool = typer.Option(
-        False,
+        True,
         "--constrain/--free",
-        help="Hold each answer to its task's format (qupaint.model.constrain)",
+        help="Hold each answer to its task's format (qupaint.model.constrain), as predict "
+        "does; --free measures free decoding",
     ),
     tasks: bool = typer.Option(
         False,
@@ -280,18 +281,12 @@ def eval_real(
     from qupaint.detect import detect as run_detect
 
     mic = load_microscope(camera)
-    cam, prior, scale = mic.camera, mic.oxide_prior_nm, mic.scale_or(um_per_px)
-    ox = oxide_nm if oxide_nm is not None else mic.oxide_nm
     if not 0 <= min_score <= 1:
         fail("--min-score must be in [0, 1]")
-
-    with user_errors():
-        config = detector_config(mic)
+    settings = detector_settings(mic, oxide_nm, um_per_px)
 
     def detector(img):
-        dets = run_detect(img, material, ox, config, camera=cam, um_per_px=scale,
-                          oxide_prior_nm=prior)  # fmt: skip
-        return [d for d in dets if d["score"] >= min_score]
+        return [d for d in run_detect(img, material, settings) if d["score"] >= min_score]
 
     with user_errors(), progress("eval real" + (" (leave one out)" if loo else "")) as report:
         if loo:

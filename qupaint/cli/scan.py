@@ -10,7 +10,7 @@ from rich.table import Table
 from qupaint.cli._common import (
     app,
     console,
-    detector_config,
+    detector_settings,
     fail,
     load_microscope,
     parse_oxide_option,
@@ -67,26 +67,22 @@ def scan(
 
     if camera is None and not (folder / "chip.json").is_file():
         camera = "2dmatgmm"
+    from qupaint.scan import ScanOptions
+
     mic = load_microscope(camera)
-    um_per_px = mic.scale_or(um_per_px)
     if not 0 <= min_score <= 1:
         fail("--min-score must be in [0, 1] (a probability)")
     if not idle_s > 0:
         fail("--idle-s must be > 0 (seconds)")
-    oxide = parse_oxide_option(oxide_nm)
-    if oxide is None:
-        oxide = mic.oxide_nm  # None: auto, around the camera's or the chip's oxide
-    elif oxide == "auto":
-        oxide = None
+    # the oxide: given, else the camera file's, else fitted (around the camera's or the
+    # chip's oxide)
+    settings = detector_settings(mic, parse_oxide_option(oxide_nm), um_per_px, min_area_um2)
     with user_errors():
-        config = detector_config(mic, min_area_um2=min_area_um2)
+        options = ScanOptions(chip=chip, user=user, workers=workers, min_score=min_score,
+                              match_px=match_px, watch=watch, idle_s=idle_s)  # fmt: skip
     db = db or str(folder / "flakes.sqlite")
     with user_errors(), progress("scan" + (" (watching)" if watch else "")) as report:
-        stats = scan_folder(folder, db, material, camera=mic.camera, um_per_px=um_per_px,
-                            oxide_nm=oxide, oxide_prior_nm=mic.oxide_prior_nm, config=config,
-                            chip=chip, user=user, workers=workers, min_score=min_score,
-                            match_px=match_px, watch=watch, idle_s=idle_s,
-                            progress=report)  # fmt: skip
+        stats = scan_folder(folder, db, material, settings, options, progress=report)
     console.print(
         f"{stats['frames']} frames ({stats['skipped']} already stored), "
         f"{stats['detections']} detections -> {stats['flakes']} flakes in {db} "

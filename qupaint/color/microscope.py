@@ -9,8 +9,9 @@ exponents of its settings). The camera's lamp is the illuminant of every colour 
 through it.
 
 >>> m = Microscope.load("2dmatgmm")
->>> m.um_per_px, m.oxide_nm, m.oxide_prior_nm
-(0.385, None, 92.94)
+>>> from qupaint.constants import REFERENCE_UM_PER_PX
+>>> m.um_per_px == REFERENCE_UM_PER_PX, m.oxide_nm, m.oxide_prior_nm
+(True, None, 92.94)
 >>> Microscope.load(None).camera is None
 True
 """

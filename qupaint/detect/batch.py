@@ -32,17 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from qupaint._io import (
-    IMAGE_EXTS,
-    atomic_open,
-    atomic_write_bytes,
-    image_bytes,
-    read_rgb,
-    write_json,
-)
+from qupaint._io import IMAGE_EXTS, atomic_open, atomic_write_bytes, image_bytes, write_json
 from qupaint._pool import run_tasks
 from qupaint.categories import CATEGORY_NAMES, MONO, THICK_MIN_LAYERS
-from qupaint.constants import OXIDE_RANGE_NM, parse_oxide
+from qupaint.detect.config import DetectorSettings
+from qupaint.detect.job import DetectJob
 
 __all__ = ["find_images", "detect_batch"]
 
@@ -115,50 +109,41 @@ def _stem(path: Path, taken: dict) -> str:
 _JOB: dict = {}
 
 
-def _init(job: dict) -> None:
+def _init(job: DetectJob, out_dir: str, settings_key: str) -> None:
     global _JOB
     from qupaint import _C
 
     _C.set_num_threads(1)
-    _JOB = job
+    _JOB = {"job": job, "out_dir": out_dir, "settings_key": settings_key}
 
 
 def _one(task: tuple[int, str, str]) -> dict:
     """Detect in one image and write its files; returns a summary row (an unreadable image
     gives a row with its ``error`` instead of raising)."""
-
-    from qupaint.detect.detector import detect
     from qupaint.detect.draw import draw_detections, outline_labels
     from qupaint.rle import decode as decode_rle
 
     image_id, path, stem = task
-    job, out = _JOB, Path(_JOB["out_dir"])
-    try:
-        img = read_rgb(path)
-    except (OSError, ValueError) as exc:
-        return {"image": path, "error": f"cannot read the image: {exc}"}
-    camera = job["camera"]
-    oxide = job["oxide_nm"]
-    info: list = []
-    dets = detect(img, job["material"], None if oxide == "auto" else float(oxide),
-                  config=job["config"], image_id=image_id, camera=camera,
-                  um_per_px=job["um_per_px"], masks=True, explain=info,
-                  oxide_range=job["oxide_range"], oxide_prior_nm=job["oxide_prior_nm"])  # fmt: skip
-    ladder = info[-1]["ladder"]
-    rejected = dict(Counter(r["rejected"] for r in info[:-1]))
+    job, out = _JOB["job"], Path(_JOB["out_dir"])
+    got = job(path, image_id)
+    if got.error is not None:
+        return {"image": path, "error": f"cannot read the image: {got.error}"}
+    img, ladder, given = got.image, got.result.ladder, job.settings.oxide_given
+    rejected = dict(Counter(r["rejected"] for r in got.result.rejected))
     oxide_info: dict[str, Any] = {
         "nm": ladder.oxide_nm,
-        "source": "given" if oxide != "auto" else "flakes",
+        "source": "given" if given else "flakes",
         "response": [round(float(g), 3) for g in ladder.response],
         "pieces_fitted": ladder.pieces,
-        "ambiguous": bool(oxide == "auto" and ladder.pieces == 0),
+        "ambiguous": bool(not given and ladder.pieces == 0),
     }
-    dets = [d for d in dets if d["score"] >= job["min_score"]]
+    dets = list(got.detections)
     for k, d in enumerate(dets, start=1):
         d["id"] = image_id * 100_000 + k
     H, W = img.shape[:2]
+    um_per_px = job.settings.um_per_px
     for k, d in enumerate(dets):
-        if d["layers"] <= job["thumb_layers"]:
+        if d["layers"] < THICK_MIN_LAYERS:
             x, y, w, h = (int(round(v)) for v in d["bbox"])
             m = max(8, (w + h) // 4)
             ys = slice(max(0, y - m), min(H, y + h + m))
@@ -169,20 +154,15 @@ def _one(task: tuple[int, str, str]) -> dict:
             atomic_write_bytes(out / name, image_bytes(np.concatenate([crop, outlined], 1)))
             d["thumbnail"] = name
     with atomic_open(out / "overlays" / f"{stem}.png", "wb") as fh:
-        draw_detections(img, dets, fh, um_per_px=job["um_per_px"], numbers=True)
+        draw_detections(img, dets, fh, um_per_px=um_per_px, numbers=True)
     record = {
-        "image": {
-            "id": image_id,
-            "file_name": str(path),
-            "height": H,
-            "width": W,
-            "material": job["material"],
-        },  # fmt: skip
+        "image": {"id": image_id, "file_name": str(path), "height": H, "width": W,
+                  "material": job.material},  # fmt: skip
         "annotations": dets,
         "oxide": oxide_info,
-        "settings": job["settings_key"],
+        "settings": _JOB["settings_key"],
+        "rejected": rejected,
     }
-    record["rejected"] = rejected
     write_json(out / "detections" / f"{stem}.json", record)
     return {"image": path, "flakes": len(dets), "oxide": oxide_info}
 
@@ -191,47 +171,32 @@ def detect_batch(
     inputs: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
     material: str,
-    oxide_nm: float | str = "auto",
-    camera=None,
-    um_per_px: float | None = None,
+    settings: DetectorSettings | None = None,
     workers: int = 1,
     min_score: float = 0.0,
-    oxide_range: tuple[float, float] = OXIDE_RANGE_NM,
-    config=None,
     progress: Callable[[int, int], None] | None = None,
-    oxide_prior_nm: float | None = None,
 ) -> dict:
-    """Run the detector on every image of ``inputs`` and write the layout above.
+    """Run the detector on every image of ``inputs`` with ``settings``
+    (:meth:`DetectorSettings.from_microscope <qupaint.detect.DetectorSettings.from_microscope>`;
+    default: sRGB under D65, the oxide fitted per image) and write the layout above.
 
-    ``oxide_nm`` is a thickness (refined per image within a few nm) or ``"auto"``: fitted
-    per image from its flakes together with the per-channel response of the camera settings
-    (:func:`qupaint.detect.ladder.fit_ladder`), around ``oxide_prior_nm`` when given (a
-    calibrated camera's chip); the fitted oxide and response are recorded per image.
-    ``camera`` a :class:`~qupaint.color.Camera`, preset name or JSON path (default sRGB
-    under D65). Returns the summary (also written to ``summary.json``).
+    With the oxide not given, it is fitted per image from its flakes together with the
+    per-channel response of the camera settings (:func:`qupaint.detect.ladder.fit_ladder`),
+    around the settings' oxide prior when there is one (a calibrated camera's chip); the
+    fitted oxide and response are recorded per image. Returns the summary (also written to
+    ``summary.json``).
     """
-    from qupaint.color import Camera
     from qupaint.optics import get_material
 
     files = find_images(inputs)
     get_material(material)  # unknown material: fail before any work
-    oxide_nm = parse_oxide("auto" if oxide_nm is None else oxide_nm)
-    if not 0 <= min_score <= 1:
-        raise ValueError(f"min_score must be in [0, 1]; got {min_score}")
-    if um_per_px is not None and not um_per_px > 0:
-        raise ValueError(f"um_per_px must be > 0; got {um_per_px}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1; got {workers}")
-    cam = Camera.resolve(camera) if camera is not None else Camera.srgb("D65")
+    settings = DetectorSettings.of(settings)
+    job = DetectJob(material, settings, min_score, masks=True)
     out = Path(out_dir)
-    settings = {"material": material, "oxide_nm": oxide_nm, "camera": cam.key,
-                "um_per_px": um_per_px, "min_score": min_score, "oxide_range": list(oxide_range),
-                "oxide_prior_nm": oxide_prior_nm, "config": repr(config)}  # fmt: skip
-    key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-    job = {"out_dir": str(out), "material": material, "oxide_nm": oxide_nm, "camera": cam,
-           "um_per_px": um_per_px, "min_score": min_score, "oxide_range": tuple(oxide_range),
-           "config": config, "settings_key": key, "thumb_layers": THICK_MIN_LAYERS - 1,
-           "oxide_prior_nm": oxide_prior_nm}  # fmt: skip
+    described = {"material": material, "min_score": min_score, **settings.describe()}
+    key = hashlib.sha1(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
     taken: dict = {}
     tasks, done = [], 0
     for i, f in enumerate(files):
@@ -251,12 +216,12 @@ def detect_batch(
     total = len(files)
     if progress:
         progress(done, total)
-    for r in run_tasks(_one, tasks, workers, _init, (job,), ordered=False):
+    for r in run_tasks(_one, tasks, workers, _init, (job, str(out), key), ordered=False):
         rows.append(r)
         done += 1
         if progress:
             progress(done, total)
-    return _finish(out, files, taken, rows, settings)
+    return _finish(out, files, taken, rows, described)
 
 
 def _finish(out: Path, files, taken, rows, settings) -> dict:

@@ -1,12 +1,30 @@
-"""The detector's settings (:class:`DetectorConfig`), every field with its unit."""
+"""The detector's settings: :class:`DetectorConfig` (its tuning, every field with its unit)
+and :class:`DetectorSettings` (everything besides the image and its material that decides
+what detection finds: the tuning, the camera, the oxide, its prior and the image scale).
+
+:meth:`DetectorSettings.from_microscope` is the one door from a microscope (a preset, a
+camera file) to detection: ``qupaint detect``, ``qupaint scan``, the web app, ``qupaint eval
+real``, the model's physics evidence and the demo all build their settings with it, so one
+image through any of them gives the same flakes.
+
+>>> from qupaint.constants import REFERENCE_UM_PER_PX
+>>> s = DetectorSettings.from_microscope("2dmatgmm", min_area_um2=20.0)
+>>> s.um_per_px == REFERENCE_UM_PER_PX, s.oxide_nm, s.oxide_prior_nm, s.config.min_area_um2
+(True, None, 92.94, 20.0)
+>>> DetectorSettings.from_microscope("2dmatgmm", oxide_nm=90).oxide_nm
+90.0
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+import math
+from dataclasses import dataclass, field
 
 from qupaint.categories import THICK_MIN_LAYERS
+from qupaint.constants import OXIDE_RANGE_NM, parse_oxide
 
-__all__ = ["DetectorConfig"]
+__all__ = ["DetectorConfig", "DetectorSettings"]
 
 
 @dataclass
@@ -35,7 +53,8 @@ class DetectorConfig:
     shadow_dark: float = -0.7  # a piece darker than this in every channel (C) ...
     shadow_edge_um: float = 1.3  # ... whose edge is blurred wider than this (Gaussian sigma,
     # measured on the contrast map) is a shadow or an out-of-focus body, not a flake on the
-    # substrate; the edge is measured at 0.385 um/px when the image scale is not given
+    # substrate; the edge is measured at the reference scale (REFERENCE_UM_PER_PX) when the
+    # image scale is not given
     band_dark: float = -0.35  # a fibre darker than this in every channel (C), its edge
     # blurred wider than shadow_edge_um, is a band (an out-of-focus fibre over the chip);
     # its penumbra reaches this many of its edge sigmas around it:
@@ -112,3 +131,110 @@ class DetectorConfig:
                              f"got {self.response_model!r}")  # fmt: skip
         if len(self.response_center) != 3 or not all(k > 0 for k in self.response_center):
             raise ValueError("response_center: three exponents > 0 (R, G, B)")
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """Everything besides the image and its material that decides what
+    :func:`~qupaint.detect.find_flakes` finds. Build it from a microscope with
+    :meth:`from_microscope`; :meth:`replace` changes fields.
+
+    Parameters
+    ----------
+    config : DetectorConfig
+        The detector's tuning.
+    camera : Camera or None
+        What the image was taken through; None: sRGB under D65.
+    oxide_nm : float or None
+        A known SiO2 thickness (nm), refined within ``config.oxide_window_nm``; None: fitted
+        per image within ``oxide_range`` (around ``oxide_prior_nm`` when given).
+    oxide_prior_nm : float or None
+        A calibrated camera's chip (nm): the prior of the fitted oxide.
+    um_per_px : float or None
+        Image scale (µm per pixel): the physical minimum size and areas in µm²; without it
+        the minimum is ``config.min_area_px``.
+    oxide_range : (float, float)
+        The oxides searched when the oxide is fitted, nm.
+    """
+
+    config: DetectorConfig = field(default_factory=DetectorConfig)
+    camera: object = None
+    oxide_nm: float | None = None
+    oxide_prior_nm: float | None = None
+    um_per_px: float | None = None
+    oxide_range: tuple[float, float] = OXIDE_RANGE_NM
+
+    def __post_init__(self):
+        if not isinstance(self.config, DetectorConfig):
+            raise TypeError(f"config: a DetectorConfig; got {type(self.config).__name__}")
+        oxide = parse_oxide(self.oxide_nm)
+        object.__setattr__(self, "oxide_nm", None if oxide == "auto" else oxide)
+        if self.um_per_px is not None:
+            if not (isinstance(self.um_per_px, (int, float)) and math.isfinite(self.um_per_px)
+                    and self.um_per_px > 0):  # fmt: skip
+                raise ValueError(f"um_per_px must be > 0 (µm per pixel); got {self.um_per_px}")
+            object.__setattr__(self, "um_per_px", float(self.um_per_px))
+        lo, hi = (float(v) for v in self.oxide_range)
+        if not 0 <= lo <= hi:
+            raise ValueError(f"oxide_range: (low, high) nm with 0 <= low <= high; got "
+                             f"{self.oxide_range}")  # fmt: skip
+        object.__setattr__(self, "oxide_range", (lo, hi))
+
+    @classmethod
+    def from_microscope(cls, microscope=None, *, oxide_nm: float | str | None = None,
+                        um_per_px: float | None = None,
+                        oxide_range: tuple[float, float] = OXIDE_RANGE_NM,
+                        **overrides) -> DetectorSettings:  # fmt: skip
+        """The settings for a microscope: a :class:`~qupaint.color.Microscope`, a preset name
+        or a camera file (:meth:`Microscope.load <qupaint.color.Microscope.load>`); None:
+        sRGB under D65 with nothing calibrated.
+
+        ``oxide_nm``: a thickness, ``"auto"`` (fit it per image) or None (the microscope's
+        calibrated oxide when it states one, else auto). ``um_per_px``: the image scale,
+        default the microscope's. The microscope's oxide prior and its width, and its
+        calibrated response, go in as they are; ``overrides`` set :class:`DetectorConfig`
+        fields (``min_area_um2=20.0``, say)."""
+        from qupaint.color import Microscope
+
+        mic = Microscope.load(microscope)
+        oxide = parse_oxide(oxide_nm)
+        if oxide is None:
+            oxide = mic.oxide_nm
+        return cls(DetectorConfig.for_microscope(mic, **overrides), mic.camera,
+                   None if oxide == "auto" else oxide, mic.oxide_prior_nm,
+                   mic.scale_or(um_per_px), tuple(oxide_range))  # fmt: skip
+
+    @classmethod
+    def of(cls, settings: DetectorSettings | None = None, **fields) -> DetectorSettings:
+        """``settings`` (default: the defaults) with ``fields`` changed; an unknown field
+        raises TypeError naming it."""
+        base = settings if settings is not None else cls()
+        if not isinstance(base, DetectorSettings):
+            raise TypeError("settings: a DetectorSettings (DetectorSettings.from_microscope"
+                            f"(...)); got {type(base).__name__}")  # fmt: skip
+        return base.replace(**fields) if fields else base
+
+    def replace(self, **fields) -> DetectorSettings:
+        """A copy with ``fields`` changed (an unknown one raises TypeError naming it)."""
+        names = {f.name for f in dataclasses.fields(self)}
+        bad = sorted(set(fields) - names)
+        if bad:
+            raise TypeError(f"{', '.join(bad)}: not a detector setting; the settings are "
+                            f"{', '.join(sorted(names))}")  # fmt: skip
+        if fields.get("config", self.config) is None:
+            fields["config"] = DetectorConfig()
+        return dataclasses.replace(self, **fields)
+
+    @property
+    def oxide_given(self) -> bool:
+        """Whether the oxide is known (refined per image) rather than fitted per image."""
+        return self.oxide_nm is not None
+
+    def describe(self) -> dict:
+        """A JSON form of the settings (the camera by its key): what a resumable batch or
+        scan records to know whether stored results were made with the same settings."""
+        cam = self.camera
+        return {"camera": None if cam is None else cam.key, "oxide_nm": self.oxide_nm,
+                "oxide_prior_nm": self.oxide_prior_nm, "um_per_px": self.um_per_px,
+                "oxide_range": list(self.oxide_range),
+                "config": dataclasses.asdict(self.config)}  # fmt: skip

@@ -1,17 +1,24 @@
 """Find and classify thin flakes on a whole micrograph: :func:`find_flakes` (a
 :class:`DetectionResult`) and :func:`detect` (its detections, as COCO dicts).
 
-For one micrograph of a known material, seen through a camera (default sRGB under D65):
+For one micrograph of a known material, with its :class:`DetectorSettings` (the camera,
+the oxide and its prior, the scale, the tuning), :func:`find_flakes` runs six named stages,
+one function each:
 
-1. the contrast of every pixel to its substrate (:mod:`qupaint.detect.contrast`);
-2. pieces, the regions that differ from the substrate, split along colour edges
-   (:mod:`qupaint.detect.pieces`);
-3. the named rules that reject pieces (:mod:`qupaint.detect.rules`);
-4. the layer ladder fitted to the image's own pieces (:mod:`qupaint.detect.ladder`);
-5. the score of each remaining piece: the probability-like ``exp(-fit / fit_scale)`` (fit
-   in standard deviations) times a size term ``1 - exp(-area / size_um2)`` times the share
-   not in a halo times its probability of being thin (or thick); the report ranks by it.
-   The category comes from the layer count (:mod:`qupaint.categories`).
+1. :func:`oxide_search`, then the contrast of every pixel to its substrate
+   (:func:`~qupaint.detect.contrast.contrast_map`);
+2. :func:`find_pieces`: the regions that differ from the substrate, split along colour
+   edges (:mod:`qupaint.detect.pieces`);
+3. :func:`reject_pieces`: the piece rules of :mod:`qupaint.detect.rules`;
+4. :func:`fit_image_ladder`: the layer ladder fitted to the image's own pieces
+   (:mod:`qupaint.detect.ladder`), which then splits them into terraces;
+5. :func:`judge_flakes`: each piece left classified on the ladder (a
+   :class:`~qupaint.detect.rules.Flake`), grown into the whole flake and judged by the
+   flake rules; then the shadows' penumbrae go (:func:`drop_penumbrae`);
+6. :func:`score`: the probability-like ``exp(-fit / fit_scale)`` (fit in standard
+   deviations) times a size term ``1 - exp(-area / size_um2)`` times the share not in a
+   halo times its probability of being thin (or thick); the report ranks by it
+   (:func:`report`). The category comes from the layer count (:mod:`qupaint.categories`).
 """
 
 from __future__ import annotations
@@ -23,9 +30,9 @@ import numpy as np
 
 from qupaint.categories import category_of
 from qupaint.color import Camera, linear_srgb_to_lab
-from qupaint.constants import OXIDE_RANGE_NM, parse_oxide
-from qupaint.detect.config import DetectorConfig
-from qupaint.detect.contrast import as_uint8, contrast_map
+from qupaint.constants import OXIDE_RANGE_NM
+from qupaint.detect.config import DetectorConfig, DetectorSettings
+from qupaint.detect.contrast import ContrastMap, as_uint8, contrast_map
 from qupaint.detect.ladder import (
     Ladder,
     classify_many,
@@ -35,31 +42,23 @@ from qupaint.detect.ladder import (
     oxide_prior,
     unlike_the_prior,
 )
+from qupaint.detect.morphology import dilate_cross, mask_extent, pad_window
 from qupaint.detect.pieces import (
     BRIGHT,
     CAND,
-    dilate_cross,
-    grow,
+    Piece,
     label_pieces,
-    mask_extent,
     measure_pieces,
-    pad_window,
     pixel_flags,
     split_terraces,
 )
-from qupaint.detect.rules import (
-    RuleContext,
-    band_penumbra_px,
-    first_rule,
-    off_ladder,
-    rim,
-    shadow,
-    sliver,
-    thick,
-)
+from qupaint.detect.rules import Flake, RuleContext, band_penumbra_px, first_rule, thick
 from qupaint.rle import encode_window
 
-__all__ = ["DetectionResult", "detect", "estimate_oxide_from_flakes", "find_flakes"]
+__all__ = ["DetectionResult", "DetectorSettings", "OxideSearch", "detect", "drop_penumbrae",
+           "estimate_oxide_from_flakes", "find_flakes", "find_pieces", "fit_image_ladder",
+           "judge_flakes", "oxide_search", "reject_pieces", "report", "score",
+           "settings_contrast"]  # fmt: skip
 
 
 @dataclass
@@ -90,124 +89,191 @@ class DetectionResult:
         return out
 
 
-def find_flakes(
-    image,
-    material: str,
-    oxide_nm: float | str | None = None,
-    config: DetectorConfig | None = None,
-    image_id: int | None = None,
-    camera: Camera | None = None,
-    um_per_px: float | None = None,
-    masks: bool | str = False,
-    oxide_range: tuple[float, float] = OXIDE_RANGE_NM,
-    oxide_prior_nm: float | None = None,
-    backend: str | None = None,
-) -> DetectionResult:
+@dataclass(frozen=True)
+class OxideSearch:
+    """Where the ladder looks for the oxide: ``spec``, a given thickness (nm, refined within
+    ``oxide_window_nm``) or the (low, high) range searched, the prior (``prior_nm``,
+    ``prior_sd`` and where it came from, ``source``; ``prior_nm`` None: none) and the
+    settings' whole range, ``bounds``."""
+
+    spec: float | tuple[float, float]
+    prior_nm: float | None
+    prior_sd: float
+    source: str
+    bounds: tuple[float, float] = OXIDE_RANGE_NM  # the settings' whole range (nm)
+
+
+def find_flakes(image, material: str, settings: DetectorSettings | None = None, *,
+                image_id: int | None = None, masks: bool | str = False,
+                backend: str | None = None, **fields) -> DetectionResult:  # fmt: skip
     """Detect thin flakes in a whole micrograph; the detections, the rejected pieces with
     their rule, and the fitted ladder. The parameters are those of :func:`detect`."""
-    cfg = config or DetectorConfig()
+    s = DetectorSettings.of(settings, **fields)
+    cfg = s.config
     cfg.validate()
     if masks not in (True, False, "window"):
         raise ValueError(f"masks: True, False or 'window'; got {masks!r}")
-    if um_per_px is not None and not (np.isfinite(um_per_px) and um_per_px > 0):
-        raise ValueError(f"um_per_px must be > 0; got {um_per_px}")
     img = as_uint8(image)
-    cam = camera or Camera.srgb("D65")
-    H, W = img.shape[:2]
-    oxide_nm = parse_oxide(oxide_nm)
-    if oxide_nm == "auto":
-        oxide_nm = None
-    oxide_spec = tuple(oxide_range) if oxide_nm is None else float(oxide_nm)
-    prior_nm, prior_sd, prior_source = oxide_prior(img, cam, oxide_nm, oxide_prior_nm,
-                                                   oxide_range, cfg)  # fmt: skip
+    cam = s.camera or Camera.srgb("D65")
+    search = oxide_search(img, cam, s)
+    cm = settings_contrast(img, s, backend)
+    pieces, ctx = find_pieces(img, cm, material, cam, search, s, backend)
+    reject_pieces(pieces, ctx)
+    ladder = fit_image_ladder(pieces, cm, material, cam, search, ctx)
+    pieces = split_terraces(pieces, cm, ladder.contrast, cfg, ctx.min_px)
+    shadows = [_reach(p.mask, p.sl[0].start, p.sl[1].start, r, ctx.shape)  # bands' penumbrae
+               for p in pieces if (r := band_penumbra_px(p, cm.C, cfg, s.um_per_px))]  # fmt: skip
+    kept = judge_flakes(pieces, ladder, ctx, shadows)
+    if shadows:  # a shadow's blurred fringe, lighter than it, is its penumbra
+        kept = drop_penumbrae(kept, shadows, ctx)
+    dets = report(kept, cm, ctx, masks, image_id)
+    rejected = [{"bbox": [float(v) for v in p.box], "area": p.area,
+                 "contrast": [round(float(c), 4) for c in p.contrast],
+                 "rejected": p.rejected} for p in pieces if p.rejected is not None]  # fmt: skip
+    return DetectionResult(dets, rejected, ladder)
+
+
+def settings_contrast(image, settings: DetectorSettings, backend: str | None = None
+                      ) -> ContrastMap:  # fmt: skip
+    """The contrast map (:func:`~qupaint.detect.contrast.contrast_map`) the detector reads
+    with ``settings``: their camera (sRGB under D65 without one) and blur, saturation and
+    substrate-field settings; what the web app's calibration clicks are measured on too."""
+    cfg = settings.config
+    return contrast_map(image, settings.camera or Camera.srgb("D65"), cfg.blur_sigma_px,
+                        cfg.saturation, cfg.block_px, cfg.field_sigma, cfg.min_noise,
+                        backend)  # fmt: skip
+
+
+def oxide_search(img: np.ndarray, cam: Camera, s: DetectorSettings) -> OxideSearch:
+    """Stage 1: where the ladder looks for the oxide: the given one, or the range, narrowed
+    to ``prior_reach`` prior sigmas around the prior (:func:`~qupaint.detect.ladder
+    .oxide_prior`) when there is one."""
+    cfg, rng = s.config, s.oxide_range
+    spec = rng if s.oxide_nm is None else float(s.oxide_nm)
+    prior_nm, prior_sd, source = oxide_prior(img, cam, s.oxide_nm, s.oxide_prior_nm, rng, cfg)
     if prior_nm is not None:  # search where the prior allows
         reach = cfg.prior_reach * prior_sd
-        oxide_spec = (max(oxide_range[0], prior_nm - reach),
-                      min(oxide_range[1], prior_nm + reach))  # fmt: skip
-        if oxide_spec[0] > oxide_spec[1]:
-            oxide_spec = tuple(oxide_range)
-    cm = contrast_map(img, cam, cfg.blur_sigma_px, cfg.saturation, cfg.block_px,
-                      cfg.field_sigma, cfg.min_noise, backend)  # fmt: skip
-    bright_level = _bright_level(material, cam, oxide_spec, prior_nm, prior_sd, cfg)
+        spec = (max(rng[0], prior_nm - reach), min(rng[1], prior_nm + reach))
+        if spec[0] > spec[1]:
+            spec = tuple(rng)
+    return OxideSearch(spec, prior_nm, prior_sd, source, tuple(rng))
+
+
+def find_pieces(img: np.ndarray, cm: ContrastMap, material: str, cam: Camera,
+                search: OxideSearch, s: DetectorSettings, backend: str | None = None
+                ) -> tuple[list[Piece], RuleContext]:  # fmt: skip
+    """Stage 2: the image's pieces (:mod:`qupaint.detect.pieces`) and what the rules know
+    of the image (:class:`~qupaint.detect.rules.RuleContext`)."""
+    cfg = s.config
+    bright_level = _bright_level(material, cam, search, cfg)
     flags = pixel_flags(cm, img, cfg, bright_level, backend)
     labels, _ = label_pieces(flags, backend)
-    min_px = max(4.0, (cfg.min_area_um2 / um_per_px**2) if um_per_px else cfg.min_area_px)
-    ctx = RuleContext(cfg, min_px, (flags & CAND) > 0, flags, (flags & BRIGHT) > 0,
-                      bright_level, cm.noise, (H, W))  # fmt: skip
-    pieces = measure_pieces(labels, cm.C, min_px)
+    um = s.um_per_px
+    min_px = max(4.0, (cfg.min_area_um2 / um**2) if um else cfg.min_area_px)
+    cand = (flags & CAND) > 0
+    ctx = RuleContext(cfg, min_px, cand, flags, (flags & BRIGHT) > 0, bright_level, cm.noise,
+                      img.shape[:2], cm.C, um, cand & (labels == 0))  # fmt: skip
+    return measure_pieces(labels, cm.C, min_px), ctx
+
+
+def reject_pieces(pieces: list[Piece], ctx: RuleContext) -> None:
+    """Stage 3: each piece's first piece rule (``rejected``, its name, or None); a piece
+    left gets its measured halo share (the score's)."""
     for p in pieces:
-        p.rejected = first_rule(p, ctx)
-    # the ladder is fitted to pieces darker than the substrate in some channel: bulk crystals
-    # are bright in every channel, and at some other oxide a bright rung would fit them
-    # (and not to pieces that no thin flake could be on the chips the prior holds likely:
-    # residue would pull the ladder to where it looks like thin flakes)
-    fit_rows = [p for p in pieces if p.rejected is None
-                and (float(p.contrast.min()) < 0 or not cfg.fit_dark_only)]  # fmt: skip
-    unlike = unlike_the_prior(np.array([p.contrast for p in fit_rows]), cm.noise, material,
-                              cam, prior_nm, prior_sd, oxide_range, cfg)  # fmt: skip
-    fit_rows = sorted((p for p, u in zip(fit_rows, unlike, strict=True) if not u),
-                      key=lambda p: -p.area)[: cfg.fit_pieces]  # fmt: skip
-    ladder = fit_ladder(np.array([p.contrast for p in fit_rows]).reshape(-1, 3), material, cam,
-                        cm.noise, oxide_spec, np.log1p([p.area / min_px for p in fit_rows]),
-                        cfg, prior_nm, prior_sd)  # fmt: skip
-    ladder.prior = (prior_nm, prior_sd, prior_source)
-    pieces = split_terraces(pieces, cm, ladder.contrast, cfg, min_px)
-    free = ctx.cand & (labels == 0)  # candidates that no piece's core holds (edges, tails)
-    hyp = hypotheses(ladder, cfg)
-    sub_lin = cm.substrate  # for delta_e: the mean substrate colour
-    sub_lab = linear_srgb_to_lab(sub_lin)
-    dets: list[dict] = []
+        rule = first_rule(p, ctx, "piece")
+        p.rejected = None if rule is None else rule.name
+        if rule is None:
+            p.halo = ctx.halo_share(p)
+
+
+def fit_image_ladder(pieces: list[Piece], cm: ContrastMap, material: str, cam: Camera,
+                     search: OxideSearch, ctx: RuleContext) -> Ladder:  # fmt: skip
+    """Stage 4: the ladder fitted to the pieces left that are darker than the substrate in
+    some channel (bulk crystals are bright in every channel, and at some other oxide a
+    bright rung would fit them), and not unlike every thin flake the prior holds likely
+    (residue would pull the ladder to where it looks like thin flakes); the largest
+    ``fit_pieces`` of them, weighted by log area."""
+    cfg = ctx.cfg
+    rows = [p for p in pieces if p.rejected is None
+            and (float(p.contrast.min()) < 0 or not cfg.fit_dark_only)]  # fmt: skip
+    unlike = unlike_the_prior(np.array([p.contrast for p in rows]), cm.noise, material, cam,
+                              search.prior_nm, search.prior_sd, search.bounds, cfg)
+    rows = sorted((p for p, u in zip(rows, unlike, strict=True) if not u),
+                  key=lambda p: -p.area)[: cfg.fit_pieces]  # fmt: skip
+    ladder = fit_ladder(np.array([p.contrast for p in rows]).reshape(-1, 3), material, cam,
+                        cm.noise, search.spec, np.log1p([p.area / ctx.min_px for p in rows]),
+                        cfg, search.prior_nm, search.prior_sd)  # fmt: skip
+    ladder.prior = (search.prior_nm, search.prior_sd, search.source)
+    return ladder
+
+
+def judge_flakes(pieces: list[Piece], ladder: Ladder, ctx: RuleContext, shadows: list
+                 ) -> list[Flake]:  # fmt: skip
+    """Stage 5: every piece left, classified on the ladder (all at once, averaged over the
+    fit's hypotheses) and judged by the flake rules; the flakes kept (thin, or thick and
+    reported as such), in order. A flake rejected as a shadow joins ``shadows``."""
     live = [p for p in pieces if p.rejected is None]
-    classes = classify_many(np.array([p.contrast for p in live]).reshape(-1, 3), cm.noise,
-                            ladder.contrast, hyp, cfg)  # all pieces at once  # fmt: skip
-    labs = []  # each detection's colour, converted together at the end
-    shadows, kept = [], []  # shadows' masks; each detection's piece and mask (penumbra test)
-    for p in pieces:  # the bands' penumbrae count as shadows
-        reach = band_penumbra_px(p, cm.C, cfg, um_per_px)
-        if reach:
-            shadows.append(_reach(p.mask, p.sl[0].start, p.sl[1].start, reach, (H, W)))
+    classes = classify_many(np.array([p.contrast for p in live]).reshape(-1, 3), ctx.noise,
+                            ladder.contrast, hypotheses(ladder, ctx.cfg), ctx.cfg)  # fmt: skip
+    kept = []
     for p, (nl, d2min, p_thin, p_fit) in zip(live, classes, strict=True):
+        f = Flake(p, nl, d2min, p_thin, p_fit, ctx)
+        rule = first_rule(f, ctx, "flake")
+        if rule is not None:
+            p.rejected = rule.name
+            if rule.name == "shadow":
+                shadows.append(f.whole)
+            if not rule.reports:
+                continue
+        kept.append(f)
+    return kept
+
+
+def score(fit_sigma: float, area_um2: float, halo: float, p_class: float,
+          cfg: DetectorConfig) -> float:  # fmt: skip
+    """Stage 6, a detection's score: ``exp(-fit_sigma / fit_scale) (1 - exp(-area_um2 /
+    size_um2)) (1 - halo) p_class``, with ``p_class`` its probability of its class (thin, or
+    thick).
+
+    >>> round(score(0.0, 1e9, 0.0, 1.0, DetectorConfig()), 6)
+    1.0
+    >>> round(score(2.0, 40.0, 0.5, 0.8, DetectorConfig()), 4)  # e^-1 (1 - e^-1) 0.5 0.8
+    0.093
+    """
+    return (math.exp(-fit_sigma / cfg.fit_scale) * (1.0 - math.exp(-area_um2 / cfg.size_um2))
+            * (1.0 - halo) * p_class)  # fmt: skip
+
+
+def report(flakes: list[Flake], cm: ContrastMap, ctx: RuleContext, masks: bool | str,
+           image_id: int | None) -> list[dict]:  # fmt: skip
+    """The COCO detections of the flakes kept (see :func:`detect`), best first."""
+    cfg, um, (H, W) = ctx.cfg, ctx.um_per_px, ctx.shape
+    sub_lin = cm.substrate  # for delta_e: the mean substrate colour
+    dets, labs = [], []
+    for f in flakes:
+        p, (grown, gy, gx) = f.piece, f.whole
         med = p.contrast
-        if off_ladder(d2min, cfg):
-            p.rejected = "off_ladder"
-            continue
-        fit = math.sqrt(d2min / 3.0)
-        reach = cfg.tail_px if not thick(nl, cfg) else 0
-        grown, gy, gx = grow(p.mask, p.sl, cfg.box_pad_px, free, cm.C, med, cm.noise,
-                             reach)  # the whole flake  # fmt: skip
-        if sliver(grown, cfg):
-            p.rejected = "sliver"
-            continue
-        if shadow(med, cm.C, grown, gy, gx, cfg, um_per_px):
-            p.rejected = "shadow"
-            shadows.append((grown, gy, gx))
-            continue
-        if rim(cm.C, ctx.bright, grown, gy, gx, cfg):
-            p.rejected = "rim"
-            continue
+        fit = math.sqrt(f.chi2 / 3.0)
         area = int(grown.sum())
-        area_um2 = area * um_per_px**2 if um_per_px else area / min_px * cfg.min_area_um2
-        p_class = p_thin if not thick(nl, cfg) else 1.0 - p_thin
-        score = (math.exp(-fit / cfg.fit_scale) * (1.0 - math.exp(-area_um2 / cfg.size_um2))
-                 * (1.0 - p.halo) * p_class)  # fmt: skip
+        area_um2 = area * um**2 if um else area / ctx.min_px * cfg.min_area_um2
+        is_thick = thick(f, ctx)
+        p_class = f.p_thin if not is_thick else 1.0 - f.p_thin
         (y0, y1), (x0, x1) = mask_extent(grown)
         x0, y0, x1, y1 = gx + x0, gy + y0, gx + x1, gy + y1
         labs.append(sub_lin * (1.0 + med))
         d = {
             "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
-            "score": float(score),
-            "category_id": category_of(nl),
-            "layers": nl,
+            "score": float(score(fit, area_um2, p.halo, p_class, cfg)),
+            "category_id": category_of(f.layers),
+            "layers": f.layers,
             "contrast": [round(float(c), 5) for c in med],
             "fit_sigma": fit,
-            "p_thin": round(float(p_thin), 4),
-            "p_fit": round(float(p_fit), 4),
+            "p_thin": round(float(f.p_thin), 4),
+            "p_fit": round(float(f.p_fit), 4),
             "area": area,
         }
-        if thick(nl, cfg):
-            p.rejected = "thick"
-        if um_per_px:
-            d["area_um2"] = float(area * um_per_px**2)
+        if um:
+            d["area_um2"] = float(area * um**2)
         if masks == "window":  # the mask cut to its box, no image-size RLE to encode
             d["mask"] = np.ascontiguousarray(grown[y0 - gy : y1 - gy, x0 - gx : x1 - gx])
         elif masks:
@@ -215,31 +281,26 @@ def find_flakes(
         if image_id is not None:
             d["image_id"] = image_id
         dets.append(d)
-        kept.append((p, grown, gy, gx))
-    if shadows:  # a shadow's blurred fringe, lighter than it, is its penumbra
-        dets, labs = _drop_penumbrae(dets, labs, kept, shadows, (H, W), cfg)
     if dets:  # the colour difference to the substrate, all detections in one conversion
+        sub_lab = linear_srgb_to_lab(sub_lin)
         lab = np.asarray(linear_srgb_to_lab(np.array(labs)))
         for d, row in zip(dets, lab, strict=True):
             d["delta_e"] = float(np.linalg.norm(row - sub_lab))
     dets.sort(key=lambda d: -d["score"])
-    rejected = [{"bbox": [float(v) for v in p.box], "area": p.area,
-                 "contrast": [round(float(c), 4) for c in p.contrast],
-                 "rejected": p.rejected} for p in pieces if p.rejected is not None]  # fmt: skip
-    return DetectionResult(dets, rejected, ladder)
+    return dets
 
 
-def _bright_level(material: str, cam: Camera, oxide_spec, prior_nm, prior_sd,
-                  cfg: DetectorConfig) -> float:  # fmt: skip
+def _bright_level(material: str, cam: Camera, search: OxideSearch, cfg: DetectorConfig
+                  ) -> float:  # fmt: skip
     """The brightest contrast a thin flake of ``material`` can have over the oxides
     considered (the prior's likely range when there is one), plus ``cfg.bright``."""
-    if isinstance(oxide_spec, tuple):
-        lo, hi = oxide_spec
+    if isinstance(search.spec, tuple):
+        lo, hi = search.spec
     else:
-        lo, hi = oxide_spec - cfg.oxide_window_nm, oxide_spec + cfg.oxide_window_nm
-    if prior_nm is not None:
-        lo = max(lo, prior_nm - prior_sd)
-        hi = min(hi, prior_nm + prior_sd)
+        lo, hi = search.spec - cfg.oxide_window_nm, search.spec + cfg.oxide_window_nm
+    if search.prior_nm is not None:
+        lo = max(lo, search.prior_nm - search.prior_sd)
+        hi = min(hi, search.prior_nm + search.prior_sd)
     probe = tuple(np.round(np.linspace(max(0.0, lo), max(lo, hi), 9), 3))
     thin_mu = ladder_grid(material, cfg.max_layers, probe, cam)[:, : cfg.thin_layers]
     return max(0.0, float(thin_mu.max())) + cfg.bright
@@ -253,11 +314,11 @@ def _reach(mask: np.ndarray, y0: int, x0: int, r: int, shape) -> tuple[np.ndarra
     return dilate_cross(own, r), ya, xa
 
 
-def _drop_penumbrae(dets, labs, kept, shadows, shape, cfg: DetectorConfig):
-    """The detections (and their colours) without those that lie, for more than
-    ``max_halo`` of their area, within ``halo_px`` of a shadow: its penumbra (rejected as
-    "shadow" too), as the halo rule treats the rim of a bright crystal."""
-    r = cfg.halo_px  # the shadows' neighbourhood, dilated within their joint box only
+def drop_penumbrae(flakes: list[Flake], shadows: list, ctx: RuleContext) -> list[Flake]:
+    """The flakes without those that lie, for more than ``max_halo`` of their area, within
+    ``halo_px`` of a shadow (``shadows``: (mask, y0, x0) windows): its penumbra (rejected
+    as "shadow" too), as the halo rule treats the rim of a bright crystal."""
+    r, shape = ctx.cfg.halo_px, ctx.shape  # the shadows' neighbourhood, in their joint box
     y0 = max(0, min(y for _, y, _ in shadows) - r)
     x0 = max(0, min(x for _, _, x in shadows) - r)
     y1 = min(shape[0], max(y + m.shape[0] for m, y, _ in shadows) + r)
@@ -267,30 +328,19 @@ def _drop_penumbrae(dets, labs, kept, shadows, shape, cfg: DetectorConfig):
     for m, y, x in shadows:
         win[y - y0 : y - y0 + m.shape[0], x - x0 : x - x0 + m.shape[1]] |= m
     near[y0:y1, x0:x1] = dilate_cross(win, r)
-    out, out_labs = [], []
-    for d, lab, (p, m, y, x) in zip(dets, labs, kept, strict=True):
-        if near[y : y + m.shape[0], x : x + m.shape[1]][m].mean() > cfg.max_halo:
-            p.rejected = "shadow"
+    out = []
+    for f in flakes:
+        m, y, x = f.whole
+        if near[y : y + m.shape[0], x : x + m.shape[1]][m].mean() > ctx.cfg.max_halo:
+            f.piece.rejected = "shadow"
         else:
-            out.append(d)
-            out_labs.append(lab)
-    return out, out_labs
+            out.append(f)
+    return out
 
 
-def detect(
-    image,
-    material: str,
-    oxide_nm: float | str | None = None,
-    config: DetectorConfig | None = None,
-    image_id: int | None = None,
-    camera: Camera | None = None,
-    um_per_px: float | None = None,
-    masks: bool | str = False,
-    explain: list | None = None,
-    oxide_range: tuple[float, float] = OXIDE_RANGE_NM,
-    oxide_prior_nm: float | None = None,
-    backend: str | None = None,
-) -> list[dict]:
+def detect(image, material: str, settings: DetectorSettings | None = None, *,
+           image_id: int | None = None, masks: bool | str = False, explain: list | None = None,
+           backend: str | None = None, **fields) -> list[dict]:  # fmt: skip
     """Detect thin flakes in a whole micrograph ``image`` [H, W, 3] (uint8 or float in [0, 1]).
 
     Parameters
@@ -299,18 +349,12 @@ def detect(
         sRGB, uint8 or float in [0, 1].
     material : str
         The flakes' material (:func:`qupaint.optics.get_material` names it).
-    oxide_nm : float, "auto" or None
-        SiO2 thickness in nm, refined within ``config.oxide_window_nm``; None or ``"auto"``
-        fits it per image within ``oxide_range`` (nm).
-    config : DetectorConfig, optional
-        The detector's settings.
+    settings : DetectorSettings, optional
+        The camera, the oxide, its prior, the image scale and the detector's tuning;
+        :meth:`DetectorSettings.from_microscope` builds them from a preset or camera file.
+        Default: sRGB under D65, the oxide fitted over the whole range, no scale.
     image_id : int, optional
         Written into every detection.
-    camera : Camera, optional
-        What the image was taken through (default sRGB under D65).
-    um_per_px : float, optional
-        Image scale in µm per pixel: the physical minimum size (``config.min_area_um2``) and
-        areas in µm²; without it the minimum is ``config.min_area_px``.
     masks : bool or "window"
         Add each detection's ``segmentation`` (COCO RLE of the whole image); ``"window"``:
         its ``mask`` instead, a bool array of its box (``bbox``), for a caller that works
@@ -318,12 +362,12 @@ def detect(
     explain : list, optional
         Receives one dict per piece that was not reported (:attr:`DetectionResult.rejected`)
         and, last, ``{"ladder": Ladder}``.
-    oxide_range : (float, float)
-        The oxides searched in auto mode, nm.
-    oxide_prior_nm : float, optional
-        A calibrated camera's chip, nm: the prior of the fitted oxide.
     backend : str, optional
         ``"cpu"`` (C++ kernels) or ``"reference"`` (numpy).
+    **fields
+        Settings changed for this call (:meth:`DetectorSettings.replace`): ``oxide_nm``
+        (a thickness, refined within ``config.oxide_window_nm``, or ``"auto"``),
+        ``camera``, ``um_per_px``, ``config``, ``oxide_prior_nm``, ``oxide_range``.
 
     Returns
     -------
@@ -335,9 +379,16 @@ def detect(
         known, ``image_id`` when given and ``segmentation`` (or ``mask``) when ``masks``.
         Thick pieces that fit the ladder are returned as Thick. :func:`find_flakes` returns
         the rejected pieces and the ladder beside them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> chip = np.full((64, 64, 3), (120, 100, 160), np.uint8)  # bare substrate
+    >>> detect(chip, "graphene", DetectorSettings.from_microscope("2dmatgmm"))
+    []
     """
-    res = find_flakes(image, material, oxide_nm, config, image_id, camera, um_per_px, masks,
-                      oxide_range, oxide_prior_nm, backend)  # fmt: skip
+    res = find_flakes(image, material, settings, image_id=image_id, masks=masks,
+                      backend=backend, **fields)  # fmt: skip
     if explain is not None:
         explain += res.rejected
         explain.append({"ladder": res.ladder})
@@ -353,5 +404,6 @@ def estimate_oxide_from_flakes(
     does not pull it). The camera is taken as calibrated (response held at 1) unless
     ``config`` says otherwise. (None, 0) when no piece is left to fit."""
     cfg = config or DetectorConfig(response_range=(1.0, 1.0))
-    ladder = find_flakes(image, material, None, cfg, camera=camera, oxide_range=candidates).ladder
+    settings = DetectorSettings(cfg, camera, oxide_range=candidates)
+    ladder = find_flakes(image, material, settings).ladder
     return (ladder.oxide_nm if ladder.pieces else None), ladder.pieces

@@ -16,7 +16,7 @@ from qupaint._extras import require
 require("scan", "qupaint.scan")  # a missing extra: one line naming it
 
 from qupaint.scan.db import SCHEMA_VERSION, open_db
-from qupaint.scan.ingest import scan_folder
+from qupaint.scan.ingest import ScanOptions, scan_folder
 from qupaint.scan.positions import Frame, read_positions
 
-__all__ = ["SCHEMA_VERSION", "Frame", "open_db", "read_positions", "scan_folder"]
+__all__ = ["SCHEMA_VERSION", "Frame", "ScanOptions", "open_db", "read_positions", "scan_folder"]

@@ -14,17 +14,16 @@ coordinates (:mod:`qupaint.scan.writer`), one flake one row (:mod:`qupaint.scan.
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from qupaint.scan.db import Flake, Scan, open_db, utcnow
 from qupaint.scan.register import register_scan
-from qupaint.scan.schedule import DONE_MARKER, FrameScheduler, detector_job
+from qupaint.scan.schedule import DONE_MARKER, FrameScheduler
 from qupaint.scan.writer import FrameWriter
 
-__all__ = ["DONE_MARKER", "scan_folder"]
+__all__ = ["DONE_MARKER", "ScanOptions", "scan_folder"]
 
 
 def _writer_lock(db):
@@ -54,69 +53,102 @@ def _writer_lock(db):
     return fh
 
 
-def scan_folder(
-    folder: str | Path,
-    db: str | Path,
-    material: str,
-    camera=None,
-    um_per_px: float | None = None,
-    oxide_nm: float | None = None,
-    oxide_prior_nm: float | None = None,
-    config=None,
-    chip: str | None = None,
-    user: str | None = None,
-    workers: int = 2,
-    min_score: float = 0.0,
-    match_px: int = 8,
-    watch: bool = False,
-    idle_s: float = 60.0,
-    poll_s: float = 0.2,
-    progress=None,
-) -> dict:
+@dataclass(frozen=True)
+class ScanOptions:
+    """How a scan runs and stores, beside what the detector sees (its
+    :class:`~qupaint.detect.DetectorSettings`).
+
+    Parameters
+    ----------
+    chip : str, optional
+        The chip's name in the database (default: the folder's).
+    user : str, optional
+        Who scanned (stored with the scan).
+    workers : int
+        Worker processes, >= 1.
+    min_score : float
+        Detections scoring below this are not stored, 0-1.
+    match_px : int
+        Frames' stage error (px) within which two views of one flake are merged, >= 0.
+    watch : bool
+        Take frames as they appear, until ``scan_done`` appears or ``idle_s`` passes.
+    idle_s, poll_s : float
+        A live scan's idle limit and polling interval (s).
+    """
+
+    chip: str | None = None
+    user: str | None = None
+    workers: int = 2
+    min_score: float = 0.0
+    match_px: int = 8
+    watch: bool = False
+    idle_s: float = 60.0
+    poll_s: float = 0.2
+
+    def __post_init__(self):
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1; got {self.workers}")
+        if self.match_px < 0:
+            raise ValueError(f"match_px must be >= 0; got {self.match_px}")
+        if not 0 <= self.min_score <= 1:
+            raise ValueError(f"min_score must be in [0, 1]; got {self.min_score}")
+
+
+def scan_folder(folder: str | Path, db: str | Path, material: str, settings=None,
+                options: ScanOptions | None = None, progress=None, **option_fields) -> dict:
     """Detect every frame of the scan in ``folder`` into the database ``db`` (a path or a
-    SQLAlchemy URL); see the module doc. ``camera`` (a :class:`~qupaint.color.Camera`) and
-    ``um_per_px`` default to the folder's ``chip.json`` (a virtual chip) when it has one.
-    ``progress(done, total)`` is called after each frame. Returns a summary."""
+    SQLAlchemy URL); see the module doc. ``settings``
+    (:meth:`DetectorSettings.from_microscope <qupaint.detect.DetectorSettings.from_microscope>`)
+    take their camera and scale, when they have none, from the folder's ``chip.json`` (a
+    virtual chip), whose oxide is then the prior. ``options`` (:class:`ScanOptions`, or its
+    fields as keywords) say how the scan runs. ``progress(done, total)`` is called after
+    each frame. Returns a summary."""
+    from dataclasses import replace
+
     from qupaint.color import Microscope
-    from qupaint.detect import DetectorConfig
+    from qupaint.detect import DetectorSettings
+    from qupaint.detect.job import DetectJob
     from qupaint.optics import get_material
 
+    opts = replace(options or ScanOptions(), **option_fields)
     folder = Path(folder)
     material = get_material(material).name
+    settings = DetectorSettings.of(settings)
     # a virtual chip's chip.json states its microscope (camera, oxide, scale)
     chip_json = folder / "chip.json"
     mic = Microscope.load(chip_json) if chip_json.is_file() else Microscope()
-    if camera is None:
-        camera = mic.camera
+    fill = {}
+    if settings.camera is None and mic.camera is not None:
+        fill["camera"] = mic.camera
+    if settings.um_per_px is None and mic.um_per_px is not None:
+        fill["um_per_px"] = mic.um_per_px
+    if settings.oxide_prior_nm is None and settings.oxide_nm is None and mic.oxide_nm is not None:
+        fill["oxide_prior_nm"] = mic.oxide_nm
+    settings = settings.replace(**fill)
+    camera, um_per_px = settings.camera, settings.um_per_px
     if um_per_px is None:
-        um_per_px = mic.um_per_px
-    if um_per_px is None or not (math.isfinite(um_per_px) and um_per_px > 0):
         raise ValueError("um_per_px: give the image scale (--um-per-px, or a --camera file "
                          "that states um_per_px); stage coordinates need it")  # fmt: skip
-    if oxide_prior_nm is None and mic.oxide_nm is not None and oxide_nm is None:
-        oxide_prior_nm = mic.oxide_nm
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1; got {workers}")
-    if match_px < 0:
-        raise ValueError(f"match_px must be >= 0; got {match_px}")
+    oxide_nm, oxide_prior_nm = settings.oxide_nm, settings.oxide_prior_nm
     lock = _writer_lock(db)  # held until this function returns (or the process dies)
     Session = scan_id = None
     try:
         Session = open_db(db)
         directory = str(folder.resolve())
-        chip_name = chip or folder.resolve().name
-        config = config or DetectorConfig()
+        chip_name = opts.chip or folder.resolve().name
         # what decides the rows: a resumed scan must use the same (the camera included)
-        settings = {"material": material, "um_per_px": float(um_per_px), "oxide_nm": oxide_nm,
-                    "oxide_prior_nm": oxide_prior_nm, "min_score": min_score,
-                    "match_px": match_px, "detector": asdict(config),
+        recorded = {"material": material, "um_per_px": float(um_per_px), "oxide_nm": oxide_nm,
+                    "oxide_prior_nm": oxide_prior_nm, "min_score": opts.min_score,
+                    "match_px": opts.match_px, "detector": asdict(settings.config),
                     "camera": camera.to_dict() if camera is not None else None}  # fmt: skip
-        scan_id, chip_id, done = register_scan(Session, chip_name, directory, user, material,
-                                               um_per_px, oxide_nm, oxide_prior_nm, camera,
-                                               settings, folder)  # fmt: skip
-        writer = FrameWriter(Session, scan_id, chip_id, material, float(um_per_px), match_px)
-        job = detector_job(material, camera, um_per_px, oxide_nm, oxide_prior_nm, config, min_score)
-        frames = FrameScheduler(folder, job, done, workers, watch, idle_s, poll_s)
+        scan_id, chip_id, done = register_scan(Session, chip_name, directory, opts.user,
+                                               material, um_per_px, oxide_nm, oxide_prior_nm,
+                                               camera, recorded, folder)  # fmt: skip
+        writer = FrameWriter(Session, scan_id, chip_id, material, float(um_per_px),
+                             opts.match_px)  # fmt: skip
+        job = DetectJob(material, settings, opts.min_score, masks="window")
+        frames = FrameScheduler(folder, job, done, opts.workers, opts.watch, opts.idle_s,
+                                opts.poll_s)  # fmt: skip
         t0 = time.perf_counter()
         stats = {"frames": 0, "detections": 0, "skipped": len(done), "unreadable": []}
         for frame, result in frames:
@@ -125,7 +157,7 @@ def scan_folder(
             if result.get("error"):
                 stats["unreadable"].append({"file": frame.file, "error": result["error"]})
             if progress is not None:
-                progress(len(done) + stats["frames"], None if watch else len(frames.frames))
+                progress(len(done) + stats["frames"], None if opts.watch else len(frames.frames))
         elapsed = time.perf_counter() - t0
         with Session.begin() as s:
             sc = s.get(Scan, scan_id)

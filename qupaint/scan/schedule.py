@@ -17,30 +17,27 @@ from pathlib import Path
 
 import numpy as np
 
-from qupaint._io import image_bytes, read_rgb
+from qupaint._io import image_bytes
 from qupaint._pool import watched_pool
 from qupaint.scan.positions import Frame, frame_path, read_positions
 
-__all__ = ["DONE_MARKER", "FrameScheduler", "detect_frame", "detector_job", "frame_ready",
-           "init_worker"]  # fmt: skip
+__all__ = ["DONE_MARKER", "FrameScheduler", "detect_frame", "frame_ready", "init_worker"]
 
 #: the file a microscope writes into the scan folder when the scan is over
 DONE_MARKER = "scan_done"
 
 # -- the worker: one frame --------------------------------------------------------------
-_JOB: dict | None = None
+_JOB = None
 
 
-def init_worker(job: dict) -> None:
-    """Set a worker process up for :func:`detect_frame` with the scan's ``job``."""
+def init_worker(job) -> None:
+    """Set a worker process up for :func:`detect_frame` with the scan's
+    :class:`~qupaint.detect.job.DetectJob`."""
     global _JOB
     import os
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from qupaint.color import Camera
-
-    _JOB = dict(job)
-    _JOB["camera"] = Camera.from_dict(job["camera"]) if job["camera"] else None
+    _JOB = job
 
 
 def _thumb(img: np.ndarray, x0: int, y0: int, w: int, h: int, side: int = 160) -> bytes:
@@ -60,24 +57,18 @@ def unreadable(reason: str) -> dict:
 
 
 def detect_frame(path: str) -> dict:
-    """One frame's detections above the minimum score, each with its mask (bit-packed), its
-    box in the frame, whether the frame's border cuts it, and a JPEG thumbnail; a frame
-    that cannot be read gives no detections and its ``error``."""
-    from qupaint.detect import detect
-
-    job = _JOB
-    try:
-        img = read_rgb(path)
-    except ValueError as exc:  # a truncated or corrupt frame: skipped, with the reason
-        return unreadable(str(exc))
+    """One frame's detections above the minimum score (the worker's
+    :class:`~qupaint.detect.job.DetectJob`, the one per-image worker ``qupaint detect``
+    shares), each with its mask (bit-packed), its box in the frame, whether the frame's
+    border cuts it, and a JPEG thumbnail; a frame that cannot be read gives no detections
+    and its ``error``."""
+    got = _JOB(path)
+    if got.error is not None:  # a truncated or corrupt frame: skipped, with the reason
+        return unreadable(got.error)
+    img = got.image
     H, W = img.shape[:2]
-    dets = detect(img, job["material"], job["oxide_nm"], job["config"], camera=job["camera"],
-                  um_per_px=job["um_per_px"], masks="window",
-                  oxide_prior_nm=job["oxide_prior_nm"])  # fmt: skip
     out = []
-    for d in dets:
-        if d["score"] < job["min_score"]:
-            continue
+    for d in got.detections:
         x, y, w, h = (int(round(v)) for v in d["bbox"])
         m = d["mask"]  # the box's mask (an image-size RLE cost 7 ms a detection both ways)
         if not m.any():
@@ -90,17 +81,6 @@ def detect_frame(path: str) -> dict:
             "thumb": _thumb(img, x, y, w, h),
         })  # fmt: skip
     return {"width": W, "height": H, "dets": out}
-
-
-def detector_job(material, camera, um_per_px, oxide_nm, oxide_prior_nm, config, min_score
-                 ) -> dict:  # fmt: skip
-    """What each worker needs to detect a frame (picklable: the camera as its dict)."""
-    from qupaint.detect import DetectorConfig
-
-    return {"material": material, "camera": camera.to_dict() if camera is not None else None,
-            "um_per_px": float(um_per_px), "oxide_nm": oxide_nm,
-            "oxide_prior_nm": oxide_prior_nm, "config": config or DetectorConfig(),
-            "min_score": float(min_score)}  # fmt: skip
 
 
 #: a live scan (``watch``) reads a frame that fails to decode up to this many times ...

@@ -42,6 +42,7 @@ from qupaint._io import atomic_open, atomic_write_bytes, image_bytes, write_json
 from qupaint.categories import THICK_MIN_LAYERS
 from qupaint.color import Camera, flake_color_table, tmm_substrate_color
 from qupaint.color.microscope import Microscope
+from qupaint.constants import REFERENCE_UM_PER_PX
 from qupaint.optics import get_material
 from qupaint.synthia.finish import finish_image
 from qupaint.synthia.flakes import FlakeShape, random_flake, rasterize, split_terrace
@@ -58,7 +59,7 @@ class ChipConfig:
     #: tiles across and down; the chip is as large as the scan it needs
     tiles: tuple[int, int] = (4, 3)
     tile_px: tuple[int, int] = (1920, 1200)  # width, height of a frame
-    um_per_px: float = 0.385
+    um_per_px: float = REFERENCE_UM_PER_PX
     overlap: float = 0.1  # share of a frame shared with its neighbour
     material: str = "Graphene"
     #: a camera preset or ``Camera.to_dict()``; flakes and oxide are rendered through it

@@ -13,6 +13,7 @@ import numpy as np
 from qupaint._io import IMAGE_EXTS
 from qupaint.categories import THICK_MIN_LAYERS
 from qupaint.color import Camera
+from qupaint.constants import REFERENCE_UM_PER_PX
 from qupaint.optics import FLAKE_MATERIALS, get_material
 
 __all__ = ["SynthiaConfig", "reference_files"]
@@ -70,7 +71,7 @@ class SynthiaConfig:
     #: flakes change the local background by their TMM contrast (c_L / c_0) instead of
     #: being painted in the absolute colour g * c_L: vignetting and real texture stay
     relative_color: bool = False
-    um_per_px: float = 0.385
+    um_per_px: float = REFERENCE_UM_PER_PX
     #: (median um, log-std) of a flake's box side (log-normal); None: ``radius_px``
     size_um: tuple[float, float] | None = None
     rough_px: tuple[float, float] = (0.0, 0.0)  # edge roughness amplitude range
@@ -97,7 +98,7 @@ class SynthiaConfig:
     def realistic(cls, **overrides) -> SynthiaConfig:
         """Every realism effect on, tuned to the shared real micrographs: real chip
         backgrounds, the calibrated ``2dmatgmm`` camera, oxides of 70 and 90 nm
-        (+-15 nm), flake sizes measured on real labelled flakes at 0.385 um/px, ragged
+        (+-15 nm), flake sizes measured on real labelled flakes at the reference scale, ragged
         edges, slivers, flakes attached to crystals, folds, wrinkles, bubbles, residue,
         scratches, dust, saturated crystals, field-varying defocus, chromatic fringes,
         the camera's white balance, exposure and JPEG."""

@@ -9,7 +9,8 @@ all on). Where each model comes from:
   ``scripts/make_backgrounds.py``), randomly cropped, flipped and rotated at native scale.
 * **Sizes** (:func:`flake_radius_px`): the flake's box side in um is log-normal. The default
   median 18 um and sigma 0.48 were measured on the 972 expert-labelled 2DMatGMM crops in
-  ``shared/data/real/layer-crops`` (box side sqrt(w h) x 0.385 um/px: log-mean 3.00 and
+  ``shared/data/real/layer-crops`` (box side sqrt(w h) at the reference scale,
+  :data:`~qupaint.constants.REFERENCE_UM_PER_PX`: log-mean 3.00 and
   2.74, log-std 0.51 and 0.39 for graphene and WSe2). A quarter of those crops have an
   aspect ratio above 2.2 (graphene) and 1.9 (WSe2): the slivers.
 * **Residue** (:func:`paint_residue`): tape or glue left on the chip is a thin polymer film

@@ -100,15 +100,15 @@ async def detect_upload(file: UploadFile = File(...), material: str = Form(...),
 def _detect_job(data: bytes, material: str, camera: str, um_per_px: float | None) -> dict:
     """``/api/detect``'s work, in a worker: the upload decoded, its flakes found and drawn."""
     from qupaint.categories import CATEGORY_NAMES, THICK_MIN_LAYERS
-    from qupaint.color import Microscope
-    from qupaint.detect import detect
+    from qupaint.detect import DetectorSettings, detect
     from qupaint.detect.batch import count_flakes, flake_counts_line
     from qupaint.detect.draw import draw_detections
 
     img = image_from_upload(data)
-    mic = Microscope.load(camera)
-    dets = detect(img, material, None, camera=mic.camera, um_per_px=um_per_px, masks=True)
-    dets = [d for d in dets if d["score"] >= MIN_SCORE]
+    # the one door from a microscope to detection, as `qupaint detect` and `qupaint scan`
+    # take it: the preset's oxide prior, scale and response included
+    settings = DetectorSettings.from_microscope(camera, um_per_px=um_per_px)
+    dets = [d for d in detect(img, material, settings, masks=True) if d["score"] >= MIN_SCORE]
     # the thin-flake candidates first, best first, then the thick ones: rows numbered as
     # the outlines are
     dets.sort(key=lambda d: (d["layers"] >= THICK_MIN_LAYERS, -d["score"]))
@@ -154,15 +154,15 @@ def _calibrate_job(data: bytes, material: str, pts, camera: str, radius_px: int,
                    oxide_lo: float, oxide_hi: float) -> dict:  # fmt: skip
     """``/api/calibrate``'s work, in a worker: the clicked flakes' contrasts, and the
     camera fitted to them."""
-    from qupaint.color import Microscope
     from qupaint.color.calibrate import fit_camera
-    from qupaint.detect import contrast_map
+    from qupaint.detect import DetectorSettings
+    from qupaint.detect.detector import settings_contrast
 
     img = image_from_upload(data)
     if min(img.shape[:2]) < 16 or int(img.max()) == int(img.min()):
         raise HTTPException(422, "file: the image is too small (under 16 px a side) or of one "
                                  "colour; a camera cannot be fitted to it")  # fmt: skip
-    cm = contrast_map(img, Microscope.load(camera).camera)
+    cm = settings_contrast(img, DetectorSettings.from_microscope(camera))
     H, W = img.shape[:2]
     yy, xx = np.mgrid[0:H, 0:W]
     obs = []
