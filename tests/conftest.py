@@ -92,3 +92,32 @@ def render_small_chip(out, tiles=(4, 3), tile_px=(480, 300), seed: int = 3,
                                 seed=seed, size_um=(14.0, 0.4), max_side_um=40.0),
                 workers=1)  # fmt: skip
     return out
+
+
+class ImageOutputSpy:
+    """Records what a QuPAINT model's vision side hands its language model (each
+    ``get_image_features`` result, ``QuPAINTImageOutputs``), as ``generate`` and ``forward``
+    call it: the model keeps no such state of its own. ``read`` is the last call's region
+    token ids."""
+
+    def __init__(self, model):
+        import functools
+
+        self.outputs: list = []
+        inner = model.model.get_image_features
+
+        @functools.wraps(inner)  # generate reads the signature to pass region_ids, ref_boxes
+        def recorded(*args, **kwargs):
+            out = inner(*args, **kwargs)
+            self.outputs.append(out)
+            return out
+
+        model.model.get_image_features = recorded
+        self._model = model
+
+    @property
+    def read(self):
+        return self.outputs[-1].region_ids
+
+    def remove(self) -> None:
+        del self._model.model.get_image_features

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import ImageOutputSpy
 from PIL import Image
 from transformers import InternVLForConditionalGeneration
 
@@ -218,7 +219,9 @@ def test_dense_head_adds_its_loss_and_trains_the_vit(rng):
     lm_only = model(**{k: v for k, v in batch.items() if k != "dense_labels"}).loss
     ignored = model(**batch | {"dense_labels": torch.full((1, cells), -100)}).loss
     out = model(**batch)
-    want = torch.nn.functional.cross_entropy(model.dense_logits()[0], labels[0]) * 0.5 + lm_only
+    tokens = out.image_outputs.patch_tokens  # what the dense head read, handed back
+    want = torch.nn.functional.cross_entropy(model.dense_logits(tokens)[0], labels[0]) * 0.5 \
+        + lm_only
     assert torch.allclose(out.loss, want, rtol=1e-5)
     assert torch.allclose(ignored, lm_only)
     out.loss.backward()
@@ -333,8 +336,9 @@ def test_region_tokens_read_the_dense_map_and_generation_is_consistent(rng):
         bias = torch.zeros(s, s, c)
         bias[..., 0] = 30.0  # every cell substrate ...
         mm.dense_head.bias.copy_(bias.flatten())
-        feats = mm.get_image_features(batch["pixel_values"]).pooler_output
-        assert model.model.regions() == [([], []), ([], [])]
+        image = mm.get_image_features(batch["pixel_values"])
+        feats = image.pooler_output
+        assert mm.regions(image.patch_tokens) == [([], []), ([], [])]
         # the vision side alone gives the same map without writing region tokens
         np.testing.assert_array_equal(mm.dense_map(batch["pixel_values"]),
                                       np.zeros((2, 64, 64), int))  # fmt: skip
@@ -344,17 +348,17 @@ def test_region_tokens_read_the_dense_map_and_generation_is_consistent(rng):
         logits[:, 8:16, 4:16, 1] = 5.0
         logits[:, 40:64, 32:48, 3] = 5.0
         logits[:, 0, 0, 2] = 5.0  # one cell: under region_min_cells, dropped
-        model.model.dense_grid_logits = lambda: logits
-        regions = model.model.regions()
+        mm.dense_grid_logits = lambda tokens: logits
+        regions = mm.regions(image.patch_tokens)
         want = [(32 / 64, 40 / 64, 48 / 64, 1.0), (4 / 64, 8 / 64, 16 / 64, 16 / 64)]
         assert regions[0] == (want, [3, 1])
-        ids = mm.predicted_region_ids()
+        ids = mm.predicted_region_ids(image.patch_tokens)
         text = proc.tokenizer.decode([i for i in ids[0].tolist() if i != proc.image_token_id])
         (thick, mono), _ = regions[0]  # written top to bottom: Mono first
         assert text == region_text([mono, thick], [1, 3])
         assert text.startswith(" flakes 2, Mono 1, Few 0, Thick 1; Mono: [")
         want = mm.get_input_embeddings()(ids)
-        del model.model.dense_grid_logits
+        del mm.dense_grid_logits
     assert feats.shape == (2, cfg.region_tokens, cfg.text_config.hidden_size)
     model2, _ = load_model_and_processor("compact-init", seed=2)
     model2.eval()
@@ -483,21 +487,24 @@ def test_generate_hands_region_ids_and_referred_boxes_to_the_vision_side(rng):
     batch = proc([img], questions=["How many monolayer flakes are in the image?"])
     ids = torch.as_tensor([region_ids(proc.tokenizer, [(0.1, 0.1, 0.4, 0.3)], [2], 192,
                                       proc.image_token_id)])  # fmt: skip
+    spy = ImageOutputSpy(model)
     model.generate(**batch, region_ids=ids, max_new_tokens=1, do_sample=False)
-    assert torch.equal(model.model.read_region_ids, ids)
+    assert torch.equal(spy.read, ids)
     questions = ["Describe the flake at [0.100, 0.200, 0.300, 0.500].",
                  "How many monolayer flakes are in the image?"]  # fmt: skip
     generate_answers(model, proc, [img, img], questions, batch_size=2, temperature=0,
                      max_new_tokens=1)  # fmt: skip
     read = [proc.tokenizer.decode([i for i in r.tolist() if i != proc.image_token_id])
-            for r in model.model.read_region_ids]  # fmt: skip
-    model.model.dense_map(proc.pixel_values(img))  # the vision side alone, on the same image
+            for r in spy.read]  # fmt: skip
+    # the vision side alone, on the same image
+    probs = model.model.dense_probs(proc.pixel_values(img))
     with torch.no_grad():
-        probs = model.model.dense_grid_logits().softmax(-1).numpy()
-    [(boxes, cats)] = model.model.regions()
+        tokens = model.model.vision_tokens(proc.pixel_values(img))[1]
+    [(boxes, cats)] = model.model.regions(tokens)
     asked = box_class(probs[0], (0.1, 0.2, 0.3, 0.5))
     want = region_ids(proc.tokenizer, boxes, cats, 192, proc.image_token_id, asked)
-    assert model.model.read_region_ids[0].tolist() == want
+    assert spy.read[0].tolist() == want
+    spy.remove()
     assert read[0].startswith(f" asked {CATEGORY_PHRASES[asked]}; flakes {len(cats)},")
     assert read[1].startswith(f" flakes {len(cats)},")
     with pytest.raises(ValueError, match="ref_boxes"):
@@ -549,3 +556,38 @@ def test_training_regions_name_the_described_flakes_true_class(tmp_path, rng):
     assert decode(60).startswith(" flakes 3,")
     off = InstructDataset(records, tmp_path, proc, regions=regions, region_length=192)
     assert proc.tokenizer.decode(off[0]["region_ids"][0]).startswith(" flakes 3,")
+
+
+def test_the_model_keeps_no_per_call_state():
+    """``forward``, ``generate`` and ``get_image_features`` of the model classes assign
+    nothing to ``self`` (or ``self.model``): per-call inputs are arguments, outputs come back
+    in ``image_outputs``."""
+    import ast
+    import inspect
+
+    from qupaint.model import modeling
+
+    tree = ast.parse(inspect.getsource(modeling))
+    checked = set()
+    for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+        for fn in (n for n in cls.body if isinstance(n, ast.FunctionDef)):
+            if fn.name not in ("forward", "generate", "get_image_features", "_pointer_forward",
+                               "vision_tokens"):  # fmt: skip
+                continue
+            checked.add(fn.name)
+            for node in ast.walk(fn):
+                targets = []
+                if isinstance(node, ast.Assign):
+                    targets = node.targets
+                elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+                    targets = [node.target]
+                for t in targets:
+                    while isinstance(t, (ast.Attribute, ast.Subscript)):
+                        t = t.value
+                        if isinstance(t, ast.Name) and t.id == "self":
+                            raise AssertionError(f"{cls.name}.{fn.name} assigns to self "
+                                                 f"(line {node.lineno})")  # fmt: skip
+                if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setattr"
+                        and isinstance(node.args[0], ast.Name) and node.args[0].id == "self"):
+                    raise AssertionError(f"{cls.name}.{fn.name} calls setattr on self")
+    assert {"forward", "get_image_features"} <= checked

@@ -7,8 +7,10 @@ import json
 
 import numpy as np
 import pytest
+from conftest import ImageOutputSpy
 
 from qupaint.color import Camera, Microscope
+from qupaint.instruct.parse import parse_answer
 from qupaint.model import tiny_model
 from qupaint.model.whole_image import answer_whole_images, merge_boxes, window_starts
 
@@ -51,8 +53,13 @@ def test_a_whole_image_is_cut_asked_and_merged(tiny):
     assert [r.task for r in res] == ["count", "locate", "verify"]
     for r in res:
         assert r.windows == n_windows == r.asked and len(r.window_answers) == n_windows
-    assert res[0].count is not None and res[0].answer.endswith("in the image.")
-    assert res[2].yes in (True, False) and res[2].answer.startswith(("Yes", "No"))
+    # the merged count is the windows' counts added up, the merged yes any window's yes
+    windows = [[parse_answer(t, "llava", expect=e) for _, _, t in r.window_answers]
+               for r, e in ((res[0], "count"), (res[2], "yesno"))]  # fmt: skip
+    assert res[0].count == sum(a.count for a in windows[0] if a.ok)
+    assert res[0].answer.endswith("in the image.") and f" {res[0].count} " in res[0].answer
+    assert res[2].yes == any(a.yes for a in windows[1] if a.ok)
+    assert res[2].answer.startswith("Yes" if res[2].yes else "No")
     for x1, y1, x2, y2 in res[1].boxes:  # boxes in the whole image's pixels
         assert 0 <= x1 < x2 <= img.shape[1] + 1 and 0 <= y1 < y2 <= img.shape[0] + 1
     # an image no larger than one window, or another task, is asked whole
@@ -134,10 +141,12 @@ def test_physics_regions_are_what_the_model_reads_and_hold_its_boxes(region_mode
     img = np.full((224, 224, 3), 128, np.uint8)
     regions = ([(0.1, 0.2, 0.3, 0.4), (0.5, 0.5, 0.7, 0.8)], [1, 2])
     q = "Detect all flakes and classify each one as Mono, Few or Thick."
+    spy = ImageOutputSpy(model)
     texts = generate_answers(model, proc, [img] * 6, [q] * 6, temperature=1.0, seed=1,
                              max_new_tokens=80, constrain=True, regions=[regions] * 6)  # fmt: skip
+    spy.remove()
     want = region_ids(proc.tokenizer, *regions, cfg.region_tokens, cfg.image_token_id)
-    assert model.model.read_region_ids[0].tolist() == want
+    assert spy.read[0].tolist() == want
     held = {(22.4, 44.8, 67.2, 89.6), (112.0, 112.0, 156.8, 179.2)}
     listed = 0
     for text in texts:

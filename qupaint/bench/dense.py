@@ -83,10 +83,8 @@ def dense_maps(model, processor, image_dir, gt: dict, batch: int = 16,
     for k in range(0, len(ims), batch):
         part = ims[k : k + batch]
         pv = torch.cat([processor.pixel_values(resolve_image(Path(image_dir), im)) for im in part])
-        cls = model.model.dense_map(pv.to(model.dtype))
-        if probs:
-            with torch.no_grad():
-                cls = model.model.dense_grid_logits().float().softmax(-1).cpu().numpy()
+        pv = pv.to(model.dtype)
+        cls = model.model.dense_probs(pv) if probs else model.model.dense_map(pv)
         out.update({im["id"]: c for im, c in zip(part, cls, strict=True)})
     return out
 

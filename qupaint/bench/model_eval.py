@@ -58,10 +58,12 @@ def evaluate_model_detection(model, processor, gt_json, images_dir=None, fmt: st
     and oxide from each image's record) as its region tokens, asked as a whole micrograph
     is (:func:`~qupaint.model.whole_image.answer_whole_images`: windows around the
     candidates, each box ranked by the physics score of the candidate it reports)."""
+    from qupaint.model.evidence import evidence_source, resolve_evidence
     from qupaint.model.inference import generate_answers
-    from qupaint.model.whole_image import answer_whole_images, resolve_evidence
+    from qupaint.model.whole_image import answer_whole_images
 
-    evidence = resolve_evidence(model, evidence, True)  # the images' records name material
+    # the images' records name their material: the physics can run
+    source = evidence_source(resolve_evidence(model, evidence, True))
     gt = load_json(gt_json)
     root = Path(images_dir) if images_dir else Path(gt_json).parent
     images = gt["images"][:limit] if limit else gt["images"]
@@ -70,14 +72,14 @@ def evaluate_model_detection(model, processor, gt_json, images_dir=None, fmt: st
                                                    if a["image_id"] in ids]}  # fmt: skip
     q = DETECT_Q[0]
     paths = [resolve_image(root, im) for im in images]
-    if evidence == "physics":  # as on a whole micrograph: windows around the candidates
+    if source.reads_regions:  # as on a whole micrograph: windows around the candidates
         from qupaint.bench.qfbench import detect_coco
 
         found = [d for d in detect_coco(sub, root, workers=workers)
                  if d["score"] >= ANSWER_MIN_SCORE]  # fmt: skip
         cands = [[d for d in found if d["image_id"] == im["id"]] for im in images]
         got = answer_whole_images(model, processor, paths, [q] * len(images), fmt=fmt,
-                                  evidence="physics", candidates=cands, **gen)  # fmt: skip
+                                  evidence=source, candidates=cands, **gen)  # fmt: skip
         answers = [a.answer for a in got]
         failed = sum(a.parsed < len(a.window_answers) for a in got)
         dets = [{"image_id": im["id"], "category_id": CATEGORY_IDS.get(lb, MONO),
@@ -89,7 +91,7 @@ def evaluate_model_detection(model, processor, gt_json, images_dir=None, fmt: st
                                    tasks=["locate"] * len(images), **gen)  # fmt: skip
         dets, failed = answers_to_detections(answers, images, fmt)
     r = evaluate_detection(sub, dets)
-    return {**r, "parse_failures": failed, "evidence": evidence, "answers": answers}
+    return {**r, "parse_failures": failed, "evidence": source.name, "answers": answers}
 
 
 def evaluate_model_grounding(model, processor, corpus_jsonl, images_dir, fmt: str = "llava",
@@ -255,7 +257,7 @@ def detections_reading(task: str, dets: list[dict], truth) -> Reading:
 def real_tile_questions(image, mask, tile: int = 224, min_inside: float = 0.5):
     """The questions of :func:`evaluate_model_real` for one masked micrograph: it is cut
     into ``tile``-px windows at its own scale (the compact model's training scale is the
-    same 0.385 um/px), and each window gets its truth from the mask: the thin flakes
+    same reference scale), and each window gets its truth from the mask: the thin flakes
     (instances) with at least ``min_inside`` of their area in it. Returns
     [(crop, (x0, y0), thin count)]."""
     import numpy as np
@@ -315,16 +317,18 @@ def evaluate_model_real(model, processor, images_dir, masks_dir=None, tile: int 
     from qupaint.categories import FEW, MONO
     from qupaint.color import Microscope
     from qupaint.instruct import templates as T
-    from qupaint.model.inference import generate_answers
-    from qupaint.model.whole_image import (
-        answer_whole_images,
+    from qupaint.model.evidence import (
+        Window,
         empty_windows,
+        evidence_source,
         physics_candidates,
         resolve_evidence,
-        window_regions,
     )
+    from qupaint.model.inference import generate_answers
+    from qupaint.model.whole_image import answer_whole_images
 
     evidence = resolve_evidence(model, evidence, bool(material))
+    source = evidence_source(evidence)
     t0 = time.perf_counter()
     pairs = find_masked_images(images_dir, masks_dir)
     mic = Microscope.load(microscope) if material else None
@@ -343,20 +347,20 @@ def evaluate_model_real(model, processor, images_dir, masks_dir=None, tile: int 
         found.append(cands)  # the physics runs once per image, for every question
         empty = (empty_windows(img, [xy for _, xy, _ in win], tile, material, candidates=cands)
                  if material else set())  # fmt: skip
-        tiles += [(k, crop, xy, truth, xy in empty,
-                   window_regions(cands, *xy, tile) if evidence == "physics" else None)
+        tiles += [Window(*xy, crop, source.regions(cands, *xy, tile), xy in empty, k, truth)
                   for crop, xy, truth in win]  # fmt: skip
-    asked_tiles = [t for t in tiles if not t[4]]
+    asked_tiles = [t for t in tiles if not t.empty]
     # every asked window asks each question of qs, in qs's order
-    regions = [t[5] for t in asked_tiles for _ in qs] if evidence == "physics" else None
-    answers = generate_answers(model, processor, [t[1] for t in asked_tiles for _ in qs],
+    regions = [t.regions for t in asked_tiles for _ in qs] if source.reads_regions else None
+    answers = generate_answers(model, processor, [t.crop for t in asked_tiles for _ in qs],
                                [q for _ in asked_tiles for _, q in qs.values()], fmt=fmt,
                                tasks=[t for _ in asked_tiles for t, _ in qs.values()],
                                regions=regions, **gen) if asked_tiles else []  # fmt: skip
     count_right = present_right = parsed = asked = 0
     w = 0
-    for _, _, _, truth, skipped, _ in tiles:
-        if skipped:  # physics: nothing but substrate; the answer is none
+    for t in tiles:
+        truth = t.truth
+        if t.empty:  # physics: nothing but substrate; the answer is none
             count_right += truth == 0
             present_right += truth == 0
             continue
@@ -388,13 +392,13 @@ def evaluate_model_real(model, processor, images_dir, masks_dir=None, tile: int 
     score = score_real(gt_boxes, dets)
     return {
         "images": len(pairs), "windows": n, "tile_px": tile,
-        "windows_with_thin_flakes": sum(t[3] > 0 for t in tiles),
-        "windows_asked": len(asked_tiles), "evidence": evidence,
+        "windows_with_thin_flakes": sum(t.truth > 0 for t in tiles),
+        "windows_asked": len(asked_tiles), "evidence": source.name,
         "parse_rate": parsed / asked if asked else 1.0,
         "exact_thin_count_accuracy": count_right / n,
-        "always_zero_thin_count_accuracy": sum(t[3] == 0 for t in tiles) / n,
+        "always_zero_thin_count_accuracy": sum(t.truth == 0 for t in tiles) / n,
         "thin_present_accuracy": present_right / n,
         "grounding_recall": score["recall"], "flakes": score["flakes"], "found": score["found"],
         "AP50": score["AP50"], "unmatched_per_image": score["unmatched_per_image"],
-        "seconds_per_image": round((time.perf_counter() - t0) / max(len(pairs), 1), 2),
+        "seconds_per_image": round((time.perf_counter() - t0) / max(len(pairs), 1), 4),
     }  # fmt: skip

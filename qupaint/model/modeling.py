@@ -18,11 +18,13 @@ outputs.
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.internvl.modeling_internvl import (
     InternVLCausalLMOutputWithPast,
     InternVLForConditionalGeneration,
@@ -36,7 +38,11 @@ from qupaint.model.pointer import NGRAMS, RegionPointer, continuations, mix_copy
 from qupaint.model.regions import box_class, map_regions, region_ids
 from qupaint.pia import pia_scores
 
-__all__ = ["QuPAINTModel", "QuPAINTForConditionalGeneration", "QuPAINTPreTrainedModel"]
+__all__ = ["QuPAINTForConditionalGeneration", "QuPAINTImageOutputs", "QuPAINTModel",
+           "QuPAINTPreTrainedModel"]
+
+#: the attribute of a generation's cache that holds the region pointer's source
+POINTER_SOURCE = "qupaint_pointer_source"
 
 
 class QuPAINTPreTrainedModel(InternVLPreTrainedModel):
@@ -52,28 +58,43 @@ class QuPAINTPreTrainedModel(InternVLPreTrainedModel):
         super()._init_weights(module)
 
 
+@dataclass
+class QuPAINTImageOutputs(BaseModelOutputWithPooling):
+    """What the vision side hands the language model for one batch of tiles
+    (:meth:`QuPAINTModel.get_image_features`), returned in the model's output as
+    ``image_outputs``.
+
+    Attributes
+    ----------
+    pooler_output : torch.Tensor
+        The features the LM reads in place of its image tokens [N, tokens, hidden]: the
+        projected patch tokens, or (``config.region_tokens``) the region tokens' embeddings.
+    patch_tokens : torch.Tensor or None
+        The gated ViT patch tokens [N, h, w, C] the dense head reads (``config.dense_classes``).
+    region_ids : torch.Tensor or None
+        The region token ids [N, region_tokens] the LM reads (``config.region_tokens``).
+    """
+
+    patch_tokens: torch.Tensor | None = None
+    region_ids: torch.Tensor | None = None
+
+
 class QuPAINTModel(QuPAINTPreTrainedModel, InternVLModel):
+    """InternVL's model with the PIA gate on the ViT patch tokens, a dense head and region
+    tokens. It holds no per-call state: ``region_ids`` and ``ref_boxes`` go in as arguments
+    (of :meth:`forward` and :meth:`get_image_features`), and what the vision side made comes
+    back in :class:`QuPAINTImageOutputs`."""
+
     def __init__(self, config: QuPAINTConfig):
         InternVLModel.__init__(self, config)
         self.pia_gate = PIAGate(
             config.pia_gate_init_w, config.pia_gate_init_b, enabled=config.use_pia_gate
         )
-        self._alpha: torch.Tensor | None = None
         if config.dense_classes:
             hidden = config.vision_config.hidden_size
             self.dense_head = nn.Linear(hidden, config.dense_classes * config.dense_sub**2)
-        #: the gated patch tokens [N, h, w, C] of the last forward (dense head only)
-        self.patch_tokens: torch.Tensor | None = None
-        #: the tokenizer that writes region tokens (``attach_tokenizer``)
+        #: the tokenizer that writes region tokens (``attach_tokenizer``, or the checkpoint's)
         self.region_tokenizer = None
-        self._region_ids: torch.Tensor | None = None
-        #: the boxes [N, 4] questions refer to in this forward (``region_refer``; NaN: none)
-        self._ref_boxes: torch.Tensor | None = None
-        #: ``region_ids`` and ``ref_boxes`` given to ``generate``, which encodes the image
-        #: before its first forward (transformers' ``mm_encoder_outputs``)
-        self._generate_inputs: tuple = (None, None)
-        #: the region token ids [N, region_tokens] the LM read in the last forward
-        self.read_region_ids: torch.Tensor | None = None
 
     def pia_alpha(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """PIA scores [N, k] of the ViT patches of ``pixel_values`` [N, 3, S, S] (no grad)."""
@@ -88,96 +109,157 @@ class QuPAINTModel(QuPAINTPreTrainedModel, InternVLModel):
                 std=self.config.image_std,
             )
 
-    def _gated_image_features(self, pixel_values: torch.Tensor, *args, **kwargs):
-        """InternVL's image features with the PIA gate on the ViT patches (and, with a
-        dense head, ``patch_tokens`` kept for it)."""
-        if self.config.use_pia_gate:
-            self._alpha = self.pia_alpha(pixel_values)
-        try:
-            return super().get_image_features(pixel_values, *args, **kwargs)
-        finally:
-            self._alpha = None
+    def vision_tokens(self, pixel_values: torch.Tensor, vision_feature_layer=None,
+                      vision_feature_select_strategy=None, **kwargs):  # fmt: skip
+        """(the vision tower's outputs, the gated patch tokens [N, h, w, C]): InternVL's
+        image path up to its pixel shuffle (the CLS token dropped, the tokens on their grid),
+        with the PIA gate scaling each patch token by sigmoid(w alpha_i + b)."""
+        cfg = self.config
+        layer = cfg.vision_feature_layer if vision_feature_layer is None else vision_feature_layer
+        strategy = (cfg.vision_feature_select_strategy if vision_feature_select_strategy is None
+                    else vision_feature_select_strategy)  # fmt: skip
+        alpha = self.pia_alpha(pixel_values) if cfg.use_pia_gate else None
+        kwargs.pop("return_dict", None)
+        if not kwargs.get("output_hidden_states"):  # only the layer read is captured
+            kwargs["output_hidden_states"] = layer
+        out = self.vision_tower(pixel_values=pixel_values.to(dtype=self.dtype), return_dict=True,
+                                **kwargs)  # fmt: skip
+        feats = out.last_hidden_state if layer == -1 else out.hidden_states[layer]
+        if strategy == "default":
+            feats = feats[:, 1:, :]
+        B, n, C = feats.shape
+        side = int(n**0.5)
+        feats = feats.reshape(B, side, side, C)
+        if alpha is not None:
+            alpha = alpha.to(feats.device)
+            if alpha.shape != (B, side * side):
+                raise ValueError(
+                    f"PIA grid {tuple(alpha.shape)} does not match the ViT's {B} x {side}x{side} "
+                    "patch tokens; check vision_config.image_size / patch_size"
+                )
+            feats = self.pia_gate(feats.reshape(B, side * side, C), alpha).reshape(B, side, side, C)
+        return out, feats
 
-    def get_image_features(self, pixel_values: torch.Tensor, *args, **kwargs):
-        out = self._gated_image_features(pixel_values, *args, **kwargs)
+    def get_image_features(self, pixel_values: torch.Tensor, vision_feature_layer=None,
+                           vision_feature_select_strategy=None,
+                           region_ids: torch.Tensor | None = None,
+                           ref_boxes: torch.Tensor | None = None,
+                           **kwargs) -> QuPAINTImageOutputs:  # fmt: skip
+        """The image features the LM reads (:class:`QuPAINTImageOutputs`): the gated patch
+        tokens pixel-shuffled and projected; with ``config.region_tokens``, the embeddings of
+        ``region_ids`` [N, region_tokens] instead (default: :meth:`predicted_region_ids` of
+        the dense head, the question's referred box ``ref_boxes`` [N, 4] included).
+        ``generate`` calls it before the first step with the ``region_ids`` and
+        ``ref_boxes`` given to it."""
+        out, tokens = self.vision_tokens(pixel_values, vision_feature_layer,
+                                         vision_feature_select_strategy, **kwargs)  # fmt: skip
+        shuffled = self._shuffle(tokens, self.config.downsample_ratio)
+        feats = self.multi_modal_projector(shuffled.reshape(tokens.shape[0], -1,
+                                                            shuffled.shape[-1]))  # fmt: skip
+        res = QuPAINTImageOutputs(last_hidden_state=out.last_hidden_state, pooler_output=feats,
+                                  hidden_states=out.hidden_states, attentions=out.attentions,
+                                  patch_tokens=tokens if self.config.dense_classes else None)
         if self.config.region_tokens:
-            ids = self._region_ids
-            if ids is None:
-                ids = self._generate_inputs[0]
-            if ids is None:
-                ids = self.predicted_region_ids()
-            ids = ids.to(out.pooler_output.device)
-            want = (out.pooler_output.shape[0], self.config.region_tokens)
+            ids = region_ids if region_ids is not None else self.predicted_region_ids(
+                tokens, ref_boxes)  # fmt: skip
+            ids = ids.to(feats.device)
+            want = (feats.shape[0], self.config.region_tokens)
             if tuple(ids.shape) != want:
                 raise ValueError(f"region_ids: shape {tuple(ids.shape)}; expected {want} "
                                  "(tiles, region_tokens)")  # fmt: skip
-            out.pooler_output = self.get_input_embeddings()(ids).to(out.pooler_output.dtype)
-            self.read_region_ids = ids
-        return out
+            res.pooler_output = self.get_input_embeddings()(ids).to(feats.dtype)
+            res.region_ids = ids
+        return res
 
-    def dense_grid_logits(self) -> torch.Tensor:
-        """The dense head's logits [N, h * sub, w * sub, classes] of the last image: each
-        patch token predicts its ``dense_sub`` x ``dense_sub`` cells."""
-        feats = self.patch_tokens
-        if not self.config.dense_classes or feats is None:
-            raise ValueError("dense_logits: the model has no dense head or saw no image yet")
-        n, h, w, _ = feats.shape
+    def forward(self, input_ids=None, pixel_values=None, attention_mask=None, position_ids=None,
+                cache=None, inputs_embeds=None, vision_feature_layer=None,
+                vision_feature_select_strategy=None, mm_encoder_outputs=None,
+                region_ids: torch.Tensor | None = None, ref_boxes: torch.Tensor | None = None,
+                **kwargs):  # fmt: skip
+        """InternVL's forward, the image encoded by :meth:`get_image_features` with
+        ``region_ids`` and ``ref_boxes``; its :class:`QuPAINTImageOutputs` are the output's
+        ``image_outputs``."""
+        if pixel_values is not None and not (mm_encoder_outputs or {}).get("image"):
+            image = self.get_image_features(pixel_values, vision_feature_layer,
+                                            vision_feature_select_strategy,
+                                            region_ids=region_ids, ref_boxes=ref_boxes)
+            mm_encoder_outputs = {**(mm_encoder_outputs or {}), "image": image}
+            pixel_values = None
+        return super().forward(input_ids=input_ids, pixel_values=pixel_values,
+                               attention_mask=attention_mask, position_ids=position_ids,
+                               cache=cache, inputs_embeds=inputs_embeds,
+                               vision_feature_layer=vision_feature_layer,
+                               vision_feature_select_strategy=vision_feature_select_strategy,
+                               mm_encoder_outputs=mm_encoder_outputs, **kwargs)  # fmt: skip
+
+    def dense_grid_logits(self, patch_tokens: torch.Tensor) -> torch.Tensor:
+        """The dense head's logits [N, h * sub, w * sub, classes] of ``patch_tokens``
+        [N, h, w, C] (:class:`QuPAINTImageOutputs`): each patch token predicts its
+        ``dense_sub`` x ``dense_sub`` cells."""
+        if not self.config.dense_classes or patch_tokens is None:
+            raise ValueError("dense_logits: the model has no dense head, or no patch tokens "
+                             "were given (image_outputs.patch_tokens of a forward)")  # fmt: skip
+        n, h, w, _ = patch_tokens.shape
         s, c = self.config.dense_sub, self.config.dense_classes
-        x = self.dense_head(feats).reshape(n, h, w, s, s, c).permute(0, 1, 3, 2, 4, 5)
+        x = self.dense_head(patch_tokens).reshape(n, h, w, s, s, c).permute(0, 1, 3, 2, 4, 5)
         return x.reshape(n, h * s, w * s, c)
 
-    def _class_maps(self) -> np.ndarray:
-        """The most likely class of every dense-head cell of the last image [N, H, W]."""
+    def class_maps(self, patch_tokens: torch.Tensor) -> np.ndarray:
+        """The most likely class of every dense-head cell [N, H, W] of ``patch_tokens``."""
         with torch.no_grad():
-            return self.dense_grid_logits().argmax(-1).cpu().numpy()
+            return self.dense_grid_logits(patch_tokens).argmax(-1).cpu().numpy()
 
     def dense_map(self, pixel_values: torch.Tensor) -> np.ndarray:
         """The dense head's class map [N, H, W] of ``pixel_values`` [N, 3, S, S]: the vision
         side alone (no region tokens are written, the LM is not run)."""
         with torch.no_grad():
-            self._gated_image_features(pixel_values)
-        return self._class_maps()
+            return self.class_maps(self.vision_tokens(pixel_values)[1])
 
-    def regions(self) -> list[tuple[list, list]]:
-        """The regions of the last image's dense map, per tile: (boxes, classes), boxes
+    def dense_probs(self, pixel_values: torch.Tensor) -> np.ndarray:
+        """The dense head's class probabilities [N, H, W, classes] of ``pixel_values``."""
+        with torch.no_grad():
+            logits = self.dense_grid_logits(self.vision_tokens(pixel_values)[1])
+            return logits.float().softmax(-1).cpu().numpy()
+
+    def regions(self, patch_tokens: torch.Tensor) -> list[tuple[list, list]]:
+        """The regions of the dense map of ``patch_tokens``, per tile: (boxes, classes), boxes
         (x1, y1, x2, y2) as fractions of the tile, largest region first
         (:func:`map_regions` with the config's ``region_min_cells`` and
         ``region_absorb_cells``)."""
         cfg = self.config
         return [map_regions(lab, cfg.dense_classes, cfg.region_min_cells,
-                            cfg.region_absorb_cells) for lab in self._class_maps()]  # fmt: skip
+                            cfg.region_absorb_cells)
+                for lab in self.class_maps(patch_tokens)]  # fmt: skip
 
-    def asked_classes(self) -> list[int | None]:
-        """Per tile of the last image, the layer class of the box its question refers to
-        (``ref_boxes`` of the forward, :func:`box_class` of the dense head's
-        probabilities), or None (no box, or ``config.region_refer`` off)."""
-        boxes = self._ref_boxes if self._ref_boxes is not None else self._generate_inputs[1]
-        n = self.patch_tokens.shape[0] if self.patch_tokens is not None else 0
-        if not self.config.region_refer or boxes is None:
+    def asked_classes(self, patch_tokens: torch.Tensor, ref_boxes=None) -> list[int | None]:
+        """Per tile, the layer class of the box its question refers to (``ref_boxes`` [N, 4],
+        NaN rows: none; :func:`box_class` of the dense head's probabilities of
+        ``patch_tokens``), or None (no box, or ``config.region_refer`` off)."""
+        n = patch_tokens.shape[0]
+        if not self.config.region_refer or ref_boxes is None:
             return [None] * n
-        boxes = torch.as_tensor(boxes, dtype=torch.float32).cpu()
+        boxes = torch.as_tensor(ref_boxes, dtype=torch.float32).cpu()
         if tuple(boxes.shape) != (n, 4):
             raise ValueError(f"ref_boxes: shape {tuple(boxes.shape)}; expected ({n}, 4) "
                              "(one box per tile, NaN for none)")  # fmt: skip
         with torch.no_grad():
-            probs = self.dense_grid_logits().float().softmax(-1).cpu().numpy()
+            probs = self.dense_grid_logits(patch_tokens).float().softmax(-1).cpu().numpy()
         return [None if bool(torch.isnan(b).any()) else box_class(p, b.tolist())
                 for p, b in zip(probs, boxes, strict=True)]  # fmt: skip
 
-    def predicted_region_ids(self) -> torch.Tensor:
-        """Region token ids [N, region_tokens] of the last image's :meth:`regions`
-        (:func:`~qupaint.model.regions.region_ids`: a tally, then the largest regions
-        that fit, written top to bottom; opened by the referred box's class,
+    def predicted_region_ids(self, patch_tokens: torch.Tensor, ref_boxes=None) -> torch.Tensor:
+        """Region token ids [N, region_tokens] of the :meth:`regions` of ``patch_tokens``
+        (:func:`~qupaint.model.regions.region_ids`: a tally, then the largest regions that
+        fit, written top to bottom; opened by the referred box's class,
         :meth:`asked_classes`)."""
-        if self.region_tokenizer is None:
-            self.region_tokenizer = _checkpoint_tokenizer(self.config)
         if self.region_tokenizer is None:
             raise ValueError("region tokens need the tokenizer: call "
                              "model.attach_tokenizer(processor.tokenizer) "
                              "(load_model_and_processor does)")  # fmt: skip
         tok, length = self.region_tokenizer, self.config.region_tokens
         rows = [region_ids(tok, boxes, cats, length, self.config.image_token_id, asked)
-                for (boxes, cats), asked in zip(self.regions(), self.asked_classes(),
+                for (boxes, cats), asked in zip(self.regions(patch_tokens),
+                                                self.asked_classes(patch_tokens, ref_boxes),
                                                 strict=True)]  # fmt: skip
         return torch.tensor(rows, dtype=torch.long)
 
@@ -188,19 +270,8 @@ class QuPAINTModel(QuPAINTPreTrainedModel, InternVLModel):
         return out
 
     def pixel_shuffle(self, vision_features: torch.Tensor, scale_factor: float = 0.5):
-        # called by InternVL between the CLS drop and the projector: the gate point
-        if self._alpha is not None:
-            B, h, w, C = vision_features.shape
-            alpha = self._alpha.to(vision_features.device)
-            if alpha.shape != (B, h * w):
-                raise ValueError(
-                    f"PIA grid {tuple(alpha.shape)} does not match the ViT's {B} x {h}x{w} "
-                    "patch tokens; check vision_config.image_size / patch_size"
-                )
-            vision_features = self.pia_gate(vision_features.reshape(B, h * w, C), alpha)
-            vision_features = vision_features.reshape(B, h, w, C)
-        if self.config.dense_classes:
-            self.patch_tokens = vision_features
+        # InternVL's image path with its pixel shuffle version (v1 or v2); the gate is
+        # applied before it, in vision_tokens
         return self._shuffle(vision_features, scale_factor)
 
 
@@ -208,7 +279,10 @@ class QuPAINTForConditionalGeneration(QuPAINTPreTrainedModel, InternVLForConditi
     """InternVL-family vision-language model with the PIA gate.
 
     ``from_pretrained`` accepts a QuPAINT checkpoint or a plain InternVL "-HF" checkpoint
-    (its gate parameters are then created from ``pia_gate_init_w/b``).
+    (its gate parameters are then created from ``pia_gate_init_w/b``). The model holds no
+    per-call state: ``region_ids``, ``ref_boxes`` and ``dense_labels`` are arguments of
+    :meth:`forward` (and ``generate``), and the vision side's outputs are the output's
+    ``image_outputs`` (:class:`QuPAINTImageOutputs`).
     """
 
     def __init__(self, config: QuPAINTConfig):
@@ -221,28 +295,33 @@ class QuPAINTForConditionalGeneration(QuPAINTPreTrainedModel, InternVLForConditi
             self.bbox_head = nn.Linear(config.text_config.hidden_size, 4)
         if config.region_pointer:
             self.region_pointer = RegionPointer(config.text_config.hidden_size)
-        #: the pointer's region tokens (keys and values, ids, mask) kept over a cached
-        #: generation: later steps carry no image
-        self._pointer_src = None
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """transformers' ``from_pretrained``; the tokenizer saved beside a local checkpoint
+        is attached for the region tokens (``pipeline`` loads the model without it)."""
+        model = super().from_pretrained(*args, **kwargs)
+        if model.config.region_tokens and model.model.region_tokenizer is None:
+            model.model.region_tokenizer = _checkpoint_tokenizer(model.config)
+        return model
 
     @property
     def pia_gate(self) -> PIAGate:
         return self.model.pia_gate
 
-    def dense_logits(self) -> torch.Tensor:
-        """Per-cell class logits [N_tiles, cells, dense_classes] of the last forward's image,
-        cells row-major over the ``(h * dense_sub) x (w * dense_sub)`` grid (needs
-        ``config.dense_classes``)."""
-        return self.model.dense_grid_logits().flatten(1, 2)
+    def dense_logits(self, patch_tokens: torch.Tensor) -> torch.Tensor:
+        """Per-cell class logits [N_tiles, cells, dense_classes] of ``patch_tokens`` (a
+        forward's ``image_outputs.patch_tokens``), cells row-major over the
+        ``(h * dense_sub) x (w * dense_sub)`` grid (needs ``config.dense_classes``)."""
+        return self.model.dense_grid_logits(patch_tokens).flatten(1, 2)
 
     def vision_loss(self, pixel_values: torch.Tensor, dense_labels: torch.Tensor) -> torch.Tensor:
         """The dense head's cross-entropy of ``pixel_values`` [N, 3, S, S] against
         ``dense_labels`` [N, cells] (class per dense-head cell, -100 ignored): the only loss
         that reaches the vision side (ViT, PIA gate, dense head) of a region-token model,
         computed without running the language model."""
-        self.model._gated_image_features(pixel_values)
-        logits = self.dense_logits()
+        logits = self.dense_logits(self.model.vision_tokens(pixel_values)[1])
         target = dense_labels.reshape(-1).to(logits.device)
         return nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]).float(), target, ignore_index=-100
@@ -260,22 +339,17 @@ class QuPAINTForConditionalGeneration(QuPAINTPreTrainedModel, InternVLForConditi
         cross-entropy. ``region_ids`` [N_tiles, region_tokens] replace the predicted
         region tokens (training on the true regions). ``ref_boxes`` [N_tiles, 4] (x1, y1,
         x2, y2 as fractions; NaN rows: none) are the boxes the questions refer to
-        (``config.region_refer``)."""
-        self.model.patch_tokens = None
-        self.model._region_ids = region_ids
-        self.model._ref_boxes = ref_boxes
-        try:
-            if self.config.region_pointer:
-                if args:
-                    raise TypeError("region_pointer: pass the forward's inputs by keyword")
-                out = self._pointer_forward(**kwargs)
-            else:
-                out = super().forward(*args, **kwargs)
-        finally:
-            self.model._region_ids = None
-            self.model._ref_boxes = None
-        if dense_labels is not None and self.model.patch_tokens is not None:
-            logits = self.dense_logits()
+        (``config.region_refer``). The vision side's outputs are ``out.image_outputs``."""
+        kwargs.update(region_ids=region_ids, ref_boxes=ref_boxes)
+        if self.config.region_pointer:
+            if args:
+                raise TypeError("region_pointer: pass the forward's inputs by keyword")
+            out = self._pointer_forward(**kwargs)
+        else:
+            out = super().forward(*args, **kwargs)
+        image = out.image_outputs
+        if dense_labels is not None and image is not None and image.patch_tokens is not None:
+            logits = self.dense_logits(image.patch_tokens)
             target = dense_labels.to(logits.device).reshape(-1)
             dense = nn.functional.cross_entropy(
                 logits.reshape(-1, logits.shape[-1]).float(),
@@ -286,17 +360,6 @@ class QuPAINTForConditionalGeneration(QuPAINTPreTrainedModel, InternVLForConditi
             w = self.config.dense_weight
             out["loss"] = dense * w if out.loss is None else out.loss + w * dense
         return out
-
-    def generate(self, *args, region_ids: torch.Tensor | None = None,
-                 ref_boxes: torch.Tensor | None = None, **kwargs):  # fmt: skip
-        """transformers' ``generate``; ``region_ids`` and ``ref_boxes`` as in :meth:`forward`
-        (generate encodes the image before the first forward, so they are handed to the
-        vision side here)."""
-        self.model._generate_inputs = (region_ids, ref_boxes)
-        try:
-            return super().generate(*args, **kwargs)
-        finally:
-            self.model._generate_inputs = (None, None)
 
     def _pointer_forward(self, input_ids=None, pixel_values=None, cache=None, labels=None,
                          logits_to_keep=0, inputs_embeds=None, **kwargs):  # fmt: skip
@@ -314,12 +377,14 @@ class QuPAINTForConditionalGeneration(QuPAINTPreTrainedModel, InternVLForConditi
         out = self.model(input_ids=input_ids, pixel_values=pixel_values, cache=cache, **kwargs)
         h = out[0]
         ptr = self.region_pointer
-        src = None if fresh else self._pointer_src
+        # the pointer's region tokens (keys and values, ids, mask) ride on the generation's
+        # cache: the later steps of a cached generation carry no image
+        src = None if fresh else getattr(cache, POINTER_SOURCE, None)
         slots = input_ids == self.config.image_token_id
         if bool(slots.any()):  # the image is in this call (generate encodes it beforehand)
             b = input_ids.shape[0]
             per_row = slots.sum(1)
-            ids = self.model.read_region_ids.to(input_ids.device).reshape(b, -1)
+            ids = out.image_outputs.region_ids.to(input_ids.device).reshape(b, -1)
             if not bool((per_row == ids.shape[1]).all()):
                 raise ValueError(
                     f"region_pointer: rows hold {per_row.tolist()} image tokens; "
@@ -333,9 +398,12 @@ class QuPAINTForConditionalGeneration(QuPAINTPreTrainedModel, InternVLForConditi
             follow = continuations(src["ids"], recent)
             src = {**src, "recent": recent[:, -(NGRAMS - 1):]}
             h2, attn, gate = ptr(h, src["kv"], src["mask"], follow)
-        # kept for the next steps of a generation (which may start without a cache object);
-        # not while training, where it would hold the graph
-        self._pointer_src = src if (cache is not None or not torch.is_grad_enabled()) else None
+        # kept for the next steps of a generation on its cache (the first step may have none:
+        # the language model's own then comes back); not while training, where it would
+        # hold the graph
+        kept = cache if cache is not None else out.cache
+        if kept is not None and (cache is not None or not torch.is_grad_enabled()):
+            setattr(kept, POINTER_SOURCE, src)
         if src is not None and labels is not None and torch.is_grad_enabled():
             # training: the mixture only where a label follows, not over [B, T, vocab]
             target = labels[:, 1:].to(h.device)

@@ -1,8 +1,9 @@
 """Whole micrographs in, answers about the whole image out.
 
 A QuPAINT model reads one window of ``image_size`` pixels (224 for the compact model) at
-the scale it was trained on (:data:`MODEL_UM_PER_PX`, 0.385 µm per pixel, the scale of the
-2DMatGMM / MaskTerial microscope and of realistic Synthia). A whole 1920x1200 micrograph
+the scale it was trained on (:data:`MODEL_UM_PER_PX`: the reference scale,
+:data:`~qupaint.constants.REFERENCE_UM_PER_PX`, of the 2DMatGMM / MaskTerial microscope and
+of realistic Synthia). A whole 1920x1200 micrograph
 squeezed into one window would show every flake a few pixels wide. So
 :func:`answer_whole_images`:
 
@@ -30,19 +31,29 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-__all__ = ["EVIDENCE", "MODEL_UM_PER_PX", "WHOLE_IMAGE_TASKS", "WholeImageAnswer",
-           "answer_whole_images", "empty_windows", "evidence_scores", "merge_boxes",
-           "physics_candidates", "proposal_windows", "REGIONS_PER_WINDOW", "resolve_evidence",
-           "window_regions",
-           "window_starts"]  # fmt: skip
+from qupaint.constants import REFERENCE_UM_PER_PX
+from qupaint.model.evidence import (
+    EVIDENCE,
+    REGIONS_PER_WINDOW,
+    Window,
+    empty_windows,
+    evidence_scores,
+    evidence_source,
+    physics_candidates,
+    proposal_windows,
+    resolve_evidence,
+    window_regions,
+)
+
+__all__ = ["EVIDENCE", "MODEL_UM_PER_PX", "REGIONS_PER_WINDOW", "WHOLE_IMAGE_TASKS",
+           "WholeImageAnswer", "answer_whole_images", "empty_windows", "evidence_scores",
+           "merge_boxes", "physics_candidates", "proposal_windows", "resolve_evidence",
+           "window_regions", "window_starts"]  # fmt: skip
 
 #: the image scale the shipped models were trained at (µm per pixel)
-MODEL_UM_PER_PX = 0.385
+MODEL_UM_PER_PX = REFERENCE_UM_PER_PX
 #: the tasks answered window by window and merged
 WHOLE_IMAGE_TASKS = ("count", "verify", "locate")
-#: what a region-token model reads about a window: ``"physics"``, the physics detector's
-#: flake candidates; ``"vision"``, the regions of its own dense head
-EVIDENCE = ("physics", "vision")
 
 
 @dataclass
@@ -151,145 +162,20 @@ def _phrase(question: str) -> str | None:
     return next((p for p in CATEGORY_PHRASES.values() if p in q), None)
 
 
-def resolve_evidence(model, evidence: str | None, physics: bool) -> str:
-    """What ``model`` reads about an image (one of :data:`EVIDENCE`): ``evidence`` when
-    given, else ``"physics"`` where the physics candidates can be had (``physics``: a
-    material or the candidates are known) and the model reads region tokens, else
-    ``"vision"``. A ValueError names what ``"physics"`` needs when it cannot be had."""
-    reads_regions = bool(getattr(model.config, "region_tokens", 0))
-    if evidence is None:
-        evidence = "physics" if physics and reads_regions else "vision"
-    if evidence not in EVIDENCE:
-        raise ValueError(f"evidence: one of {EVIDENCE}; got {evidence!r}")
-    if evidence == "physics" and not (physics and reads_regions):
-        raise ValueError("evidence='physics' needs the physics detector's candidates "
-                         "(material= names its material, or candidates= gives them) and a "
-                         "model that reads region tokens; or use evidence='vision'")  # fmt: skip
-    return evidence
 
 
-def physics_candidates(image: np.ndarray, material: str, microscope=None,
-                       min_score: float | None = None) -> list[dict]:  # fmt: skip
-    """The flake candidates the physics detector (:func:`qupaint.detect.find_flakes`,
-    through ``microscope``) finds on ``image`` scoring ``min_score`` or more (default
-    :data:`~qupaint.constants.ANSWER_MIN_SCORE`): COCO detections (``bbox`` x, y, w, h in pixels,
-    ``category_id``, ``score``). Pieces the detector's named rules reject (dust, residue,
-    fibres, halos, bulk crystals) are not among them."""
-    from qupaint.constants import ANSWER_MIN_SCORE
-    from qupaint.detect import find_flakes
-
-    mic = microscope
-    floor = ANSWER_MIN_SCORE if min_score is None else min_score
-    res = find_flakes(image, material, camera=mic.camera if mic else None,
-                      um_per_px=mic.um_per_px if mic else None,
-                      oxide_prior_nm=mic.oxide_prior_nm if mic else None)  # fmt: skip
-    return [d for d in res.detections if d["score"] >= floor]
 
 
-def _touches(box, x0: int, y0: int, tile: int) -> bool:
-    x, y, w, h = box
-    return x < x0 + tile and x + w > x0 and y < y0 + tile and y + h > y0
 
 
-def window_regions(candidates: Sequence[dict], x0: int, y0: int, tile: int,
-                   height: int | None = None, min_inside: float = 0.5) -> tuple[list, list]:
-    """The candidates of the ``tile``-px window at (``x0``, ``y0``) (``tile`` wide and
-    ``height``, default ``tile``, high) as region tokens read them: (boxes (x1, y1, x2, y2)
-    as fractions of the window, clipped to it; layer classes), for each candidate with at least
-    ``min_inside`` of its box inside the window (the rule
-    by which a window's true flakes are counted).
-
-    >>> window_regions([{"bbox": [10, 20, 40, 40], "category_id": 1}], 0, 0, 100)
-    ([(0.1, 0.2, 0.5, 0.6)], [1])
-    >>> window_regions([{"bbox": [90, 0, 40, 40], "category_id": 1}], 0, 0, 100)
-    ([], [])
-    """
-    tw, th = tile, tile if height is None else height
-    boxes, cats = [], []
-    for d in candidates:
-        x, y, w, h = (float(v) for v in d["bbox"])
-        x1, y1 = max(x, x0), max(y, y0)
-        x2, y2 = min(x + w, x0 + tw), min(y + h, y0 + th)
-        if x2 <= x1 or y2 <= y1 or (x2 - x1) * (y2 - y1) < min_inside * max(w * h, 1e-9):
-            continue
-        boxes.append((round((x1 - x0) / tw, 6), round((y1 - y0) / th, 6),
-                      round((x2 - x0) / tw, 6), round((y2 - y0) / th, 6)))
-        cats.append(int(d["category_id"]))
-    return boxes, cats
 
 
-#: the most flake candidates one window's region tokens hold whole (the compact model's 192
-#: region tokens write the tally and six boxes, about 28 tokens each)
-REGIONS_PER_WINDOW = 6
 
 
-def proposal_windows(candidates: Sequence[dict], width: int, height: int, tile: int,
-                     per_window: int = REGIONS_PER_WINDOW) -> list[tuple[int, int, list]]:
-    """Windows of ``tile`` px over a ``width`` x ``height`` image that show every flake
-    candidate whole where it fits in one window, each candidate given to one window: the
-    best-scoring candidate not yet given gets a window centred on it (moved inside the
-    image), which takes it and the other candidates wholly inside it, best first, up to
-    ``per_window`` (what its region tokens can hold). A locate question is asked of these,
-    so that no flake is cut by the border of a fixed grid (224-px windows over 1920 px
-    overlap by 12 px). Returns [(x0, y0, indices of its candidates)].
-
-    >>> proposal_windows([{"bbox": [200, 10, 40, 20], "score": 0.9},
-    ...                   {"bbox": [230, 20, 10, 10], "score": 0.5}], 500, 300, 100)
-    [(170, 0, [0, 1])]
-    """
-    order = sorted(range(len(candidates)), key=lambda k: -float(candidates[k].get("score", 0)))
-    boxes = [[float(v) for v in d["bbox"]] for d in candidates]
-    given: set = set()
-    out: list = []
-
-    def inside(b, x0, y0):
-        x, y, w, h = b
-        return x >= x0 and y >= y0 and x + w <= x0 + tile and y + h <= y0 + tile
-
-    for k in order:
-        if k in given:
-            continue
-        x, y, w, h = boxes[k]
-        x0 = int(min(max(round(x + w / 2 - tile / 2), 0), max(width - tile, 0)))
-        y0 = int(min(max(round(y + h / 2 - tile / 2), 0), max(height - tile, 0)))
-        members = [k] + [j for j in order if j not in given and j != k
-                         and inside(boxes[j], x0, y0)][: per_window - 1]  # fmt: skip
-        given.update(members)
-        out.append((x0, y0, members))
-    return out
 
 
-def evidence_scores(boxes: Sequence, candidates: Sequence[dict]) -> list[float]:
-    """Per box [x1, y1, x2, y2], the physics score of the flake candidate (``bbox`` x, y, w,
-    h, ``score``) whose box it overlaps most, when by IoU >= 0.5; else 0.
-
-    >>> cands = [{"bbox": [1, 0, 10, 10], "score": 0.8}]
-    >>> evidence_scores([[0, 0, 10, 10], [50, 50, 60, 60]], cands)
-    [0.8, 0.0]
-    """
-    from qupaint.boxes import box_iou_xywh
-
-    if not candidates or not boxes:
-        return [0.0] * len(boxes)
-    c = np.asarray([d["bbox"] for d in candidates], float)
-    sc = np.asarray([float(d["score"]) for d in candidates])
-    out = []
-    for x1, y1, x2, y2 in boxes:
-        iou = box_iou_xywh(np.asarray([x1, y1, x2 - x1, y2 - y1], float)[None], c)
-        k = int(iou.argmax())
-        out.append(round(float(sc[k]), 4) if iou[k] >= 0.5 else 0.0)
-    return out
 
 
-def empty_windows(image: np.ndarray, starts, tile: int, material: str, microscope=None,
-                  min_score: float | None = None, candidates=None) -> set:  # fmt: skip
-    """The windows of ``image`` (their top-left corners ``starts``, ``tile`` px) that no
-    physics flake candidate (:func:`physics_candidates`, or the ``candidates`` given)
-    touches: the model is asked only where the physics sees a flake."""
-    if candidates is None:
-        candidates = physics_candidates(image, material, microscope, min_score)
-    boxes = [d["bbox"] for d in candidates]
-    return {(x0, y0) for x0, y0 in starts if not any(_touches(b, x0, y0, tile) for b in boxes)}
 
 
 def _compose(task: str, fmt: str, question: str, material: str | None, count, yes, boxes,
@@ -317,6 +203,32 @@ def _compose(task: str, fmt: str, question: str, material: str | None, count, ye
     return T.LOCATE_A[1].format(n=len(xywh), box=format_boxes(fmt, xywh, labels, w, h))
 
 
+@dataclass
+class _Image:
+    """One image as read once: its pixels, at the model's scale, its windows' corners and,
+    once needed, its physics candidates (model pixels) and empty windows."""
+
+    arr: np.ndarray
+    arr_m: np.ndarray
+    starts: list
+    cands: list | None = None
+    empty: set | None = None
+
+
+@dataclass
+class _Plan:
+    """How one question about one image is asked: its task, the windows (:class:`Window`;
+    one whole-image window when ``whole``), the image's size, the windows in the grid, and
+    the seconds its preparation took."""
+
+    task: str | None
+    windows: list[Window]
+    size: tuple[int, int]
+    whole: bool
+    seconds: float
+    n_windows: int = 1
+
+
 def answer_whole_images(model, processor, images: Sequence, questions: Sequence[str],
                         microscope=None, material: str | None = None, fmt: str = "llava",
                         batch_size: int = 8, evidence: str | None = None,
@@ -325,7 +237,8 @@ def answer_whole_images(model, processor, images: Sequence, questions: Sequence[
     """Answer ``questions[i]`` about the whole image ``images[i]`` (a path or a uint8 array
     [H, W, 3]); see the module doc. ``microscope`` (a :class:`~qupaint.color.Microscope`
     or a preset name / camera file) gives the images' scale; ``material`` lets the physics
-    skip empty windows. ``evidence`` (one of :data:`EVIDENCE`; default ``"physics"`` when
+    skip empty windows. ``evidence`` (one of :data:`EVIDENCE`, an
+    :class:`~qupaint.model.evidence.EvidenceSource`; default ``"physics"`` when
     ``material`` is given and the model reads region tokens, else ``"vision"``): what the
     model reads about each window, the physics detector's flake candidates in it
     (:func:`window_regions`) or its own dense head's regions. ``candidates``: per image, its
@@ -338,12 +251,12 @@ def answer_whole_images(model, processor, images: Sequence, questions: Sequence[
     from qupaint._io import read_rgb
     from qupaint.color import Microscope
     from qupaint.instruct.parse import parse_answer
-    from qupaint.model.constrain import task_of_question
     from qupaint.model.inference import generate_answers
 
     if len(images) != len(questions):
         raise ValueError(f"{len(images)} images but {len(questions)} questions")
-    evidence = resolve_evidence(model, evidence, material is not None or candidates is not None)
+    source = evidence_source(resolve_evidence(model, evidence, material is not None
+                                              or candidates is not None))
     if candidates is not None and len(candidates) != len(images):
         raise ValueError(f"candidates: {len(candidates)} lists for {len(images)} images")
     mic = Microscope.load(microscope) if microscope is not None else None
@@ -353,7 +266,7 @@ def answer_whole_images(model, processor, images: Sequence, questions: Sequence[
         scale = float(mic.um_per_px) / MODEL_UM_PER_PX
     seen: dict = {}  # an image asked several questions is read, scaled and gated once
 
-    def prepared(img):
+    def prepared(img) -> _Image:
         key = id(img) if isinstance(img, np.ndarray) else str(img)
         if key not in seen:
             arr = read_rgb(img) if not isinstance(img, np.ndarray) else np.asarray(img)
@@ -364,131 +277,145 @@ def answer_whole_images(model, processor, images: Sequence, questions: Sequence[
                     (max(1, round(W * scale)), max(1, round(H * scale))), resample=3))  # fmt: skip
             h, w = arr_m.shape[:2]
             starts = [(x0, y0) for y0 in window_starts(h, tile) for x0 in window_starts(w, tile)]
-            seen[key] = [arr, arr_m, starts, None, None]  # ... candidates, empty windows
+            seen[key] = _Image(arr, arr_m, starts)
         return seen[key]
 
     for img, given in zip(images, candidates or [], strict=False):
         entry = prepared(img)  # candidates given: in the model's pixels
-        entry[3] = [{**d, "bbox": [float(v) * scale for v in d["bbox"]]} for d in given]
+        entry.cands = [{**d, "bbox": [float(v) * scale for v in d["bbox"]]} for d in given]
 
-    def candidates_of(entry):  # the physics reads the image at the scale it now has
-        arr, arr_m = entry[:2]
-        if entry[3] is None and material:
-            mic_m = replace(mic, um_per_px=MODEL_UM_PER_PX) if mic and arr_m is not arr else mic
-            entry[3] = physics_candidates(arr_m, material, mic_m)
-        return entry[3]
+    def candidates_of(entry: _Image):  # the physics reads the image at the scale it now has
+        if entry.cands is None and material:
+            rescaled = mic and entry.arr_m is not entry.arr
+            mic_m = replace(mic, um_per_px=MODEL_UM_PER_PX) if rescaled else mic
+            entry.cands = physics_candidates(entry.arr_m, material, mic_m)
+        return entry.cands
 
-    # per image: (task, windows [(x0, y0, crop)], (W, H), empty windows, asked whole, seconds)
-    plans = []
-    for img, q in zip(images, questions, strict=True):
-        t0 = time.perf_counter()
-        task = task_of_question(q)
-        entry = prepared(img)
-        arr, arr_m, starts = entry[:3]
-        H, W = arr.shape[:2]
-        h, w = arr_m.shape[:2]
-        held_locate = task == "locate" and evidence == "physics"
-        if task not in WHOLE_IMAGE_TASKS or (w <= tile and h <= tile and not held_locate):
-            plans.append((task, [(0, 0, arr, None)], (W, H), set(), True,
-                          time.perf_counter() - t0, 1))  # fmt: skip
-            continue
-        cands = candidates_of(entry)
-        if entry[4] is None:
-            entry[4] = set() if cands is None else empty_windows(arr_m, starts, tile, material,
-                                                                 candidates=cands)  # fmt: skip
-        empty = entry[4]
-        n_windows = len(starts)
-        if held_locate:  # windows around the candidates, each holding what it can write
-            empty = set()
-            wins = [(x0, y0, arr_m[y0 : y0 + tile, x0 : x0 + tile],
-                     window_regions([cands[k] for k in members], x0, y0, min(tile, w - x0),
-                                    min(tile, h - y0), min_inside=0))
-                    for x0, y0, members in proposal_windows(cands, w, h, tile)]  # fmt: skip
-        else:
-            wins = [(x0, y0, arr_m[y0 : y0 + tile, x0 : x0 + tile],
-                     window_regions(cands, x0, y0, tile) if evidence == "physics" else None)
-                    for x0, y0 in starts]  # fmt: skip
-        plans.append((task, wins, (W, H), empty, False, time.perf_counter() - t0, n_windows))
-    asks = [(i, j) for i, p in enumerate(plans) for j, (x0, y0, *_) in enumerate(p[1])
-            if (x0, y0) not in p[3]]  # fmt: skip
+    plans = [_plan(prepared(img), q, tile, source, material, candidates_of)
+             for img, q in zip(images, questions, strict=True)]  # fmt: skip
+    asks = [(i, j) for i, p in enumerate(plans) for j, win in enumerate(p.windows)
+            if not win.empty]  # fmt: skip
     regions = None
-    if evidence == "physics" and asks:
+    if source.reads_regions and asks:
         # an image asked whole (smaller than a window, or a question not merged) is read
-        # through the physics too, as one window
+        # through the evidence too, as one window
         regions = []
         for i, j in asks:
-            reg = plans[i][1][j][3]
+            reg = plans[i].windows[j].regions
             if reg is None:
                 entry = prepared(images[i])
-                h, w = entry[1].shape[:2]
-                reg = window_regions(candidates_of(entry), 0, 0, w, h)
+                h, w = entry.arr_m.shape[:2]
+                reg = source.regions(candidates_of(entry), 0, 0, w, h)
             regions.append(reg)
     t0 = time.perf_counter()
     texts = []
     if asks:
-        texts = generate_answers(model, processor, [plans[i][1][j][2] for i, j in asks],
+        texts = generate_answers(model, processor, [plans[i].windows[j].crop for i, j in asks],
                                  [questions[i] for i, _ in asks], batch_size=batch_size,
-                                 fmt=fmt, tasks=[plans[i][0] for i, _ in asks],
+                                 fmt=fmt, tasks=[plans[i].task for i, _ in asks],
                                  regions=regions, **gen)  # fmt: skip
     per_ask = (time.perf_counter() - t0) / max(len(asks), 1)
     by_image: dict = {}
     for (i, j), text in zip(asks, texts, strict=True):
         by_image.setdefault(i, []).append((j, text))
     out = []
-    for i, (task, wins, (W, H), empty, whole, prep_s, n_windows) in enumerate(plans):
+    for i, plan in enumerate(plans):
         got = by_image.get(i, [])
-        secs = prep_s + per_ask * len(got)
-        if whole:
+        secs = plan.seconds + per_ask * len(got)
+        W, H = plan.size
+        if plan.whole:
             text = got[0][1] if got else ""
             a = parse_answer(text, fmt, image_size=(W, H))
-            out.append(WholeImageAnswer(task, text, [list(map(float, b)) for b in a.boxes],
+            out.append(WholeImageAnswer(plan.task, text, [list(map(float, b)) for b in a.boxes],
                                         list(a.labels), a.count, a.yes, 1, 1, int(a.ok), secs,
                                         [(0, 0, text)]))  # fmt: skip
             continue
-        expect = {"count": "count", "verify": "yesno", "locate": "boxes"}[task]
-        count, yes, parsed, boxes, labels, window_answers = 0, False, 0, [], [], []
-        cut = []
-        hm, wm = (round(H * scale), round(W * scale))
-        for j, text in got:
-            x0, y0, crop, _ = wins[j]
-            size = (crop.shape[1], crop.shape[0])
-            a = parse_answer(text, fmt, image_size=size, expect=expect)
-            parsed += a.ok
-            window_answers.append((round(x0 / scale), round(y0 / scale), text))
-            if not a.ok:
-                continue
-            if task == "count":
-                count += int(a.count or 0)
-            if task == "verify":
-                yes = yes or bool(a.yes)
-            th, tw = crop.shape[:2]
-            for b, lb in zip(a.boxes, a.labels, strict=True):
-                x1, y1, x2, y2 = (float(v) for v in b)
-                boxes.append([(x0 + x1) / scale, (y0 + y1) / scale,
-                              (x0 + x2) / scale, (y0 + y2) / scale])  # fmt: skip
-                labels.append(lb or "Mono")
-                # cut by its window's border where that border is not the image's
-                cut.append((x1 <= 2 and x0 > 0) or (y1 <= 2 and y0 > 0)
-                           or (x2 >= tw - 2 and x0 + tw < wm) or (y2 >= th - 2 and y0 + th < hm))
-        if task == "locate" and evidence == "physics":
-            # each candidate was given to one window: only a box written twice is one flake
-            # (merging overlaps would join nested or touching flakes the physics separated)
-            kept = dict.fromkeys((tuple(round(v) for v in b), lb)
-                                 for b, lb in zip(boxes, labels, strict=True))  # fmt: skip
-            boxes, labels = [list(map(float, b)) for b, _ in kept], [lb for _, lb in kept]
-        else:
-            boxes, labels = merge_boxes(boxes, labels, cut)
-        scores = []
-        if evidence == "physics" and boxes:  # the evidence each box reports, in these pixels
-            cands = [{**d, "bbox": [v / scale for v in d["bbox"]]}
-                     for d in candidates_of(prepared(images[i]))]  # fmt: skip
-            scores = evidence_scores(boxes, cands)
-            order = sorted(range(len(boxes)), key=lambda k: -scores[k])  # best first
-            boxes, labels, scores = ([v[k] for k in order] for v in (boxes, labels, scores))
-        text = _compose(task, fmt, questions[i], material, count, yes, boxes, labels, (W, H))
-        out.append(WholeImageAnswer(task, text, boxes, labels,
-                                    count if task == "count" else None,
-                                    yes if task == "verify" else None, n_windows,
-                                    len(wins) - len(empty), parsed, round(secs, 3),
-                                    window_answers, scores))  # fmt: skip
+
+        def cands_here(i=i):  # the evidence each box reports, in the original pixels
+            return [{**d, "bbox": [v / scale for v in d["bbox"]]}
+                    for d in candidates_of(prepared(images[i]))]  # fmt: skip
+
+        out.append(_merge(plan, got, questions[i], fmt, scale, source, material, cands_here,
+                          secs))  # fmt: skip
     return out
+
+
+def _plan(entry: _Image, question: str, tile: int, source, material, candidates_of) -> _Plan:
+    """How ``question`` is asked of the image ``entry``: whole, or window by window (windows
+    around the candidates for a locate question whose boxes the evidence holds, else the
+    grid, its empty windows marked)."""
+    t0 = time.perf_counter()
+    from qupaint.model.constrain import task_of_question
+
+    task = task_of_question(question)
+    arr, arr_m, starts = entry.arr, entry.arr_m, entry.starts
+    H, W = arr.shape[:2]
+    h, w = arr_m.shape[:2]
+    held_locate = task == "locate" and source.holds_boxes
+    if task not in WHOLE_IMAGE_TASKS or (w <= tile and h <= tile and not held_locate):
+        return _Plan(task, [Window(0, 0, arr)], (W, H), True, time.perf_counter() - t0)
+    cands = candidates_of(entry)
+    if entry.empty is None:
+        entry.empty = set() if cands is None else empty_windows(arr_m, starts, tile, material,
+                                                                candidates=cands)  # fmt: skip
+    if held_locate:  # windows around the candidates, each holding what it can write
+        wins = [Window(x0, y0, arr_m[y0 : y0 + tile, x0 : x0 + tile],
+                       source.regions([cands[k] for k in members], x0, y0, min(tile, w - x0),
+                                      min(tile, h - y0), min_inside=0))
+                for x0, y0, members in proposal_windows(cands, w, h, tile)]  # fmt: skip
+    else:
+        wins = [Window(x0, y0, arr_m[y0 : y0 + tile, x0 : x0 + tile],
+                       source.regions(cands, x0, y0, tile), (x0, y0) in entry.empty)
+                for x0, y0 in starts]  # fmt: skip
+    return _Plan(task, wins, (W, H), False, time.perf_counter() - t0, len(starts))
+
+
+def _merge(plan: _Plan, got, question: str, fmt: str, scale: float, source, material,
+           cands_here, secs: float) -> WholeImageAnswer:  # fmt: skip
+    """The window answers ``got`` [(window index, text)] of ``plan`` merged into one answer
+    about the whole image: counts added, any yes, boxes moved to the image and merged."""
+    from qupaint.instruct.parse import parse_answer
+
+    task, (W, H) = plan.task, plan.size
+    expect = {"count": "count", "verify": "yesno", "locate": "boxes"}[task]
+    count, yes, parsed, boxes, labels, window_answers = 0, False, 0, [], [], []
+    cut = []
+    hm, wm = (round(H * scale), round(W * scale))
+    for j, text in got:
+        win = plan.windows[j]
+        x0, y0, crop = win.x0, win.y0, win.crop
+        a = parse_answer(text, fmt, image_size=(crop.shape[1], crop.shape[0]), expect=expect)
+        parsed += a.ok
+        window_answers.append((round(x0 / scale), round(y0 / scale), text))
+        if not a.ok:
+            continue
+        if task == "count":
+            count += int(a.count or 0)
+        if task == "verify":
+            yes = yes or bool(a.yes)
+        th, tw = crop.shape[:2]
+        for b, lb in zip(a.boxes, a.labels, strict=True):
+            x1, y1, x2, y2 = (float(v) for v in b)
+            boxes.append([(x0 + x1) / scale, (y0 + y1) / scale,
+                          (x0 + x2) / scale, (y0 + y2) / scale])  # fmt: skip
+            labels.append(lb or "Mono")
+            # cut by its window's border where that border is not the image's
+            cut.append((x1 <= 2 and x0 > 0) or (y1 <= 2 and y0 > 0)
+                       or (x2 >= tw - 2 and x0 + tw < wm) or (y2 >= th - 2 and y0 + th < hm))
+    if task == "locate" and source.holds_boxes:
+        # each candidate was given to one window: only a box written twice is one flake
+        # (merging overlaps would join nested or touching flakes the physics separated)
+        kept = dict.fromkeys((tuple(round(v) for v in b), lb)
+                             for b, lb in zip(boxes, labels, strict=True))  # fmt: skip
+        boxes, labels = [list(map(float, b)) for b, _ in kept], [lb for _, lb in kept]
+    else:
+        boxes, labels = merge_boxes(boxes, labels, cut)
+    scores = source.scores(boxes, cands_here)
+    if scores:  # best first
+        order = sorted(range(len(boxes)), key=lambda k: -scores[k])
+        boxes, labels, scores = ([v[k] for k in order] for v in (boxes, labels, scores))
+    text = _compose(task, fmt, question, material, count, yes, boxes, labels, (W, H))
+    asked = sum(not w.empty for w in plan.windows)
+    return WholeImageAnswer(task, text, boxes, labels, count if task == "count" else None,
+                            yes if task == "verify" else None, plan.n_windows, asked, parsed,
+                            round(secs, 3), window_answers, scores)  # fmt: skip
