@@ -9,6 +9,7 @@ import typer
 
 from qupaint._io import read_rgb, write_json
 from qupaint.cli._common import app, console, load_microscope, user_errors
+from qupaint.constants import REFERENCE_UM_PER_PX
 
 
 @app.command()
@@ -143,12 +144,13 @@ def tune_compact_cmd(
     Synthia, build its corpus, train adapters, merge, and score before and after on a
     held-out QF-Bench of that material. The merged model is WORK/model."""
     from qupaint.cli._common import invoked_command, pct, progress
-    from qupaint.recipes.compact import finetune_compact
+    from qupaint.recipes.compact import FinetuneRecipe, finetune_compact
 
     command = invoked_command("tune-compact")
     with user_errors(), progress("render") as report:
-        meta = finetune_compact(material, work, base, images, steps, batch, lr, rank, seed,
-                                bench_images, workers, threads, command,
+        recipe = FinetuneRecipe(base, images, steps, batch, lr, rank, seed, bench_images,
+                                workers, threads)  # fmt: skip
+        meta = finetune_compact(material, work, recipe, command,
                                 lambda stage, d, t: report(d, t, stage))  # fmt: skip
     for when in ("before", "after"):
         figures = meta[when]["tasks"]
@@ -175,7 +177,8 @@ def predict(
     ),
     camera: str = typer.Option(
         None, help="The images' microscope (preset or camera JSON): its um/px brings a whole "
-        "micrograph to the model's 0.385 um/px; default: the images are at that scale"),
+        f"micrograph to the model's {REFERENCE_UM_PER_PX} um/px; default: the images are at "
+        "that scale"),
     material: str = typer.Option(
         None, help="The flakes' material: windows where the physics sees nothing are "
         "answered 'none' without the model"),
@@ -253,7 +256,7 @@ def demo(
 
     t0 = time.perf_counter()
     with console.status("flake contrast and colours, Synthia, QMat-Instruct, tiny model, QF-Bench"):
-        paths = demo_mod.run(out, backend, pipeline_steps=steps, log=console.print)
+        paths = demo_mod.run(out, backend, pipeline_steps=steps, log=console.print).paths()
     for p in paths:
         console.print(f"wrote {p}")
     console.print(f"done in {time.perf_counter() - t0:.1f} s")

@@ -28,15 +28,15 @@ def seg_train(
     threads: int = typer.Option(2, help="Torch threads for training"),
 ):
     """Train the segmenter on realistic Synthia images (no real labels) and save it."""
-    from qupaint.seg.train import train_segmenter
+    from qupaint.seg.train import SegmenterRecipe, train_segmenter
 
     command = invoked_command("seg train")
     with user_errors(), progress("render") as report:
-        meta = train_segmenter(
-            out, images=images, steps=steps, batch=batch, crop=crop, width=width, lr=lr,
-            seed=seed, size=size, workers=workers, threads=threads, command=command,
-            progress=lambda stage, d, t: report(d, t, stage),
-        )  # fmt: skip
+        recipe = SegmenterRecipe(images=images, steps=steps, batch=batch, crop=crop,
+                                 width=width, lr=lr, seed=seed, size=size, workers=workers,
+                                 threads=threads)  # fmt: skip
+        meta = train_segmenter(out, recipe, command,
+                               progress=lambda stage, d, t: report(d, t, stage))
     console.print(
         f"wrote {out}: validation pixel IoU {meta['validation']['pixel_iou']:.3f} on "
         f"{meta['validation']['synthia_images']} held-out Synthia images, "

@@ -4,10 +4,39 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import torch
 
-__all__ = ["generate_answers", "repair_answer"]
+__all__ = ["AnswerSettings", "generate_answers", "repair_answer"]
+
+
+@dataclass(frozen=True)
+class AnswerSettings:
+    """How :func:`generate_answers` decodes: ``batch_size`` questions at a time, sampling at
+    ``temperature`` (0: greedy) with ``seed``, up to ``max_new_tokens``; ``constrain``
+    holds each answer to its task's format in box dialect ``fmt`` (with ``backend``),
+    drawing a rejected answer again up to ``retries`` times and then ``repair``-ing it;
+    ``hold`` holds the boxes of locate, verify and ground answers to the regions given."""
+
+    batch_size: int = 4
+    temperature: float = 0.2
+    max_new_tokens: int = 512
+    seed: int = 0
+    constrain: bool = False
+    fmt: str = "llava"
+    backend: str = "xgrammar"
+    retries: int = 3
+    repair: bool = True
+    hold: bool = True
+
+    def __post_init__(self):
+        if self.temperature < 0:
+            raise ValueError("temperature must be >= 0")
+        if self.retries < 0:
+            raise ValueError("retries must be >= 0")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
 
 
 @torch.no_grad()
@@ -16,21 +45,15 @@ def generate_answers(
     processor,
     images: Sequence,
     questions: Sequence[str],
-    batch_size: int = 4,
-    temperature: float = 0.2,
-    max_new_tokens: int = 512,
-    seed: int = 0,
-    progress: Callable[[int, int], None] | None = None,
-    constrain: bool = False,
+    settings: AnswerSettings | None = None,
+    *,
     tasks: Sequence[str | None] | None = None,
-    fmt: str = "llava",
-    backend: str = "xgrammar",
-    retries: int = 3,
-    repair: bool = True,
     regions: Sequence | None = None,
-    hold: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+    **fields,
 ) -> list[str]:
-    """Answer ``questions[i]`` about ``images[i]`` (paths, PIL images or uint8 arrays).
+    """Answer ``questions[i]`` about ``images[i]`` (paths, PIL images or uint8 arrays), as
+    ``settings`` (:class:`AnswerSettings`, or its fields as keywords) say.
 
     Sampling at ``temperature`` (the paper's 0.2); ``temperature=0`` is greedy. Batches are
     left-padded; the model's device and dtype are used.
@@ -63,10 +86,11 @@ def generate_answers(
     """
     if len(images) != len(questions):
         raise ValueError(f"{len(images)} images but {len(questions)} questions")
-    if temperature < 0:
-        raise ValueError("temperature must be >= 0")
-    if retries < 0:
-        raise ValueError("retries must be >= 0")
+    st = replace(settings or AnswerSettings(), **fields)
+    batch_size, temperature, max_new_tokens, seed = (st.batch_size, st.temperature,
+                                                     st.max_new_tokens, st.seed)  # fmt: skip
+    constrain, fmt, backend, retries, repair, hold = (st.constrain, st.fmt, st.backend,
+                                                      st.retries, st.repair, st.hold)  # fmt: skip
     model.eval()
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from qupaint._io import atomic_write_bytes, write_json
 from qupaint._pool import run_tasks
 from qupaint.seg.net import UNet, contrast_input
 
-__all__ = ["train_segmenter", "thin_mask", "render_training_set"]
+__all__ = ["SegmenterRecipe", "render_training_set", "thin_mask", "train_segmenter"]
 
 #: the thickest flake the segmenter marks (QF-Bench "Few" ends at 5 layers)
 THIN_MAX_LAYERS = 5
@@ -142,33 +143,48 @@ def _val_iou(net, inputs, masks) -> float:
     return float(inter / max(union, 1))
 
 
-def train_segmenter(
-    out: str | Path,
-    images: int = 1200,
-    steps: int = 1500,
-    batch: int = 8,
-    crop: int = 192,
-    width: int = 16,
-    depth: int = 3,
-    lr: float = 2e-3,
-    seed: int = 0,
-    size: int = 384,
-    workers: int = 2,
-    threads: int | None = None,
-    command: str | None = None,
-    progress=None,
-) -> dict:
-    """Train the thin-flake segmenter on Synthia and write ``out`` (``.safetensors``) and
-    its ``.json``. Returns the JSON's content. ``progress(stage, done, total)`` reports."""
+@dataclass(frozen=True)
+class SegmenterRecipe:
+    """How :func:`train_segmenter` trains: ``images`` realistic Synthia images of ``size``
+    px (rendered with ``workers`` processes, seed ``seed``), ``steps`` AdamW steps of
+    ``batch`` crops of ``crop`` px at one-cycle peak ``lr``, a U-Net ``width`` channels wide
+    and ``depth`` levels deep, on ``threads`` torch threads (None: torch's default)."""
+
+    images: int = 1200
+    steps: int = 1500
+    batch: int = 8
+    crop: int = 192
+    width: int = 16
+    depth: int = 3
+    lr: float = 2e-3
+    seed: int = 0
+    size: int = 384
+    workers: int = 2
+    threads: int | None = None
+
+    def __post_init__(self):
+        if self.images < 2 or self.steps < 1 or self.batch < 1:
+            raise ValueError("images >= 2, steps >= 1 and batch >= 1 are needed")
+        if not 16 <= self.crop <= self.size:
+            raise ValueError(f"crop must lie in 16..size ({self.size}); got {self.crop}")
+
+
+def train_segmenter(out: str | Path, recipe: SegmenterRecipe | None = None,
+                    command: str | None = None, progress=None, **fields) -> dict:  # fmt: skip
+    """Train the thin-flake segmenter on Synthia as ``recipe`` says (or its fields as
+    keywords) and write ``out`` (``.safetensors``) and its ``.json``. Returns the JSON's
+    content. ``progress(stage, done, total)`` reports."""
+    from dataclasses import replace
+
     from safetensors.torch import save
 
     out = Path(out)
     if out.suffix != ".safetensors":
         raise ValueError(f"out must end in .safetensors; got {out}")
-    if images < 2 or steps < 1 or batch < 1:
-        raise ValueError("images >= 2, steps >= 1 and batch >= 1 are needed")
-    if not 16 <= crop <= size:
-        raise ValueError(f"crop must lie in 16..size ({size}); got {crop}")
+    r = replace(recipe or SegmenterRecipe(), **fields)
+    images, steps, batch, crop, width, depth, lr, seed, size, workers, threads = (
+        r.images, r.steps, r.batch, r.crop, r.width, r.depth, r.lr, r.seed, r.size, r.workers,
+        r.threads)  # fmt: skip
     t0 = time.time()
     n_val = max(1, min(32, images // 10))
     imgs, masks = render_training_set(

@@ -33,12 +33,12 @@ from qupaint.recipes.compact.config import (
     compact_synthia_config,
 )
 from qupaint.recipes.compact.data import image_dialogues, prepare_data, short_descriptions
-from qupaint.recipes.compact.finetune import FINETUNE_TARGETS, finetune_compact
+from qupaint.recipes.compact.finetune import FINETUNE_TARGETS, FinetuneRecipe, finetune_compact
 from qupaint.recipes.compact.joint import evaluate_compact, train_compact, tune_regions
 from qupaint.recipes.compact.vision import VISION_PREFIXES, train_vision_side
 
 __all__ = ["COMPACT_DIR", "COMPACT_TASKS", "FINETUNE_TARGETS", "HELD_OUT_MATERIAL",
-           "REGION_GRID", "VALIDATION_SEED", "VISION_PREFIXES", "CompactRecipe",
+           "REGION_GRID", "VALIDATION_SEED", "VISION_PREFIXES", "CompactRecipe", "FinetuneRecipe",
            "ablate_compact", "compact_materials", "compact_synthia_config", "evaluate_compact",
            "finetune_compact", "flat_figures", "image_dialogues", "prepare_data",
            "short_descriptions", "train_compact", "train_vision_side", "tune_regions"]  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from qupaint._io import write_json
@@ -12,7 +13,7 @@ from qupaint.model.loading import load_model_and_processor
 from qupaint.recipes.compact.data import prepare_data
 from qupaint.recipes.compact.joint import evaluate_compact, final_loss, strip_answers
 
-__all__ = ["FINETUNE_TARGETS", "finetune_compact"]
+__all__ = ["FINETUNE_TARGETS", "FinetuneRecipe", "finetune_compact"]
 
 #: LoRA targets for a new material: the ViT's attention and MLP (a material changes the
 #: colours the ViT must read) and the LM's attention projections
@@ -20,17 +21,41 @@ FINETUNE_TARGETS = (r".*(vision_tower.*\.(q_proj|k_proj|v_proj|projection_layer|
                     r"|language_model.*\.(q_proj|k_proj|v_proj|o_proj))")  # fmt: skip
 
 
-def finetune_compact(material: str, work_dir, base: str = "compact", images: int = 1000,
-                     steps: int = 200, batch: int = 16, lr: float = 2e-3, rank: int = 16,
-                     seed: int = 1, bench_images: int = 8, workers: int = 2,
-                     threads: int = 2, command: str | None = None,
-                     progress: Callable[[str, int, int], None] | None = None) -> dict:  # fmt: skip
-    """LoRA-tune a compact model (``base``: ``"compact"`` or a folder) on one new material:
-    render the compact style's Synthia of ``material`` (``images``, training ``seed``),
-    build its corpus, train rank-``rank`` adapters (:data:`FINETUNE_TARGETS`, the PIA gate
-    in full) for ``steps``, merge them, and score the model before and after on a held-out
-    QF-Bench of that material (``bench_images``). Writes ``work_dir/model`` and
-    ``work_dir/finetune.json``; returns the latter's content."""
+@dataclass(frozen=True)
+class FinetuneRecipe:
+    """How :func:`finetune_compact` tunes: from ``base`` (``"compact"`` or a folder), on
+    ``images`` Synthia images (seed ``seed``), rank-``rank`` adapters for ``steps`` steps of
+    ``batch`` at learning rate ``lr``, scored on ``bench_images`` held-out QF-Bench images;
+    ``workers`` rendering processes, ``threads`` torch threads."""
+
+    base: str = "compact"
+    images: int = 1000
+    steps: int = 200
+    batch: int = 16
+    lr: float = 2e-3
+    rank: int = 16
+    seed: int = 1
+    bench_images: int = 8
+    workers: int = 2
+    threads: int = 2
+
+    def __post_init__(self):
+        if (self.images < 10 or self.steps < 1 or self.batch < 1 or self.lr <= 0
+                or self.rank < 1):  # fmt: skip
+            raise ValueError("images >= 10, steps >= 1, batch >= 1, lr > 0, rank >= 1 required")
+
+
+def finetune_compact(material: str, work_dir, recipe: FinetuneRecipe | None = None,
+                     command: str | None = None,
+                     progress: Callable[[str, int, int], None] | None = None,
+                     **fields) -> dict:  # fmt: skip
+    """LoRA-tune a compact model on one new material as ``recipe`` says (or its fields as
+    keywords): render the compact style's Synthia of ``material``, build its corpus, train
+    the adapters (:data:`FINETUNE_TARGETS`, the PIA gate in full), merge them, and score the
+    model before and after on a held-out QF-Bench of that material. Writes
+    ``work_dir/model`` and ``work_dir/finetune.json``; returns the latter's content."""
+    from dataclasses import replace
+
     import torch
 
     from qupaint.optics import FLAKE_MATERIALS
@@ -39,8 +64,10 @@ def finetune_compact(material: str, work_dir, base: str = "compact", images: int
 
     if material not in FLAKE_MATERIALS:
         raise ValueError(f"material: {material!r} is not one of {list(FLAKE_MATERIALS)}")
-    if images < 10 or steps < 1 or batch < 1 or lr <= 0 or rank < 1:
-        raise ValueError("images >= 10, steps >= 1, batch >= 1, lr > 0, rank >= 1 required")
+    r = replace(recipe or FinetuneRecipe(), **fields)
+    base, images, steps, batch, lr, rank, seed, bench_images, workers, threads = (
+        r.base, r.images, r.steps, r.batch, r.lr, r.rank, r.seed, r.bench_images, r.workers,
+        r.threads)  # fmt: skip
     work = Path(work_dir)
     torch.set_num_threads(threads)
     times: dict = {}
