@@ -227,3 +227,17 @@ def test_each_layer_imports_with_later_layers_blocked():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-3000:]
+
+
+def test_modules_stay_readable_and_facts_have_one_home():
+    """No package module over 550 lines, ``find_flakes`` a list of named stages (at most
+    80 lines), and the reference microscope's 0.385 um/px written in one module only
+    (``qupaint.constants.REFERENCE_UM_PER_PX``)."""
+    long = {str(p.relative_to(ROOT)): n for p in ROOT.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 550}  # fmt: skip
+    assert not long, long
+    tree = ast.parse((ROOT / "detect" / "detector.py").read_text())
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "find_flakes")
+    assert fn.end_lineno - fn.lineno + 1 <= 80
+    homes = sorted(str(p.relative_to(ROOT)) for p in ROOT.rglob("*.py") if "0.385" in p.read_text())
+    assert homes == ["constants.py"], homes

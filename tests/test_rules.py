@@ -90,6 +90,12 @@ def test_faint():
     assert faint(_piece(C, mask), _ctx(C))
     C, mask = _planted()
     assert not faint(_piece(C, mask), _ctx(C))
+    # every pixel strong (mean |C| 0.053), but a third dark in each channel: the median
+    # colour is the substrate's, which no flake is
+    for k, rows in enumerate(((30, 37), (37, 44), (44, 50))):
+        C[rows[0] : rows[1], 30:50] = 0.0
+        C[rows[0] : rows[1], 30:50, k] = -0.16
+    assert faint(_piece(C, mask), _ctx(C))
 
 
 def test_shading_is_faint_colourless_and_at_the_border():
@@ -103,7 +109,9 @@ def test_shading_is_faint_colourless_and_at_the_border():
 
 
 def test_fibre_is_thin_or_long():
-    C, mask = _planted(box=(30, 32, 5, 75))  # 2 px wide
+    C, mask = _planted(box=(30, 32, 30, 40))  # 2 px wide (and only 5 widths long)
+    assert fibre(_piece(C, mask), _ctx(C))
+    C, mask = _planted(H=120, W=120, box=(30, 34, 10, 110))  # 4 px wide, 25 widths long
     assert fibre(_piece(C, mask), _ctx(C))
     C, mask = _planted()
     assert not fibre(_piece(C, mask), _ctx(C))
@@ -144,6 +152,9 @@ def test_sliver_is_a_narrow_bent_flake():
     ctx = _ctx(C)
     assert sliver(_flake(C, arc, ctx), ctx)
     C, mask = _planted()
+    ctx = _ctx(C)
+    assert not sliver(_flake(C, mask, ctx), ctx)
+    C, mask = _planted(box=(30, 33, 10, 60))  # narrow but straight: it fills its hull
     ctx = _ctx(C)
     assert not sliver(_flake(C, mask, ctx), ctx)
 
