@@ -9,7 +9,28 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["box_iou_xywh"]
+__all__ = ["box_iou_xywh", "xywh_to_xyxy", "xyxy_to_xywh"]
+
+
+def xyxy_to_xywh(box) -> list[float]:
+    """``[x1, y1, x2, y2]`` (corners, as answers and region tokens write boxes) ->
+    ``[x, y, w, h]`` (COCO's), as floats.
+
+    >>> xyxy_to_xywh([1, 2, 4, 6])
+    [1.0, 2.0, 3.0, 4.0]
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return [x1, y1, x2 - x1, y2 - y1]
+
+
+def xywh_to_xyxy(box) -> list[float]:
+    """``[x, y, w, h]`` -> ``[x1, y1, x2, y2]``, as floats.
+
+    >>> xywh_to_xyxy([1, 2, 3, 4])
+    [1.0, 2.0, 4.0, 6.0]
+    """
+    x, y, w, h = (float(v) for v in box)
+    return [x, y, x + w, y + h]
 
 
 def box_iou_xywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ from qupaint.bench.metrics import (
     rank_score,
 )
 from qupaint.bench.scoring import Reading, score_answer
+from qupaint.boxes import xyxy_to_xywh
 from qupaint.categories import CATEGORY_IDS, CATEGORY_PHRASES, MONO
 from qupaint.constants import ANSWER_MIN_SCORE
 from qupaint.instruct.parse import parse_answer
@@ -40,9 +41,8 @@ def answers_to_detections(answers, images, fmt: str) -> tuple[list[dict], int]:
         a = parse_answer(text, fmt, image_size=(im["width"], im["height"]), expect="boxes")
         failed += not a.ok
         for k, (box, cat) in enumerate(zip(a.boxes, a.category_ids, strict=True)):
-            x1, y1, x2, y2 = (float(v) for v in box)
             dets.append({"image_id": im["id"], "category_id": cat or 1,
-                         "bbox": [x1, y1, x2 - x1, y2 - y1], "score": rank_score(k)})  # fmt: skip
+                         "bbox": xyxy_to_xywh(box), "score": rank_score(k)})  # fmt: skip
     return dets, failed
 
 
@@ -83,7 +83,7 @@ def evaluate_model_detection(model, processor, gt_json, images_dir=None, fmt: st
         answers = [a.answer for a in got]
         failed = sum(a.parsed < len(a.window_answers) for a in got)
         dets = [{"image_id": im["id"], "category_id": CATEGORY_IDS.get(lb, MONO),
-                 "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": sc}
+                 "bbox": xyxy_to_xywh(b), "score": sc}
                 for im, a in zip(images, got, strict=True)
                 for b, lb, sc in zip(a.boxes, a.labels, a.scores, strict=True)]  # fmt: skip
     else:
@@ -115,8 +115,7 @@ def evaluate_model_grounding(model, processor, corpus_jsonl, images_dir, fmt: st
         a = parse_answer(text, fmt, image_size=size, expect="boxes")
         failed += not a.ok
         if len(a.boxes):
-            x1, y1, x2, y2 = (float(v) for v in a.boxes[0])
-            preds[r["id"]] = [x1, y1, x2 - x1, y2 - y1]
+            preds[r["id"]] = xyxy_to_xywh(a.boxes[0])
     res = evaluate_grounding({r["id"]: r["meta"]["bbox"] for r in recs}, preds)
     return {**res, "parse_failures": failed}
 
@@ -384,7 +383,7 @@ def evaluate_model_real(model, processor, images_dir, masks_dir=None, tile: int 
     for a in located:
         parsed += a.parsed
         asked += len(a.window_answers)
-        dets.append([{"bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+        dets.append([{"bbox": xyxy_to_xywh(b),
                       "category_id": CATEGORY_IDS.get(lb, MONO),
                       "score": a.scores[j] if a.scores else rank_score(j)}
                      for j, (b, lb) in enumerate(zip(a.boxes, a.labels, strict=True))])

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from qupaint._io import read_rgb, write_json
+from qupaint.boxes import xyxy_to_xywh
 from qupaint.cli._common import app, console, load_microscope, user_errors
 from qupaint.constants import REFERENCE_UM_PER_PX
 
@@ -235,7 +236,7 @@ def predict(
         results.append({"image": str(f), "prompt": question, "response": a.answer,
                         "boxes_px": boxes, "labels": a.labels, "windows": a.windows,
                         "windows_asked": a.asked, "seconds": a.seconds})  # fmt: skip
-        dets = [{"bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+        dets = [{"bbox": xyxy_to_xywh(b),
                  "category_id": label_to_category(lb)}
                 for b, lb in zip(boxes, a.labels, strict=True)]  # fmt: skip
         draw_detections(img, dets, out / f"{f.stem}_pred.png")

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from qupaint._io import read_rgb, write_json
+from qupaint.boxes import xyxy_to_xywh
 from qupaint.categories import CATEGORY_IDS, CATEGORY_NAMES, CATEGORY_PHRASES
 from qupaint.demo.files import save_fig
 
@@ -140,7 +141,7 @@ def _plot_compact(bench: Path, gt: dict, located: list[dict], path: Path) -> Non
         img = read_rgb(resolve_image(bench, im))
         pred = parse_answer(r["answer"], "llava", image_size=(img.shape[1], img.shape[0]))
         truth = [(t["bbox"], CATEGORY_IDS[t["category"]]) for t in r["truth"]]
-        boxes = [([b[0], b[1], b[2] - b[0], b[3] - b[1]], c)
+        boxes = [(xyxy_to_xywh(b), c)
                  for b, c in zip(pred.boxes, pred.category_ids, strict=True)]  # fmt: skip
         for row, (title, dets) in enumerate((("truth", truth), ("compact model", boxes))):
             ax = axes[row, k]

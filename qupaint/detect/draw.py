@@ -7,6 +7,7 @@ from typing import IO
 
 import numpy as np
 
+from qupaint.boxes import xywh_to_xyxy
 from qupaint.categories import CATEGORY_NAMES
 from qupaint.rle import decode as decode_rle
 
@@ -158,7 +159,7 @@ def draw_detections(
         cat = d.get("category_id")
         colors.append(CATEGORY_COLORS.get(cat, CATEGORY_COLORS[None]))
         if not isinstance(d.get("segmentation"), dict):
-            draw.rectangle([x, y, x + w, y + h], outline=colors[-1], width=2)
+            draw.rectangle(xywh_to_xyxy(d["bbox"]), outline=colors[-1], width=2)
         text = f"{k} " if numbers else ""
         text += CATEGORY_NAMES.get(cat, d.get("label") or "")
         if "layers" in d:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from qupaint.boxes import xywh_to_xyxy
 from qupaint.categories import CATEGORY_IDS, CATEGORY_PHRASES
 from qupaint.instruct.templates import DESCRIBE_A
 
@@ -150,7 +151,7 @@ def _boxes_qupaint(text: str, errors: list) -> tuple[list, list, str]:
         except ValueError:
             errors.append(f"unreadable <box> {raw[:40]!r}")
             continue
-        boxes.append([x, y, x + w, y + h])
+        boxes.append(xywh_to_xyxy((x, y, w, h)))
     return boxes, [None] * len(boxes), _PCT_BOX.sub(" ", text)
 
 

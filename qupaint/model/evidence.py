@@ -241,7 +241,7 @@ def evidence_scores(boxes: Sequence, candidates: Sequence[dict]) -> list[float]:
     >>> evidence_scores([[0, 0, 10, 10], [50, 50, 60, 60]], cands)
     [0.8, 0.0]
     """
-    from qupaint.boxes import box_iou_xywh
+    from qupaint.boxes import box_iou_xywh, xyxy_to_xywh
 
     if not candidates or not boxes:
         return [0.0] * len(boxes)
@@ -249,7 +249,7 @@ def evidence_scores(boxes: Sequence, candidates: Sequence[dict]) -> list[float]:
     sc = np.asarray([float(d["score"]) for d in candidates])
     out = []
     for x1, y1, x2, y2 in boxes:
-        iou = box_iou_xywh(np.asarray([x1, y1, x2 - x1, y2 - y1], float)[None], c)
+        iou = box_iou_xywh(np.asarray(xyxy_to_xywh((x1, y1, x2, y2)))[None], c)
         k = int(iou.argmax())
         out.append(round(float(sc[k]), 4) if iou[k] >= 0.5 else 0.0)
     return out

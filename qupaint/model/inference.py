@@ -8,6 +8,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from qupaint.boxes import xyxy_to_xywh
+
 __all__ = ["AnswerSettings", "generate_answers", "repair_answer"]
 
 
@@ -200,7 +202,7 @@ def repair_answer(text: str, fmt: str, expect: str) -> str:
     a = parse_answer(fixed, fmt, image_size=(1000, 1000))
     if not len(a.boxes):
         return "There are no flakes in this image."
-    xywh = [[b[0], b[1], b[2] - b[0], b[3] - b[1]] for b in a.boxes.tolist()]
+    xywh = [xyxy_to_xywh(b) for b in a.boxes.tolist()]
     labels = [lb or "Mono" for lb in a.labels]
     return T.LOCATE_A[1].format(n=len(xywh), box=format_boxes(fmt, xywh, labels, 1000, 1000))
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from qupaint.boxes import xyxy_to_xywh
 from qupaint.constants import REFERENCE_UM_PER_PX
 from qupaint.model.evidence import (
     EVIDENCE,
@@ -185,7 +186,7 @@ def _compose(task: str, fmt: str, question: str, material: str | None, count, ye
     from qupaint.instruct.formats import format_boxes
 
     w, h = size
-    xywh = [[b[0], b[1], b[2] - b[0], b[3] - b[1]] for b in boxes]
+    xywh = [xyxy_to_xywh(b) for b in boxes]
     phrase = _phrase(question)
     if task == "count":
         if phrase is None:
