@@ -6,7 +6,9 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from qupaint._io import read_rgb
+import numpy as np
+
+from qupaint._io import read_mask, read_rgb
 from qupaint.categories import CATEGORY_NAMES
 from qupaint.constants import REFERENCE_UM_PER_PX
 from qupaint.demo.files import save_fig
@@ -53,8 +55,10 @@ def synthia_contact_sheet(path: Path, per_material: int = 4, size: int = 256) ->
 
 
 def synthia_vs_real(path: Path, per_row: int = 4, size: int = 256) -> None:
-    """Synthia next to real chips, one row each: real micrograph crops (the shipped MaskTerial
-    chips), realistic Synthia (thin-flake labels outlined) and classic Synthia. (The
+    """Synthia next to real chips, one row each: real micrograph crops (distinct windows of
+    the two shipped expert-masked GrapheneH micrographs, each centred on a thin flake of
+    the expert's masks, images alternating), realistic Synthia (thin-flake labels
+    outlined) and classic Synthia. (The
     Synthia-trained segmenter is not shown on the real crops: on whole real micrographs it
     finds 15 of 32 thin flakes at a precision of 0.03-0.13, not a result to show.)"""
     import matplotlib
@@ -67,18 +71,13 @@ def synthia_vs_real(path: Path, per_row: int = 4, size: int = 256) -> None:
     from qupaint.synthia import Synthia, SynthiaConfig
 
     real_dir = Path(str(resources.files("qupaint") / "data" / "real"))
-    chips = []
-    for name in ("MoSe2_chip.jpg", "WS2_chip.jpg"):
-        chips.append(read_rgb(real_dir / name))
-    real = []
-    for k in range(per_row):  # the busiest windows (most pixel variance), chips alternating
-        c = chips[k % len(chips)]
-        cands = [(float(c[y : y + size, x : x + size].std()), y, x)
-                 for y in range(0, c.shape[0] - size + 1, size // 4)
-                 for x in range(0, c.shape[1] - size + 1, size // 4)]  # fmt: skip
-        cands.sort(reverse=True)
-        _, y, x = cands[k // len(chips)]
-        real.append(c[y : y + size, x : x + size])
+    chips = [(read_rgb(real_dir / "whole" / f"GrapheneH_{name}.jpg"),
+              read_mask(real_dir / "whole" / f"GrapheneH_{name}_mask.png"))
+             for name in ("grey", "purple")]  # fmt: skip
+    picks = [_flake_windows(img, mask, size, per_row) for img, mask in chips]
+    real = [picks[k % len(chips)][k // len(chips)] for k in range(per_row)]
+    # the faint thin flakes, outlined as the renders' labels are: the expert's masks
+    real = [outline_labels(crop, mask, (255, 220, 0)) for crop, mask in real]
     syn = Synthia(SynthiaConfig.realistic(seed=11, height=size, width=size))
     realistic = []
     for k in range(per_row):
@@ -86,7 +85,7 @@ def synthia_vs_real(path: Path, per_row: int = 4, size: int = 256) -> None:
         realistic.append(outline_labels(smp.image, thin_mask(smp) * smp.masks, (255, 220, 0)))
     classic_syn = Synthia(SynthiaConfig(seed=11, height=size, width=size, radius_px=(8.0, 40.0)))
     classic = [classic_syn.sample(k).image for k in range(per_row)]
-    rows = [("real chips (MaskTerial)", real),
+    rows = [("real (GrapheneH; expert's thin flakes)", real),
             ("Synthia realistic (thin flakes outlined)", realistic),
             ("Synthia classic", classic)]  # fmt: skip
     fig, axes = plt.subplots(len(rows), per_row, figsize=(2.4 * per_row, 2.5 * len(rows)),
@@ -101,3 +100,30 @@ def synthia_vs_real(path: Path, per_row: int = 4, size: int = 256) -> None:
     fig.suptitle(f"Synthia next to real chips ({size} px at about {REFERENCE_UM_PER_PX} um/px)")
     save_fig(fig, path)
 
+
+
+def _flake_windows(img: np.ndarray, mask: np.ndarray, size: int, n: int) -> list[tuple]:
+    """``n`` windows of ``size`` px of a real micrograph, each centred on one of the
+    instances of ``mask`` (largest first), no two overlapping; then, if too few, the
+    busiest windows (pixel spread) that overlap none. Each as (crop, the mask in it)."""
+    from scipy import ndimage
+
+    H, W = img.shape[:2]
+    ids = [k for k in np.unique(mask) if k]
+    sizes = ndimage.sum(mask > 0, mask, ids) if ids else []
+    centres = [ndimage.center_of_mass(mask == k) for _, k in sorted(zip(sizes, ids,
+                                                                        strict=True),
+                                                                     reverse=True)]  # fmt: skip
+    spread = sorted(((float(img[y : y + size, x : x + size].std()), y + size / 2, x + size / 2)
+                     for y in range(0, H - size + 1, size // 4)
+                     for x in range(0, W - size + 1, size // 4)), reverse=True)  # fmt: skip
+    centres += [(cy, cx) for _, cy, cx in spread]
+    taken: list[tuple[int, int]] = []
+    for cy, cx in centres:
+        y = int(min(max(round(cy - size / 2), 0), H - size))
+        x = int(min(max(round(cx - size / 2), 0), W - size))
+        if all(abs(y - ty) >= size or abs(x - tx) >= size for ty, tx in taken):
+            taken.append((y, x))
+        if len(taken) == n:
+            break
+    return [(img[y : y + size, x : x + size], mask[y : y + size, x : x + size]) for y, x in taken]
