@@ -60,3 +60,16 @@ def test_bad_recipes_and_inputs_are_named(tmp_path):
         DomainGapRecipe(window=8)
     with pytest.raises(ValueError, match="at least 2 real images"):
         domain_gap(CFG, [tmp_path], **SMALL)
+
+
+def test_substrate_only_windows_hold_no_flake(rng, tmp_path):
+    from qupaint.recipes.domain import SUBSTRATE_C, _windows
+
+    img = np.full((128, 128, 3), (120, 100, 150), np.uint8)
+    img[40:90, 40:90] = (100, 80, 140)  # a flake: -0.07 to -0.2 in contrast
+    w = _windows(img, 20, 32, rng, substrate_only=True)
+    assert 0 < len(w) <= 20 and (np.abs(w) <= SUBSTRATE_C).all()
+    assert (np.abs(_windows(img, 200, 32, rng)) > SUBSTRATE_C).any()  # without: some hold it
+    grainy = [np.clip(img + rng.normal(0, 40, img.shape), 0, 255).astype(np.uint8)] * 4
+    with pytest.raises(ValueError, match="bare substrate"):
+        domain_gap(CFG, [_write(tmp_path / "g", grainy)], substrate_only=True, **SMALL)

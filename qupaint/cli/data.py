@@ -280,6 +280,9 @@ def synthia_gap(
     window: int = typer.Option(96, help="Window side (px)"),
     steps: int = typer.Option(400, help="Classifier training steps"),
     seed: int = typer.Option(0, help="Seed of every draw"),
+    substrate_only: bool = typer.Option(
+        False, "--substrate-only", help="Only windows of bare substrate: the texture alone"
+    ),
     out: Path = typer.Option(None, help="Write the figures as JSON here"),
 ):
     """How well a small network tells Synthia from real chips: the held-out ROC AUC of a
@@ -297,7 +300,8 @@ def synthia_gap(
         raise typer.BadParameter("realistic, classic or a folder of images", param_hint="--mode")
     with user_errors(), progress("gap") as report:
         recipe = DomainGapRecipe(window=window, windows_per_image=windows,
-                                 synthetic_images=images, steps=steps, seed=seed)  # fmt: skip
+                                 synthetic_images=images, steps=steps, seed=seed,
+                                 substrate_only=substrate_only)  # fmt: skip
         r = domain_gap(synthia, real, recipe, progress=lambda s, d, t: report(d, t, s))
     console.print(f"domain AUC {r['auc']:.3f} (0.5: indistinguishable) on "
                   f"{r['windows']['test_real']} real and {r['windows']['test_synthetic']} "

@@ -30,7 +30,10 @@ from torch import nn
 from qupaint._io import IMAGE_EXTS, read_rgb
 from qupaint.seg.net import contrast_input
 
-__all__ = ["DomainGapRecipe", "domain_gap", "roc_auc", "window_classifier"]
+__all__ = ["SUBSTRATE_C", "DomainGapRecipe", "domain_gap", "roc_auc", "window_classifier"]
+
+#: a window is bare substrate when no pixel's contrast exceeds this in any channel
+SUBSTRATE_C = 0.04
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,10 @@ class DomainGapRecipe:
     px from every image (``synthetic_images`` Synthia renders, all real images), a CNN
     trained ``steps`` steps of ``batch`` windows at learning rate ``lr`` on the images not
     held out (``test_share`` of each set's images, at least one, are), ``seed`` for every
-    draw, ``threads`` torch threads (None: torch's default)."""
+    draw, ``threads`` torch threads (None: torch's default). ``substrate_only``: only
+    windows of bare substrate (no pixel beyond |C| = :data:`SUBSTRATE_C` in any channel), so
+    that the classifier can tell the sets apart by the substrate's texture alone (noise,
+    the camera's demosaicing and compression, the field), not by what lies on it."""
 
     window: int = 96
     windows_per_image: int = 24
@@ -50,6 +56,7 @@ class DomainGapRecipe:
     test_share: float = 0.3
     seed: int = 0
     threads: int | None = None
+    substrate_only: bool = False
 
     def __post_init__(self):
         if self.window < 16 or self.windows_per_image < 1 or self.synthetic_images < 2:
@@ -89,15 +96,21 @@ def window_classifier(width: int = 16) -> nn.Module:
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(chans[-1], 1))
 
 
-def _windows(image: np.ndarray, n: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` random windows [n, 3, size, size] of the image's contrast map."""
+def _windows(image: np.ndarray, n: int, size: int, rng: np.random.Generator,
+             substrate_only: bool = False) -> np.ndarray:  # fmt: skip
+    """``n`` random windows [n, 3, size, size] of the image's contrast map (with
+    ``substrate_only``, up to ``n`` of bare substrate among 8 ``n`` drawn)."""
     c = contrast_input(image).numpy()
     _, H, W = c.shape
     if H < size or W < size:
         raise ValueError(f"image {W}x{H} is smaller than the {size}-px window")
-    ys = rng.integers(0, H - size + 1, n)
-    xs = rng.integers(0, W - size + 1, n)
-    return np.stack([c[:, y : y + size, x : x + size] for y, x in zip(ys, xs, strict=True)])
+    draws = 8 * n if substrate_only else n
+    ys = rng.integers(0, H - size + 1, draws)
+    xs = rng.integers(0, W - size + 1, draws)
+    w = np.stack([c[:, y : y + size, x : x + size] for y, x in zip(ys, xs, strict=True)])
+    if substrate_only:
+        w = w[(np.abs(w) <= SUBSTRATE_C).all(axis=(1, 2, 3))][:n]
+    return w
 
 
 def _real_images(real: Sequence[str | Path]) -> list[Path]:
@@ -175,11 +188,16 @@ def domain_gap(synthia, real: Sequence[str | Path], recipe: DomainGapRecipe | No
             ("synthetic", True): []}  # fmt: skip
     for k, f in enumerate(real_files):
         sets["real", bool(real_held[k])].append(_windows(read_rgb(f), r.windows_per_image,
-                                                         r.window, rng))  # fmt: skip
+                                                         r.window, rng, r.substrate_only))
     for k, img in enumerate(syn_images):
         n = per_syn_test if syn_held[k] else per_syn_train
-        sets["synthetic", bool(syn_held[k])].append(_windows(img, n, r.window, rng))
+        sets["synthetic", bool(syn_held[k])].append(_windows(img, n, r.window, rng,
+                                                             r.substrate_only))  # fmt: skip
     data = {key: np.concatenate(v) for key, v in sets.items()}
+    for (name, held), x in data.items():
+        if not len(x):
+            raise ValueError(f"no {'held-out' if held else 'training'} {name} window"
+                             + (" of bare substrate" if r.substrate_only else ""))
     x_train = np.concatenate([data["real", False], data["synthetic", False]])
     y_train = np.r_[np.zeros(len(data["real", False])), np.ones(len(data["synthetic", False]))]
     if r.threads:
