@@ -17,7 +17,7 @@ __all__ = ["EXTRAS", "extra_for", "hint", "require"]
 #: the top-level modules each extra brings (pyproject.toml's optional-dependencies)
 EXTRAS: dict[str, tuple[str, ...]] = {
     "model": ("transformers", "accelerate", "tokenizers", "safetensors", "xgrammar"),
-    "scan": ("sqlalchemy", "alembic", "skimage"),
+    "scan": ("sqlalchemy", "alembic", "skimage", "tifffile"),
     "web": ("fastapi", "uvicorn", "multipart", "python_multipart", "starlette",
             "fastapi_offline"),
 }

@@ -97,6 +97,7 @@ def test_flake_get_patch_and_image(client):
 
 
 def test_pages_map_docs_and_export(client, site):
+    _, db = site
     for path in ("/", "/flakes", "/flake/1", "/try", "/calibrate"):
         r = client.get(path)
         assert r.status_code == 200 and "<html" in r.text, path
@@ -111,6 +112,11 @@ def test_pages_map_docs_and_export(client, site):
     assert csv.status_code == 200 and csv.text.startswith("id,chip,")
     z = client.get("/api/export", params={"format": "2dmatgmm"})
     assert z.status_code == 200 and z.content[:2] == b"PK"
+    pos = client.get("/api/export", params={"format": "micromanager", "layers": "1"})
+    assert pos.status_code == 200 and pos.headers["content-disposition"].endswith('.pos"')
+    listed = pos.json()["map"]["StagePositions"]["array"]
+    assert len(listed) == len(query_flakes(db, layers=[1])) > 0
+    assert "/api/export?format=micromanager" in client.get("/flakes").text
     assert client.get("/api/export", params={"format": "xml"}).status_code == 422
 
 

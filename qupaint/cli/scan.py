@@ -27,16 +27,20 @@ def scan(
     folder: Path = typer.Argument(
         ...,
         help="The scan folder: frames + positions.csv "
-        "(file,x_mm,y_mm), or a 2DMatGMM-System scan folder",
+        "(file,x_mm,y_mm), a 2DMatGMM-System scan folder, an OME-TIFF file "
+        "(ACQ.ome.tif: a frame per series) or a folder of them",
     ),
     material: str = typer.Option(..., help="Material of the flakes, e.g. graphene"),
-    db: str = typer.Option(None, help=DB_HELP + "; default FOLDER/flakes.sqlite"),
+    db: str = typer.Option(None, help=DB_HELP + "; default FOLDER/flakes.sqlite (the "
+                           "OME-TIFF's folder for a file)"),
     camera: str = typer.Option(
         None,
         help="Camera JSON (qupaint calibrate) or preset; default the folder's chip.json "
         "camera (a virtual chip), else 2dmatgmm",
     ),
-    um_per_px: float = typer.Option(None, help="Image scale; default the camera's or chip.json's"),
+    um_per_px: float = typer.Option(
+        None, help="Image scale; default an OME-TIFF's PhysicalSizeX, else the camera's or "
+        "chip.json's"),
     oxide_nm: str = typer.Option(
         None,
         help="SiO2 thickness in nm, or 'auto' (default: the "
@@ -63,13 +67,18 @@ def scan(
     Flakes seen in two overlapping frames are stored once. Each frame is written in one
     transaction: a killed scan resumes where it stopped (run the same command again), with
     nothing lost and nothing counted twice."""
-    from qupaint.scan import scan_folder
+    from qupaint.scan import ScanOptions, scan_folder
+    from qupaint.scan.ome import is_ome, list_ome
 
-    if camera is None and not (folder / "chip.json").is_file():
+    base = folder.parent if folder.is_file() else folder
+    if camera is None and not (base / "chip.json").is_file():
         camera = "2dmatgmm"
-    from qupaint.scan import ScanOptions
-
     mic = load_microscope(camera)
+    if um_per_px is None and (is_ome(folder.name) or (folder.is_dir() and not (
+            folder / "positions.csv").is_file() and any(is_ome(p.name)
+                                                       for p in folder.iterdir()))):
+        with user_errors():
+            um_per_px = list_ome(folder).um_per_px  # the file's own pixel size, if stated
     if not 0 <= min_score <= 1:
         fail("--min-score must be in [0, 1] (a probability)")
     if not idle_s > 0:
@@ -80,7 +89,7 @@ def scan(
     with user_errors():
         options = ScanOptions(chip=chip, user=user, workers=workers, min_score=min_score,
                               match_px=match_px, watch=watch, idle_s=idle_s)  # fmt: skip
-    db = db or str(folder / "flakes.sqlite")
+    db = db or str(base / "flakes.sqlite")
     with user_errors(), progress("scan" + (" (watching)" if watch else "")) as report:
         stats = scan_folder(folder, db, material, settings, options, progress=report)
     console.print(
@@ -90,6 +99,8 @@ def scan(
     )
     for bad in stats["unreadable"]:
         console.print(f"[yellow]skipped[/yellow] unreadable frame {bad['file']}: {bad['error']}")
+    for problem in stats.get("problems", []):
+        console.print(f"[yellow]skipped[/yellow] {problem}")
     missing = stats["not_processed"]
     if missing:
         console.print(
@@ -194,8 +205,10 @@ def map_(
 @app.command()
 def export(
     db: str = typer.Option(..., help=DB_HELP),
-    format: str = typer.Option(..., help="2dmatgmm (the 2DMatGMM-Website upload ZIP), coco or csv"),
-    out: Path = typer.Option(..., help="Output file (.zip, .json or .csv)"),
+    format: str = typer.Option(
+        ..., help="2dmatgmm (the 2DMatGMM-Website upload ZIP), coco, csv or micromanager (a "
+        "Micro-Manager 2 position list, .pos)"),
+    out: Path = typer.Option(..., help="Output file (.zip, .json, .csv or .pos)"),
     layers: str = LAYERS_OPT,
     min_area_um2: float = typer.Option(0.0, help="Smallest area (um^2)"),
     min_probability: float = typer.Option(0.0, help="Lowest detector score (0-1)"),
@@ -205,11 +218,13 @@ def export(
     chip: str = typer.Option(None, help="Only this chip"),
 ):
     """Export flakes: 2dmatgmm (thin flakes unless --layers), coco (stage coordinates as
-    extra fields) or csv."""
+    extra fields), csv, or micromanager: a position list Micro-Manager's Stage Position
+    List loads, one position per flake, to drive the stage back to each."""
+    from qupaint.scan.export import EXPORT_FORMATS
     from qupaint.scan.export import export as run_export
 
-    if format.lower() not in ("2dmatgmm", "coco", "csv"):
-        fail("--format must be 2dmatgmm, coco or csv")
+    if format.lower() not in EXPORT_FORMATS:
+        fail(f"--format must be one of {', '.join(EXPORT_FORMATS)}")
     if not Path(db).exists() and "://" not in db:
         fail(f"--db {db} does not exist (qupaint scan writes it)")
     filters = _filters(layers, min_area_um2, None, min_probability, thin, used, favourite,

@@ -11,6 +11,7 @@ each caller writes from it (COCO JSON and overlays, or database rows) is its own
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,12 +51,17 @@ class DetectJob:
         Detections scoring below this are dropped, 0-1.
     masks : bool or "window"
         As :func:`~qupaint.detect.detect`'s ``masks``.
+    reader : callable, optional
+        ``reader(path) -> [H, W, 3] uint8``, picklable (a module-level function): how a
+        frame is read (default :func:`~qupaint._io.read_rgb`; a scan of an OME-TIFF reads
+        one series, :func:`qupaint.scan.ome.read_frame`).
     """
 
     material: str
     settings: DetectorSettings
     min_score: float = 0.0
     masks: bool | str = True
+    reader: Callable | None = None
 
     def __post_init__(self):
         if not isinstance(self.settings, DetectorSettings):
@@ -68,7 +74,7 @@ class DetectJob:
         """Read ``path`` and detect its flakes; an unreadable or truncated file gives an
         :class:`ImageResult` with its ``error`` instead of raising."""
         try:
-            img = read_rgb(path)
+            img = (self.reader or read_rgb)(path)
         except (OSError, ValueError) as exc:
             return ImageResult(str(path), error=str(exc))
         res = find_flakes(img, self.material, self.settings, image_id=image_id,

@@ -11,6 +11,10 @@
   ``min_sidelength`` in um (the code multiplies pixels by micrometres per pixel),
   ``thickness`` the layer count as a string, ``false_positive_probability`` in [0, 1].
   :func:`read_2dmatgmm` reads such a ZIP back.
+- :func:`export_micromanager`: a Micro-Manager 2 position list (``.pos``, the "Micro-Manager
+  Property Map" JSON its Stage Position List saves and loads): one position per flake, at
+  its centroid in µm on the XY stage, labelled with its id and layer count, so that the
+  microscope drives back to each flake.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ __all__ = [
     "export_coco",
     "csv_cell",
     "export_csv",
+    "EXPORT_FORMATS",
+    "export_micromanager",
+    "micromanager_positions",
     "flake_conditions",
     "flake_page",
     "query_flakes",
@@ -337,8 +344,55 @@ def read_2dmatgmm(path: str | Path) -> dict:
     return {"meta": meta, "flakes": flakes}
 
 
+#: the formats of :func:`export`
+EXPORT_FORMATS = ("2dmatgmm", "coco", "csv", "micromanager")
+
+
+def micromanager_positions(rows: list[dict], xy_stage: str = "XYStage") -> dict:
+    """The Micro-Manager 2 position list (a "Micro-Manager Property Map") of flake
+    ``rows`` (:func:`query_flakes`' dicts): one ``StagePositions`` entry per flake, its
+    ``XYStage`` device at the flake's centroid in µm, labelled ``flake <id> (<n> L)``.
+
+    Examples
+    --------
+    >>> pl = micromanager_positions([{"id": 7, "layers": 1, "x_mm": 1.5, "y_mm": -0.25}])
+    >>> pos = pl["map"]["StagePositions"]["array"][0]
+    >>> pos["Label"]["scalar"], pos["DevicePositions"]["array"][0]["Position_um"]["array"]
+    ('flake 7 (1 L)', [1500.0, -250.0])
+    """
+
+    def prop(kind: str, value):
+        return {"type": kind, "array" if isinstance(value, list) else "scalar": value}
+
+    entries = []
+    for k, r in enumerate(rows):
+        xy = prop("DOUBLE", [round(float(r["x_mm"]) * 1000.0, 3),
+                             round(float(r["y_mm"]) * 1000.0, 3)])  # fmt: skip
+        entries.append({
+            "DefaultXYStage": prop("STRING", xy_stage),
+            "DefaultZStage": prop("STRING", ""),
+            "DevicePositions": prop("PROPERTY_MAP", [{"Device": prop("STRING", xy_stage),
+                                                      "Position_um": xy}]),
+            "GridCol": prop("INTEGER", 0),
+            "GridRow": prop("INTEGER", k),
+            "Label": prop("STRING", f"flake {r['id']} ({r['layers']} L)"),
+            "Properties": {"type": "PROPERTY_MAP", "scalar": {}},
+        })  # fmt: skip
+    return {"encoding": "UTF-8", "format": "Micro-Manager Property Map", "major_version": 2,
+            "minor_version": 0,
+            "map": {"StagePositions": {"type": "PROPERTY_MAP", "array": entries}}}  # fmt: skip
+
+
+def export_micromanager(db, path: str | Path, xy_stage: str = "XYStage", **filters) -> int:
+    """The filtered flakes of ``db`` as a Micro-Manager 2 position list at ``path``
+    (:func:`micromanager_positions`), written atomically; returns how many."""
+    rows = query_flakes(db, **filters)
+    write_json(path, micromanager_positions(rows, xy_stage))
+    return len(rows)
+
+
 def export(db, fmt: str, out: str | Path, **filters):
-    """``qupaint export``: ``fmt`` is 2dmatgmm, coco or csv."""
+    """``qupaint export``: ``fmt`` is one of :data:`EXPORT_FORMATS`."""
     fmt = fmt.lower()
     if fmt == "2dmatgmm":
         return export_2dmatgmm(db, out, **filters)
@@ -346,4 +400,6 @@ def export(db, fmt: str, out: str | Path, **filters):
         return len(export_coco(db, out, **filters)["annotations"])
     if fmt == "csv":
         return export_csv(db, out, **filters)
-    raise ValueError(f"format must be 2dmatgmm, coco or csv; got {fmt!r}")
+    if fmt == "micromanager":
+        return export_micromanager(db, out, **filters)
+    raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}; got {fmt!r}")

@@ -97,7 +97,8 @@ class ScanOptions:
 def scan_folder(folder: str | Path, db: str | Path, material: str, settings=None,
                 options: ScanOptions | None = None, progress=None, **option_fields) -> dict:
     """Detect every frame of the scan in ``folder`` into the database ``db`` (a path or a
-    SQLAlchemy URL); see the module doc. ``settings``
+    SQLAlchemy URL); see the module doc. ``folder`` may also be one OME-TIFF file (its
+    series are the frames; :mod:`qupaint.scan.ome`). ``settings``
     (:meth:`DetectorSettings.from_microscope <qupaint.detect.DetectorSettings.from_microscope>`)
     take their camera and scale, when they have none, from the folder's ``chip.json`` (a
     virtual chip), whose oxide is then the prior. ``options`` (:class:`ScanOptions`, or its
@@ -109,18 +110,30 @@ def scan_folder(folder: str | Path, db: str | Path, material: str, settings=None
     from qupaint.detect import DetectorSettings
     from qupaint.detect.job import DetectJob
     from qupaint.optics import get_material
+    from qupaint.scan.ome import is_ome, list_ome, read_frame
 
     opts = replace(options or ScanOptions(), **option_fields)
-    folder = Path(folder)
+    source = Path(folder)
+    folder = source.parent if source.is_file() else source
     material = get_material(material).name
     settings = DetectorSettings.of(settings)
+    ome = None  # an OME-TIFF scan: its problems are reported, its pixel size is the default
+    if (source.is_file() and is_ome(source.name)) or (
+            source.is_dir() and not (source / "positions.csv").is_file()
+            and any(is_ome(p.name) for p in source.iterdir())):  # fmt: skip
+        ome = list_ome(source)
+        if not ome.frames:
+            raise ValueError(f"{source}: no OME-TIFF series with a stage position ("
+                             + "; ".join(ome.problems[:3]) + ")")  # fmt: skip
     # a virtual chip's chip.json states its microscope (camera, oxide, scale)
     chip_json = folder / "chip.json"
     mic = Microscope.load(chip_json) if chip_json.is_file() else Microscope()
     fill = {}
     if settings.camera is None and mic.camera is not None:
         fill["camera"] = mic.camera
-    if settings.um_per_px is None and mic.um_per_px is not None:
+    if settings.um_per_px is None and ome is not None and ome.um_per_px is not None:
+        fill["um_per_px"] = ome.um_per_px
+    elif settings.um_per_px is None and mic.um_per_px is not None:
         fill["um_per_px"] = mic.um_per_px
     if settings.oxide_prior_nm is None and settings.oxide_nm is None and mic.oxide_nm is not None:
         fill["oxide_prior_nm"] = mic.oxide_nm
@@ -135,7 +148,8 @@ def scan_folder(folder: str | Path, db: str | Path, material: str, settings=None
     try:
         Session = open_db(db)
         directory = str(folder.resolve())
-        chip_name = opts.chip or folder.resolve().name
+        chip_name = opts.chip or (source.name.split(".")[0] if source.is_file()
+                                  else folder.resolve().name)  # fmt: skip
         # what decides the rows: a resumed scan must use the same (the camera included)
         recorded = {"material": material, "um_per_px": float(um_per_px), "oxide_nm": oxide_nm,
                     "oxide_prior_nm": oxide_prior_nm, "min_score": opts.min_score,
@@ -146,11 +160,13 @@ def scan_folder(folder: str | Path, db: str | Path, material: str, settings=None
                                                camera, recorded, folder)  # fmt: skip
         writer = FrameWriter(Session, scan_id, chip_id, material, float(um_per_px),
                              opts.match_px)  # fmt: skip
-        job = DetectJob(material, settings, opts.min_score, masks="window")
+        job = DetectJob(material, settings, opts.min_score, masks="window",
+                        reader=read_frame if ome is not None else None)  # fmt: skip
         frames = FrameScheduler(folder, job, done, opts.workers, opts.watch, opts.idle_s,
-                                opts.poll_s)  # fmt: skip
+                                opts.poll_s, source=source)  # fmt: skip
         t0 = time.perf_counter()
-        stats = {"frames": 0, "detections": 0, "skipped": len(done), "unreadable": []}
+        stats = {"frames": 0, "detections": 0, "skipped": len(done), "unreadable": [],
+                 "problems": list(ome.problems) if ome is not None else []}  # fmt: skip
         for frame, result in frames:
             stats["detections"] += writer.write(frame, result)
             stats["frames"] += 1

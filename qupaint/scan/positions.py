@@ -1,13 +1,15 @@
 """Where each frame of a scan was taken: the stage positions of a scan folder.
 
-Two layouts are read:
+Three layouts are read:
 
 - ``positions.csv`` with a header ``file,x_mm,y_mm`` (the file relative to the folder; the
   stage position of the frame's centre, in mm), in acquisition order. Rows may be appended
   while the scan runs (``qupaint scan --watch``); a row whose file is not there yet waits.
 - the 2DMatGMM-System raw scan folder: ``<mag>x/Pictures/<n>.png`` with
   ``<mag>x/Meta/<n>.json`` holding ``"motor_pos": [x_mm, y_mm]`` (its ``raster_scan_area_map``
-  writes them; the motor position is the frame's centre there too), ordered by ``n``.
+  writes them; the motor position is the frame's centre there too), ordered by ``n``;
+- OME-TIFF (:mod:`qupaint.scan.ome`): one ``.ome.tif`` file, or a folder of them, a frame
+  per series, its position from the OME metadata (µm; the frame's centre).
 """
 
 from __future__ import annotations
@@ -44,13 +46,17 @@ def _number(text: str, what: str, where: str) -> float:
 
 
 def frame_path(folder: str | Path, file: str) -> Path:
-    """The frame ``file`` of the scan in ``folder``: a ValueError when it resolves outside
-    the folder (a symbolic link out of it, say), so that a scan reads its own frames only."""
+    """The frame ``file`` of the scan in ``folder`` (an OME-TIFF frame keeps its
+    ``#series``): a ValueError when its file resolves outside the folder (a symbolic link
+    out of it, say), so that a scan reads its own frames only."""
+    from qupaint.scan.ome import split_key
+
+    name, series = split_key(file)
     root = Path(folder).resolve()
-    p = (root / file).resolve()
+    p = (root / name).resolve()
     if not p.is_relative_to(root):
         raise ValueError(f"{file}: leads outside the scan folder {root} (a link?)")
-    return p
+    return p if series is None else p.with_name(f"{p.name}#{series}")
 
 
 def read_positions(folder: str | Path, partial: bool = False) -> list[Frame]:
@@ -58,21 +64,37 @@ def read_positions(folder: str | Path, partial: bool = False) -> list[Frame]:
 
     ``partial=True`` (a scan still running) skips an unfinished last line of
     ``positions.csv`` instead of failing on it."""
+    from qupaint.scan.ome import is_ome, list_ome
+
     folder = Path(folder)
+    if folder.is_file() and is_ome(folder.name):
+        return _ome_frames(list_ome(folder))
     if not folder.is_dir():
         raise ValueError(f"scan folder {folder} does not exist")
     csv_path = folder / "positions.csv"
     if csv_path.is_file():
         return _read_csv(csv_path, partial)
     frames = _read_2dmatgmm(folder)
+    if frames is None and any(is_ome(p.name) for p in folder.iterdir()):
+        return _ome_frames(list_ome(folder))
     if frames is None:
         if partial:
             return []
         raise ValueError(
-            f"{folder} has no positions.csv (file,x_mm,y_mm) and no 2DMatGMM-System "
-            "<mag>x/Pictures + <mag>x/Meta folders: the stage positions are unknown"
+            f"{folder} has no positions.csv (file,x_mm,y_mm), no 2DMatGMM-System "
+            "<mag>x/Pictures + <mag>x/Meta folders and no OME-TIFF: the stage positions are "
+            "unknown"
         )
     return frames
+
+
+def _ome_frames(listing) -> list[Frame]:
+    """The frames of an OME-TIFF listing (positions in µm there, mm here)."""
+    out = []
+    for key, x_um, y_um in listing.frames:
+        out.append(Frame(len(out), key, _number(x_um / 1000.0, "PositionX", key),
+                         _number(y_um / 1000.0, "PositionY", key)))  # fmt: skip
+    return out
 
 
 def _read_csv(path: Path, partial: bool) -> list[Frame]:

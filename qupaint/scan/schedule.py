@@ -19,6 +19,7 @@ import numpy as np
 
 from qupaint._io import image_bytes
 from qupaint._pool import watched_pool
+from qupaint.scan.ome import split_key
 from qupaint.scan.positions import Frame, frame_path, read_positions
 
 __all__ = ["DONE_MARKER", "FrameScheduler", "detect_frame", "frame_ready", "init_worker"]
@@ -110,14 +111,17 @@ class FrameScheduler:
     every frame taken and ``frames`` the last listing of the folder.
     """
 
-    def __init__(self, folder: Path, job: dict, done: set[str], workers: int = 2,
-                 watch: bool = False, idle_s: float = 60.0, poll_s: float = 0.2):  # fmt: skip
+    def __init__(self, folder: Path, job, done: set[str], workers: int = 2,
+                 watch: bool = False, idle_s: float = 60.0, poll_s: float = 0.2,
+                 source: Path | None = None):  # fmt: skip
         self.folder, self.job, self.workers = Path(folder), job, workers
+        self.source = Path(source) if source is not None else self.folder  # what is listed
         self.watch, self.idle_s, self.poll_s = watch, idle_s, poll_s
         self.submitted: set[str] = set(done)
-        self.frames: list[Frame] = read_positions(self.folder, partial=watch)
+        self.frames: list[Frame] = read_positions(self.source, partial=watch)
         if not watch:
-            missing = [f.file for f in self.frames if not (self.folder / f.file).is_file()]
+            missing = [f.file for f in self.frames
+                       if not (self.folder / split_key(f.file)[0]).is_file()]  # fmt: skip
             if missing:
                 raise ValueError(
                     f"{len(missing)} listed frames are missing from {self.folder} "
@@ -139,14 +143,14 @@ class FrameScheduler:
         try:
             while True:
                 if watch:
-                    self.frames = read_positions(folder, partial=True)
+                    self.frames = read_positions(self.source, partial=True)
                 frames = self.frames
                 new = []
                 for f in frames:  # in acquisition order; a frame not yet on disk holds the rest
                     if f.file in submitted:
                         continue
                     if watch and (time.time() < wait_until.get(f.file, 0.0)
-                                  or not frame_ready(folder / f.file, sizes)):  # fmt: skip
+                                  or not frame_ready(folder / split_key(f.file)[0], sizes)):
                         break
                     new.append(f)
                     if len(pending) + len(new) >= 2 * workers:
@@ -172,7 +176,7 @@ class FrameScheduler:
                         # a live scan's frame may be half written: read it again later
                         tries[f.file] = tries.get(f.file, 0) + 1
                         submitted.discard(f.file)
-                        sizes.pop(folder / f.file, None)
+                        sizes.pop(folder / split_key(f.file)[0], None)
                         wait_until[f.file] = time.time() + RETRY_S
                         continue
                     yield f, res

@@ -20,13 +20,13 @@ router = APIRouter()
 
 
 @router.get("/api/export")
-def export_flakes(format: str = Query(..., pattern="^(2dmatgmm|coco|csv)$"),
+def export_flakes(format: str = Query(..., pattern="^(2dmatgmm|coco|csv|micromanager)$"),
                   layers: str | None = None, min_area_um2: float = Query(0.0, ge=0),
                   thin: bool = False, state: AppState = Depends(app_state)):  # fmt: skip
     from qupaint.scan.export import export
 
     ls = parse_layers(layers, example="")
-    ext = {"2dmatgmm": "zip", "coco": "json", "csv": "csv"}[format]
+    ext = {"2dmatgmm": "zip", "coco": "json", "csv": "csv", "micromanager": "pos"}[format]
     tmp = Path(tempfile.mkdtemp(prefix="qupaint-export-"))
     path = tmp / f"flakes.{ext}"
     filters = {"layers": ls, "min_area_um2": min_area_um2, "thin_only": thin}

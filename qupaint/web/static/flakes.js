@@ -10,8 +10,17 @@ function params() {
   p.set("page", page); p.set("page_size", size);
   return p;
 }
+function downloads() {  // the export links follow the filters the export API takes
+  const f = new FormData(q("#filters"));
+  for (const fmt of ["csv", "coco", "2dmatgmm", "micromanager"]) {
+    const p = new URLSearchParams({format: fmt});
+    for (const k of ["layers", "min_area_um2"]) if (f.get(k)) p.set(k, f.get(k));
+    q(`#dl-${fmt}`).href = "/api/export?" + p;
+  }
+}
 async function load() {
   q("#error").textContent = "";
+  downloads();
   try {
     const d = await api("/api/flakes?" + params());
     const pages = Math.max(1, Math.ceil(d.total / size));
