@@ -70,8 +70,10 @@ def _thin(db):
 
 
 def test_an_ome_tiff_scans_to_the_folder_s_flakes(scans):
-    folder_db, ome_db, stats, _ = scans
+    folder_db, ome_db, stats, ome = scans
     assert stats["frames"] == 6 and not stats["problems"] and not stats["unreadable"]
+    again = scan_folder(ome, ome_db, "graphene", workers=1)  # resumable: nothing to redo
+    assert again["skipped"] == 6 and again["frames"] == 0
     a, b = _thin(folder_db), _thin(ome_db)
     assert len(a) == len(b) > 5
     for (la, xa, ya, sa), (lb, xb, yb, sb) in zip(a, b, strict=True):
@@ -148,4 +150,12 @@ def test_a_series_without_position_and_a_truncated_file_are_named(scans, chip, t
     assert res.exit_code == 2, res.output
     line = res.output.strip().splitlines()[-1]
     assert line.startswith("error:") and "acq.ome.tif" in line and "no OME metadata" in line
+    assert _thin(ome_db) == before
+    # a file with no position at all: one line, nothing stored
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    _write_ome(bare / "acq.ome.tif", frames[:2], um, drop_position=(0, 1))
+    res = CliRunner().invoke(app, ["scan", str(bare / "acq.ome.tif"), "--material", "graphene",
+                                   "--db", str(ome_db), "--workers", "1"])  # fmt: skip
+    assert res.exit_code == 2 and "no OME-TIFF series with a stage position" in res.output
     assert _thin(ome_db) == before
