@@ -149,6 +149,25 @@ def test_fit_recovers_oxide_and_predicts_held_out_layers(oxide):
     assert np.abs(held_out - C[2:]).max() < 0.02
 
 
+def test_fit_with_a_tone_curve_recovers_it_and_predicts_held_out_layers():
+    # a camera whose pixel values bend: 1 + C -> (1 + C)^k per channel
+    truth = Camera.gaussian((600, 545, 470), (95, 75, 85), illuminant="A", na=0.3)
+    k = np.array([0.9, 1.15, 1.0])
+    C = (1 + channel_contrast("graphene", [1, 2, 3, 4, 5], 90.0, truth)) ** k - 1
+    obs = [("graphene", n, C[n - 1]) for n in (1, 2, 3)]
+    plain = fit_camera(obs, oxide_nm=(75, 105))
+    toned = fit_camera(obs, oxide_nm=(75, 105), response=True)
+    assert plain.response is None and "response" not in plain.to_dict()
+    assert np.allclose(toned.response, k, atol=0.08), toned.response
+    assert toned.to_dict()["response"] == [round(v, 4) for v in toned.response]
+    held = (1 + channel_contrast("graphene", [4, 5], toned.oxide_nm, toned.camera)) \
+        ** np.array(toned.response) - 1
+    held0 = channel_contrast("graphene", [4, 5], plain.oxide_nm, plain.camera)
+    assert np.abs(held - C[3:]).max() < np.abs(held0 - C[3:]).max()  # the curve helps
+    with pytest.raises(ValueError, match="response_prior_sd"):
+        fit_camera(obs, oxide_nm=(75, 105), response=True, response_prior_sd=0.0)
+
+
 def test_fit_is_well_posed_with_one_flake_and_lists_alternatives():
     C = channel_contrast("WSe2", [1], 70.0, CAM)[0]
     fit = fit_camera([("WSe2", 1, C)], oxide_nm=(40, 320))

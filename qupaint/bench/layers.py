@@ -141,15 +141,24 @@ def measure_crops(crops: Sequence[LayerCrop], k: int = 4) -> np.ndarray:
     return flakes / np.maximum(subs, 1e-6) - 1.0
 
 
+def predicted_contrast(material: str, layers, oxide_nm: float, camera: Camera | None = None,
+                       response=None) -> np.ndarray:  # fmt: skip
+    """[len(layers), 3] model contrast of ``layers`` through ``camera`` and, when given, its
+    tone curve ``response`` (per-channel ``k``: ``1 + C -> (1 + C)^k``)."""
+    pred = channel_contrast(material, layers, oxide_nm, camera)
+    return pred if response is None else (1.0 + pred) ** np.asarray(response) - 1.0
+
+
 def classify_layers(
     contrast, material: str, oxide_nm: float, camera: Camera | None = None,
-    max_layers: int = 10, sigma: float = 0.02,
+    max_layers: int = 10, sigma: float = 0.02, response=None,
 ) -> np.ndarray:  # fmt: skip
     """Layer count [N] of measured contrasts [N, 3]: the nearest predicted contrast of
-    1..max_layers layers (channels weighted equally, ``sigma`` their common scale)."""
+    1..max_layers layers (channels weighted equally, ``sigma`` their common scale; through
+    the tone curve ``response`` when given)."""
     C = np.asarray(contrast, dtype=np.float64).reshape(-1, 3)
     K = np.arange(1, max_layers + 1)
-    pred = channel_contrast(material, K, oxide_nm, camera)
+    pred = predicted_contrast(material, K, oxide_nm, camera, response)
     return K[((((C[:, None] - pred[None]) / sigma) ** 2).sum(-1)).argmin(1)]
 
 
@@ -175,9 +184,11 @@ def evaluate_layer_crops(
     seeds: int = 10,
     illuminant: str = "A",
     progress=None,
+    response: bool = False,
 ) -> dict:
     """Calibrate on ``per_class`` random flakes of each of ``calib_layers``, classify every
-    other crop, per material, repeated over ``seeds`` random draws.
+    other crop, per material, repeated over ``seeds`` random draws. ``response``: the
+    calibration also fits the camera's tone curve (``fit_camera(response=True)``).
 
     Returns ``{material: {...}}`` with the calibrated accuracy (mean, std, min over draws),
     the fitted oxides, the accuracy of the uncalibrated sRGB model (D65, at each draw's
@@ -206,18 +217,19 @@ def evaluate_layer_crops(
             med = {L: median_with_error(X[idx]) for L, idx in calib.items()}
             obs = [(mat, L, m) for L, (m, _) in med.items()]
             fit = fit_camera(obs, oxide_nm=oxide_nm, illuminant=illuminant,
-                             sigma=np.array([e for _, e in med.values()]))  # fmt: skip
+                             sigma=np.array([e for _, e in med.values()]),
+                             response=response)  # fmt: skip
             test = np.setdiff1d(np.arange(len(y)), np.concatenate(list(calib.values())))
             top = max(classes) + 2
-            got = classify_layers(X[test], mat, fit.oxide_nm, fit.camera, top)
+            got = classify_layers(X[test], mat, fit.oxide_nm, fit.camera, top,
+                                  response=fit.response)  # fmt: skip
             got0 = classify_layers(X[test], mat, fit.oxide_nm, None, top)
             accs.append(float(np.mean(got == y[test])))
             accs0.append(float(np.mean(got0 == y[test])))
             oxides.append(fit.oxide_nm)
             measured = np.array([np.median(X[test][y[test] == L], axis=0) for L in classes])
-            errors.append(
-                np.abs(channel_contrast(mat, classes, fit.oxide_nm, fit.camera) - measured)
-            )
+            errors.append(np.abs(predicted_contrast(mat, classes, fit.oxide_nm, fit.camera,
+                                                    fit.response) - measured))  # fmt: skip
             if progress:
                 progress(m_i * seeds + seed + 1, len(materials) * seeds)
         out[mat] = {

@@ -78,6 +78,9 @@ class CameraFit:
         fit's Jacobian (``(J^T J)^-1``, residuals in units of the contrasts' uncertainty,
         the camera's prior included), NaN where the fit sits on the range's edge. The
         other solutions (``alternatives``) are not in it.
+    response : the camera's per-channel tone curve ``1 + C -> (1 + C)^k`` (R, G, B), when
+        fitted (``fit_camera(response=True)``); the detector's ``response_model="power"``
+        and a camera file's ``response``.
     """
 
     camera: Camera
@@ -87,9 +90,10 @@ class CameraFit:
     predicted: np.ndarray
     alternatives: list[tuple[float, float]] = field(default_factory=list)
     oxide_sd_nm: float = float("nan")
+    response: tuple[float, float, float] | None = None
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "camera": self.camera.to_dict(),
             "oxide_nm": self.oxide_nm,
             "oxide_sd_nm": None if math.isnan(self.oxide_sd_nm) else round(self.oxide_sd_nm, 3),
@@ -97,6 +101,9 @@ class CameraFit:
             "residuals": np.round(self.residuals, 6).tolist(),
             "alternatives": [[round(o, 2), round(r, 6)] for o, r in self.alternatives],
         }
+        if self.response is not None:  # the camera file's response: the detector's prior
+            d["response"] = [round(k, 4) for k in self.response]
+        return d
 
 
 @dataclass
@@ -223,6 +230,8 @@ def fit_camera(
     grid_step_nm: float = 1.0,
     starts: int = 3,
     wavelengths_nm: Any = None,
+    response: bool = False,
+    response_prior_sd: float = 0.35,
 ) -> CameraFit:
     """Fit the oxide thickness and a Gaussian camera to measured flake contrasts.
 
@@ -242,6 +251,12 @@ def fit_camera(
     gamma : the camera's response exponent (1 for linear pixel values); not fitted.
     prior : overrides of :data:`CAMERA_PRIOR` (same keys).
     grid_step_nm, starts : oxide grid of the global search and local fits started from it.
+    response : also fit the camera's tone curve, a per-channel exponent ``k`` with
+        ``1 + C -> (1 + C)^k`` (the pixel values' response, which gain, gamma and white
+        balance settings bend), with a Gaussian prior of ``response_prior_sd`` on
+        ``log k`` around 1. The spectral model alone, fitted to 1-2 layers, is too dark in
+        red and too light in green at 3-4 layers on the 2DMatGMM camera; see
+        ``docs/microscope.md`` for what it buys.
 
     Returns
     -------
@@ -286,11 +301,15 @@ def fit_camera(
                          f"{sigma.min() if sigma.size else sigma}, {sigma_rel}")  # fmt: skip
     sig = sigma + sigma_rel * np.abs(C)
     pr = {**CAMERA_PRIOR, **(prior or {})}
+    if response and not response_prior_sd > 0:
+        raise ValueError(f"response_prior_sd must be > 0; got {response_prior_sd}")
+    n_resp = 3 if response else 0  # log k per channel, after the camera's 8 parameters
     mean = np.array([0.0, *[m for m, _ in pr["centers_nm"]], *[m for m, _ in pr["widths_nm"]],
-                     pr["na"][0]])  # fmt: skip
+                     pr["na"][0], *[0.0] * n_resp])  # fmt: skip
     std = np.array([np.inf, *[s for _, s in pr["centers_nm"]], *[s for _, s in pr["widths_nm"]],
-                    pr["na"][1]])  # fmt: skip
-    bounds = [(lo, hi), *_BOUNDS["centers_nm"], *_BOUNDS["widths_nm"], _BOUNDS["na"]]
+                    pr["na"][1], *[response_prior_sd] * n_resp])  # fmt: skip
+    bounds = [(lo, hi), *_BOUNDS["centers_nm"], *_BOUNDS["widths_nm"], _BOUNDS["na"],
+              *[(math.log(0.5), math.log(2.0))] * n_resp]  # fmt: skip
     lower, upper = np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds])
     mean[1:] = np.clip(mean[1:], lower[1:], upper[1:])
     wl = DEFAULT_WAVELENGTHS_NM if wavelengths_nm is None else np.asarray(wavelengths_nm, float)
@@ -316,9 +335,13 @@ def fit_camera(
             cache[key] = stacks.spectra(np.array([oxide]), na, _FIT_ANGLES)
         return cache[key]
 
+    def toned(c: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """The model contrast through the fitted tone curve (when fitted)."""
+        return (1.0 + c) ** np.exp(p[8:11]) - 1.0 if n_resp else c
+
     def residuals(p):
         cam = _camera_from(p, illuminant, gamma)
-        model = _contrast(spectra(p[0], p[7]), cam, wl)[0]
+        model = toned(_contrast(spectra(p[0], p[7]), cam, wl)[0], p)
         return np.concatenate([((model - C) / sig).ravel(), ((p - mean) / std)[1:]])
 
     fits = []
@@ -330,17 +353,20 @@ def fit_camera(
     fits.sort(key=lambda f: f[0])
     best, jac = fits[0][1], fits[0][2]
     cam = _camera_from(best, illuminant, gamma)
-    predicted = _contrast(stacks.spectra(np.array([best[0]]), best[7], cam.angles), cam, wl)[0]
+    predicted = toned(_contrast(stacks.spectra(np.array([best[0]]), best[7], cam.angles), cam,
+                                wl)[0], best)  # fmt: skip
     resid = predicted - C
 
     def rms_of(p):
-        m = _contrast(spectra(p[0], p[7]), _camera_from(p, illuminant, gamma), wl)[0]
+        m = toned(_contrast(spectra(p[0], p[7]), _camera_from(p, illuminant, gamma), wl)[0], p)
         return float(np.sqrt(np.mean((m - C) ** 2)))
 
     alternatives = [(float(p[0]), rms_of(p)) for _, p, _ in fits[1:]
                     if abs(p[0] - best[0]) > 2 * grid_step_nm]  # fmt: skip
+    resp = tuple(float(k) for k in np.exp(best[8:11])) if n_resp else None
     return CameraFit(cam, float(best[0]), float(np.sqrt(np.mean(resid**2))), resid, predicted,
-                     alternatives, _oxide_sd(jac, best[0], lo, hi, grid_step_nm))  # fmt: skip
+                     alternatives, _oxide_sd(jac, best[0], lo, hi, grid_step_nm),
+                     resp)  # fmt: skip
 
 
 def _oxide_sd(jac: np.ndarray, oxide: float, lo: float, hi: float, step: float) -> float:
