@@ -76,11 +76,12 @@ LIMITS: dict[str, tuple] = {
     "time_limit_s": ((0,), 86400, "s"),
     "dense_weight": (0, 1000, "a loss weight"),
     "tile": (16, 16384, "pixels"),
+    "window": (16, 16384, "pixels"),
     "rank": (1, 4096, "a LoRA rank"),
     **{name: (1, 1_000_000_000, "a count") for name in (
         "num_images", "images", "images_per_material", "max_images", "steps", "batch",
         "batch_size", "max_new_tokens", "limit", "per_class", "seeds", "shard_size", "chunk",
-        "bench_images",
+        "bench_images", "windows",
     )},
     **{name: (1, 256, "processes or threads") for name in ("workers", "threads")},
 }  # fmt: skip
