@@ -68,15 +68,14 @@ def scan(
     transaction: a killed scan resumes where it stopped (run the same command again), with
     nothing lost and nothing counted twice."""
     from qupaint.scan import ScanOptions, scan_folder
-    from qupaint.scan.ome import is_ome, list_ome
+    from qupaint.scan.ome import list_ome
+    from qupaint.scan.positions import scan_layout
 
     base = folder.parent if folder.is_file() else folder
     if camera is None and not (base / "chip.json").is_file():
         camera = "2dmatgmm"
     mic = load_microscope(camera)
-    if um_per_px is None and (is_ome(folder.name) or (folder.is_dir() and not (
-            folder / "positions.csv").is_file() and any(is_ome(p.name)
-                                                       for p in folder.iterdir()))):
+    if um_per_px is None and scan_layout(folder) == "ome":
         with user_errors():
             um_per_px = list_ome(folder).um_per_px  # the file's own pixel size, if stated
     if not 0 <= min_score <= 1:

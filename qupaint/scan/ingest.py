@@ -110,7 +110,8 @@ def scan_folder(folder: str | Path, db: str | Path, material: str, settings=None
     from qupaint.detect import DetectorSettings
     from qupaint.detect.job import DetectJob
     from qupaint.optics import get_material
-    from qupaint.scan.ome import is_ome, list_ome, read_frame
+    from qupaint.scan.ome import list_ome, read_frame
+    from qupaint.scan.positions import scan_layout
 
     opts = replace(options or ScanOptions(), **option_fields)
     source = Path(folder)
@@ -118,9 +119,7 @@ def scan_folder(folder: str | Path, db: str | Path, material: str, settings=None
     material = get_material(material).name
     settings = DetectorSettings.of(settings)
     ome = None  # an OME-TIFF scan: its problems are reported, its pixel size is the default
-    if (source.is_file() and is_ome(source.name)) or (
-            source.is_dir() and not (source / "positions.csv").is_file()
-            and any(is_ome(p.name) for p in source.iterdir())):  # fmt: skip
+    if scan_layout(source) == "ome":
         ome = list_ome(source)
         if not ome.frames:
             raise ValueError(f"{source}: no OME-TIFF series with a stage position ("

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-__all__ = ["MAX_STAGE_MM", "Frame", "frame_path", "read_positions"]
+__all__ = ["MAX_STAGE_MM", "Frame", "frame_path", "read_positions", "scan_layout"]
 
 #: the largest stage coordinate accepted (mm): a motorised stage travels tens of mm
 MAX_STAGE_MM = 10_000.0
@@ -64,28 +64,51 @@ def read_positions(folder: str | Path, partial: bool = False) -> list[Frame]:
 
     ``partial=True`` (a scan still running) skips an unfinished last line of
     ``positions.csv`` instead of failing on it."""
-    from qupaint.scan.ome import is_ome, list_ome
+    from qupaint.scan.ome import list_ome
 
     folder = Path(folder)
-    if folder.is_file() and is_ome(folder.name):
-        return _ome_frames(list_ome(folder))
-    if not folder.is_dir():
+    layout = scan_layout(folder)
+    if layout is None and not folder.is_dir():
         raise ValueError(f"scan folder {folder} does not exist")
-    csv_path = folder / "positions.csv"
-    if csv_path.is_file():
-        return _read_csv(csv_path, partial)
-    frames = _read_2dmatgmm(folder)
-    if frames is None and any(is_ome(p.name) for p in folder.iterdir()):
+    if layout == "csv":
+        return _read_csv(folder / "positions.csv", partial)
+    if layout == "2dmatgmm":
+        return _read_2dmatgmm(folder)
+    if layout == "ome":
         return _ome_frames(list_ome(folder))
-    if frames is None:
-        if partial:
-            return []
-        raise ValueError(
-            f"{folder} has no positions.csv (file,x_mm,y_mm), no 2DMatGMM-System "
-            "<mag>x/Pictures + <mag>x/Meta folders and no OME-TIFF: the stage positions are "
-            "unknown"
-        )
-    return frames
+    if partial:
+        return []
+    raise ValueError(
+        f"{folder} has no positions.csv (file,x_mm,y_mm), no 2DMatGMM-System "
+        "<mag>x/Pictures + <mag>x/Meta folders and no OME-TIFF: the stage positions are "
+        "unknown"
+    )
+
+
+def scan_layout(source: str | Path) -> str | None:
+    """How the scan at ``source`` is laid out, in the order :func:`read_positions` looks:
+    ``"csv"`` (a folder with ``positions.csv``), ``"2dmatgmm"`` (a 2DMatGMM-System scan
+    folder), ``"ome"`` (an OME-TIFF file, or a folder of them), or None."""
+    from qupaint.scan.ome import is_ome
+
+    p = Path(source)
+    if p.is_file():
+        return "ome" if is_ome(p.name) else None
+    if not p.is_dir():
+        return None
+    if (p / "positions.csv").is_file():
+        return "csv"
+    if _mag_folders(p):
+        return "2dmatgmm"
+    if any(is_ome(f.name) for f in p.iterdir()):
+        return "ome"
+    return None
+
+
+def _mag_folders(folder: Path) -> list[Path]:
+    """The 2DMatGMM-System ``<mag>x`` folders holding ``Pictures`` and ``Meta``."""
+    return sorted(p for p in folder.glob("*x") if (p / "Pictures").is_dir()
+                  and (p / "Meta").is_dir())  # fmt: skip
 
 
 def _ome_frames(listing) -> list[Frame]:
@@ -129,9 +152,7 @@ def _read_csv(path: Path, partial: bool) -> list[Frame]:
 
 
 def _read_2dmatgmm(folder: Path) -> list[Frame] | None:
-    mags = sorted(
-        p for p in folder.glob("*x") if (p / "Pictures").is_dir() and (p / "Meta").is_dir()
-    )
+    mags = _mag_folders(folder)
     if not mags:
         return None
     if len(mags) > 1:
