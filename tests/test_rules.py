@@ -74,6 +74,7 @@ def test_the_registry_names_every_rule_once_in_stage_order():
     stages = [r.stage for r in RULES]
     assert stages == sorted(stages, key=("piece", "flake").index)  # pieces first
     assert [r.name for r in RULES if r.reports] == ["thick"]
+    assert [r.name for r in RULES if r.casts_penumbra] == ["shadow"]
     assert all(r.name == r.test.__name__ for r in RULES)
 
 

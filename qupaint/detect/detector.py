@@ -211,7 +211,8 @@ def judge_flakes(pieces: list[Piece], ladder: Ladder, ctx: RuleContext, shadows:
                  ) -> list[Flake]:  # fmt: skip
     """Stage 5: every piece left, classified on the ladder (all at once, averaged over the
     fit's hypotheses) and judged by the flake rules; the flakes kept (thin, or thick and
-    reported as such), in order. A flake rejected as a shadow joins ``shadows``."""
+    reported as such), in order. A flake rejected by a rule that casts a penumbra (a
+    shadow) joins ``shadows``."""
     live = [p for p in pieces if p.rejected is None]
     classes = classify_many(np.array([p.contrast for p in live]).reshape(-1, 3), ctx.noise,
                             ladder.contrast, hypotheses(ladder, ctx.cfg), ctx.cfg)  # fmt: skip
@@ -221,7 +222,7 @@ def judge_flakes(pieces: list[Piece], ladder: Ladder, ctx: RuleContext, shadows:
         rule = first_rule(f, ctx, "flake")
         if rule is not None:
             p.rejected = rule.name
-            if rule.name == "shadow":
+            if rule.casts_penumbra:
                 shadows.append(f.whole)
             if not rule.reports:
                 continue

@@ -265,12 +265,15 @@ class Rule:
     """A named rule: ``test(subject, ctx) -> bool`` (True: it rejects the subject), judging
     a :class:`~qupaint.detect.pieces.Piece` (``stage="piece"``, before the ladder) or a
     :class:`Flake` (``stage="flake"``, after it). A rule that ``reports`` keeps what it
-    names as a detection of its own class (thick flakes)."""
+    names as a detection of its own class (thick flakes); one that ``casts_penumbra``
+    rejects bodies whose blurred fringe, lighter than them, rejects the detections that lie
+    mostly in it (shadows)."""
 
     name: str
     stage: str
     test: Callable[..., bool]
     reports: bool = False
+    casts_penumbra: bool = False
 
 
 #: every rule by which a piece is not reported as a thin flake, in the order they are tried
@@ -279,7 +282,7 @@ RULES: tuple[Rule, ...] = (
     Rule("shading", "piece", shading), Rule("fibre", "piece", fibre),
     Rule("halo", "piece", halo), Rule("bright", "piece", bright),
     Rule("off_ladder", "flake", off_ladder), Rule("sliver", "flake", sliver),
-    Rule("shadow", "flake", shadow), Rule("rim", "flake", rim),
+    Rule("shadow", "flake", shadow, casts_penumbra=True), Rule("rim", "flake", rim),
     Rule("thick", "flake", thick, reports=True),
 )  # fmt: skip
 #: the names of :data:`RULES`, in order
