@@ -153,7 +153,7 @@ class QuPAINTModel(QuPAINTPreTrainedModel, InternVLModel):
         ``ref_boxes`` given to it."""
         out, tokens = self.vision_tokens(pixel_values, vision_feature_layer,
                                          vision_feature_select_strategy, **kwargs)  # fmt: skip
-        shuffled = self._shuffle(tokens, self.config.downsample_ratio)
+        shuffled = self.pixel_shuffle(tokens, self.config.downsample_ratio)
         feats = self.multi_modal_projector(shuffled.reshape(tokens.shape[0], -1,
                                                             shuffled.shape[-1]))  # fmt: skip
         res = QuPAINTImageOutputs(last_hidden_state=out.last_hidden_state, pooler_output=feats,
@@ -263,16 +263,14 @@ class QuPAINTModel(QuPAINTPreTrainedModel, InternVLModel):
                                                 strict=True)]  # fmt: skip
         return torch.tensor(rows, dtype=torch.long)
 
-    def _shuffle(self, x: torch.Tensor, scale_factor: float) -> torch.Tensor:
-        out = InternVLModel.pixel_shuffle(self, x, scale_factor)
-        if self.config.ps_version == "v1":  # v1 skips the final swap back of height/width
+    def pixel_shuffle(self, vision_features: torch.Tensor, scale_factor: float = 0.5):
+        """InternVL's pixel shuffle in the checkpoint's version (``ps_version`` v1 skips its
+        final swap back of height and width); the gate is applied before it, in
+        :meth:`vision_tokens`."""
+        out = InternVLModel.pixel_shuffle(self, vision_features, scale_factor)
+        if self.config.ps_version == "v1":
             out = out.permute(0, 2, 1, 3).contiguous()
         return out
-
-    def pixel_shuffle(self, vision_features: torch.Tensor, scale_factor: float = 0.5):
-        # InternVL's image path with its pixel shuffle version (v1 or v2); the gate is
-        # applied before it, in vision_tokens
-        return self._shuffle(vision_features, scale_factor)
 
 
 class QuPAINTForConditionalGeneration(QuPAINTPreTrainedModel, InternVLForConditionalGeneration):
