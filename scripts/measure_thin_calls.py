@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from qupaint._io import read_mask, read_rgb, write_json
-from qupaint.bench.real import find_masked_images, mask_boxes
+from qupaint.bench.real import find_masked_images, mask_boxes, other_camera_settings
 from qupaint.boxes import box_iou_xywh
 from qupaint.categories import THICK_MIN_LAYERS
 from qupaint.detect import DetectorSettings, detect
@@ -25,16 +25,6 @@ from qupaint.detect import DetectorSettings, detect
 ROOT = Path(__file__).resolve().parents[1]
 LABELLED = ROOT.parent / "shared" / "data" / "real" / "maskterial-labelled"
 SETS = {"GrapheneH": "graphene", "WSe2": "WSe2"}
-
-
-def settings_of(img: np.ndarray) -> dict[str, np.ndarray]:
-    """The image as taken and under three other camera settings (as tests/test_detect.py
-    renders them)."""
-    f = img.astype(float) / 255
-    sub = np.median(f[::8, ::8].reshape(-1, 3), 0)
-    out = {"dark": f * 0.45, "white-balanced": f * (sub.max() / sub), "gamma": f ** (1 / 1.4)}
-    return {"as taken": img, **{k: np.clip(v * 255 + 0.5, 0, 255).astype(np.uint8)
-                                for k, v in out.items()}}  # fmt: skip
 
 
 def main() -> None:
@@ -46,7 +36,8 @@ def main() -> None:
     for s, material in SETS.items():
         for p in find_masked_images(LABELLED / s / "images"):
             gt = mask_boxes(read_mask(p.mask))
-            for name, img in settings_of(read_rgb(p.image)).items():
+            taken = read_rgb(p.image)
+            for name, img in {"as taken": taken, **other_camera_settings(taken)}.items():
                 r = rows.setdefault(s, {}).setdefault(name, {"matched": 0, "called_thin": 0,
                                                                "flakes": 0})  # fmt: skip
                 r["flakes"] += len(gt)

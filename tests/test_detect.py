@@ -13,7 +13,13 @@ from conftest import backend_params, needs_shared
 from PIL import Image
 
 from qupaint.bench.metrics import box_iou_xywh
-from qupaint.bench.real import camera_setting, find_masked_images, mask_boxes, score_real
+from qupaint.bench.real import (
+    camera_setting,
+    find_masked_images,
+    mask_boxes,
+    other_camera_settings,
+    score_real,
+)
 from qupaint.color import Camera, Microscope
 from qupaint.detect import DetectorConfig, contrast_map, detect, fit_ladder
 from qupaint.detect.pieces import pixel_flags as _pixel_flags
@@ -254,15 +260,6 @@ def _found(dets, gt) -> int:
     return int((box_iou_xywh(np.array(thin)[:, None], gt[None]) >= 0.5).any(0).sum())
 
 
-def _settings(img):
-    """The same chip under other camera settings: a darker exposure, a white balance that
-    makes the substrate grey, and a gamma (an encoded, non-linear response)."""
-    f = img.astype(float) / 255
-    sub = np.median(f[::8, ::8].reshape(-1, 3), 0)
-    out = {"dark": f * 0.45, "white-balanced": f * (sub.max() / sub), "gamma": f ** (1 / 1.4)}
-    return {k: np.clip(v * 255 + 0.5, 0, 255).astype(np.uint8) for k, v in out.items()}
-
-
 @needs_labelled
 @pytest.mark.slow
 @pytest.mark.parametrize("setting", ["dark", "white-balanced", "gamma"])
@@ -276,7 +273,7 @@ def test_same_chip_under_other_camera_settings_gives_the_same_flakes(labelled, s
     base = other = 0
     for _, img, gt, _ in labelled[s]:
         base += _found(_run(img, SETS[s]), gt)
-        other += _found(_run(_settings(img)[setting], SETS[s]), gt)
+        other += _found(_run(other_camera_settings(img)[setting], SETS[s]), gt)
     total = sum(len(g) for _, _, g, _ in labelled[s])
     allowed = max(1, total // 6) if setting != "gamma" else max(1, total // 4)
     assert other >= base - allowed, (s, setting, base, other, total)
@@ -413,7 +410,7 @@ def test_two_labelled_images_calibrate_a_white_balanced_microscope(tmp_path):
     cfg = DetectorConfig.for_microscope(mic)
     gts, wb = [], []
     for _, img, gt, _ in [r for r in _labelled_rows("WSe2")]:
-        v = _settings(img)["white-balanced"]
+        v = other_camera_settings(img)["white-balanced"]
         wb.append([d for d in detect(v, "WSe2", oxide_nm=None, config=cfg, camera=mic.camera,
                                      um_per_px=mic.um_per_px, oxide_prior_nm=mic.oxide_prior_nm)
                    if d["score"] >= 0.05])  # fmt: skip

@@ -32,7 +32,8 @@ from qupaint.bench.metrics import box_iou_xywh, evaluate_detection
 from qupaint.categories import THICK_MIN_LAYERS
 
 __all__ = ["MaskedImage", "calibrated_detector_from", "camera_setting", "evaluate_real",
-           "evaluate_real_loo", "find_masked_images", "mask_boxes", "score_real"]  # fmt: skip
+           "evaluate_real_loo", "find_masked_images", "mask_boxes", "other_camera_settings",
+           "score_real"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,16 @@ def camera_setting(image: np.ndarray) -> str:
     if (med.max() - med.min()) / med.mean() < 0.08:
         return "grey"
     return "colour"
+
+
+def other_camera_settings(image: np.ndarray) -> dict[str, np.ndarray]:
+    """The same chip under other camera settings, uint8: ``dark`` (a darker exposure, x
+    0.45), ``white-balanced`` (a gain per channel that makes the substrate grey) and
+    ``gamma`` (an encoded, non-linear response, ``v^(1/1.4)``)."""
+    f = np.asarray(image).astype(float) / 255
+    sub = np.median(f[::8, ::8].reshape(-1, 3), 0)
+    out = {"dark": f * 0.45, "white-balanced": f * (sub.max() / sub), "gamma": f ** (1 / 1.4)}
+    return {k: np.clip(v * 255 + 0.5, 0, 255).astype(np.uint8) for k, v in out.items()}
 
 
 def _is_thin(d: dict) -> bool:
