@@ -14,21 +14,16 @@ import platform
 from pathlib import Path
 
 from qupaint._io import write_json
-from qupaint.recipes.domain import domain_gap
-from qupaint.synthia import SynthiaConfig
+from qupaint.recipes.domain import SYNTHIA_MODES, domain_gap, synthia_mode
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "data" / "real"
-MODES = {
-    "classic": lambda: SynthiaConfig(height=512, width=512),
-    "realistic": lambda: SynthiaConfig.realistic(height=512, width=512),
-}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--machine", default=platform.node())
-    ap.add_argument("--modes", nargs="+", default=list(MODES))
+    ap.add_argument("--modes", nargs="+", default=list(SYNTHIA_MODES))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     a = ap.parse_args()
     real = [REAL / "maskterial", REAL / "2dmatgmm-demo" / "images"]
@@ -37,7 +32,8 @@ def main() -> None:
         for bare in (False, True):  # every window; windows of bare substrate only
             key = f"{mode}, substrate only" if bare else mode
             try:
-                runs = [domain_gap(MODES[mode](), real, seed=s, threads=2, substrate_only=bare)
+                runs = [domain_gap(synthia_mode(mode), real, seed=s, threads=2,
+                                   substrate_only=bare)
                         for s in a.seeds]  # fmt: skip
             except ValueError as exc:  # e.g. classic's vignetting leaves no bare window
                 rows[key] = {"auc": None, "why": str(exc)}

@@ -287,17 +287,13 @@ def synthia_gap(
 ):
     """How well a small network tells Synthia from real chips: the held-out ROC AUC of a
     CNN trained on windows of both (0.5: it cannot tell them apart; 1.0: it always can)."""
-    from qupaint.recipes.domain import DomainGapRecipe, domain_gap
-    from qupaint.synthia import SynthiaConfig
+    from qupaint.recipes.domain import DomainGapRecipe, domain_gap, synthia_mode
 
-    if mode == "realistic":
-        synthia = SynthiaConfig.realistic(height=512, width=512)
-    elif mode == "classic":
-        synthia = SynthiaConfig(height=512, width=512)
-    elif Path(mode).is_dir():
-        synthia = Path(mode)
-    else:
-        raise typer.BadParameter("realistic, classic or a folder of images", param_hint="--mode")
+    try:
+        synthia = synthia_mode(mode)
+    except ValueError:
+        raise typer.BadParameter("realistic, classic or a folder of images",
+                                 param_hint="--mode") from None  # fmt: skip
     with user_errors(), progress("gap") as report:
         recipe = DomainGapRecipe(window=window, windows_per_image=windows,
                                  synthetic_images=images, steps=steps, seed=seed,

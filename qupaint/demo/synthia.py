@@ -111,9 +111,8 @@ def _flake_windows(img: np.ndarray, mask: np.ndarray, size: int, n: int) -> list
     H, W = img.shape[:2]
     ids = [k for k in np.unique(mask) if k]
     sizes = ndimage.sum(mask > 0, mask, ids) if ids else []
-    centres = [ndimage.center_of_mass(mask == k) for _, k in sorted(zip(sizes, ids,
-                                                                        strict=True),
-                                                                     reverse=True)]  # fmt: skip
+    at = ndimage.center_of_mass(mask > 0, mask, ids) if ids else []  # all in one pass
+    centres = [c for _, _, c in sorted(zip(sizes, ids, at, strict=True), reverse=True)]
     spread = sorted(((float(img[y : y + size, x : x + size].std()), y + size / 2, x + size / 2)
                      for y in range(0, H - size + 1, size // 4)
                      for x in range(0, W - size + 1, size // 4)), reverse=True)  # fmt: skip

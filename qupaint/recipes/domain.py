@@ -30,7 +30,8 @@ from torch import nn
 from qupaint._io import IMAGE_EXTS, read_rgb
 from qupaint.seg.net import contrast_input
 
-__all__ = ["SUBSTRATE_C", "DomainGapRecipe", "domain_gap", "roc_auc", "window_classifier"]
+__all__ = ["SUBSTRATE_C", "SYNTHIA_MODES", "DomainGapRecipe", "domain_gap", "roc_auc",
+           "synthia_mode", "window_classifier"]
 
 #: a window is bare substrate when no pixel's contrast exceeds this in any channel
 SUBSTRATE_C = 0.04
@@ -113,19 +114,39 @@ def _windows(image: np.ndarray, n: int, size: int, rng: np.random.Generator,
     return w
 
 
-def _real_images(real: Sequence[str | Path]) -> list[Path]:
+def _image_files(paths: Sequence[str | Path], what: str = "real") -> list[Path]:
+    """The image files of ``paths`` (files, or folders searched recursively); ``what``
+    names the set in errors."""
     out: list[Path] = []
-    for item in real:
+    for item in paths:
         p = Path(item)
         if p.is_dir():
             out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS)
         elif p.is_file():
             out.append(p)
         else:
-            raise ValueError(f"real: {p} is no image or folder")
+            raise ValueError(f"{what}: {p} is no image or folder")
     if len(out) < 2:
-        raise ValueError(f"real: at least 2 real images are needed; found {len(out)}")
+        raise ValueError(f"{what}: at least 2 {what} images are needed; found {len(out)}")
     return out
+
+
+#: the Synthia modes the gap is measured for, as 512-px renders
+SYNTHIA_MODES = ("classic", "realistic")
+
+
+def synthia_mode(mode: str):
+    """The Synthia of a ``mode`` name (:data:`SYNTHIA_MODES`, 512-px renders), or a folder
+    of images named by path, as :func:`domain_gap` takes it."""
+    from qupaint.synthia import SynthiaConfig
+
+    if mode == "realistic":
+        return SynthiaConfig.realistic(height=512, width=512)
+    if mode == "classic":
+        return SynthiaConfig(height=512, width=512)
+    if Path(mode).is_dir():
+        return Path(mode)
+    raise ValueError(f"mode: {', '.join(SYNTHIA_MODES)} or a folder of images; got {mode!r}")
 
 
 def _background_sources() -> set[str]:
@@ -164,9 +185,10 @@ def domain_gap(synthia, real: Sequence[str | Path], recipe: DomainGapRecipe | No
     r = replace(recipe or DomainGapRecipe(), **fields)
     t0 = time.perf_counter()
     rng = np.random.default_rng(r.seed)
-    real_files = _real_images(real)
+    real_files = _image_files(real)
     if isinstance(synthia, (str, Path)):
-        syn_images = [read_rgb(f) for f in _real_images([synthia])][: r.synthetic_images]
+        syn_images = [read_rgb(f) for f in _image_files([synthia], "synthia")][
+            : r.synthetic_images]
     else:
         from qupaint.synthia import Synthia
 
