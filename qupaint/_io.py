@@ -28,6 +28,7 @@ from typing import IO, Any
 
 __all__ = [
     "IMAGE_EXTS",
+    "image_files",
     "image_size",
     "read_mask",
     "read_rgb",
@@ -189,6 +190,24 @@ def read_mask(path: str | os.PathLike) -> Any:
             return np.array(im)
         except Exception as exc:
             raise ValueError(f"{path}: not a readable mask ({exc})") from None
+
+
+def image_files(paths, what: str = "images", min_count: int = 1) -> list[Path]:
+    """The image files (:data:`IMAGE_EXTS`) of ``paths``: files, or folders searched
+    recursively (sorted). ``what`` names the set in errors; fewer than ``min_count`` is one."""
+    out: list[Path] = []
+    for item in paths:
+        p = Path(item)
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise ValueError(f"{what}: {p} is no image or folder")
+    if len(out) < min_count:
+        raise ValueError(f"{what}: at least {min_count} {what} images are needed; "
+                         f"found {len(out)}")  # fmt: skip
+    return out
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:

@@ -58,6 +58,8 @@ LIMITS: dict[str, tuple] = {
     "size": (16, 16384, "pixels"),
     "crop": (16, 16384, "pixels"),
     "width": (1, 1024, "channels"),
+    "depth": (1, 8, "levels"),
+    "stem": (1, 4, "a pixel-folding factor (1, 2 or 4)"),
     "grid": (1, 64, "cells per side"),
     "size_mm": ((0,), 300, "mm (a chip or wafer)"),
     "tiles": (1, 10000, "frames"),

@@ -383,6 +383,39 @@ def eval_seg_crops(
             write_json(out, r)
 
 
+@eval_app.command("seg-real")
+def eval_seg_real(
+    images: Path = typer.Argument(..., help="Folder of whole micrographs (masks/ beside it)"),
+    masks: Path = typer.Option(None, help="Instance masks (default: ../masks beside images)"),
+    model: Path = typer.Option(None, help="Segmenter weights (default: the shipped model)"),
+    threshold: float = typer.Option(0.5, help="Probability threshold"),
+    out: Path = typer.Option(None, help="Write the results as JSON"),
+):
+    """The segmenter on whole real micrographs with expert masks: recall and precision at
+    mask IoU 0.5, false instances and seconds per image (issue 51's criterion)."""
+    from qupaint.bench.segreal import evaluate_segmenter_real
+    from qupaint.seg import load_segmenter, segment
+
+    with user_errors(), progress("segment") as report:
+        net = load_segmenter(model)
+        r = evaluate_segmenter_real(images, lambda im: segment(im, net, threshold), masks,
+                                    progress=report)  # fmt: skip
+    table = Table(title=f"thin-flake segmenter on {images}")
+    for col in ("image", "setting", "flakes", "found", "instances", "true", "s"):
+        table.add_column(col, justify="right")
+    for row in r["per_image"]:
+        table.add_row(row["image"][:12], row["setting"], str(row["flakes"]), str(row["found"]),
+                      str(row["instances"]), str(row["true_instances"]), f"{row['seconds']:.2f}")
+    console.print(table)
+    prec = "-" if r["precision"] is None else f"{r['precision']:.3f}"
+    console.print(f"recall {r['found']}/{r['flakes']}, precision {prec}, "
+                  f"{r['false_per_image']:.1f} false instances and "
+                  f"{r['seconds_per_image']:.2f} s per image")  # fmt: skip
+    if out:
+        with user_errors():
+            write_json(out, r)
+
+
 @eval_app.command("chip")
 def eval_chip(
     db: str = typer.Option(..., help="The flake database qupaint scan wrote"),

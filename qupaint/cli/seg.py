@@ -21,20 +21,29 @@ def seg_train(
     batch: int = typer.Option(8, help="Crops per step"),
     crop: int = typer.Option(192, help="Crop side (px)"),
     size: int = typer.Option(384, help="Side of the rendered images (px)"),
-    width: int = typer.Option(16, help="U-Net channels at the top level"),
+    width: int = typer.Option(12, help="U-Net channels at the top level"),
+    depth: int = typer.Option(4, help="U-Net levels (poolings)"),
+    stem: int = typer.Option(2, help="1: full resolution; 2: the net runs at half resolution"),
+    chips: list[Path] = typer.Option(
+        None, help="Folders of unlabelled real chips: composite Synthia flakes onto them "
+        "(no real label is used; without it, realistic Synthia renders)"),
+    step: str = typer.Option("camera", help="With --chips, the composite step: backgrounds, "
+                             "shapes, terraces or camera (all effects)"),
     lr: float = typer.Option(2e-3, help="Peak learning rate (one-cycle)"),
     seed: int = typer.Option(0, help="Synthia seed and training seed"),
     workers: int = typer.Option(2, help="Rendering processes"),
     threads: int = typer.Option(2, help="Torch threads for training"),
 ):
-    """Train the segmenter on realistic Synthia images (no real labels) and save it."""
+    """Train the segmenter on Synthia (no real labels): Synthia flakes composited onto the
+    unlabelled real chips of --chips, or realistic Synthia renders; save it."""
     from qupaint.seg.train import SegmenterRecipe, train_segmenter
 
     command = invoked_command("seg train")
     with user_errors(), progress("render") as report:
         recipe = SegmenterRecipe(images=images, steps=steps, batch=batch, crop=crop,
-                                 width=width, lr=lr, seed=seed, size=size, workers=workers,
-                                 threads=threads)  # fmt: skip
+                                 width=width, depth=depth, stem=stem, lr=lr, seed=seed,
+                                 size=size, workers=workers, threads=threads,
+                                 chips=tuple(str(c) for c in chips or ()), step=step)  # fmt: skip
         meta = train_segmenter(out, recipe, command,
                                progress=lambda stage, d, t: report(d, t, stage))
     console.print(

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from qupaint._io import IMAGE_EXTS, read_rgb
+from qupaint._io import image_files, read_rgb
 from qupaint.seg.net import contrast_input
 
 __all__ = ["SUBSTRATE_C", "SYNTHIA_MODES", "DomainGapRecipe", "domain_gap", "roc_auc",
@@ -114,23 +114,6 @@ def _windows(image: np.ndarray, n: int, size: int, rng: np.random.Generator,
     return w
 
 
-def _image_files(paths: Sequence[str | Path], what: str = "real") -> list[Path]:
-    """The image files of ``paths`` (files, or folders searched recursively); ``what``
-    names the set in errors."""
-    out: list[Path] = []
-    for item in paths:
-        p = Path(item)
-        if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS)
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise ValueError(f"{what}: {p} is no image or folder")
-    if len(out) < 2:
-        raise ValueError(f"{what}: at least 2 {what} images are needed; found {len(out)}")
-    return out
-
-
 #: the Synthia modes the gap is measured for, as 512-px renders
 SYNTHIA_MODES = ("classic", "realistic")
 
@@ -185,9 +168,9 @@ def domain_gap(synthia, real: Sequence[str | Path], recipe: DomainGapRecipe | No
     r = replace(recipe or DomainGapRecipe(), **fields)
     t0 = time.perf_counter()
     rng = np.random.default_rng(r.seed)
-    real_files = _image_files(real)
+    real_files = image_files(real, "real", 2)
     if isinstance(synthia, (str, Path)):
-        syn_images = [read_rgb(f) for f in _image_files([synthia], "synthia")][
+        syn_images = [read_rgb(f) for f in image_files([synthia], "synthia", 2)][
             : r.synthetic_images]
     else:
         from qupaint.synthia import Synthia

@@ -57,14 +57,22 @@ def load_segmenter(path: str | os.PathLike | None = None) -> UNet:
     p = Path(path) if path is not None else _default_path()
     if not p.is_file():
         raise ValueError(f"model: {p} does not exist (train one with `qupaint seg train`)")
-    with safe_open(str(p), "pt") as f:
-        arch = json.loads((f.metadata() or {}).get("qupaint", "{}"))
+    try:
+        with safe_open(str(p), "pt") as f:
+            arch = json.loads((f.metadata() or {}).get("qupaint", "{}"))
+        tensors = load_file(p)
+    except Exception as exc:  # safetensors raises its own kinds on a truncated file
+        raise ValueError(f"model: {p} is not a readable .safetensors file ({exc})") from exc
     if arch.get("name") != "UNet":
         raise ValueError(f"model: {p} is not a qupaint segmenter (no UNet metadata)")
-    net = UNet(int(arch["width"]), int(arch["depth"]))
-    state = {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(p).items()}
-    net.load_state_dict(state)
-    return net.eval()
+    net = UNet(int(arch["width"]), int(arch["depth"]), stem=int(arch.get("stem", 1)))
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:  # a truncated file or another architecture's tensors
+        raise ValueError(f"model: {p} does not hold the weights its metadata names ({arch}): "
+                         f"{str(exc).splitlines()[0]}") from exc
+    return net.eval().to(memory_format=torch.channels_last)
 
 
 @torch.no_grad()
@@ -72,8 +80,9 @@ def probability(image: np.ndarray, model: str | os.PathLike | UNet | None = None
     """[2, H, W] float32: the probability that each pixel belongs to a thin (1-5 layer)
     flake, and that it lies on a cut between two touching flakes or flake parts."""
     net = model if isinstance(model, UNet) else load_segmenter(model)
-    x = contrast_input(image)
-    return torch.sigmoid(net(x[None]))[0].numpy()
+    x = contrast_input(image)[None].contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        return torch.sigmoid(net(x))[0].contiguous().numpy()
 
 
 def instances(

@@ -82,16 +82,95 @@ def _render(index: int) -> tuple[np.ndarray, np.ndarray]:
     return s.image, np.packbits(three, axis=-1)
 
 
+#: the steps of the ``real-chips`` data (issue 51's ablation), each adding to the last:
+#: Synthia's convex one-tone flakes on real chips; + slivers and ragged edges; + terraces,
+#: folds, touching flakes and flakes running out from the chip's crystals; + the camera's
+#: exposure, gamma and JPEG (the full :class:`~qupaint.synthia.composite.CompositeConfig`)
+COMPOSITE_STEPS: dict[str, dict] = {
+    "backgrounds": dict(sliver_prob=0.0, terrace_prob=0.0, fold_prob=0.0, touching_prob=0.0,
+                        crystal_prob=0.0, rough_px=(0.0, 0.0), exposure=(1.0, 1.0),
+                        gamma_prob=0.0, jpeg_quality=0),
+    "shapes": dict(terrace_prob=0.0, fold_prob=0.0, touching_prob=0.0, crystal_prob=0.0,
+                   exposure=(1.0, 1.0), gamma_prob=0.0, jpeg_quality=0),
+    "terraces": dict(exposure=(1.0, 1.0), gamma_prob=0.0, jpeg_quality=0),
+    "camera": {},
+}
+
+
+def chip_files(folders, split: str = "all", hold_out_every: int = 4) -> list[Path]:
+    """The real micrographs (JPEG/PNG/TIFF) under ``folders``, recursively, sorted; with
+    ``split`` ``"train"`` all but every ``hold_out_every``-th (counting from the last of
+    each group of ``hold_out_every``), with ``"held-out"`` only those: the unlabelled chips
+    that score false instances were never composited onto."""
+    from qupaint._io import image_files
+
+    out = image_files(folders, "chips")
+    if split == "all" or hold_out_every < 2:
+        return out
+    held = [k % hold_out_every == hold_out_every - 1 for k in range(len(out))]
+    if split not in ("train", "held-out"):
+        raise ValueError(f"split: all, train or held-out; got {split!r}")
+    return [f for f, h in zip(out, held, strict=True) if h == (split == "held-out")]
+
+
+_COMP = None
+
+
+def _init_chips(files: list[str], packed: list[np.ndarray], seed: int, cfg: dict) -> None:
+    global _COMP
+    from qupaint.synthia.composite import ChipComposer, CompositeConfig
+
+    torch.set_num_threads(1)
+    from qupaint._io import read_rgb
+
+    chips = [read_rgb(f) for f in files]
+    ignore = [np.unpackbits(m, axis=-1, count=c.shape[1]).astype(bool)
+              for m, c in zip(packed, chips, strict=True)]  # fmt: skip
+    _COMP = ChipComposer(chips, CompositeConfig(**cfg), ignore, seed)
+
+
+def _render_chip(index: int) -> tuple[np.ndarray, np.ndarray]:
+    img, target = _COMP.sample(index)
+    return img, np.packbits(target, axis=-1)
+
+
+def chip_ignore_masks(files, progress=None) -> list[np.ndarray]:
+    """Per chip, :func:`~qupaint.synthia.composite.ignore_mask` packed along x (the physics
+    detector's thin candidates, left out of the loss)."""
+    from qupaint._io import read_rgb
+    from qupaint.synthia.composite import chip_material, ignore_mask
+
+    out = []
+    for k, f in enumerate(files):
+        out.append(np.packbits(ignore_mask(read_rgb(f), chip_material(f)), axis=-1))
+        if progress:
+            progress(k + 1, len(files))
+    return out
+
+
 def render_training_set(
-    n: int, seed: int = 0, size: int = 384, workers: int = 2, start: int = 0, progress=None
+    n: int, seed: int = 0, size: int = 384, workers: int = 2, start: int = 0, progress=None,
+    chips=None, step: str = "camera", hold_out_every: int = 4,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` realistic Synthia images [n, size, size, 3] uint8 and their thin masks
-    [n, size, size] bool (indices ``start .. start + n - 1`` of seed ``seed``)."""
-    cfg = {"seed": seed, "height": size, "width": size}
+    """``n`` training images [n, size, size, 3] uint8 and their targets [n, 3, size, size]
+    bool (visible thin flake, cut, ignore), indices ``start .. start + n - 1`` of seed
+    ``seed``: realistic Synthia renders, or with ``chips`` (folders of unlabelled real
+    micrographs) Synthia flakes composited onto them as :data:`COMPOSITE_STEPS` ``step``
+    says (:mod:`qupaint.synthia.composite`), every ``hold_out_every``-th chip kept out
+    (:func:`chip_files`)."""
+    if chips:
+        if step not in COMPOSITE_STEPS:
+            raise ValueError(f"step: one of {', '.join(COMPOSITE_STEPS)}; got {step!r}")
+        files = chip_files(chips, "train", hold_out_every)
+        packed = chip_ignore_masks(files)
+        fn, init = _render_chip, _init_chips
+        args = ([str(f) for f in files], packed, seed, dict(size=size, **COMPOSITE_STEPS[step]))
+    else:
+        fn, init, args = _render, _init, ({"seed": seed, "height": size, "width": size},)
     imgs = np.empty((n, size, size, 3), np.uint8)
     masks = np.empty((n, 3, size, size), bool)
     for k, (im, m) in enumerate(
-        run_tasks(_render, range(start, start + n), workers, _init, (cfg,), chunksize=8)
+        run_tasks(fn, range(start, start + n), workers, init, args, chunksize=8)
     ):
         imgs[k] = im
         masks[k] = np.unpackbits(m, axis=-1, count=size).astype(bool)
@@ -148,7 +227,10 @@ class SegmenterRecipe:
     """How :func:`train_segmenter` trains: ``images`` realistic Synthia images of ``size``
     px (rendered with ``workers`` processes, seed ``seed``), ``steps`` AdamW steps of
     ``batch`` crops of ``crop`` px at one-cycle peak ``lr``, a U-Net ``width`` channels wide
-    and ``depth`` levels deep, on ``threads`` torch threads (None: torch's default)."""
+    and ``depth`` levels deep (``stem`` 2: at half resolution, see
+    :class:`~qupaint.seg.net.UNet`), on ``threads`` torch threads (None: torch's default).
+    With ``chips`` (folders of unlabelled real micrographs) the images are Synthia flakes
+    composited onto those chips, as :data:`COMPOSITE_STEPS` ``step`` says."""
 
     images: int = 1200
     steps: int = 1500
@@ -161,6 +243,10 @@ class SegmenterRecipe:
     size: int = 384
     workers: int = 2
     threads: int | None = None
+    stem: int = 1
+    chips: tuple[str, ...] = ()
+    step: str = "camera"
+    hold_out_every: int = 4
 
     def __post_init__(self):
         if self.images < 2 or self.steps < 1 or self.batch < 1:
@@ -185,11 +271,13 @@ def train_segmenter(out: str | Path, recipe: SegmenterRecipe | None = None,
     images, steps, batch, crop, width, depth, lr, seed, size, workers, threads = (
         r.images, r.steps, r.batch, r.crop, r.width, r.depth, r.lr, r.seed, r.size, r.workers,
         r.threads)  # fmt: skip
+    chips = [str(c) for c in r.chips]
     t0 = time.time()
     n_val = max(1, min(32, images // 10))
     imgs, masks = render_training_set(
         images + n_val, seed, size, workers,
         progress=(lambda d, t: progress("render", d, t)) if progress else None,
+        chips=chips, step=r.step, hold_out_every=r.hold_out_every,
     )  # fmt: skip
     if threads:
         torch.set_num_threads(threads)
@@ -197,7 +285,7 @@ def train_segmenter(out: str | Path, recipe: SegmenterRecipe | None = None,
     inputs = [contrast_input(im) for im in imgs]
     tr_in, tr_m = inputs[:images], masks[:images]
     va_in, va_m = inputs[images:], masks[images:]
-    net = UNet(width, depth)
+    net = UNet(width, depth, stem=r.stem)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     rng = np.random.default_rng(seed)
@@ -218,10 +306,15 @@ def train_segmenter(out: str | Path, recipe: SegmenterRecipe | None = None,
              if v.is_floating_point()}  # fmt: skip
     state.update({k: v for k, v in net.state_dict().items() if not v.is_floating_point()})
     meta = {
-        "architecture": {"name": "UNet", "width": width, "depth": depth, "in": "contrast"},
+        "architecture": {"name": "UNet", "width": width, "depth": depth, "stem": r.stem,
+                         "in": "contrast"},
         "task": f"thin flakes, 1-{THIN_MAX_LAYERS} layers, per pixel",
         "training": {
-            "data": "Synthia, SynthiaConfig.realistic(), no real labels",
+            "data": (f"Synthia flakes composited onto "
+                     f"{len(chip_files(chips, 'train', r.hold_out_every))} unlabelled real "
+                     f"chips ({', '.join(chips)}; every {r.hold_out_every}th held out), "
+                     f"step {r.step!r}, no real labels"
+                     if chips else "Synthia, SynthiaConfig.realistic(), no real labels"),
             "images": images,
             "size": size,
             "steps": steps,
