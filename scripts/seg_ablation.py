@@ -46,15 +46,16 @@ def score(net) -> dict:
     from qupaint.bench.segreal import evaluate_segmenter_real
     from qupaint.seg import segment
     from qupaint.seg.train import chip_files
+    from qupaint.synthia.composite import chip_material
 
     res = {}
-    for s in ("GrapheneH", "WSe2"):
+    for s, mat in (("GrapheneH", "graphene"), ("WSe2", "WSe2")):
         e = evaluate_segmenter_real(REAL / "maskterial-labelled" / s / "images",
-                                    lambda im: segment(im, net))  # fmt: skip
+                                    lambda im, m=mat: segment(im, net, material=m))  # fmt: skip
         res[s] = {k: v for k, v in e.items() if k != "per_image"}
         print(s, res[s], flush=True)
     held = chip_files(CHIPS, "held-out")
-    counts = [int(segment(read_rgb(f), net).max()) for f in held]
+    counts = [int(segment(read_rgb(f), net, material=chip_material(f)).max()) for f in held]
     res["unlabelled_held_out"] = {"chips": len(held), "per_chip": counts,
                                   "instances_per_chip": sum(counts) / len(counts)}  # fmt: skip
     return res
@@ -90,7 +91,7 @@ def domain_auc(step: str, work: Path, n: int = 96) -> list[float]:
     d.mkdir(parents=True, exist_ok=True)
     if len(list(d.glob("*.png"))) < n:
         chips = () if step == "realistic" else CHIPS
-        imgs, _ = render_training_set(n, seed=0, size=320, workers=2, chips=chips,
+        imgs, _, _ = render_training_set(n, seed=0, size=320, workers=2, chips=chips,
                                       step=step if chips else "camera")  # fmt: skip
         for k, im in enumerate(imgs):
             Image.fromarray(im).save(d / f"{k:04d}.png")

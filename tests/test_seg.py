@@ -12,7 +12,14 @@ from conftest import needs_shared
 from typer.testing import CliRunner
 
 from qupaint.cli import app
-from qupaint.seg import instance_boxes, instances, load_segmenter, probability, segment
+from qupaint.seg import (
+    MIN_AREA_PX,
+    instance_boxes,
+    instances,
+    load_segmenter,
+    probability,
+    segment,
+)
 from qupaint.seg.net import UNet, contrast_input
 from qupaint.seg.train import boundary_mask, thin_mask, train_segmenter
 from qupaint.synthia import Synthia, SynthiaConfig
@@ -84,7 +91,7 @@ def test_train_tiny_writes_a_loadable_model(tmp_path):
     assert meta["training"]["images"] == 4 and 0 <= meta["validation"]["pixel_iou"] <= 1
     net = load_segmenter(out)
     assert isinstance(net, UNet) and net.width == 4 and not net.training
-    lab = segment(np.full((40, 40, 3), 90, np.uint8), net)
+    lab = segment(np.full((40, 40, 3), 90, np.uint8), net, material="graphene")
     assert lab.shape == (40, 40)
     with pytest.raises(ValueError, match="safetensors"):
         train_segmenter(tmp_path / "m.pt", images=4, steps=1)
@@ -98,9 +105,9 @@ def test_shipped_model_finds_thin_synthia_flakes_it_never_saw():
     found = total = 0
     for index in range(6):
         s = syn.sample(index, masks=True)
-        lab = segment(s.image)
+        lab = segment(s.image, material=s.info["material"])
         for k, a in enumerate(s.annotations):
-            if a["layers"] > 5 or a.get("bulk") or a["area"] < 40:
+            if a["layers"] > 5 or a.get("bulk") or a["area"] < MIN_AREA_PX:
                 continue
             m = s.masks == k + 1
             ids, counts = np.unique(lab[m], return_counts=True)
@@ -116,11 +123,15 @@ def test_shipped_model_finds_thin_synthia_flakes_it_never_saw():
 def test_segment_bare_chip_and_bad_threshold():
     rng = np.random.default_rng(1)
     chip = np.clip(120 + 2 * rng.standard_normal((96, 128, 3)), 0, 255).astype(np.uint8)
-    assert segment(chip).max() == 0
-    p = probability(chip)
+    assert segment(chip, material="graphene").max() == 0
+    p = probability(chip, material="WSe2")
     assert p.shape == (2, 96, 128) and p.dtype == np.float32
     with pytest.raises(ValueError, match="threshold"):
-        segment(chip, threshold=1.5)
+        segment(chip, threshold=1.5, material="graphene")
+    with pytest.raises(ValueError, match="material"):
+        segment(chip)
+    with pytest.raises(ValueError, match="unobtainium"):
+        segment(chip, material="unobtainium")
 
 
 @needs_shared("layer-crops")
@@ -133,7 +144,7 @@ def test_real_labelled_flakes_are_found():
     crops = [c for c in find_layer_crops(CROPS) if c.material == "Graphene"][::24][:32]
     found = []
     for img, gts, _ in crop_canvases(crops, np.random.default_rng(0), grid=4):
-        boxes = list(instance_boxes(segment(img)).values())
+        boxes = list(instance_boxes(segment(img, material="graphene")).values())
         for box, _layers in gts:
             found.append(max((box_iou_xywh(box, b) for b in boxes), default=0) >= 0.5)
     assert len(found) == len(crops) and np.mean(found) >= 0.6, np.mean(found)
@@ -143,7 +154,8 @@ def test_cli_seg_predict(tmp_path):
     from PIL import Image
 
     src = Path(__file__).resolve().parents[1] / "qupaint" / "data" / "real" / "WS2_chip.jpg"
-    res = CliRunner().invoke(app, ["seg", "predict", str(src), "--out", str(tmp_path)])
+    res = CliRunner().invoke(app, ["seg", "predict", str(src), "--out", str(tmp_path),
+                                   "--material", "WS2"])  # fmt: skip
     assert res.exit_code == 0, res.output
     lab = np.asarray(Image.open(tmp_path / "WS2_chip.labels.png"))
     assert lab.shape == (600, 900)
@@ -152,5 +164,5 @@ def test_cli_seg_predict(tmp_path):
     assert len(rows) == int(lab.max())
     assert (tmp_path / "WS2_chip.overlay.jpg").is_file()
     res = CliRunner().invoke(app, ["seg", "predict", str(tmp_path / "nothing*.png"),
-                                   "--out", str(tmp_path)])  # fmt: skip
+                                   "--out", str(tmp_path), "--material", "WS2"])  # fmt: skip
     assert res.exit_code == 2

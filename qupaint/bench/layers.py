@@ -346,7 +346,7 @@ def evaluate_segmenter_on_crops(
         found: dict[int, list[bool]] = {}
         n_pred = matched = inside = 0
         for img, gts, done in crop_canvases(mine, rng, grid):
-            lab = segment(img, net)
+            lab = segment(img, net, material=mat)
             boxes = list(instance_boxes(lab).values())
             n_pred += len(boxes)
             used = set()

@@ -386,6 +386,7 @@ def eval_seg_crops(
 @eval_app.command("seg-real")
 def eval_seg_real(
     images: Path = typer.Argument(..., help="Folder of whole micrographs (masks/ beside it)"),
+    material: str = typer.Option(..., help="Material of the flakes, e.g. graphene"),
     masks: Path = typer.Option(None, help="Instance masks (default: ../masks beside images)"),
     model: Path = typer.Option(None, help="Segmenter weights (default: the shipped model)"),
     threshold: float = typer.Option(0.5, help="Probability threshold"),
@@ -398,8 +399,9 @@ def eval_seg_real(
 
     with user_errors(), progress("segment") as report:
         net = load_segmenter(model)
-        r = evaluate_segmenter_real(images, lambda im: segment(im, net, threshold), masks,
-                                    progress=report)  # fmt: skip
+        r = evaluate_segmenter_real(images, lambda im: segment(im, net, threshold,
+                                                               material=material),
+                                    masks, progress=report)  # fmt: skip
     table = Table(title=f"thin-flake segmenter on {images}")
     for col in ("image", "setting", "flakes", "found", "instances", "true", "s"):
         table.add_column(col, justify="right")

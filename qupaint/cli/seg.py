@@ -57,9 +57,11 @@ def seg_train(
 def seg_predict(
     images: list[str] = typer.Argument(..., help="Image files, folders or globs"),
     out: Path = typer.Option(..., help="Output folder: <name>.labels.png, overlays, JSON"),
+    material: str = typer.Option(..., help="Material of the flakes, e.g. graphene"),
     model: Path = typer.Option(None, help="Weights (.safetensors; default: the shipped model)"),
     threshold: float = typer.Option(0.5, help="Probability threshold"),
-    min_area: int = typer.Option(40, help="Smallest instance kept (px)"),
+    min_area: int = typer.Option(None, help="Smallest instance kept (px; default: the "
+                                 "detector's minimum, qupaint.seg.MIN_AREA_PX)"),
 ):
     """Segment thin flakes: per image a 16-bit label PNG (0 background, 1..n flakes), an
     outline overlay and the instances' boxes and areas in instances.json."""
@@ -68,8 +70,9 @@ def seg_predict(
     from qupaint._io import atomic_write_bytes, write_json
     from qupaint.detect.batch import find_images
     from qupaint.detect.draw import outline_labels
-    from qupaint.seg import instance_boxes, load_segmenter, segment
+    from qupaint.seg import MIN_AREA_PX, instance_boxes, load_segmenter, segment
 
+    min_area = MIN_AREA_PX if min_area is None else min_area
     with user_errors():
         files = find_images(images)
         if not files:
@@ -85,7 +88,7 @@ def seg_predict(
                 except (OSError, ValueError) as exc:  # one bad file does not stop the batch
                     skipped.append((f, exc))
                     continue
-                lab = segment(img, net, threshold, min_area)
+                lab = segment(img, net, threshold, min_area, material)
                 stem = Path(f).stem
                 atomic_write_bytes(out / f"{stem}.labels.png", _png16(lab))
                 atomic_write_bytes(out / f"{stem}.overlay.jpg", _jpeg(outline_labels(img, lab)))

@@ -13,7 +13,7 @@ Example
 -------
 >>> import numpy as np
 >>> from qupaint.seg import segment
->>> labels = segment(np.full((64, 96, 3), 120, np.uint8))  # a bare chip
+>>> labels = segment(np.full((64, 96, 3), 120, np.uint8), material="graphene")  # a bare chip
 >>> labels.shape, labels.dtype, int(labels.max())
 ((64, 96), dtype('int32'), 0)
 """
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from qupaint.seg.net import UNet, contrast_input
+from qupaint.seg.net import UNet, contrast_input, segmenter_input
 
 __all__ = [
     "segment",
@@ -37,10 +37,23 @@ __all__ = [
     "load_segmenter",
     "instances",
     "instance_boxes",
+    "network_input",
     "DEFAULT_WEIGHTS",
+    "MIN_AREA_PX",
 ]
 
 DEFAULT_WEIGHTS = "thin-flakes.safetensors"
+
+
+def _min_area_px() -> int:
+    """The detector's minimum flake size where the scale is unknown (one door for both)."""
+    from qupaint.detect.config import DetectorConfig
+
+    return int(DetectorConfig.min_area_px)
+
+
+#: the smallest instance kept, pixels: the physics detector's own minimum
+MIN_AREA_PX = _min_area_px()
 
 
 def _default_path() -> Path:
@@ -65,7 +78,12 @@ def load_segmenter(path: str | os.PathLike | None = None) -> UNet:
         raise ValueError(f"model: {p} is not a readable .safetensors file ({exc})") from exc
     if arch.get("name") != "UNet":
         raise ValueError(f"model: {p} is not a qupaint segmenter (no UNet metadata)")
-    net = UNet(int(arch["width"]), int(arch["depth"]), stem=int(arch.get("stem", 1)))
+    planes = {"contrast": 3, "contrast+material": 6}.get(arch.get("in", "contrast"))
+    if planes is None:
+        raise ValueError(f"model: {p} takes input {arch.get('in')!r}, which this version "
+                         "does not know")  # fmt: skip
+    net = UNet(int(arch["width"]), int(arch["depth"]), in_channels=planes,
+               stem=int(arch.get("stem", 1)))  # fmt: skip
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
     try:
         net.load_state_dict(state)
@@ -75,18 +93,32 @@ def load_segmenter(path: str | os.PathLike | None = None) -> UNet:
     return net.eval().to(memory_format=torch.channels_last)
 
 
+def network_input(net: UNet, image: np.ndarray, material: str | None) -> torch.Tensor:
+    """What ``net`` reads of an image: its contrast map, and the material's planes when the
+    network was trained with them (then ``material`` is required)."""
+    if net.in_channels == 3:
+        return contrast_input(image)
+    if material is None:
+        raise ValueError("material: this segmenter reads the flakes' material (its one-layer "
+                         "contrast); give it, e.g. material='graphene'")  # fmt: skip
+    return segmenter_input(image, material)
+
+
 @torch.no_grad()
-def probability(image: np.ndarray, model: str | os.PathLike | UNet | None = None) -> np.ndarray:
+def probability(image: np.ndarray, model: str | os.PathLike | UNet | None = None,
+                material: str | None = None) -> np.ndarray:  # fmt: skip
     """[2, H, W] float32: the probability that each pixel belongs to a thin (1-5 layer)
-    flake, and that it lies on a cut between two touching flakes or flake parts."""
+    flake of ``material``, and that it lies on a cut between two touching flakes or flake
+    parts."""
     net = model if isinstance(model, UNet) else load_segmenter(model)
-    x = contrast_input(image)[None].contiguous(memory_format=torch.channels_last)
+    x = network_input(net, image, material)[None].contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         return torch.sigmoid(net(x))[0].contiguous().numpy()
 
 
 def instances(
-    prob: np.ndarray, threshold: float = 0.5, min_area: int = 40, low: float | None = None
+    prob: np.ndarray, threshold: float = 0.5, min_area: int = MIN_AREA_PX,
+    low: float | None = None,
 ) -> np.ndarray:
     """[H, W] int32 labels from :func:`probability`'s output, by hysteresis: regions of
     ``thin > low`` (default ``threshold / 2``) that hold a pixel above ``threshold`` are
@@ -133,16 +165,17 @@ def segment(
     image: np.ndarray,
     model: str | os.PathLike | UNet | None = None,
     threshold: float = 0.5,
-    min_area: int = 40,
+    min_area: int = MIN_AREA_PX,
+    material: str | None = None,
 ) -> np.ndarray:
-    """Thin-flake instances of a micrograph: ``[H, W, 3]`` uint8 (or float in [0, 1]) ->
-    ``[H, W]`` int32 labels
-    (0 background, 1..n flakes, largest first). ``model``: a weights file or a loaded
-    :class:`UNet` (default: the shipped model, trained on Synthia only). A flake is a
-    region above ``threshold / 2`` holding a pixel above ``threshold``
-    (:func:`instances`)."""
+    """Thin-flake instances of a micrograph of ``material``'s flakes: ``[H, W, 3]`` uint8
+    (or float in [0, 1]) -> ``[H, W]`` int32 labels (0 background, 1..n flakes, largest
+    first). ``model``: a weights file or a loaded :class:`UNet` (default: the shipped
+    model, trained on Synthia only, which needs ``material``). A flake is a region above
+    ``threshold / 2`` holding a pixel above ``threshold`` (:func:`instances`), of at least
+    ``min_area`` pixels (the detector's minimum)."""
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must lie in (0, 1); got {threshold}")
     if min_area < 0:
         raise ValueError(f"min_area must be >= 0 pixels; got {min_area}")
-    return instances(probability(image, model), threshold, min_area)
+    return instances(probability(image, model, material), threshold, min_area)

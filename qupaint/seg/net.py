@@ -5,15 +5,54 @@ The input is what the physics says matters: per-channel optical contrast
 as the image's per-channel median (the substrate covers most of a flake-hunting image). That
 removes exposure, white balance and the oxide's base colour, which vary from lab to lab,
 and leaves the flakes' contrast, which the network must learn to read.
+
+Which contrast is a thin flake depends on the material: ten layers of graphene on 90 nm
+SiO2 are as dark as one of WSe2. So the network is also told the material, the way the
+physics knows it: three constant planes holding the contrast of one layer of it on the
+nominal :data:`NOMINAL_OXIDE_NM` of SiO2 through the ``2dmatgmm`` camera
+(:func:`material_planes`). A material it never saw in training is still described, by its
+optics.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["UNet", "contrast_input"]
+__all__ = ["UNet", "contrast_input", "material_planes", "segmenter_input", "NOMINAL_OXIDE_NM"]
+
+#: the oxide the material planes are computed for (the 2DMatGMM graphene chips')
+NOMINAL_OXIDE_NM = 90.0
+
+
+@functools.lru_cache(maxsize=64)
+def _one_layer(material: str) -> tuple[float, float, float]:
+    from qupaint.color import Camera, channel_contrast
+    from qupaint.optics import get_material
+
+    name = get_material(material).name  # raises naming the known materials
+    c = channel_contrast(name, [1], NOMINAL_OXIDE_NM, Camera.preset("2dmatgmm"))[0]
+    return tuple(float(v) for v in c)
+
+
+def material_planes(material: str) -> np.ndarray:
+    """[3] float32: the per-channel contrast of one layer of ``material`` on
+    :data:`NOMINAL_OXIDE_NM` nm SiO2/Si through the ``2dmatgmm`` camera, the network's
+    description of the material (e.g. graphene about (-0.13, -0.14, -0.09))."""
+    if not isinstance(material, str):
+        raise TypeError(f"material must be a name such as 'graphene'; got {material!r}")
+    return np.asarray(_one_layer(material), np.float32)
+
+
+def segmenter_input(image: np.ndarray, material: str) -> torch.Tensor:
+    """``[6, H, W]`` float32: :func:`contrast_input` and the three constant planes of
+    :func:`material_planes`."""
+    x = contrast_input(image)
+    m = torch.from_numpy(material_planes(material))[:, None, None].expand(3, *x.shape[1:])
+    return torch.cat([x, m])
 
 
 def contrast_input(image: np.ndarray) -> torch.Tensor:
@@ -62,6 +101,7 @@ class UNet(nn.Module):
         if stem not in (1, 2, 4):
             raise ValueError(f"stem must be 1, 2 or 4; got {stem}")
         self.width, self.depth, self.stem = int(width), int(depth), int(stem)
+        self.in_channels = int(in_channels)  # 3: contrast; 6: contrast + material planes
         ch = [width * 2**i for i in range(depth + 1)]
         in_channels, out_channels = in_channels * stem**2, out_channels * stem**2
         self.down = nn.ModuleList([_block(in_channels, ch[0])] +

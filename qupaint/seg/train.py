@@ -22,7 +22,7 @@ import torch
 
 from qupaint._io import atomic_write_bytes, write_json
 from qupaint._pool import run_tasks
-from qupaint.seg.net import UNet, contrast_input
+from qupaint.seg.net import UNet, contrast_input, material_planes
 
 __all__ = ["SegmenterRecipe", "render_training_set", "thin_mask", "train_segmenter"]
 
@@ -75,24 +75,25 @@ def _init(cfg: dict) -> None:
     _SYN = Synthia(SynthiaConfig.realistic(**cfg))
 
 
-def _render(index: int) -> tuple[np.ndarray, np.ndarray]:
+def _render(index: int) -> tuple[np.ndarray, np.ndarray, str]:
     s = _SYN.sample(index, masks=True)
     thin, seen = thin_mask(s), thin_mask(s, visible_only=True)
     three = np.stack([seen, boundary_mask(s, 2) & seen, thin & ~seen])
-    return s.image, np.packbits(three, axis=-1)
+    return s.image, np.packbits(three, axis=-1), s.info["material"]
 
 
 #: the steps of the ``real-chips`` data (issue 51's ablation), each adding to the last:
 #: Synthia's convex one-tone flakes on real chips; + slivers and ragged edges; + terraces,
-#: folds, touching flakes and flakes running out from the chip's crystals; + the camera's
-#: exposure, gamma and JPEG (the full :class:`~qupaint.synthia.composite.CompositeConfig`)
+#: folds, touching flakes and flakes running out from the chip's crystals; + the
+#: microscope and camera: the field stop's dark edge, exposure, gamma and JPEG (the full
+#: :class:`~qupaint.synthia.composite.CompositeConfig`)
 COMPOSITE_STEPS: dict[str, dict] = {
     "backgrounds": dict(sliver_prob=0.0, terrace_prob=0.0, fold_prob=0.0, touching_prob=0.0,
                         crystal_prob=0.0, rough_px=(0.0, 0.0), exposure=(1.0, 1.0),
-                        gamma_prob=0.0, jpeg_quality=0),
+                        gamma_prob=0.0, jpeg_quality=0, field_stop_prob=0.0),
     "shapes": dict(terrace_prob=0.0, fold_prob=0.0, touching_prob=0.0, crystal_prob=0.0,
-                   exposure=(1.0, 1.0), gamma_prob=0.0, jpeg_quality=0),
-    "terraces": dict(exposure=(1.0, 1.0), gamma_prob=0.0, jpeg_quality=0),
+                   exposure=(1.0, 1.0), gamma_prob=0.0, jpeg_quality=0, field_stop_prob=0.0),
+    "terraces": dict(exposure=(1.0, 1.0), gamma_prob=0.0, jpeg_quality=0, field_stop_prob=0.0),
     "camera": {},
 }
 
@@ -129,9 +130,9 @@ def _init_chips(files: list[str], packed: list[np.ndarray], seed: int, cfg: dict
     _COMP = ChipComposer(chips, CompositeConfig(**cfg), ignore, seed)
 
 
-def _render_chip(index: int) -> tuple[np.ndarray, np.ndarray]:
-    img, target = _COMP.sample(index)
-    return img, np.packbits(target, axis=-1)
+def _render_chip(index: int) -> tuple[np.ndarray, np.ndarray, str]:
+    c = _COMP.sample(index)
+    return c.image, np.packbits(c.target, axis=-1), c.material
 
 
 def chip_ignore_masks(files, progress=None) -> list[np.ndarray]:
@@ -151,9 +152,10 @@ def chip_ignore_masks(files, progress=None) -> list[np.ndarray]:
 def render_training_set(
     n: int, seed: int = 0, size: int = 384, workers: int = 2, start: int = 0, progress=None,
     chips=None, step: str = "camera", hold_out_every: int = 4,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` training images [n, size, size, 3] uint8 and their targets [n, 3, size, size]
-    bool (visible thin flake, cut, ignore), indices ``start .. start + n - 1`` of seed
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``n`` training images [n, size, size, 3] uint8, their targets [n, 3, size, size]
+    bool (visible thin flake, cut, ignore) and their flakes' materials, indices
+    ``start .. start + n - 1`` of seed
     ``seed``: realistic Synthia renders, or with ``chips`` (folders of unlabelled real
     micrographs) Synthia flakes composited onto them as :data:`COMPOSITE_STEPS` ``step``
     says (:mod:`qupaint.synthia.composite`), every ``hold_out_every``-th chip kept out
@@ -169,17 +171,21 @@ def render_training_set(
         fn, init, args = _render, _init, ({"seed": seed, "height": size, "width": size},)
     imgs = np.empty((n, size, size, 3), np.uint8)
     masks = np.empty((n, 3, size, size), bool)
-    for k, (im, m) in enumerate(
+    materials = []
+    for k, (im, m, mat) in enumerate(
         run_tasks(fn, range(start, start + n), workers, init, args, chunksize=8)
     ):
+        materials.append(mat)
         imgs[k] = im
         masks[k] = np.unpackbits(m, axis=-1, count=size).astype(bool)
         if progress:
             progress(k + 1, n)
-    return imgs, masks
+    return imgs, masks, materials
 
 
-def _batch(rng, masks, inputs, batch: int, crop: int):
+def _batch(rng, masks, inputs, batch: int, crop: int, planes=None):
+    """``batch`` random crops (quarter turns, flips) of the inputs and their targets; with
+    ``planes`` ([n, 3]: each image's material planes) those appended as constant planes."""
     n, _, H, W = masks.shape
     xs, ys = [], []
     for _ in range(batch):
@@ -191,6 +197,8 @@ def _batch(rng, masks, inputs, batch: int, crop: int):
         x, m = torch.rot90(x, k, (1, 2)), torch.rot90(m, k, (1, 2))
         if rng.random() < 0.5:
             x, m = x.flip(2), m.flip(2)
+        if planes is not None:
+            x = torch.cat([x, torch.from_numpy(planes[i])[:, None, None].expand(3, crop, crop)])
         xs.append(x)
         ys.append(m)
     return torch.stack(xs), torch.stack(ys).float()
@@ -211,10 +219,12 @@ def _loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _val_iou(net, inputs, masks) -> float:
+def _val_iou(net, inputs, masks, planes=None) -> float:
     net.eval()
     inter = union = 0
-    for x, m in zip(inputs, masks, strict=True):
+    for k, (x, m) in enumerate(zip(inputs, masks, strict=True)):
+        if planes is not None:
+            x = torch.cat([x, torch.from_numpy(planes[k])[:, None, None].expand(3, *x.shape[1:])])
         p = (net(x[None])[0, 0].numpy() > 0) & ~m[2]
         inter += np.sum(p & m[0])
         union += np.sum(p | m[0])
@@ -230,7 +240,9 @@ class SegmenterRecipe:
     and ``depth`` levels deep (``stem`` 2: at half resolution, see
     :class:`~qupaint.seg.net.UNet`), on ``threads`` torch threads (None: torch's default).
     With ``chips`` (folders of unlabelled real micrographs) the images are Synthia flakes
-    composited onto those chips, as :data:`COMPOSITE_STEPS` ``step`` says."""
+    composited onto those chips, as :data:`COMPOSITE_STEPS` ``step`` says. With
+    ``material`` the network also reads the flakes' material
+    (:func:`~qupaint.seg.net.material_planes`)."""
 
     images: int = 1200
     steps: int = 1500
@@ -247,6 +259,7 @@ class SegmenterRecipe:
     chips: tuple[str, ...] = ()
     step: str = "camera"
     hold_out_every: int = 4
+    material: bool = True
 
     def __post_init__(self):
         if self.images < 2 or self.steps < 1 or self.batch < 1:
@@ -274,7 +287,7 @@ def train_segmenter(out: str | Path, recipe: SegmenterRecipe | None = None,
     chips = [str(c) for c in r.chips]
     t0 = time.time()
     n_val = max(1, min(32, images // 10))
-    imgs, masks = render_training_set(
+    imgs, masks, materials = render_training_set(
         images + n_val, seed, size, workers,
         progress=(lambda d, t: progress("render", d, t)) if progress else None,
         chips=chips, step=r.step, hold_out_every=r.hold_out_every,
@@ -283,16 +296,18 @@ def train_segmenter(out: str | Path, recipe: SegmenterRecipe | None = None,
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     inputs = [contrast_input(im) for im in imgs]
+    planes = np.stack([material_planes(m) for m in materials]) if r.material else None
     tr_in, tr_m = inputs[:images], masks[:images]
     va_in, va_m = inputs[images:], masks[images:]
-    net = UNet(width, depth, stem=r.stem)
+    tr_p, va_p = (planes[:images], planes[images:]) if r.material else (None, None)
+    net = UNet(width, depth, in_channels=6 if r.material else 3, stem=r.stem)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     rng = np.random.default_rng(seed)
     t_render = time.time() - t0
     losses = []
     for step in range(steps):
-        x, y = _batch(rng, tr_m, tr_in, batch, crop)
+        x, y = _batch(rng, tr_m, tr_in, batch, crop, tr_p)
         loss = _loss(net(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -301,13 +316,13 @@ def train_segmenter(out: str | Path, recipe: SegmenterRecipe | None = None,
         losses.append(float(loss.detach()))
         if progress:
             progress("train", step + 1, steps)
-    iou = _val_iou(net, va_in, va_m)
+    iou = _val_iou(net, va_in, va_m, va_p)
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in net.state_dict().items()
              if v.is_floating_point()}  # fmt: skip
     state.update({k: v for k, v in net.state_dict().items() if not v.is_floating_point()})
     meta = {
         "architecture": {"name": "UNet", "width": width, "depth": depth, "stem": r.stem,
-                         "in": "contrast"},
+                         "in": "contrast+material" if r.material else "contrast"},
         "task": f"thin flakes, 1-{THIN_MAX_LAYERS} layers, per pixel",
         "training": {
             "data": (f"Synthia flakes composited onto "

@@ -19,6 +19,9 @@ labelled:
 * **What is not labelled is not taught.** Real thin flakes already on the chip are unknown:
   the physics detector's thin candidates on each chip, grown by a margin, are left out of
   the loss (the *ignore* mask), so an unlabelled real flake neither rewards nor punishes.
+* **The microscope's distractors.** Besides the chip's own: flakes of 11-60 layers (6-10
+  are left out of the loss, see :data:`UNSURE_MAX`) and the dark edge of the field stop
+  (:func:`field_stop`), which a contrast map shows as a huge, smooth, dark "flake".
 * **The camera's finish.** An exposure factor and a gamma (the ``dark`` and ``gamma`` camera
   settings) and a JPEG round trip at quality 100 with 4:2:0 chroma, as the shared real
   micrographs were saved.
@@ -32,9 +35,9 @@ Example
 >>> import numpy as np
 >>> chip = np.full((200, 240, 3), (150, 110, 160), np.uint8)
 >>> comp = ChipComposer([chip], CompositeConfig(size=128))
->>> img, target = comp.sample(0)
->>> img.shape, img.dtype, target.shape
-((128, 128, 3), dtype('uint8'), (3, 128, 128))
+>>> img, target, material, oxide_nm = comp.sample(0)
+>>> img.shape, img.dtype, target.shape, material in CompositeConfig().materials
+((128, 128, 3), dtype('uint8'), (3, 128, 128), True)
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -57,12 +61,41 @@ from qupaint.synthia.flakes import (
     split_terrace,
 )
 
-__all__ = ["CompositeConfig", "ChipComposer", "ignore_mask", "chip_material"]
+__all__ = ["Composite", "CompositeConfig", "ChipComposer", "ignore_mask", "chip_material", "field_stop"]
 
 #: the thickest flake the segmenter marks (QF-Bench "Few" ends at 5 layers)
 THIN_MAX = THICK_MIN_LAYERS - 1
 #: a thin flake whose contrast stays under this in every channel cannot be seen
 VISIBLE = 0.02
+#: flakes of 6 to this many layers are left out of the loss: without the material their
+#: contrast overlaps that of another material's thin flakes, and the physics detector, not
+#: the segmenter, draws the line between Few and Thick
+UNSURE_MAX = 10
+
+
+def field_stop(rng: np.random.Generator, side: int) -> np.ndarray:
+    """[side, side] float32 illumination factor of a field-stop or vignetting edge: the
+    light falls off smoothly (over 15-150 px, to 10-70 % of itself) outside a large circle
+    whose edge crosses the crop, as at the corners of a real microscope's field."""
+    u = rng.normal(size=2)
+    u /= np.linalg.norm(u) + 1e-12
+    radius = float(rng.uniform(2.0, 6.0)) * side
+    edge = float(rng.uniform(-0.3, 0.5)) * side  # where the edge crosses, from the centre
+    centre = side / 2 - (radius - edge) * u
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32)
+    out = np.hypot(xx + 0.5 - centre[0], yy + 0.5 - centre[1]) - radius
+    t = np.clip(out / float(rng.uniform(15.0, 150.0)), 0.0, 1.0)
+    depth = float(rng.uniform(0.3, 0.9))
+    return (1.0 - depth * t * t * (3 - 2 * t)).astype(np.float32)
+
+
+class Composite(NamedTuple):
+    """One training image of :class:`ChipComposer`."""
+
+    image: np.ndarray  #: uint8 [S, S, 3]
+    target: np.ndarray  #: bool [3, S, S]: visible thin flake, cut, ignore
+    material: str  #: the flakes' material
+    oxide_nm: float  #: the SiO2 their colours were computed for
 
 
 @dataclass(frozen=True)
@@ -76,7 +109,7 @@ class CompositeConfig:
     materials: tuple[str, ...] = ("graphene", "WSe2", "MoS2", "MoSe2", "WS2")
     oxide_nm: tuple[float, float] = (60.0, 110.0)
     thick_oxide_prob: float = 0.15  # a 260-300 nm oxide instead
-    thin_prob: float = 0.7  # else a thick (6-40 layer) flake: a negative
+    thin_prob: float = 0.7  # else a thicker flake: 6-10 layers ignored, 11-60 a negative
     size_um: tuple[float, float] = (14.0, 0.5)
     um_per_px: float = 0.385
     sliver_prob: float = 0.2
@@ -92,6 +125,7 @@ class CompositeConfig:
     gamma: tuple[float, float] = (0.7, 1.0)
     gamma_prob: float = 0.2
     scale: tuple[float, float] = (0.8, 1.25)
+    field_stop_prob: float = 0.25
     jpeg_quality: int = 100
     camera: str = "2dmatgmm"
 
@@ -216,9 +250,9 @@ class ChipComposer:
         return np.ascontiguousarray(img), np.ascontiguousarray(ig)
 
     # -- one image -----------------------------------------------------------------------
-    def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Image ``index``: ``(uint8 [S, S, 3], bool [3, S, S])``, the targets being visible
-        thin flake, cut, and ignore."""
+    def sample(self, index: int) -> Composite:
+        """Image ``index`` (a :class:`Composite`): the image, its targets (visible thin
+        flake, cut, ignore), the flakes' material and the oxide."""
         c = self.config
         rng = np.random.default_rng([self.seed, int(index)])
         bg, ignore = self._crop(rng)
@@ -227,7 +261,7 @@ class ChipComposer:
         sub = np.median(bg[::4, ::4].reshape(-1, 3), axis=0).astype(np.float32)
         crystal = self._crystal(bg, sub)
         ids = np.zeros((S, S), np.int32)  # 0 bare, k flake part k
-        kinds: list[tuple[bool, bool]] = [(False, False)]  # per part: thin, visible
+        kinds = [(False, False, False)]  # per part: thin, visible, ignored
         material = c.materials[int(rng.integers(len(c.materials)))]
         oxide = (float(rng.uniform(260.0, 300.0)) if rng.random() < c.thick_oxide_prob
                  else float(rng.uniform(*c.oxide_nm)))  # fmt: skip
@@ -238,12 +272,14 @@ class ChipComposer:
         if crystal.any():  # the real crystal stays on top of what ran out from it
             img[crystal] = bg[crystal]
             ids[crystal] = 0
+        if rng.random() < c.field_stop_prob:
+            img *= field_stop(rng, S)[..., None]
         img = self._finish(rng, img)
         kind = np.asarray(kinds, bool)
         thin, visible = kind[ids, 0], kind[ids, 1]
         cut = self._cuts(ids, crystal) & thin
-        ign = (ignore & ~(ids > 0)) | (thin & ~visible)
-        return img, np.stack([visible, cut & visible, ign])
+        ign = (ignore & ~(ids > 0)) | (thin & ~visible) | kind[ids, 2]
+        return Composite(img, np.stack([visible, cut & visible, ign]), material, oxide)
 
     @staticmethod
     def _crystal(bg: np.ndarray, sub: np.ndarray) -> np.ndarray:
@@ -258,7 +294,7 @@ class ChipComposer:
         side_um = c.size_um[0] * math.exp(c.size_um[1] * rng.standard_normal())
         r = float(np.clip(0.5 * side_um / c.um_per_px, 4.0, 0.4 * S))
         thin = rng.random() < c.thin_prob
-        layers = int(rng.integers(1, THIN_MAX + 1)) if thin else int(rng.integers(6, 41))
+        layers = int(rng.integers(1, THIN_MAX + 1)) if thin else int(rng.integers(6, 61))
         if rng.random() < c.sliver_prob:
             aspect = rng.uniform(2.5, 7.0)
             shape = random_sliver(rng, min(2 * r * math.sqrt(aspect), 0.8 * S),
@@ -301,7 +337,7 @@ class ChipComposer:
             inside = alpha >= 0.5
             if inside.any():
                 seen = float(np.abs(ratio - 1).max()) >= VISIBLE
-                kinds.append((n <= THIN_MAX, n <= THIN_MAX and seen))
+                kinds.append((n <= THIN_MAX, n <= THIN_MAX and seen, THIN_MAX < n <= UNSURE_MAX))
                 ids[y0:y1, x0:x1][inside] = len(kinds) - 1
 
     def _finish(self, rng, img: np.ndarray) -> np.ndarray:
