@@ -21,7 +21,8 @@ REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 SUB = (150, 110, 160)
 # one flat chip, one graphene flake at 90 nm, no camera finish: the pixels are the physics
 PLAIN = dict(size=96, flakes=(1, 1), materials=("graphene",), oxide_nm=(90.0, 90.0),
-             thick_oxide_prob=0.0, thin_prob=1.0, field_stop_prob=0.0, size_um=(12.0, 0.0), sliver_prob=0.0,
+             thick_oxide_prob=0.0, thin_prob=1.0, field_stop_prob=0.0, size_um=(12.0, 0.0),
+             sliver_prob=0.0,
              terrace_prob=0.0, fold_prob=0.0, touching_prob=0.0, crystal_prob=0.0,
              rough_px=(0.0, 0.0), tone=(1.0, 1.0), contrast_jitter=0.0, exposure=(1.0, 1.0),
              gamma_prob=0.0, scale=(1.0, 1.0), jpeg_quality=0)  # fmt: skip

@@ -19,9 +19,10 @@ labelled:
 * **What is not labelled is not taught.** Real thin flakes already on the chip are unknown:
   the physics detector's thin candidates on each chip, grown by a margin, are left out of
   the loss (the *ignore* mask), so an unlabelled real flake neither rewards nor punishes.
-* **The microscope's distractors.** Besides the chip's own: flakes of 11-60 layers (6-10
-  are left out of the loss, see :data:`UNSURE_MAX`) and the dark edge of the field stop
-  (:func:`field_stop`), which a contrast map shows as a huge, smooth, dark "flake".
+* **The microscope's distractors.** Besides the chip's own: flakes of 7-60 layers, more of
+  them few (6 layers are left out of the loss, see :data:`UNSURE_MAX`), and the dark edge
+  of the field stop (:func:`field_stop`), which a contrast map shows as a huge, smooth,
+  dark "flake".
 * **The camera's finish.** An exposure factor and a gamma (the ``dark`` and ``gamma`` camera
   settings) and a JPEG round trip at quality 100 with 4:2:0 chroma, as the shared real
   micrographs were saved.
@@ -61,16 +62,16 @@ from qupaint.synthia.flakes import (
     split_terrace,
 )
 
-__all__ = ["Composite", "CompositeConfig", "ChipComposer", "ignore_mask", "chip_material", "field_stop"]
+__all__ = ["Composite", "CompositeConfig", "ChipComposer", "ignore_mask", "chip_material",
+           "field_stop"]  # fmt: skip
 
 #: the thickest flake the segmenter marks (QF-Bench "Few" ends at 5 layers)
 THIN_MAX = THICK_MIN_LAYERS - 1
 #: a thin flake whose contrast stays under this in every channel cannot be seen
 VISIBLE = 0.02
-#: flakes of 6 to this many layers are left out of the loss: without the material their
-#: contrast overlaps that of another material's thin flakes, and the physics detector, not
-#: the segmenter, draws the line between Few and Thick
-UNSURE_MAX = 10
+#: flakes of 6 to this many layers are left out of the loss: at the line between Few and
+#: Thick, which the physics detector draws, not the segmenter
+UNSURE_MAX = 6
 
 
 def field_stop(rng: np.random.Generator, side: int) -> np.ndarray:
@@ -109,7 +110,7 @@ class CompositeConfig:
     materials: tuple[str, ...] = ("graphene", "WSe2", "MoS2", "MoSe2", "WS2")
     oxide_nm: tuple[float, float] = (60.0, 110.0)
     thick_oxide_prob: float = 0.15  # a 260-300 nm oxide instead
-    thin_prob: float = 0.7  # else a thicker flake: 6-10 layers ignored, 11-60 a negative
+    thin_prob: float = 0.6  # else a thicker flake (log-uniform): 6 layers ignored, 7-60 negative
     size_um: tuple[float, float] = (14.0, 0.5)
     um_per_px: float = 0.385
     sliver_prob: float = 0.2
@@ -142,8 +143,9 @@ def chip_material(path: str | os.PathLike) -> str | None:
     """The material a demo chip's folder names (``maskterial/WS2/x.jpg`` -> ``WS2``,
     ``hBN_Thin`` -> ``hBN``, ``2dmatgmm-demo`` -> graphene), or None."""
     parts = [p.lower() for p in os.fspath(path).replace("\\", "/").split("/")]
-    for key, name in (("mose2", "MoSe2"), ("ws2", "WS2"), ("wse2", "WSe2"), ("mos2", "MoS2"),
-                      ("hbn", "hBN"), ("graphene", "graphene"), ("2dmatgmm", "graphene")):  # fmt: skip
+    names = (("mose2", "MoSe2"), ("ws2", "WS2"), ("wse2", "WSe2"), ("mos2", "MoS2"),
+             ("hbn", "hBN"), ("graphene", "graphene"), ("2dmatgmm", "graphene"))  # fmt: skip
+    for key, name in names:
         if any(key in p for p in parts[-3:]):
             return name
     return None
@@ -294,7 +296,8 @@ class ChipComposer:
         side_um = c.size_um[0] * math.exp(c.size_um[1] * rng.standard_normal())
         r = float(np.clip(0.5 * side_um / c.um_per_px, 4.0, 0.4 * S))
         thin = rng.random() < c.thin_prob
-        layers = int(rng.integers(1, THIN_MAX + 1)) if thin else int(rng.integers(6, 61))
+        layers = (int(rng.integers(1, THIN_MAX + 1)) if thin
+                  else int(np.exp(rng.uniform(np.log(6), np.log(61)))))  # fmt: skip
         if rng.random() < c.sliver_prob:
             aspect = rng.uniform(2.5, 7.0)
             shape = random_sliver(rng, min(2 * r * math.sqrt(aspect), 0.8 * S),
