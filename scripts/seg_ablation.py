@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "data" / "real"
 CHIPS = (str(REAL / "maskterial"), str(REAL / "2dmatgmm-demo" / "images"))
 ROWS = ("realistic", "backgrounds", "shapes", "terraces", "camera")
-RECIPE = dict(batch=8, crop=256, width=12, depth=4, stem=2, size=320, lr=3e-3, seed=0,
-              workers=2, threads=2)  # fmt: skip
+#: the shipped recipe's defaults (SegmenterRecipe), on 2 processes and 2 torch threads
+RECIPE = dict(workers=2, threads=2)
 
 
 def recipe(step: str, images: int = 800, steps: int = 1500):

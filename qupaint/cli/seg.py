@@ -16,11 +16,11 @@ app.add_typer(seg_app, name="seg")
 @seg_app.command("train")
 def seg_train(
     out: Path = typer.Option(..., help="Weights file to write (.safetensors; a .json beside)"),
-    images: int = typer.Option(1200, help="Synthia images rendered for training"),
+    images: int = typer.Option(800, help="Synthia images rendered for training"),
     steps: int = typer.Option(1500, help="Optimiser steps"),
     batch: int = typer.Option(8, help="Crops per step"),
-    crop: int = typer.Option(192, help="Crop side (px)"),
-    size: int = typer.Option(384, help="Side of the rendered images (px)"),
+    crop: int = typer.Option(256, help="Crop side (px)"),
+    size: int = typer.Option(320, help="Side of the rendered images (px)"),
     width: int = typer.Option(12, help="U-Net channels at the top level"),
     depth: int = typer.Option(4, help="U-Net levels (poolings)"),
     stem: int = typer.Option(2, help="1: full resolution; 2: the net runs at half resolution"),
@@ -29,7 +29,7 @@ def seg_train(
         "(no real label is used; without it, realistic Synthia renders)"),
     step: str = typer.Option("camera", help="With --chips, the composite step: backgrounds, "
                              "shapes, terraces or camera (all effects)"),
-    lr: float = typer.Option(2e-3, help="Peak learning rate (one-cycle)"),
+    lr: float = typer.Option(3e-3, help="Peak learning rate (one-cycle)"),
     seed: int = typer.Option(0, help="Synthia seed and training seed"),
     workers: int = typer.Option(2, help="Rendering processes"),
     threads: int = typer.Option(2, help="Torch threads for training"),

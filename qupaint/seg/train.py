@@ -244,18 +244,18 @@ class SegmenterRecipe:
     ``material`` the network also reads the flakes' material
     (:func:`~qupaint.seg.net.material_planes`)."""
 
-    images: int = 1200
+    images: int = 800
     steps: int = 1500
     batch: int = 8
-    crop: int = 192
-    width: int = 16
-    depth: int = 3
-    lr: float = 2e-3
+    crop: int = 256
+    width: int = 12
+    depth: int = 4
+    lr: float = 3e-3
     seed: int = 0
-    size: int = 384
+    size: int = 320
     workers: int = 2
     threads: int | None = None
-    stem: int = 1
+    stem: int = 2
     chips: tuple[str, ...] = ()
     step: str = "camera"
     hold_out_every: int = 4
