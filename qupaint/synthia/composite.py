@@ -53,6 +53,7 @@ from typing import NamedTuple
 import numpy as np
 
 from qupaint.categories import THICK_MIN_LAYERS
+from qupaint.constants import REFERENCE_UM_PER_PX
 from qupaint.synthia.flakes import (
     FlakeShape,
     random_flake,
@@ -111,8 +112,10 @@ class CompositeConfig:
     oxide_nm: tuple[float, float] = (60.0, 110.0)
     thick_oxide_prob: float = 0.15  # a 260-300 nm oxide instead
     thin_prob: float = 0.6  # else a thicker flake (log-uniform): 6 layers ignored, 7-60 negative
+    # the labelled crops measure 18 um (box side, log-std 0.48: SynthiaConfig.realistic); a
+    # flake fills about 0.6 of its box, so its own side is about 0.8 of that: 14 um
     size_um: tuple[float, float] = (14.0, 0.5)
-    um_per_px: float = 0.385
+    um_per_px: float = REFERENCE_UM_PER_PX
     sliver_prob: float = 0.2
     terrace_prob: float = 0.25
     fold_prob: float = 0.1
