@@ -27,8 +27,9 @@ def seg_train(
     chips: list[Path] = typer.Option(
         None, help="Folders of unlabelled real chips: composite Synthia flakes onto them "
         "(no real label is used; without it, realistic Synthia renders)"),
-    step: str = typer.Option("camera", help="With --chips, the composite step: backgrounds, "
-                             "shapes, terraces or camera (all effects)"),
+    step: str = typer.Option("backgrounds", help="With --chips, the composite step: "
+                             "backgrounds (the shipped one), shapes, terraces or camera (all "
+                             "effects)"),
     lr: float = typer.Option(3e-3, help="Peak learning rate (one-cycle)"),
     seed: int = typer.Option(0, help="Synthia seed and training seed"),
     workers: int = typer.Option(2, help="Rendering processes"),

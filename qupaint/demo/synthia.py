@@ -104,13 +104,15 @@ def synthia_vs_real(path: Path, per_row: int = 4, size: int = 256) -> None:
 
 
 def _on_real_chips(real_dir: Path, n: int, size: int) -> list[np.ndarray]:
-    """``n`` composites (:mod:`qupaint.synthia.composite`) on the two unlabelled chips the
-    package ships, their thin flakes outlined."""
+    """``n`` composites (:mod:`qupaint.synthia.composite`, the shipped segmenter's step) on
+    the two unlabelled chips the package ships, their thin flakes outlined."""
     from qupaint.detect.draw import outline_labels
+    from qupaint.seg.train import COMPOSITE_STEPS, SegmenterRecipe
     from qupaint.synthia.composite import ChipComposer, CompositeConfig
 
+    step = COMPOSITE_STEPS[SegmenterRecipe().step]
     comp = ChipComposer([real_dir / "MoSe2_chip.jpg", real_dir / "WS2_chip.jpg"],
-                        CompositeConfig(size=size, flakes=(2, 5)), seed=5)  # fmt: skip
+                        CompositeConfig(size=size, flakes=(2, 5), **step), seed=5)  # fmt: skip
     out = []
     for k in range(n):
         img, (thin, _, _), _, _ = comp.sample(k)

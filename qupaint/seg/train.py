@@ -151,7 +151,7 @@ def chip_ignore_masks(files, progress=None) -> list[np.ndarray]:
 
 def render_training_set(
     n: int, seed: int = 0, size: int = 384, workers: int = 2, start: int = 0, progress=None,
-    chips=None, step: str = "camera", hold_out_every: int = 4,
+    chips=None, step: str = "backgrounds", hold_out_every: int = 4,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``n`` training images [n, size, size, 3] uint8, their targets [n, 3, size, size]
     bool (visible thin flake, cut, ignore) and their flakes' materials, indices
@@ -257,7 +257,7 @@ class SegmenterRecipe:
     threads: int | None = None
     stem: int = 2
     chips: tuple[str, ...] = ()
-    step: str = "camera"
+    step: str = "backgrounds"
     hold_out_every: int = 4
     material: bool = True
 
