@@ -90,10 +90,12 @@ def test_seg_predict_skips_an_unreadable_image_and_fails_when_none_could_be_read
     src.mkdir()
     Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(src / "good.png")
     (src / "bad.png").write_bytes(b"not a png")
-    res = CliRunner().invoke(app, ["seg", "predict", str(src), "--out", str(tmp_path / "out")])
+    res = CliRunner().invoke(app, ["seg", "predict", str(src), "--out", str(tmp_path / "out"),
+                                   "--material", "graphene"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "skipped" in res.output and "bad.png" in res.output
     assert (tmp_path / "out" / "good.labels.png").is_file()
     (src / "good.png").unlink()
-    res = CliRunner().invoke(app, ["seg", "predict", str(src), "--out", str(tmp_path / "out2")])
+    res = CliRunner().invoke(app, ["seg", "predict", str(src), "--out", str(tmp_path / "out2"),
+                                   "--material", "graphene"])  # fmt: skip
     assert res.exit_code != 0 and "no image could be read" in res.output

@@ -201,3 +201,20 @@ def test_segmenter_keeps_the_detectors_minimum_size():
     p[0, 20:29, 20:31] = 0.9  # 99 px: dropped
     lab = instances(p)
     assert lab.max() == 1 and lab[5, 5] == 1 and lab[25, 25] == 0
+
+
+@needs_shared("maskterial-labelled")
+def test_cli_eval_seg_real(tmp_path):
+    from typer.testing import CliRunner
+
+    from qupaint.cli import app
+
+    images = REAL / "maskterial-labelled" / "WSe2" / "images"
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(app, ["eval", "seg-real", str(images), "--material", "WSe2",
+                                   "--out", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    assert r["flakes"] == 7 and len(r["per_image"]) == 4 and "precision" in res.output
+    res = CliRunner().invoke(app, ["eval", "seg-real", str(images), "--material", "kryptonite"])
+    assert res.exit_code != 0 and "kryptonite" in res.output

@@ -130,8 +130,8 @@ def test_segment_bare_chip_and_bad_threshold():
         segment(chip, threshold=1.5, material="graphene")
     with pytest.raises(ValueError, match="material"):
         segment(chip)
-    with pytest.raises(ValueError, match="unobtainium"):
-        segment(chip, material="unobtainium")
+    with pytest.raises(ValueError, match="adamantium"):
+        segment(chip, material="adamantium")
 
 
 @needs_shared("layer-crops")
