@@ -6,8 +6,9 @@ as the image's per-channel median (the substrate covers most of a flake-hunting 
 removes exposure, white balance and the oxide's base colour, which vary from lab to lab,
 and leaves the flakes' contrast, which the network must learn to read.
 
-Which contrast is a thin flake depends on the material: ten layers of graphene on 90 nm
-SiO2 are as dark as one of WSe2. So the network is also told the material, the way the
+Which contrast is a thin flake depends on the material: on 90 nm SiO2, ten layers of
+graphene (C about -0.8 in red and green) are darker than two of WSe2 (about -0.6), yet one
+is thick and the other thin. So the network is also told the material, the way the
 physics knows it: three constant planes holding the contrast of one layer of it on the
 nominal :data:`NOMINAL_OXIDE_NM` of SiO2 through the ``2dmatgmm`` camera
 (:func:`material_planes`). A material it never saw in training is still described, by its
