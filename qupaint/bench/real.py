@@ -33,7 +33,7 @@ from qupaint.categories import THICK_MIN_LAYERS
 
 __all__ = ["MaskedImage", "calibrated_detector_from", "camera_setting", "evaluate_real",
            "evaluate_real_loo", "find_masked_images", "mask_boxes", "other_camera_settings",
-           "score_real"]  # fmt: skip
+           "score_real", "timed_runs"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -218,21 +218,31 @@ def evaluate_real_loo(
     return out
 
 
-def _run_and_score(pairs, detector_for, progress) -> dict:
-    """``detector_for(k)`` run on image ``k`` of ``pairs``, timed; all scored together."""
+def timed_runs(pairs: Sequence[MaskedImage], run_for: Callable[[int], Callable],
+               progress: Callable[[int, int], None] | None = None):  # fmt: skip
+    """For each masked image ``k`` of ``pairs``: ``(pair, image, mask, run_for(k)(image),
+    seconds that call took)``, ``progress(k + 1, n)`` after each."""
     import time
 
-    boxes, dets, settings, seconds = [], [], [], []
     for k, p in enumerate(pairs):
-        detector = detector_for(k)
+        run = run_for(k)
         img = read_rgb(p.image)
-        boxes.append(mask_boxes(read_mask(p.mask)))
-        settings.append(camera_setting(img))
         t0 = time.perf_counter()
-        dets.append(detector(img))
-        seconds.append(time.perf_counter() - t0)
+        out = run(img)
+        dt = time.perf_counter() - t0
+        yield p, img, read_mask(p.mask), out, dt
         if progress:
             progress(k + 1, len(pairs))
+
+
+def _run_and_score(pairs, detector_for, progress) -> dict:
+    """``detector_for(k)`` run on image ``k`` of ``pairs``, timed; all scored together."""
+    boxes, dets, settings, seconds = [], [], [], []
+    for _, img, mask, found, dt in timed_runs(pairs, detector_for, progress):
+        boxes.append(mask_boxes(mask))
+        settings.append(camera_setting(img))
+        dets.append(found)
+        seconds.append(dt)
     out = score_real(boxes, dets, settings)
     for row, p, s, t in zip(out["per_image"], pairs, settings, seconds, strict=True):
         row.update(image=p.name, setting=s, seconds=round(t, 4))

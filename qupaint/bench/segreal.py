@@ -19,13 +19,11 @@ Example
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 
 import numpy as np
 
-from qupaint._io import read_mask, read_rgb
-from qupaint.bench.real import camera_setting, find_masked_images
+from qupaint.bench.real import camera_setting, find_masked_images, timed_runs
 
 __all__ = ["match_instances", "evaluate_segmenter_real", "summarise"]
 
@@ -88,18 +86,12 @@ def evaluate_segmenter_real(
     """Run ``segment(image) -> [H, W] labels`` on every masked image of a folder; the
     :func:`summarise` totals with ``per_image`` rows (name, camera setting, seconds) and
     ``seconds_per_image``."""
-    pairs = find_masked_images(images_dir, masks_dir)
     rows = []
-    for k, p in enumerate(pairs):
-        img = read_rgb(p.image)
-        t0 = time.perf_counter()
-        labels = segment(img)
-        dt = time.perf_counter() - t0
-        row = match_instances(read_mask(p.mask), labels)
+    pairs = find_masked_images(images_dir, masks_dir)
+    for p, img, mask, labels, dt in timed_runs(pairs, lambda k: segment, progress):
+        row = match_instances(mask, labels)
         row.update(image=p.name, setting=camera_setting(img), seconds=round(dt, 3))
         rows.append(row)
-        if progress:
-            progress(k + 1, len(pairs))
     out = summarise(rows)
     out["seconds_per_image"] = float(np.mean([r["seconds"] for r in rows]))
     out["per_image"] = rows

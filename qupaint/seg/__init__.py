@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from qupaint.detect.config import DetectorConfig
 from qupaint.seg.net import UNet, contrast_input, segmenter_input
 
 __all__ = [
@@ -45,15 +46,9 @@ __all__ = [
 DEFAULT_WEIGHTS = "thin-flakes.safetensors"
 
 
-def _min_area_px() -> int:
-    """The detector's minimum flake size where the scale is unknown (one door for both)."""
-    from qupaint.detect.config import DetectorConfig
-
-    return int(DetectorConfig.min_area_px)
-
-
-#: the smallest instance kept, pixels: the physics detector's own minimum
-MIN_AREA_PX = _min_area_px()
+#: the smallest instance kept, pixels: the physics detector's own minimum where the scale
+#: is unknown (one door for both)
+MIN_AREA_PX = int(DetectorConfig.min_area_px)
 
 
 def _default_path() -> Path:

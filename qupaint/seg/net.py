@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["UNet", "contrast_input", "material_planes", "segmenter_input", "NOMINAL_OXIDE_NM"]
+__all__ = ["UNet", "contrast_input", "material_planes", "segmenter_input", "with_planes",
+           "NOMINAL_OXIDE_NM"]  # fmt: skip
 
 #: the oxide the material planes are computed for (the 2DMatGMM graphene chips')
 NOMINAL_OXIDE_NM = 90.0
@@ -48,12 +49,16 @@ def material_planes(material: str) -> np.ndarray:
     return np.asarray(_one_layer(material), np.float32)
 
 
+def with_planes(x: torch.Tensor, planes: np.ndarray) -> torch.Tensor:
+    """``[3, H, W]`` contrast and ``[3]`` material planes -> ``[6, H, W]``: the planes as
+    constant channels after the contrast."""
+    return torch.cat([x, torch.from_numpy(planes)[:, None, None].expand(3, *x.shape[1:])])
+
+
 def segmenter_input(image: np.ndarray, material: str) -> torch.Tensor:
     """``[6, H, W]`` float32: :func:`contrast_input` and the three constant planes of
     :func:`material_planes`."""
-    x = contrast_input(image)
-    m = torch.from_numpy(material_planes(material))[:, None, None].expand(3, *x.shape[1:])
-    return torch.cat([x, m])
+    return with_planes(contrast_input(image), material_planes(material))
 
 
 def contrast_input(image: np.ndarray) -> torch.Tensor:

@@ -22,7 +22,7 @@ import torch
 
 from qupaint._io import atomic_write_bytes, write_json
 from qupaint._pool import run_tasks
-from qupaint.seg.net import UNet, contrast_input, material_planes
+from qupaint.seg.net import UNet, contrast_input, material_planes, with_planes
 
 __all__ = ["SegmenterRecipe", "render_training_set", "thin_mask", "train_segmenter"]
 
@@ -82,19 +82,23 @@ def _render(index: int) -> tuple[np.ndarray, np.ndarray, str]:
     return s.image, np.packbits(three, axis=-1), s.info["material"]
 
 
+# per step, the settings that turn off what it adds; a step of COMPOSITE_STEPS keeps its
+# own additions and those of the steps before it, and turns off the later ones
+_STEP_GROUPS: dict[str, dict] = {
+    "backgrounds": {},
+    "shapes": dict(sliver_prob=0.0, rough_px=(0.0, 0.0)),
+    "terraces": dict(terrace_prob=0.0, fold_prob=0.0, touching_prob=0.0, crystal_prob=0.0),
+    "camera": dict(exposure=(1.0, 1.0), gamma_prob=0.0, jpeg_quality=0, field_stop_prob=0.0),
+}
 #: the steps of the ``real-chips`` data (issue 51's ablation), each adding to the last:
 #: Synthia's convex one-tone flakes on real chips; + slivers and ragged edges; + terraces,
 #: folds, touching flakes and flakes running out from the chip's crystals; + the
 #: microscope and camera: the field stop's dark edge, exposure, gamma and JPEG (the full
-#: :class:`~qupaint.synthia.composite.CompositeConfig`)
+#: :class:`~qupaint.synthia.composite.CompositeConfig`). Each is the
+#: :class:`~qupaint.synthia.composite.CompositeConfig` overrides that turn the later ones off.
 COMPOSITE_STEPS: dict[str, dict] = {
-    "backgrounds": dict(sliver_prob=0.0, terrace_prob=0.0, fold_prob=0.0, touching_prob=0.0,
-                        crystal_prob=0.0, rough_px=(0.0, 0.0), exposure=(1.0, 1.0),
-                        gamma_prob=0.0, jpeg_quality=0, field_stop_prob=0.0),
-    "shapes": dict(terrace_prob=0.0, fold_prob=0.0, touching_prob=0.0, crystal_prob=0.0,
-                   exposure=(1.0, 1.0), gamma_prob=0.0, jpeg_quality=0, field_stop_prob=0.0),
-    "terraces": dict(exposure=(1.0, 1.0), gamma_prob=0.0, jpeg_quality=0, field_stop_prob=0.0),
-    "camera": {},
+    step: {k: v for later in list(_STEP_GROUPS)[n + 1 :] for k, v in _STEP_GROUPS[later].items()}
+    for n, step in enumerate(_STEP_GROUPS)
 }
 
 
@@ -198,7 +202,7 @@ def _batch(rng, masks, inputs, batch: int, crop: int, planes=None):
         if rng.random() < 0.5:
             x, m = x.flip(2), m.flip(2)
         if planes is not None:
-            x = torch.cat([x, torch.from_numpy(planes[i])[:, None, None].expand(3, crop, crop)])
+            x = with_planes(x, planes[i])
         xs.append(x)
         ys.append(m)
     return torch.stack(xs), torch.stack(ys).float()
@@ -224,7 +228,7 @@ def _val_iou(net, inputs, masks, planes=None) -> float:
     inter = union = 0
     for k, (x, m) in enumerate(zip(inputs, masks, strict=True)):
         if planes is not None:
-            x = torch.cat([x, torch.from_numpy(planes[k])[:, None, None].expand(3, *x.shape[1:])])
+            x = with_planes(x, planes[k])
         p = (net(x[None])[0, 0].numpy() > 0) & ~m[2]
         inter += np.sum(p & m[0])
         union += np.sum(p | m[0])

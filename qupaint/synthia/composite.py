@@ -62,6 +62,7 @@ from qupaint.synthia.flakes import (
     split_fold,
     split_terrace,
 )
+from qupaint.synthia.realism import jpeg_roundtrip
 
 __all__ = ["Composite", "CompositeConfig", "ChipComposer", "ignore_mask", "chip_material",
            "field_stop"]  # fmt: skip
@@ -188,18 +189,6 @@ def _resize(img: np.ndarray, f: float) -> np.ndarray:
     return np.asarray(Image.fromarray(img).resize(size, Image.BILINEAR))
 
 
-def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, "JPEG", quality=quality, subsampling=2)
-    buf.seek(0)
-    with Image.open(buf) as im:
-        return np.asarray(im.convert("RGB"))
-
-
 class ChipComposer:
     """Training images from real chips and Synthia flakes.
 
@@ -265,6 +254,7 @@ class ChipComposer:
         img = bg.astype(np.float32)
         sub = np.median(bg[::4, ::4].reshape(-1, 3), axis=0).astype(np.float32)
         crystal = self._crystal(bg, sub)
+        crystal_px = np.nonzero(crystal[::2, ::2])  # where a flake may run out from one
         ids = np.zeros((S, S), np.int32)  # 0 bare, k flake part k
         kinds = [(False, False, False)]  # per part: thin, visible, ignored
         material = c.materials[int(rng.integers(len(c.materials)))]
@@ -273,7 +263,7 @@ class ChipComposer:
         table = _contrast(material, 5.0 * round(oxide / 5), c.camera)
         tone = rng.uniform(*c.tone, 3)
         for _ in range(int(rng.integers(c.flakes[0], c.flakes[1] + 1))):
-            self._flake(rng, img, ids, kinds, crystal, table, tone)
+            self._flake(rng, img, ids, kinds, crystal_px, table, tone)
         if crystal.any():  # the real crystal stays on top of what ran out from it
             img[crystal] = bg[crystal]
             ids[crystal] = 0
@@ -293,7 +283,7 @@ class ChipComposer:
         rel = np.abs(bg.astype(np.float32) / np.maximum(sub, 1.0) - 1.0).max(-1)
         return (rel > 0.4) | (bg >= 250).any(-1)
 
-    def _flake(self, rng, img, ids, kinds, crystal, table, tone) -> None:
+    def _flake(self, rng, img, ids, kinds, crystal_px, table, tone) -> None:
         c = self.config
         S = img.shape[0]
         side_um = c.size_um[0] * math.exp(c.size_um[1] * rng.standard_normal())
@@ -320,7 +310,7 @@ class ChipComposer:
             a, b = split_fold(rng, shape)
             parts = [(a, layers), (b, 2 * layers)]
         # where: running out from a real crystal, touching the last flake, or anywhere
-        ys, xs = np.nonzero(crystal[::2, ::2])
+        ys, xs = crystal_px
         if len(ys) and rng.random() < c.crystal_prob:
             j = int(rng.integers(len(ys)))
             cx, cy = 2 * xs[j] + 1.0, 2 * ys[j] + 1.0
@@ -353,7 +343,7 @@ class ChipComposer:
             g = np.float32(rng.uniform(*c.gamma))
             img = 255.0 * (np.clip(img, 0, 255) / 255.0) ** g
         out = np.clip(img + 0.5, 0, 255).astype(np.uint8)
-        return _jpeg(out, c.jpeg_quality) if c.jpeg_quality else out
+        return jpeg_roundtrip(out, c.jpeg_quality) if c.jpeg_quality else out
 
     @staticmethod
     def _cuts(ids: np.ndarray, crystal: np.ndarray) -> np.ndarray:
