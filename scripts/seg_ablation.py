@@ -5,9 +5,11 @@ Rows (each trained the same way, 800 images, 1500 steps, the shipped architectur
 ``realistic`` (Synthia's fully rendered realistic scenes, the old data), then Synthia flakes
 composited onto unlabelled real chips (``qupaint.synthia.composite``) in the steps of
 ``qupaint.seg.train.COMPOSITE_STEPS``: ``backgrounds`` -> ``shapes`` -> ``terraces`` ->
-``camera``. No real label of any kind goes into training; the nine shared expert-masked
-micrographs only score (mask IoU 0.5), and every fourth unlabelled chip is held out of the
-compositing to count instances on chips the model never saw.
+``camera`` -> ``pasted`` (real thin flakes cut out of the labelled layer crops and pasted;
+their layer labels only pick the 1-5 layer crops), and ``backgrounds+pasted``. No expert
+mask goes into training; the nine shared expert-masked micrographs only score (mask IoU
+0.5), and every fourth unlabelled chip is held out of the compositing to count instances
+on chips the model never saw.
 
     .venv/bin/python scripts/seg_ablation.py train camera OUT_DIR      # one row (~11 min)
     .venv/bin/python scripts/seg_ablation.py report OUT_DIR --machine cpu-2core-amd-epyc
@@ -27,7 +29,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "data" / "real"
 CHIPS = (str(REAL / "maskterial"), str(REAL / "2dmatgmm-demo" / "images"))
-ROWS = ("realistic", "backgrounds", "shapes", "terraces", "camera")
+CROPS = str(REAL / "layer-crops")
+ROWS = ("realistic", "backgrounds", "shapes", "terraces", "camera", "pasted",
+        "backgrounds+pasted")  # fmt: skip
 #: the shipped recipe's defaults (SegmenterRecipe), on 2 processes and 2 torch threads
 RECIPE = dict(workers=2, threads=2)
 
@@ -37,7 +41,8 @@ def recipe(step: str, images: int = 800, steps: int = 1500):
 
     chips = () if step == "realistic" else CHIPS
     return SegmenterRecipe(images=images, steps=steps, chips=chips,
-                           step=step if chips else "camera", **RECIPE)  # fmt: skip
+                           step=step if chips else "camera",
+                           crops=CROPS if "pasted" in step else "", **RECIPE)  # fmt: skip
 
 
 def score(net) -> dict:
@@ -92,7 +97,8 @@ def domain_auc(step: str, work: Path, n: int = 96) -> list[float]:
     if len(list(d.glob("*.png"))) < n:
         chips = () if step == "realistic" else CHIPS
         imgs, _, _ = render_training_set(n, seed=0, size=320, workers=2, chips=chips,
-                                      step=step if chips else "camera")  # fmt: skip
+                                      step=step if chips else "camera",
+                                      crops=CROPS if "pasted" in step else None)  # fmt: skip
         for k, im in enumerate(imgs):
             Image.fromarray(im).save(d / f"{k:04d}.png")
     real = [REAL / "maskterial-labelled" / s / "images" for s in ("GrapheneH", "WSe2")]

@@ -14,7 +14,13 @@ from qupaint.bench.segreal import evaluate_segmenter_real, match_instances, summ
 from qupaint.color import Camera, channel_contrast
 from qupaint.seg import load_segmenter, segment
 from qupaint.seg.net import UNet
-from qupaint.seg.train import COMPOSITE_STEPS, chip_files, render_training_set
+from qupaint.seg.train import (
+    COMPOSITE_STEPS,
+    chip_files,
+    composite_overrides,
+    crop_pieces,
+    render_training_set,
+)
 from qupaint.synthia.composite import ChipComposer, CompositeConfig, chip_material
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
@@ -118,7 +124,84 @@ def test_render_training_set_from_chip_files(tmp_path):
     assert len(materials) == 4 and set(materials) <= {"graphene", "WSe2", "MoS2", "MoSe2", "WS2"}
     assert imgs.shape == (4, 96, 96, 3) and targets.shape == (4, 3, 96, 96)
     assert targets[:, 0].any()
-    assert set(COMPOSITE_STEPS) == {"backgrounds", "shapes", "terraces", "camera"}
+    assert list(COMPOSITE_STEPS) == ["backgrounds", "shapes", "terraces", "camera", "pasted"]
+
+
+def test_steps_are_cumulative_or_named_groups():
+    assert COMPOSITE_STEPS["pasted"] == {}  # the full CompositeConfig
+    assert COMPOSITE_STEPS["camera"] == {"paste_prob": 0.0}
+    both = composite_overrides("backgrounds+pasted")
+    assert "paste_prob" not in both and both["sliver_prob"] == 0.0 and both["jpeg_quality"] == 0
+    assert composite_overrides("terraces") == COMPOSITE_STEPS["terraces"]
+    for bad in ("backgrounds+glitter", "", "+"):
+        with pytest.raises(ValueError, match="groups joined by"):
+            composite_overrides(bad)
+
+
+def _crop():
+    """A 40x50 box crop: substrate ring, a flake (C = -0.2) reaching the box edges, a
+    thicker island inside it and a neighbour the box cuts at the right."""
+    img = np.empty((40, 50, 3), np.uint8)
+    img[:] = SUB
+    img[6:34, 0:40] = (np.array(SUB) * 0.8).round()
+    img[15:22, 15:22] = (np.array(SUB) * 0.5).round()  # island: not the labelled flake
+    img[10:30, 44:50] = (np.array(SUB) * 1.4).clip(0, 255).round()  # cut by the box
+    return img
+
+
+def test_cut_out_crop_keeps_contrast_and_drops_what_the_box_cuts():
+    from qupaint.bench.layers import cut_out_crop, measure_crop
+
+    img = _crop()
+    ratio, part = cut_out_crop(img)
+    assert ratio.shape == (40, 50, 3) and part.shape == (40, 50) and ratio.dtype == np.float32
+    assert (part[8:32, 2:12] == 1).all() and (part[30, 30] == 1)
+    assert (part[17:20, 17:20] == 2).all()  # the island: pasted, left out of the loss
+    assert (part[:, 44:] != 1).all() and (part[12:28, 45:] == 0).all()  # the cut neighbour
+    assert (part[:4] == 0).all()
+    np.testing.assert_allclose(np.median(ratio[part == 1], axis=0), 0.8, atol=0.01)
+    flake, sub = measure_crop(img)  # the same clusters measure it
+    np.testing.assert_allclose(flake / sub, 0.8, atol=0.01)
+
+
+def test_pasted_real_flakes_keep_their_contrast_and_material():
+    from qupaint.bench.layers import cut_out_crop
+
+    ratio, part = cut_out_crop(_crop())
+    cfg = CompositeConfig(**{**PLAIN, "size": 128, "paste_prob": 1.0, "pasted": (1, 1),
+                             "flakes": (0, 0)})  # fmt: skip
+    comp = ChipComposer([_flat(200, 200)], cfg, seed=2, pieces=[(ratio, part, "WSe2")])
+    from scipy.ndimage import binary_erosion
+
+    seen = 0
+    for i in range(6):
+        img, (thin, cut, ignore), material, _ = comp.sample(i)
+        assert material == "WSe2"
+        assert not (thin & ignore).any()
+        core = binary_erosion(thin, iterations=2)
+        if core.sum() < 50:
+            continue
+        c = np.median(img[core].astype(float) / np.array(SUB), axis=0)
+        np.testing.assert_allclose(c, 0.8, atol=0.02)
+        seen += 1
+    assert seen >= 3
+    # a piece of another material leaves images without pieces to Synthia's materials
+    plain = ChipComposer([_flat(200, 200)], CompositeConfig(**PLAIN), seed=2)
+    assert plain.sample(0).material == "graphene"
+    with pytest.raises(ValueError, match=r"pieces\[0\]"):
+        ChipComposer([_flat()], pieces=[(ratio, part[:5], "WSe2")])
+
+
+@needs_shared("layer-crops")
+def test_crop_pieces_from_the_shared_layer_crops():
+    pieces = crop_pieces(REAL / "layer-crops")
+    by = {m: sum(p[2] == m for p in pieces) for m in ("graphene", "WSe2")}
+    # of 766 graphene and 206 WSe2 crops (1-4 layers), most cut cleanly
+    assert 600 <= by["graphene"] <= 766 and 150 <= by["WSe2"] <= 206
+    assert len(pieces) == by["graphene"] + by["WSe2"]
+    for ratio, part, _ in pieces[::50]:
+        flake = part == 1
+        assert flake.mean() >= 0.15 and np.median(ratio[flake][:, 1]) < 1.0
 
 
 def test_match_instances_by_mask_iou():

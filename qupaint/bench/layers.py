@@ -36,6 +36,7 @@ __all__ = [
     "LayerCrop",
     "find_layer_crops",
     "measure_crop",
+    "cut_out_crop",
     "measure_crops",
     "classify_layers",
     "evaluate_layer_crops",
@@ -89,9 +90,9 @@ def _clusters(image: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return x, lab.reshape(x.shape[:2])
 
 
-def measure_crop(image, k: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """(flake RGB [3], substrate RGB [3]) pixel values of a flake's box crop (see the module
-    docstring); ``image`` is [H, W, 3] uint8 or float."""
+def _crop_parts(image, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int | None]:
+    """(filtered pixels, cluster labels, cluster medians, substrate cluster, flake cluster or
+    None) of a flake's box crop, as the module docstring says."""
     from scipy import ndimage
 
     img = np.asarray(image)
@@ -113,7 +114,7 @@ def measure_crop(image, k: int = 4) -> tuple[np.ndarray, np.ndarray]:
             s = j
     others = [j for j in range(n) if j != s and size[j] > 0]
     if not others:
-        return med[s], med[s]
+        return x, lab, med, s, None
 
     def span(j: int) -> float:
         comp, m = ndimage.label(lab == j)
@@ -121,7 +122,41 @@ def measure_crop(image, k: int = 4) -> tuple[np.ndarray, np.ndarray]:
         ys, xs = ndimage.find_objects(comp)[int(np.argmax(areas))]
         return (ys.stop - ys.start) * (xs.stop - xs.start) / (H * W) + 0.5 * size[j] / size.sum()
 
-    return med[max(others, key=span)], med[s]
+    return x, lab, med, s, max(others, key=span)
+
+
+def measure_crop(image, k: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """(flake RGB [3], substrate RGB [3]) pixel values of a flake's box crop (see the module
+    docstring); ``image`` is [H, W, 3] uint8 or float."""
+    _, _, med, s, f = _crop_parts(image, k)
+    return (med[s] if f is None else med[f]), med[s]
+
+
+def cut_out_crop(image, k: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """(ratio float32 [H, W, 3], part uint8 [H, W]) of a flake's box crop, cut out by its
+    contrast to paste elsewhere: ``ratio`` is each (3x3 median-filtered) pixel over the
+    crop's substrate, so ``background * ratio`` puts the flake on another substrate with its
+    contrast kept; ``part`` is 1 on the labelled flake (the largest connected region of the
+    flake cluster of :func:`measure_crop`, with the substrate-like pits in it), 2 on
+    whatever else is not substrate and does not reach the crop's edge (a thicker island, a
+    fold: of unknown thickness) and 0 elsewhere: the substrate, and neighbours that the box
+    cuts, which pasted would bring the box's straight edge along."""
+    from scipy import ndimage
+
+    x, lab, med, s, f = _crop_parts(image, k)
+    flake = np.zeros(lab.shape, bool)
+    if f is not None:
+        comp, _ = ndimage.label(lab == f)
+        areas = np.bincount(comp.ravel())
+        areas[0] = 0
+        flake = comp == int(np.argmax(areas))
+        flake |= ndimage.binary_fill_holes(flake) & (lab == s)  # pits and noise, not islands
+    comp, _ = ndimage.label((lab != s) & ~flake)
+    edge = np.unique(np.concatenate([comp[0], comp[-1], comp[:, 0], comp[:, -1]]))
+    part = np.where((comp > 0) & ~np.isin(comp, edge), 2, 0).astype(np.uint8)
+    part[flake] = 1
+    ratio = (x / np.maximum(med[s], 1.0)).astype(np.float32)
+    return ratio, part
 
 
 def measure_crops(crops: Sequence[LayerCrop], k: int = 4) -> np.ndarray:

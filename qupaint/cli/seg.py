@@ -28,8 +28,11 @@ def seg_train(
         None, help="Folders of unlabelled real chips: composite Synthia flakes onto them "
         "(no real label is used; without it, realistic Synthia renders)"),
     step: str = typer.Option("backgrounds", help="With --chips, the composite step: "
-                             "backgrounds (the shipped one), shapes, terraces or camera (all "
-                             "effects)"),
+                             "backgrounds (the shipped one), shapes, terraces, camera or "
+                             "pasted (all), or groups joined by '+' (backgrounds+pasted)"),
+    crops: Path = typer.Option(None, help="With a step that has 'pasted': a folder of "
+                               "labelled layer crops (<layers>/<Material>_..._L<n>.png) whose "
+                               "1-5 layer flakes are cut out and pasted"),
     lr: float = typer.Option(3e-3, help="Peak learning rate (one-cycle)"),
     seed: int = typer.Option(0, help="Synthia seed and training seed"),
     workers: int = typer.Option(2, help="Rendering processes"),
@@ -44,7 +47,8 @@ def seg_train(
         recipe = SegmenterRecipe(images=images, steps=steps, batch=batch, crop=crop,
                                  width=width, depth=depth, stem=stem, lr=lr, seed=seed,
                                  size=size, workers=workers, threads=threads,
-                                 chips=tuple(str(c) for c in chips or ()), step=step)  # fmt: skip
+                                 chips=tuple(str(c) for c in chips or ()), step=step,
+                                 crops=str(crops) if crops else "")  # fmt: skip
         meta = train_segmenter(out, recipe, command,
                                progress=lambda stage, d, t: report(d, t, stage))
     console.print(

@@ -89,17 +89,61 @@ _STEP_GROUPS: dict[str, dict] = {
     "shapes": dict(sliver_prob=0.0, rough_px=(0.0, 0.0)),
     "terraces": dict(terrace_prob=0.0, fold_prob=0.0, touching_prob=0.0, crystal_prob=0.0),
     "camera": dict(exposure=(1.0, 1.0), gamma_prob=0.0, jpeg_quality=0, field_stop_prob=0.0),
+    "pasted": dict(paste_prob=0.0),
 }
 #: the steps of the ``real-chips`` data (issue 51's ablation), each adding to the last:
 #: Synthia's convex one-tone flakes on real chips; + slivers and ragged edges; + terraces,
 #: folds, touching flakes and flakes running out from the chip's crystals; + the
-#: microscope and camera: the field stop's dark edge, exposure, gamma and JPEG (the full
-#: :class:`~qupaint.synthia.composite.CompositeConfig`). Each is the
+#: microscope and camera: the field stop's dark edge, exposure, gamma and JPEG; + real
+#: labelled flakes cut out of their crops and pasted (the full
+#: :class:`~qupaint.synthia.composite.CompositeConfig`, with ``crops``). Each is the
 #: :class:`~qupaint.synthia.composite.CompositeConfig` overrides that turn the later ones off.
 COMPOSITE_STEPS: dict[str, dict] = {
     step: {k: v for later in list(_STEP_GROUPS)[n + 1 :] for k, v in _STEP_GROUPS[later].items()}
     for n, step in enumerate(_STEP_GROUPS)
 }
+
+
+def composite_overrides(step: str) -> dict:
+    """The :class:`~qupaint.synthia.composite.CompositeConfig` overrides of ``step``: a name
+    of :data:`COMPOSITE_STEPS`, or groups joined by ``+`` (``backgrounds+pasted``: real
+    backgrounds and pasted real flakes, no other step's additions)."""
+    if step in COMPOSITE_STEPS:
+        return dict(COMPOSITE_STEPS[step])
+    groups = step.split("+")
+    bad = [g for g in groups if g not in _STEP_GROUPS]
+    if bad or not groups:
+        raise ValueError(f"step: one of {', '.join(COMPOSITE_STEPS)}, or groups joined by '+' "
+                         f"(e.g. backgrounds+pasted); got {step!r}")  # fmt: skip
+    return {k: v for g in _STEP_GROUPS if g not in groups for k, v in _STEP_GROUPS[g].items()}
+
+
+#: a cut-out crop is pasted only when its flake covers this share of its box or more
+PIECE_MIN_SHARE = 0.15
+
+
+def crop_pieces(folder) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """The labelled real flakes under ``folder`` (``<layers>/<Material>_<image>_ann<k>_
+    L<layers>.png``, :func:`~qupaint.bench.layers.find_layer_crops`) of at most
+    :data:`THIN_MAX_LAYERS` layers, cut out (:func:`~qupaint.bench.layers.cut_out_crop`) for
+    :class:`~qupaint.synthia.composite.ChipComposer`: ``(ratio float16, part, material)``.
+    Crops whose flake covers under :data:`PIECE_MIN_SHARE` of the box, or is not darker
+    than the substrate in green (a cut that took something else for the flake), are left
+    out. The layer label is used only to keep thin flakes."""
+    from qupaint._io import read_rgb
+    from qupaint.bench.layers import cut_out_crop, find_layer_crops
+
+    out = []
+    for c in find_layer_crops(folder):
+        if c.layers > THIN_MAX_LAYERS:
+            continue
+        ratio, part = cut_out_crop(read_rgb(c.path))
+        flake = part == 1
+        if flake.mean() < PIECE_MIN_SHARE or np.median(ratio[flake][:, 1]) >= 1.0:
+            continue
+        material = "graphene" if c.material.lower() == "graphene" else c.material
+        out.append((ratio.astype(np.float16), part, material))
+    return out
 
 
 def chip_files(folders, split: str = "all", hold_out_every: int = 4) -> list[Path]:
@@ -121,7 +165,8 @@ def chip_files(folders, split: str = "all", hold_out_every: int = 4) -> list[Pat
 _COMP = None
 
 
-def _init_chips(files: list[str], packed: list[np.ndarray], seed: int, cfg: dict) -> None:
+def _init_chips(files: list[str], packed: list[np.ndarray], seed: int, cfg: dict,
+                pieces=None) -> None:  # fmt: skip
     global _COMP
     from qupaint.synthia.composite import ChipComposer, CompositeConfig
 
@@ -131,7 +176,7 @@ def _init_chips(files: list[str], packed: list[np.ndarray], seed: int, cfg: dict
     chips = [read_rgb(f) for f in files]
     ignore = [np.unpackbits(m, axis=-1, count=c.shape[1]).astype(bool)
               for m, c in zip(packed, chips, strict=True)]  # fmt: skip
-    _COMP = ChipComposer(chips, CompositeConfig(**cfg), ignore, seed)
+    _COMP = ChipComposer(chips, CompositeConfig(**cfg), ignore, seed, pieces)
 
 
 def _render_chip(index: int) -> tuple[np.ndarray, np.ndarray, str]:
@@ -155,7 +200,7 @@ def chip_ignore_masks(files, progress=None) -> list[np.ndarray]:
 
 def render_training_set(
     n: int, seed: int = 0, size: int = 384, workers: int = 2, start: int = 0, progress=None,
-    chips=None, step: str = "backgrounds", hold_out_every: int = 4,
+    chips=None, step: str = "backgrounds", hold_out_every: int = 4, crops=None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``n`` training images [n, size, size, 3] uint8, their targets [n, 3, size, size]
     bool (visible thin flake, cut, ignore) and their flakes' materials, indices
@@ -163,14 +208,15 @@ def render_training_set(
     ``seed``: realistic Synthia renders, or with ``chips`` (folders of unlabelled real
     micrographs) Synthia flakes composited onto them as :data:`COMPOSITE_STEPS` ``step``
     says (:mod:`qupaint.synthia.composite`), every ``hold_out_every``-th chip kept out
-    (:func:`chip_files`)."""
+    (:func:`chip_files`), and with ``crops`` (a folder of labelled layer crops) real thin
+    flakes pasted too (:func:`crop_pieces`)."""
     if chips:
-        if step not in COMPOSITE_STEPS:
-            raise ValueError(f"step: one of {', '.join(COMPOSITE_STEPS)}; got {step!r}")
+        over = composite_overrides(step)
         files = chip_files(chips, "train", hold_out_every)
         packed = chip_ignore_masks(files)
+        pieces = crop_pieces(crops) if crops and over.get("paste_prob", 1.0) > 0 else None
         fn, init = _render_chip, _init_chips
-        args = ([str(f) for f in files], packed, seed, dict(size=size, **COMPOSITE_STEPS[step]))
+        args = ([str(f) for f in files], packed, seed, dict(size=size, **over), pieces)
     else:
         fn, init, args = _render, _init, ({"seed": seed, "height": size, "width": size},)
     imgs = np.empty((n, size, size, 3), np.uint8)
@@ -244,7 +290,9 @@ class SegmenterRecipe:
     and ``depth`` levels deep (``stem`` 2: at half resolution, see
     :class:`~qupaint.seg.net.UNet`), on ``threads`` torch threads (None: torch's default).
     With ``chips`` (folders of unlabelled real micrographs) the images are Synthia flakes
-    composited onto those chips, as :data:`COMPOSITE_STEPS` ``step`` says. With
+    composited onto those chips, as :data:`COMPOSITE_STEPS` ``step`` says (or
+    :func:`composite_overrides`), with ``crops`` (a folder of labelled layer crops) real
+    thin flakes pasted where the step has ``pasted``. With
     ``material`` the network also reads the flakes' material
     (:func:`~qupaint.seg.net.material_planes`)."""
 
@@ -264,6 +312,7 @@ class SegmenterRecipe:
     step: str = "backgrounds"
     hold_out_every: int = 4
     material: bool = True
+    crops: str = ""
 
     def __post_init__(self):
         if self.images < 2 or self.steps < 1 or self.batch < 1:
@@ -294,7 +343,7 @@ def train_segmenter(out: str | Path, recipe: SegmenterRecipe | None = None,
     imgs, masks, materials = render_training_set(
         images + n_val, seed, size, workers,
         progress=(lambda d, t: progress("render", d, t)) if progress else None,
-        chips=chips, step=r.step, hold_out_every=r.hold_out_every,
+        chips=chips, step=r.step, hold_out_every=r.hold_out_every, crops=r.crops or None,
     )  # fmt: skip
     if threads:
         torch.set_num_threads(threads)
@@ -332,7 +381,10 @@ def train_segmenter(out: str | Path, recipe: SegmenterRecipe | None = None,
             "data": (f"Synthia flakes composited onto "
                      f"{len(chip_files(chips, 'train', r.hold_out_every))} unlabelled real "
                      f"chips ({', '.join(chips)}; every {r.hold_out_every}th held out), "
-                     f"step {r.step!r}, no real labels"
+                     f"step {r.step!r}"
+                     + (f", thin flakes cut from {r.crops} pasted (layer labels only to "
+                        "keep 1-5 layers; no masks)" if r.crops and "pasted" in r.step
+                        else ", no real labels")
                      if chips else "Synthia, SynthiaConfig.realistic(), no real labels"),
             "images": images,
             "size": size,

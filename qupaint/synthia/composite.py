@@ -131,6 +131,10 @@ class CompositeConfig:
     gamma_prob: float = 0.2
     scale: tuple[float, float] = (0.8, 1.25)
     field_stop_prob: float = 0.25
+    # with real flake pieces (ChipComposer's ``pieces``): the share of images that get
+    # them, their count then, and the synthetic flakes' count in those images
+    paste_prob: float = 0.5
+    pasted: tuple[int, int] = (1, 4)
     jpeg_quality: int = 100
     camera: str = "2dmatgmm"
 
@@ -199,10 +203,16 @@ class ChipComposer:
     ignore : per chip, an ``[H, W]`` bool mask of pixels left out of the loss (see
         :func:`ignore_mask`); default none.
     seed : the stream of draws; ``sample(i)`` is a pure function of (seed, i).
+    pieces : real labelled flakes cut out of their crops, ``(ratio [h, w, 3], part [h, w],
+        material)`` as :func:`qupaint.bench.layers.cut_out_crop` gives them (part 1: the
+        labelled thin flake, 2: neighbours of unknown thickness, left out of the loss).
+        A share ``paste_prob`` of the images takes its material from a piece and gets
+        ``pasted`` of that material's pieces, multiplied onto the chip.
     """
 
     def __init__(self, chips: Sequence, config: CompositeConfig | None = None,
-                 ignore: Sequence[np.ndarray] | None = None, seed: int = 0):  # fmt: skip
+                 ignore: Sequence[np.ndarray] | None = None, seed: int = 0,
+                 pieces: Sequence | None = None):  # fmt: skip
         from qupaint._io import read_rgb
 
         self.config = config or CompositeConfig()
@@ -219,6 +229,14 @@ class ChipComposer:
             raise ValueError(f"ignore: one mask per chip ({len(self.chips)}); got {len(ignore)}")
         self.ignore = list(ignore) if ignore is not None else None
         self.seed = int(seed)
+        self.pieces: dict[str, list] = {}
+        for k, p in enumerate(pieces or ()):
+            ratio, part, material = p
+            if np.shape(ratio) != (*np.shape(part), 3) or np.ndim(part) != 2:
+                raise ValueError(f"pieces[{k}]: need ratio [h, w, 3] and part [h, w]; got "
+                                 f"{np.shape(ratio)} and {np.shape(part)}")  # fmt: skip
+            self.pieces.setdefault(str(material), []).append(
+                (np.asarray(ratio, np.float32), np.asarray(part, np.uint8)))
 
     # -- the crop ------------------------------------------------------------------------
     def _crop(self, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -262,7 +280,15 @@ class ChipComposer:
                  else float(rng.uniform(*c.oxide_nm)))  # fmt: skip
         table = _contrast(material, 5.0 * round(oxide / 5), c.camera)
         tone = rng.uniform(*c.tone, 3)
-        for _ in range(int(rng.integers(c.flakes[0], c.flakes[1] + 1))):
+        n_flakes = int(rng.integers(c.flakes[0], c.flakes[1] + 1))
+        if self.pieces and rng.random() < c.paste_prob:
+            names = sorted(self.pieces)
+            material = names[int(rng.integers(len(names)))]
+            table = _contrast(material, 5.0 * round(oxide / 5), c.camera)
+            for _ in range(int(rng.integers(c.pasted[0], c.pasted[1] + 1))):
+                self._paste(rng, img, ids, kinds, self.pieces[material])
+            n_flakes = int(rng.integers(0, n_flakes + 1))
+        for _ in range(n_flakes):
             self._flake(rng, img, ids, kinds, crystal_px, table, tone)
         if crystal.any():  # the real crystal stays on top of what ran out from it
             img[crystal] = bg[crystal]
@@ -335,6 +361,42 @@ class ChipComposer:
                 seen = float(np.abs(ratio - 1).max()) >= VISIBLE
                 kinds.append((n <= THIN_MAX, n <= THIN_MAX and seen, THIN_MAX < n <= UNSURE_MAX))
                 ids[y0:y1, x0:x1][inside] = len(kinds) - 1
+
+    def _paste(self, rng, img, ids, kinds, pieces) -> None:
+        """One real flake piece, turned, flipped and scaled at random, multiplied onto
+        ``img`` at a random place (cut where it leaves the image)."""
+        from scipy.ndimage import zoom
+
+        ratio, part = pieces[int(rng.integers(len(pieces)))]
+        k = int(rng.integers(4))
+        ratio, part = np.rot90(ratio, k), np.rot90(part, k)
+        if rng.random() < 0.5:
+            ratio, part = ratio[:, ::-1], part[:, ::-1]
+        f = float(np.exp(rng.uniform(*np.log(self.config.scale))))
+        if abs(f - 1.0) > 0.02:
+            ratio = zoom(ratio, (f, f, 1), order=1)
+            part = zoom(part, f, order=0)
+        S = img.shape[0]
+        h, w = part.shape
+        y0, x0 = int(rng.integers(-h // 2, S - h // 2)), int(rng.integers(-w // 2, S - w // 2))
+        ys, xs = slice(max(y0, 0), min(y0 + h, S)), slice(max(x0, 0), min(x0 + w, S))
+        sub = (slice(ys.start - y0, ys.stop - y0), slice(xs.start - x0, xs.stop - x0))
+        ratio, part = ratio[sub], part[sub]
+        on = part > 0
+        if not on.any():
+            return
+        from scipy.ndimage import gaussian_filter
+
+        alpha = np.clip(gaussian_filter(on.astype(np.float32), 0.6), 0, 1)[..., None]
+        img[ys, xs] *= 1.0 + alpha * (np.where(on[..., None], ratio, 1.0) - 1.0)
+        flake = part == 1
+        if flake.any():
+            seen = float(np.abs(np.median(ratio[flake], axis=0) - 1).max()) >= VISIBLE
+            kinds.append((True, seen, False))
+            ids[ys, xs][flake] = len(kinds) - 1
+        if (part == 2).any():
+            kinds.append((False, False, True))
+            ids[ys, xs][part == 2] = len(kinds) - 1
 
     def _finish(self, rng, img: np.ndarray) -> np.ndarray:
         c = self.config
