@@ -38,6 +38,7 @@ __all__ = [
     "load_segmenter",
     "instances",
     "instance_boxes",
+    "flake_detections",
     "network_input",
     "DEFAULT_WEIGHTS",
     "MIN_AREA_PX",
@@ -174,3 +175,22 @@ def segment(
     if min_area < 0:
         raise ValueError(f"min_area must be >= 0 pixels; got {min_area}")
     return instances(probability(image, model, material), threshold, min_area)
+
+
+def flake_detections(image: np.ndarray, model: str | os.PathLike | UNet | None = None,
+                     material: str | None = None, threshold: float = 0.5,
+                     min_area: int = MIN_AREA_PX) -> list[dict]:  # fmt: skip
+    """The segmenter's thin flakes as detections, best first: ``bbox`` [x, y, w, h] px,
+    ``area`` px, ``score`` (the instance's mean thin probability), ``category_id`` 1 (thin,
+    1-5 layers: the segmenter does not count layers) and ``instance`` (its label in what
+    :func:`segment` returns with the same settings)."""
+    prob = probability(image, model, material)
+    lab = instances(prob, threshold, min_area)
+    n = int(lab.max())
+    if n == 0:
+        return []
+    area = np.bincount(lab.ravel(), minlength=n + 1)
+    mean = np.bincount(lab.ravel(), weights=prob[0].ravel(), minlength=n + 1) / np.maximum(area, 1)
+    out = [{"bbox": box, "area": int(area[k]), "score": round(float(mean[k]), 4),
+            "category_id": 1, "instance": k} for k, box in instance_boxes(lab).items()]  # fmt: skip
+    return sorted(out, key=lambda d: -d["score"])
