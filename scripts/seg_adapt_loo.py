@@ -29,12 +29,14 @@ def main() -> None:
     from qupaint._io import read_mask, read_rgb, write_json
     from qupaint.bench.real import find_masked_images, mask_boxes, score_real
     from qupaint.bench.segreal import match_instances, summarise
-    from qupaint.seg import flake_detections, load_segmenter, segment
+    from qupaint.seg import flake_detections, load_segmenter, probability, segment
     from qupaint.seg.adapt import AdaptRecipe, adapt_segmenter
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=AdaptRecipe().steps)
     ap.add_argument("--machine", default=platform.node())
+    ap.add_argument("--save", type=Path, help="Keep each held-out image's probability maps "
+                    "here (<image>.<row>.npy, float16 [2, H, W]) to study fusions offline")
     a = ap.parse_args()
     np.seterr(all="ignore")
     pairs = [(p, s, m) for s, m in SETS for p in find_masked_images(REAL / s / "images")]
@@ -52,6 +54,10 @@ def main() -> None:
             t0 = time.perf_counter()
             dets = flake_detections(img, model, mat)
             sec = time.perf_counter() - t0
+            if a.save:
+                a.save.mkdir(parents=True, exist_ok=True)
+                np.save(a.save / f"{p.name}.{name}.npy",
+                        probability(img, model, mat).astype(np.float16))  # fmt: skip
             lab = segment(img, model, material=mat)
             rows[name].append({"set": s, "image": p.name, "match": match_instances(mask, lab),
                                "boxes": mask_boxes(mask), "dets": dets,

@@ -54,6 +54,7 @@ LIMITS: dict[str, tuple] = {
     "lr": ((0,), 10, "the learning rate"),
     "vision_lr": ((0,), 10, "the learning rate"),
     "vision_steps": (0, 1_000_000_000, "a count (0: none)"),
+    "adapt_steps": (0, 1_000_000, "optimiser steps (0: no adaptation)"),
     "seed": (0, 2**32 - 1, "a 32-bit seed"),
     "size": (16, 16384, "pixels"),
     "crop": (16, 16384, "pixels"),
@@ -272,17 +273,25 @@ def load_microscope(spec: str | Path | None):
 
 
 def detector_settings(microscope, oxide_nm=None, um_per_px: float | None = None,
-                      min_area_um2: float | None = None):
+                      min_area_um2: float | None = None, method: str | None = None):
     """The :class:`~qupaint.detect.DetectorSettings` of a command's options
     (:meth:`~qupaint.detect.DetectorSettings.from_microscope`, the one door every command
-    and the web app take): ``oxide_nm`` as :func:`parse_oxide_option` gives it; a bad value
-    exits with its error."""
+    and the web app take): ``oxide_nm`` as :func:`parse_oxide_option` gives it, ``method``
+    one of :data:`~qupaint.detect.config.METHODS`; a bad value exits with its error."""
     from qupaint.detect import DetectorSettings
 
     changes = {} if min_area_um2 is None else {"min_area_um2": min_area_um2}
     with user_errors():
         return DetectorSettings.from_microscope(microscope, oxide_nm=oxide_nm,
-                                                um_per_px=um_per_px, **changes)  # fmt: skip
+                                                um_per_px=um_per_px, method=method,
+                                                **changes)  # fmt: skip
+
+
+#: the help of every command's ``--method``
+METHOD_HELP = ("How flakes are found: physics (contrast pieces, rules, layer ladder), learned "
+               "(the segmenter alone; the ladder counts layers) or fused (physics verified by "
+               "the segmenter); learned and fused use the --camera file's adapted segmenter "
+               "(qupaint calibrate --images --masks) when it has one. Default: physics")
 
 
 def parse_oxide_option(text: str | None, option: str = "--oxide-nm"):

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from qupaint.cli._common import (
+    METHOD_HELP,
     app,
     console,
     detector_settings,
@@ -43,6 +44,7 @@ def detect(
     out: Path = typer.Option(None, help="Output folder (batch mode; see below)"),
     workers: int = typer.Option(2, help="Worker processes (batch mode)"),
     min_score: float = typer.Option(MIN_SCORE, help="Drop detections scoring below this (0-1)"),
+    method: str = typer.Option(None, help=METHOD_HELP),
 ):
     """Find and classify thin flakes on whole micrographs.
 
@@ -65,7 +67,8 @@ def detect(
         fail("--min-area-um2 must be >= 0")
     if not 0 <= min_score <= 1:
         fail("--min-score must be in [0, 1] (a probability)")
-    settings = detector_settings(mic, parse_oxide_option(oxide_nm), um_per_px, min_area_um2)
+    settings = detector_settings(mic, parse_oxide_option(oxide_nm), um_per_px, min_area_um2,
+                                 method)  # fmt: skip
     with user_errors():
         files = find_images(inputs)
     from qupaint.detect.batch import RESULTS_SUFFIX, flake_counts_line

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from qupaint._io import write_json
 from qupaint.cli._common import (
+    METHOD_HELP,
     app,
     console,
     detector_settings,
@@ -268,6 +269,7 @@ def eval_real(
     max_layers: int = typer.Option(
         5, help="With --loo: the most layers the masks mark (calibrate's --max-layers)"),
     out: Path = typer.Option(None, help="Write the figures as JSON here"),
+    method: str = typer.Option(None, help=METHOD_HELP),
 ):
     """Score `qupaint detect` (its defaults) on whole expert-masked micrographs: recall at
     box IoU 0.5, thin-flake AP50 (Mono and Few are thin) and unmatched thin detections per
@@ -283,7 +285,7 @@ def eval_real(
     mic = load_microscope(camera)
     if not 0 <= min_score <= 1:
         fail("--min-score must be in [0, 1]")
-    settings = detector_settings(mic, oxide_nm, um_per_px)
+    settings = detector_settings(mic, oxide_nm, um_per_px, method=method)
 
     def detector(img):
         return [d for d in run_detect(img, material, settings) if d["score"] >= min_score]

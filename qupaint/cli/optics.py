@@ -204,6 +204,9 @@ def calibrate(
     illuminant: str = typer.Option("A", help="Lamp: A (halogen), D65, ... or a CSV path"),
     gamma: float = typer.Option(1.0, help="Camera response exponent (1 = linear pixel values)"),
     out: Path = typer.Option(Path("camera.json"), help="Where to write the calibrated camera"),
+    adapt_steps: int = typer.Option(
+        300, help="With --images: fine-tune the thin-flake segmenter on the masks for this many "
+        "steps (0: do not) and write it beside --out, for detect --method learned|fused"),
 ):
     """Fit the oxide thickness and the camera to measured flake contrasts (--layers and
     --contrast), or to a few annotated images of your own (--images with masks; layer
@@ -214,7 +217,8 @@ def calibrate(
 
     if images is not None:
         _calibrate_images(material, images, masks, layers_csv, camera, um_per_px,
-                          parse_range(oxide_nm, "--oxide-nm"), out, max_layers)  # fmt: skip
+                          parse_range(oxide_nm, "--oxide-nm"), out, max_layers,
+                          adapt_steps)  # fmt: skip
         return
     if layers is None or contrast is None:
         fail("give --layers and --contrast (measured flakes), or --images with masks")
@@ -278,8 +282,31 @@ def _read_layers(path: Path) -> dict:
     return out
 
 
+def _adapted_weights(pairs, material, steps: int, out: Path) -> str:
+    """Fine-tune the segmenter on the masked images and write it beside ``out`` under a
+    name of its content (``<out stem>.segmenter-<hash>.safetensors``), so that a run killed
+    before the camera file is written leaves the previous file and its weights as they
+    were; returns the weights' file name."""
+    import hashlib
+    import tempfile
+
+    from qupaint.seg.adapt import AdaptRecipe, adapt_segmenter
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        tmp_w = Path(tmp) / "adapted.safetensors"
+        with progress("adapt the segmenter", total=steps) as report:
+            adapt_segmenter(pairs, material, recipe=AdaptRecipe(steps=steps), out=tmp_w,
+                            progress=report)  # fmt: skip
+        digest = hashlib.sha256(tmp_w.read_bytes()).hexdigest()[:10]
+        name = f"{out.stem}.segmenter-{digest}.safetensors"
+        tmp_w.with_suffix(".json").replace(out.parent / Path(name).with_suffix(".json"))
+        tmp_w.replace(out.parent / name)
+    return name
+
+
 def _calibrate_images(material, images, masks, layers_csv, camera, um_per_px, oxide, out,
-                      max_layers=5):  # fmt: skip
+                      max_layers=5, adapt_steps=0):  # fmt: skip
     from qupaint.bench.real import find_masked_images
     from qupaint.detect.calibrate import calibrate_from_masks
 
@@ -291,6 +318,8 @@ def _calibrate_images(material, images, masks, layers_csv, camera, um_per_px, ox
         with progress("measure flakes", total=len(pairs)) as report:
             result = calibrate_from_masks(pairs, material, cam, known, oxide, scale,
                                           progress=report, max_layers=max_layers)  # fmt: skip
+        if adapt_steps:
+            result["segmenter"] = _adapted_weights(pairs, material, adapt_steps, Path(out))
         write_json(out, result)
     if "oxide_nm" in result:
         oxide_text = f"oxide {result['oxide_nm']:.1f} nm"
@@ -309,4 +338,7 @@ def _calibrate_images(material, images, masks, layers_csv, camera, um_per_px, ox
     if "response" in result:
         console.print("response exponents R, G, B (1 = as the starting camera): "
                       + ", ".join(f"{k:.2f}" for k in result["response"]))  # fmt: skip
+    if "segmenter" in result:
+        console.print(f"segmenter adapted on {len(pairs)} images: {result['segmenter']} "
+                      "(detect --method learned or fused uses it)")  # fmt: skip
     console.print(f"{result['method']}; wrote {out} (use: qupaint detect ... --camera {out})")

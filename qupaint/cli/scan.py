@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from qupaint.cli._common import (
+    METHOD_HELP,
     app,
     console,
     detector_settings,
@@ -61,6 +62,7 @@ def scan(
         "writes them, until FOLDER/scan_done appears or --idle-s passes",
     ),
     idle_s: float = typer.Option(60.0, help="--watch: stop after this long without a new frame"),
+    method: str = typer.Option(None, help=METHOD_HELP),
 ):
     """Detect every frame of a chip scan into a flake database, in stage coordinates.
 
@@ -84,7 +86,8 @@ def scan(
         fail("--idle-s must be > 0 (seconds)")
     # the oxide: given, else the camera file's, else fitted (around the camera's or the
     # chip's oxide)
-    settings = detector_settings(mic, parse_oxide_option(oxide_nm), um_per_px, min_area_um2)
+    settings = detector_settings(mic, parse_oxide_option(oxide_nm), um_per_px, min_area_um2,
+                                 method)  # fmt: skip
     with user_errors():
         options = ScanOptions(chip=chip, user=user, workers=workers, min_score=min_score,
                               match_px=match_px, watch=watch, idle_s=idle_s)  # fmt: skip

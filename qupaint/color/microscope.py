@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from qupaint._io import write_json
@@ -69,6 +69,11 @@ class Microscope:
         otherwise.
     name : str or None
         The preset name or file path it was loaded from.
+    segmenter : str or None
+        Weights of the thin-flake segmenter adapted to this microscope (``qupaint calibrate
+        --images --masks`` writes them beside the camera file), for the detector's
+        ``learned`` and ``fused`` methods; a relative path in a file is taken from the
+        file's folder.
     """
 
     camera: Camera | None = None
@@ -78,6 +83,7 @@ class Microscope:
     oxide_prior_nm: float | None = None
     name: str | None = None
     oxide_sd_nm: float | None = None
+    segmenter: str | None = None
 
     def __post_init__(self):
         if self.um_per_px is not None and not (math.isfinite(self.um_per_px)
@@ -120,7 +126,14 @@ class Microscope:
             raise ValueError(f"camera: {path} is not JSON ({exc})") from exc
         if not isinstance(d, dict):
             raise ValueError(f"camera: {path} holds no camera (expected a JSON object)")
-        return cls.from_dict(d, name, preset)
+        mic = cls.from_dict(d, name, preset)
+        if mic.segmenter is not None and not Path(mic.segmenter).is_absolute():
+            mic = replace(mic, segmenter=str(path.parent / mic.segmenter))
+        if mic.segmenter is not None and not Path(mic.segmenter).is_file():
+            raise ValueError(f"camera: {path} names segmenter weights {mic.segmenter} that do "
+                             "not exist (rerun `qupaint calibrate --images`, or remove the "
+                             "\"segmenter\" entry)")  # fmt: skip
+        return mic
 
     @classmethod
     def from_dict(cls, d: dict, name: str = "camera", preset: bool = False) -> Microscope:
@@ -141,6 +154,7 @@ class Microscope:
             oxide_prior_nm=oxide if preset else prior,
             name=name,
             oxide_sd_nm=None if preset or prior is None else _opt_float(d, "oxide_sd_nm", name),
+            segmenter=None if d.get("segmenter") is None else str(d["segmenter"]),
         )
 
     def oxide_or(self, oxide_nm: float | None, default: float = 285.0) -> float:
@@ -161,6 +175,8 @@ class Microscope:
                 d[key] = getattr(self, key)
         if self.response is not None:
             d["response"] = list(self.response)
+        if self.segmenter is not None:
+            d["segmenter"] = self.segmenter
         return d
 
     def save(self, path: str | os.PathLike) -> None:

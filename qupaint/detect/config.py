@@ -24,7 +24,15 @@ from dataclasses import dataclass, field
 from qupaint.categories import THICK_MIN_LAYERS
 from qupaint.constants import OXIDE_RANGE_NM, parse_oxide
 
-__all__ = ["DetectorConfig", "DetectorSettings"]
+__all__ = ["DetectorConfig", "DetectorSettings", "METHODS", "DEFAULT_METHOD"]
+
+#: how flakes are found: ``physics`` (the contrast pieces, rules and layer ladder of
+#: :mod:`qupaint.detect.detector`), ``learned`` (the segmenter of :mod:`qupaint.seg` alone,
+#: the ladder only counting layers) or ``fused`` (the physics, each thin flake verified by
+#: the segmenter's probability)
+METHODS = ("physics", "learned", "fused")
+#: what every door uses when no method is named
+DEFAULT_METHOD = "physics"
 
 
 @dataclass
@@ -93,6 +101,11 @@ class DetectorConfig:
     size_um2: float = 40.0  # score x (1 - exp(-area / size_um2))
     box_pad_px: int = 3  # a piece's box and mask: grown by up to this much into candidates
     tail_px: int = 25  # ... after flooding this far through candidates of its own colour
+    # the "fused" method: a thin flake whose mean thin probability under the segmenter is
+    # below this is rejected; the score of the rest is multiplied by that probability to
+    # this power
+    learned_min_p: float = 0.25
+    learned_weight: float = 1.0
 
     @classmethod
     def for_microscope(cls, microscope, **changes) -> DetectorConfig:
@@ -111,6 +124,8 @@ class DetectorConfig:
             raise ValueError("min_area_px, max_layers and block_px must be >= 1")
         if not 1 <= self.thin_layers <= self.max_layers:
             raise ValueError("thin_layers must be in [1, max_layers]")
+        if not 0 <= self.learned_min_p < 1 or self.learned_weight < 0:
+            raise ValueError("learned_min_p must be in [0, 1) and learned_weight >= 0")
         if self.fg_chi2 <= 0 or self.max_chi2 <= 0 or self.min_noise <= 0:
             raise ValueError("fg_chi2, max_chi2 and min_noise must be > 0")
         if not -1 < self.shadow_dark < 0 or self.shadow_edge_um <= 0:
@@ -155,6 +170,11 @@ class DetectorSettings:
         the minimum is ``config.min_area_px``.
     oxide_range : (float, float)
         The oxides searched when the oxide is fitted, nm.
+    method : str
+        One of :data:`METHODS`.
+    segmenter : str or None
+        The segmenter's weights for ``learned`` and ``fused`` (a calibration's adapted
+        weights, :func:`qupaint.seg.adapt.adapt_segmenter`); None: the shipped ones.
     """
 
     config: DetectorConfig = field(default_factory=DetectorConfig)
@@ -163,8 +183,14 @@ class DetectorSettings:
     oxide_prior_nm: float | None = None
     um_per_px: float | None = None
     oxide_range: tuple[float, float] = OXIDE_RANGE_NM
+    method: str = DEFAULT_METHOD
+    segmenter: str | None = None
 
     def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method: one of {', '.join(METHODS)}; got {self.method!r}")
+        if self.segmenter is not None:
+            object.__setattr__(self, "segmenter", str(self.segmenter))
         if not isinstance(self.config, DetectorConfig):
             raise TypeError(f"config: a DetectorConfig; got {type(self.config).__name__}")
         oxide = parse_oxide(self.oxide_nm)
@@ -184,16 +210,17 @@ class DetectorSettings:
     def from_microscope(cls, microscope=None, *, oxide_nm: float | str | None = None,
                         um_per_px: float | None = None,
                         oxide_range: tuple[float, float] = OXIDE_RANGE_NM,
-                        **overrides) -> DetectorSettings:  # fmt: skip
+                        method: str | None = None, **overrides) -> DetectorSettings:  # fmt: skip
         """The settings for a microscope: a :class:`~qupaint.color.Microscope`, a preset name
         or a camera file (:meth:`Microscope.load <qupaint.color.Microscope.load>`); None:
         sRGB under D65 with nothing calibrated.
 
         ``oxide_nm``: a thickness, ``"auto"`` (fit it per image) or None (the microscope's
         calibrated oxide when it states one, else auto). ``um_per_px``: the image scale,
-        default the microscope's. The microscope's oxide prior and its width, and its
-        calibrated response, go in as they are; ``overrides`` set :class:`DetectorConfig`
-        fields (``min_area_um2=20.0``, say)."""
+        default the microscope's. The microscope's oxide prior and its width, its
+        calibrated response and its adapted segmenter go in as they are; ``method``: one of
+        :data:`METHODS` (None: :data:`DEFAULT_METHOD`); ``overrides`` set
+        :class:`DetectorConfig` fields (``min_area_um2=20.0``, say)."""
         from qupaint.color import Microscope
 
         mic = Microscope.load(microscope)
@@ -202,7 +229,8 @@ class DetectorSettings:
             oxide = mic.oxide_nm
         return cls(DetectorConfig.for_microscope(mic, **overrides), mic.camera,
                    None if oxide == "auto" else oxide, mic.oxide_prior_nm,
-                   mic.scale_or(um_per_px), tuple(oxide_range))  # fmt: skip
+                   mic.scale_or(um_per_px), tuple(oxide_range),
+                   method or DEFAULT_METHOD, mic.segmenter)  # fmt: skip
 
     @classmethod
     def of(cls, settings: DetectorSettings | None = None, **fields) -> DetectorSettings:
@@ -237,4 +265,5 @@ class DetectorSettings:
         return {"camera": None if cam is None else cam.key, "oxide_nm": self.oxide_nm,
                 "oxide_prior_nm": self.oxide_prior_nm, "um_per_px": self.um_per_px,
                 "oxide_range": list(self.oxide_range),
-                "config": dataclasses.asdict(self.config)}  # fmt: skip
+                "config": dataclasses.asdict(self.config), "method": self.method,
+                "segmenter": self.segmenter}  # fmt: skip

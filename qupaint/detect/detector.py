@@ -58,7 +58,7 @@ from qupaint.rle import encode_window
 __all__ = ["DetectionResult", "DetectorSettings", "OxideSearch", "detect", "drop_penumbrae",
            "estimate_oxide_from_flakes", "find_flakes", "find_pieces", "fit_image_ladder",
            "judge_flakes", "oxide_search", "reject_pieces", "report", "score",
-           "settings_contrast"]  # fmt: skip
+           "settings_contrast", "verify_learned"]  # fmt: skip
 
 
 @dataclass
@@ -72,7 +72,8 @@ class DetectionResult:
     rejected : list of dict
         One per piece not reported as a thin flake: ``bbox`` [x, y, w, h] px, ``area`` px,
         ``contrast`` (median C per channel) and ``rejected``, the rule of
-        :data:`~qupaint.detect.rules.REJECT_RULES` (thick pieces are also detections).
+        :data:`~qupaint.detect.rules.REJECT_RULES`, or ``learned`` (the ``fused`` method's
+        check, :func:`verify_learned`); thick pieces are also detections.
     ladder : Ladder
         The layer ladder fitted to the image (oxide, per-channel response, prior).
     """
@@ -120,17 +121,50 @@ def find_flakes(image, material: str, settings: DetectorSettings | None = None, 
     pieces, ctx = find_pieces(img, cm, material, cam, search, s, backend)
     reject_pieces(pieces, ctx)
     ladder = fit_image_ladder(pieces, cm, material, cam, search, ctx)
+    if s.method == "learned":  # the segmenter finds, the ladder only counts layers
+        from qupaint.detect.learned import learned_detections
+
+        return DetectionResult(
+            learned_detections(img, material, s, cm, ladder, ctx, masks, image_id), [], ladder)
     pieces = split_terraces(pieces, cm, ladder.contrast, cfg, ctx.min_px)
     shadows = [_reach(p.mask, p.sl[0].start, p.sl[1].start, r, ctx.shape)  # bands' penumbrae
                for p in pieces if (r := band_penumbra_px(p, cm.C, cfg, s.um_per_px))]  # fmt: skip
     kept = judge_flakes(pieces, ladder, ctx, shadows)
     if shadows:  # a shadow's blurred fringe, lighter than it, is its penumbra
         kept = drop_penumbrae(kept, shadows, ctx)
-    dets = report(kept, cm, ctx, masks, image_id)
+    learned = None
+    if s.method == "fused":
+        kept, learned = verify_learned(img, material, s, kept, ctx)
+    dets = report(kept, cm, ctx, masks, image_id, learned)
     rejected = [{"bbox": [float(v) for v in p.box], "area": p.area,
                  "contrast": [round(float(c), 4) for c in p.contrast],
                  "rejected": p.rejected} for p in pieces if p.rejected is not None]  # fmt: skip
     return DetectionResult(dets, rejected, ladder)
+
+
+def verify_learned(img: np.ndarray, material: str, s: DetectorSettings, kept: list[Flake],
+                   ctx: RuleContext) -> tuple[list[Flake], list[float | None]]:  # fmt: skip
+    """The ``fused`` method's check: each thin flake's mean thin probability under the
+    settings' segmenter (:func:`~qupaint.detect.learned.p_learned`); one under
+    ``learned_min_p`` is rejected (rule ``learned``). Returns the flakes kept and, per flake,
+    its probability (None for thick ones, which the segmenter does not mark)."""
+    from qupaint.detect.learned import learned_probability, p_learned
+
+    prob = learned_probability(img, material, s)
+    out, ps = [], []
+    for f in kept:
+        if thick(f, ctx):
+            out.append(f)
+            ps.append(None)
+            continue
+        mask, y0, x0 = f.whole
+        p = p_learned(prob, mask, y0, x0)
+        if p < s.config.learned_min_p:
+            f.piece.rejected = "learned"
+            continue
+        out.append(f)
+        ps.append(p)
+    return out, ps
 
 
 def settings_contrast(image, settings: DetectorSettings, backend: str | None = None
@@ -246,12 +280,14 @@ def score(fit_sigma: float, area_um2: float, halo: float, p_class: float,
 
 
 def report(flakes: list[Flake], cm: ContrastMap, ctx: RuleContext, masks: bool | str,
-           image_id: int | None) -> list[dict]:  # fmt: skip
-    """The COCO detections of the flakes kept (see :func:`detect`), best first."""
+           image_id: int | None, learned: list | None = None) -> list[dict]:  # fmt: skip
+    """The COCO detections of the flakes kept (see :func:`detect`), best first; with
+    ``learned`` (per flake, the segmenter's probability or None) a thin flake's score is
+    multiplied by ``p_learned ** learned_weight`` and the probability reported."""
     cfg, um, (H, W) = ctx.cfg, ctx.um_per_px, ctx.shape
     sub_lin = cm.substrate  # for delta_e: the mean substrate colour
     dets, labs = [], []
-    for f in flakes:
+    for k, f in enumerate(flakes):
         p, (grown, gy, gx) = f.piece, f.whole
         med = p.contrast
         fit = math.sqrt(f.chi2 / 3.0)
@@ -273,6 +309,9 @@ def report(flakes: list[Flake], cm: ContrastMap, ctx: RuleContext, masks: bool |
             "p_fit": round(float(f.p_fit), 4),
             "area": area,
         }
+        if learned is not None and learned[k] is not None:
+            d["p_learned"] = round(learned[k], 4)
+            d["score"] *= learned[k] ** cfg.learned_weight
         if um:
             d["area_um2"] = float(area * um**2)
         if masks == "window":  # the mask cut to its box, no image-size RLE to encode
