@@ -133,3 +133,26 @@ def test_calibrate_adapts_the_segmenter_and_detect_uses_it(tmp_path, monkeypatch
     res = CliRunner().invoke(app, [*args, "--adapt-steps", "5"])
     assert res.exit_code != 0
     assert cam.read_bytes() == before and sorted(cam.parent.iterdir()) == files
+
+
+@needs_shared("maskterial-labelled")
+def test_leave_one_out_adapts_on_the_others(monkeypatch):
+    """``eval real --loo --method fused --adapt-steps N``: each image is scored with a
+    segmenter adapted on the other images only."""
+    import qupaint.seg.adapt as adapt
+    from qupaint.bench.real import calibrated_detector_from, evaluate_real_loo
+
+    seen = []
+    real = adapt.adapt_segmenter
+
+    def spy(pairs, *a, **k):
+        seen.append(sorted(p.name for p in pairs))
+        return real(pairs, *a, **k)
+
+    monkeypatch.setattr(adapt, "adapt_segmenter", spy)
+    build = calibrated_detector_from("WSe2", max_layers=3, method="fused", adapt_steps=1)
+    r = evaluate_real_loo(REAL / "WSe2" / "images", None, build)
+    names = [p["image"] for p in r["per_image"]]
+    assert r["flakes"] == 7 and len(seen) == 4
+    for name, used in zip(names, seen, strict=True):
+        assert name not in used and len(used) == 3

@@ -142,6 +142,18 @@ def test_detect_upload(client, site):
     bad = client.post("/api/detect", files={"file": ("t.jpg", _jpeg(img), "image/jpeg")},
                       data={"material": "notamaterial"})  # fmt: skip
     assert bad.status_code == 422
+    # the fused method: the same door, the same flakes as `qupaint detect --method fused`
+    r = client.post("/api/detect", files={"file": ("t.jpg", data, "image/jpeg")},
+                    data={"material": "graphene", "method": "fused"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    want = [x for x in detect(pixels, "graphene",
+                              DetectorSettings.from_microscope("2dmatgmm", method="fused"))
+            if x["score"] >= MIN_SCORE]  # fmt: skip
+    assert sorted((tuple(x["bbox"]), x["layers"]) for x in r.json()["detections"]) == \
+        sorted((tuple(x["bbox"]), x["layers"]) for x in want)
+    bad = client.post("/api/detect", files={"file": ("t.jpg", data, "image/jpeg")},
+                      data={"material": "graphene", "method": "guess"})  # fmt: skip
+    assert bad.status_code == 422 and "method" in bad.text
 
 
 def test_calibrate_upload_returns_a_camera(client, site):

@@ -251,23 +251,35 @@ def _run_and_score(pairs, detector_for, progress) -> dict:
 
 
 def calibrated_detector_from(material: str, microscope=None, min_score: float = 0.0,
-                             um_per_px: float | None = None, max_layers: int = 5):  # fmt: skip
+                             um_per_px: float | None = None, max_layers: int = 5,
+                             method: str | None = None, adapt_steps: int = 0):  # fmt: skip
     """For :func:`evaluate_real_loo`: a function that calibrates a camera on some masked
     images (:func:`qupaint.detect.calibrate.calibrate_from_masks`, without layer numbers,
     as ``qupaint calibrate --images --masks`` does) and returns the detector using it
-    (detections scoring ``min_score`` or more)."""
+    (detections scoring ``min_score`` or more) with ``method``. With ``adapt_steps``, the
+    segmenter the ``learned`` and ``fused`` methods use is also fine-tuned on those images
+    (:func:`qupaint.seg.adapt.adapt_segmenter`), as the same command does."""
+    import tempfile
+
     from qupaint.color import Microscope
     from qupaint.detect import DetectorSettings, detect
     from qupaint.detect.calibrate import calibrate_from_masks
 
     start = Microscope.load(microscope if microscope is not None else "2dmatgmm")
     scale = start.scale_or(um_per_px)
+    keep = tempfile.TemporaryDirectory(prefix="qupaint-loo-")
 
     def build(pairs):
         fit = calibrate_from_masks(list(pairs), material, start.camera, um_per_px=scale,
                                    max_layers=max_layers)  # fmt: skip
+        if adapt_steps:
+            from qupaint.seg.adapt import AdaptRecipe, adapt_segmenter
+
+            w = Path(keep.name) / f"adapted-{len(list(Path(keep.name).iterdir()))}.safetensors"
+            adapt_segmenter(list(pairs), material, recipe=AdaptRecipe(steps=adapt_steps), out=w)
+            fit["segmenter"] = str(w)
         mic = Microscope.from_dict(fit, "calibration")  # read as its camera file would be
-        settings = DetectorSettings.from_microscope(mic, um_per_px=scale)
+        settings = DetectorSettings.from_microscope(mic, um_per_px=scale, method=method)
 
         def run(img):
             return [d for d in detect(img, material, settings) if d["score"] >= min_score]
@@ -275,4 +287,5 @@ def calibrated_detector_from(material: str, microscope=None, min_score: float = 
         run.microscope = mic
         return run
 
+    build.workdir = keep  # the adapted weights live as long as the builder
     return build

@@ -270,6 +270,9 @@ def eval_real(
         5, help="With --loo: the most layers the masks mark (calibrate's --max-layers)"),
     out: Path = typer.Option(None, help="Write the figures as JSON here"),
     method: str = typer.Option(None, help=METHOD_HELP),
+    adapt_steps: int = typer.Option(
+        0, help="With --loo and --method learned or fused: also fine-tune the segmenter on "
+        "the other images' masks for this many steps (as calibrate --adapt-steps)"),
 ):
     """Score `qupaint detect` (its defaults) on whole expert-masked micrographs: recall at
     box IoU 0.5, thin-flake AP50 (Mono and Few are thin) and unmatched thin detections per
@@ -292,7 +295,8 @@ def eval_real(
 
     with user_errors(), progress("eval real" + (" (leave one out)" if loo else "")) as report:
         if loo:
-            build = calibrated_detector_from(material, mic, min_score, um_per_px, max_layers)
+            build = calibrated_detector_from(material, mic, min_score, um_per_px, max_layers,
+                                             method, adapt_steps)  # fmt: skip
             r = evaluate_real_loo(images, masks, build, progress=report)
         else:
             r = evaluate_real(images, masks, detector, progress=report)

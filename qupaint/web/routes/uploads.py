@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
 
 from qupaint._io import check_image_shape, rgb8
 from qupaint.constants import MAX_OXIDE_NM, MIN_SCORE, OXIDE_RANGE_NM
+from qupaint.detect.config import DEFAULT_METHOD, METHODS
 from qupaint.web.state import AppState, app_state
 
 __all__ = ["image_from_upload", "router"]
@@ -88,16 +89,21 @@ def _material(name: str) -> str:
 async def detect_upload(file: UploadFile = File(...), material: str = Form(...),
                         camera: str = Form("2dmatgmm"),
                         um_per_px: float | None = Form(None, gt=0, le=100),
+                        method: str = Form(DEFAULT_METHOD),
                         state: AppState = Depends(app_state)):  # fmt: skip
 
     material = _material(material)
+    if method not in METHODS:
+        raise HTTPException(422, f"method: one of {', '.join(METHODS)}; got {method!r}")
     data = await _read_upload_bytes(file, state)
     mic = _microscope(camera)
     # decoding and detection run in a worker process, within the time limit
-    return await state.compute(_detect_job, data, material, camera, mic.scale_or(um_per_px))
+    return await state.compute(_detect_job, data, material, camera, mic.scale_or(um_per_px),
+                               method)  # fmt: skip
 
 
-def _detect_job(data: bytes, material: str, camera: str, um_per_px: float | None) -> dict:
+def _detect_job(data: bytes, material: str, camera: str, um_per_px: float | None,
+                method: str = DEFAULT_METHOD) -> dict:  # fmt: skip
     """``/api/detect``'s work, in a worker: the upload decoded, its flakes found and drawn."""
     from qupaint.categories import CATEGORY_NAMES, THICK_MIN_LAYERS
     from qupaint.detect import DetectorSettings, detect
@@ -107,7 +113,7 @@ def _detect_job(data: bytes, material: str, camera: str, um_per_px: float | None
     img = image_from_upload(data)
     # the one door from a microscope to detection, as `qupaint detect` and `qupaint scan`
     # take it: the preset's oxide prior, scale and response included
-    settings = DetectorSettings.from_microscope(camera, um_per_px=um_per_px)
+    settings = DetectorSettings.from_microscope(camera, um_per_px=um_per_px, method=method)
     dets = [d for d in detect(img, material, settings, masks=True) if d["score"] >= MIN_SCORE]
     # the thin-flake candidates first, best first, then the thick ones: rows numbered as
     # the outlines are
