@@ -78,6 +78,17 @@ def test_detect_graphene_1920x1200_one_core(peer, graphene_chip, one_core):
          rounds=7, extra={"detections": found})  # fmt: skip
 
 
+@pytest.mark.parametrize("method", ["fused", "learned"])
+def test_detect_graphene_1920x1200_methods(peer, graphene_chip, one_core, method):
+    """The learned methods on the same image and core: ``fused`` runs the segmenter on the
+    thin candidates' windows, ``learned`` on the whole image."""
+    settings = DetectorSettings.from_microscope("2dmatgmm", method=method)
+    run = lambda: detect(graphene_chip, "graphene", settings)  # noqa: E731
+    found = len(run())  # loads the weights once
+    peer("detect-graphene-1920x1200-1core", f"qupaint-{method}-detector", run, ours=True, work=1,
+         rounds=5, extra={"detections": found})  # fmt: skip
+
+
 def test_detect_graphene_1920x1200_2dmatgmm(peer, graphene_chip, one_core):
     pytest.importorskip("cv2")
     numba = pytest.importorskip("numba")

@@ -109,18 +109,24 @@ def domain_auc(step: str, work: Path, n: int = 96) -> list[float]:
 def report(out_dir: Path, machine: str) -> None:
     from qupaint._io import write_json
 
+    out = ROOT / "benchmarks" / "results" / f"seg-ablation-{machine}.json"
+    done = json.loads(out.read_text())["rows"] if out.is_file() else {}
     rows = {}
     for step in ROWS:
         f = out_dir / f"{step}.score.json"
         if not f.is_file():
-            print(f"no {f}: skipped")
+            if step in done:  # a row measured before, kept as it was
+                rows[step] = done[step]
+            else:
+                print(f"no {f}: skipped")
             continue
         d = json.loads(f.read_text())
+        same = step in done and done[step]["training"] == d["meta"]["training"]
         rows[step] = {"real": d["real"], "training": d["meta"]["training"],
                       "synthia_val_pixel_iou": d["meta"]["validation"]["pixel_iou"],
-                      "domain_auc": domain_auc(step, out_dir)}  # fmt: skip
+                      "domain_auc": done[step]["domain_auc"] if same
+                      else domain_auc(step, out_dir)}  # fmt: skip
         print(step, rows[step]["domain_auc"], flush=True)
-    out = ROOT / "benchmarks" / "results" / f"seg-ablation-{machine}.json"
     write_json(out, {
         "what": "thin-flake segmenter (UNet width 12, depth 4, half-resolution stem; 800 "
                 "images, 1500 steps each) per Synthia step, no real label in training; "

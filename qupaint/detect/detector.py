@@ -145,25 +145,40 @@ def find_flakes(image, material: str, settings: DetectorSettings | None = None, 
 def verify_learned(img: np.ndarray, material: str, s: DetectorSettings, kept: list[Flake],
                    ctx: RuleContext) -> tuple[list[Flake], list[float | None]]:  # fmt: skip
     """The ``fused`` method's check: each thin flake's mean thin probability under the
-    settings' segmenter (:func:`~qupaint.detect.learned.p_learned`); one under
-    ``learned_min_p`` is rejected (rule ``learned``). Returns the flakes kept and, per flake,
-    its probability (None for thick ones, which the segmenter does not mark)."""
-    from qupaint.detect.learned import learned_probability, p_learned
+    settings' segmenter, run on the flake's box grown by ``learned_margin_px`` only
+    (:func:`qupaint.seg.window_probability`); one under ``learned_min_p`` is rejected (rule
+    ``learned``). Returns the flakes kept and, per flake, its probability (None for thick
+    ones, which the segmenter does not mark)."""
+    from qupaint.seg import window_probability
 
-    prob = learned_probability(img, material, s)
-    out, ps = [], []
-    for f in kept:
+    H, W = ctx.shape
+    m = s.config.learned_margin_px
+    thin_idx, windows = [], []
+    for k, f in enumerate(kept):
         if thick(f, ctx):
-            out.append(f)
-            ps.append(None)
             continue
-        mask, y0, x0 = f.whole
-        p = p_learned(prob, mask, y0, x0)
-        if p < s.config.learned_min_p:
+        mask, gy, gx = f.whole
+        (y0, y1), (x0, x1) = mask_extent(mask)
+        windows.append((max(0, gy + y0 - m), min(H, gy + y1 + m),
+                        max(0, gx + x0 - m), min(W, gx + x1 + m)))  # fmt: skip
+        thin_idx.append(k)
+    probs = window_probability(img, windows, s.segmenter, material) if windows else []
+    p_of = {}
+    for k, (wy0, wy1, wx0, wx1), prob in zip(thin_idx, windows, probs, strict=True):
+        mask, gy, gx = kept[k].whole
+        full = np.zeros((wy1 - wy0, wx1 - wx0), bool)  # the flake's mask in its window
+        ys, xs = np.nonzero(mask)
+        ys, xs = ys + gy - wy0, xs + gx - wx0
+        ok = (ys >= 0) & (ys < full.shape[0]) & (xs >= 0) & (xs < full.shape[1])
+        full[ys[ok], xs[ok]] = True
+        p_of[k] = float(prob[0][full].mean()) if full.any() else 0.0
+    out, ps = [], []
+    for k, f in enumerate(kept):
+        if k in p_of and p_of[k] < s.config.learned_min_p:
             f.piece.rejected = "learned"
             continue
         out.append(f)
-        ps.append(p)
+        ps.append(p_of.get(k))
     return out, ps
 
 

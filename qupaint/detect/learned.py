@@ -9,10 +9,12 @@ verified by it (``fused``). :func:`~qupaint.detect.detector.find_flakes` calls t
   image's layer ladder's (:func:`~qupaint.detect.detector.fit_image_ladder`, as the
   physics fits it) reading of the instance's median contrast, limited to 1-5.
 - **fused**: the physics detector's flakes, each thin one with ``p_learned``, the mean thin
-  probability of the segmenter over its mask. A thin flake under
-  ``config.learned_min_p`` is rejected (rule ``learned``): debris, shadows and rims the
-  rules let through. The score of the rest is multiplied by ``p_learned ** learned_weight``,
-  so the segmenter's confidence orders them. Layer counts stay the physics ladder's.
+  probability of the segmenter over its mask, the segmenter run on the flake's box grown by
+  ``config.learned_margin_px`` only (a few windows cost a fraction of the whole image). A
+  thin flake under ``config.learned_min_p`` is rejected (rule ``learned``): debris,
+  shadows and rims the rules let through. The score of the rest is multiplied by
+  ``p_learned ** learned_weight``, so the segmenter's confidence orders them. Layer counts
+  stay the physics ladder's.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 
 from qupaint.categories import THICK_MIN_LAYERS, category_of
 
-__all__ = ["learned_probability", "learned_detections", "p_learned"]
+__all__ = ["learned_probability", "learned_detections"]
 
 
 def learned_probability(image: np.ndarray, material: str, settings) -> np.ndarray:
@@ -86,11 +88,3 @@ def learned_detections(image: np.ndarray, material: str, settings, cm, ladder, c
             d["delta_e"] = float(np.linalg.norm(row - sub_lab))
     out.sort(key=lambda d: -d["score"])
     return out
-
-
-def p_learned(prob: np.ndarray, mask: np.ndarray, y0: int, x0: int) -> float:
-    """Mean thin probability of ``prob`` ([2, H, W]) over a window mask at (``y0``, ``x0``)."""
-    h, w = mask.shape
-    win = prob[0, y0 : y0 + h, x0 : x0 + w]
-    m = mask[: win.shape[0], : win.shape[1]]
-    return float(win[m].mean()) if m.any() else 0.0

@@ -39,6 +39,7 @@ __all__ = [
     "instances",
     "instance_boxes",
     "flake_detections",
+    "window_probability",
     "network_input",
     "DEFAULT_WEIGHTS",
     "MIN_AREA_PX",
@@ -110,6 +111,32 @@ def probability(image: np.ndarray, model: str | os.PathLike | UNet | None = None
     x = network_input(net, image, material)[None].contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         return torch.sigmoid(net(x))[0].contiguous().numpy()
+
+
+@torch.no_grad()
+def window_probability(image: np.ndarray, windows, model: str | os.PathLike | UNet | None = None,
+                       material: str | None = None) -> list[np.ndarray]:  # fmt: skip
+    """:func:`probability` on windows of ``image`` only: per ``(y0, y1, x0, x1)`` window, the
+    [2, y1 - y0, x1 - x0] probabilities, the contrast taken against the whole image's
+    substrate (:func:`~qupaint.seg.net.image_substrate`). Cheaper than the whole image when
+    only a few places are in question; near a window's edge the network sees less context
+    than on the whole image."""
+    from qupaint.seg.net import image_substrate, material_planes, with_planes
+
+    net = model if isinstance(model, UNet) else load_segmenter(model)
+    if net.in_channels != 3 and material is None:
+        network_input(net, image[:1, :1], None)  # raises the missing-material error
+    sub = image_substrate(image)
+    planes = material_planes(material) if net.in_channels != 3 else None
+    out = []
+    for y0, y1, x0, x1 in windows:
+        x = contrast_input(image[y0:y1, x0:x1], sub)
+        if planes is not None:
+            x = with_planes(x, planes)
+        x = x[None].contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            out.append(torch.sigmoid(net(x))[0].contiguous().numpy())
+    return out
 
 
 def instances(

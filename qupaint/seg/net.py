@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["UNet", "contrast_input", "material_planes", "segmenter_input", "with_planes",
-           "NOMINAL_OXIDE_NM"]  # fmt: skip
+__all__ = ["UNet", "contrast_input", "image_substrate", "material_planes", "segmenter_input",
+           "with_planes", "NOMINAL_OXIDE_NM"]  # fmt: skip
 
 #: the oxide the material planes are computed for (the 2DMatGMM graphene chips')
 NOMINAL_OXIDE_NM = 90.0
@@ -61,10 +61,14 @@ def segmenter_input(image: np.ndarray, material: str) -> torch.Tensor:
     return with_planes(contrast_input(image), material_planes(material))
 
 
-def contrast_input(image: np.ndarray) -> torch.Tensor:
-    """``[H, W, 3]`` uint8 (or float in [0, 1], the package's image convention) ->
-    ``[3, H, W]`` float32 contrast ``I / median - 1``, clipped to [-1, 3] (saturated
-    crystals)."""
+def image_substrate(image: np.ndarray) -> np.ndarray:
+    """[3] float32: the substrate :func:`contrast_input` divides by, the per-channel median
+    of every fourth pixel of every fourth row (of the 8-bit pixels)."""
+    x = _pixels8(image)
+    return np.median(x[::4, ::4].reshape(-1, 3), axis=0).astype(np.float32)
+
+
+def _pixels8(image: np.ndarray) -> np.ndarray:
     x = np.asarray(image)
     if x.ndim != 3 or x.shape[-1] != 3:
         raise ValueError(f"image must be [H, W, 3]; got shape {x.shape}")
@@ -74,7 +78,16 @@ def contrast_input(image: np.ndarray) -> torch.Tensor:
         x = (x * 255.0 + 0.5).astype(np.uint8)  # as the weights were trained on 8-bit pixels
     elif x.dtype != np.uint8:
         raise TypeError(f"image must be uint8 pixels or float in [0, 1]; got {x.dtype}")
-    sub = np.median(x[::4, ::4].reshape(-1, 3), axis=0).astype(np.float32)
+    return x
+
+
+def contrast_input(image: np.ndarray, substrate: np.ndarray | None = None) -> torch.Tensor:
+    """``[H, W, 3]`` uint8 (or float in [0, 1], the package's image convention) ->
+    ``[3, H, W]`` float32 contrast ``I / substrate - 1``, clipped to [-1, 3] (saturated
+    crystals); the substrate is :func:`image_substrate` unless given (a window of an
+    image takes its whole image's)."""
+    x = _pixels8(image)
+    sub = image_substrate(x) if substrate is None else np.asarray(substrate, np.float32)
     c = x.astype(np.float32) / np.maximum(sub, 1.0) - 1.0
     return torch.from_numpy(np.clip(c, -1.0, 3.0).transpose(2, 0, 1).copy())
 
