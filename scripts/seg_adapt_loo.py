@@ -7,7 +7,13 @@ weights are scored on every image as they ship. Scores: mask IoU 0.5 recall and 
 (issue 51's criterion), and as detections (:func:`qupaint.seg.flake_detections`) box-IoU
 recall, thin AP50 and unmatched thin candidates per image (``qupaint eval real``'s).
 
-    .venv/bin/python scripts/seg_adapt_loo.py --machine cpu-2core-amd-epyc   # ~20 min
+    .venv/bin/python scripts/seg_adapt_loo.py --machine cpu-2core-amd-epyc --save MAPS  # ~20 min
+    .venv/bin/python scripts/seg_adapt_loo.py --machine cpu-2core-amd-epyc --fuse MAPS
+
+``--fuse`` adds the ``fused`` rows from the saved maps: ``qupaint detect``'s physics
+detections, each thin one's score times its mean thin probability over its mask, those
+under 0.25 dropped (``DetectorConfig.learned_min_p`` / ``learned_weight``; the detector
+itself runs the segmenter on windows, this uses the whole-image maps).
 """
 
 from __future__ import annotations
@@ -37,8 +43,12 @@ def main() -> None:
     ap.add_argument("--machine", default=platform.node())
     ap.add_argument("--save", type=Path, help="Keep each held-out image's probability maps "
                     "here (<image>.<row>.npy, float16 [2, H, W]) to study fusions offline")
+    ap.add_argument("--fuse", type=Path, help="Only add the fused rows, from maps saved here")
     a = ap.parse_args()
     np.seterr(all="ignore")
+    if a.fuse:
+        fuse(a.fuse, a.machine)
+        return
     pairs = [(p, s, m) for s, m in SETS for p in find_masked_images(REAL / s / "images")]
     base = load_segmenter()
     rows = {"synthia-only": [], "adapted": []}
@@ -87,6 +97,50 @@ def main() -> None:
         "adapt_seconds_mean": float(np.mean(adapt_s)), "rows": out, "machine": a.machine,
         "platform": platform.platform(), "date": dt.date.today().isoformat(),
     })  # fmt: skip
+
+
+def fuse(maps: Path, machine: str) -> None:
+    import json
+
+    from qupaint._io import read_mask, read_rgb, write_json
+    from qupaint.bench.real import find_masked_images, mask_boxes, score_real
+    from qupaint.categories import THICK_MIN_LAYERS
+    from qupaint.detect import DetectorConfig, DetectorSettings, detect
+
+    cfg = DetectorConfig()
+    settings = DetectorSettings.from_microscope("2dmatgmm")
+    out_file = ROOT / "benchmarks" / "results" / f"seg-adapt-loo-{machine}.json"
+    res = json.loads(out_file.read_text())
+    fused = {}
+    for s, mat in SETS:
+        pairs = find_masked_images(REAL / s / "images")
+        phys = [detect(read_rgb(p.image), mat, settings, masks="window") for p in pairs]
+        boxes = [mask_boxes(read_mask(p.mask)) for p in pairs]
+        for row in ("synthia-only", "adapted"):
+            dets = []
+            for p, ds in zip(pairs, phys, strict=True):
+                prob = np.load(maps / f"{p.name}.{row}.npy").astype(np.float32)[0]
+                kept = []
+                for d in ds:
+                    d = dict(d)
+                    if d["layers"] < THICK_MIN_LAYERS:
+                        x, y = (int(round(v)) for v in d["bbox"][:2])
+                        m = d["mask"]
+                        pl = float(prob[y : y + m.shape[0], x : x + m.shape[1]][m].mean())
+                        if pl < cfg.learned_min_p:
+                            continue
+                        d["score"] *= pl**cfg.learned_weight
+                    kept.append(d)
+                dets.append([d for d in kept if d["score"] >= 0.05])
+            r = score_real(boxes, dets)
+            fused.setdefault(row, {})[s] = {k: r[k] for k in ("found", "recall", "AP50",
+                                                              "unmatched_per_image")}  # fmt: skip
+            print("fused", row, s, fused[row][s], flush=True)
+        r = score_real(boxes, [[d for d in ds if d["score"] >= 0.05] for ds in phys])
+        fused.setdefault("physics", {})[s] = {k: r[k] for k in ("found", "recall", "AP50",
+                                                                "unmatched_per_image")}  # fmt: skip
+    res["fused_whole_image_maps"] = fused
+    write_json(out_file, res)
 
 
 if __name__ == "__main__":
