@@ -115,27 +115,43 @@ def probability(image: np.ndarray, model: str | os.PathLike | UNet | None = None
 
 @torch.no_grad()
 def window_probability(image: np.ndarray, windows, model: str | os.PathLike | UNet | None = None,
-                       material: str | None = None) -> list[np.ndarray]:  # fmt: skip
+                       material: str | None = None,
+                       bucket: int = 32) -> list[np.ndarray]:  # fmt: skip
     """:func:`probability` on windows of ``image`` only: per ``(y0, y1, x0, x1)`` window, the
     [2, y1 - y0, x1 - x0] probabilities, the contrast taken against the whole image's
     substrate (:func:`~qupaint.seg.net.image_substrate`). Cheaper than the whole image when
-    only a few places are in question; near a window's edge the network sees less context
-    than on the whole image."""
+    only a few places are in question. Each window is widened (within the image) to a
+    multiple of ``bucket`` px a side, and windows of one size go through the network as one
+    batch: a small window costs the network's per-call overhead (about 3.5 ms on one core)
+    more than its pixels. Near a window's edge the network sees less context than on the
+    whole image."""
     from qupaint.seg.net import image_substrate, material_planes, with_planes
 
     net = model if isinstance(model, UNet) else load_segmenter(model)
     if net.in_channels != 3 and material is None:
         network_input(net, image[:1, :1], None)  # raises the missing-material error
+    H, W = image.shape[:2]
     sub = image_substrate(image)
     planes = material_planes(material) if net.in_channels != 3 else None
-    out = []
-    for y0, y1, x0, x1 in windows:
-        x = contrast_input(image[y0:y1, x0:x1], sub)
-        if planes is not None:
-            x = with_planes(x, planes)
-        x = x[None].contiguous(memory_format=torch.channels_last)
+    groups: dict[tuple[int, int], list] = {}
+    for k, (y0, y1, x0, x1) in enumerate(windows):
+        h = min(H, -(-(y1 - y0) // bucket) * bucket)
+        w = min(W, -(-(x1 - x0) // bucket) * bucket)
+        wy = min(max(0, (y0 + y1 - h) // 2), H - h)  # the window, widened about its centre
+        wx = min(max(0, (x0 + x1 - w) // 2), W - w)
+        groups.setdefault((h, w), []).append((k, wy, wx))
+    out: list = [None] * len(windows)
+    for (h, w), members in groups.items():
+        xs = []
+        for _, wy, wx in members:
+            x = contrast_input(image[wy : wy + h, wx : wx + w], sub)
+            xs.append(with_planes(x, planes) if planes is not None else x)
+        batch = torch.stack(xs).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            out.append(torch.sigmoid(net(x))[0].contiguous().numpy())
+            prob = torch.sigmoid(net(batch)).numpy()
+        for (k, wy, wx), p in zip(members, prob, strict=True):
+            y0, y1, x0, x1 = windows[k]
+            out[k] = np.ascontiguousarray(p[:, y0 - wy : y1 - wy, x0 - wx : x1 - wx])
     return out
 
 
