@@ -8,9 +8,9 @@ and the masks are the ``qupaint eval real`` / ``qupaint calibrate --images`` lay
 
 :func:`adapt_segmenter` fine-tunes every weight for a few hundred steps at a tenth of the
 pretraining rate on random crops of the masked images (half of them centred on a flake,
-the thin pixels being rare), with the pretraining loss (:func:`qupaint.seg.train._loss`):
-thin flake, and the cut between touching flakes (mask pixels within 2 px of another
-instance). The masks mark every thin flake, so every other pixel is background, bulk
+the thin pixels being rare), with the loop and loss of pretraining
+(:func:`qupaint.seg.train.fit`) on two targets: thin flake, and the cut between touching
+flakes (mask pixels within 2 px of another instance). The masks mark every thin flake, so every other pixel is background, bulk
 crystals, debris and residue included: what Synthia cannot teach.
 
 Example
@@ -133,7 +133,7 @@ def adapt_segmenter(
     from safetensors.torch import save
 
     from qupaint.seg import load_segmenter
-    from qupaint.seg.train import _loss
+    from qupaint.seg.train import fit, half_state
 
     pairs = list(pairs)
     if len(pairs) < 2:
@@ -167,21 +167,9 @@ def adapt_segmenter(
     torch.manual_seed(r.seed)
     t0 = time.time()
     net.train()
-    opt = torch.optim.AdamW(net.parameters(), lr=r.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=r.lr, total_steps=r.steps,
-                                                pct_start=0.1)  # fmt: skip
-    losses = []
     try:
-        for step in range(r.steps):
-            x, y = _crops(rng, inputs, targets, flake_px, planes, r.batch, r.crop, r.focus)
-            loss = _loss(net(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
-            if progress:
-                progress(step + 1, r.steps)
+        losses = fit(net, lambda: _crops(rng, inputs, targets, flake_px, planes, r.batch,
+                                         r.crop, r.focus), r.steps, r.lr, progress)  # fmt: skip
     finally:
         torch.set_num_threads(old_threads)
     net.eval()
@@ -189,8 +177,7 @@ def adapt_segmenter(
         import json
 
         out = Path(out)
-        state = {k: v.detach().to(torch.float16).contiguous() if v.is_floating_point() else v
-                 for k, v in net.state_dict().items()}  # fmt: skip
+        state = half_state(net)
         arch = {"name": "UNet", "width": net.width, "depth": net.depth, "stem": net.stem,
                 "in": "contrast+material" if with_material else "contrast"}  # fmt: skip
         meta = {

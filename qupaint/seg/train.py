@@ -24,7 +24,8 @@ from qupaint._io import atomic_write_bytes, write_json
 from qupaint._pool import run_tasks
 from qupaint.seg.net import UNet, contrast_input, material_planes, with_planes
 
-__all__ = ["SegmenterRecipe", "render_training_set", "thin_mask", "train_segmenter"]
+__all__ = ["SegmenterRecipe", "fit", "half_state", "render_training_set", "thin_mask",
+           "train_segmenter"]
 
 #: the thickest flake the segmenter marks (QF-Bench "Few" ends at 5 layers)
 THIN_MAX_LAYERS = 5
@@ -268,6 +269,34 @@ def _loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
             + 0.5 * bce(cut, t_cut, weight=weight, pos_weight=w))  # fmt: skip
 
 
+def fit(net: UNet, next_batch, steps: int, lr: float, progress=None) -> list[float]:
+    """``steps`` AdamW steps (weight decay 1e-4, one-cycle to ``lr``, 10 % warm-up) of
+    :func:`_loss` on ``next_batch()`` -> (inputs, targets); the losses. Pretraining and
+    few-shot adaptation (:mod:`qupaint.seg.adapt`) both train this way."""
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    losses = []
+    for step in range(steps):
+        x, y = next_batch()
+        loss = _loss(net(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        if progress:
+            progress(step + 1, steps)
+    return losses
+
+
+def half_state(net: UNet) -> dict:
+    """``net``'s state with its floating tensors in float16: what a weights file holds."""
+    state = {k: v.detach().to(torch.float16).contiguous() for k, v in net.state_dict().items()
+             if v.is_floating_point()}  # fmt: skip
+    state.update({k: v for k, v in net.state_dict().items() if not v.is_floating_point()})
+    return state
+
+
 @torch.no_grad()
 def _val_iou(net, inputs, masks, planes=None) -> float:
     net.eval()
@@ -354,25 +383,12 @@ def train_segmenter(out: str | Path, recipe: SegmenterRecipe | None = None,
     va_in, va_m = inputs[images:], masks[images:]
     tr_p, va_p = (planes[:images], planes[images:]) if r.material else (None, None)
     net = UNet(width, depth, in_channels=6 if r.material else 3, stem=r.stem)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     rng = np.random.default_rng(seed)
     t_render = time.time() - t0
-    losses = []
-    for step in range(steps):
-        x, y = _batch(rng, tr_m, tr_in, batch, crop, tr_p)
-        loss = _loss(net(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-        if progress:
-            progress("train", step + 1, steps)
+    losses = fit(net, lambda: _batch(rng, tr_m, tr_in, batch, crop, tr_p), steps, lr,
+                 (lambda d, t: progress("train", d, t)) if progress else None)  # fmt: skip
     iou = _val_iou(net, va_in, va_m, va_p)
-    state = {k: v.detach().to(torch.float16).contiguous() for k, v in net.state_dict().items()
-             if v.is_floating_point()}  # fmt: skip
-    state.update({k: v for k, v in net.state_dict().items() if not v.is_floating_point()})
+    state = half_state(net)
     meta = {
         "architecture": {"name": "UNet", "width": width, "depth": depth, "stem": r.stem,
                          "in": "contrast+material" if r.material else "contrast"},
