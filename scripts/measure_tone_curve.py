@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CROPS = ROOT.parent / "shared" / "data" / "real" / "layer-crops"
 
 
-def extrapolation(response: bool) -> dict:
+def extrapolation(response: bool, illuminant: str = "A") -> dict:
     """Fit to the medians of the calibration layers, error on the held-out layers."""
     crops = find_layer_crops(CROPS)
     C = measure_crops(crops)
@@ -40,7 +40,8 @@ def extrapolation(response: bool) -> dict:
         med = {L: np.median(C[[i for i, c in enumerate(crops) if c.material == mat
                                and c.layers == L]], axis=0) for L in (*calib, *held)}  # fmt: skip
         name = "graphene" if mat == "Graphene" else mat
-        fit = fit_camera([(name, L, med[L]) for L in calib], oxide_nm=rng, response=response)
+        fit = fit_camera([(name, L, med[L]) for L in calib], oxide_nm=rng, response=response,
+                         illuminant=illuminant)  # fmt: skip
         pred = predicted_contrast(name, list(held), fit.oxide_nm, fit.camera, fit.response)
         err = pred - np.array([med[L] for L in held])
         out[mat] = {"calibrated_on": list(calib), "held_out": list(held),
@@ -54,7 +55,22 @@ def extrapolation(response: bool) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--machine", default=platform.node())
+    ap.add_argument("--lamps", action="store_true", help="Only add the lamp-temperature "
+                    "sweep (blackbody lamps, spectral camera) to the existing results")
     a = ap.parse_args()
+    out = ROOT / "benchmarks" / "results" / f"camera-tone-curve-{a.machine}.json"
+    if a.lamps:
+        import json
+
+        res = json.loads(out.read_text())
+        res["lamp_temperature"] = {
+            "what": "the extrapolation error with the lamp a blackbody of each temperature "
+                    "(the bands, NA and oxide fitted as always)",
+            "rows": {str(t): extrapolation(False, f"blackbody:{t}")
+                     for t in (2400, 2856, 3200, 3600, 4500, 6500)}}  # fmt: skip
+        write_json(out, res)
+        print(res["lamp_temperature"])
+        return
     rows = {}
     for response in (False, True):
         key = "tone curve" if response else "spectral camera only"
@@ -67,7 +83,6 @@ def main() -> None:
             "extrapolation": extrapolation(response),
         }
         print(key, rows[key], flush=True)
-    out = ROOT / "benchmarks" / "results" / f"camera-tone-curve-{a.machine}.json"
     write_json(out, {"what": __doc__.split("\n\n")[0], "rows": rows, "machine": a.machine,
                      "platform": platform.platform(), "date": dt.date.today().isoformat()})
     print(f"wrote {out}")

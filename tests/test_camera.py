@@ -352,3 +352,20 @@ def test_a_camera_brings_its_lamp_so_a_separate_illuminant_is_refused():
     # without a camera the illuminant lights the sRGB observer, D65 by default
     assert np.array_equal(tmm_substrate_color(90.0), tmm_substrate_color(90.0, "D65"))
     assert not np.allclose(tmm_substrate_color(90.0, "A"), tmm_substrate_color(90.0))
+
+
+def test_a_blackbody_lamp_is_cie_a_at_2856_kelvin():
+    """``"blackbody:<K>"``: Planck's law (colour-science's ``sd_blackbody``); CIE A is
+    defined as a Planckian radiator of 2856 K, so the two agree."""
+    from qupaint.color.data import illuminant_on
+
+    wl = np.arange(380.0, 781.0, 5.0)
+    a, b = illuminant_on("blackbody:2856", wl), illuminant_on("A", wl)
+    np.testing.assert_allclose(a / a.max(), b / b.max(), atol=5e-4)
+    hot, cold = illuminant_on("blackbody:6500", wl), illuminant_on("blackbody:2400", wl)
+    assert hot[0] / hot[-1] > 1 > cold[0] / cold[-1]  # hotter is bluer
+    cam = Camera.gaussian((610, 540, 465), (60, 60, 60), illuminant="blackbody:3200")
+    assert np.all(np.isfinite(cam.weights(wl)))
+    for bad in ("blackbody:", "blackbody:hot", "blackbody:100"):
+        with pytest.raises(ValueError, match="blackbody"):
+            illuminant_on(bad, wl)

@@ -79,8 +79,9 @@ class Camera:
     Attributes
     ----------
     kind : "srgb" | "gaussian" | "table"
-    illuminant : the lamp: a CIE name (``"A"`` for halogen) or a CSV path
-        (``wavelength_nm,value``), as :func:`qupaint.color.spectra_to_xyz` accepts.
+    illuminant : the lamp: a CIE name (``"A"`` for halogen), a blackbody of a temperature
+        (``"blackbody:3200"``, Planck's law) or a CSV path (``wavelength_nm,value``), as
+        :func:`qupaint.color.spectra_to_xyz` accepts.
     na : illumination numerical aperture in [0, 0.95]; 0 is normal incidence only.
     gamma : response exponent (the camera writes I^(1/gamma)); 1 is linear.
     centers_nm, widths_nm : Gaussian channel centres and FWHM, (R, G, B) ("gaussian").

@@ -136,12 +136,27 @@ def cmfs_on(wavelengths_nm: Any) -> np.ndarray:
     return _cmfs(grid_shape(wavelengths_nm)).copy()
 
 
+def blackbody_kelvin(spec: str) -> float:
+    """The temperature (K) of a ``"blackbody:<K>"`` lamp (a halogen lamp is close to a
+    blackbody of 2800-3200 K; CIE A is one of 2856 K); 1000-25000 K, else a ValueError."""
+    try:
+        t = float(spec.split(":", 1)[1])
+    except (IndexError, ValueError):
+        raise ValueError(f"illuminant: {spec!r}: give 'blackbody:<kelvin>', e.g. "
+                         "'blackbody:3000'") from None  # fmt: skip
+    if not 1000.0 <= t <= 25000.0:
+        raise ValueError(f"illuminant: {spec!r}: the temperature must lie in 1000-25000 K")
+    return t
+
+
 def _illuminant_sd(illuminant: Any):
     colour = _colour()
     if isinstance(illuminant, colour.SpectralDistribution):
         return illuminant
     if isinstance(illuminant, (str, Path)) and str(illuminant) in colour.SDS_ILLUMINANTS:
         return colour.SDS_ILLUMINANTS[str(illuminant)]
+    if isinstance(illuminant, str) and illuminant.lower().startswith("blackbody:"):
+        return colour.sd_blackbody(blackbody_kelvin(illuminant))
     if isinstance(illuminant, (str, Path)):
         path = Path(illuminant)
         if not path.exists():
