@@ -201,7 +201,8 @@ def calibrate(
     ),
     um_per_px: float = typer.Option(None, help="Image scale to record (default the camera's)"),
     oxide_nm: str = typer.Option("60:320", help="SiO2 thickness range LO:HI (nm)"),
-    illuminant: str = typer.Option("A", help="Lamp: A (halogen), D65, ..., blackbody:<K> or a CSV path"),
+    illuminant: str = typer.Option(
+        "A", help="Lamp: A (halogen), D65, ..., blackbody:<K> or a CSV path"),
     gamma: float = typer.Option(1.0, help="Camera response exponent (1 = linear pixel values)"),
     out: Path = typer.Option(Path("camera.json"), help="Where to write the calibrated camera"),
     adapt_steps: int = typer.Option(

@@ -10,8 +10,9 @@ and the masks are the ``qupaint eval real`` / ``qupaint calibrate --images`` lay
 pretraining rate on random crops of the masked images (half of them centred on a flake,
 the thin pixels being rare), with the loop and loss of pretraining
 (:func:`qupaint.seg.train.fit`) on two targets: thin flake, and the cut between touching
-flakes (mask pixels within 2 px of another instance). The masks mark every thin flake, so every other pixel is background, bulk
-crystals, debris and residue included: what Synthia cannot teach.
+flakes (mask pixels within 2 px of another instance). The masks mark every thin flake, so
+every other pixel is background, bulk crystals, debris and residue included: what Synthia
+cannot teach.
 
 Example
 -------
