@@ -9,8 +9,8 @@
 from __future__ import annotations
 
 __all__ = ["ANSWER_MIN_SCORE", "MAX_IMAGE_ASPECT", "MAX_IMAGE_PIXELS", "MAX_IMAGE_SIDE",
-           "MAX_OXIDE_NM", "MIN_SCORE", "OXIDE_RANGE_NM", "REFERENCE_UM_PER_PX", "check_oxide",
-           "parse_oxide"]  # fmt: skip
+           "MAX_OXIDE_NM", "MIN_AREA_PX", "MIN_SCORE", "OXIDE_RANGE_NM", "REFERENCE_UM_PER_PX",
+           "check_oxide", "parse_oxide"]  # fmt: skip
 
 #: the reference microscope's image scale (um per pixel): a 20x objective on the Sony
 #: IMX174 camera of the 2DMatGMM-System (Uslu et al. 2024), the scale of the real
@@ -33,6 +33,9 @@ MAX_IMAGE_SIDE = 20_000
 MAX_IMAGE_ASPECT = 20.0
 #: detections scoring below this (a probability) are dropped by default
 MIN_SCORE = 0.05
+#: the smallest flake (pixels) the detector and the segmenter keep where the image scale is
+#: not known (``DetectorConfig.min_area_px``, ``qupaint.seg.MIN_AREA_PX``)
+MIN_AREA_PX = 100
 #: detections scoring at least this answer a question: the physics detector's reference
 #: row of QF-Bench's per-task table, and the flake candidates a QuPAINT model reads as its
 #: physics evidence (:mod:`qupaint.model.whole_image`)

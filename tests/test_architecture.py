@@ -23,11 +23,14 @@ LAYERS = [
               "qupaint.rle", "qupaint._extras", "qupaint.boxes")),
     ("optics", ("qupaint.optics",)),  # materials.py (n,k tables), then tmm.py
     ("color", ("qupaint.color",)),
+    # the thin-flake segmenter's network and inference: the detector's learned methods use it
+    ("seg", ("qupaint.seg",)),
     ("detect", ("qupaint.detect",)),  # the product: flake hunting on real chips
     ("scan", ("qupaint.scan",)),  # chip scans into a flake database, maps, exports
     ("pia/gate", ("qupaint.pia", "qupaint.gate", "qupaint.triton")),
     ("synthia", ("qupaint.synthia",)),
-    ("seg", ("qupaint.seg",)),
+    # training the segmenter on Synthia, adapting it to masked real images
+    ("seg-train", ("qupaint.seg.train", "qupaint.seg.adapt")),
     ("instruct", ("qupaint.instruct",)),
     ("model", ("qupaint.model",)),
     ("train", ("qupaint.train",)),

@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass, field
 
 from qupaint.categories import THICK_MIN_LAYERS
-from qupaint.constants import OXIDE_RANGE_NM, parse_oxide
+from qupaint.constants import MIN_AREA_PX, OXIDE_RANGE_NM, parse_oxide
 
 __all__ = ["DetectorConfig", "DetectorSettings", "METHODS", "DEFAULT_METHOD"]
 
@@ -47,7 +47,7 @@ class DetectorConfig:
     min_contrast: float = 0.05  # mean |C| over the channels below this: residue, vignetting
     edge_sigma: float = 3.0  # a colour gradient above this (noise units) splits pieces
     min_area_um2: float = 15.0  # physical minimum size (dust specks are smaller)
-    min_area_px: int = 100  # the minimum size when the image scale is not known
+    min_area_px: int = MIN_AREA_PX  # the minimum size when the image scale is not known
     min_width_px: float = 3.0  # mean width 2 area / perimeter below this: fibre, scratch
     max_aspect: float = 20.0  # ... or length / width above this (flake slivers reach ~7)
     sliver_width_px: float = 4.0  # ... or mean width below this while its convex hull ...

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from qupaint.detect.config import DetectorConfig
+from qupaint.constants import MIN_AREA_PX
 from qupaint.seg.net import UNet, contrast_input, segmenter_input
 
 __all__ = [
@@ -46,11 +46,8 @@ __all__ = [
 ]
 
 DEFAULT_WEIGHTS = "thin-flakes.safetensors"
-
-
-#: the smallest instance kept, pixels: the physics detector's own minimum where the scale
-#: is unknown (one door for both)
-MIN_AREA_PX = int(DetectorConfig.min_area_px)
+# MIN_AREA_PX, the smallest instance kept (pixels), is the physics detector's own minimum
+# where the scale is unknown (qupaint.constants: one value for both)
 
 
 def _default_path() -> Path:

@@ -125,14 +125,14 @@ PIECE_MIN_SHARE = 0.15
 
 def crop_pieces(folder) -> list[tuple[np.ndarray, np.ndarray, str]]:
     """The labelled real flakes under ``folder`` (``<layers>/<Material>_<image>_ann<k>_
-    L<layers>.png``, :func:`~qupaint.bench.layers.find_layer_crops`) of at most
-    :data:`THIN_MAX_LAYERS` layers, cut out (:func:`~qupaint.bench.layers.cut_out_crop`) for
+    L<layers>.png``, :func:`~qupaint.detect.crops.find_layer_crops`) of at most
+    :data:`THIN_MAX_LAYERS` layers, cut out (:func:`~qupaint.detect.crops.cut_out_crop`) for
     :class:`~qupaint.synthia.composite.ChipComposer`: ``(ratio float16, part, material)``.
     Crops whose flake covers under :data:`PIECE_MIN_SHARE` of the box, or is not darker
     than the substrate in green (a cut that took something else for the flake), are left
     out. The layer label is used only to keep thin flakes."""
     from qupaint._io import read_rgb
-    from qupaint.bench.layers import cut_out_crop, find_layer_crops
+    from qupaint.detect.crops import cut_out_crop, find_layer_crops
 
     out = []
     for c in find_layer_crops(folder):

@@ -204,7 +204,7 @@ class ChipComposer:
         :func:`ignore_mask`); default none.
     seed : the stream of draws; ``sample(i)`` is a pure function of (seed, i).
     pieces : real labelled flakes cut out of their crops, ``(ratio [h, w, 3], part [h, w],
-        material)`` as :func:`qupaint.bench.layers.cut_out_crop` gives them (part 1: the
+        material)`` as :func:`qupaint.detect.crops.cut_out_crop` gives them (part 1: the
         labelled thin flake, 2: neighbours of unknown thickness, left out of the loss).
         A share ``paste_prob`` of the images takes its material from a piece and gets
         ``pasted`` of that material's pieces, multiplied onto the chip.
