@@ -259,6 +259,7 @@ def calibrated_detector_from(material: str, microscope=None, min_score: float = 
     (detections scoring ``min_score`` or more) with ``method``. With ``adapt_steps``, the
     segmenter the ``learned`` and ``fused`` methods use is also fine-tuned on those images
     (:func:`qupaint.seg.adapt.adapt_segmenter`), as the same command does."""
+    import itertools
     import tempfile
 
     from qupaint.color import Microscope
@@ -268,6 +269,7 @@ def calibrated_detector_from(material: str, microscope=None, min_score: float = 
     start = Microscope.load(microscope if microscope is not None else "2dmatgmm")
     scale = start.scale_or(um_per_px)
     keep = tempfile.TemporaryDirectory(prefix="qupaint-loo-")
+    runs = itertools.count()
 
     def build(pairs):
         fit = calibrate_from_masks(list(pairs), material, start.camera, um_per_px=scale,
@@ -275,7 +277,7 @@ def calibrated_detector_from(material: str, microscope=None, min_score: float = 
         if adapt_steps:
             from qupaint.seg.adapt import AdaptRecipe, adapt_segmenter
 
-            w = Path(keep.name) / f"adapted-{len(list(Path(keep.name).iterdir()))}.safetensors"
+            w = Path(keep.name) / f"adapted-{next(runs)}.safetensors"
             adapt_segmenter(list(pairs), material, recipe=AdaptRecipe(steps=adapt_steps), out=w)
             fit["segmenter"] = str(w)
         mic = Microscope.from_dict(fit, "calibration")  # read as its camera file would be

@@ -19,6 +19,18 @@ one function each:
    deviations) times a size term ``1 - exp(-area / size_um2)`` times the share not in a
    halo times its probability of being thin (or thick); the report ranks by it
    (:func:`report`). The category comes from the layer count (:mod:`qupaint.categories`).
+
+That is the ``physics`` method (:data:`~qupaint.detect.config.METHODS`). Two others use the
+thin-flake segmenter of :mod:`qupaint.seg` (the settings' ``segmenter`` weights: a
+calibration's adapted ones, else the shipped Synthia-only ones):
+
+- ``learned`` (:func:`learned_detections`): stages 1-4 fit the ladder, then the
+  segmenter's instances are the detections and the ladder only counts their layers;
+- ``fused`` (:func:`verify_learned`): the six stages, each thin flake then checked by the
+  segmenter on its box grown by ``config.learned_margin_px``; under ``learned_min_p`` it is
+  rejected (rule ``learned``: debris, shadows and rims the rules let through), and the
+  score of the rest is multiplied by ``p_learned ** learned_weight``. Layer counts stay
+  the ladder's.
 """
 
 from __future__ import annotations
@@ -28,7 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from qupaint.categories import category_of
+from qupaint.categories import THICK_MIN_LAYERS, category_of
 from qupaint.color import Camera, linear_srgb_to_lab
 from qupaint.constants import OXIDE_RANGE_NM
 from qupaint.detect.config import DetectorConfig, DetectorSettings
@@ -58,7 +70,8 @@ from qupaint.rle import encode_window
 __all__ = ["DetectionResult", "DetectorSettings", "OxideSearch", "detect", "drop_penumbrae",
            "estimate_oxide_from_flakes", "find_flakes", "find_pieces", "fit_image_ladder",
            "judge_flakes", "oxide_search", "reject_pieces", "report", "score",
-           "settings_contrast", "verify_learned"]  # fmt: skip
+           "settings_contrast", "verify_learned", "learned_detections", "attach",
+           "add_delta_e"]  # fmt: skip
 
 
 @dataclass
@@ -122,8 +135,6 @@ def find_flakes(image, material: str, settings: DetectorSettings | None = None, 
     reject_pieces(pieces, ctx)
     ladder = fit_image_ladder(pieces, cm, material, cam, search, ctx)
     if s.method == "learned":  # the segmenter finds, the ladder only counts layers
-        from qupaint.detect.learned import learned_detections
-
         return DetectionResult(
             learned_detections(img, material, s, cm, ladder, ctx, masks, image_id), [], ladder)
     pieces = split_terraces(pieces, cm, ladder.contrast, cfg, ctx.min_px)
@@ -153,25 +164,19 @@ def verify_learned(img: np.ndarray, material: str, s: DetectorSettings, kept: li
 
     H, W = ctx.shape
     m = s.config.learned_margin_px
-    thin_idx, windows = [], []
+    thin = []  # (flake index, its window, where its mask's box lies in the window)
     for k, f in enumerate(kept):
         if thick(f, ctx):
             continue
         mask, gy, gx = f.whole
         (y0, y1), (x0, x1) = mask_extent(mask)
-        windows.append((max(0, gy + y0 - m), min(H, gy + y1 + m),
-                        max(0, gx + x0 - m), min(W, gx + x1 + m)))  # fmt: skip
-        thin_idx.append(k)
-    probs = window_probability(img, windows, s.segmenter, material) if windows else []
-    p_of = {}
-    for k, (wy0, wy1, wx0, wx1), prob in zip(thin_idx, windows, probs, strict=True):
-        mask, gy, gx = kept[k].whole
-        full = np.zeros((wy1 - wy0, wx1 - wx0), bool)  # the flake's mask in its window
-        ys, xs = np.nonzero(mask)
-        ys, xs = ys + gy - wy0, xs + gx - wx0
-        ok = (ys >= 0) & (ys < full.shape[0]) & (xs >= 0) & (xs < full.shape[1])
-        full[ys[ok], xs[ok]] = True
-        p_of[k] = float(prob[0][full].mean()) if full.any() else 0.0
+        wy, wx = max(0, gy + y0 - m), max(0, gx + x0 - m)
+        window = (wy, min(H, gy + y1 + m), wx, min(W, gx + x1 + m))
+        at = (slice(gy + y0 - wy, gy + y1 - wy), slice(gx + x0 - wx, gx + x1 - wx))
+        thin.append((k, window, at, mask[y0:y1, x0:x1]))
+    probs = window_probability(img, [t[1] for t in thin], s.segmenter, material) if thin else []
+    p_of = {k: float(prob[0][at][box].mean())
+            for (k, _, at, box), prob in zip(thin, probs, strict=True)}  # fmt: skip
     out, ps = [], []
     for k, f in enumerate(kept):
         if k in p_of and p_of[k] < s.config.learned_min_p:
@@ -180,6 +185,50 @@ def verify_learned(img: np.ndarray, material: str, s: DetectorSettings, kept: li
         out.append(f)
         ps.append(p_of.get(k))
     return out, ps
+
+
+def learned_detections(image: np.ndarray, material: str, settings, cm, ladder, ctx, masks,
+                       image_id: int | None) -> list[dict]:  # fmt: skip
+    """The ``learned`` method's detections, in :func:`detect`'s form: the thin-flake
+    instances of :mod:`qupaint.seg` (the settings' ``segmenter`` weights: a calibration's
+    adapted ones, else the shipped Synthia-only ones), scored by their mean thin
+    probability. No physics piece or rule decides what is a flake. The segmenter marks 1-5
+    layers without counting them; the count is the image's ladder's reading of the
+    instance's median contrast, limited to 1-5. ``cm`` is the image's contrast map,
+    ``ladder`` its fitted layer ladder and ``ctx`` the detector's
+    :class:`~qupaint.detect.rules.RuleContext` (noise, minimum size)."""
+    from scipy.ndimage import find_objects
+
+    from qupaint.seg import instances, probability
+
+    prob = probability(image, settings.segmenter, material)
+    lab = instances(prob, 0.5, max(1, int(round(ctx.min_px))))
+    found = [(k, sl) for k, sl in enumerate(find_objects(lab), start=1) if sl is not None]
+    meds = [np.median(cm.C[sl][lab[sl] == k], axis=0) for k, sl in found]
+    classes = classify_many(np.reshape(meds, (-1, 3)), ctx.noise, ladder.contrast,
+                            hypotheses(ladder, ctx.cfg), ctx.cfg) if found else []  # fmt: skip
+    out = []
+    for (k, sl), c, (nl, d2, p_thin, p_fit) in zip(found, meds, classes, strict=True):
+        m = lab[sl] == k
+        layers = int(min(max(nl, 1), THICK_MIN_LAYERS - 1))
+        area = int(m.sum())
+        d = {
+            "bbox": [float(sl[1].start), float(sl[0].start), float(sl[1].stop - sl[1].start),
+                     float(sl[0].stop - sl[0].start)],
+            "score": round(float(prob[0][sl][m].mean()), 4),
+            "category_id": category_of(layers),
+            "layers": layers,
+            "contrast": [round(float(v), 5) for v in c],
+            "fit_sigma": float(np.sqrt(d2 / 3.0)),
+            "p_thin": round(float(p_thin), 4),
+            "p_fit": round(float(p_fit), 4),
+            "area": area,
+        }  # fmt: skip
+        attach(d, m, sl[0].start, sl[1].start, ctx, masks, image_id)
+        out.append(d)
+    add_delta_e(out, meds, cm.substrate)
+    out.sort(key=lambda d: -d["score"])
+    return out
 
 
 def settings_contrast(image, settings: DetectorSettings, backend: str | None = None
@@ -299,9 +348,8 @@ def report(flakes: list[Flake], cm: ContrastMap, ctx: RuleContext, masks: bool |
     """The COCO detections of the flakes kept (see :func:`detect`), best first; with
     ``learned`` (per flake, the segmenter's probability or None) a thin flake's score is
     multiplied by ``p_learned ** learned_weight`` and the probability reported."""
-    cfg, um, (H, W) = ctx.cfg, ctx.um_per_px, ctx.shape
-    sub_lin = cm.substrate  # for delta_e: the mean substrate colour
-    dets, labs = [], []
+    cfg, um = ctx.cfg, ctx.um_per_px
+    dets, meds = [], []
     for k, f in enumerate(flakes):
         p, (grown, gy, gx) = f.piece, f.whole
         med = p.contrast
@@ -312,7 +360,7 @@ def report(flakes: list[Flake], cm: ContrastMap, ctx: RuleContext, masks: bool |
         p_class = f.p_thin if not is_thick else 1.0 - f.p_thin
         (y0, y1), (x0, x1) = mask_extent(grown)
         x0, y0, x1, y1 = gx + x0, gy + y0, gx + x1, gy + y1
-        labs.append(sub_lin * (1.0 + med))
+        meds.append(med)
         d = {
             "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
             "score": float(score(fit, area_um2, p.halo, p_class, cfg)),
@@ -327,22 +375,40 @@ def report(flakes: list[Flake], cm: ContrastMap, ctx: RuleContext, masks: bool |
         if learned is not None and learned[k] is not None:
             d["p_learned"] = round(learned[k], 4)
             d["score"] *= learned[k] ** cfg.learned_weight
-        if um:
-            d["area_um2"] = float(area * um**2)
-        if masks == "window":  # the mask cut to its box, no image-size RLE to encode
-            d["mask"] = np.ascontiguousarray(grown[y0 - gy : y1 - gy, x0 - gx : x1 - gx])
-        elif masks:
-            d["segmentation"] = encode_window(grown, gy, gx, H, W)
-        if image_id is not None:
-            d["image_id"] = image_id
+        attach(d, grown, gy, gx, ctx, masks, image_id)
         dets.append(d)
-    if dets:  # the colour difference to the substrate, all detections in one conversion
-        sub_lab = linear_srgb_to_lab(sub_lin)
-        lab = np.asarray(linear_srgb_to_lab(np.array(labs)))
-        for d, row in zip(dets, lab, strict=True):
-            d["delta_e"] = float(np.linalg.norm(row - sub_lab))
+    add_delta_e(dets, meds, cm.substrate)
     dets.sort(key=lambda d: -d["score"])
     return dets
+
+
+def attach(d: dict, mask: np.ndarray, my: int, mx: int, ctx: RuleContext, masks: bool | str,
+           image_id: int | None) -> None:  # fmt: skip
+    """Complete detection ``d`` (its ``bbox`` and ``area`` set), whose pixels are ``mask``,
+    a window whose top-left pixel is (``my``, ``mx``): ``area_um2`` when the scale is known,
+    the mask as :func:`detect` says (``"window"``: cut to the box, no image-size RLE to
+    encode) and the image id. Every method's detections end here."""
+    if ctx.um_per_px:
+        d["area_um2"] = float(d["area"] * ctx.um_per_px**2)
+    if masks == "window":
+        x, y, w, h = (int(v) for v in d["bbox"])
+        d["mask"] = np.ascontiguousarray(mask[y - my : y - my + h, x - mx : x - mx + w])
+    elif masks:
+        d["segmentation"] = encode_window(mask, my, mx, *ctx.shape)
+    if image_id is not None:
+        d["image_id"] = image_id
+
+
+def add_delta_e(dets: list[dict], contrasts, substrate: np.ndarray) -> None:
+    """Each detection's ``delta_e``: the CIELAB distance of its colour (the linear
+    ``substrate`` times ``1 + C``, its median contrast) to the substrate's, all detections
+    in one conversion."""
+    if not dets:
+        return
+    sub_lab = linear_srgb_to_lab(substrate)
+    lab = np.asarray(linear_srgb_to_lab(substrate * (1.0 + np.asarray(contrasts))))
+    for d, row in zip(dets, lab, strict=True):
+        d["delta_e"] = float(np.linalg.norm(row - sub_lab))
 
 
 def _bright_level(material: str, cam: Camera, search: OxideSearch, cfg: DetectorConfig

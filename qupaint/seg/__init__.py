@@ -92,10 +92,14 @@ def network_input(net: UNet, image: np.ndarray, material: str | None) -> torch.T
     network was trained with them (then ``material`` is required)."""
     if net.in_channels == 3:
         return contrast_input(image)
-    if material is None:
+    _require_material(net, material)
+    return segmenter_input(image, material)
+
+
+def _require_material(net: UNet, material: str | None) -> None:
+    if net.in_channels != 3 and material is None:
         raise ValueError("material: this segmenter reads the flakes' material (its one-layer "
                          "contrast); give it, e.g. material='graphene'")  # fmt: skip
-    return segmenter_input(image, material)
 
 
 @torch.no_grad()
@@ -125,8 +129,7 @@ def window_probability(image: np.ndarray, windows, model: str | os.PathLike | UN
     from qupaint.seg.net import image_substrate, material_planes, with_planes
 
     net = model if isinstance(model, UNet) else load_segmenter(model)
-    if net.in_channels != 3 and material is None:
-        network_input(net, image[:1, :1], None)  # raises the missing-material error
+    _require_material(net, material)
     H, W = image.shape[:2]
     sub = image_substrate(image)
     planes = material_planes(material) if net.in_channels != 3 else None

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from qupaint._io import atomic_write_bytes, read_mask, read_rgb, write_json
+from qupaint._io import read_mask, read_rgb
 from qupaint.seg.net import UNet, contrast_input, material_planes, with_planes
 
 __all__ = ["AdaptRecipe", "adapt_segmenter", "mask_targets", "read_masked"]
@@ -131,10 +131,9 @@ def adapt_segmenter(
     recipe : :class:`AdaptRecipe` (300 steps of 8 crops of 256 px: about a minute a
         hundred steps on 2 cores).
     """
-    from safetensors.torch import save
 
     from qupaint.seg import load_segmenter
-    from qupaint.seg.train import fit, half_state
+    from qupaint.seg.train import architecture, fit, save_segmenter
 
     pairs = list(pairs)
     if len(pairs) < 2:
@@ -175,14 +174,8 @@ def adapt_segmenter(
         torch.set_num_threads(old_threads)
     net.eval()
     if out is not None:
-        import json
-
-        out = Path(out)
-        state = half_state(net)
-        arch = {"name": "UNet", "width": net.width, "depth": net.depth, "stem": net.stem,
-                "in": "contrast+material" if with_material else "contrast"}  # fmt: skip
-        meta = {
-            "architecture": arch,
+        save_segmenter(Path(out), net, {
+            "architecture": architecture(net),
             "adapted": {
                 "from": str(base) if base is not None and not isinstance(base, UNet)
                 else "shipped Synthia-only weights",
@@ -193,10 +186,5 @@ def adapt_segmenter(
                 "final_loss_mean_last_50": float(np.mean(losses[-50:])),
                 "seconds": round(time.time() - t0, 1),
             },
-        }
-        out.parent.mkdir(parents=True, exist_ok=True)
-        # weights first, then the JSON: a run killed in between leaves old JSON and new
-        # weights only if the weights' rename happened, never a half-written file
-        atomic_write_bytes(out, save(state, metadata={"qupaint": json.dumps(arch)}))
-        write_json(out.with_suffix(".json"), meta)
+        })  # fmt: skip
     return net.to(memory_format=torch.channels_last)

@@ -24,8 +24,8 @@ from qupaint._io import atomic_write_bytes, write_json
 from qupaint._pool import run_tasks
 from qupaint.seg.net import UNet, contrast_input, material_planes, with_planes
 
-__all__ = ["SegmenterRecipe", "fit", "half_state", "render_training_set", "thin_mask",
-           "train_segmenter"]
+__all__ = ["SegmenterRecipe", "architecture", "fit", "render_training_set", "save_segmenter",
+           "thin_mask", "train_segmenter"]
 
 #: the thickest flake the segmenter marks (QF-Bench "Few" ends at 5 layers)
 THIN_MAX_LAYERS = 5
@@ -113,7 +113,7 @@ def composite_overrides(step: str) -> dict:
         return dict(COMPOSITE_STEPS[step])
     groups = step.split("+")
     bad = [g for g in groups if g not in _STEP_GROUPS]
-    if bad or not groups:
+    if bad:
         raise ValueError(f"step: one of {', '.join(COMPOSITE_STEPS)}, or groups joined by '+' "
                          f"(e.g. backgrounds+pasted); got {step!r}")  # fmt: skip
     return {k: v for g in _STEP_GROUPS if g not in groups for k, v in _STEP_GROUPS[g].items()}
@@ -289,12 +289,23 @@ def fit(net: UNet, next_batch, steps: int, lr: float, progress=None) -> list[flo
     return losses
 
 
-def half_state(net: UNet) -> dict:
-    """``net``'s state with its floating tensors in float16: what a weights file holds."""
-    state = {k: v.detach().to(torch.float16).contiguous() for k, v in net.state_dict().items()
-             if v.is_floating_point()}  # fmt: skip
-    state.update({k: v for k, v in net.state_dict().items() if not v.is_floating_point()})
-    return state
+def architecture(net: UNet) -> dict:
+    """What :func:`~qupaint.seg.load_segmenter` needs to rebuild ``net``."""
+    return {"name": "UNet", "width": net.width, "depth": net.depth, "stem": net.stem,
+            "in": "contrast" if net.in_channels == 3 else "contrast+material"}  # fmt: skip
+
+
+def save_segmenter(out: Path, net: UNet, meta: dict) -> None:
+    """Write ``net`` to ``out`` (``.safetensors``: floating tensors in float16, its
+    :func:`architecture` as metadata), atomically, then ``meta`` beside it as ``.json``:
+    a run killed in between never leaves a half-written file."""
+    from safetensors.torch import save
+
+    state = {k: v.detach().to(torch.float16).contiguous() if v.is_floating_point() else v
+             for k, v in net.state_dict().items()}  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, save(state, metadata={"qupaint": json.dumps(architecture(net))}))
+    write_json(out.with_suffix(".json"), meta)
 
 
 @torch.no_grad()
@@ -357,8 +368,6 @@ def train_segmenter(out: str | Path, recipe: SegmenterRecipe | None = None,
     content. ``progress(stage, done, total)`` reports."""
     from dataclasses import replace
 
-    from safetensors.torch import save
-
     out = Path(out)
     if out.suffix != ".safetensors":
         raise ValueError(f"out must end in .safetensors; got {out}")
@@ -388,10 +397,8 @@ def train_segmenter(out: str | Path, recipe: SegmenterRecipe | None = None,
     losses = fit(net, lambda: _batch(rng, tr_m, tr_in, batch, crop, tr_p), steps, lr,
                  (lambda d, t: progress("train", d, t)) if progress else None)  # fmt: skip
     iou = _val_iou(net, va_in, va_m, va_p)
-    state = half_state(net)
     meta = {
-        "architecture": {"name": "UNet", "width": width, "depth": depth, "stem": r.stem,
-                         "in": "contrast+material" if r.material else "contrast"},
+        "architecture": architecture(net),
         "task": f"thin flakes, 1-{THIN_MAX_LAYERS} layers, per pixel",
         "training": {
             "data": (f"Synthia flakes composited onto "
@@ -417,7 +424,5 @@ def train_segmenter(out: str | Path, recipe: SegmenterRecipe | None = None,
         "validation": {"synthia_images": n_val, "pixel_iou": round(iou, 4)},
         "command": command,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out, save(state, metadata={"qupaint": json.dumps(meta["architecture"])}))
-    write_json(out.with_suffix(".json"), meta)
+    save_segmenter(out, net, meta)
     return meta
